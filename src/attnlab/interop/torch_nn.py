@@ -1,0 +1,195 @@
+"""Weight mapping between attnlab's blocks and their ``torch.nn`` twins.
+
+This is the only place where masks change convention: attnlab's masks say ``True`` = "may
+attend"; ``nn.MultiheadAttention``'s ``key_padding_mask`` and boolean ``attn_mask`` say
+``True`` = "may NOT attend". Use :func:`torch_key_padding_mask` and :func:`torch_attn_mask`
+to convert an attnlab mask before calling a torch module.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnlab.nn import EncoderLayer, MultiHeadAttention, TransformerEncoder
+
+
+def torch_key_padding_mask(mask: Tensor) -> Tensor:
+    """attnlab padding mask ``(B, 1, 1, T)``, True = real -> torch ``(B, T)``, True = padding."""
+    if mask.dim() != 4 or mask.shape[1:3] != (1, 1):
+        raise ValueError(f"expected an attnlab padding mask (B, 1, 1, T); got {tuple(mask.shape)}")
+    return ~mask[:, 0, 0, :]  # (B, T)
+
+
+def torch_attn_mask(mask: Tensor) -> Tensor:
+    """attnlab ``(T_q, T_k)`` mask (True = may attend) -> torch ``attn_mask`` (True = blocked)."""
+    if mask.dim() != 2:
+        raise ValueError(f"expected an attnlab (T_q, T_k) mask; got {tuple(mask.shape)}")
+    return ~mask
+
+
+def _activation_name(layer: nn.TransformerEncoderLayer) -> str:
+    activation = layer.activation
+    if activation is F.relu or isinstance(activation, nn.ReLU):
+        return "relu"
+    if activation is F.gelu or (
+        isinstance(activation, nn.GELU) and activation.approximate == "none"
+    ):
+        return "gelu"
+    raise ValueError(f"unsupported activation {activation!r}: attnlab supports relu and exact gelu")
+
+
+def _copy_linear(dst: nn.Linear, weight: Tensor, bias: Tensor | None) -> None:
+    with torch.no_grad():
+        dst.weight.copy_(weight)
+        if (dst.bias is None) != (bias is None):
+            raise ValueError("bias mismatch between source and destination")
+        if bias is not None:
+            dst.bias.copy_(bias)
+
+
+def _mha_from_torch(src: nn.MultiheadAttention) -> MultiHeadAttention:
+    if not src._qkv_same_embed_dim:
+        raise ValueError("kdim/vdim different from embed_dim are not supported")
+    if src.bias_k is not None or src.add_zero_attn:
+        raise ValueError("add_bias_kv and add_zero_attn are not supported")
+    dst = MultiHeadAttention(
+        src.embed_dim, src.num_heads, dropout=src.dropout, bias=src.in_proj_bias is not None
+    )
+    dst.to(device=src.in_proj_weight.device, dtype=src.in_proj_weight.dtype)
+    _copy_linear(dst.qkv_proj, src.in_proj_weight, src.in_proj_bias)
+    _copy_linear(dst.out_proj, src.out_proj.weight, src.out_proj.bias)
+    return dst
+
+
+def _mha_to_torch(src: MultiHeadAttention) -> nn.MultiheadAttention:
+    has_bias = src.qkv_proj.bias is not None
+    dst = nn.MultiheadAttention(
+        src.d_model, src.num_heads, dropout=src.dropout, bias=has_bias, batch_first=True
+    )
+    dst.to(device=src.qkv_proj.weight.device, dtype=src.qkv_proj.weight.dtype)
+    with torch.no_grad():
+        dst.in_proj_weight.copy_(src.qkv_proj.weight)
+        if has_bias:
+            dst.in_proj_bias.copy_(src.qkv_proj.bias)
+    _copy_linear(dst.out_proj, src.out_proj.weight, src.out_proj.bias)
+    return dst
+
+
+def _layer_from_torch(src: nn.TransformerEncoderLayer) -> EncoderLayer:
+    if src.norm1.eps != src.norm2.eps:
+        raise ValueError("the two LayerNorms of the layer must share one eps")
+    dst = EncoderLayer(
+        d_model=src.self_attn.embed_dim,
+        num_heads=src.self_attn.num_heads,
+        d_ff=src.linear1.out_features,
+        dropout=src.dropout.p,
+        activation=_activation_name(src),
+        norm_first=src.norm_first,
+        layer_norm_eps=src.norm1.eps,
+    )
+    dst.self_attn = _mha_from_torch(src.self_attn)
+    dst.to(device=src.linear1.weight.device, dtype=src.linear1.weight.dtype)
+    _copy_linear(dst.feed_forward.linear1, src.linear1.weight, src.linear1.bias)
+    _copy_linear(dst.feed_forward.linear2, src.linear2.weight, src.linear2.bias)
+    dst.norm1.load_state_dict(src.norm1.state_dict())
+    dst.norm2.load_state_dict(src.norm2.state_dict())
+    return dst
+
+
+def _layer_to_torch(src: EncoderLayer) -> nn.TransformerEncoderLayer:
+    attn = src.self_attn
+    ff = src.feed_forward
+    dst = nn.TransformerEncoderLayer(
+        d_model=attn.d_model,
+        nhead=attn.num_heads,
+        dim_feedforward=ff.linear1.out_features,
+        dropout=src.dropout1.p,
+        activation=ff.activation_name,
+        layer_norm_eps=src.norm1.eps,
+        batch_first=True,
+        norm_first=src.norm_first,
+    )
+    dst.self_attn = _mha_to_torch(attn)
+    dst.to(device=ff.linear1.weight.device, dtype=ff.linear1.weight.dtype)
+    _copy_linear(dst.linear1, ff.linear1.weight, ff.linear1.bias)
+    _copy_linear(dst.linear2, ff.linear2.weight, ff.linear2.bias)
+    dst.norm1.load_state_dict(src.norm1.state_dict())
+    dst.norm2.load_state_dict(src.norm2.state_dict())
+    return dst
+
+
+def _encoder_from_torch(src: nn.TransformerEncoder) -> TransformerEncoder:
+    first = src.layers[0]
+    dst = TransformerEncoder(
+        num_layers=len(src.layers),
+        d_model=first.self_attn.embed_dim,
+        num_heads=first.self_attn.num_heads,
+        final_norm=src.norm is not None,
+        layer_norm_eps=src.norm.eps if src.norm is not None else first.norm1.eps,
+    )
+    dst.layers = nn.ModuleList(_layer_from_torch(layer) for layer in src.layers)
+    if src.norm is not None:
+        dst.norm.load_state_dict(src.norm.state_dict())
+    weight = first.linear1.weight
+    return dst.to(device=weight.device, dtype=weight.dtype)
+
+
+def _encoder_to_torch(src: TransformerEncoder) -> nn.TransformerEncoder:
+    layers = [_layer_to_torch(layer) for layer in src.layers]
+    norm = None
+    if src.norm is not None:
+        norm = nn.LayerNorm(src.norm.normalized_shape, eps=src.norm.eps)
+        norm.load_state_dict(src.norm.state_dict())
+    # nn.TransformerEncoder deep-copies the layer it is given; put the real ones in afterwards.
+    dst = nn.TransformerEncoder(
+        layers[0], num_layers=len(layers), norm=norm, enable_nested_tensor=False
+    )
+    dst.layers = nn.ModuleList(layers)
+    return dst.to(device=layers[0].linear1.weight.device)
+
+
+_FROM_TORCH = {
+    nn.MultiheadAttention: _mha_from_torch,
+    nn.TransformerEncoderLayer: _layer_from_torch,
+    nn.TransformerEncoder: _encoder_from_torch,
+}
+_TO_TORCH = {
+    MultiHeadAttention: _mha_to_torch,
+    EncoderLayer: _layer_to_torch,
+    TransformerEncoder: _encoder_to_torch,
+}
+
+
+def from_torch(module: nn.Module) -> nn.Module:
+    """Build the attnlab twin of a ``torch.nn`` module, with the same weights.
+
+    Accepts ``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer`` and
+    ``nn.TransformerEncoder``. attnlab modules are always batch-first: call them with
+    ``(B, T, D)`` inputs whatever the source's ``batch_first`` was. The copy is in the same
+    train/eval mode as the source.
+    """
+    for cls, convert in _FROM_TORCH.items():
+        if type(module) is cls:
+            return convert(module).train(module.training)
+    raise TypeError(
+        f"from_torch does not know {type(module).__name__}; "
+        f"supported: {', '.join(c.__name__ for c in _FROM_TORCH)}"
+    )
+
+
+def to_torch(module: nn.Module) -> nn.Module:
+    """Build the ``torch.nn`` twin (``batch_first=True``) of an attnlab module, same weights.
+
+    Accepts :class:`~attnlab.nn.MultiHeadAttention`, :class:`~attnlab.nn.EncoderLayer` and
+    :class:`~attnlab.nn.TransformerEncoder`. Remember to convert masks with
+    :func:`torch_key_padding_mask` / :func:`torch_attn_mask` before calling the result.
+    """
+    for cls, convert in _TO_TORCH.items():
+        if type(module) is cls:
+            return convert(module).train(module.training)
+    raise TypeError(
+        f"to_torch does not know {type(module).__name__}; "
+        f"supported: {', '.join(c.__name__ for c in _TO_TORCH)}"
+    )

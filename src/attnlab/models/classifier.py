@@ -1,0 +1,89 @@
+"""SequenceClassifier: a Transformer encoder with a learned CLS token (as in BERT and ViT)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from attnlab.models.predictor import positional_encoding
+from attnlab.nn import TokenEmbedding, TransformerEncoder, padding_mask
+
+
+@dataclass
+class SequenceClassifierConfig:
+    """Hyperparameters of :class:`SequenceClassifier`.
+
+    ``max_len`` counts input tokens (the CLS token is extra). ``d_ff=None`` means
+    ``4 * d_model``.
+    """
+
+    vocab_size: int
+    num_classes: int
+    pad_id: int = 0
+    d_model: int = 64
+    num_heads: int = 4
+    num_layers: int = 2
+    d_ff: int | None = None
+    dropout: float = 0.1
+    max_len: int = 64
+    positional: Literal["sinusoidal", "learned"] = "learned"
+    activation: Literal["relu", "gelu"] = "relu"
+    norm_first: bool = False
+
+
+class SequenceClassifier(nn.Module):
+    """Classify a whole sequence from the output at a learned CLS token prepended to it.
+
+    ``[CLS] x_1 .. x_T`` -> token embedding (section 3.4) + positions (3.5) -> encoder (3.1)
+    -> linear head on the CLS position. Padding (``pad_id``) is masked out of attention, so
+    the logits do not depend on how much padding a sequence carries.
+
+    Input: token ids ``(B, T)`` with ``T <= max_len``. Output: logits ``(B, num_classes)``.
+    """
+
+    config_class = SequenceClassifierConfig
+
+    def __init__(self, config: SequenceClassifierConfig):
+        super().__init__()
+        self.config = config
+        d_model = config.d_model
+        self.embed = TokenEmbedding(config.vocab_size, d_model)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, d_model))
+        self.positions = positional_encoding(
+            config.positional, d_model, config.max_len + 1, config.dropout
+        )
+        self.encoder = TransformerEncoder(
+            num_layers=config.num_layers,
+            d_model=d_model,
+            num_heads=config.num_heads,
+            d_ff=config.d_ff or 4 * d_model,
+            dropout=config.dropout,
+            activation=config.activation,
+            norm_first=config.norm_first,
+            final_norm=config.norm_first,
+        )
+        self.head = nn.Linear(d_model, config.num_classes)
+
+    def _encode_input(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """Embedded ``[CLS] + tokens`` ``(B, 1 + T, d_model)``, their mask ``(B, 1, 1, 1 + T)``."""
+        B = tokens.size(0)
+        x = self.embed(tokens)  # (B, T, d_model)
+        cls = self.cls_token.expand(B, -1, -1)  # (B, 1, d_model)
+        x = self.positions(torch.cat([cls, x], dim=1))  # (B, 1 + T, d_model)
+        keep = padding_mask(tokens, self.config.pad_id)  # (B, 1, 1, T)
+        cls_keep = keep.new_ones(B, 1, 1, 1)  # the CLS token is always real
+        return x, torch.cat([cls_keep, keep], dim=-1)  # (B, 1, 1, 1 + T)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        x, mask = self._encode_input(tokens)
+        hidden = self.encoder(x, mask=mask)  # (B, 1 + T, d_model)
+        return self.head(hidden[:, 0])  # (B, num_classes)
+
+    def attention_maps(self, tokens: Tensor) -> list[Tensor]:
+        """Every layer's attention weights ``(B, H, 1 + T, 1 + T)``; index 0 is the CLS token."""
+        x, mask = self._encode_input(tokens)
+        _, maps = self.encoder(x, mask=mask, return_attention=True)
+        return maps

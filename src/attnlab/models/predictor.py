@@ -1,0 +1,101 @@
+"""TokenPredictor: a Transformer encoder that predicts one class per input position."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import Tensor, nn
+
+from attnlab.nn import (
+    LearnedPositionalEncoding,
+    SinusoidalPositionalEncoding,
+    TokenEmbedding,
+    TransformerEncoder,
+)
+
+
+@dataclass
+class TokenPredictorConfig:
+    """Hyperparameters of :class:`TokenPredictor`.
+
+    Exactly one of ``vocab_size`` (inputs are token ids, embedded as in section 3.4) and
+    ``input_dim`` (inputs are feature vectors, linearly projected to ``d_model``) is set.
+    ``d_ff=None`` means ``4 * d_model`` (the paper's ratio, 2048 / 512).
+    """
+
+    num_classes: int
+    vocab_size: int | None = None
+    input_dim: int | None = None
+    d_model: int = 64
+    num_heads: int = 4
+    num_layers: int = 2
+    d_ff: int | None = None
+    dropout: float = 0.0
+    max_len: int = 512
+    positional: Literal["sinusoidal", "learned"] = "sinusoidal"
+    activation: Literal["relu", "gelu"] = "relu"
+    norm_first: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.vocab_size is None) == (self.input_dim is None):
+            raise ValueError("set exactly one of vocab_size (token ids) and input_dim (features)")
+        if self.positional not in ("sinusoidal", "learned"):
+            raise ValueError(
+                f"positional must be 'sinusoidal' or 'learned'; got {self.positional!r}"
+            )
+
+
+def positional_encoding(kind: str, d_model: int, max_len: int, dropout: float) -> nn.Module:
+    """The positional encoding named ``kind`` ('sinusoidal' or 'learned'), dropout after it."""
+    if kind == "sinusoidal":
+        return SinusoidalPositionalEncoding(d_model, max_len, dropout)
+    return LearnedPositionalEncoding(d_model, max_len, dropout)
+
+
+class TokenPredictor(nn.Module):
+    """Input embedding -> positional encoding -> Transformer encoder -> per-position classifier.
+
+    The "TransformerPredictor" of the classic tutorial, built from attnlab's blocks
+    (sections 3.1, 3.4, 3.5). Input: token ids ``(B, T)`` (with ``vocab_size``) or features
+    ``(B, T, input_dim)`` (with ``input_dim``); optional ``mask`` as for
+    :class:`~attnlab.nn.TransformerEncoder` (bool, ``True`` = may attend).
+    Output: logits ``(B, T, num_classes)``.
+    """
+
+    config_class = TokenPredictorConfig
+
+    def __init__(self, config: TokenPredictorConfig):
+        super().__init__()
+        self.config = config
+        d_model = config.d_model
+        if config.vocab_size is not None:
+            self.embed: nn.Module = TokenEmbedding(config.vocab_size, d_model)
+        else:
+            self.embed = nn.Linear(config.input_dim, d_model)
+        self.positions = positional_encoding(
+            config.positional, d_model, config.max_len, config.dropout
+        )
+        self.encoder = TransformerEncoder(
+            num_layers=config.num_layers,
+            d_model=d_model,
+            num_heads=config.num_heads,
+            d_ff=config.d_ff or 4 * d_model,
+            dropout=config.dropout,
+            activation=config.activation,
+            norm_first=config.norm_first,
+            final_norm=config.norm_first,
+        )
+        self.head = nn.Linear(d_model, config.num_classes)
+
+    def _encode_input(self, x: Tensor) -> Tensor:
+        return self.positions(self.embed(x))  # (B, T, d_model)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        hidden = self.encoder(self._encode_input(x), mask=mask)  # (B, T, d_model)
+        return self.head(hidden)  # (B, T, num_classes)
+
+    def attention_maps(self, x: Tensor, mask: Tensor | None = None) -> list[Tensor]:
+        """Every layer's attention weights, a list of ``num_layers`` tensors ``(B, H, T, T)``."""
+        _, maps = self.encoder(self._encode_input(x), mask=mask, return_attention=True)
+        return maps

@@ -1,0 +1,35 @@
+"""Building blocks of the Transformer, named as in "Attention Is All You Need".
+
+Mask convention everywhere: bool, ``True`` = "may attend" (see :mod:`attnlab.nn.masks`).
+"""
+
+from attnlab.nn.attention import (
+    MultiHeadAttention,
+    fused_scaled_dot_product_attention,
+    scaled_dot_product_attention,
+)
+from attnlab.nn.embedding import (
+    LearnedPositionalEncoding,
+    SinusoidalPositionalEncoding,
+    TokenEmbedding,
+    sinusoidal_table,
+)
+from attnlab.nn.layers import EncoderLayer, FeedForward, TransformerEncoder
+from attnlab.nn.masks import causal_mask, check_mask, combine_masks, padding_mask
+
+__all__ = [
+    "EncoderLayer",
+    "FeedForward",
+    "LearnedPositionalEncoding",
+    "MultiHeadAttention",
+    "SinusoidalPositionalEncoding",
+    "TokenEmbedding",
+    "TransformerEncoder",
+    "causal_mask",
+    "check_mask",
+    "combine_masks",
+    "fused_scaled_dot_product_attention",
+    "padding_mask",
+    "scaled_dot_product_attention",
+    "sinusoidal_table",
+]

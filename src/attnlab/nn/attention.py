@@ -1,0 +1,189 @@
+"""Scaled dot-product attention and multi-head attention (paper sections 3.2.1 and 3.2.2).
+
+Two attention paths compute the same function:
+
+* :func:`scaled_dot_product_attention` writes the math out and returns the attention weights
+  (for teaching and attention maps);
+* :func:`fused_scaled_dot_product_attention` calls
+  :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels; the default for
+  training and inference when the weights are not needed).
+
+Masks follow the attnlab convention: bool, ``True`` = "may attend" (see :mod:`attnlab.nn.masks`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnlab.nn.masks import causal_mask, check_mask, combine_masks
+
+# Since PyTorch 2.5 (pytorch/pytorch#133882) the fused kernels return zeros for a query row
+# with no allowed key; older releases return NaN there and need the rows zeroed by hand.
+_TORCH_VERSION = tuple(int(part) for part in torch.__version__.split(".")[:2])
+_FUSED_ZEROES_EMPTY_ROWS = _TORCH_VERSION >= (2, 5)
+
+
+def scaled_dot_product_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, written out (section 3.2.1).
+
+    Args:
+        q: queries ``(B, H, T_q, d_k)``.
+        k: keys ``(B, H, T_k, d_k)``.
+        v: values ``(B, H, T_k, d_v)``.
+        mask: bool, ``True`` = may attend; broadcastable to ``(B, H, T_q, T_k)``.
+        dropout_p: dropout on the attention weights (pass 0.0 in eval mode).
+
+    Returns:
+        ``(output, weights)``: output ``(B, H, T_q, d_v)`` and weights ``(B, H, T_q, T_k)``.
+        A query row with no allowed key gets all-zero weights, hence a zero output (never NaN).
+    """
+    d_k = q.size(-1)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  # (B, H, T_q, T_k)
+    if mask is not None:
+        # The most negative finite number rather than -inf: a fully masked row then gives a
+        # finite (uniform) softmax instead of NaN, and the masked_fill below zeroes it.
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = scores.softmax(dim=-1)  # (B, H, T_q, T_k)
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights @ v, weights  # (B, H, T_q, d_v), (B, H, T_q, T_k)
+
+
+def fused_scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+) -> Tensor:
+    """The same function through :func:`torch.nn.functional.scaled_dot_product_attention`.
+
+    Shapes as in :func:`scaled_dot_product_attention`; returns only the output
+    ``(B, H, T_q, d_v)``. ``is_causal=True`` applies the causal mask without materialising it
+    (only valid with ``mask=None``). Query rows with no allowed key give zeros, as on the
+    explicit path.
+    """
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+    )  # (B, H, T_q, d_v)
+    if mask is not None and not _FUSED_ZEROES_EMPTY_ROWS:
+        has_any_key = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1)
+        out = out.masked_fill(~has_any_key, 0.0)
+    return out
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention, section 3.2.2: ``Concat(head_1..head_h) W^O``.
+
+    ``head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)`` with ``d_k = d_v = d_model / h``. The
+    three input projections of all heads are stored as one ``(3 d_model, d_model)`` matrix
+    ``qkv_proj`` (rows: Q, then K, then V — the layout of ``nn.MultiheadAttention``'s
+    ``in_proj_weight``). Self-attention applies it in one fused matmul; cross-attention
+    (keys and values from another sequence, section 3.2.3) applies its Q rows to the queries
+    and its K/V rows to the memory.
+
+    Args:
+        d_model: model width; must be divisible by ``num_heads``.
+        num_heads: number of heads ``h``.
+        dropout: dropout on the attention weights (train mode only).
+        bias: whether the projections have biases.
+
+    Call:
+        ``mha(x, mask=None)`` — self-attention, ``x: (B, T, d_model)``;
+        ``mha(x, memory, mask=None)`` — cross-attention, ``memory: (B, T_k, d_model)``.
+        ``mask``: bool, ``True`` = may attend, ``(T_q, T_k)`` or ``(B|1, H|1, T_q|1, T_k)``.
+        ``is_causal=True`` adds the causal mask (self-attention only).
+
+    Returns:
+        ``(B, T_q, d_model)``; with ``need_weights=True`` the pair ``(output, weights)`` with
+        weights ``(B, H, T_q, T_k)``, computed on the explicit path. Otherwise the fused path.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if d_model % num_heads != 0:
+            raise ValueError(
+                f"d_model must be divisible by num_heads; got d_model={d_model}, "
+                f"num_heads={num_heads} (d_model % num_heads = {d_model % num_heads})"
+            )
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.d_head = d_model // num_heads
+        self.dropout = dropout
+        self.qkv_proj = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform weights, zero biases."""
+        nn.init.xavier_uniform_(self.qkv_proj.weight)
+        nn.init.xavier_uniform_(self.out_proj.weight)
+        if self.qkv_proj.bias is not None:
+            nn.init.zeros_(self.qkv_proj.bias)
+            nn.init.zeros_(self.out_proj.bias)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        mask: Tensor | None = None,
+        need_weights: bool = False,
+        is_causal: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        B, T_q = self._check_input("x", x)
+        H, d_head = self.num_heads, self.d_head
+        if memory is None:
+            T_k = T_q
+            qkv = self.qkv_proj(x)  # (B, T, 3 * d_model)
+            qkv = qkv.view(B, T_q, 3, H, d_head).permute(2, 0, 3, 1, 4)  # (3, B, H, T, d_head)
+            q, k, v = qkv.unbind(0)  # each (B, H, T, d_head)
+        else:
+            if is_causal:
+                raise ValueError("is_causal=True applies to self-attention only, not to memory")
+            B_m, T_k = self._check_input("memory", memory)
+            if B_m != B:
+                raise ValueError(f"memory batch size {B_m} does not match x batch size {B}")
+            w_q, w_kv = self.qkv_proj.weight.split([self.d_model, 2 * self.d_model])
+            b_q, b_kv = (None, None)
+            if self.qkv_proj.bias is not None:
+                b_q, b_kv = self.qkv_proj.bias.split([self.d_model, 2 * self.d_model])
+            q = F.linear(x, w_q, b_q).view(B, T_q, H, d_head).transpose(1, 2)  # (B, H, T_q, d_head)
+            kv = F.linear(memory, w_kv, b_kv)  # (B, T_k, 2 * d_model)
+            kv = kv.view(B, T_k, 2, H, d_head).permute(2, 0, 3, 1, 4)  # (2, B, H, T_k, d_head)
+            k, v = kv.unbind(0)  # each (B, H, T_k, d_head)
+
+        if mask is not None:
+            check_mask(mask, B, H, T_q, T_k)
+        if is_causal and (mask is not None or need_weights):
+            mask = combine_masks(causal_mask(T_q, T_k, device=x.device), mask)
+            is_causal = False
+
+        dropout_p = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+        else:
+            heads = fused_scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal)
+        # heads: (B, H, T_q, d_head)
+        heads = heads.transpose(1, 2).reshape(B, T_q, self.d_model)  # (B, T_q, d_model)
+        out = self.out_proj(heads)  # (B, T_q, d_model)
+        return (out, weights) if need_weights else out
+
+    def _check_input(self, name: str, t: Tensor) -> tuple[int, int]:
+        if t.dim() != 3 or t.size(-1) != self.d_model:
+            raise ValueError(
+                f"{name} must have shape (B, T, d_model={self.d_model}); got {tuple(t.shape)}"
+            )
+        return t.size(0), t.size(1)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, num_heads={self.num_heads}, dropout={self.dropout}"

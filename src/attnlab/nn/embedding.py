@@ -1,0 +1,115 @@
+"""Token embeddings and positional encodings (paper sections 3.4 and 3.5)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from attnlab.nn.dropout import Dropout
+
+
+class TokenEmbedding(nn.Module):
+    """Learned token embedding multiplied by ``sqrt(d_model)`` (section 3.4).
+
+    Weights are drawn from ``N(0, d_model^-1/2)`` so that the scaled embedding has unit
+    variance, the same scale as the sinusoidal positions added to it.
+
+    Input: token ids ``(B, T)`` (long). Output: ``(B, T, d_model)``.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, padding_idx: int | None = None):
+        super().__init__()
+        self.d_model = d_model
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
+        nn.init.normal_(self.embedding.weight, mean=0.0, std=d_model**-0.5)
+        if padding_idx is not None:
+            with torch.no_grad():
+                self.embedding.weight[padding_idx].zero_()
+
+    @property
+    def weight(self) -> Tensor:
+        """The ``(vocab_size, d_model)`` embedding matrix (for weight tying)."""
+        return self.embedding.weight
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must have shape (B, T); got {tuple(tokens.shape)}")
+        return self.embedding(tokens) * math.sqrt(self.d_model)  # (B, T, d_model)
+
+
+def sinusoidal_table(max_len: int, d_model: int) -> Tensor:
+    """The paper's positional encoding table (section 3.5), shape ``(max_len, d_model)``.
+
+    ``PE[pos, 2i] = sin(pos / 10000^(2i / d_model))`` and
+    ``PE[pos, 2i+1] = cos(pos / 10000^(2i / d_model))``.
+    """
+    position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(d_model / 2),)
+    angle = position / torch.pow(10000.0, two_i / d_model)  # (max_len, ceil(d_model / 2))
+    table = torch.zeros(max_len, d_model, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(angle)
+    table[:, 1::2] = torch.cos(angle[:, : d_model // 2])
+    return table.float()
+
+
+class _PositionalEncoding(nn.Module):
+    """Shared checks for the two positional encodings: length limit, then dropout."""
+
+    def __init__(self, max_len: int, dropout: float):
+        super().__init__()
+        self.max_len = max_len
+        self.dropout = Dropout(dropout)
+
+    def positions(self, T: int, offset: int) -> Tensor:
+        """Encodings of positions ``offset .. offset + T - 1``, shape ``(T, d_model)``."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """Add the encodings of positions ``offset, offset + 1, ...`` to ``x``, then dropout.
+
+        Input and output: ``(B, T, d_model)``. ``offset`` is the position of ``x[:, 0]``
+        (non-zero when decoding one token at a time with a key/value cache).
+        """
+        if x.dim() != 3:
+            raise ValueError(f"x must have shape (B, T, d_model); got {tuple(x.shape)}")
+        T = x.size(1)
+        if offset + T > self.max_len:
+            raise ValueError(
+                f"sequence length {offset + T} exceeds the maximum length {self.max_len} "
+                "of the positional encoding"
+            )
+        return self.dropout(x + self.positions(T, offset))  # (B, T, d_model)
+
+
+class SinusoidalPositionalEncoding(_PositionalEncoding):
+    """Fixed sinusoidal positional encoding added to the input, then dropout (section 3.5).
+
+    The table is a non-persistent buffer: it is recomputed, never saved in checkpoints.
+    Input and output: ``(B, T, d_model)`` with ``T <= max_len``.
+    """
+
+    def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
+        super().__init__(max_len, dropout)
+        self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
+
+    def positions(self, T: int, offset: int) -> Tensor:
+        return self.table[offset : offset + T]  # (T, d_model)
+
+
+class LearnedPositionalEncoding(_PositionalEncoding):
+    """Learned absolute position embeddings added to the input, then dropout.
+
+    The paper's alternative to sinusoids (section 3.5, "learned positional embeddings
+    ... produced nearly identical results"); used by BERT, GPT and ViT.
+    Input and output: ``(B, T, d_model)`` with ``T <= max_len``.
+    """
+
+    def __init__(self, d_model: int, max_len: int = 512, dropout: float = 0.0):
+        super().__init__(max_len, dropout)
+        self.embedding = nn.Embedding(max_len, d_model)
+        nn.init.normal_(self.embedding.weight, mean=0.0, std=0.02)
+
+    def positions(self, T: int, offset: int) -> Tensor:
+        return self.embedding.weight[offset : offset + T]  # (T, d_model)

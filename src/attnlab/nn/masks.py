@@ -1,0 +1,123 @@
+"""Attention masks.
+
+**Convention (the only one used in attnlab):** a mask is a boolean tensor in which ``True``
+means "this query may attend to this key" — the convention of
+:func:`torch.nn.functional.scaled_dot_product_attention`. ``torch.nn.MultiheadAttention``'s
+``key_padding_mask`` uses the opposite convention; :mod:`attnlab.interop` converts at that
+boundary and nowhere else.
+
+A mask must broadcast to the attention scores ``(B, H, T_q, T_k)``. To rule out silent
+mis-broadcasts, attnlab accepts exactly two layouts:
+
+* 2-D ``(T_q, T_k)`` — the same for every sequence and head (e.g. :func:`causal_mask`);
+* 4-D ``(B | 1, H | 1, T_q | 1, T_k)`` — per sequence (e.g. :func:`padding_mask`).
+
+Paper: section 3.2.3 ("masking out (setting to -inf) all values in the input of the softmax
+which correspond to illegal connections").
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def padding_mask(
+    lengths_or_tokens: Tensor, pad_id: int | None = None, max_len: int | None = None
+) -> Tensor:
+    """Key-padding mask: ``True`` at real tokens, ``False`` at padding.
+
+    Two ways to call it:
+
+    * ``padding_mask(lengths)`` with ``lengths`` of shape ``(B,)``: sequence ``b`` has
+      ``lengths[b]`` real tokens followed by padding; ``max_len`` defaults to ``lengths.max()``.
+    * ``padding_mask(tokens, pad_id)`` with ``tokens`` of shape ``(B, T)``: every position
+      whose id is ``pad_id`` is padding.
+
+    Returns:
+        Bool tensor ``(B, 1, 1, T)``, broadcastable to ``(B, H, T_q, T)``.
+    """
+    if pad_id is not None:
+        if lengths_or_tokens.dim() != 2:
+            raise ValueError(
+                f"padding_mask(tokens, pad_id) expects tokens of shape (B, T); "
+                f"got {tuple(lengths_or_tokens.shape)}"
+            )
+        keep = lengths_or_tokens != pad_id  # (B, T)
+    else:
+        lengths = lengths_or_tokens
+        if lengths.dim() != 1 or lengths.is_floating_point():
+            raise ValueError(
+                f"padding_mask(lengths) expects integer lengths of shape (B,); "
+                f"got {tuple(lengths.shape)} {lengths.dtype}"
+            )
+        T = int(lengths.max()) if max_len is None else max_len
+        positions = torch.arange(T, device=lengths.device)  # (T,)
+        keep = positions[None, :] < lengths[:, None]  # (B, T)
+    return keep[:, None, None, :]  # (B, 1, 1, T)
+
+
+def causal_mask(T_q: int, T_k: int | None = None, device: torch.device | None = None) -> Tensor:
+    """Causal ("subsequent") mask of section 3.2.3: query ``i`` may attend to keys ``j <= i``.
+
+    With ``T_k > T_q`` the queries are taken to be the *last* ``T_q`` positions of the key
+    sequence (decoding with a key/value cache): query ``i`` may attend to keys
+    ``j <= i + (T_k - T_q)``.
+
+    Returns:
+        Bool tensor ``(T_q, T_k)``, ``True`` on and below the (shifted) diagonal.
+    """
+    T_k = T_q if T_k is None else T_k
+    if T_k < T_q:
+        raise ValueError(f"causal_mask needs T_k >= T_q; got T_q={T_q}, T_k={T_k}")
+    ones = torch.ones(T_q, T_k, dtype=torch.bool, device=device)
+    return torch.tril(ones, diagonal=T_k - T_q)  # (T_q, T_k)
+
+
+def combine_masks(*masks: Tensor | None) -> Tensor | None:
+    """Combine masks with logical AND: a key is allowed only if every mask allows it.
+
+    ``None`` entries (no mask) are skipped; returns ``None`` if all are ``None``. A 2-D
+    ``(T_q, T_k)`` mask combined with a 4-D ``(B, 1, 1, T_k)`` one gives ``(B, 1, T_q, T_k)``.
+    """
+    result: Tensor | None = None
+    for mask in masks:
+        if mask is None:
+            continue
+        if mask.dtype != torch.bool:
+            raise ValueError(f"masks must be bool (True = may attend); got {mask.dtype}")
+        if result is None:
+            result = mask
+        else:
+            if result.dim() == 2 and mask.dim() == 4:
+                result = result[None, None]  # (1, 1, T_q, T_k)
+            elif mask.dim() == 2 and result.dim() == 4:
+                mask = mask[None, None]  # (1, 1, T_q, T_k)
+            result = result & mask
+    return result
+
+
+def check_mask(mask: Tensor, B: int, H: int, T_q: int, T_k: int) -> None:
+    """Raise ``ValueError`` unless ``mask`` is a bool mask in one of the accepted layouts.
+
+    Accepted: ``(T_q, T_k)`` or ``(B|1, H|1, T_q|1, T_k)`` (see the module docstring). The
+    message names the expected and the received shapes.
+    """
+    if mask.dtype != torch.bool:
+        raise ValueError(
+            f"attention mask must be a bool tensor (True = may attend); got dtype {mask.dtype}. "
+            "Build one with attnlab.nn.padding_mask / causal_mask."
+        )
+    expected = (
+        f"(T_q, T_k) = ({T_q}, {T_k}) or (B|1, H|1, T_q|1, T_k) = ({B}|1, {H}|1, {T_q}|1, {T_k})"
+    )
+    shape = tuple(mask.shape)
+    if mask.dim() == 2:
+        ok = shape == (T_q, T_k)
+    elif mask.dim() == 4:
+        ok = all(m in (1, full) for m, full in zip(shape[:3], (B, H, T_q), strict=True))
+        ok = ok and shape[3] == T_k
+    else:
+        ok = False
+    if not ok:
+        raise ValueError(f"attention mask of shape {shape} does not fit: expected {expected}")

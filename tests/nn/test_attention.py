@@ -1,0 +1,138 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnlab.nn import (
+    MultiHeadAttention,
+    causal_mask,
+    combine_masks,
+    fused_scaled_dot_product_attention,
+    padding_mask,
+    scaled_dot_product_attention,
+)
+
+
+def qkv(B=2, H=3, T_q=5, T_k=7, d=8):
+    return torch.randn(B, H, T_q, d), torch.randn(B, H, T_k, d), torch.randn(B, H, T_k, d)
+
+
+def test_explicit_attention_matches_hand_computation():
+    q, k, v = qkv(B=1, H=1, T_q=2, T_k=3, d=4)
+    scores = torch.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(4)
+    expected = torch.exp(scores) / torch.exp(scores).sum(-1, keepdim=True)
+    out, weights = scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(weights, expected)
+    torch.testing.assert_close(out, expected @ v)
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "padding", "causal", "both", "per-head"])
+def test_explicit_and_fused_paths_agree(mask_kind):
+    q, k, v = qkv(T_q=6, T_k=6)
+    masks = {
+        "none": None,
+        "padding": padding_mask(torch.tensor([6, 3])),
+        "causal": causal_mask(6),
+        "both": combine_masks(causal_mask(6), padding_mask(torch.tensor([4, 6]))),
+        "per-head": torch.rand(2, 3, 6, 6) > 0.3,
+    }
+    mask = masks[mask_kind]
+    explicit, _ = scaled_dot_product_attention(q, k, v, mask)
+    fused = fused_scaled_dot_product_attention(q, k, v, mask)
+    assert (explicit - fused).abs().max() <= 1e-5
+
+
+def test_fused_is_causal_equals_explicit_causal_mask():
+    q, k, v = qkv(T_q=6, T_k=6)
+    explicit, _ = scaled_dot_product_attention(q, k, v, causal_mask(6))
+    fused = fused_scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert (explicit - fused).abs().max() <= 1e-5
+
+
+def test_query_with_no_allowed_key_gives_zeros_not_nan_on_both_paths():
+    q, k, v = qkv(B=1, H=1, T_q=3, T_k=4)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    mask[1] = False
+    q.requires_grad_(True)
+    out, weights = scaled_dot_product_attention(q, k, v, mask)
+    assert torch.equal(weights[0, 0, 1], torch.zeros(4))
+    assert torch.equal(out[0, 0, 1], torch.zeros(8))
+    out.sum().backward()
+    assert torch.isfinite(q.grad).all()
+    fused = fused_scaled_dot_product_attention(q.detach(), k, v, mask)
+    assert torch.equal(fused[0, 0, 1], torch.zeros(8))
+    assert torch.isfinite(fused).all()
+
+
+def test_attention_weights_sum_to_one_over_allowed_keys():
+    q, k, v = qkv()
+    mask = torch.rand(2, 1, 5, 7) > 0.4
+    mask[..., 0] = True  # every query keeps at least one key
+    _, weights = scaled_dot_product_attention(q, k, v, mask)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 5))
+    assert (weights[~mask.expand_as(weights)] == 0).all()
+
+
+def test_mha_shapes_self_and_cross():
+    mha = MultiHeadAttention(d_model=16, num_heads=4)
+    x, memory = torch.randn(2, 5, 16), torch.randn(2, 9, 16)
+    assert mha(x).shape == (2, 5, 16)
+    out, weights = mha(x, memory, need_weights=True)
+    assert out.shape == (2, 5, 16) and weights.shape == (2, 4, 5, 9)
+
+
+def test_mha_need_weights_path_equals_fused_path():
+    mha = MultiHeadAttention(d_model=16, num_heads=4).eval()
+    x, memory = torch.randn(2, 5, 16), torch.randn(2, 9, 16)
+    mask = padding_mask(torch.tensor([9, 4]))
+    fused = mha(x, memory, mask=mask)
+    explicit, _ = mha(x, memory, mask=mask, need_weights=True)
+    assert (fused - explicit).abs().max() <= 1e-5
+    causal_fused = mha(x, is_causal=True)
+    causal_explicit, weights = mha(x, is_causal=True, need_weights=True)
+    assert (causal_fused - causal_explicit).abs().max() <= 1e-5
+    assert (weights[..., causal_mask(5).logical_not()] == 0).all()
+
+
+def test_mha_init_is_xavier_uniform_with_zero_bias():
+    mha = MultiHeadAttention(d_model=64, num_heads=8)
+    bound = math.sqrt(6 / (64 + 3 * 64))
+    assert mha.qkv_proj.weight.abs().max() <= bound
+    assert mha.qkv_proj.weight.abs().max() > 0.9 * bound
+    assert torch.count_nonzero(mha.qkv_proj.bias) == 0
+    assert torch.count_nonzero(mha.out_proj.bias) == 0
+
+
+def test_mha_attention_dropout_only_in_training():
+    mha = MultiHeadAttention(d_model=16, num_heads=2, dropout=0.5)
+    x = torch.randn(2, 5, 16)
+    _, weights = mha(x, need_weights=True)
+    assert (weights == 0).any()  # some weights dropped, survivors scaled by 2
+    mha.eval()
+    _, weights = mha(x, need_weights=True)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 5))
+
+
+def test_mha_rejects_bad_shapes_naming_them():
+    with pytest.raises(ValueError, match="d_model=10.*num_heads=3"):
+        MultiHeadAttention(10, 3)
+    mha = MultiHeadAttention(16, 4)
+    with pytest.raises(ValueError, match=r"\(B, T, d_model=16\); got \(5, 16\)"):
+        mha(torch.randn(5, 16))
+    with pytest.raises(ValueError, match=r"got \(2, 5, 8\)"):
+        mha(torch.randn(2, 5, 8))
+    with pytest.raises(ValueError, match=r"mask of shape \(2, 5\)"):
+        mha(torch.randn(2, 5, 16), mask=torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="bool"):
+        mha(torch.randn(2, 5, 16), mask=torch.zeros(5, 5))
+    with pytest.raises(ValueError, match="batch size"):
+        mha(torch.randn(2, 5, 16), torch.randn(3, 5, 16))
+
+
+def test_explicit_path_matches_torch_functional_reference():
+    q, k, v = qkv()
+    mask = padding_mask(torch.tensor([7, 2]))
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    out, _ = scaled_dot_product_attention(q, k, v, mask)
+    assert (out - reference).abs().max() <= 1e-5

@@ -1,0 +1,75 @@
+import math
+
+import pytest
+import torch
+
+from attnlab.nn import (
+    LearnedPositionalEncoding,
+    SinusoidalPositionalEncoding,
+    TokenEmbedding,
+    sinusoidal_table,
+)
+
+
+@pytest.mark.parametrize(
+    "pos, i, d_model", [(0, 0, 8), (1, 0, 8), (3, 1, 8), (7, 3, 8), (50, 2, 16)]
+)
+def test_sinusoidal_table_matches_the_papers_formula(pos, i, d_model):
+    table = sinusoidal_table(64, d_model)
+    angle = pos / 10000 ** (2 * i / d_model)
+    assert table[pos, 2 * i].item() == pytest.approx(math.sin(angle), abs=1e-6)
+    assert table[pos, 2 * i + 1].item() == pytest.approx(math.cos(angle), abs=1e-6)
+
+
+def test_sinusoidal_hand_computed_points():
+    table = sinusoidal_table(4, 4)
+    # pos 1: dims (sin(1), cos(1), sin(1/100), cos(1/100)) since 10000^(2/4) = 100
+    expected = torch.tensor([math.sin(1), math.cos(1), math.sin(0.01), math.cos(0.01)])
+    torch.testing.assert_close(table[1], expected)
+    torch.testing.assert_close(table[0], torch.tensor([0.0, 1.0, 0.0, 1.0]))
+
+
+def test_sinusoidal_table_odd_width():
+    table = sinusoidal_table(10, 5)
+    assert table.shape == (10, 5)
+    assert table[3, 4].item() == pytest.approx(math.sin(3 / 10000 ** (4 / 5)), abs=1e-6)
+
+
+def test_positional_encodings_add_positions_with_offset():
+    pe = SinusoidalPositionalEncoding(8, max_len=20)
+    x = torch.zeros(2, 5, 8)
+    torch.testing.assert_close(pe(x), sinusoidal_table(20, 8)[:5].expand(2, 5, 8))
+    torch.testing.assert_close(
+        pe(x[:, :1], offset=4)[:, 0], sinusoidal_table(20, 8)[4].expand(2, 8)
+    )
+    learned = LearnedPositionalEncoding(8, max_len=20)
+    torch.testing.assert_close(learned(x), learned.embedding.weight[:5].expand(2, 5, 8))
+
+
+@pytest.mark.parametrize("cls", [SinusoidalPositionalEncoding, LearnedPositionalEncoding])
+def test_too_long_sequence_names_both_lengths(cls):
+    pe = cls(8, max_len=10)
+    with pytest.raises(ValueError, match=r"sequence length 11 exceeds the maximum length 10"):
+        pe(torch.zeros(1, 11, 8))
+    with pytest.raises(ValueError, match=r"length 12 .* 10"):
+        pe(torch.zeros(1, 3, 8), offset=9)
+
+
+def test_dropout_after_adding_positions_only_in_training():
+    pe = SinusoidalPositionalEncoding(16, max_len=10, dropout=0.5)
+    x = torch.ones(4, 10, 16)
+    assert (pe(x) == 0).float().mean() > 0.3
+    pe.eval()
+    assert (pe(x) == 0).float().mean() < 0.1  # only true zeros of x + PE
+
+
+def test_token_embedding_is_scaled_by_sqrt_d_model():
+    emb = TokenEmbedding(vocab_size=11, d_model=16)
+    tokens = torch.tensor([[1, 2, 3]])
+    torch.testing.assert_close(emb(tokens), emb.weight[tokens] * 4.0)
+    big = TokenEmbedding(1000, 256)
+    assert big(torch.arange(1000)[None]).std().item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_sinusoidal_table_is_not_saved_in_state_dict():
+    assert "table" not in SinusoidalPositionalEncoding(8).state_dict()

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from attnlab.nn import causal_mask, check_mask, combine_masks, padding_mask
+
+
+def test_padding_mask_from_lengths():
+    mask = padding_mask(torch.tensor([3, 1, 4]))
+    assert mask.shape == (3, 1, 1, 4)
+    assert mask[:, 0, 0].tolist() == [
+        [True, True, True, False],
+        [True, False, False, False],
+        [True, True, True, True],
+    ]
+
+
+def test_padding_mask_from_tokens_and_max_len():
+    tokens = torch.tensor([[5, 6, 0, 0], [7, 0, 8, 0]])
+    assert padding_mask(tokens, pad_id=0)[:, 0, 0].tolist() == [
+        [True, True, False, False],
+        [True, False, True, False],
+    ]
+    assert padding_mask(torch.tensor([2]), max_len=5).shape == (1, 1, 1, 5)
+
+
+def test_causal_mask_is_lower_triangular():
+    mask = causal_mask(3)
+    assert mask.tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+
+
+def test_causal_mask_for_cached_queries_sees_the_past():
+    # the last 2 of 4 positions: query 0 is position 2, query 1 is position 3
+    assert causal_mask(2, 4).tolist() == [[True, True, True, False], [True, True, True, True]]
+
+
+def test_combine_masks_is_logical_and():
+    combined = combine_masks(causal_mask(3), padding_mask(torch.tensor([2, 3])), None)
+    assert combined.shape == (2, 1, 3, 3)
+    assert combined[0, 0].tolist() == [
+        [True, False, False],
+        [True, True, False],
+        [True, True, False],
+    ]
+    assert combine_masks(None, None) is None
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (2, 1, 1, 5), (1, 4, 3, 5), (2, 4, 3, 5), (2, 1, 3, 5)])
+def test_check_mask_accepts_broadcastable_layouts(shape):
+    check_mask(torch.ones(shape, dtype=torch.bool), B=2, H=4, T_q=3, T_k=5)
+
+
+@pytest.mark.parametrize("shape", [(2, 5), (5,), (2, 3, 5), (3, 1, 1, 5), (2, 1, 1, 4), (5, 3)])
+def test_check_mask_rejects_other_shapes_naming_both(shape):
+    with pytest.raises(ValueError, match=r"expected .*\(3, 5\)") as info:
+        check_mask(torch.ones(shape, dtype=torch.bool), B=2, H=4, T_q=3, T_k=5)
+    assert str(tuple(shape)) in str(info.value)
+
+
+def test_check_mask_rejects_float_masks():
+    with pytest.raises(ValueError, match="bool"):
+        check_mask(torch.zeros(3, 5), B=2, H=4, T_q=3, T_k=5)
