@@ -1,0 +1,5 @@
+"""Evaluation reports."""
+
+from attnlab.evaluation.report import evaluate_run
+
+__all__ = ["evaluate_run"]

@@ -1,0 +1,130 @@
+"""Run directories: create one for a new training run, reload one later.
+
+``config.json`` records the task and its hyperparameters, the training hyperparameters, the
+model's class and config, and the attnlab version; with ``model.safetensors`` beside it,
+:func:`load` rebuilds the model with no pickle involved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from attnlab import __version__
+from attnlab.errors import RunDirError
+from attnlab.models import MODELS
+from attnlab.tasks import TASKS, Task
+from attnlab.training.checkpoint import CONFIG, MODEL, load_weights, read_json, write_json
+from attnlab.training.config import TrainConfig
+
+
+@dataclass
+class Run:
+    """A reloaded run: its directory, task, model (eval mode) and raw config."""
+
+    dir: Path
+    task: Task
+    model: nn.Module
+    config: dict[str, Any]
+    train_config: TrainConfig
+
+
+def new_run_dir(task_name: str, out: str | Path | None = None) -> Path:
+    """``out`` if given (created if needed), else ``runs/<task>/<timestamp>/``."""
+    if out is not None:
+        path = Path(out)
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path("runs") / task_name / stamp
+        suffix = 1
+        while path.exists():
+            suffix += 1
+            path = Path("runs") / task_name / f"{stamp}-{suffix}"
+    if path.exists() and any(path.iterdir()):
+        raise RunDirError(
+            f"{path} already exists and is not empty: choose another --out, or pass "
+            f"--resume {path} to continue that run"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_run_config(run_dir: Path, task: Task, train: TrainConfig, model: nn.Module) -> None:
+    """Write ``config.json``: everything needed to rebuild the task and the model."""
+    write_json(
+        run_dir / CONFIG,
+        {
+            "attnlab_version": __version__,
+            "task": task.name,
+            "task_config": dataclasses.asdict(task.config),
+            "task_state": task.state(),
+            "train": dataclasses.asdict(train),
+            "model": {
+                "class": type(model).__name__,
+                "config": dataclasses.asdict(model.config),
+            },
+        },
+    )
+
+
+def read_run_config(run_dir: str | Path, expected_task: str | None = None) -> dict[str, Any]:
+    """Read and check ``config.json``; ``expected_task`` rejects a run of another task."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} does not exist")
+    if not (run_dir / CONFIG).is_file():
+        raise RunDirError(f"{run_dir} is not an attnlab run directory (it has no {CONFIG})")
+    config = read_json(run_dir / CONFIG)
+    missing = {"task", "task_config", "train", "model"} - set(config)
+    if missing or config["task"] not in TASKS or config["model"].get("class") not in MODELS:
+        raise RunDirError(f"{run_dir / CONFIG} is not the config of an attnlab run")
+    if expected_task is not None and config["task"] != expected_task:
+        raise RunDirError(f"{run_dir} is a run of task {config['task']!r}, not {expected_task!r}")
+    return config
+
+
+def build_task(config: dict[str, Any]) -> Task:
+    """The task described by a run's ``config.json``."""
+    task_cls = TASKS[config["task"]]
+    try:
+        task_config = task_cls.Config(**config["task_config"])
+    except (TypeError, ValueError) as e:
+        raise RunDirError(f"the task config in config.json is invalid ({e})") from e
+    return task_cls.from_state(task_config, config.get("task_state", {}))
+
+
+def build_model(config: dict[str, Any]) -> nn.Module:
+    """The (untrained) model described by a run's ``config.json``."""
+    model_cls = MODELS[config["model"]["class"]]
+    try:
+        model_config = model_cls.config_class(**config["model"]["config"])
+    except (TypeError, ValueError) as e:
+        raise RunDirError(f"the model config in config.json is invalid ({e})") from e
+    return model_cls(model_config)
+
+
+def load_run(run_dir: str | Path, expected_task: str | None = None) -> Run:
+    """Reload a run: its task, and its best model in eval mode."""
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir, expected_task)
+    task = build_task(config)
+    model = build_model(config)
+    load_weights(run_dir / MODEL, model)
+    return Run(run_dir, task, model.eval(), config, TrainConfig(**config["train"]))
+
+
+def load(run_dir: str | Path) -> nn.Module:
+    """Rebuild the best model of a run from ``config.json`` + ``model.safetensors`` (eval mode).
+
+    Raises :class:`~attnlab.errors.RunDirError` if the directory is missing, is not a run,
+    or holds a truncated or foreign weights file.
+    """
+    run_dir = Path(run_dir)
+    model = build_model(read_run_config(run_dir))
+    load_weights(run_dir / MODEL, model)
+    return model.eval()

@@ -1,0 +1,111 @@
+"""The task interface: what the trainer, the evaluator and the CLI know about a task.
+
+A task bundles its data sets, its model factory, its loss and metrics, and how to read a
+user's input and show a prediction. The trainer knows tasks only through this interface, so
+adding a task never edits the trainer: write a subclass and decorate it with
+:func:`attnlab.tasks.register`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+from torch.utils.data import Dataset, default_collate
+
+
+@dataclass
+class Splits:
+    """The three data sets of a task."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+
+
+@dataclass
+class AttentionView:
+    """Attention maps of one input: per layer ``(H, T_q, T_k)``, with the tokens on each axis."""
+
+    maps: list[Tensor]
+    query_labels: list[str]
+    key_labels: list[str]
+    title: str = ""
+
+
+class Task(ABC):
+    """Base class of every task.
+
+    Class attributes:
+        name: the name used on the command line (``attnlab train NAME``).
+        Config: a dataclass of the task's data and model hyperparameters; every field becomes
+            a ``--flag`` of ``attnlab train NAME``.
+        train_defaults: overrides of :class:`~attnlab.training.TrainConfig` defaults.
+        monitor: the validation metric (higher is better) that picks the best checkpoint.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    monitor: ClassVar[str] = "accuracy"
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    # -- data ---------------------------------------------------------------------------
+    @abstractmethod
+    def splits(self) -> Splits:
+        """Build (or load) the train / val / test data sets."""
+
+    def collate(self, samples: list[Any]) -> Any:
+        """Turn a list of samples into a batch (tensors on the CPU)."""
+        return default_collate(samples)
+
+    def batch_size_of(self, batch: Any) -> int:
+        """Number of examples in a batch (for the progress bar's throughput)."""
+        return len(batch[0])
+
+    # -- model, loss, metrics -----------------------------------------------------------
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """A freshly initialised model (seed the global RNG first for reproducibility)."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        """The scalar training loss of one batch."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, batches: Any) -> dict[str, float]:
+        """``loss`` and the task's metrics over an iterable of batches (model in eval mode)."""
+
+    # -- users' inputs ------------------------------------------------------------------
+    @abstractmethod
+    def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
+        """Predictions for raw user inputs, as JSON-ready dicts (raises InputError on bad input)."""
+
+    @abstractmethod
+    def format_prediction(self, prediction: dict[str, Any]) -> str:
+        """One human-readable line (or a few) for a prediction."""
+
+    @abstractmethod
+    def attention(self, model: nn.Module, text: str) -> AttentionView:
+        """The model's attention maps for one raw input."""
+
+    @abstractmethod
+    def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
+        """A few examples of ``dataset`` with the model's predicted distributions."""
+
+    def format_metrics(self, metrics: dict[str, float]) -> str:
+        """The metrics of an evaluation as one line."""
+        return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+    def state(self) -> dict[str, Any]:
+        """Anything beyond the config needed to rebuild the task (e.g. a vocabulary)."""
+        return {}
+
+    @classmethod
+    def from_state(cls, config: Any, state: dict[str, Any]) -> Task:
+        """Rebuild the task from its config and what :meth:`state` returned."""
+        return cls(config)

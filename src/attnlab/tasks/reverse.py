@@ -1,0 +1,214 @@
+"""Sequence reversal: the classic first exercise for a Transformer encoder.
+
+Input: a sequence of digits ``0 .. num_categories-1``; target: the same sequence reversed.
+A 1-layer, 1-head :class:`~attnlab.models.TokenPredictor` solves it when output position
+``i`` attends to input position ``T-1-i`` — which is what its attention map shows.
+
+The classic tutorial uses sequences of exactly 16 digits. attnlab also trains on shorter
+ones (``min_len``, default 1) so that ``attnlab predict RUN "3 1 4 1 5"`` works: a sequence
+of length ``L`` is *left*-padded to ``seq_len`` and the padding is masked out of attention.
+Output position ``i`` still reverses input position ``seq_len-1-i``, and the answer is in the
+first ``L`` outputs. Pass ``--min-len 16`` for the tutorial's fixed length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset, TensorDataset
+
+from attnlab.errors import InputError
+from attnlab.models import TokenPredictor, TokenPredictorConfig
+from attnlab.nn import padding_mask
+from attnlab.tasks.base import AttentionView, Splits, Task
+from attnlab.tasks.registry import register
+
+IGNORE = -100  # target of padded positions: ignored by the loss and the metrics
+
+
+@dataclass
+class ReverseConfig:
+    """Data and model hyperparameters of the reverse task (defaults: the classic tutorial)."""
+
+    num_categories: int = 10
+    seq_len: int = 16
+    min_len: int = 1
+    train_size: int = 50_000
+    val_size: int = 1_000
+    test_size: int = 10_000
+    data_seed: int = 42
+    d_model: int = 32
+    heads: int = 1
+    layers: int = 1
+    d_ff: int = 64
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_len <= self.seq_len:
+            raise ValueError(f"need 1 <= min_len <= seq_len; got {self.min_len}, {self.seq_len}")
+        if self.num_categories < 2:
+            raise ValueError(f"num_categories must be at least 2; got {self.num_categories}")
+
+
+def make_reverse_data(config: ReverseConfig, size: int, seed: int) -> TensorDataset:
+    """``size`` left-padded examples ``(tokens, targets)``, each ``(seq_len,)``.
+
+    Padding uses the token id ``num_categories`` in the input and ``IGNORE`` in the target.
+    """
+    g = torch.Generator().manual_seed(seed)
+    T, pad = config.seq_len, config.num_categories
+    digits = torch.randint(config.num_categories, (size, T), generator=g)  # (N, T)
+    lengths = torch.randint(config.min_len, T + 1, (size,), generator=g)  # (N,)
+    is_pad = torch.arange(T)[None, :] < (T - lengths)[:, None]  # (N, T): the first T-L are pad
+    tokens = digits.masked_fill(is_pad, pad)  # (N, T)
+    targets = tokens.flip(1).masked_fill(is_pad.flip(1), IGNORE)  # (N, T): answer first
+    return TensorDataset(tokens, targets)
+
+
+@register
+class ReverseTask(Task):
+    """Reverse a sequence of digits (see the module docstring)."""
+
+    name = "reverse"
+    Config = ReverseConfig
+    train_defaults = {"epochs": 5, "batch_size": 128, "lr": 2e-3, "warmup": 50}
+    monitor = "sequence_accuracy"
+
+    @property
+    def pad_id(self) -> int:
+        return self.config.num_categories
+
+    def splits(self) -> Splits:
+        c = self.config
+        return Splits(
+            train=make_reverse_data(c, c.train_size, c.data_seed),
+            val=make_reverse_data(c, c.val_size, c.data_seed + 1),
+            test=make_reverse_data(c, c.test_size, c.data_seed + 2),
+        )
+
+    def build_model(self) -> nn.Module:
+        c = self.config
+        return TokenPredictor(
+            TokenPredictorConfig(
+                num_classes=c.num_categories,
+                vocab_size=c.num_categories + 1,  # the digits and the pad token
+                d_model=c.d_model,
+                num_heads=c.heads,
+                num_layers=c.layers,
+                d_ff=c.d_ff,
+                dropout=c.dropout,
+                max_len=c.seq_len,
+            )
+        )
+
+    def _logits(self, model: nn.Module, tokens: Tensor) -> Tensor:
+        return model(tokens, mask=padding_mask(tokens, self.pad_id))  # (B, T, C)
+
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        tokens, targets = batch
+        logits = self._logits(model, tokens)  # (B, T, C)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches: Any) -> dict[str, float]:
+        loss_sum = correct_tokens = real_tokens = correct_seqs = seqs = 0.0
+        for tokens, targets in batches:
+            logits = self._logits(model, tokens)  # (B, T, C)
+            real = targets != IGNORE  # (B, T)
+            loss_sum += F.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
+            ).item()
+            right = (logits.argmax(-1) == targets) | ~real  # (B, T)
+            correct_tokens += (right & real).sum().item()
+            real_tokens += real.sum().item()
+            correct_seqs += right.all(dim=1).sum().item()
+            seqs += tokens.size(0)
+        return {
+            "loss": loss_sum / real_tokens,
+            "token_accuracy": correct_tokens / real_tokens,
+            "sequence_accuracy": correct_seqs / seqs,
+        }
+
+    # -- users' inputs ------------------------------------------------------------------
+    def parse(self, text: str) -> Tensor:
+        """``"3 1 4 1 5"`` -> left-padded token ids ``(1, seq_len)``; InputError if invalid."""
+        c = self.config
+        words = text.replace(",", " ").split()
+        if not words:
+            raise InputError(
+                f"empty input: give digits 0..{c.num_categories - 1} separated by spaces, "
+                'e.g. "3 1 4 1 5"'
+            )
+        bad = [w for w in words if not (w.isdigit() and int(w) < c.num_categories)]
+        if bad:
+            raise InputError(
+                f"{', '.join(repr(w) for w in bad)} not in the vocabulary: "
+                f"this model reverses digits 0..{c.num_categories - 1}"
+            )
+        if len(words) > c.seq_len:
+            raise InputError(
+                f"input has {len(words)} tokens; this model reverses at most {c.seq_len}"
+            )
+        digits = [int(w) for w in words]
+        return torch.tensor([[self.pad_id] * (c.seq_len - len(digits)) + digits])
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
+        results = []
+        for text in texts:
+            tokens = self.parse(text)  # (1, T)
+            L = int((tokens != self.pad_id).sum())
+            probs = self._logits(model, tokens).softmax(-1)[0, :L]  # (L, C)
+            confidence, predicted = probs.max(-1)  # (L,), (L,)
+            results.append(
+                {
+                    "input": [int(t) for t in tokens[0, -L:]],
+                    "prediction": predicted.tolist(),
+                    "confidence": [round(p, 4) for p in confidence.tolist()],
+                }
+            )
+        return results
+
+    def format_prediction(self, prediction: dict[str, Any]) -> str:
+        source = " ".join(map(str, prediction["input"]))
+        output = " ".join(map(str, prediction["prediction"]))
+        worst = min(prediction["confidence"])
+        return f"{source}  ->  {output}   (lowest per-token probability {worst:.3f})"
+
+    @torch.no_grad()
+    def attention(self, model: nn.Module, text: str) -> AttentionView:
+        tokens = self.parse(text)  # (1, T)
+        L = int((tokens != self.pad_id).sum())
+        mask = padding_mask(tokens, self.pad_id)
+        maps = model.attention_maps(tokens, mask=mask)
+        predicted = self._logits(model, tokens)[0, :L].argmax(-1).tolist()
+        # Only the first L outputs are the answer, and padded keys get zero weight: show the
+        # (L answers) x (L input tokens) block, where reversal is the anti-diagonal.
+        return AttentionView(
+            maps=[m[0, :, :L, -L:] for m in maps],  # each (H, L, L)
+            query_labels=[f"out {i} = {p}" for i, p in enumerate(predicted)],
+            key_labels=[str(t) for t in tokens[0, -L:].tolist()],
+            title=f"reverse: {text.strip()}",
+        )
+
+    @torch.no_grad()
+    def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
+        out = []
+        for i in range(min(n, len(dataset))):
+            tokens, targets = dataset[i]
+            real = tokens != self.pad_id
+            probs = self._logits(model, tokens[None]).softmax(-1)[0]  # (T, C)
+            L = int(real.sum())
+            out.append(
+                {
+                    "input": tokens[real].tolist(),
+                    "target": targets[:L].tolist(),
+                    "prediction": probs[:L].argmax(-1).tolist(),
+                    "distribution": [[round(p, 3) for p in row] for row in probs[:L].tolist()],
+                }
+            )
+        return out

@@ -1,0 +1,107 @@
+"""Run directories, atomic checkpoints and loading.
+
+A run directory holds everything needed to reload, resume and report::
+
+    config.json         the task, its hyperparameters, the training config, the attnlab version
+    model.safetensors   the best model so far (by the task's validation metric)
+    checkpoint.pt       the last checkpoint: weights, optimizer, scheduler, step, RNG states
+    metrics.json        validation history, best and test metrics
+    plots/              training curves and other figures
+    tensorboard/        TensorBoard event files
+
+Every file is written to a temporary file in the same directory and then renamed over the
+old one (``os.replace`` is atomic on POSIX and Windows), so a crash or a ``kill -9`` never
+leaves a truncated file: the reader sees the old version or the new one. The weights are
+safetensors (no pickle); ``checkpoint.pt`` is read with ``torch.load(weights_only=True)``,
+which refuses anything but tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from attnlab.errors import RunDirError
+
+CONFIG = "config.json"
+MODEL = "model.safetensors"
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, flush it, then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON file of a run directory, with a clear error if it is missing or corrupt."""
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: is {path.parent} an attnlab run directory?")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunDirError(f"{path} is not valid JSON ({e})") from e
+
+
+def save_weights(path: Path, model: nn.Module, metadata: dict[str, str] | None = None) -> None:
+    """Save ``model``'s parameters and persistent buffers as safetensors, atomically."""
+    tensors = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def load_weights(path: Path, model: nn.Module) -> None:
+    """Load safetensors weights into ``model``; missing, truncated or foreign files are errors."""
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: the run has no saved model yet")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise RunDirError(f"{path} is not a readable safetensors file ({e})") from e
+    expected = model.state_dict()
+    if set(tensors) != set(expected) or any(
+        tensors[k].shape != expected[k].shape for k in expected
+    ):
+        raise RunDirError(
+            f"{path} does not hold the weights of this model (names or shapes differ)"
+        )
+    model.load_state_dict(tensors)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Save the resume state (plain containers of tensors and numbers), atomically."""
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a resume state written by :func:`save_checkpoint`, refusing pickled objects."""
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: there is no checkpoint to resume from")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt or unsafe files
+        raise RunDirError(f"{path} cannot be loaded as a checkpoint ({type(e).__name__})") from e

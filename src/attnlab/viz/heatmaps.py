@@ -1,0 +1,50 @@
+"""Static attention heatmaps: one panel per (layer, head)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no window, works without a display
+import matplotlib.pyplot as plt  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+
+def plot_attention_grid(
+    maps: list[Tensor],
+    query_labels: list[str],
+    key_labels: list[str],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Save a layer x head grid of attention heatmaps as a PNG.
+
+    Args:
+        maps: one tensor per layer, ``(H, T_q, T_k)``; rows are queries, columns keys.
+        query_labels: ``T_q`` labels for the rows; key_labels: ``T_k`` labels for the columns.
+        path: output file (``.png``).
+    """
+    num_layers, num_heads = len(maps), maps[0].size(0)
+    T_q, T_k = maps[0].shape[-2:]
+    cell = 0.28 * max(T_q, T_k) + 1.5
+    fig, axes = plt.subplots(
+        num_layers, num_heads, figsize=(cell * num_heads, cell * num_layers), squeeze=False
+    )
+    for layer, layer_maps in enumerate(maps):
+        for head in range(num_heads):
+            ax = axes[layer][head]
+            image = ax.imshow(layer_maps[head].float().cpu(), vmin=0.0, vmax=1.0, cmap="viridis")
+            ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=9)
+            ax.set_xticks(range(T_k), key_labels, rotation=90, fontsize=7)
+            ax.set_yticks(range(T_q), query_labels, fontsize=7)
+            ax.set_xlabel("key (attended to)", fontsize=8)
+            ax.set_ylabel("query", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
