@@ -32,7 +32,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Show each option's default, except where there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+_METAVARS = {int: "N", float: "X", str: "NAME"}
 
 
 def _flag(name: str) -> str:
@@ -46,13 +54,23 @@ def _add_dataclass_options(
     group = parser.add_argument_group(title)
     for field in dataclasses.fields(cls):
         default = defaults.get(field.name, field.default)
+        help_text = field.metadata.get("help", " ")
         if isinstance(default, bool):
             group.add_argument(
-                _flag(field.name), action=argparse.BooleanOptionalAction, default=default
+                _flag(field.name),
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=help_text,
             )
         else:
             value_type = type(default) if default is not None else str
-            group.add_argument(_flag(field.name), type=value_type, default=default, metavar="")
+            group.add_argument(
+                _flag(field.name),
+                type=value_type,
+                default=default,
+                metavar=_METAVARS.get(value_type, "VALUE"),
+                help=help_text,
+            )
 
 
 def _explicit_flags(argv: list[str]) -> set[str]:
@@ -90,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--out",
             type=Path,
             default=None,
-            help="run directory (default: runs/<task>/<timestamp>/)",
+            help="run directory; default: runs/<task>/<timestamp>/",
         )
         run.add_argument(
             "--resume",
@@ -157,6 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from attnlab.tasks import get_task
     from attnlab.training import TrainConfig, Trainer
     from attnlab.training.checkpoint import METRICS
+    from attnlab.training.trainer import resolve_device
     from attnlab.viz import plot_training_curves
 
     task_cls = get_task(args.task)
@@ -174,12 +193,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         overrides = {name: getattr(args, name) for name in typed}
         train_config = _make(TrainConfig, {**config["train"], **overrides})
+        resolve_device(train_config.device)
         task = build_task(config)
         model = build_model(config)
         run_dir = args.resume
     else:
         task_config = _make(task_cls.Config, _fields_of(args, task_cls.Config))
         train_config = _make(TrainConfig, _fields_of(args, TrainConfig))
+        resolve_device(train_config.device)  # refuse a missing GPU before making a run directory
         run_dir = new_run_dir(task_cls.name, args.out)
         torch.manual_seed(train_config.seed)
         task = task_cls(task_config)

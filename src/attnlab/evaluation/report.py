@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch.utils.data import DataLoader
-
 from attnlab.runs import Run
 from attnlab.training.checkpoint import METRICS, read_json, write_json
-from attnlab.training.trainer import batches_on, resolve_device
+from attnlab.training.trainer import batches_on, loader, resolve_device
 
 NUM_SAMPLES = 3
 
@@ -21,8 +19,8 @@ def evaluate_run(run: Run, device: str = "auto") -> dict[str, Any]:
     target = resolve_device(device)
     model = run.model.to(target).eval()
     test = run.task.splits().test
-    loader = DataLoader(test, batch_size=run.train_config.batch_size, collate_fn=run.task.collate)
-    metrics = run.task.evaluate(model, batches_on(loader, target))
+    test_loader = loader(test, run.task, batch_size=run.train_config.batch_size)
+    metrics = run.task.evaluate(model, batches_on(test_loader, target))
     samples = run.task.samples(model.cpu(), test, NUM_SAMPLES)
     report = {"metrics": metrics, "samples": samples}
     path = run.dir / METRICS

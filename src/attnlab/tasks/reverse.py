@@ -24,6 +24,7 @@ from torch.utils.data import Dataset, TensorDataset
 from attnlab.errors import InputError
 from attnlab.models import TokenPredictor, TokenPredictorConfig
 from attnlab.nn import padding_mask
+from attnlab.options import option
 from attnlab.tasks.base import AttentionView, Splits, Task
 from attnlab.tasks.registry import register
 
@@ -34,18 +35,20 @@ IGNORE = -100  # target of padded positions: ignored by the loss and the metrics
 class ReverseConfig:
     """Data and model hyperparameters of the reverse task (defaults: the classic tutorial)."""
 
-    num_categories: int = 10
-    seq_len: int = 16
-    min_len: int = 1
-    train_size: int = 50_000
-    val_size: int = 1_000
-    test_size: int = 10_000
-    data_seed: int = 42
-    d_model: int = 32
-    heads: int = 1
-    layers: int = 1
-    d_ff: int = 64
-    dropout: float = 0.0
+    num_categories: int = option(10, "digits 0..N-1")
+    seq_len: int = option(16, "maximum (and padded) sequence length")
+    min_len: int = option(
+        1, "minimum sequence length (set it to --seq-len for the tutorial's fixed length)"
+    )
+    train_size: int = option(50_000, "training sequences")
+    val_size: int = option(1_000, "validation sequences")
+    test_size: int = option(10_000, "test sequences")
+    data_seed: int = option(42, "seed of the generated data (val and test use +1 and +2)")
+    d_model: int = option(32, "model width")
+    heads: int = option(1, "attention heads")
+    layers: int = option(1, "encoder layers")
+    d_ff: int = option(64, "hidden width of the feed-forward networks")
+    dropout: float = option(0.0, "dropout rate")
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_len <= self.seq_len:

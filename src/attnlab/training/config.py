@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from attnlab.options import option
 from attnlab.training.schedules import SCHEDULES
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -19,20 +20,29 @@ class TrainConfig:
     same schedule as an uninterrupted run.
     """
 
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adamw"
-    weight_decay: float = 0.01
-    momentum: float = 0.9
-    schedule: str = "cosine"
-    warmup: int = 100
-    grad_clip: float = 1.0
-    val_every: int = 0
-    patience: int = 0
-    max_steps: int = 0
-    seed: int = 0
-    device: str = "auto"
+    epochs: int = option(10, "passes over the training set")
+    batch_size: int = option(64, "examples per optimizer step")
+    lr: float = option(
+        1e-3, "peak learning rate (with --schedule noam: the factor in front of the schedule)"
+    )
+    optimizer: str = option("adamw", "adamw, adam or sgd")
+    weight_decay: float = option(
+        0.01, "decoupled weight decay on weight matrices (adamw), L2 otherwise"
+    )
+    momentum: float = option(0.9, "momentum of sgd")
+    schedule: str = option(
+        "cosine",
+        "learning-rate schedule: cosine (warmup + cosine decay), noam (the paper's), constant",
+    )
+    warmup: int = option(100, "warmup steps of the schedule")
+    grad_clip: float = option(1.0, "clip the gradient norm to this value (0: no clipping)")
+    val_every: int = option(0, "validate every N steps (0: once per epoch)")
+    patience: int = option(0, "stop after N validations without improvement (0: never)")
+    max_steps: int = option(
+        0, "stop after N steps in all, keeping the schedule of --epochs (0: no limit)"
+    )
+    seed: int = option(0, "random seed of initialisation, shuffling and dropout")
+    device: str = option("auto", "auto (cuda if available), cpu, cuda, cuda:1, ...")
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from attnlab.errors import TrainingError
+from attnlab.errors import AttnlabError, TrainingError
 from attnlab.tasks.base import Task
 from attnlab.training.checkpoint import (
     CHECKPOINT,
@@ -40,7 +40,13 @@ def resolve_device(name: str) -> torch.device:
     """``"auto"`` -> CUDA if available, else CPU; otherwise the named device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise AttnlabError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AttnlabError(f"--device {name} was asked for, but this PyTorch sees no CUDA GPU")
+    return device
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -58,6 +64,16 @@ def batches_on(loader: Iterable[Any], device: torch.device) -> Iterator[Any]:
     """The batches of ``loader``, moved to ``device``."""
     for batch in loader:
         yield to_device(batch, device)
+
+
+def loader(dataset: Any, task: Task, **kwargs: Any) -> DataLoader:
+    """A DataLoader with the task's collate function and a private generator.
+
+    Each new DataLoader iterator draws a seed from its generator; with the default (the
+    global one) that draw would shift the dropout random numbers, and a resumed run would
+    no longer repeat an uninterrupted one.
+    """
+    return DataLoader(dataset, collate_fn=task.collate, generator=torch.Generator(), **kwargs)
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -192,8 +208,8 @@ class Trainer:
         self.model.to(self.device)
         splits = self.task.splits()
         sampler = EpochBatchSampler(len(splits.train), cfg.batch_size, cfg.seed)
-        train_loader = DataLoader(splits.train, batch_sampler=sampler, collate_fn=self.task.collate)
-        val_loader = DataLoader(splits.val, batch_size=cfg.batch_size, collate_fn=self.task.collate)
+        train_loader = loader(splits.train, self.task, batch_sampler=sampler)
+        val_loader = loader(splits.val, self.task, batch_size=cfg.batch_size)
         steps_per_epoch = len(sampler)
         total_steps = cfg.epochs * steps_per_epoch
         last_step = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps

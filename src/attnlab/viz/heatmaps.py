@@ -34,7 +34,8 @@ def plot_attention_grid(
     for layer, layer_maps in enumerate(maps):
         for head in range(num_heads):
             ax = axes[layer][head]
-            image = ax.imshow(layer_maps[head].float().cpu(), vmin=0.0, vmax=1.0, cmap="viridis")
+            weights = layer_maps[head].detach().float().cpu().numpy()  # (T_q, T_k)
+            image = ax.imshow(weights, vmin=0.0, vmax=1.0, cmap="viridis")
             ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=9)
             ax.set_xticks(range(T_k), key_labels, rotation=90, fontsize=7)
             ax.set_yticks(range(T_q), query_labels, fontsize=7)

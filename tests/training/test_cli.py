@@ -1,0 +1,153 @@
+"""The attnlab command: outputs, --json, and one clear line + status 2 on bad input."""
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from attnlab.cli import main
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, pattern):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert pattern in lines[0], lines[0]
+
+
+def test_predict_prints_one_line_per_input(capsys, trained_run):
+    code, out, _ = run_cli(capsys, "predict", str(trained_run), "3 1 4 1 5", "9 8 7")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("3 1 4 1 5  ->  ")
+
+
+def test_predict_json_from_file_and_stdin(capsys, trained_run, tmp_path, monkeypatch):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("1 2 3\n\n4 5 6 7\n")
+    code, out, _ = run_cli(capsys, "predict", str(trained_run), "--file", str(inputs), "--json")
+    assert code == 0
+    predictions = json.loads(out)
+    assert [p["input"] for p in predictions] == [[1, 2, 3], [4, 5, 6, 7]]
+    assert [len(p["prediction"]) for p in predictions] == [3, 4]
+    monkeypatch.setattr(sys, "stdin", io.StringIO(inputs.read_text()))
+    code, out, _ = run_cli(capsys, "predict", str(trained_run), "--file", "-", "--json")
+    assert code == 0 and json.loads(out) == predictions
+
+
+def test_eval_json_and_text(capsys, trained_run):
+    code, out, _ = run_cli(capsys, "eval", str(trained_run), "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert 0.0 <= report["metrics"]["sequence_accuracy"] <= 1.0
+    assert len(report["samples"]) == 3 and "distribution" in report["samples"][0]
+    code, out, _ = run_cli(capsys, "eval", str(trained_run))
+    assert code == 0 and out.startswith("test set: loss")
+
+
+def test_attention_png(capsys, trained_run, tmp_path):
+    out_png = tmp_path / "attn.png"
+    code, out, _ = run_cli(
+        capsys, "attention", str(trained_run), "3 1 4 1 5", "--out", str(out_png)
+    )
+    assert code == 0 and out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict", "{run}", "3 x 11"], "'x', '11' not in the vocabulary"),
+        (["predict", "{run}", ""], "empty input"),
+        (["predict", "{run}", "   "], "empty input"),
+        (["predict", "{run}", " ".join(["1"] * 17)], "at most 16"),
+        (["predict", "{run}"], "no input"),
+        (["predict", "{run}", "--file", "/no/such/file"], "cannot read /no/such/file"),
+        (["predict", "/no/such/run", "1 2"], "run directory /no/such/run does not exist"),
+        (["predict", "{tmp}", "1 2"], "is not an attnlab run directory"),
+        (["eval", "{tmp}"], "is not an attnlab run directory"),
+        (["attention", "{run}", "1 2", "--out", "{tmp}/a.pdf"], "must be a .png"),
+        (["train", "no-such-task"], "invalid choice: 'no-such-task'"),
+        (["train", "reverse", "--min-len", "20"], "min_len <= seq_len"),
+        (["train", "reverse", "--epochs", "zero"], "invalid int value: 'zero'"),
+        (["train", "reverse", "--optimizer", "adagrad"], "optimizer must be one of"),
+        (
+            ["train", "reverse", "--resume", "{run}", "--lr", "0.1"],
+            "--lr cannot change on --resume",
+        ),
+        (["train", "reverse", "--out", "{run}"], "already exists and is not empty"),
+        (["train", "reverse", "--out", "{tmp}/new", "--device", "gpu0"], "unknown device 'gpu0'"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_status_2(capsys, trained_run, tmp_path, args, message):
+    args = [a.format(run=trained_run, tmp=tmp_path) for a in args]
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, message)
+
+
+def test_foreign_and_damaged_run_directories(capsys, trained_run, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"name": "bert-base", "hidden_size": 768}')
+    code, _, err = run_cli(capsys, "predict", str(foreign), "1 2")
+    assert_one_line_error(code, err, "is not the config of an attnlab run")
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((trained_run / "config.json").read_text())
+    weights = (trained_run / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(weights[: len(weights) // 3])
+    code, _, err = run_cli(capsys, "predict", str(broken), "1 2")
+    assert_one_line_error(code, err, "not a readable safetensors file")
+
+    (broken / "config.json").write_text("{not json")
+    code, _, err = run_cli(capsys, "eval", str(broken))
+    assert_one_line_error(code, err, "is not valid JSON")
+
+
+def test_a_run_of_another_task_cannot_be_resumed_as_reverse(capsys, trained_run, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    config = json.loads((trained_run / "config.json").read_text())
+    config["task"] = "no-such-task"
+    (other / "config.json").write_text(json.dumps(config))
+    code, _, err = run_cli(capsys, "train", "reverse", "--resume", str(other))
+    assert_one_line_error(code, err, "is not the config of an attnlab run")
+
+
+def test_console_script_exit_status_and_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "attnlab.cli", "predict", "/no/such/run", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    help_text = subprocess.run(
+        [sys.executable, "-m", "attnlab.cli", "train", "reverse", "--help"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    for flag in (
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--d-model",
+        "--heads",
+        "--layers",
+        "--seed",
+        "--out",
+        "--resume",
+    ):
+        assert flag in help_text
+    assert "(default: 0.002)" in help_text  # the task's own default learning rate
