@@ -224,3 +224,41 @@ def test_run_directory_contents(trained_run):
     assert any((trained_run / "tensorboard").iterdir())
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert set(metrics["test"]["metrics"]) == {"loss", "token_accuracy", "sequence_accuracy"}
+
+
+def test_ctrl_c_stops_after_the_step_and_saves_a_checkpoint(tmp_path):
+    run_dir = tmp_path / "interrupted"
+    args = [
+        "train",
+        "reverse",
+        "--out",
+        str(run_dir),
+        "--no-progress",
+        "--train-size",
+        "50000",
+        "--val-size",
+        "100",
+        "--test-size",
+        "100",
+        "--batch-size",
+        "50",
+        "--epochs",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "attnlab.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (run_dir / "tensorboard").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # well inside the first epoch of 1,000 steps
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Stopping after this step" in err
+    step = load_checkpoint(run_dir / "checkpoint.pt")["step"]
+    assert 0 < step < 1000  # stopped early, and the checkpoint is where it stopped
+    assert "test set:" in out

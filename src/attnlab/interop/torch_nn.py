@@ -162,6 +162,14 @@ _TO_TORCH = {
 }
 
 
+def _convert(module: nn.Module, table: dict, name: str) -> nn.Module:
+    convert = table.get(type(module))
+    if convert is None:
+        known = ", ".join(cls.__name__ for cls in table)
+        raise TypeError(f"{name} does not know {type(module).__name__}; supported: {known}")
+    return convert(module).train(module.training)
+
+
 def from_torch(module: nn.Module) -> nn.Module:
     """Build the attnlab twin of a ``torch.nn`` module, with the same weights.
 
@@ -170,13 +178,7 @@ def from_torch(module: nn.Module) -> nn.Module:
     ``(B, T, D)`` inputs whatever the source's ``batch_first`` was. The copy is in the same
     train/eval mode as the source.
     """
-    for cls, convert in _FROM_TORCH.items():
-        if type(module) is cls:
-            return convert(module).train(module.training)
-    raise TypeError(
-        f"from_torch does not know {type(module).__name__}; "
-        f"supported: {', '.join(c.__name__ for c in _FROM_TORCH)}"
-    )
+    return _convert(module, _FROM_TORCH, "from_torch")
 
 
 def to_torch(module: nn.Module) -> nn.Module:
@@ -186,10 +188,4 @@ def to_torch(module: nn.Module) -> nn.Module:
     :class:`~attnlab.nn.TransformerEncoder`. Remember to convert masks with
     :func:`torch_key_padding_mask` / :func:`torch_attn_mask` before calling the result.
     """
-    for cls, convert in _TO_TORCH.items():
-        if type(module) is cls:
-            return convert(module).train(module.training)
-    raise TypeError(
-        f"to_torch does not know {type(module).__name__}; "
-        f"supported: {', '.join(c.__name__ for c in _TO_TORCH)}"
-    )
+    return _convert(module, _TO_TORCH, "to_torch")

@@ -8,8 +8,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.predictor import positional_encoding
-from attnlab.nn import TokenEmbedding, TransformerEncoder, padding_mask
+from attnlab.models.common import encoder_from_config, positional_encoding
+from attnlab.nn import TokenEmbedding, padding_mask
 
 
 @dataclass
@@ -55,16 +55,7 @@ class SequenceClassifier(nn.Module):
         self.positions = positional_encoding(
             config.positional, d_model, config.max_len + 1, config.dropout
         )
-        self.encoder = TransformerEncoder(
-            num_layers=config.num_layers,
-            d_model=d_model,
-            num_heads=config.num_heads,
-            d_ff=config.d_ff or 4 * d_model,
-            dropout=config.dropout,
-            activation=config.activation,
-            norm_first=config.norm_first,
-            final_norm=config.norm_first,
-        )
+        self.encoder = encoder_from_config(config)
         self.head = nn.Linear(d_model, config.num_classes)
 
     def _encode_input(self, tokens: Tensor) -> tuple[Tensor, Tensor]:

@@ -7,12 +7,8 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from attnlab.nn import (
-    LearnedPositionalEncoding,
-    SinusoidalPositionalEncoding,
-    TokenEmbedding,
-    TransformerEncoder,
-)
+from attnlab.models.common import encoder_from_config, positional_encoding
+from attnlab.nn import TokenEmbedding
 
 
 @dataclass
@@ -46,13 +42,6 @@ class TokenPredictorConfig:
             )
 
 
-def positional_encoding(kind: str, d_model: int, max_len: int, dropout: float) -> nn.Module:
-    """The positional encoding named ``kind`` ('sinusoidal' or 'learned'), dropout after it."""
-    if kind == "sinusoidal":
-        return SinusoidalPositionalEncoding(d_model, max_len, dropout)
-    return LearnedPositionalEncoding(d_model, max_len, dropout)
-
-
 class TokenPredictor(nn.Module):
     """Input embedding -> positional encoding -> Transformer encoder -> per-position classifier.
 
@@ -76,16 +65,7 @@ class TokenPredictor(nn.Module):
         self.positions = positional_encoding(
             config.positional, d_model, config.max_len, config.dropout
         )
-        self.encoder = TransformerEncoder(
-            num_layers=config.num_layers,
-            d_model=d_model,
-            num_heads=config.num_heads,
-            d_ff=config.d_ff or 4 * d_model,
-            dropout=config.dropout,
-            activation=config.activation,
-            norm_first=config.norm_first,
-            final_norm=config.norm_first,
-        )
+        self.encoder = encoder_from_config(config)
         self.head = nn.Linear(d_model, config.num_classes)
 
     def _encode_input(self, x: Tensor) -> Tensor:

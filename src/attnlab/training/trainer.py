@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -236,11 +238,15 @@ class Trainer:
             dynamic_ncols=True,
             desc=f"train {self.task.name}",
         )
-        previous_handler = signal.signal(signal.SIGINT, self._request_stop)
+        # Ctrl-C finishes the current step and saves a checkpoint (signals: main thread only).
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        if in_main_thread:
+            previous_handler = signal.signal(signal.SIGINT, self._request_stop)
         try:
             self._loop(train_loader, sampler, val_loader, writer, bar, val_every, last_step)
         finally:
-            signal.signal(signal.SIGINT, previous_handler)
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous_handler)
             bar.close()
             writer.close()
         return self._best_entry()
@@ -249,7 +255,10 @@ class Trainer:
         if self._stop_requested:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
         self._stop_requested = True
-        tqdm.write("Stopping after this step and saving a checkpoint (Ctrl-C again to abort).")
+        tqdm.write(
+            "Stopping after this step and saving a checkpoint (Ctrl-C again to abort).",
+            file=sys.stderr,
+        )
 
     def _loop(self, train_loader, sampler, val_loader, writer, bar, val_every, last_step):
         cfg = self.config
@@ -259,10 +268,9 @@ class Trainer:
             epoch, start_batch = divmod(self.step, steps_per_epoch)
             sampler.set_epoch(epoch, start_batch)
             for batch in batches_on(train_loader, self.device):
-                loss_value, grad_norm = self._train_step(batch)
+                loss_value, grad_norm, lr = self._train_step(batch)
                 loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
                 examples += self.task.batch_size_of(batch)
-                lr = self.scheduler.get_last_lr()[0]
                 writer.add_scalar("train/loss", loss_value, self.step)
                 writer.add_scalar("train/lr", lr, self.step)
                 writer.add_scalar("train/grad_norm", grad_norm, self.step)
@@ -281,7 +289,8 @@ class Trainer:
                 if done:
                     return
 
-    def _train_step(self, batch: Any) -> tuple[float, float]:
+    def _train_step(self, batch: Any) -> tuple[float, float, float]:
+        """One optimizer step; returns the loss, the gradient norm and the learning rate used."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.task.loss(self.model, batch)
@@ -295,10 +304,11 @@ class Trainer:
         loss.backward()
         max_norm = self.config.grad_clip or float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm).item()
+        lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return loss_value, grad_norm
+        return loss_value, grad_norm, lr
 
     def _validate(self, val_loader, writer, epoch: int, lr: float, train_loss: float) -> dict:
         self.model.eval()
