@@ -128,15 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "eval", help="test-set report of a run", formatter_class=_Formatter
     )
-    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
-    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     evaluate.set_defaults(func=cmd_eval)
 
     predict = commands.add_parser(
         "predict", help="predict for raw inputs", formatter_class=_Formatter
     )
-    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
     predict.add_argument("inputs", nargs="*", metavar="INPUT", help='e.g. "3 1 4 1 5"')
     predict.add_argument(
         "--file", default=None, metavar="F", help="read inputs from F, one per line ('-' for stdin)"
@@ -147,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     attention = commands.add_parser(
         "attention", help="plot a run's attention for one input", formatter_class=_Formatter
     )
-    attention.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    attention.add_argument("input", metavar="INPUT")
+    attention.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
+    attention.add_argument("input", metavar="INPUT", help='one input, e.g. "3 1 4 1 5"')
     attention.add_argument(
         "--out",
         type=Path,
