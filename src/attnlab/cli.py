@@ -254,14 +254,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_attention(args: argparse.Namespace) -> int:
     from attnlab.runs import load_run
-    from attnlab.viz import plot_attention_grid
 
     if args.out.suffix.lower() != ".png":
         raise InputError(f"--out must be a .png file; got {args.out}")
     run = load_run(args.run_dir)
-    view = run.task.attention(run.model, args.input)
-    path = plot_attention_grid(view.maps, view.query_labels, view.key_labels, args.out, view.title)
-    print(f"attention maps ({len(view.maps)} layers x {view.maps[0].size(0)} heads): {path}")
+    path = run.task.plot_attention(run.model, args.input, args.out)
+    print(f"attention: {path}")
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -92,6 +93,17 @@ class Task(ABC):
     @abstractmethod
     def attention(self, model: nn.Module, text: str) -> AttentionView:
         """The model's attention maps for one raw input."""
+
+    def plot_attention(self, model: nn.Module, text: str, path: Path) -> Path:
+        """Save a figure of the model's attention for one raw input; returns the path.
+
+        The default draws :meth:`attention` as a layer x head grid of heatmaps; a task whose
+        inputs are not token sequences (images) overrides it.
+        """
+        from attnlab.viz import plot_attention_grid
+
+        view = self.attention(model, text)
+        return plot_attention_grid(view.maps, view.query_labels, view.key_labels, path, view.title)
 
     @abstractmethod
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
