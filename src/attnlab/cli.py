@@ -125,6 +125,35 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.set_defaults(func=cmd_train)
 
+    compare = commands.add_parser(
+        "compare",
+        help="train a task's variants with the same time budget, side by side",
+        formatter_class=_Formatter,
+        description="Train every variant of a task (e.g. names: attnlab encoder, torch encoder "
+        "layers, GRU) on the same split, each for as many epochs as fit in --budget seconds, "
+        "and print one table.",
+    )
+    compare_tasks = compare.add_subparsers(dest="task", required=True, metavar="TASK")
+    for name, task_cls in sorted(TASKS.items()):
+        if not task_cls.variants:
+            continue
+        sub = compare_tasks.add_parser(
+            name,
+            help=f"variants: {', '.join(task_cls.variants)}",
+            formatter_class=_Formatter,
+        )
+        _add_dataclass_options(sub, task_cls.Config, {}, f"{name} data and model")
+        _add_dataclass_options(sub, TrainConfig, task_cls.train_defaults, "training")
+        sub.add_argument("--budget", type=float, default=120.0, help="seconds per variant")
+        sub.add_argument(
+            "--out",
+            type=Path,
+            default=None,
+            help="folder for the runs; default: runs/compare-<task>/<timestamp>/",
+        )
+        sub.add_argument("--json", action="store_true", help="print JSON")
+        sub.set_defaults(func=cmd_compare)
+
     evaluate = commands.add_parser(
         "eval", help="test-set report of a run", formatter_class=_Formatter
     )
@@ -201,9 +230,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         task_config = _make(task_cls.Config, _fields_of(args, task_cls.Config))
         train_config = _make(TrainConfig, _fields_of(args, TrainConfig))
         resolve_device(train_config.device)  # refuse a missing GPU before making a run directory
+        task = task_cls(task_config)  # finds (or fails to find) the data before the run directory
         run_dir = new_run_dir(task_cls.name, args.out)
         torch.manual_seed(train_config.seed)
-        task = task_cls(task_config)
         model = task.build_model()
     write_run_config(run_dir, task, train_config, model)
     print(f"run directory: {run_dir}", flush=True)
@@ -214,7 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer.history, task.monitor, run_dir / "plots" / "training_curves.png"
     )
     report = evaluate_run(load_run(run_dir), device=train_config.device)
-    print(_format_report(task, report))
+    print(task.format_report(report))
     print(f"\nrun directory: {run_dir}")
     print(
         f"  model.safetensors (best by val {task.monitor}), checkpoint.pt (resume with "
@@ -224,13 +253,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from attnlab.runs import new_run_dir
+    from attnlab.tasks import get_task
+    from attnlab.training import TrainConfig
+    from attnlab.training.compare import compare, format_table
+    from attnlab.training.trainer import resolve_device
+
+    task_cls = get_task(args.task)
+    task_config = _make(task_cls.Config, _fields_of(args, task_cls.Config))
+    train_config = _make(TrainConfig, _fields_of(args, TrainConfig))
+    resolve_device(train_config.device)
+    if not args.budget > 0:
+        raise AttnlabError(f"--budget must be a positive number of seconds; got {args.budget}")
+    out = new_run_dir(f"compare-{task_cls.name}", args.out)
+    print(
+        f"comparing {', '.join(task_cls.variants)} for {args.budget:g} s each in {out}", flush=True
+    )
+    rows = compare(task_cls, task_config, train_config, task_cls.variants, args.budget, out)
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from attnlab.evaluation import evaluate_run
     from attnlab.runs import load_run
 
     run = load_run(args.run_dir)
     report = evaluate_run(run, device=args.device)
-    print(json.dumps(report, indent=2) if args.json else _format_report(run.task, report))
+    print(json.dumps(report, indent=2) if args.json else run.task.format_report(report))
     return 0
 
 
@@ -288,16 +339,6 @@ def _read_lines(source: str) -> list[str]:
     if not lines:
         raise InputError(f"{'standard input' if source == '-' else source} has no non-empty lines")
     return lines
-
-
-def _format_report(task: Any, report: dict[str, Any]) -> str:
-    lines = ["test set: " + task.format_metrics(report["metrics"])]
-    for sample in report["samples"]:
-        lines.append("  " + json.dumps({k: v for k, v in sample.items() if k != "distribution"}))
-        if "distribution" in sample:
-            top = [max(row) for row in sample["distribution"]]
-            lines.append(f"    probability of the predicted token per position: {top}")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

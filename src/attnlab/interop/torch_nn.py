@@ -189,3 +189,52 @@ def to_torch(module: nn.Module) -> nn.Module:
     :func:`torch_key_padding_mask` / :func:`torch_attn_mask` before calling the result.
     """
     return _convert(module, _TO_TORCH, "to_torch")
+
+
+class TorchTransformerEncoder(nn.Module):
+    """``nn.TransformerEncoder`` of ``nn.TransformerEncoderLayer`` s behind attnlab's interface.
+
+    Lets a model swap attnlab's encoder for PyTorch's own with the same hyperparameters
+    (``--backend torch``): it takes the arguments of :class:`~attnlab.nn.TransformerEncoder`,
+    and ``forward(x, mask=None, return_attention=False)`` takes an attnlab padding mask
+    ``(B, 1, 1, T)`` (True = real token), converted here to torch's ``src_key_padding_mask``.
+    Attention maps, which ``nn.TransformerEncoder`` does not return, come from an attnlab copy
+    with the same weights (:func:`from_torch`). Input and output: ``(B, T, d_model)``.
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        d_model: int,
+        num_heads: int,
+        d_ff: int = 2048,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+        final_norm: bool = False,
+    ):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(
+            d_model,
+            num_heads,
+            d_ff,
+            dropout,
+            activation,
+            layer_norm_eps,
+            batch_first=True,
+            norm_first=norm_first,
+        )
+        norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if final_norm else None
+        self.encoder = nn.TransformerEncoder(
+            layer, num_layers, norm=norm, enable_nested_tensor=False
+        )
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, return_attention: bool = False
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        if return_attention:
+            twin = from_torch(self.encoder)
+            return twin(x, mask=mask, return_attention=True)
+        key_padding = None if mask is None else torch_key_padding_mask(mask)  # (B, T)
+        return self.encoder(x, src_key_padding_mask=key_padding)  # (B, T, d_model)

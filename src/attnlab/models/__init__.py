@@ -6,13 +6,19 @@ so that a saved ``config.json`` can name the model to rebuild.
 
 from attnlab.models.classifier import SequenceClassifier, SequenceClassifierConfig
 from attnlab.models.predictor import TokenPredictor, TokenPredictorConfig
+from attnlab.models.rnn import GRUClassifier, GRUClassifierConfig
+from attnlab.models.vit import ViT, ViTConfig
 
-MODELS = {cls.__name__: cls for cls in (TokenPredictor, SequenceClassifier)}
+MODELS = {cls.__name__: cls for cls in (TokenPredictor, SequenceClassifier, GRUClassifier, ViT)}
 
 __all__ = [
     "MODELS",
+    "GRUClassifier",
+    "GRUClassifierConfig",
     "SequenceClassifier",
     "SequenceClassifierConfig",
     "TokenPredictor",
     "TokenPredictorConfig",
+    "ViT",
+    "ViTConfig",
 ]

@@ -17,7 +17,8 @@ class SequenceClassifierConfig:
     """Hyperparameters of :class:`SequenceClassifier`.
 
     ``max_len`` counts input tokens (the CLS token is extra). ``d_ff=None`` means
-    ``4 * d_model``.
+    ``4 * d_model``. ``backend="torch"`` builds the encoder from ``nn.TransformerEncoderLayer``
+    with the same hyperparameters instead of attnlab's :class:`~attnlab.nn.EncoderLayer`.
     """
 
     vocab_size: int
@@ -32,6 +33,7 @@ class SequenceClassifierConfig:
     positional: Literal["sinusoidal", "learned"] = "learned"
     activation: Literal["relu", "gelu"] = "relu"
     norm_first: bool = False
+    backend: Literal["attnlab", "torch"] = "attnlab"
 
 
 class SequenceClassifier(nn.Module):

@@ -1,4 +1,8 @@
-"""Pieces that several models build from their configs."""
+"""Pieces that several models build from their configs.
+
+Models import :mod:`attnlab.nn`, and :mod:`attnlab.interop` only for the ``torch`` backend:
+that is the one boundary where attnlab's masks are converted to PyTorch's convention.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,38 @@ from typing import Any
 
 from torch import nn
 
+from attnlab.interop import TorchTransformerEncoder
 from attnlab.nn import LearnedPositionalEncoding, SinusoidalPositionalEncoding, TransformerEncoder
 
 
 def positional_encoding(kind: str, d_model: int, max_len: int, dropout: float) -> nn.Module:
-    """The positional encoding named ``kind`` ('sinusoidal' or 'learned'), dropout after it."""
+    """The positional encoding named ``kind`` ('sinusoidal' or 'learned'), dropout after it.
+
+    Learned positions start with unit variance: the scale of the ``sqrt(d_model)``-scaled
+    token embeddings they are added to (at GPT's 0.02 they would start all but invisible, and
+    on the names task the model stayed closer to a bag of characters for longer).
+    """
     if kind == "sinusoidal":
         return SinusoidalPositionalEncoding(d_model, max_len, dropout)
     if kind == "learned":
-        return LearnedPositionalEncoding(d_model, max_len, dropout)
+        return LearnedPositionalEncoding(d_model, max_len, dropout, init_std=1.0)
     raise ValueError(f"positional must be 'sinusoidal' or 'learned'; got {kind!r}")
 
 
-def encoder_from_config(config: Any) -> TransformerEncoder:
-    """A :class:`TransformerEncoder` from a model config's encoder fields.
+def encoder_from_config(config: Any) -> nn.Module:
+    """The encoder stack described by a model config's encoder fields.
 
     Uses ``num_layers, d_model, num_heads, d_ff (None: 4 * d_model), dropout, activation,
-    norm_first``; pre-LN stacks get a final LayerNorm, as in GPT-2.
+    norm_first``; pre-LN stacks get a final LayerNorm, as in GPT-2. A config whose
+    ``backend`` is ``"torch"`` gets PyTorch's ``nn.TransformerEncoderLayer`` s with the same
+    hyperparameters (through :class:`attnlab.interop.TorchTransformerEncoder`, where masks
+    change convention); otherwise attnlab's :class:`TransformerEncoder`.
     """
-    return TransformerEncoder(
+    backend = getattr(config, "backend", "attnlab")
+    if backend not in ("attnlab", "torch"):
+        raise ValueError(f"backend must be 'attnlab' or 'torch'; got {backend!r}")
+    encoder_cls = TorchTransformerEncoder if backend == "torch" else TransformerEncoder
+    return encoder_cls(
         num_layers=config.num_layers,
         d_model=config.d_model,
         num_heads=config.num_heads,

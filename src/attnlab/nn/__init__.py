@@ -10,6 +10,7 @@ from attnlab.nn.attention import (
 )
 from attnlab.nn.embedding import (
     LearnedPositionalEncoding,
+    PatchEmbedding,
     SinusoidalPositionalEncoding,
     TokenEmbedding,
     sinusoidal_table,
@@ -22,6 +23,7 @@ __all__ = [
     "FeedForward",
     "LearnedPositionalEncoding",
     "MultiHeadAttention",
+    "PatchEmbedding",
     "SinusoidalPositionalEncoding",
     "TokenEmbedding",
     "TransformerEncoder",

@@ -1,4 +1,5 @@
-"""Token embeddings and positional encodings (paper sections 3.4 and 3.5)."""
+"""Token embeddings and positional encodings (paper sections 3.4 and 3.5), and the ViT's
+patch embedding (Dosovitskiy et al. 2021, section 3.1)."""
 
 from __future__ import annotations
 
@@ -102,14 +103,82 @@ class LearnedPositionalEncoding(_PositionalEncoding):
     """Learned absolute position embeddings added to the input, then dropout.
 
     The paper's alternative to sinusoids (section 3.5, "learned positional embeddings
-    ... produced nearly identical results"); used by BERT, GPT and ViT.
+    ... produced nearly identical results"); used by BERT, GPT and ViT. ``init_std`` is the
+    standard deviation of the initial table (0.02 as in GPT-2 and BERT, whose token embeddings
+    have that scale too).
     Input and output: ``(B, T, d_model)`` with ``T <= max_len``.
     """
 
-    def __init__(self, d_model: int, max_len: int = 512, dropout: float = 0.0):
+    def __init__(
+        self, d_model: int, max_len: int = 512, dropout: float = 0.0, init_std: float = 0.02
+    ):
         super().__init__(max_len, dropout)
         self.embedding = nn.Embedding(max_len, d_model)
-        nn.init.normal_(self.embedding.weight, mean=0.0, std=0.02)
+        nn.init.normal_(self.embedding.weight, mean=0.0, std=init_std)
 
     def positions(self, T: int, offset: int) -> Tensor:
         return self.embedding.weight[offset : offset + T]  # (T, d_model)
+
+
+class PatchEmbedding(nn.Module):
+    """Split images into non-overlapping ``P x P`` patches and project each one linearly.
+
+    The ViT's input embedding (Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words",
+    section 3.1): an image ``x`` of shape ``(H, W, C)`` is reshaped into a sequence of
+    ``N = (H / P) * (W / P)`` flattened patches ``x_p`` of shape ``(N, P^2 * C)``, and each
+    patch is mapped to ``d_model`` dimensions by one trainable linear projection ``E``.
+
+    Patches are numbered row by row over the ``(H / P, W / P)`` grid (patch ``n`` is at grid
+    row ``n // (W / P)``, column ``n % (W / P)``); inside a patch the values are flattened in
+    ``(row, column, channel)`` order. The same function as a ``Conv2d`` with kernel size and
+    stride ``P``, written as the paper's reshape + linear map.
+
+    Args:
+        image_size: ``H`` (square images) or ``(H, W)``; each must be divisible by ``patch_size``.
+        patch_size: ``P``.
+        in_channels: ``C`` (1 for grayscale, 3 for RGB).
+        d_model: width of each patch embedding.
+
+    Input: images ``(B, C, H, W)``. Output: patch embeddings ``(B, N, d_model)``.
+    """
+
+    def __init__(
+        self, image_size: int | tuple[int, int], patch_size: int, in_channels: int, d_model: int
+    ):
+        super().__init__()
+        H, W = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if patch_size < 1 or H % patch_size or W % patch_size:
+            raise ValueError(
+                f"image size {H}x{W} is not divisible by the patch size {patch_size}: "
+                "patches must tile the image exactly"
+            )
+        self.image_size = (H, W)
+        self.patch_size = patch_size
+        self.in_channels = in_channels
+        self.grid_size = (H // patch_size, W // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.projection = nn.Linear(patch_size * patch_size * in_channels, d_model)
+        nn.init.xavier_uniform_(self.projection.weight)
+        nn.init.zeros_(self.projection.bias)
+
+    def patches(self, images: Tensor) -> Tensor:
+        """The flattened patches ``x_p``: ``(B, C, H, W)`` -> ``(B, N, P * P * C)``."""
+        expected = (self.in_channels, *self.image_size)
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"images must have shape (B, {', '.join(map(str, expected))}); "
+                f"got {tuple(images.shape)}"
+            )
+        B, C = images.shape[:2]
+        P = self.patch_size
+        rows, cols = self.grid_size
+        x = images.reshape(B, C, rows, P, cols, P)  # (B, C, H/P, P, W/P, P)
+        x = x.permute(0, 2, 4, 3, 5, 1)  # (B, H/P, W/P, P, P, C)
+        return x.reshape(B, rows * cols, P * P * C)  # (B, N, P*P*C)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.projection(self.patches(images))  # (B, N, d_model)
+
+    def extra_repr(self) -> str:
+        H, W = self.image_size
+        return f"image_size={H}x{W}, patch_size={self.patch_size}, num_patches={self.num_patches}"

@@ -45,12 +45,14 @@ class Task(ABC):
             a ``--flag`` of ``attnlab train NAME``.
         train_defaults: overrides of :class:`~attnlab.training.TrainConfig` defaults.
         monitor: the validation metric (higher is better) that picks the best checkpoint.
+        variants: named task-config overrides that ``attnlab compare TASK`` trains side by side.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type]
     train_defaults: ClassVar[dict[str, Any]] = {}
     monitor: ClassVar[str] = "accuracy"
+    variants: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: Any):
         self.config = config
@@ -112,6 +114,25 @@ class Task(ABC):
     def format_metrics(self, metrics: dict[str, float]) -> str:
         """The metrics of an evaluation as one line."""
         return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+    def report(
+        self, model: nn.Module, dataset: Dataset, batches: Any, plots_dir: Path
+    ) -> dict[str, Any]:
+        """The test-set report: ``{"metrics": ..., "samples": ...}`` and any task extras.
+
+        ``batches`` iterates over ``dataset`` on the model's device; figures go to
+        ``plots_dir``. Everything returned must be JSON-ready (it lands in metrics.json).
+        """
+        return {
+            "metrics": self.evaluate(model, batches),
+            "samples": self.samples(model, dataset, 3),
+        }
+
+    def format_report(self, report: dict[str, Any]) -> str:
+        """The report of :meth:`report` for the terminal."""
+        lines = ["test set: " + self.format_metrics(report["metrics"]), "samples:"]
+        lines += ["  " + self.format_prediction(sample) for sample in report["samples"]]
+        return "\n".join(lines)
 
     def state(self) -> dict[str, Any]:
         """Anything beyond the config needed to rebuild the task (e.g. a vocabulary)."""

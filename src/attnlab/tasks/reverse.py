@@ -180,7 +180,10 @@ class ReverseTask(Task):
         source = " ".join(map(str, prediction["input"]))
         output = " ".join(map(str, prediction["prediction"]))
         worst = min(prediction["confidence"])
-        return f"{source}  ->  {output}   (lowest per-token probability {worst:.3f})"
+        line = f"{source}  ->  {output}   (lowest per-token probability {worst:.3f})"
+        if "target" in prediction:
+            line += "  right" if prediction["target"] == prediction["prediction"] else "  WRONG"
+        return line
 
     @torch.no_grad()
     def attention(self, model: nn.Module, text: str) -> AttentionView:
@@ -200,18 +203,20 @@ class ReverseTask(Task):
 
     @torch.no_grad()
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
+        device = next(model.parameters()).device
         out = []
         for i in range(min(n, len(dataset))):
             tokens, targets = dataset[i]
             real = tokens != self.pad_id
-            probs = self._logits(model, tokens[None]).softmax(-1)[0]  # (T, C)
             L = int(real.sum())
+            probs = self._logits(model, tokens[None].to(device)).softmax(-1)[0, :L].cpu()  # (L, C)
             out.append(
                 {
                     "input": tokens[real].tolist(),
                     "target": targets[:L].tolist(),
-                    "prediction": probs[:L].argmax(-1).tolist(),
-                    "distribution": [[round(p, 3) for p in row] for row in probs[:L].tolist()],
+                    "prediction": probs.argmax(-1).tolist(),
+                    "confidence": [round(p, 4) for p in probs.max(-1).values.tolist()],
+                    "distribution": [[round(p, 3) for p in row] for row in probs.tolist()],
                 }
             )
         return out

@@ -1,0 +1,1 @@
+"""Data: locating, downloading and verifying data sets; vocabularies."""

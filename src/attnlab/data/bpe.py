@@ -1,0 +1,50 @@
+"""A byte-pair-encoding (subword) vocabulary, trained with Hugging Face ``tokenizers``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, models, trainers
+
+from attnlab.data.vocab import PAD, UNK
+
+
+class BPEVocab:
+    """Subword pieces <-> ids, with the interface of :class:`~attnlab.data.vocab.CharVocab`.
+
+    Id 0 is padding and id 1 stands for characters never seen in training. BPE (Sennrich
+    et al. 2016) starts from single characters and repeatedly merges the most frequent
+    adjacent pair, so frequent endings such as ``ov`` or ``ski`` become single tokens.
+    """
+
+    pad_id = 0
+    unk_id = 1
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int) -> BPEVocab:
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=[PAD, UNK], show_progress=False
+        )
+        tokenizer.train_from_iterator(texts, trainer)
+        return cls(tokenizer)
+
+    @classmethod
+    def from_json(cls, text: str) -> BPEVocab:
+        return cls(Tokenizer.from_str(text))
+
+    def to_json(self) -> str:
+        return self.tokenizer.to_str()
+
+    def __len__(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text).ids
+
+    def tokens(self, ids: Iterable[int]) -> list[str]:
+        """The piece of each id, padding dropped."""
+        return [self.tokenizer.id_to_token(i) for i in ids if i != self.pad_id]

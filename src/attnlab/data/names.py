@@ -1,0 +1,79 @@
+"""The classic surnames data set: 18 files ``<Language>.txt``, one surname per line.
+
+From the PyTorch tutorial "Classifying Names with a Character-Level RNN" (``data.zip``).
+Unlike the tutorial, names keep their Unicode characters (NFC-normalised, not folded to
+ASCII), identical (name, language) lines are dropped, and the split is stratified by
+language so that no (name, language) pair appears in two splits.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+import torch
+
+from attnlab.data.download import fetch_archive, locate
+from attnlab.errors import DataError
+
+URL = "https://download.pytorch.org/tutorial/data.zip"
+SHA256 = "fb317e80248faeb62dc25ef3390ae24ca34b94e276bbc5141fd8862c2200bff5"
+HINT = (
+    "pass --data-dir DIR (the folder holding Arabic.txt ... Vietnamese.txt) or set "
+    "ATTNLAB_DATA_DIR to a folder holding names/"
+)
+
+Pair = tuple[str, str]  # (name, language)
+
+
+def names_dir(data_dir: str | Path | None = None) -> Path:
+    """The folder of ``<Language>.txt`` files: ``data_dir``, ``$ATTNLAB_DATA_DIR/names``,
+    or the verified download cache."""
+    found = locate("names", data_dir, "*.txt")
+    if found is not None:
+        return found
+    return fetch_archive(URL, SHA256, "pytorch-tutorial-data", HINT) / "data" / "names"
+
+
+def read_names(folder: Path) -> list[Pair]:
+    """All distinct (name, language) pairs, NFC-normalised, in file then line order."""
+    pairs: dict[Pair, None] = {}
+    for path in sorted(folder.glob("*.txt")):
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path} is not UTF-8 text ({e.reason})") from e
+        for line in lines:
+            name = unicodedata.normalize("NFC", line.strip())
+            if name:
+                pairs[(name, path.stem)] = None
+    if not pairs:
+        raise DataError(f"{folder} holds no names")
+    return list(pairs)
+
+
+def stratified_split(
+    pairs: list[Pair], seed: int, val_fraction: float = 0.1, test_fraction: float = 0.1
+) -> tuple[list[Pair], list[Pair], list[Pair]]:
+    """Split the distinct pairs into train / val / test, per language, shuffled with ``seed``.
+
+    Every language gets ``round(n * fraction)`` (at least one, if it has three names or
+    more) examples in val and in test. Since the pairs are distinct, no pair can be in two
+    splits; a name listed under two languages may be (the data set's own ambiguity).
+    """
+    by_language: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        by_language.setdefault(pair[1], []).append(pair)
+    g = torch.Generator().manual_seed(seed)
+    train, val, test = [], [], []
+    for language in sorted(by_language):
+        group = by_language[language]
+        order = torch.randperm(len(group), generator=g).tolist()
+        shuffled = [group[i] for i in order]
+        minimum = 1 if len(group) >= 3 else 0
+        n_val = max(minimum, round(len(group) * val_fraction))
+        n_test = max(minimum, round(len(group) * test_fraction))
+        val += shuffled[:n_val]
+        test += shuffled[n_val : n_val + n_test]
+        train += shuffled[n_val + n_test :]
+    return train, val, test

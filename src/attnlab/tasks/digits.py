@@ -1,0 +1,346 @@
+"""Handwritten digits with a Vision Transformer (ViT, Dosovitskiy et al. 2021).
+
+Data: the 1,797 handwritten digits that scikit-learn ships (8x8 pixels, intensities 0..16, no
+download), split into train / val / test, stratified by digit and seeded (``--data-seed``).
+Model: a :class:`~attnlab.models.ViT` that cuts each image into ``--patch-size`` squares,
+embeds them with a learned CLS token and learned positions, and classifies from the CLS output.
+Training images are rotated, zoomed and moved a little at random (``--rotation``, ``--scale``,
+``--shift``), and the loss uses label smoothing (``--label-smoothing``, paper section 5.4).
+
+Predicting from an image file (``attnlab predict RUN digit.png``), intensity convention:
+the model reads **bright ink on a dark background** with values in [0, 1], as in the training
+data (sklearn's 0..16 divided by 16). Any image Pillow can read is turned into that form:
+
+1. converted to grayscale (transparent pixels count as white paper);
+2. inverted if its border is brighter than its inside (dark ink on white paper);
+3. stretched so that the darkest pixel is 0 and the brightest 1;
+4. cropped to the bounding box of its ink (pixels >= 0.25) and centred in a square, as the
+   training digits were size-normalised to fill their box;
+5. resized to 8x8 by averaging the pixels of each cell (antialiased, Pillow's BOX filter,
+   which is how the 8x8 digits were made from 32x32 bitmaps), then scaled so that the
+   brightest pixel is 1 again.
+
+So a black digit on white paper and a white digit on black both work; the digit should be
+the only thing in the picture. ``attnlab attention RUN digit.png --out a.png`` overlays the
+attention rollout of the CLS token (Abnar & Zuidema 2020) on the 8x8 image the model saw.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset, TensorDataset
+
+from attnlab.errors import InputError
+from attnlab.models import ViT, ViTConfig
+from attnlab.options import option
+from attnlab.tasks.base import AttentionView, Splits, Task
+from attnlab.tasks.registry import register
+
+IMAGE_SIZE = 8  # scikit-learn's digits are 8x8
+MAX_INTENSITY = 16.0  # ... with intensities 0..16
+INK_THRESHOLD = 0.25  # a pixel at least this bright (after stretching to [0, 1]) is ink
+TOP_K = 3
+
+
+@dataclass
+class DigitsConfig:
+    """Data and model hyperparameters of the digits task."""
+
+    patch_size: int = option(4, "side of the square patches (must divide the image size 8)")
+    d_model: int = option(128, "model width")
+    heads: int = option(4, "attention heads")
+    layers: int = option(2, "encoder layers")
+    d_ff: int = option(256, "hidden width of the feed-forward networks")
+    dropout: float = option(0.1, "dropout rate")
+    rotation: float = option(10.0, "augmentation: rotate training images by up to X degrees")
+    scale: float = option(0.1, "augmentation: zoom training images by a factor in 1 -/+ X")
+    shift: float = option(1.0, "augmentation: move training images by up to X pixels")
+    label_smoothing: float = option(0.1, "label smoothing of the training loss (paper 5.4)")
+    val_fraction: float = option(0.1, "share of the images held out for validation")
+    test_fraction: float = option(0.2, "share of the images held out for the test")
+    data_seed: int = option(0, "seed of the train / val / test split")
+
+    def __post_init__(self) -> None:
+        if self.patch_size < 1 or IMAGE_SIZE % self.patch_size:
+            raise ValueError(
+                f"patch_size must divide the image size {IMAGE_SIZE}; got {self.patch_size}"
+            )
+        for name in ("rotation", "scale", "shift", "label_smoothing"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative; got {getattr(self, name)}")
+        if self.scale >= 1 or self.label_smoothing >= 1:
+            raise ValueError(
+                "scale and label_smoothing must be below 1; "
+                f"got {self.scale} and {self.label_smoothing}"
+            )
+        if not (
+            0 < self.val_fraction < 1
+            and 0 < self.test_fraction < 1
+            and self.val_fraction + self.test_fraction < 1
+        ):
+            raise ValueError(
+                "val_fraction and test_fraction must be in (0, 1) and sum to less than 1; "
+                f"got {self.val_fraction} and {self.test_fraction}"
+            )
+
+
+def load_digits_splits(config: DigitsConfig) -> Splits:
+    """scikit-learn's digits as ``(image (1, 8, 8) in [0, 1], label)`` pairs, split stratified."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32) / MAX_INTENSITY  # (1797, 8, 8)
+    images = images[:, None]  # (1797, 1, 8, 8): one channel
+    labels = torch.tensor(digits.target, dtype=torch.long)  # (1797,)
+    index = np.arange(len(labels))
+    rest, test = train_test_split(
+        index,
+        test_size=config.test_fraction,
+        stratify=digits.target,
+        random_state=config.data_seed,
+    )
+    train, val = train_test_split(
+        rest,
+        test_size=config.val_fraction / (1 - config.test_fraction),
+        stratify=digits.target[rest],
+        random_state=config.data_seed,
+    )
+    return Splits(*(TensorDataset(images[part], labels[part]) for part in (train, val, test)))
+
+
+def random_affine(images: Tensor, rotation: float, scale: float, shift: float) -> Tensor:
+    """Augmentation: turn, zoom and move each image by its own random amount.
+
+    Each image is rotated by up to ``rotation`` degrees either way, zoomed by a factor in
+    ``1 - scale .. 1 + scale`` and moved by up to ``shift`` pixels along each axis, all drawn
+    uniformly; bilinear resampling, background (0) where the image moved out of the frame.
+    Input and output: ``(B, C, H, W)``. Draws from the global torch RNG, which training
+    checkpoints save and restore.
+    """
+    if rotation == scale == shift == 0:
+        return images
+    B, _, H, W = images.shape
+
+    def uniform() -> Tensor:  # (B,) in [-1, 1)
+        return torch.rand(B, device=images.device) * 2 - 1
+
+    angle = uniform() * math.radians(rotation)  # (B,)
+    zoom = 1 + uniform() * scale  # (B,)
+    # affine_grid maps each output pixel to where it samples the input, in units where the
+    # image spans -1..1: a pixel is 2 / W wide. Sampling at (x / zoom) rotated, then moved,
+    # shows the image zoomed by `zoom`.
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom  # each (B,)
+    move_x, move_y = uniform() * shift * 2 / W, uniform() * shift * 2 / H  # each (B,)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, move_x], dim=-1), torch.stack([sin, cos, move_y], dim=-1)],
+        dim=1,
+    )  # (B, 2, 3)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)  # (B, H, W, 2)
+    return F.grid_sample(images, grid, mode="bilinear", align_corners=False)  # (B, C, H, W)
+
+
+# -- reading a user's image ------------------------------------------------------------------
+def read_grayscale(path: Path) -> np.ndarray:
+    """The image at ``path`` as a float32 grayscale array ``(H, W)``; InputError if unusable."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not path.exists():
+        raise InputError(f"cannot read {path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not an image file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is an empty file (0 bytes), not an image")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except UnidentifiedImageError as e:
+        raise InputError(
+            f"{path} is not an image file that Pillow can read (PNG, JPEG, BMP, GIF, ...)"
+        ) from e
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path} is too large an image to read safely") from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated, unreadable, ...
+        raise InputError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from e
+    if "A" in image.getbands() or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    return np.asarray(image.convert("F"), dtype=np.float32)  # (H, W)
+
+
+def prepare_image(pixels: np.ndarray, size: int, name: str) -> Tensor:
+    """Grayscale pixels ``(H, W)`` -> the model's input ``(size, size)``, bright ink on dark.
+
+    Follows the intensity convention of the module docstring (steps 2-5); ``name`` names the
+    image in the InputError raised for a blank one.
+    """
+    from PIL import Image
+
+    if pixels.max() == pixels.min():
+        raise InputError(f"{name} is blank (every pixel has the same value): no digit to read")
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    if pixels.shape[0] > 2 and pixels.shape[1] > 2 and border.mean() > pixels[1:-1, 1:-1].mean():
+        pixels = pixels.max() - pixels  # dark ink on light paper -> bright ink on dark
+    pixels = (pixels - pixels.min()) / (pixels.max() - pixels.min())  # darkest 0, brightest 1
+    ink_rows = np.flatnonzero((pixels >= INK_THRESHOLD).any(axis=1))
+    ink_cols = np.flatnonzero((pixels >= INK_THRESHOLD).any(axis=0))
+    pixels = pixels[ink_rows[0] : ink_rows[-1] + 1, ink_cols[0] : ink_cols[-1] + 1]  # (h, w)
+    h, w = pixels.shape
+    side = max(h, w)
+    square = np.zeros((side, side), dtype=np.float32)  # (side, side): background
+    top, left = (side - h) // 2, (side - w) // 2
+    square[top : top + h, left : left + w] = pixels
+    small = Image.fromarray(square).resize((size, size), Image.Resampling.BOX)
+    small = np.asarray(small, dtype=np.float32)  # (size, size)
+    return torch.from_numpy(small / small.max())  # (size, size): the brightest pixel is 1
+
+
+def load_image(text: str, size: int) -> tuple[str, Tensor]:
+    """A user's image path -> ``(the path as given, model input (size, size))``."""
+    name = text.strip()
+    if not name:
+        raise InputError("empty input: give the path of an image file, e.g. digit.png")
+    return name, prepare_image(read_grayscale(Path(name)), size, name)
+
+
+def top_k(probs: Tensor, k: int = TOP_K) -> list[dict[str, Any]]:
+    """The ``k`` most probable digits of one distribution ``(num_classes,)``, best first."""
+    values, digits = probs.topk(k)
+    return [
+        {"digit": int(d), "probability": round(float(p), 4)}
+        for d, p in zip(digits, values, strict=True)
+    ]
+
+
+@register
+class DigitsTask(Task):
+    """Classify 8x8 handwritten digits with a Vision Transformer."""
+
+    name = "digits"
+    Config = DigitsConfig
+    train_defaults = {
+        "epochs": 150,
+        "batch_size": 32,
+        "lr": 2e-3,
+        "warmup": 50,
+        "weight_decay": 0.05,
+    }
+    monitor = "accuracy"
+
+    def splits(self) -> Splits:
+        return load_digits_splits(self.config)
+
+    def build_model(self) -> nn.Module:
+        c = self.config
+        return ViT(
+            ViTConfig(
+                image_size=IMAGE_SIZE,
+                patch_size=c.patch_size,
+                in_channels=1,
+                num_classes=10,
+                d_model=c.d_model,
+                num_heads=c.heads,
+                num_layers=c.layers,
+                d_ff=c.d_ff,
+                dropout=c.dropout,
+            )
+        )
+
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        images, labels = batch
+        c = self.config
+        images = random_affine(images, c.rotation, c.scale, c.shift)  # (B, 1, 8, 8)
+        return F.cross_entropy(model(images), labels, label_smoothing=c.label_smoothing)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches: Any) -> dict[str, float]:
+        loss_sum = correct = seen = 0.0
+        for images, labels in batches:
+            logits = model(images)  # (B, 10)
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(-1) == labels).sum().item()
+            seen += labels.numel()
+        return {"loss": loss_sum / seen, "accuracy": correct / seen}
+
+    # -- users' inputs ------------------------------------------------------------------
+    @staticmethod
+    def _read(model: nn.Module, text: str) -> tuple[str, Tensor, Tensor]:
+        """The image named by ``text``: its name, pixels ``(S, S)``, batch ``(1, 1, S, S)``.
+
+        ``S`` is the model's image size; the batch is on the model's device.
+        """
+        name, image = load_image(text, model.config.image_size)  # (S, S)
+        device = next(model.parameters()).device
+        return name, image, image[None, None].to(device)  # (1, 1, S, S)
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
+        results = []
+        for text in texts:
+            name, _, batch = self._read(model, text)
+            probs = model(batch).softmax(-1)[0].cpu()  # (10,)
+            top = top_k(probs)
+            results.append({"image": name, "prediction": top[0]["digit"], "top3": top})
+        return results
+
+    def format_prediction(self, prediction: dict[str, Any]) -> str:
+        top = "  ".join(f"{t['digit']} ({t['probability']:.3f})" for t in prediction["top3"])
+        line = f"{prediction['image']}  ->  {top}"
+        if "target" in prediction:  # a test example (see samples)
+            line += f"   target {prediction['target']}"
+        return line
+
+    @torch.no_grad()
+    def attention(self, model: nn.Module, text: str) -> AttentionView:
+        name, _, batch = self._read(model, text)
+        maps = model.attention_maps(batch)  # each (1, H, 1 + N, 1 + N)
+        rows, cols = model.patch_embed.grid_size
+        labels = ["CLS"] + [f"r{r}c{c}" for r in range(rows) for c in range(cols)]
+        return AttentionView(
+            maps=[m[0].cpu() for m in maps],  # each (H, 1 + N, 1 + N)
+            query_labels=labels,
+            key_labels=labels,
+            title=f"digits: {name} (patches: grid row r, column c)",
+        )
+
+    @torch.no_grad()
+    def plot_attention(self, model: nn.Module, text: str, path: Path) -> Path:
+        """The image, the CLS token's attention rollout over the patches, and each layer's."""
+        from attnlab.viz import attention_rollout, plot_rollout_overlay
+
+        name, image, batch = self._read(model, text)
+        maps = [m.cpu() for m in model.attention_maps(batch)]  # each (1, H, 1 + N, 1 + N)
+        grid = model.patch_embed.grid_size
+        rollout = attention_rollout(maps)[0]  # (1 + N, 1 + N)
+        heat = rollout[0, 1:].reshape(grid)  # (rows, cols): CLS row, over the patches
+        layer_heats = [m[0].mean(0)[0, 1:].reshape(grid) for m in maps]  # each (rows, cols)
+        top = top_k(model(batch).softmax(-1)[0].cpu())
+        title = f"{name}: predicted {top[0]['digit']} (p = {top[0]['probability']:.3f})"
+        return plot_rollout_overlay(image, heat, path, title, layer_heats)
+
+    @torch.no_grad()
+    def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
+        device = next(model.parameters()).device
+        out = []
+        for i in range(min(n, len(dataset))):
+            image, label = dataset[i]  # (1, 8, 8), ()
+            probs = model(image[None].to(device)).softmax(-1)[0].cpu()  # (10,)
+            top = top_k(probs)
+            out.append(
+                {
+                    "image": f"test image {i}",
+                    "prediction": top[0]["digit"],
+                    "top3": top,
+                    "target": int(label),
+                }
+            )
+        return out

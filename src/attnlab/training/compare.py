@@ -1,0 +1,107 @@
+"""Train several variants of a task on the same split with the same time budget, side by side.
+
+Each variant gets the same wall-clock budget. A budget cannot simply cut training short (the
+learning-rate schedule would stop half way), so each variant is first timed on a few
+training steps, and then trained for as many whole epochs as fit in the budget, with its
+full schedule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attnlab.runs import load_run, write_run_config
+from attnlab.tasks.base import Task
+from attnlab.training.config import TrainConfig
+from attnlab.training.trainer import Trainer, batches_on, build_optimizer, loader, resolve_device
+
+TIMED_STEPS = 10
+VALIDATION_SHARE = 0.1  # part of the budget kept for validation and checkpoints
+
+
+def seconds_per_step(task: Task, model: torch.nn.Module, config: TrainConfig) -> float:
+    """The mean time of a few training steps of a fresh copy of ``model``, after a warm-up step."""
+    device = resolve_device(config.device)
+    probe = type(model)(model.config).to(device).train()
+    optimizer = build_optimizer(probe, config)
+    train = loader(task.splits().train, task, batch_size=config.batch_size, shuffle=False)
+    batches = batches_on(train, device)
+    started = None
+    for i, batch in zip(range(TIMED_STEPS + 1), batches, strict=False):
+        if i == 1:
+            started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        task.loss(probe, batch).backward()
+        optimizer.step()
+    return (time.perf_counter() - started) / TIMED_STEPS
+
+
+def compare(
+    task_cls: type[Task],
+    base_config: Any,
+    train_config: TrainConfig,
+    variants: dict[str, dict[str, Any]],
+    budget_s: float,
+    out: Path,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Train every variant (task-config overrides) within ``budget_s`` seconds; one row each.
+
+    Rows hold the variant, test accuracy and macro-F1 (or the task's metrics), parameters,
+    epochs and training time; every run is kept in ``out/<variant>/``.
+    """
+    rows = []
+    for name, overrides in variants.items():
+        task = task_cls(dataclasses.replace(base_config, **overrides))
+        torch.manual_seed(train_config.seed)
+        model = task.build_model()
+        steps_per_epoch = -(-len(task.splits().train) // train_config.batch_size)
+        per_step = seconds_per_step(task, model, train_config)
+        epochs = max(1, int(budget_s * (1 - VALIDATION_SHARE) / (per_step * steps_per_epoch)))
+        config = dataclasses.replace(train_config, epochs=epochs)
+        run_dir = out / name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_config(run_dir, task, config, model)
+        torch.manual_seed(train_config.seed)  # the timing probe drew random numbers
+        started = time.perf_counter()
+        Trainer(task, model, config, run_dir, progress=progress).fit()
+        seconds = time.perf_counter() - started
+        run = load_run(run_dir)
+        device = resolve_device(config.device)
+        test = run.task.splits().test
+        batches = batches_on(loader(test, run.task, batch_size=config.batch_size), device)
+        metrics = run.task.evaluate(run.model.to(device), batches)
+        rows.append(
+            {
+                "variant": name,
+                **{f"test_{k}": v for k, v in metrics.items()},
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "epochs": epochs,
+                "train_seconds": round(seconds, 1),
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as an aligned text table."""
+    columns = list(rows[0])
+    cells = [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 10 else f"{value:.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -1,0 +1,123 @@
+"""Attention rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers").
+
+Raw attention weights of one layer say how a token mixes the *previous layer's* tokens; after
+a few layers those are mixtures themselves. Rollout follows the mixing down to the inputs:
+
+1. average the heads of each layer: ``W_l = mean_h A_l^h``;
+2. account for the residual connection by adding the identity: ``W_l + I``;
+3. renormalise each row to sum to 1: ``A_l = (W_l + I) / rowsum`` (``= 0.5 W_l + 0.5 I``);
+4. multiply through the layers: ``R = A_L A_{L-1} ... A_1``.
+
+Row ``i`` of ``R`` is the share of each input token in the final representation of token
+``i``; for a ViT, row 0 (the CLS token) over the patches shows where the classifier looks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no window, works without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+
+def attention_rollout(maps: Sequence[Tensor]) -> Tensor:
+    """The attention rollout of a stack of layers (see the module docstring).
+
+    Args:
+        maps: one tensor per layer, first layer first, ``(..., H, T, T)`` (e.g. ``(B, H, T, T)``
+            from a model's ``attention_maps``, or ``(H, T, T)`` for one input); rows are queries.
+
+    Returns:
+        ``(..., T, T)``: row ``i`` is how much each input token contributes to token ``i``
+        after the last layer. Every row sums to 1.
+    """
+    if not maps:
+        raise ValueError("attention_rollout needs the attention maps of at least one layer")
+    T = maps[0].size(-1)
+    identity = torch.eye(T, dtype=maps[0].dtype, device=maps[0].device)  # (T, T)
+    rollout = None
+    for weights in maps:
+        if weights.dim() < 3 or weights.shape[-2:] != (T, T):
+            raise ValueError(
+                f"each attention map must have shape (..., H, {T}, {T}); got {tuple(weights.shape)}"
+            )
+        mixed = weights.mean(dim=-3) + identity  # (..., T, T): heads averaged, plus residual
+        mixed = mixed / mixed.sum(dim=-1, keepdim=True)  # (..., T, T), rows sum to 1
+        rollout = mixed if rollout is None else mixed @ rollout  # (..., T, T)
+    return rollout
+
+
+def upsample_to_image(heat: Tensor, image_size: tuple[int, int]) -> Tensor:
+    """A patch-grid map ``(rows, cols)`` repeated over each patch's pixels: ``(H, W)``."""
+    grid = heat[None, None].float()  # (1, 1, rows, cols)
+    return F.interpolate(grid, size=image_size, mode="nearest")[0, 0]  # (H, W)
+
+
+def plot_rollout_overlay(
+    image: Tensor,
+    heat: Tensor,
+    path: str | Path,
+    title: str = "",
+    layer_heats: Sequence[Tensor] = (),
+) -> Path:
+    """Save the image, then ``heat`` over the image, then optional per-layer panels (PNG).
+
+    Each map is turned into shares (divided by its sum), upsampled to the image so that each
+    patch's pixels show its share, and drawn in colour over the image (as in Grad-CAM figures);
+    with at most 16 patches each share is also written on its patch, in percent.
+
+    Args:
+        image: grayscale image ``(H, W)``, values in ``[0, 1]``.
+        heat: a non-negative map over the patch grid ``(rows, cols)``, e.g. the CLS row of
+            :func:`attention_rollout` over the patches.
+        path: output file (``.png``).
+        title: the figure's title.
+        layer_heats: more ``(rows, cols)`` maps, one panel each (e.g. each layer's CLS
+            attention over the patches, heads averaged).
+    """
+    image = image.detach().float().cpu()
+    H, W = image.shape
+    shares = [(m / m.sum()).detach().float().cpu() for m in (heat, *layer_heats)]
+    labels = ["rollout of the CLS token"]
+    labels += [f"layer {i + 1}: CLS attention" for i in range(len(layer_heats))]
+    top = max(float(s.max()) for s in shares)
+    fig, axes = plt.subplots(1, 1 + len(shares), figsize=(2.6 * (1 + len(shares)), 3.0))
+    axes[0].imshow(image.numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+    axes[0].set_title("input (as the model sees it)", fontsize=8)
+    for ax, label, share in zip(axes[1:], labels, shares, strict=True):
+        ax.imshow(image.numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+        heat_pixels = upsample_to_image(share, (H, W)).numpy()  # (H, W)
+        shown = ax.imshow(heat_pixels, cmap="turbo", alpha=0.5, vmin=0.0, vmax=top)
+        rows, cols = share.shape
+        if rows * cols <= 16:
+            for r in range(rows):
+                for c in range(cols):
+                    ax.text(
+                        (c + 0.5) * W / cols - 0.5,
+                        (r + 0.5) * H / rows - 0.5,
+                        f"{100 * share[r, c]:.0f}%",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white",
+                        path_effects=[patheffects.withStroke(linewidth=2, foreground="black")],
+                    )
+        ax.set_title(label, fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(shown, ax=axes, shrink=0.8, label="share over the patches")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

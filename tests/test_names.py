@@ -1,0 +1,203 @@
+"""The names task on the real data (read through ATTNLAB_DATA_DIR, as in CI)."""
+
+import io
+import json
+import os
+import sys
+from collections import Counter
+
+import pytest
+import torch
+
+import attnlab
+from attnlab.cli import main
+from attnlab.data.names import names_dir, read_names, stratified_split
+from attnlab.interop import from_torch
+from attnlab.tasks.names import NamesConfig, NamesTask
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("ATTNLAB_DATA_DIR"), reason="needs ATTNLAB_DATA_DIR (../shared/data)"
+)
+
+
+def run_cli(capsys, *args):
+    try:
+        code = main(list(args))
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return read_names(names_dir())
+
+
+@pytest.fixture(scope="module")
+def names_run(tmp_path_factory):
+    """A small transformer trained for two epochs on the real split."""
+    out = tmp_path_factory.mktemp("names") / "run"
+    code = main(
+        [
+            "train",
+            "names",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--epochs",
+            "2",
+            "--d-model",
+            "64",
+            "--layers",
+            "2",
+            "--d-ff",
+            "128",
+            "--class-weight-power",
+            "0",
+            "--batch-size",
+            "128",
+            "--lr",
+            "2e-3",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_the_real_data(pairs):
+    folder = names_dir()
+    lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in folder.glob("*.txt"))
+    assert lines == 20_074
+    languages = Counter(language for _, language in pairs)
+    assert len(languages) == 18
+    assert len(pairs) == len(set(pairs)) < lines  # identical lines dropped
+    assert any(not name.isascii() for name, _ in pairs)  # Unicode kept, not folded to ASCII
+
+
+def test_the_split_leaks_no_pair_and_keeps_every_language(pairs):
+    train, val, test = stratified_split(pairs, seed=0)
+    assert len(train) + len(val) + len(test) == len(pairs)
+    assert not set(train) & set(val) and not set(train) & set(test) and not set(val) & set(test)
+    for split in (val, test):
+        assert {language for _, language in split} == {language for _, language in pairs}
+    share = Counter(language for _, language in test)["Russian"] / len(test)
+    overall = Counter(language for _, language in pairs)["Russian"] / len(pairs)
+    assert share == pytest.approx(overall, abs=0.01)  # stratified
+    assert stratified_split(pairs, seed=0) == (train, val, test)
+    assert stratified_split(pairs, seed=1)[2] != test
+
+
+def test_a_short_run_beats_the_majority_class(names_run):
+    report = json.loads((names_run / "metrics.json").read_text())["test"]
+    support = {k: v["support"] for k, v in report["per_class"].items()}
+    majority = max(support.values()) / sum(support.values())
+    assert report["metrics"]["accuracy"] > majority + 0.1
+    assert (names_run / "plots" / "confusion_matrix.png").stat().st_size > 0
+    assert len(report["confusion_matrix"]["counts"]) == 18
+
+
+def test_predict_top3_with_unseen_characters(capsys, names_run):
+    code, out, err = run_cli(
+        capsys,
+        "predict",
+        str(names_run),
+        "Nakamura",
+        "Øystein",
+        "李",
+        "Nguyễn",
+        "O'Neill",
+        "--json",
+    )
+    assert code == 0, err
+    predictions = json.loads(out)
+    assert [p["name"] for p in predictions] == ["Nakamura", "Øystein", "李", "Nguyễn", "O'Neill"]
+    for p in predictions:
+        assert len(p["top"]) == 3
+        probabilities = [t["probability"] for t in p["top"]]
+        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0001
+
+
+def test_names_bad_input(capsys, names_run, monkeypatch):
+    for bad in ("", "   "):
+        code, _, err = run_cli(capsys, "predict", str(names_run), bad)
+        assert code == 2 and err.strip().count("\n") == 0 and "empty name" in err
+    code, out, err = run_cli(capsys, "predict", str(names_run), "A" * 40)
+    assert code == 0 and "reads only the first 20" in err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Schmidt\nRossi\n"))
+    code, out, _ = run_cli(capsys, "predict", str(names_run), "--file", "-")
+    assert code == 0 and len(out.strip().splitlines()) == 2
+    code, _, err = run_cli(capsys, "train", "names", "--data-dir", "/no/such/folder")
+    assert code == 2 and "does not exist" in err
+
+
+def test_attention_of_the_cls_token(capsys, names_run, tmp_path):
+    png = tmp_path / "a.png"
+    code, _, err = run_cli(capsys, "attention", str(names_run), "Nakamura", "--out", str(png))
+    assert code == 0, err
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    run = attnlab.load_run(names_run)
+    view = run.task.attention(run.model, "Nakamura")
+    assert view.key_labels == ["[CLS]", *"Nakamura"]
+    for weights in view.maps:  # (H, 1, 1 + T): a distribution over the name per head
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2]))
+
+
+def test_torch_backend_equals_attnlab_with_the_same_weights():
+    config = NamesConfig(backend="torch", d_model=32, heads=4, layers=2, d_ff=64, dropout=0.0)
+    task = NamesTask(config)
+    torch_model = task.build_model().eval()
+    ours = (
+        NamesTask(
+            NamesConfig(d_model=32, heads=4, layers=2, d_ff=64, dropout=0.0),
+            chars=task.vocab.state(),
+            languages=task.languages,
+        )
+        .build_model()
+        .eval()
+    )
+    state = {k: v for k, v in torch_model.state_dict().items() if not k.startswith("encoder.")}
+    ours.load_state_dict(state, strict=False)
+    ours.encoder = from_torch(torch_model.encoder.encoder)
+    tokens = torch.tensor(
+        [task.vocab.encode("Nakamura") + [0, 0], task.vocab.encode("Li") + [0] * 8]
+    )
+    torch.testing.assert_close(ours(tokens), torch_model(tokens), atol=1e-5, rtol=0)
+
+
+def test_gru_baseline_ignores_padding_and_has_no_attention(tmp_path):
+    task = NamesTask(NamesConfig(model="gru", d_model=32, layers=1, dropout=0.0))
+    model = task.build_model().eval()
+    short = torch.tensor([task.vocab.encode("Rossi")])
+    padded = torch.tensor([task.vocab.encode("Rossi") + [0] * 6])
+    torch.testing.assert_close(model(short), model(padded))
+    with pytest.raises(attnlab.errors.InputError, match="GRU"):
+        task.attention(model, "Rossi")
+
+
+def test_compare_trains_every_variant_on_the_same_split(capsys, tmp_path):
+    code, out, err = run_cli(
+        capsys,
+        "compare",
+        "names",
+        "--budget",
+        "2",
+        "--out",
+        str(tmp_path / "c"),
+        "--d-model",
+        "16",
+        "--layers",
+        "1",
+        "--d-ff",
+        "32",
+        "--json",
+    )
+    assert code == 0, err
+    rows = json.loads(out[out.index("[") :])
+    assert [r["variant"] for r in rows] == ["attnlab", "torch", "gru"]
+    assert rows[0]["parameters"] == rows[1]["parameters"]  # same hyperparameters, same size
+    for variant in ("attnlab", "torch", "gru"):
+        config = json.loads((tmp_path / "c" / variant / "config.json").read_text())
+        assert config["task_config"]["split_seed"] == 0
+    code, _, err = run_cli(capsys, "compare", "names", "--budget", "0")
+    assert code == 2 and "--budget must be a positive" in err
