@@ -8,7 +8,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from attnlab.nn import LearnedPositionalEncoding, PatchEmbedding, TransformerEncoder
+from attnlab.models.common import encoder_from_config
+from attnlab.nn import LearnedPositionalEncoding, PatchEmbedding
 
 
 @dataclass
@@ -75,16 +76,7 @@ class ViT(nn.Module):
         self.positions = LearnedPositionalEncoding(
             d_model, max_len=config.num_patches + 1, dropout=config.dropout
         )
-        self.encoder = TransformerEncoder(
-            num_layers=config.num_layers,
-            d_model=d_model,
-            num_heads=config.num_heads,
-            d_ff=config.d_ff or 4 * d_model,
-            dropout=config.dropout,
-            activation=config.activation,
-            norm_first=config.norm_first,
-            final_norm=config.norm_first,
-        )
+        self.encoder = encoder_from_config(config)
         self.head = nn.Linear(d_model, config.num_classes)
 
     def _encode_input(self, images: Tensor) -> Tensor:
