@@ -15,18 +15,11 @@ from attnlab.data.names import names_dir, read_names, stratified_split
 from attnlab.interop import from_torch
 from attnlab.tasks.names import NamesConfig, NamesTask
 
+from .cli_helpers import run_cli
+
 pytestmark = pytest.mark.skipif(
     not os.environ.get("ATTNLAB_DATA_DIR"), reason="needs ATTNLAB_DATA_DIR (../shared/data)"
 )
-
-
-def run_cli(capsys, *args):
-    try:
-        code = main(list(args))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -73,6 +73,23 @@ def _add_dataclass_options(
             )
 
 
+def _add_task_parser(
+    subparsers: argparse._SubParsersAction, task_cls: type, help_text: str
+) -> argparse.ArgumentParser:
+    """A parser for one task with a flag for each field of its Config and of TrainConfig."""
+    from attnlab.training.config import TrainConfig
+
+    parser = subparsers.add_parser(
+        task_cls.name,
+        help=help_text,
+        description=sys.modules[task_cls.__module__].__doc__,
+        formatter_class=_Formatter,
+    )
+    _add_dataclass_options(parser, task_cls.Config, {}, f"{task_cls.name} data and model")
+    _add_dataclass_options(parser, TrainConfig, task_cls.train_defaults, "training")
+    return parser
+
+
 def _explicit_flags(argv: list[str]) -> set[str]:
     """Names of the ``--flags`` the user actually typed."""
     return {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
@@ -80,7 +97,6 @@ def _explicit_flags(argv: list[str]) -> set[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from attnlab.tasks import TASKS
-    from attnlab.training.config import TrainConfig
 
     parser = _Parser(prog="attnlab", description=__doc__, formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"attnlab {__version__}")
@@ -94,15 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         "attnlab train TASK --help.",
     )
     tasks = train.add_subparsers(dest="task", required=True, metavar="TASK")
-    for name, task_cls in sorted(TASKS.items()):
-        sub = tasks.add_parser(
-            name,
-            help=(task_cls.__doc__ or "").strip().splitlines()[0],
-            description=sys.modules[task_cls.__module__].__doc__,
-            formatter_class=_Formatter,
-        )
-        _add_dataclass_options(sub, task_cls.Config, {}, f"{name} data and model")
-        _add_dataclass_options(sub, TrainConfig, task_cls.train_defaults, "training")
+    for _, task_cls in sorted(TASKS.items()):
+        sub = _add_task_parser(tasks, task_cls, (task_cls.__doc__ or "").strip().splitlines()[0])
         run = sub.add_argument_group("run directory")
         run.add_argument(
             "--out",
@@ -134,16 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         "and print one table.",
     )
     compare_tasks = compare.add_subparsers(dest="task", required=True, metavar="TASK")
-    for name, task_cls in sorted(TASKS.items()):
+    for _, task_cls in sorted(TASKS.items()):
         if not task_cls.variants:
             continue
-        sub = compare_tasks.add_parser(
-            name,
-            help=f"variants: {', '.join(task_cls.variants)}",
-            formatter_class=_Formatter,
-        )
-        _add_dataclass_options(sub, task_cls.Config, {}, f"{name} data and model")
-        _add_dataclass_options(sub, TrainConfig, task_cls.train_defaults, "training")
+        sub = _add_task_parser(compare_tasks, task_cls, f"variants: {', '.join(task_cls.variants)}")
         sub.add_argument("--budget", type=float, default=120.0, help="seconds per variant")
         sub.add_argument(
             "--out",

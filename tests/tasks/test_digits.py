@@ -24,28 +24,13 @@ from attnlab.tasks.digits import (
 )
 from attnlab.viz import attention_rollout
 
+from ..cli_helpers import assert_one_line_error, run_cli
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # A short run: a small ViT, no augmentation, 10 epochs (about 10 seconds on 2 CPU cores).
 SHORT_FLAGS = {"epochs": 10, "lr": 5e-3, "d-model": 32, "heads": 2, "layers": 1, "d-ff": 64}
 SHORT_FLAGS |= {"rotation": 0, "scale": 0, "shift": 0}
 SHORT = [arg for flag, value in SHORT_FLAGS.items() for arg in (f"--{flag}", str(value))]
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as e:  # argparse's own errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, pattern: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    assert pattern in lines[0], lines[0]
 
 
 def save_png(pixels: np.ndarray, path, upscale: int = 8) -> str:

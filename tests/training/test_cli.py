@@ -7,24 +7,7 @@ import sys
 
 import pytest
 
-from attnlab.cli import main
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as e:  # argparse's own errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, pattern):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    assert pattern in lines[0], lines[0]
+from ..cli_helpers import assert_one_line_error, run_cli
 
 
 def test_predict_prints_one_line_per_input(capsys, trained_run):
