@@ -143,7 +143,7 @@ def test_torch_backend_equals_attnlab_with_the_same_weights():
     ours = (
         NamesTask(
             NamesConfig(d_model=32, heads=4, layers=2, d_ff=64, dropout=0.0),
-            chars=task.vocab.state(),
+            vocab=task.vocab,
             languages=task.languages,
         )
         .build_model()
@@ -194,3 +194,14 @@ def test_compare_trains_every_variant_on_the_same_split(capsys, tmp_path):
         assert config["task_config"]["split_seed"] == 0
     code, _, err = run_cli(capsys, "compare", "names", "--budget", "0")
     assert code == 2 and "--budget must be a positive" in err
+
+
+def test_bpe_tokenizer_survives_the_run_config_round_trip():
+    task = NamesTask(NamesConfig(tokenizer="bpe", bpe_vocab=300))
+    state = json.loads(json.dumps(task.state()))  # as written to and read from config.json
+    again = NamesTask.from_state(task.config, state)
+    for name in ("Nakamura", "Kozlovsky", "O'Neill", "Øystein"):
+        assert again.vocab.encode(name) == task.vocab.encode(name)
+    assert len(task.vocab) == 300
+    assert len(task.vocab.encode("Kozlovsky")) < len("Kozlovsky")  # merged into subwords
+    assert task.vocab.encode("李") == [task.vocab.unk_id]

@@ -33,10 +33,12 @@ class BPEVocab:
         return cls(tokenizer)
 
     @classmethod
-    def from_json(cls, text: str) -> BPEVocab:
-        return cls(Tokenizer.from_str(text))
+    def from_state(cls, state: str) -> BPEVocab:
+        """Rebuild from :meth:`state`."""
+        return cls(Tokenizer.from_str(state))
 
-    def to_json(self) -> str:
+    def state(self) -> str:
+        """The tokenizer as Hugging Face's JSON text, for config.json."""
         return self.tokenizer.to_str()
 
     def __len__(self) -> int:

@@ -35,6 +35,11 @@ class CharVocab:
     def from_texts(cls, texts: Iterable[str]) -> CharVocab:
         return cls(ch for text in texts for ch in text)
 
+    @classmethod
+    def from_state(cls, state: list[str]) -> CharVocab:
+        """Rebuild from :meth:`state`."""
+        return cls(state)
+
     def state(self) -> list[str]:
         """The characters in id order (after the two special tokens), for config.json."""
         return self.itos[2:]

@@ -123,29 +123,30 @@ class NamesTask(Task):
     def __init__(
         self,
         config: NamesConfig,
-        chars: list[str] | None = None,
+        vocab: CharVocab | BPEVocab | None = None,
         languages: list[str] | None = None,
     ):
+        """Without ``vocab`` and ``languages``, both come from the training split."""
         super().__init__(config)
         self._splits: tuple[list, list, list] | None = None
-        if chars is None or languages is None:
+        if vocab is None or languages is None:
             train, _, _ = self._pair_splits()
             names = [name[: config.max_len] for name, _ in train]
             if config.tokenizer == "bpe":
-                chars = BPEVocab.train(names, config.bpe_vocab).to_json()
+                vocab = BPEVocab.train(names, config.bpe_vocab)
             else:
-                chars = CharVocab.from_texts(names).state()
+                vocab = CharVocab.from_texts(names)
             languages = sorted({language for _, language in train})
-        self.vocab = BPEVocab.from_json(chars) if config.tokenizer == "bpe" else CharVocab(chars)
+        self.vocab = vocab
         self.languages = languages
 
     def state(self) -> dict[str, Any]:
-        vocab = self.vocab.to_json() if self.config.tokenizer == "bpe" else self.vocab.state()
-        return {"chars": vocab, "languages": self.languages}
+        return {"vocab": self.vocab.state(), "languages": self.languages}
 
     @classmethod
     def from_state(cls, config: NamesConfig, state: dict[str, Any]) -> NamesTask:
-        return cls(config, chars=state["chars"], languages=state["languages"])
+        vocab_cls = BPEVocab if config.tokenizer == "bpe" else CharVocab
+        return cls(config, vocab_cls.from_state(state["vocab"]), state["languages"])
 
     # -- data ---------------------------------------------------------------------------
     def _pair_splits(self) -> tuple[list, list, list]:
