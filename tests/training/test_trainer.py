@@ -21,6 +21,27 @@ from attnlab.training.checkpoint import load_checkpoint
 from .conftest import train
 
 
+def start_training(run_dir, train_size: int, *extra: str) -> subprocess.Popen:
+    """``attnlab train reverse`` in a child process (2 epochs of batches of 50)."""
+    args = ["train", "reverse", "--out", str(run_dir), "--no-progress",
+            "--train-size", str(train_size), "--val-size", "100", "--test-size", "100",
+            "--batch-size", "50", "--epochs", "2", *extra]  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "attnlab.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path, proc: subprocess.Popen, seconds: float = 120) -> None:
+    """Wait until the training child has written ``path`` (it must not die first)."""
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+
+
 def checkpoint_params(run_dir):
     return load_checkpoint(run_dir / "checkpoint.pt")["model"]
 
@@ -68,34 +89,9 @@ def test_same_seed_same_metrics(tmp_path):
 
 def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
     run_dir = tmp_path / "killed"
-    args = [
-        "train",
-        "reverse",
-        "--out",
-        str(run_dir),
-        "--no-progress",
-        "--train-size",
-        "20000",
-        "--val-size",
-        "100",
-        "--test-size",
-        "100",
-        "--batch-size",
-        "50",
-        "--epochs",
-        "2",
-        "--val-every",
-        "25",
-    ]  # 800 steps, a checkpoint every 25
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "attnlab.cli", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while not (run_dir / "checkpoint.pt").exists() and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode()
-        time.sleep(0.05)
+    # 800 steps, a checkpoint every 25
+    proc = start_training(run_dir, 20_000, "--val-every", "25")
+    wait_for(run_dir / "checkpoint.pt", proc)
     time.sleep(0.5)  # let it run on, past more checkpoint writes
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -228,32 +224,8 @@ def test_run_directory_contents(trained_run):
 
 def test_ctrl_c_stops_after_the_step_and_saves_a_checkpoint(tmp_path):
     run_dir = tmp_path / "interrupted"
-    args = [
-        "train",
-        "reverse",
-        "--out",
-        str(run_dir),
-        "--no-progress",
-        "--train-size",
-        "50000",
-        "--val-size",
-        "100",
-        "--test-size",
-        "100",
-        "--batch-size",
-        "50",
-        "--epochs",
-        "2",
-    ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "attnlab.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not (run_dir / "tensorboard").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = start_training(run_dir, 50_000)  # 1,000 steps per epoch
+    wait_for(run_dir / "tensorboard", proc)
     time.sleep(1.0)  # well inside the first epoch of 1,000 steps
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")  # files only: no window, works without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from attnlab.viz.figures import save_figure
 
 
 def plot_confusion_matrix(counts: np.ndarray, labels: list[str], path: Path) -> Path:
@@ -39,7 +38,4 @@ def plot_confusion_matrix(counts: np.ndarray, labels: list[str], path: Path) -> 
     fig.colorbar(image, ax=ax, shrink=0.7, label="fraction of the true class")
     ax.set_title("confusion matrix (row-normalised)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+from torch import Tensor
 
-matplotlib.use("Agg")  # files only: no window, works without a display
-import matplotlib.pyplot as plt  # noqa: E402
-from torch import Tensor  # noqa: E402
+from attnlab.viz.figures import save_figure
 
 
 def plot_attention_grid(
@@ -44,8 +43,4 @@ def plot_attention_grid(
     fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")  # files only: no window, works without a display
-import matplotlib.pyplot as plt  # noqa: E402
+from attnlab.viz.figures import save_figure
 
 
 def plot_training_curves(history: list[dict[str, Any]], monitor: str, path: Path) -> Path:
@@ -28,7 +27,4 @@ def plot_training_curves(history: list[dict[str, Any]], monitor: str, path: Path
     ax_metric.grid(alpha=0.3)
     fig.suptitle("training curves")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

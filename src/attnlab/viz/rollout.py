@@ -17,14 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from matplotlib import patheffects
+from torch import Tensor
 
-matplotlib.use("Agg")  # files only: no window, works without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from matplotlib import patheffects  # noqa: E402
-from torch import Tensor  # noqa: E402
+from attnlab.viz.figures import save_figure
 
 
 def attention_rollout(maps: Sequence[Tensor]) -> Tensor:
@@ -116,8 +115,4 @@ def plot_rollout_overlay(
     fig.colorbar(shown, ax=axes, shrink=0.8, label="share over the patches")
     if title:
         fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
