@@ -12,7 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.nn import EncoderLayer, MultiHeadAttention, TransformerEncoder
+from attnlab.nn import (
+    DecoderLayer,
+    EncoderLayer,
+    MultiHeadAttention,
+    Transformer,
+    TransformerDecoder,
+    TransformerEncoder,
+)
 
 
 def torch_key_padding_mask(mask: Tensor) -> Tensor:
@@ -29,7 +36,7 @@ def torch_attn_mask(mask: Tensor) -> Tensor:
     return ~mask
 
 
-def _activation_name(layer: nn.TransformerEncoderLayer) -> str:
+def _activation_name(layer: nn.TransformerEncoderLayer | nn.TransformerDecoderLayer) -> str:
     activation = layer.activation
     if activation is F.relu or isinstance(activation, nn.ReLU):
         return "relu"
@@ -150,15 +157,115 @@ def _encoder_to_torch(src: TransformerEncoder) -> nn.TransformerEncoder:
     return dst.to(device=layers[0].linear1.weight.device)
 
 
+def _decoder_layer_from_torch(src: nn.TransformerDecoderLayer) -> DecoderLayer:
+    if not src.norm1.eps == src.norm2.eps == src.norm3.eps:
+        raise ValueError("the three LayerNorms of the layer must share one eps")
+    dst = DecoderLayer(
+        d_model=src.self_attn.embed_dim,
+        num_heads=src.self_attn.num_heads,
+        d_ff=src.linear1.out_features,
+        dropout=src.dropout.p,
+        activation=_activation_name(src),
+        norm_first=src.norm_first,
+        layer_norm_eps=src.norm1.eps,
+    )
+    dst.self_attn = _mha_from_torch(src.self_attn)
+    dst.cross_attn = _mha_from_torch(src.multihead_attn)
+    dst.to(device=src.linear1.weight.device, dtype=src.linear1.weight.dtype)
+    _copy_linear(dst.feed_forward.linear1, src.linear1.weight, src.linear1.bias)
+    _copy_linear(dst.feed_forward.linear2, src.linear2.weight, src.linear2.bias)
+    for name in ("norm1", "norm2", "norm3"):
+        getattr(dst, name).load_state_dict(getattr(src, name).state_dict())
+    return dst
+
+
+def _decoder_layer_to_torch(src: DecoderLayer) -> nn.TransformerDecoderLayer:
+    ff = src.feed_forward
+    dst = nn.TransformerDecoderLayer(
+        d_model=src.self_attn.d_model,
+        nhead=src.self_attn.num_heads,
+        dim_feedforward=ff.linear1.out_features,
+        dropout=src.dropout1.p,
+        activation=ff.activation_name,
+        layer_norm_eps=src.norm1.eps,
+        batch_first=True,
+        norm_first=src.norm_first,
+    )
+    dst.self_attn = _mha_to_torch(src.self_attn)
+    dst.multihead_attn = _mha_to_torch(src.cross_attn)
+    dst.to(device=ff.linear1.weight.device, dtype=ff.linear1.weight.dtype)
+    _copy_linear(dst.linear1, ff.linear1.weight, ff.linear1.bias)
+    _copy_linear(dst.linear2, ff.linear2.weight, ff.linear2.bias)
+    for name in ("norm1", "norm2", "norm3"):
+        getattr(dst, name).load_state_dict(getattr(src, name).state_dict())
+    return dst
+
+
+def _decoder_from_torch(src: nn.TransformerDecoder) -> TransformerDecoder:
+    first = src.layers[0]
+    dst = TransformerDecoder(
+        num_layers=len(src.layers),
+        d_model=first.self_attn.embed_dim,
+        num_heads=first.self_attn.num_heads,
+        final_norm=src.norm is not None,
+        layer_norm_eps=src.norm.eps if src.norm is not None else first.norm1.eps,
+    )
+    dst.layers = nn.ModuleList(_decoder_layer_from_torch(layer) for layer in src.layers)
+    if src.norm is not None:
+        dst.norm.load_state_dict(src.norm.state_dict())
+    weight = first.linear1.weight
+    return dst.to(device=weight.device, dtype=weight.dtype)
+
+
+def _decoder_to_torch(src: TransformerDecoder) -> nn.TransformerDecoder:
+    layers = [_decoder_layer_to_torch(layer) for layer in src.layers]
+    norm = None
+    if src.norm is not None:
+        norm = nn.LayerNorm(src.norm.normalized_shape, eps=src.norm.eps)
+        norm.load_state_dict(src.norm.state_dict())
+    dst = nn.TransformerDecoder(layers[0], num_layers=len(layers), norm=norm)
+    dst.layers = nn.ModuleList(layers)  # the constructor deep-copied layers[0]
+    return dst.to(device=layers[0].linear1.weight.device)
+
+
+def _transformer_from_torch(src: nn.Transformer) -> Transformer:
+    first = src.encoder.layers[0]
+    # Empty stacks first; the converted ones (with their sizes) replace them.
+    dst = Transformer(src.d_model, src.nhead, num_encoder_layers=0, num_decoder_layers=0)
+    dst.encoder = _encoder_from_torch(src.encoder)
+    dst.decoder = _decoder_from_torch(src.decoder)
+    return dst.to(device=first.linear1.weight.device, dtype=first.linear1.weight.dtype)
+
+
+def _transformer_to_torch(src: Transformer) -> nn.Transformer:
+    first = src.encoder.layers[0]
+    dst = nn.Transformer(
+        d_model=first.self_attn.d_model,
+        nhead=first.self_attn.num_heads,
+        custom_encoder=_encoder_to_torch(src.encoder),
+        custom_decoder=_decoder_to_torch(src.decoder),
+        batch_first=True,
+    )
+    # nn.Transformer re-initialises, in place, every matrix it is given: use fresh copies.
+    dst.encoder, dst.decoder = _encoder_to_torch(src.encoder), _decoder_to_torch(src.decoder)
+    return dst
+
+
 _FROM_TORCH = {
     nn.MultiheadAttention: _mha_from_torch,
     nn.TransformerEncoderLayer: _layer_from_torch,
     nn.TransformerEncoder: _encoder_from_torch,
+    nn.TransformerDecoderLayer: _decoder_layer_from_torch,
+    nn.TransformerDecoder: _decoder_from_torch,
+    nn.Transformer: _transformer_from_torch,
 }
 _TO_TORCH = {
     MultiHeadAttention: _mha_to_torch,
     EncoderLayer: _layer_to_torch,
     TransformerEncoder: _encoder_to_torch,
+    DecoderLayer: _decoder_layer_to_torch,
+    TransformerDecoder: _decoder_to_torch,
+    Transformer: _transformer_to_torch,
 }
 
 
@@ -173,8 +280,10 @@ def _convert(module: nn.Module, table: dict, name: str) -> nn.Module:
 def from_torch(module: nn.Module) -> nn.Module:
     """Build the attnlab twin of a ``torch.nn`` module, with the same weights.
 
-    Accepts ``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer`` and
-    ``nn.TransformerEncoder``. attnlab modules are always batch-first: call them with
+    Accepts ``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer``,
+    ``nn.TransformerEncoder``, ``nn.TransformerDecoderLayer``, ``nn.TransformerDecoder`` and
+    ``nn.Transformer`` (whose stacks always end in a LayerNorm: the copy has
+    ``final_norm=True``). attnlab modules are always batch-first: call them with
     ``(B, T, D)`` inputs whatever the source's ``batch_first`` was. The copy is in the same
     train/eval mode as the source.
     """
@@ -184,9 +293,11 @@ def from_torch(module: nn.Module) -> nn.Module:
 def to_torch(module: nn.Module) -> nn.Module:
     """Build the ``torch.nn`` twin (``batch_first=True``) of an attnlab module, same weights.
 
-    Accepts :class:`~attnlab.nn.MultiHeadAttention`, :class:`~attnlab.nn.EncoderLayer` and
-    :class:`~attnlab.nn.TransformerEncoder`. Remember to convert masks with
-    :func:`torch_key_padding_mask` / :func:`torch_attn_mask` before calling the result.
+    Accepts :class:`~attnlab.nn.MultiHeadAttention`, :class:`~attnlab.nn.EncoderLayer`,
+    :class:`~attnlab.nn.TransformerEncoder`, :class:`~attnlab.nn.DecoderLayer`,
+    :class:`~attnlab.nn.TransformerDecoder` and :class:`~attnlab.nn.Transformer`. Remember
+    to convert masks with :func:`torch_key_padding_mask` / :func:`torch_attn_mask` before
+    calling the result.
     """
     return _convert(module, _TO_TORCH, "to_torch")
 

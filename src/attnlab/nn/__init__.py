@@ -4,6 +4,7 @@ Mask convention everywhere: bool, ``True`` = "may attend" (see :mod:`attnlab.nn.
 """
 
 from attnlab.nn.attention import (
+    KVCache,
     MultiHeadAttention,
     fused_scaled_dot_product_attention,
     scaled_dot_product_attention,
@@ -15,17 +16,30 @@ from attnlab.nn.embedding import (
     TokenEmbedding,
     sinusoidal_table,
 )
-from attnlab.nn.layers import EncoderLayer, FeedForward, TransformerEncoder
+from attnlab.nn.layers import (
+    DecoderLayer,
+    DecoderLayerCache,
+    EncoderLayer,
+    FeedForward,
+    TransformerDecoder,
+    TransformerEncoder,
+)
 from attnlab.nn.masks import causal_mask, check_mask, combine_masks, padding_mask
+from attnlab.nn.transformer import Transformer
 
 __all__ = [
+    "DecoderLayer",
+    "DecoderLayerCache",
     "EncoderLayer",
     "FeedForward",
+    "KVCache",
     "LearnedPositionalEncoding",
     "MultiHeadAttention",
     "PatchEmbedding",
     "SinusoidalPositionalEncoding",
     "TokenEmbedding",
+    "Transformer",
+    "TransformerDecoder",
     "TransformerEncoder",
     "causal_mask",
     "check_mask",

@@ -81,6 +81,65 @@ def fused_scaled_dot_product_attention(
     return out
 
 
+class KVCache:
+    """The keys and values of one attention layer, kept between decoding steps.
+
+    Autoregressive decoding produces one token per step. Without a cache every step
+    recomputes the keys and values of the whole prefix; with it, each step computes them for
+    the new token only and appends them here. Cross-attention keys and values depend only on
+    the source, so they are computed once and reused (:meth:`MultiHeadAttention.forward` fills
+    an empty cache from ``memory`` and reuses it afterwards).
+
+    Storage grows by doubling, so appending one step costs a copy of one step, not of the
+    whole prefix.
+
+    Attributes:
+        k, v: the cached keys and values ``(B, H, T_cached, d_head)``, or ``None`` when empty.
+    """
+
+    def __init__(self) -> None:
+        self._k: Tensor | None = None  # (B, H, capacity, d_head)
+        self._v: Tensor | None = None
+        self._length = 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    @property
+    def k(self) -> Tensor | None:
+        return None if self._k is None else self._k[:, :, : self._length]
+
+    @property
+    def v(self) -> Tensor | None:
+        return None if self._v is None else self._v[:, :, : self._length]
+
+    def update(self, k_new: Tensor, v_new: Tensor) -> tuple[Tensor, Tensor]:
+        """Append ``(B, H, T_new, d_head)`` keys and values; return all of them."""
+        end = self._length + k_new.size(2)
+        if self._k is None or end > self._k.size(2):
+            self._grow(k_new, v_new, end)
+        self._k[:, :, self._length : end] = k_new
+        self._v[:, :, self._length : end] = v_new
+        self._length = end
+        return self.k, self.v  # each (B, H, T_cached, d_head)
+
+    def _grow(self, k_new: Tensor, v_new: Tensor, needed: int) -> None:
+        capacity = max(needed, 2 * (0 if self._k is None else self._k.size(2)), 16)
+        B, H, _, d_head = k_new.shape
+        k = k_new.new_empty(B, H, capacity, d_head)  # (B, H, capacity, d_head)
+        v = v_new.new_empty(B, H, capacity, v_new.size(-1))
+        if self._k is not None:
+            k[:, :, : self._length] = self.k
+            v[:, :, : self._length] = self.v
+        self._k, self._v = k, v
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep batch rows ``index`` (beam search: each surviving beam's history)."""
+        if self._k is not None:
+            self._k = self._k.index_select(0, index)
+            self._v = self._v.index_select(0, index)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention, section 3.2.2: ``Concat(head_1..head_h) W^O``.
 
@@ -102,6 +161,11 @@ class MultiHeadAttention(nn.Module):
         ``mha(x, memory, mask=None)`` — cross-attention, ``memory: (B, T_k, d_model)``.
         ``mask``: bool, ``True`` = may attend, ``(T_q, T_k)`` or ``(B|1, H|1, T_q|1, T_k)``.
         ``is_causal=True`` adds the causal mask (self-attention only).
+        ``cache``: a :class:`KVCache`. In self-attention the new keys and values are appended
+        to it and the queries attend to every cached key (with ``is_causal``, new query ``i``
+        sits at position ``len(cache) + i``). In cross-attention an empty cache is filled
+        from ``memory`` and a filled one is reused (``memory`` may then be ``None``; pass
+        ``cross=True`` to say it is cross-attention).
 
     Returns:
         ``(B, T_q, d_model)``; with ``need_weights=True`` the pair ``(output, weights)`` with
@@ -138,32 +202,48 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = False,
         is_causal: bool = False,
+        cache: KVCache | None = None,
+        cross: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         B, T_q = self._check_input("x", x)
         H, d_head = self.num_heads, self.d_head
-        if memory is None:
-            T_k = T_q
+        cross = cross or memory is not None
+        if not cross:
             qkv = self.qkv_proj(x)  # (B, T, 3 * d_model)
             qkv = qkv.view(B, T_q, 3, H, d_head).permute(2, 0, 3, 1, 4)  # (3, B, H, T, d_head)
             q, k, v = qkv.unbind(0)  # each (B, H, T, d_head)
+            if cache is not None:
+                k, v = cache.update(k, v)  # each (B, H, T_cached + T, d_head)
         else:
             if is_causal:
                 raise ValueError("is_causal=True applies to self-attention only, not to memory")
-            B_m, T_k = self._check_input("memory", memory)
-            if B_m != B:
-                raise ValueError(f"memory batch size {B_m} does not match x batch size {B}")
             w_q, w_kv = self.qkv_proj.weight.split([self.d_model, 2 * self.d_model])
             b_q, b_kv = (None, None)
             if self.qkv_proj.bias is not None:
                 b_q, b_kv = self.qkv_proj.bias.split([self.d_model, 2 * self.d_model])
             q = F.linear(x, w_q, b_q).view(B, T_q, H, d_head).transpose(1, 2)  # (B, H, T_q, d_head)
-            kv = F.linear(memory, w_kv, b_kv)  # (B, T_k, 2 * d_model)
-            kv = kv.view(B, T_k, 2, H, d_head).permute(2, 0, 3, 1, 4)  # (2, B, H, T_k, d_head)
-            k, v = kv.unbind(0)  # each (B, H, T_k, d_head)
+            if cache is not None and len(cache) > 0:
+                k, v = cache.k, cache.v  # each (B, H, T_k, d_head), computed on the first step
+            else:
+                if memory is None:
+                    raise ValueError("cross-attention needs memory (or a filled cache)")
+                B_m, T_m = self._check_input("memory", memory)
+                if B_m != B:
+                    raise ValueError(f"memory batch size {B_m} does not match x batch size {B}")
+                kv = F.linear(memory, w_kv, b_kv)  # (B, T_k, 2 * d_model)
+                kv = kv.view(B, T_m, 2, H, d_head).permute(2, 0, 3, 1, 4)  # (2, B, H, T_k, d_head)
+                k, v = kv.unbind(0)  # each (B, H, T_k, d_head)
+                if cache is not None:
+                    k, v = cache.update(k, v)
+        T_k = k.size(2)
 
         if mask is not None:
             check_mask(mask, B, H, T_q, T_k)
-        if is_causal and (mask is not None or need_weights):
+        if is_causal and T_q == 1:
+            is_causal = False  # a single newest query may attend to every key: nothing to mask
+        if is_causal and (mask is not None or need_weights or T_k != T_q):
+            # With a cache the T_q new queries are the last T_q of T_k positions:
+            # causal_mask shifts its diagonal accordingly.
             mask = combine_masks(causal_mask(T_q, T_k, device=x.device), mask)
             is_causal = False
 

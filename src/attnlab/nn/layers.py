@@ -1,16 +1,17 @@
-"""Position-wise feed-forward network, encoder layer and encoder stack (paper section 3.1, 3.3).
+"""Feed-forward network, encoder and decoder layers and their stacks (paper sections 3.1, 3.3).
 
 Masks follow the attnlab convention: bool, ``True`` = "may attend" (see :mod:`attnlab.nn.masks`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.nn.attention import MultiHeadAttention
+from attnlab.nn.attention import KVCache, MultiHeadAttention
 from attnlab.nn.dropout import Dropout
 
 Activation = Literal["relu", "gelu"]
@@ -150,3 +151,191 @@ class TransformerEncoder(nn.Module):
         if self.norm is not None:
             x = self.norm(x)
         return (x, attention_maps) if return_attention else x  # (B, T, d_model)
+
+
+@dataclass
+class DecoderLayerCache:
+    """The key/value caches of one decoder layer: its self-attention and its cross-attention.
+
+    The self-attention cache grows by one step per generated token; the cross-attention cache
+    holds the keys and values of the encoder output, computed on the first step and reused.
+    """
+
+    self_attn: KVCache = field(default_factory=KVCache)
+    cross_attn: KVCache = field(default_factory=KVCache)
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep batch rows ``index`` (beam search)."""
+        self.self_attn.reorder(index)
+        self.cross_attn.reorder(index)
+
+
+class DecoderLayer(nn.Module):
+    """One decoder layer, section 3.1: masked self-attention, cross-attention, feed-forward.
+
+    "In addition to the two sub-layers in each encoder layer, the decoder inserts a third
+    sub-layer, which performs multi-head attention over the output of the encoder stack."
+    Each of the three sublayers is residual, post-LN by default
+    (``x = LayerNorm(x + Dropout(Sublayer(x)))``) or pre-LN with ``norm_first=True``.
+
+    Args mirror ``nn.TransformerDecoderLayer``: ``d_model, num_heads, d_ff, dropout,
+    activation, norm_first, layer_norm_eps``.
+
+    Call: ``layer(x, memory, self_mask=None, memory_mask=None, is_causal=False, cache=None)``
+
+    * ``x``: target-side input ``(B, T, d_model)``; ``memory``: encoder output
+      ``(B, S, d_model)`` (may be ``None`` once ``cache.cross_attn`` is filled).
+    * ``self_mask``: bool, ``True`` = may attend, over target positions ``(T, T)`` or
+      ``(B|1, 1, T|1, T)``; ``is_causal=True`` adds the causal mask of section 3.2.3 ("prevent
+      leftward information flow"), on the fused fast path when there is no other mask.
+    * ``memory_mask``: bool, ``True`` = may attend, over source positions, e.g. the source
+      padding mask ``(B, 1, 1, S)``.
+    * ``cache``: a :class:`DecoderLayerCache` for step-by-step decoding.
+
+    Returns ``(B, T, d_model)``; with ``need_weights=True`` the triple
+    ``(output, self-attention weights (B, H, T, T_k), cross-attention weights (B, H, T, S))``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        d_ff: int = 2048,
+        dropout: float = 0.1,
+        activation: Activation = "relu",
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+    ):
+        super().__init__()
+        self.norm_first = norm_first
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.dropout1 = Dropout(dropout)
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.dropout2 = Dropout(dropout)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.feed_forward = FeedForward(d_model, d_ff, dropout=dropout, activation=activation)
+        self.dropout3 = Dropout(dropout)
+        self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None,
+        self_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        is_causal: bool = False,
+        cache: DecoderLayerCache | None = None,
+        need_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        if x.dim() != 3:
+            raise ValueError(f"x must have shape (B, T, d_model); got {tuple(x.shape)}")
+        self_cache = None if cache is None else cache.self_attn
+        cross_cache = None if cache is None else cache.cross_attn
+
+        def self_attention(h: Tensor) -> tuple[Tensor, Tensor | None]:
+            out = self.self_attn(
+                h,
+                mask=self_mask,
+                need_weights=need_weights,
+                is_causal=is_causal,
+                cache=self_cache,
+            )
+            return out if need_weights else (out, None)
+
+        def cross_attention(h: Tensor) -> tuple[Tensor, Tensor | None]:
+            out = self.cross_attn(
+                h,
+                memory,
+                mask=memory_mask,
+                need_weights=need_weights,
+                cache=cross_cache,
+                cross=True,
+            )
+            return out if need_weights else (out, None)
+
+        if self.norm_first:
+            attended, self_weights = self_attention(self.norm1(x))
+            x = x + self.dropout1(attended)
+            attended, cross_weights = cross_attention(self.norm2(x))
+            x = x + self.dropout2(attended)
+            x = x + self.dropout3(self.feed_forward(self.norm3(x)))
+        else:
+            attended, self_weights = self_attention(x)
+            x = self.norm1(x + self.dropout1(attended))
+            attended, cross_weights = cross_attention(x)
+            x = self.norm2(x + self.dropout2(attended))
+            x = self.norm3(x + self.dropout3(self.feed_forward(x)))
+        # x: (B, T, d_model)
+        return (x, self_weights, cross_weights) if need_weights else x
+
+
+class TransformerDecoder(nn.Module):
+    """A stack of ``num_layers`` identical :class:`DecoderLayer` s (section 3.1; N = 6 there).
+
+    ``final_norm=True`` adds a LayerNorm after the last layer (as ``nn.TransformerDecoder(norm=
+    ...)``; needed with pre-LN layers). The other arguments are passed to every layer.
+
+    Call: ``decoder(x, memory, self_mask=None, memory_mask=None, is_causal=False, cache=None)``
+    with the arguments of :meth:`DecoderLayer.forward`; ``cache`` is the list returned by
+    :meth:`make_cache` (one :class:`DecoderLayerCache` per layer). Returns ``(B, T, d_model)``;
+    with ``return_attention=True`` the triple ``(output, [self-attention weights per layer],
+    [cross-attention weights per layer])``.
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        d_model: int,
+        num_heads: int,
+        d_ff: int = 2048,
+        dropout: float = 0.1,
+        activation: Activation = "relu",
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+        final_norm: bool = False,
+    ):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            DecoderLayer(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps)
+            for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if final_norm else None
+
+    def make_cache(self) -> list[DecoderLayerCache]:
+        """Empty key/value caches, one per layer, for step-by-step decoding."""
+        return [DecoderLayerCache() for _ in self.layers]
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None,
+        self_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        is_causal: bool = False,
+        cache: list[DecoderLayerCache] | None = None,
+        return_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, list[Tensor], list[Tensor]]:
+        if cache is not None and len(cache) != len(self.layers):
+            raise ValueError(f"cache has {len(cache)} layers; the decoder has {len(self.layers)}")
+        self_maps, cross_maps = [], []
+        for i, layer in enumerate(self.layers):
+            out = layer(
+                x,
+                memory,
+                self_mask=self_mask,
+                memory_mask=memory_mask,
+                is_causal=is_causal,
+                cache=None if cache is None else cache[i],
+                need_weights=return_attention,
+            )
+            if return_attention:
+                x, self_weights, cross_weights = out
+                self_maps.append(self_weights)
+                cross_maps.append(cross_weights)
+            else:
+                x = out
+        if self.norm is not None:
+            x = self.norm(x)
+        # x: (B, T, d_model)
+        return (x, self_maps, cross_maps) if return_attention else x

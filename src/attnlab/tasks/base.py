@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 from torch.utils.data import Dataset, default_collate
 
+from attnlab.viz.views import AttentionView
+
 
 @dataclass
 class Splits:
@@ -24,16 +26,6 @@ class Splits:
     train: Dataset
     val: Dataset
     test: Dataset
-
-
-@dataclass
-class AttentionView:
-    """Attention maps of one input: per layer ``(H, T_q, T_k)``, with the tokens on each axis."""
-
-    maps: list[Tensor]
-    query_labels: list[str]
-    key_labels: list[str]
-    title: str = ""
 
 
 class Task(ABC):
@@ -95,6 +87,14 @@ class Task(ABC):
     @abstractmethod
     def attention(self, model: nn.Module, text: str) -> AttentionView:
         """The model's attention maps for one raw input."""
+
+    def attention_views(self, model: nn.Module, text: str) -> list[AttentionView]:
+        """Every kind of attention the model computes for one raw input (for the explorer).
+
+        One view for an encoder-only or decoder-only model; an encoder-decoder task returns
+        encoder self-attention, decoder self-attention and cross-attention.
+        """
+        return [self.attention(model, text)]
 
     def plot_attention(self, model: nn.Module, text: str, path: Path) -> Path:
         """Save a figure of the model's attention for one raw input; returns the path.

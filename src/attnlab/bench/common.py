@@ -1,0 +1,59 @@
+"""What every benchmark suite of ``attnlab bench`` takes and returns.
+
+A suite is a module ``attnlab.bench.<name>`` with a function
+``run(options: BenchOptions) -> list[BenchResult]``: each result is one case measured on
+attnlab and on its reference (torch.nn, Hugging Face, ...) in the same process, so the ratio
+is taken under the same machine load. A suite whose reference is not installed raises
+:class:`BenchSkipped` with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class BenchSkipped(Exception):  # noqa: N818 -- a signal ("skip this suite"), not an error
+    """A suite cannot run here (e.g. its optional reference library is missing)."""
+
+
+@dataclass
+class BenchOptions:
+    """Settings shared by every suite.
+
+    device: "cpu", "cuda", "cuda:N" or "mps". precision: "fp32", "bf16" or "fp16".
+    compile: wrap both sides in torch.compile. quick: few repetitions, small sizes (smoke runs).
+    size: a suite-specific model size name ("default" = the suite's own default).
+    """
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    compile: bool = False
+    quick: bool = False
+    size: str = "default"
+
+
+@dataclass
+class BenchResult:
+    """One case measured on both sides, e.g. tokens/s of GPT generation with a KV cache.
+
+    ``higher_is_better`` says whether the unit is a rate (tokens/s) or a cost (ms); ``ratio``
+    is always "how many times better attnlab is" (> 1 means attnlab wins).
+    ``extra`` holds further figures, e.g. ``{"TFLOP/s": 312.0, "MFU": 0.41}``.
+    """
+
+    suite: str
+    case: str
+    unit: str
+    attnlab: float
+    reference: float | None
+    reference_name: str
+    higher_is_better: bool = True
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.reference is None or self.reference == 0 or self.attnlab == 0:
+            return None
+        if self.higher_is_better:
+            return self.attnlab / self.reference
+        return self.reference / self.attnlab

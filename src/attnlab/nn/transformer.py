@@ -1,0 +1,98 @@
+"""The encoder-decoder stack of Figure 1 (paper section 3.1), without embeddings.
+
+The twin of ``torch.nn.Transformer``: an encoder stack maps the source ``(B, S, d_model)`` to
+a memory of the same shape, and a decoder stack maps the target ``(B, T, d_model)``, attending
+to that memory, to ``(B, T, d_model)``. Embeddings, positions and the output projection live in
+:class:`attnlab.models.Seq2SeqTransformer`.
+
+Masks follow the attnlab convention: bool, ``True`` = "may attend" (see :mod:`attnlab.nn.masks`).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from attnlab.nn.layers import Activation, DecoderLayerCache, TransformerDecoder, TransformerEncoder
+
+
+class Transformer(nn.Module):
+    """Encoder stack + decoder stack, section 3.1 (N = 6, d_model = 512, h = 8 in the paper).
+
+    Args mirror ``nn.Transformer`` (batch first): ``d_model, num_heads, num_encoder_layers,
+    num_decoder_layers, d_ff, dropout, activation, norm_first, layer_norm_eps``.
+    ``final_norm`` puts a LayerNorm after each stack; it defaults to ``norm_first`` (pre-LN
+    stacks need it; the paper's post-LN stacks already end in one). ``nn.Transformer`` always
+    has them: :func:`attnlab.interop.from_torch` sets ``final_norm=True``.
+
+    Call: ``transformer(src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
+    tgt_is_causal=False)`` with ``src: (B, S, d_model)``, ``tgt: (B, T, d_model)``;
+    ``src_mask`` over source keys for the encoder (e.g. the source padding mask
+    ``(B, 1, 1, S)``), ``tgt_mask`` over target keys, ``memory_mask`` over source keys for
+    cross-attention (usually the same padding mask as ``src_mask``), all bool with ``True`` =
+    may attend; ``tgt_is_causal=True`` adds the causal mask. Returns ``(B, T, d_model)``.
+    """
+
+    def __init__(
+        self,
+        d_model: int = 512,
+        num_heads: int = 8,
+        num_encoder_layers: int = 6,
+        num_decoder_layers: int = 6,
+        d_ff: int = 2048,
+        dropout: float = 0.1,
+        activation: Activation = "relu",
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+        final_norm: bool | None = None,
+    ):
+        super().__init__()
+        final_norm = norm_first if final_norm is None else final_norm
+        shared = dict(
+            d_model=d_model,
+            num_heads=num_heads,
+            d_ff=d_ff,
+            dropout=dropout,
+            activation=activation,
+            norm_first=norm_first,
+            layer_norm_eps=layer_norm_eps,
+            final_norm=final_norm,
+        )
+        self.encoder = TransformerEncoder(num_encoder_layers, **shared)
+        self.decoder = TransformerDecoder(num_decoder_layers, **shared)
+
+    def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
+        """The memory ``(B, S, d_model)`` of a source ``(B, S, d_model)``."""
+        return self.encoder(src, mask=src_mask)
+
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor | None,
+        tgt_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        tgt_is_causal: bool = False,
+        cache: list[DecoderLayerCache] | None = None,
+        return_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, list[Tensor], list[Tensor]]:
+        """The decoder output ``(B, T, d_model)``; see :class:`~attnlab.nn.TransformerDecoder`."""
+        return self.decoder(
+            tgt,
+            memory,
+            self_mask=tgt_mask,
+            memory_mask=memory_mask,
+            is_causal=tgt_is_causal,
+            cache=cache,
+            return_attention=return_attention,
+        )
+
+    def forward(
+        self,
+        src: Tensor,
+        tgt: Tensor,
+        src_mask: Tensor | None = None,
+        tgt_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        tgt_is_causal: bool = False,
+    ) -> Tensor:
+        memory = self.encode(src, src_mask)  # (B, S, d_model)
+        return self.decode(tgt, memory, tgt_mask, memory_mask, tgt_is_causal)  # (B, T, d_model)
