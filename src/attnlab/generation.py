@@ -1,0 +1,329 @@
+"""Autoregressive decoding: greedy search, beam search and sampling, all cache-aware.
+
+A Transformer decoder produces one token per step (paper section 3, "at each step the model
+is auto-regressive, consuming the previously generated symbols as additional input when
+generating the next"). Without a cache every step re-runs the decoder over the whole prefix;
+with a key/value cache (:class:`attnlab.nn.KVCache`) each step runs it on the newest token only
+and, in an encoder-decoder, the cross-attention keys and values of the source are computed once.
+
+Two kinds of model share the machinery below through a small "stepper" that answers one
+question — the logits of the next token given the tokens so far:
+
+* decoder-only language models (:class:`attnlab.models.GPT`): ``model(ids, cache=...)``,
+  ``model.make_cache()``, ``model.config.block_size`` — see :func:`generate`;
+* encoder-decoders (:class:`attnlab.models.Seq2SeqTransformer`): ``encode``, ``decode``,
+  ``make_cache`` and the ``bos_id / eos_id / pad_id`` of its config — see
+  :func:`greedy_search` and :func:`beam_search`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from attnlab.errors import InputError
+
+# -- steppers: the logits of the next token ------------------------------------------------
+
+
+class _LanguageModelStepper:
+    """Next-token logits of a decoder-only LM, with or without a KV cache.
+
+    The model sees at most ``block_size`` tokens. Past that, the window slides by
+    ``block_size // 2`` tokens at a time, so that the context is always between half a block
+    and a whole block: the cache is then rebuilt once every ``block_size // 2`` steps instead
+    of at every step. The cached and uncached paths use the same window and so produce the
+    same tokens.
+    """
+
+    def __init__(self, model: nn.Module, use_cache: bool):
+        self.model = model
+        self.block_size = model.config.block_size
+        self.use_cache = use_cache
+        self.cache = None
+        self.cached_start = 0  # position of the first token in the cache
+
+    def window_start(self, length: int) -> int:
+        """First position the model sees when ``length`` tokens exist."""
+        if length <= self.block_size:
+            return 0
+        half = max(self.block_size // 2, 1)
+        return ((length - self.block_size - 1) // half + 1) * half
+
+    def next_logits(self, ids: Tensor) -> Tensor:
+        """Logits ``(B, vocab)`` of the token after ``ids (B, T)``."""
+        start = self.window_start(ids.size(1))
+        if not self.use_cache:
+            return self.model(ids[:, start:])[:, -1]  # (B, vocab)
+        if self.cache is None or start != self.cached_start:
+            self.cache, self.cached_start = self.model.make_cache(), start
+        seen = self.cached_start + len(self.cache[0])
+        return self.model(ids[:, seen:], cache=self.cache)[:, -1]  # (B, vocab)
+
+
+class _Seq2SeqStepper:
+    """Next-token logits of an encoder-decoder for a batch of sources (encoded once)."""
+
+    def __init__(self, model: nn.Module, src: Tensor, use_cache: bool):
+        self.model = model
+        self.memory, self.src_mask = model.encode(src)  # (B, S, d_model), (B, 1, 1, S)
+        self.cache = model.make_cache() if use_cache else None
+
+    def next_logits(self, ids: Tensor) -> Tensor:
+        """Logits ``(B, vocab)`` of the token after decoder input ``ids (B, T)``."""
+        if self.cache is None:
+            return self.model.decode(ids, self.memory, self.src_mask)[:, -1]
+        seen = len(self.cache[0].self_attn)
+        return self.model.decode(ids[:, seen:], self.memory, self.src_mask, self.cache)[:, -1]
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep batch rows ``index`` (beam search)."""
+        self.memory = self.memory.index_select(0, index)
+        self.src_mask = self.src_mask.index_select(0, index)
+        if self.cache is not None:
+            for layer in self.cache:
+                layer.reorder(index)
+
+
+# -- encoder-decoder search ----------------------------------------------------------------
+
+
+def _never_predicted(logits: Tensor, config) -> Tensor:
+    """``logits (B, V)`` with padding and the start token ruled out: no target contains them."""
+    logits = logits.clone()
+    logits[:, [config.pad_id, config.bos_id]] = float("-inf")
+    return logits
+
+
+def _max_new_tokens(model: nn.Module, src: Tensor, max_new_tokens: int | None) -> int:
+    limit = model.config.max_len
+    if max_new_tokens is None:
+        max_new_tokens = 2 * src.size(1) + 10
+    if max_new_tokens < 1:
+        raise InputError(f"max_new_tokens must be at least 1; got {max_new_tokens}")
+    return min(max_new_tokens, limit)
+
+
+@torch.no_grad()
+def greedy_search(
+    model: nn.Module,
+    src: Tensor,
+    max_new_tokens: int | None = None,
+    use_cache: bool = True,
+    return_logits: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Greedy decoding of an encoder-decoder: at each step the most likely next token.
+
+    Args:
+        model: a :class:`~attnlab.models.Seq2SeqTransformer` (in eval mode).
+        src: source ids ``(B, S)``, padded with ``pad_id``.
+        max_new_tokens: at most this many target tokens (default ``2 S + 10``, capped by the
+            model's ``max_len``).
+        use_cache: reuse keys and values between steps (same tokens, faster).
+        return_logits: also return the logits of every step.
+
+    Padding and ``bos_id`` are never chosen (no target contains them).
+
+    Returns:
+        Target ids ``(B, T)`` without the leading ``bos_id``, each row ending at its first
+        ``eos_id`` (included) and padded with ``pad_id`` after it; with ``return_logits`` also
+        the logits ``(B, T, vocab)`` of each step.
+    """
+    c = model.config
+    stepper = _Seq2SeqStepper(model, src, use_cache)
+    ids = src.new_full((src.size(0), 1), c.bos_id)  # (B, 1)
+    finished = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)  # (B,)
+    all_logits = []
+    for _ in range(_max_new_tokens(model, src, max_new_tokens)):
+        logits = stepper.next_logits(ids)  # (B, vocab)
+        all_logits.append(logits)
+        next_id = _never_predicted(logits, c).argmax(dim=-1)  # (B,)
+        next_id = next_id.masked_fill(finished, c.pad_id)
+        ids = torch.cat([ids, next_id[:, None]], dim=1)  # (B, T + 1)
+        finished |= next_id == c.eos_id
+        if finished.all():
+            break
+    tokens = ids[:, 1:]  # (B, T)
+    return (tokens, torch.stack(all_logits, dim=1)) if return_logits else tokens
+
+
+def length_penalty_factor(length: Tensor, alpha: float) -> Tensor:
+    """GNMT length penalty ``((5 + length) / 6) ** alpha`` (Wu et al. 2016, section 7).
+
+    Beam scores (sums of log-probabilities) are divided by it: ``alpha = 0`` compares raw
+    scores (favouring short outputs), larger ``alpha`` favours longer ones.
+    """
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+@torch.no_grad()
+def beam_search(
+    model: nn.Module,
+    src: Tensor,
+    beam_size: int = 4,
+    length_penalty: float = 0.6,
+    max_new_tokens: int | None = None,
+    use_cache: bool = True,
+) -> Tensor:
+    """Beam search of an encoder-decoder (the paper's section 6.1: beam 4, alpha 0.6).
+
+    Every source keeps ``beam_size`` hypotheses. Each step extends each hypothesis by every
+    token, scores the extensions by total log-probability and keeps the best ``beam_size``
+    per source. A hypothesis that has produced ``eos_id`` is finished: it keeps its slot and
+    score and may only be extended by ``pad_id`` at no cost. The search ends when every
+    hypothesis is finished or after ``max_new_tokens`` steps; the winner of each source is the
+    hypothesis with the highest score divided by :func:`length_penalty_factor`.
+    ``beam_size=1`` is exactly :func:`greedy_search`.
+
+    Args:
+        model: a :class:`~attnlab.models.Seq2SeqTransformer` (in eval mode).
+        src: source ids ``(B, S)``, padded with ``pad_id``.
+        beam_size: hypotheses kept per source.
+        length_penalty: ``alpha`` of the GNMT length penalty.
+        max_new_tokens, use_cache: as for :func:`greedy_search`.
+
+    Returns:
+        The best target ids per source ``(B, T)``, as :func:`greedy_search` returns them.
+    """
+    if beam_size < 1:
+        raise InputError(f"beam size must be at least 1; got {beam_size}")
+    c = model.config
+    B, K = src.size(0), beam_size
+    device = src.device
+    src = src.repeat_interleave(K, dim=0)  # (B*K, S): the K beams of source b are rows b*K..
+    stepper = _Seq2SeqStepper(model, src, use_cache)
+    ids = src.new_full((B * K, 1), c.bos_id)  # (B*K, 1)
+    # Only the first beam of each source is live at the start; the others are copies of it.
+    scores = torch.full((B, K), float("-inf"), device=device)  # (B, K)
+    scores[:, 0] = 0.0
+    finished = torch.zeros(B * K, dtype=torch.bool, device=device)  # (B*K,)
+    lengths = torch.zeros(B * K, device=device)  # (B*K,) tokens up to and including eos
+    for _ in range(_max_new_tokens(model, src, max_new_tokens)):
+        logits = _never_predicted(stepper.next_logits(ids).float(), c)
+        log_probs = logits.log_softmax(dim=-1)  # (B*K, V)
+        V = log_probs.size(-1)
+        # A finished hypothesis may only continue with padding, at no cost.
+        log_probs[finished] = float("-inf")
+        log_probs[finished, c.pad_id] = 0.0
+        candidates = scores.view(B * K, 1) + log_probs  # (B*K, V)
+        candidates = candidates.view(B, K * V)  # (B, K*V)
+        scores, flat = candidates.topk(K, dim=-1)  # (B, K) each
+        beam = flat // V  # (B, K): which hypothesis each survivor extends
+        token = flat % V  # (B, K): with which token
+        rows = (beam + torch.arange(B, device=device)[:, None] * K).view(-1)  # (B*K,)
+        stepper.reorder(rows)
+        ids = torch.cat([ids.index_select(0, rows), token.view(-1, 1)], dim=1)  # (B*K, T+1)
+        was_finished = finished.index_select(0, rows)
+        lengths = lengths.index_select(0, rows) + (~was_finished).float()
+        finished = was_finished | (token.view(-1) == c.eos_id)
+        if finished.all():
+            break
+    normalised = scores / length_penalty_factor(lengths.view(B, K), length_penalty)  # (B, K)
+    best = normalised.argmax(dim=-1) + torch.arange(B, device=device) * K  # (B,)
+    return ids.index_select(0, best)[:, 1:]  # (B, T)
+
+
+# -- language-model generation -------------------------------------------------------------
+
+
+def _filter_logits(logits: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
+    """Set to ``-inf`` every logit outside the top-k tokens and the top-p nucleus.
+
+    ``logits (B, V)``. Top-p (Holtzman et al. 2020) keeps the smallest set of most likely
+    tokens whose probabilities sum to at least ``top_p``.
+    """
+    if top_k is not None and top_k < logits.size(-1):
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # (B, V)
+        # Drop a token if the tokens before it already reach top_p (the first always stays).
+        drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= top_p  # (B, V)
+        drop = drop_sorted.scatter(1, order, drop_sorted)  # back to vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def _check_sampling(max_new_tokens: int, temperature: float, top_k, top_p) -> None:
+    if max_new_tokens < 0:
+        raise InputError(f"max_new_tokens must be 0 or more; got {max_new_tokens}")
+    if temperature < 0:
+        raise InputError(f"temperature must be 0 or more; got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise InputError(f"top_k must be at least 1; got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise InputError(f"top_p must be in (0, 1]; got {top_p}")
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    input_ids: Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    use_cache: bool = True,
+    seed: int | None = None,
+    stop: str | None = None,
+    decode: Callable[[list[int]], str] | None = None,
+    eos_id: int | None = None,
+    on_token: Callable[[Tensor], None] | None = None,
+) -> Tensor:
+    """Continue ``input_ids`` with a decoder-only language model, one token at a time.
+
+    Each step takes the logits of the next token, divides them by ``temperature`` (0 means
+    greedy: always the most likely token), keeps the ``top_k`` most likely tokens and the
+    ``top_p`` nucleus, and samples from the softmax of what remains.
+
+    Args:
+        model: a decoder-only LM (e.g. :class:`attnlab.models.GPT`) in eval mode:
+            ``model(ids (B, T), cache=None) -> logits (B, T, vocab)``, ``model.make_cache()``
+            and ``model.config.block_size``.
+        input_ids: the prompt ``(B, T)``, at least one token per row.
+        max_new_tokens: how many tokens to add.
+        temperature, top_k, top_p: sampling controls (see above).
+        use_cache: reuse keys and values between steps (same tokens, faster). Past
+            ``block_size`` tokens the window slides by half a block at a time (see
+            :class:`_LanguageModelStepper`), on both paths alike.
+        seed: seeds a private random generator (the global one is left alone).
+        stop: with ``decode`` (ids -> text), stop once every row's new text contains it.
+        eos_id: stop once every row has produced this token.
+        on_token: called after each step with the new tokens ``(B,)``, e.g. to stream them.
+
+    Returns:
+        ``(B, T + n)`` ids, the prompt followed by ``n <= max_new_tokens`` new tokens.
+    """
+    _check_sampling(max_new_tokens, temperature, top_k, top_p)
+    if input_ids.dim() != 2 or input_ids.size(1) == 0:
+        raise InputError(f"input_ids must be (B, T) with T >= 1; got {tuple(input_ids.shape)}")
+    if stop is not None and decode is None:
+        raise ValueError("stop needs decode, to turn the new ids into text")
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=input_ids.device).manual_seed(seed)
+    stepper = _LanguageModelStepper(model, use_cache)
+    ids, prompt_len = input_ids, input_ids.size(1)
+    done = torch.zeros(ids.size(0), dtype=torch.bool, device=ids.device)  # (B,)
+    for _ in range(max_new_tokens):
+        logits = stepper.next_logits(ids).float()  # (B, vocab)
+        if temperature == 0:
+            next_id = logits.argmax(dim=-1)  # (B,)
+        else:
+            logits = _filter_logits(logits / temperature, top_k, top_p)
+            probs = logits.softmax(dim=-1)  # (B, vocab)
+            next_id = torch.multinomial(probs, 1, generator=generator)[:, 0]  # (B,)
+        ids = torch.cat([ids, next_id[:, None]], dim=1)  # (B, T + 1)
+        if on_token is not None:
+            on_token(next_id)
+        if eos_id is not None:
+            done |= next_id == eos_id
+        if stop is not None:
+            texts = (decode(row[prompt_len:].tolist()) for row in ids)
+            done |= torch.tensor([stop in text for text in texts], device=ids.device)
+        if (eos_id is not None or stop is not None) and done.all():
+            break
+    return ids

@@ -1,0 +1,155 @@
+"""The encoder-decoder Transformer of Figure 1, with embeddings and the output projection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnlab.models.common import positional_encoding
+from attnlab.nn import DecoderLayerCache, TokenEmbedding, Transformer, padding_mask
+
+
+@dataclass
+class Seq2SeqConfig:
+    """Hyperparameters of :class:`Seq2SeqTransformer` (paper Table 3 names in brackets).
+
+    ``share_embeddings`` uses one embedding matrix for source and target (needs one shared
+    vocabulary); ``tie_output`` uses the target embedding as the pre-softmax projection
+    (section 3.4). ``pad_id`` marks padding in both languages; ``bos_id`` starts every
+    decoder input ("outputs shifted right") and ``eos_id`` ends every target.
+    """
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    d_model: int = 512  # d_model
+    num_heads: int = 8  # h
+    num_encoder_layers: int = 6  # N
+    num_decoder_layers: int = 6  # N
+    d_ff: int = 2048  # d_ff
+    dropout: float = 0.1  # P_drop
+    activation: Literal["relu", "gelu"] = "relu"
+    norm_first: bool = False
+    positional: Literal["sinusoidal", "learned"] = "sinusoidal"
+    max_len: int = 256
+    share_embeddings: bool = False
+    tie_output: bool = True
+
+    def __post_init__(self) -> None:
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ValueError(
+                "share_embeddings needs one vocabulary for both sides; got sizes "
+                f"{self.src_vocab_size} and {self.tgt_vocab_size}"
+            )
+        if len({self.pad_id, self.bos_id, self.eos_id}) != 3:
+            raise ValueError("pad_id, bos_id and eos_id must be three different ids")
+
+
+class Seq2SeqTransformer(nn.Module):
+    """Source embedding + positions -> encoder; target embedding + positions -> decoder ->
+    linear -> logits (Figure 1).
+
+    Training (teacher forcing): ``model(src, tgt_in)`` with ``src: (B, S)`` source ids (padded
+    with ``pad_id``) and ``tgt_in: (B, T)`` the target shifted right (``bos_id`` first, see
+    :meth:`shift_right`); returns logits ``(B, T, tgt_vocab_size)``: position ``t`` predicts
+    target token ``t``. The source padding mask hides padding from the encoder and from
+    cross-attention; the causal mask hides later target tokens. Target padding needs no mask:
+    it comes after every real token, so the causal mask already hides it from them.
+
+    Decoding: :meth:`encode` once, then :meth:`decode` step by step with the caches of
+    :meth:`make_cache` (see :mod:`attnlab.generation`).
+    """
+
+    def __init__(self, config: Seq2SeqConfig):
+        super().__init__()
+        self.config = c = config
+        self.src_embed = TokenEmbedding(c.src_vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.tgt_embed = (
+            self.src_embed
+            if c.share_embeddings
+            else TokenEmbedding(c.tgt_vocab_size, c.d_model, padding_idx=c.pad_id)
+        )
+        self.src_positions = positional_encoding(c.positional, c.d_model, c.max_len, c.dropout)
+        self.tgt_positions = positional_encoding(c.positional, c.d_model, c.max_len, c.dropout)
+        self.transformer = Transformer(
+            d_model=c.d_model,
+            num_heads=c.num_heads,
+            num_encoder_layers=c.num_encoder_layers,
+            num_decoder_layers=c.num_decoder_layers,
+            d_ff=c.d_ff,
+            dropout=c.dropout,
+            activation=c.activation,
+            norm_first=c.norm_first,
+        )
+        self.generator = None if c.tie_output else nn.Linear(c.d_model, c.tgt_vocab_size)
+
+    config_class = Seq2SeqConfig
+
+    def shift_right(self, tgt: Tensor) -> Tensor:
+        """Decoder input for target ``tgt (B, T)``: ``bos_id`` then ``tgt[:, :-1]`` (B, T)."""
+        bos = tgt.new_full((tgt.size(0), 1), self.config.bos_id)  # (B, 1)
+        return torch.cat([bos, tgt[:, :-1]], dim=1)  # (B, T)
+
+    def encode(
+        self, src: Tensor, return_attention: bool = False
+    ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, list[Tensor]]:
+        """Memory ``(B, S, d_model)`` and source mask ``(B, 1, 1, S)`` of source ids ``(B, S)``.
+
+        With ``return_attention=True`` also the encoder's per-layer weights ``(B, H, S, S)``.
+        """
+        src_mask = padding_mask(src, self.config.pad_id)  # (B, 1, 1, S), True = real token
+        x = self.src_positions(self.src_embed(src))  # (B, S, d_model)
+        encoded = self.transformer.encoder(x, mask=src_mask, return_attention=return_attention)
+        if return_attention:
+            memory, maps = encoded
+            return memory, src_mask, maps
+        return encoded, src_mask
+
+    def decode(
+        self,
+        tgt_in: Tensor,
+        memory: Tensor | None,
+        src_mask: Tensor,
+        cache: list[DecoderLayerCache] | None = None,
+        return_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Logits ``(B, T, tgt_vocab_size)`` for decoder input ``tgt_in (B, T)``.
+
+        With a ``cache`` the ``T`` tokens continue the ones decoded before (their positions
+        start at the cache length) and ``memory`` may be ``None`` after the first step. With
+        ``return_attention=True`` also the per-layer self- and cross-attention weights.
+        """
+        offset = 0 if cache is None else len(cache[0].self_attn)
+        y = self.tgt_positions(self.tgt_embed(tgt_in), offset=offset)  # (B, T, d_model)
+        decoded = self.transformer.decode(
+            y,
+            memory,
+            memory_mask=src_mask,
+            tgt_is_causal=True,
+            cache=cache,
+            return_attention=return_attention,
+        )
+        if return_attention:
+            hidden, self_maps, cross_maps = decoded
+            return self.project(hidden), self_maps, cross_maps
+        return self.project(decoded)
+
+    def project(self, hidden: Tensor) -> Tensor:
+        """Pre-softmax linear transformation: ``(B, T, d_model) -> (B, T, tgt_vocab_size)``."""
+        if self.generator is not None:
+            return self.generator(hidden)
+        return F.linear(hidden, self.tgt_embed.weight)  # tied weights, section 3.4
+
+    def make_cache(self) -> list[DecoderLayerCache]:
+        """Empty key/value caches for step-by-step decoding, one per decoder layer."""
+        return self.transformer.decoder.make_cache()
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        memory, src_mask = self.encode(src)  # (B, S, d_model), (B, 1, 1, S)
+        return self.decode(tgt_in, memory, src_mask)  # (B, T, tgt_vocab_size)

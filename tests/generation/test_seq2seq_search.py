@@ -1,0 +1,134 @@
+"""Greedy and beam search of the encoder-decoder: cache or not, same tokens and logits; beam
+search is exact when the beam holds every hypothesis; beam size 1 is greedy."""
+
+import itertools
+
+import pytest
+import torch
+
+from attnlab.generation import beam_search, greedy_search, length_penalty_factor
+from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
+
+PAD, BOS, EOS = 0, 1, 2
+
+
+def _model(vocab=11, norm_first=False, seed=0, **overrides) -> Seq2SeqTransformer:
+    torch.manual_seed(seed)
+    config = Seq2SeqConfig(
+        src_vocab_size=vocab,
+        tgt_vocab_size=vocab,
+        d_model=32,
+        num_heads=4,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        d_ff=64,
+        dropout=0.0,
+        norm_first=norm_first,
+        max_len=64,
+        **overrides,
+    )
+    model = Seq2SeqTransformer(config).eval()
+    with torch.no_grad():  # sharper distributions than at initialisation: more varied outputs
+        model.tgt_embed.embedding.weight.mul_(3.0)
+    return model
+
+
+def _sources(vocab=11):
+    torch.manual_seed(1)
+    src = torch.randint(3, vocab, (4, 7))
+    src[1, 5:] = PAD
+    src[3, 2:] = PAD
+    return src
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_cached_and_uncached_greedy_agree(norm_first):
+    model, src = _model(norm_first=norm_first), _sources()
+    cached, cached_logits = greedy_search(model, src, 12, use_cache=True, return_logits=True)
+    plain, plain_logits = greedy_search(model, src, 12, use_cache=False, return_logits=True)
+    assert torch.equal(cached, plain)
+    assert (cached_logits - plain_logits).abs().max() <= 1e-5
+
+
+def test_greedy_follows_the_argmax_of_teacher_forced_logits():
+    model, src = _model(), _sources()
+    tokens, logits = greedy_search(model, src, 10, return_logits=True)
+    tgt_in = torch.cat([torch.full((4, 1), BOS), tokens[:, :-1]], dim=1)
+    forced = model(src, tgt_in)  # (B, T, V): one full pass over greedy's own output
+    for b in range(4):
+        n = int((tokens[b] != PAD).sum())  # up to and including eos
+        assert torch.equal(forced[b, :n].argmax(-1), tokens[b, :n])
+        assert (forced[b, :n] - logits[b, :n]).abs().max() <= 1e-5
+
+
+def test_greedy_pads_after_eos():
+    model, src = _model(), _sources()
+    with torch.no_grad():  # make eos likely after a few steps
+        model.tgt_embed.embedding.weight[EOS].mul_(2.0)
+    tokens = greedy_search(model, src, 20)
+    for row in tokens.tolist():
+        if EOS in row:
+            assert all(t == PAD for t in row[row.index(EOS) + 1 :])
+
+
+def test_beam_size_one_is_greedy():
+    model, src = _model(), _sources()
+    greedy = greedy_search(model, src, 12)
+    beam = beam_search(model, src, beam_size=1, max_new_tokens=12)
+    assert torch.equal(beam, greedy)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_cached_and_uncached_beam_search_agree(use_cache):
+    model, src = _model(), _sources()
+    reference = beam_search(model, src, beam_size=4, max_new_tokens=12, use_cache=False)
+    assert torch.equal(
+        beam_search(model, src, 4, max_new_tokens=12, use_cache=use_cache), reference
+    )
+
+
+def _sequence_log_prob(model, src_row, target):
+    """Sum of log p(target_t | target_<t, src) with one teacher-forced pass, over the tokens
+    a search may choose (padding and bos ruled out, as in the search)."""
+    tgt = torch.tensor([target])
+    tgt_in = torch.cat([torch.tensor([[BOS]]), tgt[:, :-1]], dim=1)
+    logits = model(src_row[None], tgt_in)[0]  # (T, V)
+    logits[:, [PAD, BOS]] = float("-inf")
+    log_probs = logits.log_softmax(-1)  # (T, V)
+    return log_probs.gather(1, tgt.T).sum().item()
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_beam_search_with_a_full_beam_is_exhaustive_search(alpha):
+    """With a beam as wide as the set of all hypotheses, beam search must return the
+    best-scoring one: compare with brute-force enumeration on a 5-token vocabulary."""
+    vocab, steps = 5, 3  # pad, bos, eos, and two real tokens
+    model = _model(vocab=vocab, seed=3)
+    with torch.no_grad():  # eos is reachable early: finished hypotheses compete with long ones
+        model.tgt_embed.embedding.weight[EOS].mul_(0.5)
+    src = torch.tensor([[3, 4, 3], [4, 4, 3]])
+    found = beam_search(
+        model, src, beam_size=vocab**steps, length_penalty=alpha, max_new_tokens=steps
+    )
+    for b in range(2):
+        best, best_score = None, float("-inf")
+        # Every hypothesis: up to `steps` tokens, ending at the first eos or at the limit.
+        for n in range(1, steps + 1):
+            for body in itertools.product(range(vocab), repeat=n):
+                if EOS in body[:-1] or PAD in body or BOS in body:
+                    continue
+                if n < steps and body[-1] != EOS:
+                    continue
+                lp = _sequence_log_prob(model, src[b], list(body))
+                score = lp / length_penalty_factor(torch.tensor(float(n)), alpha).item()
+                if score > best_score:
+                    best, best_score = list(body), score
+        row = [t for t in found[b].tolist() if t != PAD]
+        assert row == best
+
+
+def test_beam_search_refuses_an_empty_beam():
+    from attnlab.errors import InputError
+
+    with pytest.raises(InputError, match="beam size"):
+        beam_search(_model(), _sources(), beam_size=0)
