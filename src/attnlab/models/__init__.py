@@ -7,14 +7,20 @@ so that a saved ``config.json`` can name the model to rebuild.
 from attnlab.models.classifier import SequenceClassifier, SequenceClassifierConfig
 from attnlab.models.predictor import TokenPredictor, TokenPredictorConfig
 from attnlab.models.rnn import GRUClassifier, GRUClassifierConfig
+from attnlab.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
 from attnlab.models.vit import ViT, ViTConfig
 
-MODELS = {cls.__name__: cls for cls in (TokenPredictor, SequenceClassifier, GRUClassifier, ViT)}
+MODELS = {
+    cls.__name__: cls
+    for cls in (TokenPredictor, SequenceClassifier, GRUClassifier, ViT, Seq2SeqTransformer)
+}
 
 __all__ = [
     "MODELS",
     "GRUClassifier",
     "GRUClassifierConfig",
+    "Seq2SeqConfig",
+    "Seq2SeqTransformer",
     "SequenceClassifier",
     "SequenceClassifierConfig",
     "TokenPredictor",

@@ -99,13 +99,12 @@ class Task(ABC):
     def plot_attention(self, model: nn.Module, text: str, path: Path) -> Path:
         """Save a figure of the model's attention for one raw input; returns the path.
 
-        The default draws :meth:`attention` as a layer x head grid of heatmaps; a task whose
-        inputs are not token sequences (images) overrides it.
+        The default draws each of :meth:`attention_views` as a layer x head grid of heatmaps;
+        a task whose inputs are not token sequences (images) overrides it.
         """
-        from attnlab.viz import plot_attention_grid
+        from attnlab.viz.heatmaps import plot_attention_views
 
-        view = self.attention(model, text)
-        return plot_attention_grid(view.maps, view.query_labels, view.key_labels, path, view.title)
+        return plot_attention_views(self.attention_views(model, text), path)
 
     @abstractmethod
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:

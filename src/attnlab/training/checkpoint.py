@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 
 from attnlab.errors import RunDirError
 
@@ -68,9 +68,25 @@ def read_json(path: Path) -> dict[str, Any]:
         raise RunDirError(f"{path} is not valid JSON ({e})") from e
 
 
+def _unique_tensors(model: nn.Module) -> dict[str, Tensor]:
+    """``model.state_dict()`` without the second name of a tied tensor.
+
+    Tied weights (a decoder's output projection that is its embedding matrix, section 3.4)
+    appear under two names; safetensors stores each tensor once, so the first name keeps it
+    and the model's own tying restores the other on load.
+    """
+    tensors, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        key = (tensor.data_ptr(), tensor.shape, tensor.stride())
+        if key not in seen:
+            seen.add(key)
+            tensors[name] = tensor.detach().contiguous()
+    return tensors
+
+
 def save_weights(path: Path, model: nn.Module, metadata: dict[str, str] | None = None) -> None:
     """Save ``model``'s parameters and persistent buffers as safetensors, atomically."""
-    tensors = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
+    tensors = _unique_tensors(model)
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
@@ -82,14 +98,14 @@ def load_weights(path: Path, model: nn.Module) -> None:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise RunDirError(f"{path} is not a readable safetensors file ({e})") from e
-    expected = model.state_dict()
+    expected = _unique_tensors(model)
     if set(tensors) != set(expected) or any(
         tensors[k].shape != expected[k].shape for k in expected
     ):
         raise RunDirError(
             f"{path} does not hold the weights of this model (names or shapes differ)"
         )
-    model.load_state_dict(tensors)
+    model.load_state_dict(tensors, strict=False)  # tied names are filled through their twin
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -1,0 +1,67 @@
+"""A subword tokenizer for sentences: byte-pair encoding with word boundaries kept.
+
+Trained with Hugging Face ``tokenizers`` on the training split only. Spaces become the
+``▁`` marker at the start of the following piece (the "Metaspace" scheme of SentencePiece),
+so that :meth:`SubwordTokenizer.decode` restores the text exactly: BLEU is computed on that
+detokenised text, never on pieces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
+
+
+class SubwordTokenizer:
+    """Text <-> subword ids. Ids 0-3 are padding, unknown, start and end of sentence.
+
+    One tokenizer serves both languages of a translation task (a shared vocabulary, as in
+    the paper's section 5.1), so the model can share one embedding matrix between them.
+    """
+
+    pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        specials = [tokenizer.token_to_id(t) for t in (PAD, UNK, BOS, EOS)]
+        if specials != [0, 1, 2, 3]:
+            raise ValueError(f"special tokens {PAD} {UNK} {BOS} {EOS} must have ids 0-3")
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int) -> SubwordTokenizer:
+        """Learn ``vocab_size`` pieces (special tokens and characters included) from ``texts``."""
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer.decoder = decoders.Metaspace()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=[PAD, UNK, BOS, EOS], show_progress=False
+        )
+        tokenizer.train_from_iterator(texts, trainer)
+        return cls(tokenizer)
+
+    @classmethod
+    def from_state(cls, state: str) -> SubwordTokenizer:
+        """Rebuild from :meth:`state`."""
+        return cls(Tokenizer.from_str(state))
+
+    def state(self) -> str:
+        """The tokenizer as Hugging Face's JSON text (``Tokenizer.from_str`` reads it)."""
+        return self.tokenizer.to_str()
+
+    def __len__(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        """Piece ids of ``text``, without start or end markers."""
+        return self.tokenizer.encode(text).ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids``; special tokens (padding, start, end) are dropped."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def tokens(self, ids: Iterable[int]) -> list[str]:
+        """The piece of each id (for attention-map labels)."""
+        return [self.tokenizer.id_to_token(i) for i in ids]

@@ -1,0 +1,163 @@
+"""The translation tasks: the tutorial's subset and split, the subword tokenizer, and a tiny
+run through the whole pipeline and the CLI."""
+
+import json
+import os
+
+import pytest
+
+from attnlab.data.eng_fra import normalize_tutorial, split_by_source, tutorial_subset
+from attnlab.data.subword import SubwordTokenizer
+from tests.cli_helpers import assert_one_line_error, run_cli
+
+needs_data = pytest.mark.skipif(
+    not os.environ.get("ATTNLAB_DATA_DIR"), reason="needs ATTNLAB_DATA_DIR with eng-fra/"
+)
+
+# A tiny model and few steps: the pipeline, not the quality.
+TINY = [
+    "--d-model", "32", "--heads", "2", "--encoder-layers", "1", "--decoder-layers", "1",
+    "--d-ff", "64", "--bpe-vocab", "300", "--batch-size", "64", "--max-steps", "30",
+    "--epochs", "1", "--no-progress", "--beam", "2",
+]  # fmt: skip
+
+
+def test_tutorial_normalisation():
+    assert normalize_tutorial("J'ai froid.") == "j ai froid"
+    assert normalize_tutorial("Êtes-vous prêts ?") == "etes vous prets ?"
+    assert normalize_tutorial("  I'm OK!  ") == "i m ok !"
+
+
+def test_tutorial_subset_filters_as_the_tutorial():
+    pairs = [
+        ("I'm cold.", "J'ai froid."),
+        ("I'm cold.", "J'ai froid."),  # a duplicate
+        ("You are very, very, very, very, very, very, very tall.", "Tu es grand."),  # 10 words
+        ("It is cold.", "Il fait froid."),  # not an "i am / he is ..." sentence
+        ("They're here!", "Ils sont là !"),
+    ]
+    assert tutorial_subset(pairs) == [
+        ("i m cold", "j ai froid"),
+        ("they re here !", "ils sont la !"),
+    ]
+
+
+def test_split_keeps_every_translation_of_a_source_together():
+    pairs = [(f"s{i % 40}", f"t{i}") for i in range(200)]  # 40 sources, 5 translations each
+    train, val, test = split_by_source(pairs, seed=0, val_fraction=0.1, test_fraction=0.1)
+    assert len(train) + len(val) + len(test) == 200
+    sources = [{s for s, _ in split} for split in (train, val, test)]
+    assert not (sources[0] & sources[1] or sources[0] & sources[2] or sources[1] & sources[2])
+    assert len(sources[1]) == len(sources[2]) == 4
+    assert split_by_source(pairs, 0, 0.1, 0.1) == (train, val, test)  # seeded
+
+
+def test_subword_tokenizer_round_trips_text_and_saves_its_state():
+    texts = ["je suis fatigue", "tu es fatigue", "il est tres fatigue", "nous sommes la"] * 5
+    tokenizer = SubwordTokenizer.train(texts, 60)
+    ids = tokenizer.encode("il est fatigue")
+    assert tokenizer.decode(ids) == "il est fatigue"
+    assert tokenizer.decode([tokenizer.bos_id, *ids, tokenizer.eos_id, 0, 0]) == "il est fatigue"
+    again = SubwordTokenizer.from_state(tokenizer.state())
+    assert again.encode("nous sommes fatigue") == tokenizer.encode("nous sommes fatigue")
+
+
+@needs_data
+def test_subset_and_split_sizes_match_the_tutorial():
+    from attnlab.tasks import get_task
+
+    cls = get_task("translate-small")
+    task = cls(cls.Config(direction="fr-en", bpe_vocab=500))
+    train, val, test = task._pair_splits()
+    assert len(train) + len(val) + len(test) == 11439  # the tutorial's 11,445 lines, deduplicated
+    french_of_test = {source for source, _ in test}
+    assert not french_of_test & {source for source, _ in train}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    if not os.environ.get("ATTNLAB_DATA_DIR"):
+        pytest.skip("needs ATTNLAB_DATA_DIR with eng-fra/")
+    from attnlab.cli import main
+
+    out = tmp_path_factory.mktemp("translate") / "run"
+    assert main(["train", "translate-small", "--direction", "fr-en", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_training_writes_a_full_report(small_run):
+    metrics = json.loads((small_run / "metrics.json").read_text())
+    test = metrics["test"]["metrics"] if "test" in metrics else metrics["report"]["metrics"]
+    for key in ("loss", "perplexity", "bleu", "chrf", "bleu_beam2", "chrf_beam2"):
+        assert key in test
+    assert (small_run / "plots" / "attention.png").is_file()
+
+
+def test_translate_cli_greedy_beam_and_json(small_run, capsys):
+    code, out, _ = run_cli(capsys, "translate", str(small_run), "je suis fatigue .", "--json")
+    assert code == 0
+    [result] = json.loads(out)
+    assert result["direction"] == "fr-en" and result["beam"] == 1
+    assert isinstance(result["translation"], str)
+    code, out, _ = run_cli(capsys, "translate", str(small_run), "je suis fatigue", "--beam", "3")
+    assert code == 0 and "->" in out
+
+
+def test_attention_png_has_three_kinds(small_run, capsys, tmp_path):
+    from attnlab.runs import load_run
+
+    run = load_run(small_run)
+    views = run.task.attention_views(run.model, "il est grand")
+    assert [v.title.split(" ")[0] for v in views] == ["encoder", "decoder", "cross-attention"]
+    encoder, decoder, cross = views
+    S, T = len(encoder.key_labels), len(decoder.query_labels)
+    assert encoder.maps[0].shape[-2:] == (S, S)
+    assert decoder.maps[0].shape[-2:] == (T, T)
+    assert cross.maps[0].shape[-2:] == (T, S)
+    code, out, _ = run_cli(
+        capsys, "attention", str(small_run), "il est grand", "--out", str(tmp_path / "a.png")
+    )
+    assert code == 0 and (tmp_path / "a.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["   "], "nothing to translate"),
+        (["je suis", "--beam", "0"], "--beam must be at least 1"),
+        ([], "no input"),
+    ],
+)
+def test_translate_cli_errors(small_run, capsys, args, message):
+    code, _, err = run_cli(capsys, "translate", str(small_run), *args)
+    assert_one_line_error(code, err, message)
+
+
+def test_translate_refuses_a_run_of_another_task(capsys, tmp_path):
+    from tests.training.conftest import train
+
+    assert train(tmp_path / "reverse", "--max-steps", "2", "--epochs", "1") == 0
+    capsys.readouterr()
+    code, _, err = run_cli(capsys, "translate", str(tmp_path / "reverse"), "3 1 4")
+    assert_one_line_error(code, err, "needs a translate or translate-small run")
+
+
+def test_unseen_characters_are_read_as_unk_with_a_warning(capsys):
+    from attnlab.errors import InputError
+    from attnlab.tasks import get_task
+
+    cls = get_task("translate")
+    tokenizer = SubwordTokenizer.train(["I am cold.", "Je suis froid."] * 3, 60)
+    task = cls(cls.Config(), tokenizer=tokenizer)
+    ids = task.encode_source("I am 寒い")[0].tolist()
+    assert tokenizer.unk_id in ids
+    assert "never seen in training" in capsys.readouterr().err
+    with pytest.raises(InputError, match="nothing to translate"):
+        task.encode_source(" \t ")
+
+
+def test_wrong_direction_is_a_one_line_error(capsys, tmp_path):
+    code, _, err = run_cli(
+        capsys, "train", "translate-small", "--direction", "de-en", "--out", str(tmp_path / "r")
+    )
+    assert_one_line_error(code, err, "direction must be en-fr or fr-en")
