@@ -1,5 +1,6 @@
-"""Figures: attention heatmaps, attention rollout over images, and training curves."""
+"""Figures: attention heatmaps, the interactive attention explorer, rollout, training curves."""
 
+from attnlab.viz.explorer import render_explorer, save_explorer, show
 from attnlab.viz.heatmaps import plot_attention_grid
 from attnlab.viz.plots import plot_training_curves
 from attnlab.viz.rollout import attention_rollout, plot_rollout_overlay, upsample_to_image
@@ -9,5 +10,8 @@ __all__ = [
     "plot_attention_grid",
     "plot_rollout_overlay",
     "plot_training_curves",
+    "render_explorer",
+    "save_explorer",
+    "show",
     "upsample_to_image",
 ]

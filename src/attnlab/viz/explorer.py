@@ -1,0 +1,206 @@
+"""The interactive attention explorer: one self-contained HTML file per input.
+
+The explorer shows a list of :class:`~attnlab.viz.views.AttentionView` (one per kind of
+attention: an encoder-decoder has encoder self-attention, decoder self-attention and
+cross-attention) in two ways:
+
+- a *head view*: the query tokens in a left column, the key tokens in a right column, and a
+  line from each query to each key whose opacity and width grow with the attention weight;
+  pick the layer and the kind of attention, toggle heads by colour, hover a token to see only
+  its lines;
+- a *model view*: a grid of layer x head heatmaps; click one for a large heatmap with the
+  tokens on both axes and the weight under the mouse.
+
+Everything (script, style, data) is inlined: the file opens offline, from ``file://``, and
+makes no network request. The weights are embedded as JSON integers in units of
+``1 / WEIGHT_SCALE`` (4 decimals), and the page is drawn on ``<canvas>`` elements, so a view
+of 256 tokens stays responsive.
+
+    html = render_explorer(task.attention_views(model, "3 1 4 1 5"))
+    save_explorer(views, "view.html")
+    attnlab.viz.show(views)          # inline in Jupyter
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attnlab.errors import InputError
+from attnlab.viz.views import AttentionView
+
+# Weights are stored as round(weight * WEIGHT_SCALE): 4 decimals, and short JSON integers.
+WEIGHT_SCALE = 10_000
+# Float weights may exceed 1 by rounding; anything beyond this is not an attention weight.
+_TOLERANCE = 1e-3
+_ASSETS = ("explorer.html", "explorer.css", "explorer.js")
+
+
+def render_explorer(
+    views: AttentionView | Sequence[AttentionView], title: str = "Attention explorer"
+) -> str:
+    """One self-contained HTML document exploring ``views``.
+
+    Args:
+        views: one view, or several kinds of attention of the same input (e.g. encoder
+            self-attention, decoder self-attention, cross-attention). Each view's ``maps`` is a
+            list with one ``(H, T_q, T_k)`` tensor per layer of weights in ``[0, 1]``, with
+            ``T_q`` query labels and ``T_k`` key labels. Views may differ in layers, heads and
+            tokens.
+        title: the page's title and heading.
+
+    Returns:
+        The HTML text: script, style and data inlined; no external reference.
+
+    Raises:
+        InputError (a ``ValueError``): no view, or a view whose maps and labels disagree.
+    """
+    data = explorer_data(views, title)
+    # Inside <script type="application/json"> only "</" could end the element early; escaping
+    # <, > and & as JSON \u escapes keeps any token (say "</script>") inert, and JSON.parse
+    # restores it exactly.
+    data_json = (
+        json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+    )
+    template, css, js = (_asset(name) for name in _ASSETS)
+    parts = {"TITLE": html.escape(title), "CSS": css, "JS": js, "DATA": data_json}
+    # One pass: text substituted for one placeholder is never scanned for another.
+    return re.sub(r"\{\{(TITLE|CSS|JS|DATA)\}\}", lambda m: parts[m.group(1)], template)
+
+
+def explorer_data(
+    views: AttentionView | Sequence[AttentionView], title: str = "Attention explorer"
+) -> dict[str, Any]:
+    """The JSON-ready data the explorer embeds (after checking ``views``).
+
+    Returns ``{"title", "scale", "views": [{"title", "queries", "keys", "layers", "heads",
+    "weights"}]}`` where ``weights[layer][head][query][key]`` is ``round(weight * scale)``.
+    """
+    checked = _check_views(views)
+    return {
+        "title": title,
+        "scale": WEIGHT_SCALE,
+        "views": [
+            {
+                "title": view.title or f"attention {number}",
+                "queries": [str(label) for label in view.query_labels],
+                "keys": [str(label) for label in view.key_labels],
+                "layers": len(maps),
+                "heads": int(maps[0].size(0)),
+                "weights": [_quantise(m) for m in maps],
+            }
+            for number, (view, maps) in enumerate(checked, 1)
+        ],
+    }
+
+
+def save_explorer(
+    views: AttentionView | Sequence[AttentionView],
+    path: str | Path,
+    title: str = "Attention explorer",
+) -> Path:
+    """Write :func:`render_explorer` of ``views`` to ``path`` (folders created); returns it."""
+    path = Path(path)
+    page = render_explorer(views, title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+@dataclass
+class ExplorerWidget:
+    """An explorer page that Jupyter displays inline (see :func:`show`).
+
+    ``_repr_html_`` wraps the page in a sandboxed ``<iframe srcdoc=...>``: its scripts and
+    element ids stay inside the frame, so several explorers can live in one notebook.
+    """
+
+    html: str
+    height: int = 760
+
+    def _repr_html_(self) -> str:
+        return (
+            f'<iframe srcdoc="{html.escape(self.html, quote=True)}" '
+            f'style="width: 100%; height: {self.height}px; border: 1px solid #ddd;" '
+            'sandbox="allow-scripts allow-downloads" '
+            'title="attnlab attention explorer"></iframe>'
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the page to ``path`` (folders created); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.html, encoding="utf-8")
+        return path
+
+
+def show(
+    views: AttentionView | Sequence[AttentionView],
+    title: str = "Attention explorer",
+    height: int = 760,
+) -> ExplorerWidget:
+    """The explorer of ``views`` as a Jupyter-displayable object (``height`` in pixels).
+
+    In a notebook, end a cell with ``attnlab.viz.show(views)``; elsewhere call ``.save(path)``.
+    """
+    return ExplorerWidget(render_explorer(views, title), height)
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _asset(name: str) -> str:
+    """The text of a file shipped in ``attnlab/viz/explorer_assets/``."""
+    return (resources.files("attnlab.viz") / "explorer_assets" / name).read_text(encoding="utf-8")
+
+
+def _check_views(
+    views: AttentionView | Sequence[AttentionView],
+) -> list[tuple[AttentionView, list[torch.Tensor]]]:
+    """Each view with its maps as float tensors ``(H, T_q, T_k)``; InputError if inconsistent."""
+    if isinstance(views, AttentionView):
+        views = [views]
+    views = list(views)
+    if not views:
+        raise InputError("no attention views to show: give at least one AttentionView")
+    checked = []
+    for number, view in enumerate(views, 1):
+        if not isinstance(view, AttentionView):
+            raise InputError(f"view {number} is a {type(view).__name__}, not an AttentionView")
+        name = f"view {number} ({view.title})" if view.title else f"view {number}"
+        if len(view.maps) == 0:
+            raise InputError(f"{name} has no attention maps: give one (H, T_q, T_k) per layer")
+        maps = [torch.as_tensor(m).detach().float().cpu() for m in view.maps]
+        shape = tuple(maps[0].shape)
+        if len(shape) != 3 or 0 in shape:
+            raise InputError(f"{name}: layer 1 has shape {shape}; expected (H, T_q, T_k) > 0")
+        for layer, m in enumerate(maps, 1):
+            if tuple(m.shape) != shape:
+                raise InputError(
+                    f"{name}: layer {layer} has shape {tuple(m.shape)} but layer 1 has {shape}"
+                )
+        _, T_q, T_k = shape
+        if len(view.query_labels) != T_q or len(view.key_labels) != T_k:
+            raise InputError(
+                f"{name}: {len(view.query_labels)} query and {len(view.key_labels)} key labels "
+                f"for maps of {T_q} queries x {T_k} keys"
+            )
+        for layer, m in enumerate(maps, 1):
+            if not bool(torch.isfinite(m).all()) or m.min() < 0 or m.max() > 1 + _TOLERANCE:
+                raise InputError(f"{name}: layer {layer} has weights outside [0, 1]")
+        checked.append((view, maps))
+    return checked
+
+
+def _quantise(weights: torch.Tensor) -> list[list[list[int]]]:
+    """``(H, T_q, T_k)`` weights in [0, 1] as nested lists of ``round(w * WEIGHT_SCALE)``."""
+    return torch.round(weights.clamp(0, 1) * WEIGHT_SCALE).to(torch.int32).tolist()
