@@ -23,6 +23,10 @@ class BenchOptions:
     device: "cpu", "cuda", "cuda:N" or "mps". precision: "fp32", "bf16" or "fp16".
     compile: wrap both sides in torch.compile. quick: few repetitions, small sizes (smoke runs).
     size: a suite-specific model size name ("default" = the suite's own default).
+    repeats: timed calls per side and case (None: the suite's own number).
+    peak_tflops: the device's peak TFLOP/s for MFU, overriding the table of
+    :func:`attnlab.bench.flops.peak_flops` (``attnlab bench`` also applies it to every result
+    that reports "TFLOP/s", so a suite need not read it).
     """
 
     device: str = "cpu"
@@ -30,6 +34,8 @@ class BenchOptions:
     compile: bool = False
     quick: bool = False
     size: str = "default"
+    repeats: int | None = None
+    peak_tflops: float | None = None
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attnlab.options import option
+from attnlab.training.devices import PRECISIONS
 from attnlab.training.schedules import SCHEDULES
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -17,11 +18,16 @@ class TrainConfig:
     ``val_every=0`` validates once per epoch; ``patience=0`` disables early stopping;
     ``max_steps=0`` means no limit beyond ``epochs``. The learning-rate schedule always spans
     ``epochs`` full epochs, so stopping early with ``max_steps`` and resuming later follows the
-    same schedule as an uninterrupted run.
+    same schedule as an uninterrupted run. Steps are optimizer steps, each on one global batch
+    of ``batch_size`` examples, whatever ``grad_accum`` and the number of torchrun processes.
     """
 
     epochs: int = option(10, "passes over the training set")
-    batch_size: int = option(64, "examples per optimizer step")
+    batch_size: int = option(
+        64,
+        "examples per optimizer step in all (the global batch): split over the torchrun "
+        "processes and the --grad-accum micro-batches, so it must be a multiple of their product",
+    )
     lr: float = option(
         1e-3, "peak learning rate (with --schedule noam: the factor in front of the schedule)"
     )
@@ -42,7 +48,22 @@ class TrainConfig:
         0, "stop after N steps in all, keeping the schedule of --epochs (0: no limit)"
     )
     seed: int = option(0, "random seed of initialisation, shuffling and dropout")
-    device: str = option("auto", "auto (cuda if available), cpu, cuda, cuda:1, ...")
+    device: str = option(
+        "auto",
+        "auto (cuda if available, else mps, else cpu), cpu, cuda, cuda:N or mps; under "
+        "torchrun, cuda means one GPU per process (cuda:LOCAL_RANK)",
+    )
+    grad_accum: int = option(
+        1,
+        "gradient accumulation: each optimizer step adds the gradients of N micro-batches of "
+        "batch-size / N examples (less memory, the same update)",
+    )
+    precision: str = option(
+        "fp32",
+        "fp32, bf16 (autocast; CPU, MPS and recent GPUs) or fp16 (autocast with loss scaling; "
+        "CUDA only)",
+    )
+    compile: bool = option(False, "run the training forward pass through torch.compile")
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -53,7 +74,11 @@ class TrainConfig:
             raise ValueError(
                 f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}"
             )
-        for name in ("epochs", "batch_size"):
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}"
+            )
+        for name in ("epochs", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
         for name in ("warmup", "val_every", "patience", "max_steps", "grad_clip", "weight_decay"):
@@ -61,3 +86,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must not be negative; got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive; got {self.lr}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(
+                f"batch_size {self.batch_size} must be a multiple of grad_accum "
+                f"{self.grad_accum}: it is the examples of one step, split into its micro-batches"
+            )

@@ -5,6 +5,19 @@ learning-rate schedule step. Every ``val_every`` steps (or once per epoch) the m
 validated, the best weights are kept by the task's ``monitor`` metric, and a resumable
 checkpoint is written atomically. The trainer knows the task only through
 :class:`attnlab.tasks.Task`.
+
+Scaling out changes only a few lines of the step (the helpers explain why):
+
+* ``--grad-accum N``: one step runs N forward/backward passes on micro-batches and adds
+  their gradients before the optimizer step.
+* torchrun: every process runs this same loop on its own slice of each batch, and
+  DistributedDataParallel averages the gradients (:mod:`attnlab.training.distributed`).
+* ``--precision bf16|fp16`` runs the forward pass under autocast, ``--compile`` through
+  torch.compile (:mod:`attnlab.training.devices`).
+
+A step is one optimizer step on one global batch of ``--batch-size`` examples, however
+many processes and micro-batches it is split into; ``--max-steps``, ``--val-every``,
+``--warmup`` and the step counts in logs are all optimizer steps.
 """
 
 from __future__ import annotations
@@ -20,11 +33,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from attnlab.errors import AttnlabError, TrainingError
+from attnlab.errors import TrainingError
 from attnlab.tasks.base import Task
+from attnlab.training import distributed
 from attnlab.training.checkpoint import (
     CHECKPOINT,
     METRICS,
@@ -35,20 +49,19 @@ from attnlab.training.checkpoint import (
     write_json,
 )
 from attnlab.training.config import TrainConfig
+from attnlab.training.devices import autocast, check_precision, grad_scaler, resolve_device
+from attnlab.training.distributed import EpochBatchSampler, check_batch_split
 from attnlab.training.schedules import build_scheduler
 
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA if available, else CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise AttnlabError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AttnlabError(f"--device {name} was asked for, but this PyTorch sees no CUDA GPU")
-    return device
+__all__ = [
+    "EpochBatchSampler",
+    "Trainer",
+    "batches_on",
+    "build_optimizer",
+    "loader",
+    "resolve_device",
+    "to_device",
+]
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -78,33 +91,6 @@ def loader(dataset: Any, task: Task, **kwargs: Any) -> DataLoader:
     return DataLoader(dataset, collate_fn=task.collate, generator=torch.Generator(), **kwargs)
 
 
-class EpochBatchSampler(Sampler[list[int]]):
-    """Shuffled mini-batches whose order depends only on ``(seed, epoch)``.
-
-    Because the order is a pure function of the epoch, a resumed run can start in the middle
-    of an epoch (``start_batch``) and see exactly the batches an uninterrupted run would.
-    """
-
-    def __init__(self, num_examples: int, batch_size: int, seed: int):
-        self.num_examples = num_examples
-        self.batch_size = batch_size
-        self.seed = seed
-        self.epoch = 0
-        self.start_batch = 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def __len__(self) -> int:
-        return math.ceil(self.num_examples / self.batch_size)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.num_examples, generator=g)
-        for b in range(self.start_batch, len(self)):
-            yield order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
-
-
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW / Adam / SGD; weight decay only on matrices (not on biases and norms)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -123,6 +109,9 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 class Trainer:
     """Train ``model`` on ``task`` into ``run_dir`` (see :mod:`attnlab.training.checkpoint`).
+
+    Under torchrun, every process builds its own Trainer with the same arguments; only rank 0
+    writes to ``run_dir`` and prints.
 
     Args:
         task: the task (data, loss, metrics).
@@ -145,43 +134,56 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.progress = progress
-        self.device = resolve_device(config.device)
-        self._stop_requested = False
+        self.device = distributed.process_device(config.device)
+        check_precision(self.device, config.precision)
+        self._stop_requested = False  # Ctrl-C was pressed in this process
+        self._stopping = False  # some process was asked to stop: all stop after this step
 
     # -- state that a checkpoint carries ------------------------------------------------
-    def _state(self) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
+    def _state(self, rng_states: list[dict[str, Any]]) -> dict[str, Any]:
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "step": self.step,
             "best": self.best,
             "best_step": self.best_step,
             "bad_validations": self.bad_validations,
             "history": self.history,
-            "rng": rng,
+            "rng": rng_states[0],
         }
+        if len(rng_states) > 1:  # under torchrun each process draws its own dropout masks
+            state["rng_ranks"] = rng_states
+        return state
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.step = state["step"]
         self.best = state["best"]
         self.best_step = state["best_step"]
         self.bad_validations = state["bad_validations"]
         self.history = state["history"]
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        rng_states = state.get("rng_ranks", [state["rng"]])
+        if len(rng_states) == distributed.world_size():
+            _set_rng_state(rng_states[distributed.rank()])
+        else:
+            self._print(
+                f"note: the checkpoint was written by {len(rng_states)} process(es) and this run "
+                f"has {distributed.world_size()}: dropout will draw other random numbers than "
+                "an uninterrupted run"
+            )
 
     def _save_checkpoint(self) -> None:
-        save_checkpoint(self.run_dir / CHECKPOINT, self._state())
+        rng_states = distributed.all_gather_object(_rng_state())  # every process calls this
+        if distributed.is_main():
+            save_checkpoint(self.run_dir / CHECKPOINT, self._state(rng_states))
+            self._write_metrics()
         self.checkpoint_step = self.step
-        self._write_metrics()
 
     def _best_entry(self) -> dict[str, Any]:
         return next((h for h in self.history if h["step"] == self.best_step), {})
@@ -209,10 +211,17 @@ class Trainer:
         cfg = self.config
         self.model.to(self.device)
         splits = self.task.splits()
-        sampler = EpochBatchSampler(len(splits.train), cfg.batch_size, cfg.seed)
+        processes = distributed.world_size()
+        check_batch_split(cfg.batch_size, cfg.grad_accum, processes)
+        sampler = EpochBatchSampler(
+            len(splits.train), cfg.batch_size, cfg.seed, distributed.rank(), processes,
+            cfg.grad_accum,
+        )  # fmt: skip
         train_loader = loader(splits.train, self.task, batch_sampler=sampler)
-        val_loader = loader(splits.val, self.task, batch_size=cfg.batch_size)
-        steps_per_epoch = len(sampler)
+        # Validation batches as large as a training micro-batch, which is known to fit.
+        micro_batch = cfg.batch_size // (processes * cfg.grad_accum)
+        val_loader = loader(splits.val, self.task, batch_size=micro_batch)
+        steps_per_epoch = sampler.steps_per_epoch
         total_steps = cfg.epochs * steps_per_epoch
         last_step = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps
         val_every = cfg.val_every or steps_per_epoch
@@ -222,18 +231,37 @@ class Trainer:
         self.scheduler = build_scheduler(
             self.optimizer, cfg.schedule, cfg.warmup, total_steps, d_model
         )
+        self.scaler = grad_scaler(self.device, cfg.precision)
         self.step, self.bad_validations, self.history = 0, 0, []
         self.best: list[float] | None = None  # [monitored metric, -loss] of the best model
         self.best_step: int | None = None
+        if processes > 1:
+            # Every process used the same seed to build the same initial weights; from here on
+            # each draws its own dropout masks (the same masks on every slice of a batch would
+            # be one mask, not independent noise).
+            torch.manual_seed(cfg.seed * 1_000_003 + distributed.rank() + 1)
         if resume:
             self._restore(load_checkpoint(self.run_dir / CHECKPOINT))
         self.checkpoint_step = self.step
 
-        writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
+        # The training forward goes through DDP (which averages gradients over processes) and
+        # torch.compile (fused kernels). self.model stays the plain module: checkpoints save its
+        # weights (no "module." or "_orig_mod." in the names) and validation runs it. All of
+        # them share one set of parameters. DDP is wrapped first, then compiled, as PyTorch's
+        # DDP notes advise, so that the compiler can split its graph at DDP's gradient buckets.
+        self.ddp_model = distributed.wrap(self.model, self.device)
+        self.train_model = torch.compile(self.ddp_model) if cfg.compile else self.ddp_model
+
+        main = distributed.is_main()
+        self.writer = (
+            SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
+            if main
+            else None
+        )
         bar = tqdm(
             total=last_step,
             initial=self.step,
-            disable=not self.progress,
+            disable=not (self.progress and main),
             unit="step",
             dynamic_ncols=True,
             desc=f"train {self.task.name}",
@@ -243,93 +271,159 @@ class Trainer:
         if in_main_thread:
             previous_handler = signal.signal(signal.SIGINT, self._request_stop)
         try:
-            self._loop(train_loader, sampler, val_loader, writer, bar, val_every, last_step)
+            self._loop(train_loader, sampler, val_loader, bar, val_every, last_step)
         finally:
             if in_main_thread:
                 signal.signal(signal.SIGINT, previous_handler)
             bar.close()
-            writer.close()
+            if self.writer is not None:
+                self.writer.close()
         return self._best_entry()
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         if self._stop_requested:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
         self._stop_requested = True
-        tqdm.write(
-            "Stopping after this step and saving a checkpoint (Ctrl-C again to abort).",
-            file=sys.stderr,
-        )
+        self._print("Stopping after this step and saving a checkpoint (Ctrl-C again to abort).")
 
-    def _loop(self, train_loader, sampler, val_loader, writer, bar, val_every, last_step):
+    def _print(self, message: str) -> None:
+        """Print on rank 0 only (without breaking the progress bar)."""
+        if distributed.is_main():
+            tqdm.write(message, file=sys.stderr)
+
+    def _log(self, scalars: dict[str, float]) -> None:
+        """Write scalars to TensorBoard at the current step (rank 0 only)."""
+        if self.writer is not None:
+            for name, value in scalars.items():
+                self.writer.add_scalar(name, value, self.step)
+
+    def _loop(self, train_loader, sampler, val_loader, bar, val_every, last_step):
         cfg = self.config
-        steps_per_epoch = len(sampler)
+        steps_per_epoch = sampler.steps_per_epoch
         loss_sum, loss_count, examples, started = 0.0, 0, 0, time.perf_counter()
-        while self.step < last_step and not self._stop_requested:
-            epoch, start_batch = divmod(self.step, steps_per_epoch)
-            sampler.set_epoch(epoch, start_batch)
+        while self.step < last_step and not self._stopping:
+            epoch, start_step = divmod(self.step, steps_per_epoch)
+            sampler.set_epoch(epoch, start_step)
+            micro_batches = []
             for batch in batches_on(train_loader, self.device):
-                loss_value, grad_norm, lr = self._train_step(batch)
+                micro_batches.append(batch)  # the inputs of one global batch (small)
+                if len(micro_batches) < cfg.grad_accum:
+                    continue
+                step_examples = sampler.examples_in_step(self.step % steps_per_epoch)
+                loss_value, grad_norm, lr = self._train_step(micro_batches, step_examples)
+                micro_batches = []
                 loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
-                examples += self.task.batch_size_of(batch)
-                writer.add_scalar("train/loss", loss_value, self.step)
-                writer.add_scalar("train/lr", lr, self.step)
-                writer.add_scalar("train/grad_norm", grad_norm, self.step)
+                examples += step_examples
+                self._log({"train/loss": loss_value, "train/lr": lr, "train/grad_norm": grad_norm})
                 rate = examples / max(time.perf_counter() - started, 1e-9)
                 bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", ex_s=f"{rate:,.0f}")
                 bar.update()
 
-                done = self.step >= last_step or self._stop_requested
+                done = self.step >= last_step or self._stopping
                 if self.step % val_every == 0 or self.step % steps_per_epoch == 0 or done:
-                    entry = self._validate(val_loader, writer, epoch, lr, loss_sum / loss_count)
+                    entry = self._validate(val_loader, epoch, lr, loss_sum / loss_count)
                     loss_sum, loss_count = 0.0, 0
-                    bar.write(self._describe(entry))
+                    self._print(self._describe(entry))
                     if cfg.patience and self.bad_validations >= cfg.patience:
-                        bar.write(f"Early stopping: no improvement in {cfg.patience} validations.")
+                        self._print(
+                            f"Early stopping: no improvement in {cfg.patience} validations."
+                        )
                         return
                 if done:
                     return
 
-    def _train_step(self, batch: Any) -> tuple[float, float, float]:
-        """One optimizer step; returns the loss, the gradient norm and the learning rate used."""
-        self.model.train()
+    def _train_step(
+        self, micro_batches: list[Any], step_examples: int
+    ) -> tuple[float, float, float]:
+        """One optimizer step on one global batch of ``step_examples`` examples, of which this
+        process holds ``micro_batches``; returns the loss, the gradient norm and the learning
+        rate used (the same on every process)."""
+        cfg = self.config
+        self.train_model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.task.loss(self.model, batch)
-        loss_value = loss.item()
+        step_loss = torch.zeros((), device=self.device)
+        for i, batch in enumerate(micro_batches):
+            # The mean loss of the global batch is the sum over micro-batches of
+            # part * (mean loss of the micro-batch), so backward of each such term adds up to its
+            # gradient (with equal micro-batches, part = 1 / grad_accum). DDP *averages* the
+            # gradients over the processes; multiplying by their number undoes that division.
+            part = self.task.batch_size_of(batch) / step_examples
+            last = i == len(micro_batches) - 1
+            # Only the last backward of the step needs DDP's gradient all-reduce: the others
+            # would send partial sums that the last one sends again.
+            with distributed.no_sync(self.ddp_model, skip=not last):
+                with autocast(self.device, cfg.precision):
+                    loss = self.task.loss(self.train_model, batch)
+                self.scaler.scale(loss * (part * distributed.world_size())).backward()
+            step_loss += loss.detach().float() * part
+        # One all-reduce tells every process the global batch's loss and whether any of them
+        # was asked to stop, so that all take the same decisions (NaN, Ctrl-C) at this step.
+        loss_value, stop_requests = distributed.sum_over_processes(
+            [step_loss, float(self._stop_requested)], self.device
+        )
+        self._stopping = stop_requests > 0
         if not math.isfinite(loss_value):
             raise TrainingError(
                 f"the training loss became {loss_value} at step {self.step + 1}, so training "
                 f"stopped; the last good checkpoint (step {self.checkpoint_step}) is kept in "
                 f"{self.run_dir} — try a lower --lr or a --grad-clip"
             )
-        loss.backward()
-        max_norm = self.config.grad_clip or float("inf")
+        self.scaler.unscale_(self.optimizer)  # fp16: clip the true gradients, not scaled ones
+        max_norm = cfg.grad_clip or float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm).item()
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # fp16: skipped if the gradients overflowed
+        self.scaler.update()
         self.scheduler.step()
         self.step += 1
         return loss_value, grad_norm, lr
 
-    def _validate(self, val_loader, writer, epoch: int, lr: float, train_loss: float) -> dict:
-        self.model.eval()
-        metrics = self.task.evaluate(self.model, batches_on(val_loader, self.device))
-        self.model.train()
-        entry = {"step": self.step, "epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
-        entry.update({f"val_{k}": v for k, v in metrics.items()})
-        self.history.append(entry)
-        for k, v in metrics.items():
-            writer.add_scalar(f"val/{k}", v, self.step)
-        score = [metrics[self.task.monitor], -metrics["loss"]]  # ties go to the lower loss
-        if self.best is None or score > self.best:
-            self.best, self.best_step, self.bad_validations = score, self.step, 0
-            save_weights(self.run_dir / MODEL, self.model, {"step": str(self.step)})
-        else:
-            self.bad_validations += 1
+    def _validate(self, val_loader, epoch: int, lr: float, train_loss: float) -> dict:
+        """Validate on rank 0 (the others wait), keep the best weights, write a checkpoint.
+
+        The validation metrics are computed by rank 0 alone on the whole validation set, so
+        they are exactly the metrics of a single-process run; rank 0's bookkeeping (history,
+        best score, early-stopping count) is then sent to every process.
+        """
+        if distributed.is_main():
+            self.model.eval()
+            with autocast(self.device, self.config.precision):
+                metrics = self.task.evaluate(self.model, batches_on(val_loader, self.device))
+            self.model.train()
+            entry = {"step": self.step, "epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
+            entry.update({f"val_{k}": v for k, v in metrics.items()})
+            self.history.append(entry)
+            self._log({f"val/{k}": v for k, v in metrics.items()})
+            score = [metrics[self.task.monitor], -metrics["loss"]]  # ties go to the lower loss
+            if self.best is None or score > self.best:
+                self.best, self.best_step, self.bad_validations = score, self.step, 0
+                save_weights(self.run_dir / MODEL, self.model, {"step": str(self.step)})
+            else:
+                self.bad_validations += 1
+        self.history, self.best, self.best_step, self.bad_validations = (
+            distributed.broadcast_object(
+                (self.history, self.best, self.best_step, self.bad_validations)
+            )
+        )
         self._save_checkpoint()
-        return entry
+        return self.history[-1]
 
     def _describe(self, entry: dict) -> str:
         metrics = "  ".join(
             f"{k} {v:.4f}" for k, v in entry.items() if k.startswith(("train_", "val_"))
         )
         return f"step {entry['step']:>6}  epoch {entry['epoch']:>3}  {metrics}"
+
+
+def _rng_state() -> dict[str, Any]:
+    """This process's random-number state (CPU, and every visible GPU)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

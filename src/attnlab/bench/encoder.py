@@ -1,0 +1,162 @@
+"""Benchmark suite "encoder": attnlab's TransformerEncoder vs torch.nn.TransformerEncoder.
+
+Same dimensions and the same weights on both sides (copied through attnlab.interop):
+d_model 128, 4 heads, d_ff 512, 4 layers, dropout 0.1, batch 64 x length 64
+(``--quick``: batch 8 x length 32, 3 repetitions).
+
+* train: one step = forward + backward + AdamW, in train mode (dropout on).
+* infer: no-grad forward in eval mode; torch takes its native fast path
+  (fused layer kernel; nested tensors when there is padding).
+* infer-pad: as infer, with 30% of the tokens being padding (a key-padding mask); its rate
+  counts real tokens only.
+
+Timings are medians over calls that alternate between the two sides, so that drift in the
+machine's load hits both alike. ``--precision bf16|fp16`` runs both forwards under autocast,
+``--compile`` compiles both models.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from attnlab.bench.common import BenchOptions, BenchResult
+from attnlab.bench.flops import gpt_flops_per_token
+from attnlab.errors import InputError
+from attnlab.interop import from_torch, torch_key_padding_mask
+from attnlab.nn import padding_mask
+from attnlab.training.devices import autocast
+
+SUITE = "encoder"
+D_MODEL, HEADS, D_FF, LAYERS, DROPOUT = 128, 4, 512, 4, 0.1
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_ms(fn: Callable[[], object], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+def _interleaved_medians(
+    ours: Callable[[], object], reference: Callable[[], object], device: torch.device, repeats: int
+) -> tuple[float, float]:
+    """Median ms per call of each side, alternating the two sides call by call."""
+    ours_ms, reference_ms = [], []
+    for _ in range(repeats):
+        ours_ms.append(_time_ms(ours, device))
+        reference_ms.append(_time_ms(reference, device))
+    return statistics.median(ours_ms), statistics.median(reference_ms)
+
+
+def _train_step(
+    model: nn.Module, forward: Callable[[nn.Module], torch.Tensor], options: BenchOptions
+) -> Callable[[], None]:
+    """Forward (under autocast) + backward + AdamW on a stand-in loss."""
+    optimizer = torch.optim.AdamW(model.parameters())
+    device = torch.device(options.device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, options.precision):
+            loss = forward(model).float().pow(2).mean()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _inference(
+    model: nn.Module, forward: Callable[[nn.Module], torch.Tensor], options: BenchOptions
+) -> Callable[[], None]:
+    device = torch.device(options.device)
+
+    def call() -> None:
+        with torch.no_grad(), autocast(device, options.precision):
+            forward(model)
+
+    return call
+
+
+def run(options: BenchOptions) -> list[BenchResult]:
+    """Time the three cases on both sides; one :class:`BenchResult` (tokens/s) per case."""
+    if options.size != "default":
+        raise InputError(f"the encoder suite has one size, 'default'; got {options.size!r}")
+    device = torch.device(options.device)
+    batch, length = (8, 32) if options.quick else (64, 64)
+    warmup, repeats = (1, 3) if options.quick else (3, 60)
+    repeats = options.repeats or repeats
+    warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors")
+
+    generator = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        layer = nn.TransformerEncoderLayer(D_MODEL, HEADS, D_FF, DROPOUT, batch_first=True)
+        reference = nn.TransformerEncoder(layer, LAYERS, enable_nested_tensor=True).to(device)
+    ours = from_torch(reference).to(device)
+    n_params = sum(p.numel() for p in ours.parameters())
+
+    x = torch.randn(batch, length, D_MODEL, generator=generator).to(device)  # (B, T, D)
+    lengths = torch.randint(int(length * 0.4), length + 1, (batch,), generator=generator)
+    lengths[0] = length  # the padded batch keeps its full width
+    lengths = (lengths.float() * 0.7 * batch * length / lengths.sum()).round().long()
+    lengths = lengths.clamp(1, length).to(device)
+    mask = padding_mask(lengths, max_len=length)  # (B, 1, 1, T), True = real token
+    torch_mask = torch_key_padding_mask(mask)  # (B, T), True = padding
+    real_tokens = int(lengths.sum())
+
+    ours_fwd, reference_fwd = ours, reference
+    if options.compile:
+        ours_fwd, reference_fwd = torch.compile(ours), torch.compile(reference)
+    cases = {
+        "train": (
+            _train_step(ours_fwd, lambda m: m(x), options),
+            _train_step(reference_fwd, lambda m: m(x), options),
+            batch * length,
+        ),
+        "infer": (
+            _inference(ours_fwd, lambda m: m(x), options),
+            _inference(reference_fwd, lambda m: m(x), options),
+            batch * length,
+        ),
+        "infer-pad": (
+            _inference(ours_fwd, lambda m: m(x, mask=mask), options),
+            _inference(reference_fwd, lambda m: m(x, src_key_padding_mask=torch_mask), options),
+            real_tokens,
+        ),
+    }
+
+    results = []
+    for name, (ours_fn, reference_fn, tokens) in cases.items():
+        training = name == "train"
+        ours.train(training)
+        reference.train(training)
+        for fn in (ours_fn, reference_fn):
+            for _ in range(warmup):
+                fn()
+        ours_ms, reference_ms = _interleaved_medians(ours_fn, reference_fn, device, repeats)
+        rate = tokens / ours_ms * 1e3
+        flops = gpt_flops_per_token(n_params, LAYERS, HEADS, D_MODEL, length, training=training)
+        results.append(
+            BenchResult(
+                suite=SUITE,
+                case=f"{name} {batch}x{length}",
+                unit="tokens/s",
+                attnlab=rate,
+                reference=tokens / reference_ms * 1e3,
+                reference_name="torch.nn.TransformerEncoder",
+                extra={"ms": ours_ms, "TFLOP/s": rate * flops / 1e12},
+            )
+        )
+    return results

@@ -1,0 +1,115 @@
+"""generate() for decoder-only models: the cache changes nothing but speed, the window
+slides past block_size, and the sampling controls do what they say."""
+
+import pytest
+import torch
+
+from attnlab.errors import InputError
+from attnlab.generation import _filter_logits, generate
+from attnlab.models import GPT, GPTConfig
+
+
+def _gpt(block_size=32, seed=0) -> GPT:
+    torch.manual_seed(seed)
+    config = GPTConfig(vocab_size=50, block_size=block_size, num_layers=2, num_heads=4, d_model=32)
+    return GPT(config).eval()
+
+
+def test_cached_and_uncached_greedy_generation_give_identical_tokens():
+    model = _gpt()
+    prompt = torch.randint(0, 50, (2, 5))
+    cached = generate(model, prompt, 20, temperature=0, use_cache=True)
+    plain = generate(model, prompt, 20, temperature=0, use_cache=False)
+    assert cached.shape == (2, 25)
+    assert torch.equal(cached, plain)
+    assert torch.equal(cached[:, :5], prompt)
+
+
+def test_greedy_generation_is_the_argmax_of_a_full_forward_pass():
+    model = _gpt()
+    out = generate(model, torch.tensor([[1, 2, 3]]), 10, temperature=0)
+    logits = model(out[:, :-1])  # (1, 12, V): one pass over everything generated
+    assert torch.equal(logits[0, 2:].argmax(-1), out[0, 3:])
+
+
+def test_generation_past_the_block_size_slides_the_window_on_both_paths():
+    model = _gpt(block_size=16)
+    prompt = torch.randint(0, 50, (1, 10))
+    cached = generate(model, prompt, 40, temperature=0, use_cache=True)
+    plain = generate(model, prompt, 40, temperature=0, use_cache=False)
+    assert cached.shape == (1, 50)
+    assert torch.equal(cached, plain)
+    # The last token was predicted from the window the docs describe: the window slides by
+    # half a block (8) whenever it would pass 16 tokens, so with 49 tokens it starts at 40
+    # (starts so far: 0, 8 at 17 tokens, ..., 32 at 41, 40 at 49).
+    window = cached[:, 40:49]
+    assert model(window)[0, -1].argmax().item() == cached[0, -1].item()
+
+
+def test_the_same_seed_gives_the_same_sample_and_leaves_the_global_rng_alone():
+    model = _gpt()
+    prompt = torch.tensor([[1, 2]])
+    state = torch.get_rng_state()
+    a = generate(model, prompt, 15, temperature=1.0, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = generate(model, prompt, 15, temperature=1.0, seed=7)
+    c = generate(model, prompt, 15, temperature=1.0, seed=8)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_top_k_and_top_p_keep_only_the_allowed_tokens():
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.15, 0.1]]))
+    top_k = _filter_logits(logits, top_k=2, top_p=None)
+    assert torch.isinf(top_k[0, 2:]).all() and torch.isfinite(top_k[0, :2]).all()
+    # 0.5 + 0.25 = 0.75 < 0.8: the nucleus of 0.8 needs the third token too.
+    top_p = _filter_logits(logits, top_k=None, top_p=0.8)
+    assert torch.isfinite(top_p[0, :3]).all() and torch.isinf(top_p[0, 3])
+    assert torch.isfinite(_filter_logits(logits, None, 0.01)[0, 0])  # the best always stays
+
+
+def test_sampling_with_top_k_one_is_greedy():
+    model = _gpt()
+    prompt = torch.tensor([[4, 5, 6]])
+    sampled = generate(model, prompt, 12, temperature=0.8, top_k=1, seed=0)
+    assert torch.equal(sampled, generate(model, prompt, 12, temperature=0))
+
+
+def test_streaming_and_stop_string():
+    model = _gpt()
+    seen = []
+    decode = "".join  # stand-in: each id becomes a character below
+    alphabet = [chr(ord("a") + i % 26) for i in range(50)]
+    out = generate(
+        model,
+        torch.tensor([[1]]),
+        30,
+        temperature=0,
+        on_token=lambda ids: seen.append(ids.item()),
+        stop=None,
+    )
+    assert seen == out[0, 1:].tolist()
+    target = alphabet[out[0, 4].item()]  # a character the greedy text reaches at step 4
+    stopped = generate(
+        model,
+        torch.tensor([[1]]),
+        30,
+        temperature=0,
+        stop=target,
+        decode=lambda ids: decode(alphabet[i] for i in ids),
+    )
+    text = "".join(alphabet[i] for i in stopped[0, 1:].tolist())
+    assert text.endswith(target) and text.count(target) == 1 and stopped.size(1) <= 5
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_new_tokens": -1}, "max_new_tokens"),
+        ({"max_new_tokens": 5, "temperature": -1.0}, "temperature"),
+        ({"max_new_tokens": 5, "top_k": 0}, "top_k"),
+        ({"max_new_tokens": 5, "top_p": 1.5}, "top_p"),
+    ],
+)
+def test_bad_sampling_settings_are_input_errors(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        generate(_gpt(), torch.tensor([[1]]), **kwargs)

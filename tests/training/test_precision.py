@@ -1,0 +1,112 @@
+"""Mixed precision, torch.compile and device selection, and their command-line errors."""
+
+import functools
+import json
+
+import pytest
+import torch
+
+import attnlab
+from attnlab.cli import main
+from attnlab.training.checkpoint import load_checkpoint
+from attnlab.training.devices import resolve_device
+
+from ..cli_helpers import assert_one_line_error, run_cli
+from .conftest import train
+
+
+def history(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())["history"]
+
+
+def test_bf16_autocast_on_cpu_trains_and_keeps_float32_weights(tmp_path):
+    assert train(tmp_path / "fp32", "--max-steps", "8", "--val-every", "4") == 0
+    assert (
+        train(tmp_path / "bf16", "--max-steps", "8", "--val-every", "4", "--precision", "bf16") == 0
+    )
+    bf16, fp32 = history(tmp_path / "bf16"), history(tmp_path / "fp32")
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in bf16)
+    assert bf16[-1]["train_loss"] < bf16[0]["train_loss"]  # it learns
+    assert bf16[-1]["train_loss"] == pytest.approx(fp32[-1]["train_loss"], abs=0.05)
+    assert bf16[-1]["train_loss"] != fp32[-1]["train_loss"]  # the matmuls really ran in bf16
+    state = load_checkpoint(tmp_path / "bf16" / "checkpoint.pt")
+    assert all(
+        t.dtype == torch.float32 and torch.isfinite(t).all() for t in state["model"].values()
+    )
+
+
+def test_compile_saves_plain_weight_names_and_resumes(tmp_path, monkeypatch):
+    # The "eager" backend traces the model with TorchDynamo (what --compile wraps around the
+    # model) but skips generating C++ kernels, which takes about half a minute here; the slow
+    # test below runs the real compiler.
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    run = tmp_path / "compiled"
+    assert train(run, "--compile", "--max-steps", "4") == 0
+    model = attnlab.load(run)  # plain names: no "_orig_mod." (compile) or "module." (DDP)
+    assert set(load_checkpoint(run / "checkpoint.pt")["model"]) == set(model.state_dict())
+    assert (
+        main(["train", "reverse", "--resume", str(run), "--max-steps", "6", "--no-progress"]) == 0
+    )
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 6
+
+
+@pytest.mark.slow
+def test_compile_with_inductor_trains_like_eager(tmp_path):
+    options = ["--max-steps", "4", "--optimizer", "sgd", "--lr", "0.5"]
+    assert train(tmp_path / "eager", *options) == 0
+    assert train(tmp_path / "compiled", *options, "--compile") == 0
+    eager = load_checkpoint(tmp_path / "eager" / "checkpoint.pt")["model"]
+    compiled = load_checkpoint(tmp_path / "compiled" / "checkpoint.pt")["model"]
+    assert eager.keys() == compiled.keys()
+    for name, value in eager.items():
+        torch.testing.assert_close(compiled[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_resume_may_change_precision(tmp_path):
+    run = tmp_path / "r"
+    assert train(run, "--max-steps", "3") == 0
+    resume = ["train", "reverse", "--resume", str(run), "--max-steps", "5", "--no-progress"]
+    assert main([*resume, "--precision", "bf16"]) == 0
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 5
+
+
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grad-accum", "0"], "grad_accum must be at least 1; got 0"),
+        (["--grad-accum", "3"], "batch_size 128 must be a multiple of grad_accum 3"),
+        (["--precision", "fp64"], "precision must be one of fp32, bf16, fp16"),
+        (["--precision", "fp16", "--device", "cpu"], "--precision fp16 needs a CUDA GPU"),
+        (["--device", "cuda"], "--device cuda was asked for, but this PyTorch sees no CUDA GPU"),
+        (["--device", "mps"], "--device mps was asked for, but this PyTorch sees no Apple MPS"),
+        (["--device", "tpu7"], "unknown device 'tpu7'"),
+    ],
+)
+def test_bad_scaling_options_are_one_line_errors(capsys, tmp_path, monkeypatch, args, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "reverse", "--out", str(out), "--no-progress", *args)
+    assert_one_line_error(code, err, message)
+    assert not out.exists()  # refused before making a run directory
+
+
+def test_bf16_on_a_gpu_without_bfloat16_is_refused(capsys, tmp_path, monkeypatch):
+    # A GPU older than Ampere, pretended: the check runs before anything touches CUDA.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
+    args = ["--out", str(tmp_path / "run"), "--device", "cuda", "--precision", "bf16"]
+    code, _, err = run_cli(capsys, "train", "reverse", *args)
+    assert_one_line_error(code, err, "Tesla V100 has no bfloat16 support: use --precision fp16")
