@@ -91,6 +91,9 @@ def test_training_writes_a_full_report(small_run):
     for key in ("loss", "perplexity", "bleu", "chrf", "bleu_beam2", "chrf_beam2"):
         assert key in test
     assert (small_run / "plots" / "attention.png").is_file()
+    # Tokens per optimizer step are logged: 64 pairs of at most 32 + 33 tokens, at least 2.
+    [entry] = metrics["history"]
+    assert 64 * 2 <= entry["train_tokens_per_step"] <= 64 * (32 + 33)
 
 
 def test_translate_cli_greedy_beam_and_json(small_run, capsys):

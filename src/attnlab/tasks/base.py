@@ -62,6 +62,11 @@ class Task(ABC):
         """Number of examples in a batch (for the progress bar's throughput)."""
         return len(batch[0])
 
+    def tokens_of(self, batch: Any) -> int | None:
+        """Real (non-padding) tokens in a batch, for tokens/s and tokens per step in the
+        training log; ``None`` (the default) for tasks that do not count tokens."""
+        return None
+
     # -- model, loss, metrics -----------------------------------------------------------
     @abstractmethod
     def build_model(self) -> nn.Module:

@@ -301,6 +301,7 @@ class Trainer:
         cfg = self.config
         steps_per_epoch = sampler.steps_per_epoch
         loss_sum, loss_count, examples, started = 0.0, 0, 0, time.perf_counter()
+        tokens, tokens_since_validation = 0, 0  # real tokens, for tasks that count them
         while self.step < last_step and not self._stopping:
             epoch, start_step = divmod(self.step, steps_per_epoch)
             sampler.set_epoch(epoch, start_step)
@@ -310,19 +311,32 @@ class Trainer:
                 if len(micro_batches) < cfg.grad_accum:
                     continue
                 step_examples = sampler.examples_in_step(self.step % steps_per_epoch)
-                loss_value, grad_norm, lr = self._train_step(micro_batches, step_examples)
+                loss_value, grad_norm, lr, step_tokens = self._train_step(
+                    micro_batches, step_examples
+                )
                 micro_batches = []
                 loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
                 examples += step_examples
-                self._log({"train/loss": loss_value, "train/lr": lr, "train/grad_norm": grad_norm})
-                rate = examples / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", ex_s=f"{rate:,.0f}")
+                tokens += step_tokens
+                tokens_since_validation += step_tokens
+                scalars = {"train/loss": loss_value, "train/lr": lr, "train/grad_norm": grad_norm}
+                if step_tokens:
+                    scalars["train/tokens_per_step"] = step_tokens
+                self._log(scalars)
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                rates = {"ex_s": f"{examples / elapsed:,.0f}"}
+                if tokens:
+                    rates["tok_s"] = f"{tokens / elapsed:,.0f}"
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **rates)
                 bar.update()
 
                 done = self.step >= last_step or self._stopping
                 if self.step % val_every == 0 or self.step % steps_per_epoch == 0 or done:
-                    entry = self._validate(val_loader, epoch, lr, loss_sum / loss_count)
-                    loss_sum, loss_count = 0.0, 0
+                    train_stats = {"train_loss": loss_sum / loss_count}
+                    if tokens_since_validation:
+                        train_stats["train_tokens_per_step"] = tokens_since_validation / loss_count
+                    entry = self._validate(val_loader, epoch, lr, train_stats)
+                    loss_sum, loss_count, tokens_since_validation = 0.0, 0, 0
                     self._print(self._describe(entry))
                     if cfg.patience and self.bad_validations >= cfg.patience:
                         self._print(
@@ -334,14 +348,16 @@ class Trainer:
 
     def _train_step(
         self, micro_batches: list[Any], step_examples: int
-    ) -> tuple[float, float, float]:
+    ) -> tuple[float, float, float, int]:
         """One optimizer step on one global batch of ``step_examples`` examples, of which this
-        process holds ``micro_batches``; returns the loss, the gradient norm and the learning
-        rate used (the same on every process)."""
+        process holds ``micro_batches``; returns the loss, the gradient norm, the learning
+        rate used and the real tokens of the global batch (0 for tasks that do not count
+        them) — the same on every process."""
         cfg = self.config
         self.train_model.train()
         self.optimizer.zero_grad(set_to_none=True)
         step_loss = torch.zeros((), device=self.device)
+        local_tokens = sum(self.task.tokens_of(batch) or 0 for batch in micro_batches)
         for i, batch in enumerate(micro_batches):
             # The mean loss of the global batch is the sum over micro-batches of
             # part * (mean loss of the micro-batch), so backward of each such term adds up to its
@@ -358,8 +374,8 @@ class Trainer:
             step_loss += loss.detach().float() * part
         # One all-reduce tells every process the global batch's loss and whether any of them
         # was asked to stop, so that all take the same decisions (NaN, Ctrl-C) at this step.
-        loss_value, stop_requests = distributed.sum_over_processes(
-            [step_loss, float(self._stop_requested)], self.device
+        loss_value, stop_requests, step_tokens = distributed.sum_over_processes(
+            [step_loss, float(self._stop_requested), float(local_tokens)], self.device
         )
         self._stopping = stop_requests > 0
         if not math.isfinite(loss_value):
@@ -376,9 +392,9 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         self.step += 1
-        return loss_value, grad_norm, lr
+        return loss_value, grad_norm, lr, int(step_tokens)
 
-    def _validate(self, val_loader, epoch: int, lr: float, train_loss: float) -> dict:
+    def _validate(self, val_loader, epoch: int, lr: float, train_stats: dict) -> dict:
         """Validate on rank 0 (the others wait), keep the best weights, write a checkpoint.
 
         The validation metrics are computed by rank 0 alone on the whole validation set, so
@@ -390,7 +406,7 @@ class Trainer:
             with autocast(self.device, self.config.precision):
                 metrics = self.task.evaluate(self.model, batches_on(val_loader, self.device))
             self.model.train()
-            entry = {"step": self.step, "epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
+            entry = {"step": self.step, "epoch": epoch + 1, "lr": lr, **train_stats}
             entry.update({f"val_{k}": v for k, v in metrics.items()})
             self.history.append(entry)
             self._log({f"val/{k}": v for k, v in metrics.items()})
@@ -410,7 +426,9 @@ class Trainer:
 
     def _describe(self, entry: dict) -> str:
         metrics = "  ".join(
-            f"{k} {v:.4f}" for k, v in entry.items() if k.startswith(("train_", "val_"))
+            f"{k} {v:.0f}" if k.endswith("tokens_per_step") else f"{k} {v:.4f}"
+            for k, v in entry.items()
+            if k.startswith(("train_", "val_"))
         )
         return f"step {entry['step']:>6}  epoch {entry['epoch']:>3}  {metrics}"
 
