@@ -1,5 +1,6 @@
-"""Weight mapping to and from torch.nn (and, later, Hugging Face) twins of attnlab's modules."""
+"""Weight mapping to and from torch.nn and Hugging Face twins of attnlab's modules."""
 
+from attnlab.interop.hf import from_hf
 from attnlab.interop.torch_nn import (
     TorchTransformerEncoder,
     from_torch,
@@ -10,6 +11,7 @@ from attnlab.interop.torch_nn import (
 
 __all__ = [
     "TorchTransformerEncoder",
+    "from_hf",
     "from_torch",
     "to_torch",
     "torch_attn_mask",

@@ -14,11 +14,16 @@ from torch import Tensor, nn
 from attnlab.nn.attention import KVCache, MultiHeadAttention
 from attnlab.nn.dropout import Dropout
 
-Activation = Literal["relu", "gelu"]
+Activation = Literal["relu", "gelu", "gelu_tanh"]
 # Without autograd, ReLU overwrites the first linear layer's fresh output in place: one
 # (B, T, d_ff) tensor less per layer. With autograd the in-place op would act on a view of
 # the matmul output and cost extra copies in backward, so it stays out of place there.
-_ACTIVATIONS = {"relu": lambda x: F.relu(x, inplace=not x.requires_grad), "gelu": F.gelu}
+# "gelu_tanh" is GELU's tanh approximation, the "gelu_new" of GPT-2 (Hendrycks & Gimpel 2016).
+_ACTIVATIONS = {
+    "relu": lambda x: F.relu(x, inplace=not x.requires_grad),
+    "gelu": F.gelu,
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+}
 
 
 def _activation(name: str):
@@ -31,23 +36,30 @@ class FeedForward(nn.Module):
     """Position-wise feed-forward network, section 3.3: ``FFN(x) = max(0, x W1 + b1) W2 + b2``.
 
     ``activation="gelu"`` swaps ReLU for GELU (BERT, GPT). Dropout is applied to the hidden
-    activations, as in ``nn.TransformerEncoderLayer``. Xavier-uniform weights, zero biases.
+    activations, as in ``nn.TransformerEncoderLayer``. Xavier-uniform weights, zero biases
+    (``bias=False``: none, as in nanoGPT's default GPT).
 
     Input and output: ``(..., d_model)``; hidden width ``d_ff``.
     """
 
     def __init__(
-        self, d_model: int, d_ff: int, dropout: float = 0.0, activation: Activation = "relu"
+        self,
+        d_model: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        activation: Activation = "relu",
+        bias: bool = True,
     ):
         super().__init__()
         self.activation_name = activation
         self.activation = _activation(activation)
-        self.linear1 = nn.Linear(d_model, d_ff)
+        self.linear1 = nn.Linear(d_model, d_ff, bias=bias)
         self.dropout = Dropout(dropout)
-        self.linear2 = nn.Linear(d_ff, d_model)
+        self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
         for linear in (self.linear1, self.linear2):
             nn.init.xavier_uniform_(linear.weight)
-            nn.init.zeros_(linear.bias)
+            if bias:
+                nn.init.zeros_(linear.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         hidden = self.dropout(self.activation(self.linear1(x)))  # (..., d_ff)
@@ -62,12 +74,15 @@ class EncoderLayer(nn.Module):
     ``x = x + Dropout(Sublayer(LayerNorm(x)))``.
 
     Args mirror ``nn.TransformerEncoderLayer``: ``d_model, num_heads, d_ff, dropout,
-    activation, norm_first, layer_norm_eps``. ``dropout`` is used on the attention weights,
-    inside the feed-forward network and on each sublayer output (section 5.4).
+    activation, norm_first, layer_norm_eps, bias``. ``dropout`` is used on the attention
+    weights, inside the feed-forward network and on each sublayer output (section 5.4).
+    ``bias=False`` drops the biases of every linear layer and LayerNorm.
 
     Call: ``layer(x, mask=None)`` with ``x: (B, T, d_model)`` and ``mask`` bool, ``True`` = may
     attend, ``(T, T)`` or ``(B|1, 1, T|1, T)``. Returns ``(B, T, d_model)``, or with
     ``need_weights=True`` the pair ``(output, attention weights (B, H, T, T))``.
+    ``is_causal=True`` and a :class:`~attnlab.nn.KVCache` ``cache`` are passed on to the
+    self-attention: a pre-LN encoder layer with a causal mask is a GPT block.
     """
 
     def __init__(
@@ -79,23 +94,31 @@ class EncoderLayer(nn.Module):
         activation: Activation = "relu",
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
+        bias: bool = True,
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias)
         self.dropout1 = Dropout(dropout)
-        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.feed_forward = FeedForward(d_model, d_ff, dropout=dropout, activation=activation)
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.feed_forward = FeedForward(d_model, d_ff, dropout, activation, bias)
         self.dropout2 = Dropout(dropout)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, need_weights: bool = False
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        need_weights: bool = False,
+        is_causal: bool = False,
+        cache: KVCache | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         if x.dim() != 3:
             raise ValueError(f"x must have shape (B, T, d_model); got {tuple(x.shape)}")
         attn_in = self.norm1(x) if self.norm_first else x
-        attended = self.self_attn(attn_in, mask=mask, need_weights=need_weights)
+        attended = self.self_attn(
+            attn_in, mask=mask, need_weights=need_weights, is_causal=is_causal, cache=cache
+        )
         weights = None
         if need_weights:
             attended, weights = attended

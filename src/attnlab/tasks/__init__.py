@@ -1,6 +1,12 @@
 """Tasks: data + model + loss + metrics, one module each, registered by name."""
 
-from attnlab.tasks import digits, names, reverse, translate  # noqa: F401  (registers the tasks)
+from attnlab.tasks import (  # noqa: F401  (registers the tasks)
+    digits,
+    names,
+    reverse,
+    shakespeare,
+    translate,
+)
 from attnlab.tasks.base import AttentionView, Splits, Task
 from attnlab.tasks.registry import TASKS, get_task, register
 

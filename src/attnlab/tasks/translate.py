@@ -276,7 +276,7 @@ class _TranslateBase(Task):
 
     def format_metrics(self, metrics: dict[str, float]) -> str:
         return "  ".join(
-            f"{k} {v:.2f}" if k in ("bleu", "chrf", "bleu_beam", "chrf_beam") else f"{k} {v:.4f}"
+            f"{k} {v:.2f}" if k.startswith(("bleu", "chrf")) else f"{k} {v:.4f}"
             for k, v in metrics.items()
         )
 

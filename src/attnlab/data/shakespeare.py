@@ -1,0 +1,182 @@
+"""Tiny Shakespeare: 1,115,394 characters of Shakespeare's plays, one file ``input.txt``.
+
+The corpus of Karpathy's char-rnn, also used by nanoGPT's ``shakespeare_char``. Read as
+nanoGPT reads it: one token per character (65 distinct characters), the first 90% of the
+text for training and the last 10% for validation, split by position. A language model
+learns from blocks of ``block_size + 1`` consecutive characters: the first ``block_size`` are
+the input, and the same block shifted by one is the target (the next character at every
+position).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from attnlab.data.download import CHUNK, cache_dir, locate, sha256_of
+from attnlab.errors import DataError
+
+URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+FILENAME = "input.txt"
+HINT = (
+    "pass --data-dir DIR (the folder holding input.txt) or set ATTNLAB_DATA_DIR to a folder "
+    "holding tinyshakespeare/input.txt"
+)
+TRAIN_FRACTION = 0.9
+
+
+def shakespeare_path(data_dir: str | Path | None = None) -> Path:
+    """``input.txt`` in ``data_dir``, in ``$ATTNLAB_DATA_DIR/tinyshakespeare``, or downloaded.
+
+    A download is checked against :data:`SHA256` before it enters the cache
+    (``$ATTNLAB_CACHE/tinyshakespeare``); a file that fails the check is deleted and refused.
+    """
+    found = locate("tinyshakespeare", data_dir, FILENAME)
+    if found is not None:
+        return found / FILENAME
+    target = cache_dir() / "tinyshakespeare" / FILENAME
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        download = Path(tmp) / FILENAME
+        try:
+            with urllib.request.urlopen(URL, timeout=60) as response, open(download, "wb") as f:
+                shutil.copyfileobj(response, f, CHUNK)
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise DataError(f"could not download tiny Shakespeare ({reason}); {HINT}") from e
+        actual = sha256_of(download)
+        if actual != SHA256:
+            raise DataError(
+                f"the downloaded {FILENAME} failed its checksum (sha256 {actual[:16]}..., "
+                f"expected {SHA256[:16]}...): the download is corrupt or not the official file"
+            )
+        os.replace(download, target)
+    return target
+
+
+def read_text(path: Path) -> str:
+    """The whole text of ``path`` (UTF-8); an empty or undecodable file is a DataError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e.reason})") from e
+    if not text:
+        raise DataError(f"{path} is empty")
+    return text
+
+
+class CharTokenizer:
+    """One id per distinct character, in sorted order (nanoGPT's ``shakespeare_char`` ids).
+
+    Built from the whole text, as nanoGPT does, so that every character of the validation
+    part has an id. It has no padding or unknown token: a language model over a fixed text
+    never needs them, and a user's character outside the vocabulary is refused instead.
+    """
+
+    def __init__(self, chars: str):
+        self.chars = "".join(sorted(set(chars)))
+        self.stoi = {ch: i for i, ch in enumerate(self.chars)}
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def unknown(self, text: str) -> list[str]:
+        """The distinct characters of ``text`` outside the vocabulary, in order of appearance."""
+        missing = set(text) - self.stoi.keys()
+        return [ch for ch in dict.fromkeys(text) if ch in missing] if missing else []
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of the characters of ``text`` (every character must be in the vocabulary)."""
+        return [self.stoi[ch] for ch in text]
+
+    def encode_tensor(self, text: str) -> Tensor:
+        """:meth:`encode` as a tensor ``(len(text),)``, vectorised for a whole corpus.
+
+        The characters are sorted by code point, so a character's id is its rank among them:
+        a binary search of each code point in the vocabulary's.
+        """
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (N,)
+        table = np.frombuffer(self.chars.encode("utf-32-le"), dtype=np.uint32)  # (V,), sorted
+        return torch.from_numpy(np.searchsorted(table, codes).astype(np.int64))  # (N,)
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+    def state(self) -> str:
+        """The characters in id order, for config.json."""
+        return self.chars
+
+    @classmethod
+    def from_state(cls, state: str) -> CharTokenizer:
+        """Rebuild from :meth:`state`."""
+        return cls(state)
+
+
+def split_by_position(ids: Tensor, train_fraction: float = TRAIN_FRACTION) -> tuple[Tensor, Tensor]:
+    """The first ``train_fraction`` of ``ids (N,)`` and the rest, as nanoGPT splits them."""
+    n_train = int(len(ids) * train_fraction)
+    return ids[:n_train], ids[n_train:]
+
+
+class BlockDataset(Dataset):
+    """Blocks of a token sequence: item ``i`` starts at ``offsets[i]``.
+
+    Item: ``(x, y)``, each ``(block_size,)``: ``x = ids[o : o + block_size]`` and
+    ``y = ids[o + 1 : o + block_size + 1]``, the next token at every position.
+    """
+
+    def __init__(self, ids: Tensor, offsets: Tensor, block_size: int):
+        self.ids = ids
+        self.offsets = offsets
+        self.block_size = block_size
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        o = int(self.offsets[i])
+        return self.ids[o : o + self.block_size], self.ids[o + 1 : o + self.block_size + 1]
+
+    @classmethod
+    def random(cls, ids: Tensor, n: int, block_size: int, seed: int) -> BlockDataset:
+        """``n`` blocks at random offsets drawn with ``seed``, spread evenly over ``ids``.
+
+        The range of offsets is cut into ``n`` equal stretches and block ``i`` starts at a
+        uniformly random point of stretch ``i`` (stratified sampling). Offsets drawn uniformly
+        from the whole range instead would, at the baby GPT's 24,000 blocks of 65 characters
+        over 1M positions, leave about a fifth of the text in no block and repeat other parts.
+        """
+        _check_length(ids, block_size)
+        g = torch.Generator().manual_seed(seed)
+        stretch = (len(ids) - block_size) / n
+        starts = torch.arange(n, dtype=torch.float64) * stretch  # (n,)
+        jitter = torch.rand(n, generator=g, dtype=torch.float64) * stretch  # (n,)
+        offsets = (starts + jitter).long().clamp(max=len(ids) - block_size - 1)  # (n,)
+        return cls(ids, offsets, block_size)
+
+    @classmethod
+    def consecutive(cls, ids: Tensor, block_size: int) -> BlockDataset:
+        """Every non-overlapping block, from the start: the whole sequence, read once."""
+        _check_length(ids, block_size)
+        offsets = torch.arange(0, len(ids) - block_size, block_size)  # (n,)
+        return cls(ids, offsets, block_size)
+
+
+def _check_length(ids: Tensor, block_size: int) -> None:
+    if len(ids) < block_size + 1:
+        raise DataError(
+            f"the text part has {len(ids)} characters, fewer than one block of "
+            f"{block_size + 1}: use a smaller --block-size or a longer text"
+        )

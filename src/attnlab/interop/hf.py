@@ -1,0 +1,35 @@
+"""``from_hf``: turn an in-memory Hugging Face model into its attnlab twin.
+
+``transformers`` is optional: nothing here imports it. Each converter lives in its own module
+(``attnlab.interop.hf_<family>``) and is imported only when a model of its class arrives.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from torch import nn
+
+# Hugging Face class name -> (module, function) of the converter that maps it.
+CONVERTERS: dict[str, tuple[str, str]] = {
+    "BertModel": ("attnlab.interop.hf_bert", "bert_from_hf"),
+    "GPT2LMHeadModel": ("attnlab.interop.hf_gpt2", "gpt2_from_hf"),
+}
+
+
+def from_hf(model: Any) -> nn.Module:
+    """The attnlab model with the weights of the Hugging Face ``model`` (in eval mode).
+
+    Dispatches on ``type(model).__name__`` through :data:`CONVERTERS`, e.g. a
+    ``transformers.BertModel`` becomes an :class:`attnlab.models.bert.Bert` whose last hidden
+    states ``(B, T, D)`` equal the original's. Raises ``TypeError`` for other classes.
+    """
+    name = type(model).__name__
+    if name not in CONVERTERS:
+        raise TypeError(
+            f"from_hf cannot convert a {name}; supported: {', '.join(sorted(CONVERTERS))}"
+        )
+    module_name, function_name = CONVERTERS[name]
+    converter = getattr(importlib.import_module(module_name), function_name)
+    return converter(model)

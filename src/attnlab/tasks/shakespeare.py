@@ -1,0 +1,279 @@
+"""Tiny Shakespeare: a character-level GPT that writes Shakespeare-like text.
+
+The defaults are nanoGPT's "baby GPT" for a CPU (``shakespeare_char`` with ``--block_size=64
+--batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --dropout=0.0``): 4
+layers, 4 heads, 128 dimensions, a 64-character context, batches of 12, 2,000 steps at a peak
+learning rate of 1e-3 with 100 warmup steps and a cosine decay.
+
+Data (:mod:`attnlab.data.shakespeare`): ``input.txt`` from ``--data-dir``,
+``$ATTNLAB_DATA_DIR/tinyshakespeare`` or the verified download; one token per character; the
+first 90% of the text for training, the last 10% held out, as nanoGPT splits it.
+
+* train: ``--train-blocks`` blocks at random offsets of the training part, spread evenly over
+  it (:meth:`~attnlab.data.shakespeare.BlockDataset.random`), drawn once with ``--data-seed``
+  and visited in a shuffled order. One epoch of 24,000 blocks in batches of 12 is the baby
+  GPT's 2,000 steps; for longer training raise ``--train-blocks`` (fresh blocks) rather than
+  ``--epochs`` (the same blocks again).
+* val: ``--val-blocks`` random blocks of the held-out part, spread the same way (240 =
+  nanoGPT's 20 evaluation batches of 12), the same ones at every validation (every 250 steps).
+* test: there is no third split, as in nanoGPT: ``attnlab eval`` reads the *whole* held-out
+  part once, in consecutive blocks, so its loss is the val loss measured on all of it.
+
+The best checkpoint is chosen by next-character accuracy (ties by the lower loss).
+``attnlab generate RUN --prompt "ROMEO:"`` writes text; ``predict`` continues prompts with
+200 sampled characters; ``attention`` shows the causal self-attention over a prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from attnlab.data.shakespeare import (
+    BlockDataset,
+    CharTokenizer,
+    read_text,
+    shakespeare_path,
+    split_by_position,
+)
+from attnlab.errors import DataError, InputError
+from attnlab.models import GPT, GPTConfig
+from attnlab.options import option
+from attnlab.tasks.base import AttentionView, Splits, Task
+from attnlab.tasks.registry import register
+
+# How predict and the report's sample continue a prompt: readable, and the same every time.
+SAMPLE_CHARS = 200
+SAMPLE_TEMPERATURE = 0.8
+SAMPLE_SEED = 0
+
+
+@dataclass
+class ShakespeareConfig:
+    """Data and model hyperparameters of the shakespeare task (defaults: the baby GPT)."""
+
+    data_dir: str = option(
+        "",
+        "folder holding input.txt (default: $ATTNLAB_DATA_DIR/tinyshakespeare, else download)",
+    )
+    block_size: int = option(64, "context window in characters")
+    train_blocks: int = option(
+        24_000, "random training blocks per epoch (24,000 / batch 12 = 2,000 steps)"
+    )
+    val_blocks: int = option(240, "random held-out blocks of each validation")
+    data_seed: int = option(1337, "seed of the random block offsets (val uses +1)")
+    d_model: int = option(128, "model width")
+    heads: int = option(4, "attention heads")
+    layers: int = option(4, "Transformer blocks")
+    d_ff: int = option(512, "hidden width of the feed-forward networks")
+    dropout: float = option(0.0, "dropout rate")
+    activation: str = option("gelu", "gelu (exact, as nanoGPT), gelu_tanh (as GPT-2) or relu")
+    bias: bool = option(False, "biases in the linear layers and LayerNorms (nanoGPT: none)")
+
+    def __post_init__(self) -> None:
+        for name in ("block_size", "train_blocks", "val_blocks", "d_model", "heads", "layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.activation not in ("gelu", "gelu_tanh", "relu"):
+            raise ValueError(f"activation must be gelu, gelu_tanh or relu; got {self.activation!r}")
+
+
+@register
+class ShakespeareTask(Task):
+    """Character-level language model on tiny Shakespeare (GPT)."""
+
+    name = "shakespeare"
+    Config = ShakespeareConfig
+    train_defaults = {
+        "epochs": 1,
+        "batch_size": 12,
+        "lr": 1e-3,
+        "schedule": "cosine",
+        "warmup": 100,
+        "weight_decay": 0.1,
+        "val_every": 250,
+    }
+    monitor = "accuracy"
+
+    def __init__(self, config: ShakespeareConfig, tokenizer: CharTokenizer | None = None):
+        """Without ``tokenizer``, it is built from the text (read now, so a missing data set
+        is reported before a run directory is made)."""
+        super().__init__(config)
+        self._ids: Tensor | None = None
+        if tokenizer is None:
+            tokenizer = CharTokenizer(self._text())
+        self.tokenizer = tokenizer
+
+    def state(self) -> dict[str, Any]:
+        return {"vocab": self.tokenizer.state()}
+
+    @classmethod
+    def from_state(cls, config: ShakespeareConfig, state: dict[str, Any]) -> ShakespeareTask:
+        return cls(config, CharTokenizer.from_state(state["vocab"]))
+
+    # -- data ---------------------------------------------------------------------------
+    def _text(self) -> str:
+        return read_text(shakespeare_path(self.config.data_dir or None))
+
+    def token_ids(self) -> Tensor:
+        """The whole text as token ids ``(N,)``."""
+        if self._ids is None:
+            text = self._text()
+            unknown = self.tokenizer.unknown(text)
+            if unknown:
+                raise DataError(
+                    f"the text has {len(unknown)} characters this run's vocabulary lacks "
+                    f"(e.g. {unknown[0]!r}): is --data-dir the text the run was trained on?"
+                )
+            self._ids = self.tokenizer.encode_tensor(text)  # (N,)
+        return self._ids
+
+    def splits(self) -> Splits:
+        c = self.config
+        train, held_out = split_by_position(self.token_ids())
+        return Splits(
+            train=BlockDataset.random(train, c.train_blocks, c.block_size, c.data_seed),
+            val=BlockDataset.random(held_out, c.val_blocks, c.block_size, c.data_seed + 1),
+            test=BlockDataset.consecutive(held_out, c.block_size),
+        )
+
+    def tokens_of(self, batch: Any) -> int:
+        """Every position of every block is a predicted character: no padding."""
+        return batch[0].numel()
+
+    # -- model, loss, metrics -----------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        c = self.config
+        return GPT(
+            GPTConfig(
+                vocab_size=len(self.tokenizer),
+                block_size=c.block_size,
+                num_layers=c.layers,
+                num_heads=c.heads,
+                d_model=c.d_model,
+                d_ff=c.d_ff,
+                dropout=c.dropout,
+                activation=c.activation,
+                bias=c.bias,
+            )
+        )
+
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        x, y = batch  # (B, T) each
+        logits = model(x)  # (B, T, vocab)
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches: Any) -> dict[str, float]:
+        """Mean cross-entropy per character, its perplexity, and next-character accuracy."""
+        loss_sum, correct, count = 0.0, 0, 0  # sums stay on the device until the end
+        for x, y in batches:
+            logits = model(x)  # (B, T, vocab)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum")
+            loss_sum = loss_sum + loss.double()
+            correct = correct + (logits.argmax(-1) == y).sum()
+            count += y.numel()
+        loss_value = float(loss_sum) / count
+        return {
+            "loss": loss_value,
+            "perplexity": math.exp(loss_value),
+            "accuracy": int(correct) / count,
+        }
+
+    # -- users' inputs ------------------------------------------------------------------
+    def encode_prompt(self, text: str) -> Tensor:
+        """A prompt -> ids ``(1, T)``; empty prompts and unknown characters are InputErrors."""
+        if not text:
+            raise InputError('empty prompt: give at least one character, e.g. "ROMEO:"')
+        unknown = self.tokenizer.unknown(text)
+        if unknown:
+            shown = ", ".join(repr(ch) for ch in unknown[:5])
+            raise InputError(
+                f"the prompt has characters outside this model's vocabulary of "
+                f"{len(self.tokenizer)}: {shown}"
+            )
+        return torch.tensor([self.tokenizer.encode(text)])
+
+    def decode(self, ids: list[int]) -> str:
+        """Token ids -> text."""
+        return self.tokenizer.decode(ids)
+
+    def continue_text(self, model: nn.Module, prompt: str, seed: int = SAMPLE_SEED) -> str:
+        """:data:`SAMPLE_CHARS` characters sampled after ``prompt`` (temperature 0.8)."""
+        from attnlab.generation import generate
+
+        device = next(model.parameters()).device
+        ids = self.encode_prompt(prompt).to(device)  # (1, T)
+        out = generate(
+            model, ids, SAMPLE_CHARS, temperature=SAMPLE_TEMPERATURE, seed=seed
+        )  # (1, T + SAMPLE_CHARS)
+        return self.decode(out[0, ids.size(1) :].tolist())
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
+        return [{"prompt": t, "continuation": self.continue_text(model, t)} for t in texts]
+
+    def format_prediction(self, prediction: dict[str, Any]) -> str:
+        return prediction["prompt"] + prediction["continuation"]
+
+    @torch.no_grad()
+    def attention(self, model: nn.Module, text: str) -> AttentionView:
+        ids = self.encode_prompt(text)  # (1, T)
+        if ids.size(1) > self.config.block_size:
+            raise InputError(
+                f"the prompt has {ids.size(1)} characters; the model sees at most "
+                f"{self.config.block_size} at a time (block_size)"
+            )
+        device = next(model.parameters()).device
+        _, maps = model(ids.to(device), return_attention=True)  # each (1, H, T, T)
+        labels = [_visible(ch) for ch in text]
+        return AttentionView(
+            maps=[m[0].cpu() for m in maps],  # each (H, T, T)
+            query_labels=labels,
+            key_labels=labels,
+            title=f"causal self-attention over {text!r}",
+        )
+
+    @torch.no_grad()
+    def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
+        """``n`` continuations of prompts from evenly spread blocks: each block's first whole
+        line (a speaker's name, often), else its first 16 characters."""
+        picks = torch.linspace(0, len(dataset) - 1, n).long().tolist()
+        out = []
+        for seed, i in enumerate(picks):
+            x, _ = dataset[i]
+            text = self.decode(x.tolist())
+            lines = text.splitlines(keepends=True)[1:-1]  # whole lines: the first may be cut
+            prompt = next((line for line in lines if line.strip()), text[:16])
+            out.append({"prompt": prompt, "continuation": self.continue_text(model, prompt, seed)})
+        return out
+
+    def report(
+        self, model: nn.Module, dataset: Dataset, batches: Any, plots_dir: Path
+    ) -> dict[str, Any]:
+        """Loss, perplexity and accuracy over the whole held-out part, and one sample."""
+        return {
+            "metrics": self.evaluate(model, batches),
+            "samples": self.samples(model, dataset, 1),
+        }
+
+    def format_report(self, report: dict[str, Any]) -> str:
+        lines = [
+            "held-out text (the last 10%, read in full): " + self.format_metrics(report["metrics"]),
+            "",
+            "sample:",
+        ]
+        lines += [self.format_prediction(sample) for sample in report["samples"]]
+        return "\n".join(lines)
+
+
+def _visible(ch: str) -> str:
+    """A character as an axis label: newline and space made visible."""
+    return {"\n": "\\n", " ": "␣"}.get(ch, ch)

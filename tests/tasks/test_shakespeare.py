@@ -1,0 +1,232 @@
+"""The shakespeare task: data (location, checksum, split, blocks), a tiny training run through the
+CLI, and the ``generate`` command with its errors."""
+
+import io
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from attnlab.cli import main
+from attnlab.data import shakespeare
+from attnlab.data.shakespeare import BlockDataset, CharTokenizer, shakespeare_path
+from attnlab.errors import DataError
+from attnlab.models import GPT
+from attnlab.tasks.shakespeare import ShakespeareConfig, ShakespeareTask
+
+from ..cli_helpers import assert_one_line_error, run_cli
+
+DATA_ROOT = os.environ.get("ATTNLAB_DATA_DIR")
+needs_data = pytest.mark.skipif(not DATA_ROOT, reason="needs ATTNLAB_DATA_DIR (../shared/data)")
+
+# A tiny GPT on short blocks: 5 steps of 12 blocks, validated twice.
+TINY = [
+    "--no-progress",
+    "--block-size", "16",
+    "--train-blocks", "60",
+    "--val-blocks", "24",
+    "--layers", "1",
+    "--heads", "2",
+    "--d-model", "32",
+    "--d-ff", "64",
+    "--val-every", "3",
+]  # fmt: skip
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+def test_tokenizer_round_trip_and_nanogpt_ids():
+    tokenizer = CharTokenizer("hello world\n")
+    assert tokenizer.chars == "\n dehlorw"  # sorted, as nanoGPT's stoi
+    assert tokenizer.encode("hold") == [4, 6, 5, 2]
+    assert tokenizer.encode_tensor("hold").tolist() == [4, 6, 5, 2]
+    assert tokenizer.decode(tokenizer.encode("world\n")) == "world\n"
+    assert tokenizer.unknown("why, hello?") == ["y", ",", "?"]
+    assert CharTokenizer.from_state(tokenizer.state()).chars == tokenizer.chars
+
+
+def test_blocks_are_inputs_and_next_token_targets():
+    ids = torch.arange(100)
+    random = BlockDataset.random(ids, n=50, block_size=8, seed=0)
+    assert len(random) == 50
+    for i in range(50):
+        x, y = random[i]
+        assert x.shape == y.shape == (8,)
+        assert torch.equal(y, x + 1) and x[0] >= 0 and y[-1] < 100
+    assert torch.equal(BlockDataset.random(ids, 50, 8, seed=0).offsets, random.offsets)
+    stretch = (100 - 8) / 50  # stratified: block i starts inside the i-th of 50 equal stretches
+    assert all(i * stretch - 1 < o < (i + 1) * stretch for i, o in enumerate(random.offsets))
+    consecutive = BlockDataset.consecutive(ids, block_size=8)
+    assert [int(consecutive[i][0][0]) for i in range(len(consecutive))] == list(range(0, 89, 8))
+    with pytest.raises(DataError, match="fewer than one block"):
+        BlockDataset.random(ids[:8], n=1, block_size=8, seed=0)
+
+
+@needs_data
+def test_real_data_split_90_10_by_position():
+    task = ShakespeareTask(ShakespeareConfig())
+    assert len(task.tokenizer) == 65
+    ids = task.token_ids()
+    assert ids.shape == (1_115_394,)
+    assert task.decode(ids[:14].tolist()) == "First Citizen:"
+    splits = task.splits()
+    n_train = 1_003_854  # int(0.9 * 1,115,394)
+    assert torch.equal(splits.train.ids, ids[:n_train])
+    assert torch.equal(splits.test.ids, ids[n_train:]) and splits.val.ids is splits.test.ids
+    assert len(splits.train) == 24_000 and len(splits.val) == 240
+    assert len(splits.test) == (len(ids) - n_train - 1) // 64  # the whole held-out part
+    assert int(splits.train.offsets.max()) + 65 <= n_train
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No ATTNLAB_DATA_DIR, an empty download cache, and downloads served by ``serve``."""
+    monkeypatch.delenv("ATTNLAB_DATA_DIR", raising=False)
+    monkeypatch.setenv("ATTNLAB_CACHE", str(tmp_path / "cache"))
+    served = {}
+
+    def urlopen(url, timeout):
+        if "body" not in served:
+            raise urllib.error.URLError("no network in this test")
+        assert url == shakespeare.URL
+        return io.BytesIO(served["body"])
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    return served
+
+
+def test_a_download_that_fails_its_checksum_is_refused_and_not_cached(offline, tmp_path):
+    offline["body"] = b"First Citizen:\nnot quite the real text\n"
+    with pytest.raises(DataError, match="failed its checksum"):
+        shakespeare_path()
+    assert not list((tmp_path / "cache").rglob("input.txt"))
+
+
+def test_no_network_and_no_data_points_at_data_dir(offline):
+    with pytest.raises(DataError, match="pass --data-dir DIR"):
+        shakespeare_path()
+
+
+@needs_data
+def test_the_verified_download_is_cached(offline, tmp_path):
+    real = Path(DATA_ROOT, "tinyshakespeare", "input.txt")
+    offline["body"] = real.read_bytes()
+    path = shakespeare_path()
+    assert path == tmp_path / "cache" / "tinyshakespeare" / "input.txt"
+    del offline["body"]  # the second call must not download again
+    assert shakespeare_path() == path and path.read_bytes() == real.read_bytes()
+
+
+def test_data_dir_without_input_txt_is_one_line_error(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "shakespeare", "--data-dir", str(tmp_path), *TINY)
+    assert_one_line_error(code, err, "holds no input.txt file of the tinyshakespeare data set")
+
+
+# -- a tiny run through the CLI ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def text_dir(tmp_path_factory):
+    """A small Shakespeare-like text (the real one if available, cut to 40,000 characters)."""
+    folder = tmp_path_factory.mktemp("text")
+    if DATA_ROOT:
+        text = Path(DATA_ROOT, "tinyshakespeare", "input.txt").read_text()[:40_000]
+    else:
+        text = "ROMEO:\nBut soft, what light through yonder window breaks?\n\n" * 700
+    (folder / "input.txt").write_text(text)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_run(text_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shakespeare") / "run"
+    assert (
+        main(["train", "shakespeare", "--out", str(out), "--data-dir", str(text_dir), *TINY]) == 0
+    )
+    return out
+
+
+def test_training_writes_a_run_that_eval_reports(tiny_run, capsys):
+    code, out, _ = run_cli(capsys, "eval", str(tiny_run), "--json")
+    assert code == 0
+    report = json.loads(out)
+    metrics = report["metrics"]
+    assert metrics["perplexity"] == pytest.approx(torch.tensor(metrics["loss"]).exp().item())
+    assert 0 < metrics["loss"] < 4.5  # 5 steps: already below ln(vocab) = uniform guessing
+    sample = report["samples"][0]
+    assert len(sample["continuation"]) == 200
+    code, out, _ = run_cli(capsys, "eval", str(tiny_run))
+    assert "held-out text" in out and "perplexity" in out and "sample:" in out
+
+
+def test_the_run_reloads_as_a_gpt_with_the_saved_vocabulary(tiny_run):
+    from attnlab.runs import load_run
+
+    run = load_run(tiny_run)
+    assert isinstance(run.model, GPT) and run.model.config.block_size == 16
+    assert run.config["task_config"]["bias"] is False
+    assert run.task.tokenizer.chars == run.config["task_state"]["vocab"]
+
+
+def test_predict_and_attention(tiny_run, capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "predict", str(tiny_run), "ROMEO:")
+    assert code == 0 and out.startswith("ROMEO:") and len(out) >= len("ROMEO:") + 200
+    code, out, _ = run_cli(
+        capsys, "attention", str(tiny_run), "ROMEO:", "--out", str(tmp_path / "a.png")
+    )
+    assert code == 0 and (tmp_path / "a.png").is_file()
+    code, _, err = run_cli(
+        capsys, "attention", str(tiny_run), "a" * 17, "--out", str(tmp_path / "b.png")
+    )
+    assert_one_line_error(code, err, "the model sees at most 16 at a time")
+
+
+# -- generate ------------------------------------------------------------------------------
+
+
+def test_generate_streams_the_prompt_and_the_new_tokens(tiny_run, capsys):
+    args = ["generate", str(tiny_run), "--prompt", "ROMEO:", "--max-new-tokens", "40"]
+    code, out, _ = run_cli(capsys, *args, "--seed", "3")
+    assert code == 0 and out.startswith("ROMEO:") and len(out) == len("ROMEO:") + 40 + 1
+    assert run_cli(capsys, *args, "--seed", "3")[1] == out  # seeded: the same text again
+    greedy = run_cli(capsys, *args, "--temperature", "0")[1]
+    assert run_cli(capsys, *args, "--temperature", "0", "--no-cache")[1] == greedy
+
+
+def test_generate_stops_at_the_stop_string(tiny_run, capsys):
+    code, out, _ = run_cli(
+        capsys, "generate", str(tiny_run), "--prompt", "ROMEO:", "--stop", "e", "--seed", "0"
+    )
+    assert code == 0 and out.rstrip("\n").endswith("e") and out.count("e") == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prompt", "ROMEO€"], "outside this model's vocabulary of"),
+        (["--prompt", ""], "empty prompt"),
+        (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1; got 0"),
+        (["--max-new-tokens", "-5"], "--max-new-tokens must be at least 1; got -5"),
+        (["--top-p", "0"], "--top-p must be in (0, 1]"),
+        (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
+        (["--top-k", "0"], "--top-k must be at least 1"),
+        (["--temperature", "-1"], "--temperature must be 0 or more"),
+    ],
+)
+def test_generate_refuses_bad_input_in_one_line(tiny_run, capsys, args, message):
+    code, _, err = run_cli(capsys, "generate", str(tiny_run), *args)
+    assert_one_line_error(code, err, message)
+
+
+def test_generate_refuses_a_run_of_another_task(capsys, tmp_path):
+    out = tmp_path / "reverse"
+    small = ["--train-size", "100", "--val-size", "10", "--test-size", "10", "--epochs", "1"]
+    assert main(["train", "reverse", "--out", str(out), "--no-progress", *small]) == 0
+    capsys.readouterr()
+    code, _, err = run_cli(capsys, "generate", str(out), "--prompt", "3 1 4")
+    assert_one_line_error(code, err, "a run of task 'reverse', which does not generate text")

