@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -695,6 +696,11 @@ def main(argv: list[str] | None = None) -> int:
     except AttnlabError as e:
         print(f"attnlab: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `attnlab generate ... | head`): stop
+        # quietly, and keep Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

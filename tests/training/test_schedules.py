@@ -48,3 +48,17 @@ def test_unknown_schedule_is_refused():
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match="unknown schedule"):
         build_scheduler(optimizer, "linear", 1, 10, 8)
+
+
+def test_cosine_floor_ends_at_min_lr_and_keeps_the_shape():
+    # Half-way through the decay the plain cosine is at 0.5; with a floor f it is f + (1-f)/2.
+    assert cosine_warmup(10 + 45, warmup=10, total=100, floor=0.1) == pytest.approx(0.55)
+    assert cosine_warmup(100, warmup=10, total=100, floor=0.1) == pytest.approx(0.1)
+    assert cosine_warmup(4, warmup=10, total=100, floor=0.1) == pytest.approx(0.5)  # warmup
+
+
+def test_min_lr_above_lr_is_refused():
+    from attnlab.training import TrainConfig
+
+    with pytest.raises(ValueError, match="min_lr must be between 0 and lr"):
+        TrainConfig(lr=1e-3, min_lr=1e-2)

@@ -95,6 +95,7 @@ class ShakespeareTask(Task):
         "epochs": 1,
         "batch_size": 12,
         "lr": 1e-3,
+        "min_lr": 1e-4,  # nanoGPT's min_lr = lr / 10
         "schedule": "cosine",
         "warmup": 100,
         "weight_decay": 0.1,

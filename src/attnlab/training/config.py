@@ -41,6 +41,7 @@ class TrainConfig:
         "learning-rate schedule: cosine (warmup + cosine decay), noam (the paper's), constant",
     )
     warmup: int = option(100, "warmup steps of the schedule")
+    min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")
     grad_clip: float = option(1.0, "clip the gradient norm to this value (0: no clipping)")
     val_every: int = option(0, "validate every N steps (0: once per epoch)")
     patience: int = option(0, "stop after N validations without improvement (0: never)")
@@ -86,6 +87,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must not be negative; got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive; got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr must be between 0 and lr ({self.lr}); got {self.min_lr}")
         if self.batch_size % self.grad_accum:
             raise ValueError(
                 f"batch_size {self.batch_size} must be a multiple of grad_accum "

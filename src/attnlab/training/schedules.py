@@ -14,15 +14,16 @@ import torch
 SCHEDULES = ("cosine", "noam", "constant")
 
 
-def cosine_warmup(step: int, warmup: int, total: int) -> float:
-    """Linear warmup from 0 over ``warmup`` steps, then cosine decay to 0 at ``total``.
+def cosine_warmup(step: int, warmup: int, total: int, floor: float = 0.0) -> float:
+    """Linear warmup from 0 over ``warmup`` steps, then cosine decay to ``floor`` at ``total``.
 
-    The "CosineWarmupScheduler" of the classic Transformer tutorial.
+    The "CosineWarmupScheduler" of the classic Transformer tutorial; ``floor`` (a fraction
+    of the peak) is nanoGPT's ``min_lr / learning_rate``.
     """
     if step < warmup:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def noam(step: int, warmup: int, d_model: int) -> float:
@@ -36,11 +37,16 @@ def noam(step: int, warmup: int, d_model: int) -> float:
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, name: str, warmup: int, total: int, d_model: int
+    optimizer: torch.optim.Optimizer,
+    name: str,
+    warmup: int,
+    total: int,
+    d_model: int,
+    floor: float = 0.0,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step scheduler: ``name`` is one of ``SCHEDULES``."""
+    """A per-step scheduler: ``name`` is one of ``SCHEDULES`` (``floor``: cosine only)."""
     if name == "cosine":
-        factor = partial(cosine_warmup, warmup=max(1, warmup), total=total)
+        factor = partial(cosine_warmup, warmup=max(1, warmup), total=total, floor=floor)
     elif name == "noam":
         factor = partial(noam, warmup=max(1, warmup), d_model=d_model)
     elif name == "constant":

@@ -91,6 +91,10 @@ def loader(dataset: Any, task: Task, **kwargs: Any) -> DataLoader:
     return DataLoader(dataset, collate_fn=task.collate, generator=torch.Generator(), **kwargs)
 
 
+# Fused Adam/AdamW kernels exist for CUDA, and for the CPU since torch 2.4.
+_FUSED_ADAM = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
+
+
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW / Adam / SGD; weight decay only on matrices (not on biases and norms)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -100,10 +104,13 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    # The fused kernels update every parameter in one pass instead of a loop of small ops
+    # (the same arithmetic; about 3 ms less per step for the baby GPT on a CPU).
+    fused = _FUSED_ADAM and all(p.device.type in ("cpu", "cuda") for p in params)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr)
+        return torch.optim.AdamW(groups, lr=config.lr, fused=fused or None)
     if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=config.lr)
+        return torch.optim.Adam(groups, lr=config.lr, fused=fused or None)
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
 
 
@@ -229,7 +236,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg)
         d_model = getattr(getattr(self.model, "config", None), "d_model", 512)
         self.scheduler = build_scheduler(
-            self.optimizer, cfg.schedule, cfg.warmup, total_steps, d_model
+            self.optimizer, cfg.schedule, cfg.warmup, total_steps, d_model, cfg.min_lr / cfg.lr
         )
         self.scaler = grad_scaler(self.device, cfg.precision)
         self.step, self.bad_validations, self.history = 0, 0, []
