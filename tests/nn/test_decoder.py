@@ -105,6 +105,7 @@ def test_decoder_stack_equals_torch(final_norm):
     assert (got - expected).abs().max() <= TOL
 
 
+@pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")  # torch's own pre-LN note
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_transformer_equals_torch(norm_first):
     torch.manual_seed(1)
