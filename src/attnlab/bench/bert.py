@@ -18,13 +18,10 @@ FLOPs of :func:`attnlab.bench.flops.gpt_flops_per_token`; ``attnlab bench`` adds
 from __future__ import annotations
 
 import importlib.util
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 
-from attnlab.bench.common import BenchOptions, BenchResult, BenchSkipped
+from attnlab.bench.common import BenchOptions, BenchResult, BenchSkipped, interleaved_medians
 from attnlab.bench.flops import gpt_flops_per_token
 from attnlab.errors import InputError
 from attnlab.training.devices import autocast
@@ -87,7 +84,8 @@ def run(options: BenchOptions) -> list[BenchResult]:
     for _ in range(warmup):
         ours_step()
         reference_step()
-    ours_s, reference_s = _interleaved_medians(ours_step, reference_step, device, repeats)
+    seconds = interleaved_medians({"ours": ours_step, "ref": reference_step}, device, repeats)
+    ours_s, reference_s = seconds["ours"], seconds["ref"]
     tokens = batch * length
     ours_rate, reference_rate = tokens / ours_s, tokens / reference_s
 
@@ -113,24 +111,3 @@ def run(options: BenchOptions) -> list[BenchResult]:
             extra=extra,
         )
     ]
-
-
-def _interleaved_medians(
-    ours: Callable[[], None], reference: Callable[[], None], device: torch.device, repeats: int
-) -> tuple[float, float]:
-    """Median seconds per call of each side, the two sides alternating call by call."""
-    ours_s, reference_s = [], []
-    for _ in range(repeats):
-        ours_s.append(_time(ours, device))
-        reference_s.append(_time(reference, device))
-    return statistics.median(ours_s), statistics.median(reference_s)
-
-
-def _time(step: Callable[[], None], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start

@@ -9,7 +9,12 @@ is taken under the same machine load. A suite whose reference is not installed r
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import torch
 
 
 class BenchSkipped(Exception):  # noqa: N818 -- a signal ("skip this suite"), not an error
@@ -63,3 +68,25 @@ class BenchResult:
         if self.higher_is_better:
             return self.attnlab / self.reference
         return self.reference / self.attnlab
+
+
+def interleaved_medians(
+    sides: dict[str, Callable[[], object]], device: torch.device, repeats: int
+) -> dict[str, float]:
+    """Median seconds per call of each side, the sides alternating call by call.
+
+    Alternating means that drift in the machine's load hits every side alike; on CUDA each
+    call is timed between two synchronisations, so the time is the kernels' and not only
+    their launch.
+    """
+    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    for _ in range(repeats):
+        for side, call in sides.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            call()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds[side].append(time.perf_counter() - start)
+    return {side: statistics.median(s) for side, s in seconds.items()}

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from attnlab.bench.common import BenchOptions, BenchResult
-from attnlab.bench.encoder import _interleaved_medians
+from attnlab.bench.common import BenchOptions, BenchResult, interleaved_medians
 from attnlab.errors import InputError
 from attnlab.generation import greedy_search
 from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
@@ -62,9 +61,12 @@ def run(options: BenchOptions) -> list[BenchResult]:
                 greedy_search(model, src, max_new_tokens=new_tokens, use_cache=use_cache)
 
         decode(True), decode(False)  # warm-up
-        cached_ms, plain_ms = _interleaved_medians(
-            lambda d=decode: d(True), lambda d=decode: d(False), device, repeats
+        seconds = interleaved_medians(
+            {"cached": lambda d=decode: d(True), "plain": lambda d=decode: d(False)},
+            device,
+            repeats,
         )
+        cached_ms, plain_ms = seconds["cached"] * 1e3, seconds["plain"] * 1e3
         results.append(
             BenchResult(
                 suite=SUITE,

@@ -17,15 +17,13 @@ machine's load hits both alike. ``--precision bf16|fp16`` runs both forwards und
 
 from __future__ import annotations
 
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from attnlab.bench.common import BenchOptions, BenchResult
+from attnlab.bench.common import BenchOptions, BenchResult, interleaved_medians
 from attnlab.bench.flops import gpt_flops_per_token
 from attnlab.errors import InputError
 from attnlab.interop import from_torch, torch_key_padding_mask
@@ -34,30 +32,6 @@ from attnlab.training.devices import autocast
 
 SUITE = "encoder"
 D_MODEL, HEADS, D_FF, LAYERS, DROPOUT = 128, 4, 512, 4, 0.1
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time_ms(fn: Callable[[], object], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return (time.perf_counter() - start) * 1e3
-
-
-def _interleaved_medians(
-    ours: Callable[[], object], reference: Callable[[], object], device: torch.device, repeats: int
-) -> tuple[float, float]:
-    """Median ms per call of each side, alternating the two sides call by call."""
-    ours_ms, reference_ms = [], []
-    for _ in range(repeats):
-        ours_ms.append(_time_ms(ours, device))
-        reference_ms.append(_time_ms(reference, device))
-    return statistics.median(ours_ms), statistics.median(reference_ms)
 
 
 def _train_step(
@@ -145,7 +119,8 @@ def run(options: BenchOptions) -> list[BenchResult]:
         for fn in (ours_fn, reference_fn):
             for _ in range(warmup):
                 fn()
-        ours_ms, reference_ms = _interleaved_medians(ours_fn, reference_fn, device, repeats)
+        seconds = interleaved_medians({"ours": ours_fn, "ref": reference_fn}, device, repeats)
+        ours_ms, reference_ms = seconds["ours"] * 1e3, seconds["ref"] * 1e3
         rate = tokens / ours_ms * 1e3
         flops = gpt_flops_per_token(n_params, LAYERS, HEADS, D_MODEL, length, training=training)
         results.append(

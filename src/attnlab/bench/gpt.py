@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnlab.bench.common import BenchOptions, BenchResult, BenchSkipped
+from attnlab.bench.common import BenchOptions, BenchResult, BenchSkipped, interleaved_medians
 from attnlab.bench.flops import gpt_flops_per_token, mfu, peak_flops
 from attnlab.errors import DataError, InputError
 from attnlab.generation import generate
@@ -194,7 +194,7 @@ def generation(options: BenchOptions) -> list[BenchResult]:
             sides["hf"] = reference_call(use_cache)
         for call in sides.values():  # warm up
             call()
-        seconds = _interleaved_medians(sides, device, repeats)
+        seconds = interleaved_medians(sides, device, repeats)
         for side, s in seconds.items():
             rates[side, use_cache] = new_tokens / s
 
@@ -283,7 +283,7 @@ def gpt2_small_training(
     for step in steps.values():  # warm up (and compile)
         step()
         step()
-    seconds = _interleaved_medians(steps, device, repeats)
+    seconds = interleaved_medians(steps, device, repeats)
     rates = {side: B * T / s for side, s in seconds.items()}
     flops = gpt_flops_per_token(
         ours.num_parameters(non_embedding=True),
@@ -329,23 +329,3 @@ def _train_step(
         optimizer.step()
 
     return step
-
-
-# -- timing --------------------------------------------------------------------------------
-
-
-def _interleaved_medians(
-    sides: dict[str, Callable[[], None]], device: torch.device, repeats: int
-) -> dict[str, float]:
-    """Median seconds per call of each side, the sides alternating call by call."""
-    seconds: dict[str, list[float]] = {side: [] for side in sides}
-    for _ in range(repeats):
-        for side, call in sides.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            call()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds[side].append(time.perf_counter() - start)
-    return {side: statistics.median(s) for side, s in seconds.items()}
