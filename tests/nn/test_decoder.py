@@ -105,6 +105,20 @@ def test_decoder_stack_equals_torch(final_norm):
     assert (got - expected).abs().max() <= TOL
 
 
+def _assert_transformers_agree(ours: Transformer, reference: nn.Transformer) -> None:
+    """Same output on a padded source and a causal target, masks converted for torch."""
+    tgt, src, src_pad = _inputs()
+    expected = reference(
+        src,
+        tgt,
+        tgt_mask=torch_attn_mask(causal_mask(5)),
+        src_key_padding_mask=torch_key_padding_mask(src_pad),
+        memory_key_padding_mask=torch_key_padding_mask(src_pad),
+    )
+    got = ours(src, tgt, src_mask=src_pad, memory_mask=src_pad, tgt_is_causal=True)
+    assert (got - expected).abs().max() <= TOL
+
+
 @pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")  # torch's own pre-LN note
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_transformer_equals_torch(norm_first):
@@ -115,16 +129,7 @@ def test_transformer_equals_torch(norm_first):
     _randomise_biases(reference)
     ours = from_torch(reference)
     assert isinstance(ours, Transformer)
-    tgt, src, src_pad = _inputs()
-    expected = reference(
-        src,
-        tgt,
-        tgt_mask=torch_attn_mask(causal_mask(5)),
-        src_key_padding_mask=torch_key_padding_mask(src_pad),
-        memory_key_padding_mask=torch_key_padding_mask(src_pad),
-    )
-    got = ours(src, tgt, src_mask=src_pad, memory_mask=src_pad, tgt_is_causal=True)
-    assert (got - expected).abs().max() <= TOL
+    _assert_transformers_agree(ours, reference)
 
 
 def test_to_torch_round_trip_of_transformer():
@@ -133,16 +138,7 @@ def test_to_torch_round_trip_of_transformer():
     _randomise_biases(ours)
     reference = to_torch(ours).eval()
     assert isinstance(reference, nn.Transformer)
-    tgt, src, src_pad = _inputs()
-    expected = reference(
-        src,
-        tgt,
-        tgt_mask=torch_attn_mask(causal_mask(5)),
-        src_key_padding_mask=torch_key_padding_mask(src_pad),
-        memory_key_padding_mask=torch_key_padding_mask(src_pad),
-    )
-    got = ours(src, tgt, src_mask=src_pad, memory_mask=src_pad, tgt_is_causal=True)
-    assert (got - expected).abs().max() <= TOL
+    _assert_transformers_agree(ours, reference)
 
 
 def test_kv_cache_grows_and_reorders():
