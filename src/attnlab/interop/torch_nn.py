@@ -127,34 +127,43 @@ def _layer_to_torch(src: EncoderLayer) -> nn.TransformerEncoderLayer:
     return dst
 
 
-def _encoder_from_torch(src: nn.TransformerEncoder) -> TransformerEncoder:
+def _stack_from_torch(src: nn.Module, stack_cls: type, convert_layer) -> nn.Module:
+    """attnlab twin of ``nn.TransformerEncoder`` / ``nn.TransformerDecoder``: each layer
+    converted by ``convert_layer``, and the final LayerNorm if there is one."""
     first = src.layers[0]
-    dst = TransformerEncoder(
-        num_layers=len(src.layers),
+    dst = stack_cls(
+        num_layers=0,
         d_model=first.self_attn.embed_dim,
         num_heads=first.self_attn.num_heads,
         final_norm=src.norm is not None,
         layer_norm_eps=src.norm.eps if src.norm is not None else first.norm1.eps,
     )
-    dst.layers = nn.ModuleList(_layer_from_torch(layer) for layer in src.layers)
+    dst.layers = nn.ModuleList(convert_layer(layer) for layer in src.layers)
     if src.norm is not None:
         dst.norm.load_state_dict(src.norm.state_dict())
     weight = first.linear1.weight
     return dst.to(device=weight.device, dtype=weight.dtype)
 
 
-def _encoder_to_torch(src: TransformerEncoder) -> nn.TransformerEncoder:
-    layers = [_layer_to_torch(layer) for layer in src.layers]
+def _stack_to_torch(src: nn.Module, torch_stack_cls: type, convert_layer, **options) -> nn.Module:
+    """``nn.TransformerEncoder`` / ``nn.TransformerDecoder`` twin of an attnlab stack."""
+    layers = [convert_layer(layer) for layer in src.layers]
     norm = None
     if src.norm is not None:
         norm = nn.LayerNorm(src.norm.normalized_shape, eps=src.norm.eps)
         norm.load_state_dict(src.norm.state_dict())
-    # nn.TransformerEncoder deep-copies the layer it is given; put the real ones in afterwards.
-    dst = nn.TransformerEncoder(
-        layers[0], num_layers=len(layers), norm=norm, enable_nested_tensor=False
-    )
+    # torch's stacks deep-copy the layer they are given; put the real ones in afterwards.
+    dst = torch_stack_cls(layers[0], num_layers=len(layers), norm=norm, **options)
     dst.layers = nn.ModuleList(layers)
     return dst.to(device=layers[0].linear1.weight.device)
+
+
+def _encoder_from_torch(src: nn.TransformerEncoder) -> TransformerEncoder:
+    return _stack_from_torch(src, TransformerEncoder, _layer_from_torch)
+
+
+def _encoder_to_torch(src: TransformerEncoder) -> nn.TransformerEncoder:
+    return _stack_to_torch(src, nn.TransformerEncoder, _layer_to_torch, enable_nested_tensor=False)
 
 
 def _decoder_layer_from_torch(src: nn.TransformerDecoderLayer) -> DecoderLayer:
@@ -202,30 +211,11 @@ def _decoder_layer_to_torch(src: DecoderLayer) -> nn.TransformerDecoderLayer:
 
 
 def _decoder_from_torch(src: nn.TransformerDecoder) -> TransformerDecoder:
-    first = src.layers[0]
-    dst = TransformerDecoder(
-        num_layers=len(src.layers),
-        d_model=first.self_attn.embed_dim,
-        num_heads=first.self_attn.num_heads,
-        final_norm=src.norm is not None,
-        layer_norm_eps=src.norm.eps if src.norm is not None else first.norm1.eps,
-    )
-    dst.layers = nn.ModuleList(_decoder_layer_from_torch(layer) for layer in src.layers)
-    if src.norm is not None:
-        dst.norm.load_state_dict(src.norm.state_dict())
-    weight = first.linear1.weight
-    return dst.to(device=weight.device, dtype=weight.dtype)
+    return _stack_from_torch(src, TransformerDecoder, _decoder_layer_from_torch)
 
 
 def _decoder_to_torch(src: TransformerDecoder) -> nn.TransformerDecoder:
-    layers = [_decoder_layer_to_torch(layer) for layer in src.layers]
-    norm = None
-    if src.norm is not None:
-        norm = nn.LayerNorm(src.norm.normalized_shape, eps=src.norm.eps)
-        norm.load_state_dict(src.norm.state_dict())
-    dst = nn.TransformerDecoder(layers[0], num_layers=len(layers), norm=norm)
-    dst.layers = nn.ModuleList(layers)  # the constructor deep-copied layers[0]
-    return dst.to(device=layers[0].linear1.weight.device)
+    return _stack_to_torch(src, nn.TransformerDecoder, _decoder_layer_to_torch)
 
 
 def _transformer_from_torch(src: nn.Transformer) -> Transformer:
