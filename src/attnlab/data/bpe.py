@@ -4,9 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, models, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from attnlab.data.vocab import PAD, UNK
+
+
+def train_bpe(
+    texts: Iterable[str], vocab_size: int, special_tokens: list[str], metaspace: bool = False
+) -> Tokenizer:
+    """A Hugging Face BPE tokenizer of ``vocab_size`` pieces learnt from ``texts``.
+
+    ``special_tokens`` get the first ids, in order. ``metaspace=True`` keeps word boundaries
+    (a space becomes the marker ``▁`` on the next piece) so that decoding restores the text.
+    """
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    if metaspace:
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special_tokens, show_progress=False
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
 
 
 class BPEVocab:
@@ -25,12 +44,7 @@ class BPEVocab:
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int) -> BPEVocab:
-        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=[PAD, UNK], show_progress=False
-        )
-        tokenizer.train_from_iterator(texts, trainer)
-        return cls(tokenizer)
+        return cls(train_bpe(texts, vocab_size, [PAD, UNK]))
 
     @classmethod
     def from_state(cls, state: str) -> BPEVocab:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
-PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
+from attnlab.data.bpe import train_bpe
+from attnlab.data.vocab import PAD, UNK
+
+BOS, EOS = "<s>", "</s>"
 
 
 class SubwordTokenizer:
@@ -33,14 +36,7 @@ class SubwordTokenizer:
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int) -> SubwordTokenizer:
         """Learn ``vocab_size`` pieces (special tokens and characters included) from ``texts``."""
-        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
-        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-        tokenizer.decoder = decoders.Metaspace()
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=[PAD, UNK, BOS, EOS], show_progress=False
-        )
-        tokenizer.train_from_iterator(texts, trainer)
-        return cls(tokenizer)
+        return cls(train_bpe(texts, vocab_size, [PAD, UNK, BOS, EOS], metaspace=True))
 
     @classmethod
     def from_state(cls, state: str) -> SubwordTokenizer:
