@@ -2,16 +2,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnlab.nn import EncoderLayer, FeedForward, TransformerEncoder, padding_mask
+from attnlab.nn import DecoderLayer, EncoderLayer, FeedForward, TransformerEncoder, padding_mask
+from attnlab.nn.layers import residual
 
 
-@pytest.mark.parametrize("activation, fn", [("relu", F.relu), ("gelu", F.gelu)])
+@pytest.mark.parametrize(
+    "activation, fn",
+    [("relu", F.relu), ("gelu", F.gelu), ("gelu_tanh", lambda h: F.gelu(h, approximate="tanh"))],
+)
 def test_feed_forward_formula(activation, fn):
     ff = FeedForward(8, 32, activation=activation)
     x = torch.randn(2, 3, 8)
     expected = fn(x @ ff.linear1.weight.T + ff.linear1.bias) @ ff.linear2.weight.T + ff.linear2.bias
     torch.testing.assert_close(ff(x), expected)
-    with torch.no_grad():  # the in-place ReLU of the no-grad path gives the same numbers
+    with torch.no_grad():  # the in-place activation of the no-grad path gives the same numbers
         torch.testing.assert_close(ff(x), expected)
 
 
@@ -27,6 +31,32 @@ def test_post_ln_and_pre_ln_formulas():
             h = n1(x + attn(x))
             expected = n2(h + ff(h))
         torch.testing.assert_close(layer(x), expected)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_inference_residuals_in_place_give_the_training_path_numbers(norm_first):
+    # Without autograd the residual sums are written into the sublayer outputs (residual()):
+    # same numbers as the autograd path, and the caller's input is left untouched.
+    layer = EncoderLayer(16, 2, 32, dropout=0.0, activation="gelu", norm_first=norm_first).eval()
+    decoder_layer = DecoderLayer(16, 2, 32, dropout=0.0, norm_first=norm_first).eval()
+    x, memory = torch.randn(2, 4, 16), torch.randn(2, 3, 16)
+    x_before = x.clone()
+    with_grad = layer(x), decoder_layer(x, memory, is_causal=True)
+    assert with_grad[0].requires_grad
+    with torch.no_grad():
+        without_grad = layer(x), decoder_layer(x, memory, is_causal=True)
+    for a, b in zip(with_grad, without_grad, strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(x, x_before)
+
+
+def test_residual_stays_out_of_place_when_dtypes_differ():
+    x = torch.randn(2, 3)
+    out = torch.randn(2, 3, dtype=torch.bfloat16)
+    with torch.no_grad():
+        total = residual(x, out)
+    assert total.dtype == torch.float32 and total.data_ptr() != out.data_ptr()
+    torch.testing.assert_close(total, x + out.float())
 
 
 def test_encoder_returns_every_layers_attention():

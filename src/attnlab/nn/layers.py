@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -15,15 +16,39 @@ from attnlab.nn.attention import KVCache, MultiHeadAttention
 from attnlab.nn.dropout import Dropout
 
 Activation = Literal["relu", "gelu", "gelu_tanh"]
-# Without autograd, ReLU overwrites the first linear layer's fresh output in place: one
-# (B, T, d_ff) tensor less per layer. With autograd the in-place op would act on a view of
-# the matmul output and cost extra copies in backward, so it stays out of place there.
-# "gelu_tanh" is GELU's tanh approximation, the "gelu_new" of GPT-2 (Hendrycks & Gimpel 2016).
+# Without autograd, the activation overwrites the first linear layer's fresh output in place:
+# one (B, T, d_ff) tensor less to allocate (and page in) per layer. With autograd the
+# in-place op would act on a view of the matmul output and cost extra copies in backward, so
+# it stays out of place there. "gelu_tanh" is GELU's tanh approximation, the "gelu_new" of
+# GPT-2 (Hendrycks & Gimpel 2016). torch.nn.functional.gelu has no in-place flag; the ATen
+# operator torch.ops.aten.gelu_ is its in-place form.
 _ACTIVATIONS = {
     "relu": lambda x: F.relu(x, inplace=not x.requires_grad),
-    "gelu": F.gelu,
-    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu": lambda x: F.gelu(x) if x.requires_grad else torch.ops.aten.gelu_(x),
+    "gelu_tanh": lambda x: (
+        F.gelu(x, approximate="tanh")
+        if x.requires_grad
+        else torch.ops.aten.gelu_(x, approximate="tanh")
+    ),
 }
+
+
+def residual(x: Tensor, sublayer_out: Tensor) -> Tensor:
+    """The residual connection of section 3.1 (``x + Sublayer(x)``); shapes ``(B, T, d_model)``.
+
+    Without autograd (inference) the sum is written into ``sublayer_out`` — a fresh tensor
+    the layer owns — instead of a new tensor: one allocation less per sublayer, which on the
+    CPU saves the page faults of a fresh buffer (about 7% of MiniLM's inference time, see
+    ``attnlab bench bert``). Same values either way: IEEE addition is commutative.
+    """
+    if (
+        sublayer_out.requires_grad
+        or x.requires_grad
+        or sublayer_out.shape != x.shape
+        or sublayer_out.dtype != torch.result_type(x, sublayer_out)
+    ):
+        return x + sublayer_out
+    return sublayer_out.add_(x)
 
 
 def _activation(name: str):
@@ -123,11 +148,11 @@ class EncoderLayer(nn.Module):
         if need_weights:
             attended, weights = attended
         if self.norm_first:
-            x = x + self.dropout1(attended)
-            x = x + self.dropout2(self.feed_forward(self.norm2(x)))
+            x = residual(x, self.dropout1(attended))
+            x = residual(x, self.dropout2(self.feed_forward(self.norm2(x))))
         else:
-            x = self.norm1(x + self.dropout1(attended))
-            x = self.norm2(x + self.dropout2(self.feed_forward(x)))
+            x = self.norm1(residual(x, self.dropout1(attended)))
+            x = self.norm2(residual(x, self.dropout2(self.feed_forward(x))))
         return (x, weights) if need_weights else x  # (B, T, d_model)
 
 
@@ -279,16 +304,16 @@ class DecoderLayer(nn.Module):
 
         if self.norm_first:
             attended, self_weights = self_attention(self.norm1(x))
-            x = x + self.dropout1(attended)
+            x = residual(x, self.dropout1(attended))
             attended, cross_weights = cross_attention(self.norm2(x))
-            x = x + self.dropout2(attended)
-            x = x + self.dropout3(self.feed_forward(self.norm3(x)))
+            x = residual(x, self.dropout2(attended))
+            x = residual(x, self.dropout3(self.feed_forward(self.norm3(x))))
         else:
             attended, self_weights = self_attention(x)
-            x = self.norm1(x + self.dropout1(attended))
+            x = self.norm1(residual(x, self.dropout1(attended)))
             attended, cross_weights = cross_attention(x)
-            x = self.norm2(x + self.dropout2(attended))
-            x = self.norm3(x + self.dropout3(self.feed_forward(x)))
+            x = self.norm2(residual(x, self.dropout2(attended)))
+            x = self.norm3(residual(x, self.dropout3(self.feed_forward(x))))
         # x: (B, T, d_model)
         return (x, self_weights, cross_weights) if need_weights else x
 
