@@ -68,20 +68,28 @@ class _Seq2SeqStepper:
 
     def __init__(self, model: nn.Module, src: Tensor, use_cache: bool):
         self.model = model
-        self.memory, self.src_mask = model.encode(src)  # (B, S, d_model), (B, 1, 1, S)
+        self.memory, src_mask = model.encode(src)  # (B, S, d_model), (B, 1, 1, S)
+        # Without padding every source position may be attended to: no mask, so that each
+        # step's cross-attention runs the fused kernel's mask-free path.
+        self.src_mask = None if bool(src_mask.all()) else src_mask
         self.cache = model.make_cache() if use_cache else None
 
     def next_logits(self, ids: Tensor) -> Tensor:
         """Logits ``(B, vocab)`` of the token after decoder input ``ids (B, T)``."""
         if self.cache is None:
-            return self.model.decode(ids, self.memory, self.src_mask)[:, -1]
+            logits = self.model.decode(ids, self.memory, self.src_mask, last_only=True)
+            return logits[:, -1]  # (B, vocab)
         seen = len(self.cache[0].self_attn)
-        return self.model.decode(ids[:, seen:], self.memory, self.src_mask, self.cache)[:, -1]
+        logits = self.model.decode(
+            ids[:, seen:], self.memory, self.src_mask, self.cache, last_only=True
+        )
+        return logits[:, -1]  # (B, vocab)
 
     def reorder(self, index: Tensor) -> None:
         """Keep batch rows ``index`` (beam search)."""
         self.memory = self.memory.index_select(0, index)
-        self.src_mask = self.src_mask.index_select(0, index)
+        if self.src_mask is not None:
+            self.src_mask = self.src_mask.index_select(0, index)
         if self.cache is not None:
             for layer in self.cache:
                 layer.reorder(index)

@@ -132,3 +132,26 @@ def test_beam_search_refuses_an_empty_beam():
 
     with pytest.raises(InputError, match="beam size"):
         beam_search(_model(), _sources(), beam_size=0)
+
+
+def test_decode_last_only_projects_the_last_position():
+    model, src = _model(), _sources()
+    memory, src_mask = model.encode(src)
+    tgt_in = torch.randint(3, 11, (4, 5))
+    full = model.decode(tgt_in, memory, src_mask)  # (B, T, V)
+    last = model.decode(tgt_in, memory, src_mask, last_only=True)  # (B, 1, V)
+    assert last.shape == (4, 1, 11)
+    torch.testing.assert_close(last, full[:, -1:], rtol=0, atol=1e-6)
+
+
+def test_sources_without_padding_decode_as_in_a_padded_batch():
+    # A batch without padding runs cross-attention with no mask at all (generation's
+    # _Seq2SeqStepper drops the all-True mask); rows 0 and 2 have no padding.
+    model, src = _model(), _sources()
+    in_padded_batch, logits_padded = greedy_search(model, src, 10, return_logits=True)
+    alone, logits_alone = greedy_search(model, src[[0, 2]], 10, return_logits=True)
+    assert torch.equal(alone, in_padded_batch[[0, 2], : alone.size(1)])
+    n = logits_alone.size(1)
+    torch.testing.assert_close(logits_alone, logits_padded[[0, 2], :n], rtol=0, atol=1e-5)
+    beams = beam_search(model, src[[0, 2]], beam_size=3)
+    assert torch.equal(beams, beam_search(model, src, beam_size=3)[[0, 2], : beams.size(1)])

@@ -8,7 +8,12 @@ batch 32 (``--quick``: a 2 + 2-layer model of width 128, 10 tokens).
 * attnlab side: :func:`attnlab.generation.greedy_search` with the cache - one decoder step
   per token, cross-attention keys/values computed once per source;
 * reference side: the same search without a cache - each step re-runs the decoder over the
-  whole prefix.
+  whole prefix (and, like the cached side, projects only the last position onto the
+  vocabulary).
+
+At batch 1 a cached step is a chain of matrix-vector products whose time is that of reading
+the weights (about 100 MB at this size); :mod:`attnlab.nn.linear` reads them with both
+threads.
 
 Both sides produce the same tokens (tested in tests/generation); only the time differs.
 """

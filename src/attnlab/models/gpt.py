@@ -23,10 +23,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.nn import EncoderLayer, KVCache, LearnedPositionalEncoding
+from attnlab.nn.linear import linear
 
 
 @dataclass
@@ -159,7 +159,7 @@ class GPT(nn.Module):
                 maps.append(weights)  # (B, H, T, T_k)
             else:
                 x = layer(x, is_causal=True, cache=layer_cache)  # (B, T, d_model)
-        logits = F.linear(self.norm(x), self.lm_head_weight)  # (B, T, vocab_size)
+        logits = linear(self.norm(x), self.lm_head_weight)  # (B, T, vocab_size)
         return (logits, maps) if return_attention else logits
 
     def num_parameters(self, non_embedding: bool = False) -> int:

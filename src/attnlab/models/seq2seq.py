@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.models.common import positional_encoding
 from attnlab.nn import DecoderLayerCache, TokenEmbedding, Transformer, padding_mask
+from attnlab.nn.linear import Linear, linear
 
 
 @dataclass
@@ -87,7 +87,7 @@ class Seq2SeqTransformer(nn.Module):
             activation=c.activation,
             norm_first=c.norm_first,
         )
-        self.generator = None if c.tie_output else nn.Linear(c.d_model, c.tgt_vocab_size)
+        self.generator = None if c.tie_output else Linear(c.d_model, c.tgt_vocab_size)
 
     config_class = Seq2SeqConfig
 
@@ -115,15 +115,19 @@ class Seq2SeqTransformer(nn.Module):
         self,
         tgt_in: Tensor,
         memory: Tensor | None,
-        src_mask: Tensor,
+        src_mask: Tensor | None,
         cache: list[DecoderLayerCache] | None = None,
         return_attention: bool = False,
+        last_only: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor], list[Tensor]]:
         """Logits ``(B, T, tgt_vocab_size)`` for decoder input ``tgt_in (B, T)``.
 
         With a ``cache`` the ``T`` tokens continue the ones decoded before (their positions
         start at the cache length) and ``memory`` may be ``None`` after the first step. With
         ``return_attention=True`` also the per-layer self- and cross-attention weights.
+        ``src_mask`` is the source padding mask of :meth:`encode`, or ``None`` for sources
+        without padding. ``last_only=True`` projects only the last position,
+        ``(B, 1, tgt_vocab_size)``: all a decoding step needs.
         """
         offset = 0 if cache is None else len(cache[0].self_attn)
         y = self.tgt_positions(self.tgt_embed(tgt_in), offset=offset)  # (B, T, d_model)
@@ -138,13 +142,15 @@ class Seq2SeqTransformer(nn.Module):
         if return_attention:
             hidden, self_maps, cross_maps = decoded
             return self.project(hidden), self_maps, cross_maps
+        if last_only:
+            decoded = decoded[:, -1:]  # (B, 1, d_model)
         return self.project(decoded)
 
     def project(self, hidden: Tensor) -> Tensor:
         """Pre-softmax linear transformation: ``(B, T, d_model) -> (B, T, tgt_vocab_size)``."""
         if self.generator is not None:
             return self.generator(hidden)
-        return F.linear(hidden, self.tgt_embed.weight)  # tied weights, section 3.4
+        return linear(hidden, self.tgt_embed.weight)  # tied weights, section 3.4
 
     def make_cache(self) -> list[DecoderLayerCache]:
         """Empty key/value caches for step-by-step decoding, one per decoder layer."""

@@ -24,6 +24,7 @@ from attnlab.nn.layers import (
     TransformerDecoder,
     TransformerEncoder,
 )
+from attnlab.nn.linear import Linear
 from attnlab.nn.masks import causal_mask, check_mask, combine_masks, padding_mask
 from attnlab.nn.transformer import Transformer
 
@@ -34,6 +35,7 @@ __all__ = [
     "FeedForward",
     "KVCache",
     "LearnedPositionalEncoding",
+    "Linear",
     "MultiHeadAttention",
     "PatchEmbedding",
     "SinusoidalPositionalEncoding",

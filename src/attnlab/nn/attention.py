@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.nn.linear import Linear, linear
 from attnlab.nn.masks import causal_mask, check_mask, combine_masks
 
 # Since PyTorch 2.5 (pytorch/pytorch#133882) the fused kernels return zeros for a query row
@@ -189,8 +190,8 @@ class MultiHeadAttention(nn.Module):
         self.num_heads = num_heads
         self.d_head = d_model // num_heads
         self.dropout = dropout
-        self.qkv_proj = nn.Linear(d_model, 3 * d_model, bias=bias)
-        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.qkv_proj = Linear(d_model, 3 * d_model, bias=bias)
+        self.out_proj = Linear(d_model, d_model, bias=bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -227,7 +228,7 @@ class MultiHeadAttention(nn.Module):
             b_q, b_kv = (None, None)
             if self.qkv_proj.bias is not None:
                 b_q, b_kv = self.qkv_proj.bias.split([self.d_model, 2 * self.d_model])
-            q = F.linear(x, w_q, b_q).view(B, T_q, H, d_head).transpose(1, 2)  # (B, H, T_q, d_head)
+            q = linear(x, w_q, b_q).view(B, T_q, H, d_head).transpose(1, 2)  # (B, H, T_q, d_head)
             if cache is not None and len(cache) > 0:
                 k, v = cache.k, cache.v  # each (B, H, T_k, d_head), computed on the first step
             else:
@@ -236,7 +237,7 @@ class MultiHeadAttention(nn.Module):
                 B_m, T_m = self._check_input("memory", memory)
                 if B_m != B:
                     raise ValueError(f"memory batch size {B_m} does not match x batch size {B}")
-                kv = F.linear(memory, w_kv, b_kv)  # (B, T_k, 2 * d_model)
+                kv = linear(memory, w_kv, b_kv)  # (B, T_k, 2 * d_model)
                 kv = kv.view(B, T_m, 2, H, d_head).permute(2, 0, 3, 1, 4)  # (2, B, H, T_k, d_head)
                 k, v = kv.unbind(0)  # each (B, H, T_k, d_head)
                 if cache is not None:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from attnlab.nn.attention import KVCache, MultiHeadAttention
 from attnlab.nn.dropout import Dropout
+from attnlab.nn.linear import Linear
 
 Activation = Literal["relu", "gelu", "gelu_tanh"]
 # Without autograd, the activation overwrites the first linear layer's fresh output in place:
@@ -78,9 +79,9 @@ class FeedForward(nn.Module):
         super().__init__()
         self.activation_name = activation
         self.activation = _activation(activation)
-        self.linear1 = nn.Linear(d_model, d_ff, bias=bias)
+        self.linear1 = Linear(d_model, d_ff, bias=bias)
         self.dropout = Dropout(dropout)
-        self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
+        self.linear2 = Linear(d_ff, d_model, bias=bias)
         for linear in (self.linear1, self.linear2):
             nn.init.xavier_uniform_(linear.weight)
             if bias:
