@@ -34,19 +34,19 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     times a weight of at least ``BATCHED_MIN_ELEMENTS`` elements takes the batched path
     described in the module docstring.
     """
-    blocks = torch.get_num_threads()
     d_out, d_in = weight.shape
     if (
-        x.numel() != d_in
-        or weight.numel() < BATCHED_MIN_ELEMENTS
-        or blocks < 2
-        or d_out % blocks
+        weight.numel() < BATCHED_MIN_ELEMENTS  # first: the cheapest test, and small models fail it
+        or x.numel() != d_in
         or x.device.type != "cpu"
         or x.dtype != torch.float32
         or weight.dtype != torch.float32
         or not weight.is_contiguous()
         or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
     ):
+        return F.linear(x, weight, bias)
+    blocks = torch.get_num_threads()
+    if blocks < 2 or d_out % blocks:
         return F.linear(x, weight, bias)
     rows = weight.view(blocks, d_out // blocks, d_in)  # (k, d_out / k, d_in)
     # x as a column shared by every block: (d_in, 1) expanded to (k, d_in, 1) without a copy.

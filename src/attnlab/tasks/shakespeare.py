@@ -3,7 +3,11 @@
 The defaults are nanoGPT's "baby GPT" for a CPU (``shakespeare_char`` with ``--block_size=64
 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --dropout=0.0``): 4
 layers, 4 heads, 128 dimensions, a 64-character context, batches of 12, 2,000 steps at a peak
-learning rate of 1e-3 with 100 warmup steps and a cosine decay.
+learning rate of 1e-3 with 100 warmup steps and a cosine decay. Two optimizer details differ
+from nanoGPT's: no weight decay (nanoGPT: 0.1) and a cosine floor of 2e-4 (nanoGPT: 1e-4).
+2,000 steps see each character about 1.4 times, so the model is still underfitting at the end;
+less shrinkage and a higher final rate let it learn more (val loss 1.885-1.896 over three
+seeds, against 1.899-1.900 with nanoGPT's two values).
 
 Data (:mod:`attnlab.data.shakespeare`): ``input.txt`` from ``--data-dir``,
 ``$ATTNLAB_DATA_DIR/tinyshakespeare`` or the verified download; one token per character; the
@@ -95,10 +99,10 @@ class ShakespeareTask(Task):
         "epochs": 1,
         "batch_size": 12,
         "lr": 1e-3,
-        "min_lr": 1e-4,  # nanoGPT's min_lr = lr / 10
+        "min_lr": 2e-4,  # nanoGPT: lr / 10 (see the module docstring)
         "schedule": "cosine",
         "warmup": 100,
-        "weight_decay": 0.1,
+        "weight_decay": 0.0,  # nanoGPT: 0.1
         "val_every": 250,
     }
     monitor = "accuracy"
