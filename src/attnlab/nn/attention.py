@@ -28,6 +28,13 @@ _TORCH_VERSION = tuple(int(part) for part in torch.__version__.split(".")[:2])
 _FUSED_ZEROES_EMPTY_ROWS = _TORCH_VERSION >= (2, 5)
 
 
+def _cpu_autocast_enabled() -> bool:
+    """Whether CPU autocast is on (``torch.is_autocast_enabled("cpu")`` needs torch 2.4)."""
+    if _TORCH_VERSION >= (2, 4):
+        return torch.is_autocast_enabled("cpu")
+    return torch.is_autocast_cpu_enabled()
+
+
 def scaled_dot_product_attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0
 ) -> tuple[Tensor, Tensor]:
@@ -74,14 +81,27 @@ def fused_scaled_dot_product_attention(
     explicit path.
     """
     dtype = q.dtype
-    if q.device.type == "cpu" and dtype in (torch.bfloat16, torch.float16):
+    if q.device.type == "cpu" and (
+        dtype in (torch.bfloat16, torch.float16) or _cpu_autocast_enabled()
+    ):
         # On the CPU the half-precision attention kernels are slower than float32 ones (the
-        # bf16 backward about 6x on the development machine): attend in float32.
-        q, k, v = q.float(), k.float(), v.float()
-    with torch.autocast("cpu", enabled=False):  # keep CPU autocast from casting them back
+        # bf16 backward about 6x on the development machine): attend in float32, with CPU
+        # autocast off so that it does not cast the inputs back. (Only under autocast or
+        # half precision: entering the context costs about 5% of a small model's decoding
+        # step.)
+        with torch.autocast("cpu", enabled=False):
+            out = F.scaled_dot_product_attention(
+                q.float(),
+                k.float(),
+                v.float(),
+                attn_mask=mask,
+                dropout_p=dropout_p,
+                is_causal=is_causal,
+            ).to(dtype)  # (B, H, T_q, d_v)
+    else:
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
-        ).to(dtype)  # (B, H, T_q, d_v)
+        )  # (B, H, T_q, d_v)
     if mask is not None and not _FUSED_ZEROES_EMPTY_ROWS:
         has_any_key = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1)
         out = out.masked_fill(~has_any_key, 0.0)
