@@ -76,13 +76,11 @@ class _Seq2SeqStepper:
 
     def next_logits(self, ids: Tensor) -> Tensor:
         """Logits ``(B, vocab)`` of the token after decoder input ``ids (B, T)``."""
-        if self.cache is None:
-            logits = self.model.decode(ids, self.memory, self.src_mask, last_only=True)
-            return logits[:, -1]  # (B, vocab)
-        seen = len(self.cache[0].self_attn)
+        # Without a cache the decoder re-reads the whole prefix; with one, only the new tokens.
+        seen = 0 if self.cache is None else len(self.cache[0].self_attn)
         logits = self.model.decode(
             ids[:, seen:], self.memory, self.src_mask, self.cache, last_only=True
-        )
+        )  # (B, 1, vocab)
         return logits[:, -1]  # (B, vocab)
 
     def reorder(self, index: Tensor) -> None:

@@ -14,6 +14,7 @@ Masks follow the attnlab convention: bool, ``True`` = "may attend" (see :mod:`at
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -81,27 +82,21 @@ def fused_scaled_dot_product_attention(
     explicit path.
     """
     dtype = q.dtype
-    if q.device.type == "cpu" and (
+    # On the CPU the half-precision attention kernels are slower than float32 ones (the bf16
+    # backward about 6x on the development machine): attend in float32, with CPU autocast off
+    # so that it does not cast the inputs back. Only under autocast or half precision:
+    # entering the autocast context costs about 5% of a small model's decoding step.
+    upcast = q.device.type == "cpu" and (
         dtype in (torch.bfloat16, torch.float16) or _cpu_autocast_enabled()
-    ):
-        # On the CPU the half-precision attention kernels are slower than float32 ones (the
-        # bf16 backward about 6x on the development machine): attend in float32, with CPU
-        # autocast off so that it does not cast the inputs back. (Only under autocast or
-        # half precision: entering the context costs about 5% of a small model's decoding
-        # step.)
-        with torch.autocast("cpu", enabled=False):
-            out = F.scaled_dot_product_attention(
-                q.float(),
-                k.float(),
-                v.float(),
-                attn_mask=mask,
-                dropout_p=dropout_p,
-                is_causal=is_causal,
-            ).to(dtype)  # (B, H, T_q, d_v)
-    else:
+    )
+    if upcast:
+        q, k, v = q.float(), k.float(), v.float()
+    with torch.autocast("cpu", enabled=False) if upcast else nullcontext():
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
         )  # (B, H, T_q, d_v)
+    if upcast:
+        out = out.to(dtype)
     if mask is not None and not _FUSED_ZEROES_EMPTY_ROWS:
         has_any_key = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1)
         out = out.masked_fill(~has_any_key, 0.0)
