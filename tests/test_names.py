@@ -136,13 +136,14 @@ def test_attention_of_the_cls_token(capsys, names_run, tmp_path):
         torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2]))
 
 
-def test_torch_backend_equals_attnlab_with_the_same_weights():
-    config = NamesConfig(backend="torch", d_model=32, heads=4, layers=2, d_ff=64, dropout=0.0)
-    task = NamesTask(config)
+@pytest.mark.parametrize("window", [0, 1])
+def test_torch_backend_equals_attnlab_with_the_same_weights(window):
+    sizes = {"d_model": 32, "heads": 4, "layers": 2, "d_ff": 64, "dropout": 0.0, "window": window}
+    task = NamesTask(NamesConfig(backend="torch", **sizes))
     torch_model = task.build_model().eval()
     ours = (
         NamesTask(
-            NamesConfig(d_model=32, heads=4, layers=2, d_ff=64, dropout=0.0),
+            NamesConfig(**sizes),
             vocab=task.vocab,
             languages=task.languages,
         )

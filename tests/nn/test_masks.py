@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from attnlab.nn import causal_mask, check_mask, combine_masks, padding_mask
+from attnlab.nn import causal_mask, check_mask, combine_masks, local_mask, padding_mask
 
 
 def test_padding_mask_from_lengths():
@@ -59,3 +59,16 @@ def test_check_mask_rejects_other_shapes_naming_both(shape):
 def test_check_mask_rejects_float_masks():
     with pytest.raises(ValueError, match="bool"):
         check_mask(torch.zeros(3, 5), B=2, H=4, T_q=3, T_k=5)
+
+
+def test_local_mask_is_the_band_of_width_window():
+    assert local_mask(4, 1).tolist() == [
+        [True, True, False, False],
+        [True, True, True, False],
+        [False, True, True, True],
+        [False, False, True, True],
+    ]
+    torch.testing.assert_close(local_mask(5, 0), torch.eye(5, dtype=torch.bool))
+    assert local_mask(5, 4).all()
+    with pytest.raises(ValueError, match="window >= 0"):
+        local_mask(3, -1)

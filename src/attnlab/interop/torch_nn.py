@@ -298,7 +298,9 @@ class TorchTransformerEncoder(nn.Module):
     Lets a model swap attnlab's encoder for PyTorch's own with the same hyperparameters
     (``--backend torch``): it takes the arguments of :class:`~attnlab.nn.TransformerEncoder`,
     and ``forward(x, mask=None, return_attention=False)`` takes an attnlab padding mask
-    ``(B, 1, 1, T)`` (True = real token), converted here to torch's ``src_key_padding_mask``.
+    ``(B, 1, 1, T)`` (True = real token), converted here to torch's ``src_key_padding_mask``,
+    or a full mask ``(B, 1, T, T)`` (e.g. padding and a local window), converted to torch's
+    per-head ``mask`` ``(B * H, T, T)`` (True = blocked).
     Attention maps, which ``nn.TransformerEncoder`` does not return, come from an attnlab copy
     with the same weights (:func:`from_torch`). Input and output: ``(B, T, d_model)``.
     """
@@ -337,5 +339,10 @@ class TorchTransformerEncoder(nn.Module):
         if return_attention:
             twin = from_torch(self.encoder)
             return twin(x, mask=mask, return_attention=True)
-        key_padding = None if mask is None else torch_key_padding_mask(mask)  # (B, T)
-        return self.encoder(x, src_key_padding_mask=key_padding)  # (B, T, d_model)
+        if mask is None or mask.size(-2) == 1:
+            key_padding = None if mask is None else torch_key_padding_mask(mask)  # (B, T)
+            return self.encoder(x, src_key_padding_mask=key_padding)  # (B, T, d_model)
+        B, T = x.shape[:2]
+        H = self.encoder.layers[0].self_attn.num_heads
+        full = mask.expand(B, H, T, T).reshape(B * H, T, T)  # torch's per-head layout
+        return self.encoder(x, mask=~full)  # True = blocked in torch

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.models.common import encoder_from_config, positional_encoding
-from attnlab.nn import TokenEmbedding, padding_mask
+from attnlab.nn import TokenEmbedding, local_mask, padding_mask
 
 
 @dataclass
@@ -17,8 +17,11 @@ class SequenceClassifierConfig:
     """Hyperparameters of :class:`SequenceClassifier`.
 
     ``max_len`` counts input tokens (the CLS token is extra). ``d_ff=None`` means
-    ``4 * d_model``. ``backend="torch"`` builds the encoder from ``nn.TransformerEncoderLayer``
-    with the same hyperparameters instead of attnlab's :class:`~attnlab.nn.EncoderLayer`.
+    ``4 * d_model``. ``window=w`` restricts every layer's attention between tokens to
+    ``|i - j| <= w`` (:func:`~attnlab.nn.local_mask`); the CLS token still attends to, and is
+    attended to by, every token. ``None`` attends everywhere. ``backend="torch"`` builds the
+    encoder from ``nn.TransformerEncoderLayer`` with the same hyperparameters instead of
+    attnlab's :class:`~attnlab.nn.EncoderLayer`.
     """
 
     vocab_size: int
@@ -33,6 +36,7 @@ class SequenceClassifierConfig:
     positional: Literal["sinusoidal", "learned"] = "learned"
     activation: Literal["relu", "gelu"] = "relu"
     norm_first: bool = False
+    window: int | None = None
     backend: Literal["attnlab", "torch"] = "attnlab"
 
 
@@ -61,14 +65,20 @@ class SequenceClassifier(nn.Module):
         self.head = nn.Linear(d_model, config.num_classes)
 
     def _encode_input(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """Embedded ``[CLS] + tokens`` ``(B, 1 + T, d_model)``, their mask ``(B, 1, 1, 1 + T)``."""
-        B = tokens.size(0)
+        """Embedded ``[CLS] + tokens`` ``(B, 1 + T, d_model)`` and their mask: ``(B, 1, 1, 1 + T)``,
+        or ``(B, 1, 1 + T, 1 + T)`` with a ``window``."""
+        B, T = tokens.shape
         x = self.embed(tokens)  # (B, T, d_model)
         cls = self.cls_token.expand(B, -1, -1)  # (B, 1, d_model)
         x = self.positions(torch.cat([cls, x], dim=1))  # (B, 1 + T, d_model)
         keep = padding_mask(tokens, self.config.pad_id)  # (B, 1, 1, T)
         cls_keep = keep.new_ones(B, 1, 1, 1)  # the CLS token is always real
-        return x, torch.cat([cls_keep, keep], dim=-1)  # (B, 1, 1, 1 + T)
+        mask = torch.cat([cls_keep, keep], dim=-1)  # (B, 1, 1, 1 + T)
+        if self.config.window is not None:
+            band = local_mask(1 + T, self.config.window, device=tokens.device)  # (1 + T, 1 + T)
+            band[0, :] = band[:, 0] = True  # the CLS token sees, and is seen by, every token
+            mask = mask & band  # (B, 1, 1 + T, 1 + T)
+        return x, mask
 
     def forward(self, tokens: Tensor) -> Tensor:
         x, mask = self._encode_input(tokens)

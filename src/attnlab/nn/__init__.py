@@ -25,7 +25,13 @@ from attnlab.nn.layers import (
     TransformerEncoder,
 )
 from attnlab.nn.linear import Linear
-from attnlab.nn.masks import causal_mask, check_mask, combine_masks, padding_mask
+from attnlab.nn.masks import (
+    causal_mask,
+    check_mask,
+    combine_masks,
+    local_mask,
+    padding_mask,
+)
 from attnlab.nn.transformer import Transformer
 
 __all__ = [
@@ -47,6 +53,7 @@ __all__ = [
     "check_mask",
     "combine_masks",
     "fused_scaled_dot_product_attention",
+    "local_mask",
     "padding_mask",
     "scaled_dot_product_attention",
     "sinusoidal_table",

@@ -74,6 +74,24 @@ def causal_mask(T_q: int, T_k: int | None = None, device: torch.device | None = 
     return torch.tril(ones, diagonal=T_k - T_q)  # (T_q, T_k)
 
 
+def local_mask(T: int, window: int, device: torch.device | None = None) -> Tensor:
+    """Sliding-window ("local") mask: position ``i`` may attend to positions ``j`` with
+    ``|i - j| <= window``.
+
+    Not in the original paper (section 4 mentions restricting self-attention to a
+    neighbourhood of size r as future work); used by Longformer (Beltagy et al., 2020) and
+    Mistral. Stacking L such layers widens the receptive field to ``L * window``, so early
+    layers are pushed to build local features, such as character n-grams.
+
+    Returns:
+        Bool tensor ``(T, T)``, ``True`` on the band ``|i - j| <= window``.
+    """
+    if window < 0:
+        raise ValueError(f"local_mask needs window >= 0; got {window}")
+    i = torch.arange(T, device=device)
+    return (i[:, None] - i[None, :]).abs() <= window  # (T, T)
+
+
 def combine_masks(*masks: Tensor | None) -> Tensor | None:
     """Combine masks with logical AND: a key is allowed only if every mask allows it.
 

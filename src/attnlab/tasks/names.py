@@ -10,6 +10,11 @@ kept), identical (name, language) lines dropped, and the split is stratified and
 (80/10/10). Characters never seen in training map to ``<unk>``; names longer than
 ``--max-len`` characters are cut to their first ``max_len`` characters, with a warning.
 
+Local attention (``--window``, default 1): every character attends only to its neighbours
+(and to the CLS token, which attends to all), in each of the three layers, so the layers
+compose character n-grams of growing width, which is what marks a surname's language; this
+measured about +0.01 accuracy and +0.02 macro-F1 over full attention (README).
+
 Class imbalance (Russian is about half of the data, Vietnamese 0.4%): the loss weights each
 language by ``(1 / frequency) ** class_weight_power`` (default 0.3, normalised to mean 1).
 Plain cross-entropy (power 0) maximises accuracy but all but ignores the small languages
@@ -74,6 +79,9 @@ class NamesConfig:
     dropout: float = option(0.1, "dropout rate")
     positional: str = option("learned", "position encoding: learned or sinusoidal")
     norm_first: bool = option(True, "pre-LN layers (more stable for small data) instead of post-LN")
+    window: int = option(
+        1, "characters attend only to characters this close (the CLS token to all); 0: no window"
+    )
     label_smoothing: float = option(0.1, "label smoothing of the training loss")
     class_weight_power: float = option(
         0.3, "loss weight of a language: (1/frequency)^power (0: none)"
@@ -84,6 +92,8 @@ class NamesConfig:
             raise ValueError(f"model must be 'transformer' or 'gru'; got {self.model!r}")
         if self.backend not in ("attnlab", "torch"):
             raise ValueError(f"backend must be 'attnlab' or 'torch'; got {self.backend!r}")
+        if self.window < 0:
+            raise ValueError(f"window must be 0 (none) or more; got {self.window}")
         if self.max_len < 1:
             raise ValueError(f"max_len must be at least 1; got {self.max_len}")
 
@@ -206,6 +216,7 @@ class NamesTask(Task):
                 max_len=c.max_len,
                 norm_first=c.norm_first,
                 positional=c.positional,
+                window=c.window or None,
                 backend=c.backend,
             )
         )
