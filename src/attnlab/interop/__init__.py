@@ -7,6 +7,7 @@ from attnlab.interop.torch_nn import (
     to_torch,
     torch_attn_mask,
     torch_key_padding_mask,
+    torch_per_head_mask,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "to_torch",
     "torch_attn_mask",
     "torch_key_padding_mask",
+    "torch_per_head_mask",
 ]

@@ -36,6 +36,16 @@ def torch_attn_mask(mask: Tensor) -> Tensor:
     return ~mask
 
 
+def torch_per_head_mask(mask: Tensor, num_heads: int) -> Tensor:
+    """attnlab ``(B, 1 | H, T_q, T_k)`` mask (True = may attend) -> torch's 3-D ``attn_mask``
+    ``(B * H, T_q, T_k)`` (True = blocked)."""
+    if mask.dim() != 4:
+        raise ValueError(f"expected an attnlab (B, H, T_q, T_k) mask; got {tuple(mask.shape)}")
+    B, _, T_q, T_k = mask.shape
+    per_head = mask.expand(B, num_heads, T_q, T_k)  # (B, H, T_q, T_k)
+    return ~per_head.reshape(B * num_heads, T_q, T_k)  # (B * H, T_q, T_k)
+
+
 def _activation_name(layer: nn.TransformerEncoderLayer | nn.TransformerDecoderLayer) -> str:
     activation = layer.activation
     if activation is F.relu or isinstance(activation, nn.ReLU):
@@ -342,7 +352,5 @@ class TorchTransformerEncoder(nn.Module):
         if mask is None or mask.size(-2) == 1:
             key_padding = None if mask is None else torch_key_padding_mask(mask)  # (B, T)
             return self.encoder(x, src_key_padding_mask=key_padding)  # (B, T, d_model)
-        B, T = x.shape[:2]
-        H = self.encoder.layers[0].self_attn.num_heads
-        full = mask.expand(B, H, T, T).reshape(B * H, T, T)  # torch's per-head layout
-        return self.encoder(x, mask=~full)  # True = blocked in torch
+        num_heads = self.encoder.layers[0].self_attn.num_heads
+        return self.encoder(x, mask=torch_per_head_mask(mask, num_heads))  # (B, T, d_model)

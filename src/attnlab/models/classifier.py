@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.models.common import encoder_from_config, positional_encoding
-from attnlab.nn import TokenEmbedding, local_mask, padding_mask
+from attnlab.nn import TokenEmbedding, combine_masks, local_mask, padding_mask
 
 
 @dataclass
@@ -77,7 +77,7 @@ class SequenceClassifier(nn.Module):
         if self.config.window is not None:
             band = local_mask(1 + T, self.config.window, device=tokens.device)  # (1 + T, 1 + T)
             band[0, :] = band[:, 0] = True  # the CLS token sees, and is seen by, every token
-            mask = mask & band  # (B, 1, 1 + T, 1 + T)
+            mask = combine_masks(band, mask)  # (B, 1, 1 + T, 1 + T)
         return x, mask
 
     def forward(self, tokens: Tensor) -> Tensor:
