@@ -13,6 +13,7 @@ import attnlab
 from attnlab.cli import main
 from attnlab.data.names import names_dir, read_names, stratified_split
 from attnlab.interop import from_torch
+from attnlab.options import build
 from attnlab.tasks.names import NamesConfig, NamesTask
 
 from .cli_helpers import run_cli
@@ -139,11 +140,11 @@ def test_attention_of_the_cls_token(capsys, names_run, tmp_path):
 @pytest.mark.parametrize("window", [0, 1])
 def test_torch_backend_equals_attnlab_with_the_same_weights(window):
     sizes = {"d_model": 32, "heads": 4, "layers": 2, "d_ff": 64, "dropout": 0.0, "window": window}
-    task = NamesTask(NamesConfig(backend="torch", **sizes))
+    task = NamesTask(build(NamesConfig, {"backend": "torch", **sizes}))
     torch_model = task.build_model().eval()
     ours = (
         NamesTask(
-            NamesConfig(**sizes),
+            build(NamesConfig, sizes),
             vocab=task.vocab,
             languages=task.languages,
         )
@@ -160,7 +161,9 @@ def test_torch_backend_equals_attnlab_with_the_same_weights(window):
 
 
 def test_gru_baseline_ignores_padding_and_has_no_attention(tmp_path):
-    task = NamesTask(NamesConfig(model="gru", d_model=32, layers=1, dropout=0.0))
+    task = NamesTask(
+        build(NamesConfig, {"model": "gru", "d_model": 32, "layers": 1, "dropout": 0.0})
+    )
     model = task.build_model().eval()
     short = torch.tensor([task.vocab.encode("Rossi")])
     padded = torch.tensor([task.vocab.encode("Rossi") + [0] * 6])

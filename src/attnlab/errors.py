@@ -23,3 +23,7 @@ class DataError(AttnlabError):
 
 class TrainingError(AttnlabError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
+
+
+class ConfigError(AttnlabError, ValueError):
+    """A config value is of the wrong type, out of its range or not among its choices."""

@@ -1,11 +1,185 @@
-"""A dataclass field with a help text: config dataclasses double as command-line options."""
+"""Config fields that declare their own help, range, choices and resumability.
+
+Every config dataclass of attnlab (the task configs, :class:`~attnlab.tasks.configs.ModelSize`
+and :class:`~attnlab.training.TrainConfig`) builds its fields with :func:`option`, so one
+declaration serves three readers:
+
+* the command line: each field becomes a ``--flag`` whose help text shows its default and
+  what is allowed;
+* validation: :func:`check_fields` (called from each config's ``__post_init__``) refuses a
+  value of the wrong type, outside its range or not among its choices, with a
+  :class:`~attnlab.errors.ConfigError` naming the field, the value and what is allowed, so a
+  config is checked wherever it is built (the CLI, Python, a run's ``config.json``);
+* ``--resume``: only fields declared ``resumable`` may change when a run is continued.
+
+This module imports neither torch nor anything heavy: ``attnlab --help`` reads it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import field
+import dataclasses
+import math
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from attnlab.errors import ConfigError
 
-def option(default: Any, help: str) -> Any:  # noqa: A002  (argparse's own word)
-    """``dataclasses.field(default=default)`` carrying ``help`` for ``attnlab ... --help``."""
-    return field(default=default, metadata={"help": help})
+# Bounds that keep a mistyped number from asking for absurd memory or time.
+MAX_SEED = 2**63 - 1
+
+
+def option(
+    default: Any,
+    help: str,  # noqa: A002  (argparse's own word)
+    *,
+    choices: tuple[str, ...] | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    below: float | None = None,
+    resumable: bool = False,
+) -> Any:
+    """A dataclass field with its help text and what values it allows.
+
+    ``low``/``high`` are inclusive bounds, ``below`` an exclusive upper bound (a dropout rate
+    is below 1). ``resumable=True``: ``--resume`` may change it (it does not change what the
+    saved run means, e.g. the number of epochs or the device).
+    """
+    metadata = {"help": help, "choices": choices, "low": low, "high": high, "below": below}
+    return dataclasses.field(default=default, metadata={**metadata, "resumable": resumable})
+
+
+def nested(factory: Callable[[], Any], help: str) -> Any:  # noqa: A002
+    """A field holding another config dataclass (its fields become flags of their own)."""
+    return dataclasses.field(default_factory=factory, metadata={"help": help, "nested": True})
+
+
+def allowed(field: dataclasses.Field) -> str:
+    """What a field allows, in words: ``one of a, b``, ``at least 1``, ``in [0, 1)``..."""
+    meta = field.metadata
+    if meta.get("choices"):
+        return "one of " + ", ".join(map(str, meta["choices"]))
+    low, high, below = meta.get("low"), meta.get("high"), meta.get("below")
+    if low is not None and below is not None:
+        return f"in [{low:g}, {below:g})"
+    if low is not None and high is not None:
+        return f"from {low:g} to {high:g}"
+    if low is not None:
+        return f"at least {low:g}"
+    if high is not None:
+        return f"at most {high:g}"
+    return ""
+
+
+_TYPES = {
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    int: ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    str: ("a string", lambda v: isinstance(v, str)),
+}
+
+
+def _check_type(field: dataclasses.Field, value: Any) -> None:
+    """Refuse a value whose type is not that of the field's default (ints pass for floats)."""
+    kind = type(field.default)
+    if kind not in _TYPES:
+        return
+    name, is_kind = _TYPES[kind]
+    if not is_kind(value):
+        raise ConfigError(f"{field.name} must be {name}; got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{field.name} must be a finite number; got {value!r}")
+
+
+def check_field(field: dataclasses.Field, value: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` suits ``field`` (type, range, choices)."""
+    if field.metadata.get("nested") or "help" not in field.metadata:
+        return
+    _check_type(field, value)
+    meta = field.metadata
+    if meta["choices"] is not None and value not in meta["choices"]:
+        problem = f"must be {allowed(field)}"
+    elif meta["low"] is not None and value < meta["low"]:
+        problem = (
+            "must not be negative" if meta["low"] == 0 else f"must be at least {meta['low']:g}"
+        )
+    elif meta["high"] is not None and value > meta["high"]:
+        problem = f"must be at most {meta['high']:g}"
+    elif meta["below"] is not None and value >= meta["below"]:
+        problem = f"must be below {meta['below']:g}"
+    else:
+        return
+    raise ConfigError(f"{field.name} {problem}; got {value!r}")
+
+
+def check_fields(config: Any) -> None:
+    """Check every declared field of the dataclass instance ``config``."""
+    for field in dataclasses.fields(config):
+        check_field(field, getattr(config, field.name))
+
+
+def flat_fields(cls: type) -> Iterator[tuple[dataclasses.Field, Any]]:
+    """``(field, default)`` for every leaf field of ``cls``, nested configs flattened.
+
+    The defaults of a nested config's fields are those of the owner's default instance, so a
+    task's own model size shows as the flags' defaults.
+    """
+    for field in dataclasses.fields(cls):
+        if field.metadata.get("nested"):
+            inner = field.default_factory()
+            for leaf in dataclasses.fields(inner):
+                yield leaf, getattr(inner, leaf.name)
+        else:
+            yield field, field.default
+
+
+def build(cls: type, values: Mapping[str, Any]) -> Any:
+    """``cls`` from flat ``values`` (leaf field -> value); nested configs are filled in.
+
+    Leaf fields missing from ``values`` keep their defaults. Raises :class:`ConfigError` for
+    an unknown field or a bad value.
+    """
+    values = dict(values)
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        if field.metadata.get("nested"):
+            inner = field.default_factory()
+            names = {f.name for f in dataclasses.fields(inner)}
+            mine = {name: values.pop(name) for name in names & set(values)}
+            kwargs[field.name] = dataclasses.replace(inner, **mine) if mine else inner
+        elif field.name in values:
+            kwargs[field.name] = values.pop(field.name)
+    if values:
+        raise ConfigError(f"{cls.__name__} has no field {sorted(values)[0]!r}")
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field without a default
+        raise ConfigError(f"{cls.__name__}: {e}") from e
+
+
+def from_json(cls: type, data: Any) -> Any:
+    """``cls`` from its ``dataclasses.asdict`` form, as read from a ``config.json``.
+
+    Accepts the flat form of older runs too (nested fields at the top level). Anything that
+    is not a JSON object of known fields is a :class:`ConfigError`.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"the {cls.__name__} must be a JSON object; got {type(data).__name__}")
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return build(cls, flat)
+
+
+def flat_dict(config: Any) -> dict[str, Any]:
+    """The leaf fields of a config as one flat dict (nested configs merged in)."""
+    out = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.metadata.get("nested"):
+            out.update(flat_dict(value))
+        else:
+            out[field.name] = value
+    return out

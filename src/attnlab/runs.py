@@ -16,11 +16,12 @@ from typing import Any
 from torch import nn
 
 from attnlab import __version__
-from attnlab.errors import RunDirError
+from attnlab.configs import TrainConfig
+from attnlab.errors import ConfigError, RunDirError
 from attnlab.models import MODELS
-from attnlab.tasks import TASKS, Task
+from attnlab.options import from_json
+from attnlab.tasks import Task, get_task, task_names
 from attnlab.training.checkpoint import CONFIG, MODEL, load_weights, read_json, write_json
-from attnlab.training.config import TrainConfig
 
 
 @dataclass
@@ -73,29 +74,55 @@ def write_run_config(run_dir: Path, task: Task, train: TrainConfig, model: nn.Mo
 
 
 def read_run_config(run_dir: str | Path, expected_task: str | None = None) -> dict[str, Any]:
-    """Read and check ``config.json``; ``expected_task`` rejects a run of another task."""
+    """Read and check ``config.json``; ``expected_task`` rejects a run of another task.
+
+    The file must be a JSON object naming a known task and model class, with the task's and
+    the training config as objects; their values are checked when they are built
+    (:func:`build_task`, :func:`build_model`, :func:`train_config_of`).
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} does not exist")
     if not (run_dir / CONFIG).is_file():
         raise RunDirError(f"{run_dir} is not an attnlab run directory (it has no {CONFIG})")
     config = read_json(run_dir / CONFIG)
-    missing = {"task", "task_config", "train", "model"} - set(config)
-    if missing or config["task"] not in TASKS or config["model"].get("class") not in MODELS:
+    if not _looks_like_a_run(config):
         raise RunDirError(f"{run_dir / CONFIG} is not the config of an attnlab run")
     if expected_task is not None and config["task"] != expected_task:
         raise RunDirError(f"{run_dir} is a run of task {config['task']!r}, not {expected_task!r}")
     return config
 
 
+def _looks_like_a_run(config: Any) -> bool:
+    objects = ("task_config", "train", "model")
+    return (
+        isinstance(config, dict)
+        and all(isinstance(config.get(key), dict) for key in objects)
+        and isinstance(config.get("task"), str)
+        and config["task"] in task_names()
+        and isinstance(config["model"].get("class"), str)
+        and config["model"]["class"] in MODELS
+        and isinstance(config["model"].get("config"), dict)
+        and isinstance(config.get("task_state", {}), dict)
+    )
+
+
 def build_task(config: dict[str, Any]) -> Task:
     """The task described by a run's ``config.json``."""
-    task_cls = TASKS[config["task"]]
+    task_cls = get_task(config["task"])
     try:
-        task_config = task_cls.Config(**config["task_config"])
-    except (TypeError, ValueError) as e:
-        raise RunDirError(f"the task config in config.json is invalid ({e})") from e
+        task_config = from_json(task_cls.Config, config["task_config"])
+    except ConfigError as e:
+        raise RunDirError(f"the task config in config.json is invalid: {e}") from e
     return task_cls.from_state(task_config, config.get("task_state", {}))
+
+
+def train_config_of(config: dict[str, Any]) -> TrainConfig:
+    """The training config of a run's ``config.json``."""
+    try:
+        return from_json(TrainConfig, config["train"])
+    except ConfigError as e:
+        raise RunDirError(f"the training config in config.json is invalid: {e}") from e
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
@@ -115,7 +142,7 @@ def load_run(run_dir: str | Path, expected_task: str | None = None) -> Run:
     task = build_task(config)
     model = build_model(config)
     load_weights(run_dir / MODEL, model)
-    return Run(run_dir, task, model.eval(), config, TrainConfig(**config["train"]))
+    return Run(run_dir, task, model.eval(), config, train_config_of(config))
 
 
 def load(run_dir: str | Path) -> nn.Module:

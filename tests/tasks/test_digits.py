@@ -245,7 +245,7 @@ def test_eval_reports_accuracy_and_samples(capsys, trained_run):
         (["predict", "{run}", "{tmp}"], "{tmp} is a directory, not an image file"),
         (["attention", "{run}", "{tmp}/notes.txt", "--out", "{tmp}/a.png"], "is not an image"),
         (["train", "digits", "--patch-size", "3"], "patch_size must divide the image size 8"),
-        (["train", "digits", "--scale", "1.5"], "scale and label_smoothing must be below 1"),
+        (["train", "digits", "--scale", "1.5"], "scale must be below 1; got 1.5"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_status_2(capsys, trained_run, tmp_path, args, message):

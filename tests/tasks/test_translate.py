@@ -16,7 +16,7 @@ needs_data = pytest.mark.skipif(
 
 # A tiny model and few steps: the pipeline, not the quality.
 TINY = [
-    "--d-model", "32", "--heads", "2", "--encoder-layers", "1", "--decoder-layers", "1",
+    "--d-model", "32", "--heads", "2", "--layers", "1",
     "--d-ff", "64", "--bpe-vocab", "300", "--batch-size", "64", "--max-steps", "30",
     "--epochs", "1", "--no-progress", "--beam", "2",
 ]  # fmt: skip

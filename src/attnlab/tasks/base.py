@@ -11,11 +11,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 from torch.utils.data import Dataset, default_collate
 
+from attnlab.configs.tasks import TaskCard
 from attnlab.viz.views import AttentionView
 
 
@@ -31,7 +32,9 @@ class Splits:
 class Task(ABC):
     """Base class of every task.
 
-    Class attributes:
+    A subclass sets ``card``, a :class:`~attnlab.configs.TaskCard`, from which it gets its
+    class attributes (or, for a task of your own, sets them directly):
+
         name: the name used on the command line (``attnlab train NAME``).
         Config: a dataclass of the task's data and model hyperparameters; every field becomes
             a ``--flag`` of ``attnlab train NAME``.
@@ -40,11 +43,23 @@ class Task(ABC):
         variants: named task-config overrides that ``attnlab compare TASK`` trains side by side.
     """
 
+    card: ClassVar[TaskCard | None] = None
     name: ClassVar[str]
     Config: ClassVar[type]
     train_defaults: ClassVar[dict[str, Any]] = {}
     monitor: ClassVar[str] = "accuracy"
     variants: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        card = cls.__dict__.get("card")
+        if card is not None:
+            cls.name, cls.Config = card.name, card.config
+            cls.train_defaults, cls.monitor, cls.variants = (
+                card.train_defaults,
+                card.monitor,
+                card.variants,
+            )
 
     def __init__(self, config: Any):
         self.config = config
@@ -146,3 +161,21 @@ class Task(ABC):
     def from_state(cls, config: Any, state: dict[str, Any]) -> Task:
         """Rebuild the task from its config and what :meth:`state` returned."""
         return cls(config)
+
+
+@runtime_checkable
+class Translator(Protocol):
+    """A task whose model translates sentences (``attnlab translate``)."""
+
+    def translate(
+        self, model: nn.Module, sentences: list[str], beam: int = 1
+    ) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class TextGenerator(Protocol):
+    """A task whose model continues text (``attnlab generate``)."""
+
+    def encode_prompt(self, text: str) -> Tensor: ...
+
+    def decode(self, ids: list[int]) -> str: ...

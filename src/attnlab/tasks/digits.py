@@ -28,7 +28,6 @@ attention rollout of the CLS token (Abnar & Zuidema 2020) on the 8x8 image the m
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,58 +37,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
+from attnlab.configs.tasks import CARDS, IMAGE_SIZE, DigitsConfig
 from attnlab.errors import InputError
 from attnlab.models import ViT, ViTConfig
-from attnlab.options import option
 from attnlab.tasks.base import AttentionView, Splits, Task
+from attnlab.tasks.common import CrossEntropyTally, model_device, top_k
 from attnlab.tasks.registry import register
 
-IMAGE_SIZE = 8  # scikit-learn's digits are 8x8
 MAX_INTENSITY = 16.0  # ... with intensities 0..16
 INK_THRESHOLD = 0.25  # a pixel at least this bright (after stretching to [0, 1]) is ink
 TOP_K = 3
-
-
-@dataclass
-class DigitsConfig:
-    """Data and model hyperparameters of the digits task."""
-
-    patch_size: int = option(4, "side of the square patches (must divide the image size 8)")
-    d_model: int = option(128, "model width")
-    heads: int = option(4, "attention heads")
-    layers: int = option(2, "encoder layers")
-    d_ff: int = option(256, "hidden width of the feed-forward networks")
-    dropout: float = option(0.1, "dropout rate")
-    rotation: float = option(10.0, "augmentation: rotate training images by up to X degrees")
-    scale: float = option(0.1, "augmentation: zoom training images by a factor in 1 -/+ X")
-    shift: float = option(1.0, "augmentation: move training images by up to X pixels")
-    label_smoothing: float = option(0.1, "label smoothing of the training loss (paper 5.4)")
-    val_fraction: float = option(0.1, "share of the images held out for validation")
-    test_fraction: float = option(0.2, "share of the images held out for the test")
-    data_seed: int = option(0, "seed of the train / val / test split")
-
-    def __post_init__(self) -> None:
-        if self.patch_size < 1 or IMAGE_SIZE % self.patch_size:
-            raise ValueError(
-                f"patch_size must divide the image size {IMAGE_SIZE}; got {self.patch_size}"
-            )
-        for name in ("rotation", "scale", "shift", "label_smoothing"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative; got {getattr(self, name)}")
-        if self.scale >= 1 or self.label_smoothing >= 1:
-            raise ValueError(
-                "scale and label_smoothing must be below 1; "
-                f"got {self.scale} and {self.label_smoothing}"
-            )
-        if not (
-            0 < self.val_fraction < 1
-            and 0 < self.test_fraction < 1
-            and self.val_fraction + self.test_fraction < 1
-        ):
-            raise ValueError(
-                "val_fraction and test_fraction must be in (0, 1) and sum to less than 1; "
-                f"got {self.val_fraction} and {self.test_fraction}"
-            )
 
 
 def load_digits_splits(config: DigitsConfig) -> Splits:
@@ -212,29 +169,16 @@ def load_image(text: str, size: int) -> tuple[str, Tensor]:
     return name, prepare_image(read_grayscale(Path(name)), size, name)
 
 
-def top_k(probs: Tensor, k: int = TOP_K) -> list[dict[str, Any]]:
-    """The ``k`` most probable digits of one distribution ``(num_classes,)``, best first."""
-    values, digits = probs.topk(k)
-    return [
-        {"digit": int(d), "probability": round(float(p), 4)}
-        for d, p in zip(digits, values, strict=True)
-    ]
+def top3(probs: Tensor) -> list[dict[str, Any]]:
+    """The three most probable digits of one distribution ``(10,)``, best first."""
+    return top_k(probs, list(range(probs.numel())), TOP_K, "digit")
 
 
 @register
 class DigitsTask(Task):
     """Classify 8x8 handwritten digits with a Vision Transformer."""
 
-    name = "digits"
-    Config = DigitsConfig
-    train_defaults = {
-        "epochs": 150,
-        "batch_size": 32,
-        "lr": 2e-3,
-        "warmup": 50,
-        "weight_decay": 0.05,
-    }
-    monitor = "accuracy"
+    card = CARDS["digits"]
 
     def splits(self) -> Splits:
         return load_digits_splits(self.config)
@@ -247,11 +191,11 @@ class DigitsTask(Task):
                 patch_size=c.patch_size,
                 in_channels=1,
                 num_classes=10,
-                d_model=c.d_model,
-                num_heads=c.heads,
-                num_layers=c.layers,
-                d_ff=c.d_ff,
-                dropout=c.dropout,
+                d_model=c.size.d_model,
+                num_heads=c.size.heads,
+                num_layers=c.size.layers,
+                d_ff=c.size.d_ff,
+                dropout=c.size.dropout,
             )
         )
 
@@ -263,13 +207,10 @@ class DigitsTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Any) -> dict[str, float]:
-        loss_sum = correct = seen = 0.0
+        tally = CrossEntropyTally()
         for images, labels in batches:
-            logits = model(images)  # (B, 10)
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-            correct += (logits.argmax(-1) == labels).sum().item()
-            seen += labels.numel()
-        return {"loss": loss_sum / seen, "accuracy": correct / seen}
+            tally.add(model(images), labels)  # logits (B, 10)
+        return {"loss": tally.loss, "accuracy": tally.accuracy}
 
     # -- users' inputs ------------------------------------------------------------------
     @staticmethod
@@ -279,7 +220,7 @@ class DigitsTask(Task):
         ``S`` is the model's image size; the batch is on the model's device.
         """
         name, image = load_image(text, model.config.image_size)  # (S, S)
-        device = next(model.parameters()).device
+        device = model_device(model)
         return name, image, image[None, None].to(device)  # (1, 1, S, S)
 
     @torch.no_grad()
@@ -288,7 +229,7 @@ class DigitsTask(Task):
         for text in texts:
             name, _, batch = self._read(model, text)
             probs = model(batch).softmax(-1)[0].cpu()  # (10,)
-            top = top_k(probs)
+            top = top3(probs)
             results.append({"image": name, "prediction": top[0]["digit"], "top3": top})
         return results
 
@@ -323,18 +264,18 @@ class DigitsTask(Task):
         rollout = attention_rollout(maps)[0]  # (1 + N, 1 + N)
         heat = rollout[0, 1:].reshape(grid)  # (rows, cols): CLS row, over the patches
         layer_heats = [m[0].mean(0)[0, 1:].reshape(grid) for m in maps]  # each (rows, cols)
-        top = top_k(model(batch).softmax(-1)[0].cpu())
+        top = top3(model(batch).softmax(-1)[0].cpu())
         title = f"{name}: predicted {top[0]['digit']} (p = {top[0]['probability']:.3f})"
         return plot_rollout_overlay(image, heat, path, title, layer_heats)
 
     @torch.no_grad()
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
-        device = next(model.parameters()).device
+        device = model_device(model)
         out = []
         for i in range(min(n, len(dataset))):
             image, label = dataset[i]  # (1, 8, 8), ()
             probs = model(image[None].to(device)).softmax(-1)[0].cpu()  # (10,)
-            top = top_k(probs)
+            top = top3(probs)
             out.append(
                 {
                     "image": f"test image {i}",

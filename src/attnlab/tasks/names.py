@@ -1,6 +1,6 @@
 """Name -> language: classify a surname into one of 18 languages of origin, character by character.
 
-The first seed's practical, with a Transformer encoder and a learned CLS token
+A Transformer encoder with a learned CLS token
 (:class:`~attnlab.models.SequenceClassifier`); ``--model gru`` trains a bidirectional-GRU
 baseline and ``--backend torch`` swaps in PyTorch's ``nn.TransformerEncoderLayer``.
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import sys
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
+from attnlab.configs.tasks import CARDS, NamesConfig
 from attnlab.data.bpe import BPEVocab
 from attnlab.data.names import names_dir, read_names, stratified_split
 from attnlab.data.vocab import CharVocab
@@ -48,54 +48,11 @@ from attnlab.models import (
     SequenceClassifier,
     SequenceClassifierConfig,
 )
-from attnlab.options import option
 from attnlab.tasks.base import AttentionView, Splits, Task
+from attnlab.tasks.common import model_device, spread, top_k
 from attnlab.tasks.registry import register
 
 TOP_K = 3
-
-
-@dataclass
-class NamesConfig:
-    """Data and model hyperparameters of the names task."""
-
-    data_dir: str = option(
-        "", "folder holding <Language>.txt (default: $ATTNLAB_DATA_DIR/names, else download)"
-    )
-    split_seed: int = option(0, "seed of the stratified train/val/test split")
-    max_len: int = option(20, "longest name in characters; longer names are cut, with a warning")
-    tokenizer: str = option("char", "char (one token per character) or bpe (subword pieces)")
-    bpe_vocab: int = option(500, "vocabulary size of the bpe tokenizer")
-    model: str = option(
-        "transformer", "transformer (attnlab's SequenceClassifier) or gru (baseline)"
-    )
-    backend: str = option(
-        "attnlab", "transformer layers: attnlab or torch (nn.TransformerEncoderLayer)"
-    )
-    d_model: int = option(128, "model width (gru: hidden size per direction)")
-    heads: int = option(4, "attention heads")
-    layers: int = option(3, "encoder (or GRU) layers")
-    d_ff: int = option(256, "hidden width of the feed-forward networks")
-    dropout: float = option(0.1, "dropout rate")
-    positional: str = option("learned", "position encoding: learned or sinusoidal")
-    norm_first: bool = option(True, "pre-LN layers (more stable for small data) instead of post-LN")
-    window: int = option(
-        1, "characters attend only to characters this close (the CLS token to all); 0: no window"
-    )
-    label_smoothing: float = option(0.1, "label smoothing of the training loss")
-    class_weight_power: float = option(
-        0.3, "loss weight of a language: (1/frequency)^power (0: none)"
-    )
-
-    def __post_init__(self) -> None:
-        if self.model not in ("transformer", "gru"):
-            raise ValueError(f"model must be 'transformer' or 'gru'; got {self.model!r}")
-        if self.backend not in ("attnlab", "torch"):
-            raise ValueError(f"backend must be 'attnlab' or 'torch'; got {self.backend!r}")
-        if self.window < 0:
-            raise ValueError(f"window must be 0 (none) or more; got {self.window}")
-        if self.max_len < 1:
-            raise ValueError(f"max_len must be at least 1; got {self.max_len}")
 
 
 class NamesDataset(Dataset):
@@ -120,15 +77,7 @@ class NamesDataset(Dataset):
 class NamesTask(Task):
     """Classify a surname into its language of origin (18 classes)."""
 
-    name = "names"
-    Config = NamesConfig
-    train_defaults = {"epochs": 30, "batch_size": 128, "lr": 2e-3, "warmup": 200}
-    monitor = "accuracy"
-    variants = {
-        "attnlab": {"model": "transformer", "backend": "attnlab"},
-        "torch": {"model": "transformer", "backend": "torch"},
-        "gru": {"model": "gru"},
-    }
+    card = CARDS["names"]
 
     def __init__(
         self,
@@ -197,10 +146,10 @@ class NamesTask(Task):
                     vocab_size=len(self.vocab),
                     num_classes=len(self.languages),
                     pad_id=self.vocab.pad_id,
-                    d_embed=c.d_model,
-                    hidden=c.d_model,
-                    num_layers=c.layers,
-                    dropout=c.dropout,
+                    d_embed=c.size.d_model,
+                    hidden=c.size.d_model,
+                    num_layers=c.size.layers,
+                    dropout=c.size.dropout,
                 )
             )
         return SequenceClassifier(
@@ -208,11 +157,11 @@ class NamesTask(Task):
                 vocab_size=len(self.vocab),
                 num_classes=len(self.languages),
                 pad_id=self.vocab.pad_id,
-                d_model=c.d_model,
-                num_heads=c.heads,
-                num_layers=c.layers,
-                d_ff=c.d_ff,
-                dropout=c.dropout,
+                d_model=c.size.d_model,
+                num_heads=c.size.heads,
+                num_layers=c.size.layers,
+                d_ff=c.size.d_ff,
+                dropout=c.size.dropout,
                 max_len=c.max_len,
                 norm_first=c.norm_first,
                 positional=c.positional,
@@ -319,11 +268,7 @@ class NamesTask(Task):
 
     def _top_k(self, model: nn.Module, tokens: Tensor) -> list[dict[str, Any]]:
         probs = model(tokens).softmax(-1)[0]  # (num_classes,)
-        top = probs.topk(min(TOP_K, len(self.languages)))
-        return [
-            {"language": self.languages[i], "probability": round(p, 4)}
-            for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
-        ]
+        return top_k(probs, self.languages, TOP_K, "language")
 
     @torch.no_grad()
     def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
@@ -353,10 +298,9 @@ class NamesTask(Task):
 
     @torch.no_grad()
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
-        device = next(model.parameters()).device
-        picks = torch.linspace(0, len(dataset) - 1, n).long().tolist()  # spread over languages
+        device = model_device(model)
         out = []
-        for i in picks:
+        for i in spread(n, len(dataset)):  # the test set is sorted by language
             name, language = dataset.pairs[i]
             tokens = dataset[i][0][None].to(device)  # (1, T)
             out.append({"name": name, "language": language, "top": self._top_k(model, tokens)})

@@ -13,7 +13,6 @@ first ``L`` outputs. Pass ``--min-len 16`` for the tutorial's fixed length.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,40 +20,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
+from attnlab.configs.tasks import CARDS, ReverseConfig
 from attnlab.errors import InputError
 from attnlab.models import TokenPredictor, TokenPredictorConfig
 from attnlab.nn import padding_mask
-from attnlab.options import option
 from attnlab.tasks.base import AttentionView, Splits, Task
+from attnlab.tasks.common import IGNORE, CrossEntropyTally, model_device
 from attnlab.tasks.registry import register
-
-IGNORE = -100  # target of padded positions: ignored by the loss and the metrics
-
-
-@dataclass
-class ReverseConfig:
-    """Data and model hyperparameters of the reverse task (defaults: the classic tutorial)."""
-
-    num_categories: int = option(10, "digits 0..N-1")
-    seq_len: int = option(16, "maximum (and padded) sequence length")
-    min_len: int = option(
-        1, "minimum sequence length (set it to --seq-len for the tutorial's fixed length)"
-    )
-    train_size: int = option(50_000, "training sequences")
-    val_size: int = option(1_000, "validation sequences")
-    test_size: int = option(10_000, "test sequences")
-    data_seed: int = option(42, "seed of the generated data (val and test use +1 and +2)")
-    d_model: int = option(32, "model width")
-    heads: int = option(1, "attention heads")
-    layers: int = option(1, "encoder layers")
-    d_ff: int = option(64, "hidden width of the feed-forward networks")
-    dropout: float = option(0.0, "dropout rate")
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_len <= self.seq_len:
-            raise ValueError(f"need 1 <= min_len <= seq_len; got {self.min_len}, {self.seq_len}")
-        if self.num_categories < 2:
-            raise ValueError(f"num_categories must be at least 2; got {self.num_categories}")
 
 
 def make_reverse_data(config: ReverseConfig, size: int, seed: int) -> TensorDataset:
@@ -76,10 +48,7 @@ def make_reverse_data(config: ReverseConfig, size: int, seed: int) -> TensorData
 class ReverseTask(Task):
     """Reverse a sequence of digits (see the module docstring)."""
 
-    name = "reverse"
-    Config = ReverseConfig
-    train_defaults = {"epochs": 5, "batch_size": 128, "lr": 2e-3, "warmup": 50}
-    monitor = "sequence_accuracy"
+    card = CARDS["reverse"]
 
     @property
     def pad_id(self) -> int:
@@ -99,11 +68,11 @@ class ReverseTask(Task):
             TokenPredictorConfig(
                 num_classes=c.num_categories,
                 vocab_size=c.num_categories + 1,  # the digits and the pad token
-                d_model=c.d_model,
-                num_heads=c.heads,
-                num_layers=c.layers,
-                d_ff=c.d_ff,
-                dropout=c.dropout,
+                d_model=c.size.d_model,
+                num_heads=c.size.heads,
+                num_layers=c.size.layers,
+                d_ff=c.size.d_ff,
+                dropout=c.size.dropout,
                 max_len=c.seq_len,
             )
         )
@@ -118,21 +87,15 @@ class ReverseTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Any) -> dict[str, float]:
-        loss_sum = correct_tokens = real_tokens = correct_seqs = seqs = 0.0
+        tally, correct_seqs, seqs = CrossEntropyTally(), 0, 0
         for tokens, targets in batches:
             logits = self._logits(model, tokens)  # (B, T, C)
-            real = targets != IGNORE  # (B, T)
-            loss_sum += F.cross_entropy(
-                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
-            ).item()
-            right = (logits.argmax(-1) == targets) | ~real  # (B, T)
-            correct_tokens += (right & real).sum().item()
-            real_tokens += real.sum().item()
-            correct_seqs += right.all(dim=1).sum().item()
+            right = tally.add(logits.flatten(0, 1), targets.flatten())  # (B * T,)
+            correct_seqs += int(right.view_as(targets).all(dim=1).sum())
             seqs += tokens.size(0)
         return {
-            "loss": loss_sum / real_tokens,
-            "token_accuracy": correct_tokens / real_tokens,
+            "loss": tally.loss,
+            "token_accuracy": tally.accuracy,
             "sequence_accuracy": correct_seqs / seqs,
         }
 
@@ -203,7 +166,7 @@ class ReverseTask(Task):
 
     @torch.no_grad()
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
-        device = next(model.parameters()).device
+        device = model_device(model)
         out = []
         for i in range(min(n, len(dataset))):
             tokens, targets = dataset[i]

@@ -31,7 +31,6 @@ The best checkpoint is chosen by next-character accuracy (ties by the lower loss
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from attnlab.configs.tasks import CARDS, ShakespeareConfig
 from attnlab.data.shakespeare import (
     BlockDataset,
     CharTokenizer,
@@ -49,8 +49,8 @@ from attnlab.data.shakespeare import (
 )
 from attnlab.errors import DataError, InputError
 from attnlab.models import GPT, GPTConfig
-from attnlab.options import option
 from attnlab.tasks.base import AttentionView, Splits, Task
+from attnlab.tasks.common import CrossEntropyTally, model_device, spread
 from attnlab.tasks.registry import register
 
 # How predict and the report's sample continue a prompt: readable, and the same every time.
@@ -59,53 +59,11 @@ SAMPLE_TEMPERATURE = 0.8
 SAMPLE_SEED = 0
 
 
-@dataclass
-class ShakespeareConfig:
-    """Data and model hyperparameters of the shakespeare task (defaults: the baby GPT)."""
-
-    data_dir: str = option(
-        "",
-        "folder holding input.txt (default: $ATTNLAB_DATA_DIR/tinyshakespeare, else download)",
-    )
-    block_size: int = option(64, "context window in characters")
-    train_blocks: int = option(
-        24_000, "random training blocks per epoch (24,000 / batch 12 = 2,000 steps)"
-    )
-    val_blocks: int = option(240, "random held-out blocks of each validation")
-    data_seed: int = option(1337, "seed of the random block offsets (val uses +1)")
-    d_model: int = option(128, "model width")
-    heads: int = option(4, "attention heads")
-    layers: int = option(4, "Transformer blocks")
-    d_ff: int = option(512, "hidden width of the feed-forward networks")
-    dropout: float = option(0.0, "dropout rate")
-    activation: str = option("gelu", "gelu (exact, as nanoGPT), gelu_tanh (as GPT-2) or relu")
-    bias: bool = option(False, "biases in the linear layers and LayerNorms (nanoGPT: none)")
-
-    def __post_init__(self) -> None:
-        for name in ("block_size", "train_blocks", "val_blocks", "d_model", "heads", "layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
-        if self.activation not in ("gelu", "gelu_tanh", "relu"):
-            raise ValueError(f"activation must be gelu, gelu_tanh or relu; got {self.activation!r}")
-
-
 @register
 class ShakespeareTask(Task):
     """Character-level language model on tiny Shakespeare (GPT)."""
 
-    name = "shakespeare"
-    Config = ShakespeareConfig
-    train_defaults = {
-        "epochs": 1,
-        "batch_size": 12,
-        "lr": 1e-3,
-        "min_lr": 2e-4,  # nanoGPT: lr / 10 (see the module docstring)
-        "schedule": "cosine",
-        "warmup": 100,
-        "weight_decay": 0.0,  # nanoGPT: 0.1
-        "val_every": 250,
-    }
-    monitor = "accuracy"
+    card = CARDS["shakespeare"]
 
     def __init__(self, config: ShakespeareConfig, tokenizer: CharTokenizer | None = None):
         """Without ``tokenizer``, it is built from the text (read now, so a missing data set
@@ -160,11 +118,11 @@ class ShakespeareTask(Task):
             GPTConfig(
                 vocab_size=len(self.tokenizer),
                 block_size=c.block_size,
-                num_layers=c.layers,
-                num_heads=c.heads,
-                d_model=c.d_model,
-                d_ff=c.d_ff,
-                dropout=c.dropout,
+                num_layers=c.size.layers,
+                num_heads=c.size.heads,
+                d_model=c.size.d_model,
+                d_ff=c.size.d_ff,
+                dropout=c.size.dropout,
                 activation=c.activation,
                 bias=c.bias,
             )
@@ -178,18 +136,13 @@ class ShakespeareTask(Task):
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Any) -> dict[str, float]:
         """Mean cross-entropy per character, its perplexity, and next-character accuracy."""
-        loss_sum, correct, count = 0.0, 0, 0  # sums stay on the device until the end
+        tally = CrossEntropyTally()
         for x, y in batches:
-            logits = model(x)  # (B, T, vocab)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum")
-            loss_sum = loss_sum + loss.double()
-            correct = correct + (logits.argmax(-1) == y).sum()
-            count += y.numel()
-        loss_value = float(loss_sum) / count
+            tally.add(model(x).flatten(0, 1), y.flatten())  # logits (B * T, vocab)
         return {
-            "loss": loss_value,
-            "perplexity": math.exp(loss_value),
-            "accuracy": int(correct) / count,
+            "loss": tally.loss,
+            "perplexity": math.exp(tally.loss),
+            "accuracy": tally.accuracy,
         }
 
     # -- users' inputs ------------------------------------------------------------------
@@ -214,7 +167,7 @@ class ShakespeareTask(Task):
         """:data:`SAMPLE_CHARS` characters sampled after ``prompt`` (temperature 0.8)."""
         from attnlab.generation import generate
 
-        device = next(model.parameters()).device
+        device = model_device(model)
         ids = self.encode_prompt(prompt).to(device)  # (1, T)
         out = generate(
             model, ids, SAMPLE_CHARS, temperature=SAMPLE_TEMPERATURE, seed=seed
@@ -236,7 +189,7 @@ class ShakespeareTask(Task):
                 f"the prompt has {ids.size(1)} characters; the model sees at most "
                 f"{self.config.block_size} at a time (block_size)"
             )
-        device = next(model.parameters()).device
+        device = model_device(model)
         _, maps = model(ids.to(device), return_attention=True)  # each (1, H, T, T)
         labels = [_visible(ch) for ch in text]
         return AttentionView(
@@ -250,9 +203,8 @@ class ShakespeareTask(Task):
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
         """``n`` continuations of prompts from evenly spread blocks: each block's first whole
         line (a speaker's name, often), else its first 16 characters."""
-        picks = torch.linspace(0, len(dataset) - 1, n).long().tolist()
         out = []
-        for seed, i in enumerate(picks):
+        for seed, i in enumerate(spread(n, len(dataset))):
             x, _ = dataset[i]
             text = self.decode(x.tolist())
             lines = text.splitlines(keepends=True)[1:-1]  # whole lines: the first may be cut

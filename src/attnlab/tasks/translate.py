@@ -1,6 +1,6 @@
 """English <-> French translation with the encoder-decoder Transformer of the paper.
 
-The third seed's practical: :class:`~attnlab.models.Seq2SeqTransformer` trained with teacher
+Figure 1's :class:`~attnlab.models.Seq2SeqTransformer` trained with teacher
 forcing ("outputs shifted right") and label-smoothed cross-entropy that ignores padding
 (section 5.4), decoded greedily or with beam search and a key/value cache
 (:mod:`attnlab.generation`).
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import sys
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
+from attnlab.configs.tasks import CARDS, TranslateConfig
 from attnlab.data.eng_fra import (
     eng_fra_file,
     normalize_tutorial,
@@ -47,58 +47,11 @@ from attnlab.data.subword import SubwordTokenizer
 from attnlab.errors import InputError
 from attnlab.generation import beam_search, greedy_search
 from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
-from attnlab.options import option
 from attnlab.tasks.base import AttentionView, Splits, Task
+from attnlab.tasks.common import model_device, spread
 from attnlab.tasks.registry import register
 
-DIRECTIONS = ("en-fr", "fr-en")
 VAL_FRACTION = TEST_FRACTION = 0.05
-
-
-@dataclass
-class TranslateConfig:
-    """Data and model hyperparameters of the translation tasks."""
-
-    data_dir: str = option(
-        "", "folder holding eng-fra.txt (default: $ATTNLAB_DATA_DIR/eng-fra, else download)"
-    )
-    direction: str = option("en-fr", "en-fr (English -> French) or fr-en")
-    split_seed: int = option(0, "seed of the train/val/test split (grouped by source sentence)")
-    bpe_vocab: int = option(8000, "size of the shared BPE vocabulary of both languages")
-    max_tokens: int = option(48, "drop pairs longer than this many subword tokens a side")
-    d_model: int = option(256, "model width")
-    heads: int = option(8, "attention heads")
-    encoder_layers: int = option(3, "encoder layers")
-    decoder_layers: int = option(3, "decoder layers")
-    d_ff: int = option(1024, "hidden width of the feed-forward networks")
-    dropout: float = option(0.1, "dropout rate (P_drop)")
-    norm_first: bool = option(False, "pre-LN layers instead of the paper's post-LN")
-    label_smoothing: float = option(0.1, "label smoothing of the training loss (epsilon_ls)")
-    beam: int = option(4, "beam size of the test report's beam-search BLEU")
-    length_penalty: float = option(0.6, "length penalty alpha of beam search")
-
-    def __post_init__(self) -> None:
-        if self.direction not in DIRECTIONS:
-            raise ValueError(f"direction must be en-fr or fr-en; got {self.direction!r}")
-        if self.max_tokens < 2:
-            raise ValueError(f"max_tokens must be at least 2; got {self.max_tokens}")
-        if self.bpe_vocab < 100:
-            raise ValueError(f"bpe_vocab must be at least 100; got {self.bpe_vocab}")
-        if self.beam < 1:
-            raise ValueError(f"beam must be at least 1; got {self.beam}")
-
-
-@dataclass
-class TranslateSmallConfig(TranslateConfig):
-    """The same options, with defaults sized for the tutorial's 11,439 short pairs."""
-
-    bpe_vocab: int = option(2000, "size of the shared BPE vocabulary of both languages")
-    max_tokens: int = option(32, "drop pairs longer than this many subword tokens a side")
-    heads: int = option(4, "attention heads")
-    d_ff: int = option(512, "hidden width of the feed-forward networks")
-    norm_first: bool = option(
-        True, "pre-LN layers (trains faster at this size) instead of the paper's post-LN"
-    )
 
 
 class PairDataset(Dataset):
@@ -123,15 +76,6 @@ class PairDataset(Dataset):
 
 class _TranslateBase(Task):
     """What both translation tasks share; they differ in the data they read."""
-
-    train_defaults = {
-        "epochs": 20,
-        "batch_size": 64,
-        "lr": 1e-3,
-        "warmup": 400,
-        "schedule": "cosine",
-    }
-    monitor = "bleu"
 
     def __init__(self, config: TranslateConfig, tokenizer: SubwordTokenizer | None = None):
         """Without ``tokenizer``, one is trained on the training split."""
@@ -200,12 +144,12 @@ class _TranslateBase(Task):
                 pad_id=t.pad_id,
                 bos_id=t.bos_id,
                 eos_id=t.eos_id,
-                d_model=c.d_model,
-                num_heads=c.heads,
-                num_encoder_layers=c.encoder_layers,
-                num_decoder_layers=c.decoder_layers,
-                d_ff=c.d_ff,
-                dropout=c.dropout,
+                d_model=c.size.d_model,
+                num_heads=c.size.heads,
+                num_encoder_layers=c.size.layers,
+                num_decoder_layers=c.size.layers,
+                d_ff=c.size.d_ff,
+                dropout=c.size.dropout,
                 norm_first=c.norm_first,
                 max_len=c.max_tokens + 2,
                 share_embeddings=True,
@@ -297,7 +241,7 @@ class _TranslateBase(Task):
         metrics[f"bleu_beam{self.config.beam}"] = beam["metrics"]["bleu"]
         metrics[f"chrf_beam{self.config.beam}"] = beam["metrics"]["chrf"]
         sources, references, hypotheses = greedy["texts"]
-        picks = torch.linspace(0, len(sources) - 1, 5).long().tolist()
+        picks = spread(5, len(sources))
         samples = [
             {
                 "source": sources[i],
@@ -353,7 +297,7 @@ class _TranslateBase(Task):
     @torch.no_grad()
     def translate(self, model: nn.Module, texts: list[str], beam: int = 1) -> list[dict[str, Any]]:
         """Translate each text (greedy with ``beam=1``, else beam search)."""
-        device = next(model.parameters()).device
+        device = model_device(model)
         out = []
         for text in texts:
             src = self.encode_source(text).to(device)  # (1, S)
@@ -385,7 +329,7 @@ class _TranslateBase(Task):
         The decoder reads its own greedy translation. Each decoder row is labelled with the
         token that position produces (its input is the token before it).
         """
-        device = next(model.parameters()).device
+        device = model_device(model)
         src = self.encode_source(text).to(device)  # (1, S)
         output = greedy_search(model, src, max_new_tokens=self.config.max_tokens + 1)  # (1, T)
         tgt_in = model.shift_right(output)  # (1, T): <s> y1 .. y_{T-1}
@@ -419,7 +363,7 @@ class _TranslateBase(Task):
 
     @torch.no_grad()
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
-        picks = torch.linspace(0, len(dataset) - 1, n).long().tolist()
+        picks = spread(n, len(dataset))
         out = []
         for i in picks:
             source, reference = dataset.pairs[i]
@@ -432,11 +376,7 @@ class _TranslateBase(Task):
 class TranslateSmallTask(_TranslateBase):
     """Translate short "i am / he is / ..." sentences (the classic tutorial's subset)."""
 
-    name = "translate-small"
-    Config = TranslateSmallConfig
-    # Pre-LN tolerates twice the learning rate: 12 epochs reach what post-LN at 1e-3 needs
-    # about 20 for (measured: test BLEU 62.8 after 20 post-LN epochs, fr-en).
-    train_defaults = {**_TranslateBase.train_defaults, "epochs": 12, "lr": 2e-3, "warmup": 200}
+    card = CARDS["translate-small"]
 
     def read(self) -> list[tuple[str, str]]:
         return tutorial_subset(read_pairs(eng_fra_file(self.config.data_dir or None)))
@@ -449,8 +389,7 @@ class TranslateSmallTask(_TranslateBase):
 class TranslateTask(_TranslateBase):
     """Translate English <-> French sentences (all 135,842 pairs up to --max-tokens)."""
 
-    name = "translate"
-    Config = TranslateConfig
+    card = CARDS["translate"]
 
     def read(self) -> list[tuple[str, str]]:
         return list(dict.fromkeys(read_pairs(eng_fra_file(self.config.data_dir or None))))

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from attnlab.configs.train import TrainConfig
 from attnlab.runs import load_run, write_run_config
 from attnlab.tasks.base import Task
-from attnlab.training.config import TrainConfig
 from attnlab.training.trainer import Trainer, batches_on, build_optimizer, loader, resolve_device
 
 TIMED_STEPS = 10

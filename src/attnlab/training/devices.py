@@ -19,9 +19,9 @@ from contextlib import AbstractContextManager
 
 import torch
 
+from attnlab.configs.train import PRECISIONS
 from attnlab.errors import AttnlabError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -11,7 +11,7 @@ from functools import partial
 
 import torch
 
-SCHEDULES = ("cosine", "noam", "constant")
+from attnlab.configs.train import SCHEDULES
 
 
 def cosine_warmup(step: int, warmup: int, total: int, floor: float = 0.0) -> float:

@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from attnlab.configs.train import TrainConfig
 from attnlab.errors import TrainingError
 from attnlab.tasks.base import Task
 from attnlab.training import distributed
@@ -48,7 +49,6 @@ from attnlab.training.checkpoint import (
     save_weights,
     write_json,
 )
-from attnlab.training.config import TrainConfig
 from attnlab.training.devices import autocast, check_precision, grad_scaler, resolve_device
 from attnlab.training.distributed import EpochBatchSampler, check_batch_split
 from attnlab.training.schedules import build_scheduler
