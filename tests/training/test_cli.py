@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from ..cli_helpers import assert_one_line_error, run_cli
+from .conftest import train
 
 
 def test_predict_prints_one_line_per_input(capsys, trained_run):
@@ -134,3 +135,53 @@ def test_console_script_exit_status_and_help():
     ):
         assert flag in help_text
     assert "(default: 0.002)" in help_text  # the task's own default learning rate
+
+
+def test_positional_inputs_may_come_before_or_after_options(capsys, trained_run):
+    code_a, out_a, _ = run_cli(capsys, "predict", str(trained_run), "--json", "3 1 4")
+    code_b, out_b, _ = run_cli(capsys, "predict", str(trained_run), "3 1 4", "--json")
+    assert code_a == code_b == 0
+    assert json.loads(out_a) == json.loads(out_b)
+    assert json.loads(out_a)[0]["input"] == [3, 1, 4]
+
+
+def test_resume_takes_epochs_and_no_compile(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    assert train(run_dir, "--epochs", "1", "--max-steps", "3", "--compile") == 0
+    assert json.loads((run_dir / "config.json").read_text())["train"]["compile"] is True
+    code, _, err = run_cli(
+        capsys, "train", "reverse", "--resume", str(run_dir), "--epochs", "2", "--no-compile",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    saved = json.loads((run_dir / "config.json").read_text())["train"]
+    assert saved["epochs"] == 2 and saved["compile"] is False
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    assert history[-1]["step"] == 40  # two epochs of 20 steps: --epochs was taken
+
+
+@pytest.mark.parametrize("abbreviation", ["--epoch", "--d-mod", "--no-comp"])
+def test_option_abbreviations_are_refused(capsys, tmp_path, abbreviation):
+    args = ["train", "reverse", "--out", str(tmp_path / "r"), abbreviation, "8"]
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, f"unrecognized arguments: {abbreviation}")
+    assert not (tmp_path / "r").exists()
+
+
+HELP_PAGES = [
+    ["--help"],
+    ["train", "--help"],
+    *[["train", task, "--help"] for task in
+      ("reverse", "names", "digits", "shakespeare", "translate", "translate-small")],
+    ["compare", "names", "--help"],
+    *[[command, "--help"] for command in
+      ("eval", "predict", "translate", "generate", "attention", "embed", "similarity", "bench")],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", HELP_PAGES, ids=" ".join)
+def test_help_pages_are_plain_text(capsys, argv):
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0 and out.startswith("usage: attnlab")
+    for markup in (":class:", ":mod:", ":func:", "``", "seed's", "practical"):
+        assert markup not in out, markup

@@ -1,0 +1,76 @@
+"""The ``attnlab`` command.
+
+    attnlab train TASK [options]          train a model; prints the run directory
+    attnlab compare TASK [options]        train a task's variants side by side
+    attnlab eval RUN_DIR [--json]         test-set report of a run's best model
+    attnlab predict RUN_DIR INPUT ...     predictions for raw inputs (--file F, - for stdin)
+    attnlab translate RUN_DIR SENTENCE    translation with a translate run (--beam K)
+    attnlab generate RUN_DIR --prompt P   text from a language model, streamed as it is written
+    attnlab attention RUN_DIR INPUT       attention explorer (--out view.html) or heatmaps (.png)
+    attnlab embed TEXT ...                sentence embeddings of a pretrained BERT (MiniLM)
+    attnlab similarity TEXT_A TEXT_B      cosine similarity of two sentence embeddings
+    attnlab bench [SUITE ...]             speed side by side with torch.nn / Hugging Face
+
+Each command is a module of this package, imported only when it runs, so ``attnlab --help``
+and ``attnlab train TASK --help`` answer without importing torch. Options and positional
+inputs may come in any order. A user mistake prints one line to stderr and exits with
+status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from attnlab import __version__
+from attnlab.cli.common import Parser
+from attnlab.errors import AttnlabError
+
+COMMANDS = {
+    "train": "train a model on a task",
+    "compare": "train a task's variants with the same time budget, side by side",
+    "eval": "test-set report of a run",
+    "predict": "predict for raw inputs",
+    "translate": "translate sentences with a translate or translate-small run",
+    "generate": "write text with a language-model run (e.g. shakespeare)",
+    "attention": "explore (.html) or plot (.png) a model's attention for one input",
+    "embed": "sentence embeddings with a pretrained BERT",
+    "similarity": "cosine similarity of two texts with a pretrained BERT",
+    "bench": "time attnlab side by side with its references (torch.nn, Hugging Face)",
+}
+_MODULES = {"eval": "evaluate"}  # a command whose module name differs
+_TITLE = 'attnlab: the Transformer of "Attention Is All You Need", from scratch in PyTorch.'
+
+
+def _top_parser() -> Parser:
+    listing = "\n".join(f"  {name:<12} {summary}" for name, summary in COMMANDS.items())
+    parser = Parser(
+        prog="attnlab",
+        description=f"{_TITLE}\n\ncommands:\n{listing}",
+        epilog="attnlab COMMAND --help shows a command's options.",
+        usage="attnlab [--version] [-h] COMMAND ...",
+    )
+    parser.add_argument("--version", action="version", version=f"attnlab {__version__}")
+    parser.add_argument("command", choices=COMMANDS, metavar="COMMAND", help=argparse.SUPPRESS)
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``attnlab ARGV``; returns the exit status (argparse's own errors exit 2)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    top = _top_parser().parse_args(argv)
+    command = importlib.import_module(f"attnlab.cli.{_MODULES.get(top.command, top.command)}")
+    args = command.parse(f"attnlab {top.command}", top.rest)
+    try:
+        return command.run(args)
+    except AttnlabError as e:
+        print(f"attnlab: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `attnlab generate ... | head`): stop
+        # quietly, and keep Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

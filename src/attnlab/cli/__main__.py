@@ -1,0 +1,5 @@
+"""``python -m attnlab.cli``."""
+
+from attnlab.cli import main
+
+raise SystemExit(main())

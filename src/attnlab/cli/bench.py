@@ -1,0 +1,66 @@
+"""``attnlab bench [SUITE ...]``: time attnlab against its reference implementations in one
+process and print one table with the ratios, plus TFLOP/s and model FLOPs utilisation (MFU)
+where known. Suites: encoder, gpt, bert, decode."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from attnlab.cli.common import Parser, add_device_option, flag
+from attnlab.configs.train import PRECISIONS
+from attnlab.errors import InputError
+
+LIMITS = {"repeats": 10**6, "threads": 4096, "peak_tflops": 10**7}
+
+
+def parse(prog: str, argv: list[str]) -> argparse.Namespace:
+    parser = Parser(prog=prog, description=__doc__)
+    parser.add_argument("suites", nargs="*", metavar="SUITE", help="suites to run (default: all)")
+    add_device_option(parser, ", mps")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="autocast format")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both sides")
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
+    parser.add_argument(
+        "--size", default="default", help="a suite's model size, e.g. gpt2-small for gpt"
+    )
+    parser.add_argument("--repeats", type=int, default=None, metavar="N", help="timed calls")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        metavar="X",
+        help="the device's peak TFLOP/s for MFU (default: known for H100, H200, A100)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    return parser.parse_intermixed_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from attnlab.bench import run_bench
+    from attnlab.bench.common import BenchOptions
+    from attnlab.training.devices import check_precision, resolve_device
+
+    for name, limit in LIMITS.items():
+        value = getattr(args, name)
+        if value is not None and not 0 < value <= limit:
+            raise InputError(f"{flag(name)} must be positive and at most {limit:g}; got {value}")
+    device = resolve_device(args.device)
+    check_precision(device, args.precision)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = BenchOptions(
+        device=str(device),
+        precision=args.precision,
+        compile=args.compile,
+        quick=args.quick,
+        size=args.size,
+        repeats=args.repeats,
+        peak_tflops=args.peak_tflops,
+    )
+    report = run_bench(args.suites, options)
+    print(json.dumps(report.as_json(), indent=2) if args.json else report.table())
+    return 0

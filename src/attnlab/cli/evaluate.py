@@ -1,0 +1,27 @@
+"""``attnlab eval RUN_DIR``: the test-set report of a run's best model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from attnlab.cli.common import Parser, add_device_option
+
+
+def parse(prog: str, argv: list[str]) -> argparse.Namespace:
+    parser = Parser(prog=prog, description=__doc__)
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_device_option(parser)
+    return parser.parse_intermixed_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    from attnlab.evaluation import evaluate_run
+    from attnlab.runs import load_run
+
+    loaded = load_run(args.run_dir)
+    report = evaluate_run(loaded, device=args.device)
+    print(json.dumps(report, indent=2) if args.json else loaded.task.format_report(report))
+    return 0

@@ -1,0 +1,103 @@
+"""``attnlab generate RUN_DIR``: continue a prompt with a trained language model, one token at
+a time, printing each token as it is produced. Past the model's context window (block_size)
+the window slides by half a block."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from attnlab.cli.common import Parser, add_device_option
+from attnlab.errors import InputError, RunDirError
+
+MAX_NEW_TOKENS = 10**6
+
+
+def parse(prog: str, argv: list[str]) -> argparse.Namespace:
+    parser = Parser(prog=prog, description=__doc__)
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
+    parser.add_argument("--prompt", default=None, help="the text to continue (default: a newline)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=500, metavar="N", help="how many tokens to write"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        metavar="X",
+        help="divide the logits by X (below 1: safer text; 0: always the most likely token)",
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=None, metavar="K", help="sample from the K likeliest tokens"
+    )
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        default=None,
+        metavar="P",
+        help="sample from the smallest set of tokens whose probabilities reach P, in (0, 1]",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed, for repeatable text")
+    parser.add_argument("--stop", default=None, metavar="STR", help="stop once STR is written")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="no key/value cache: recompute the whole context at every step (slower, same text)",
+    )
+    add_device_option(parser)
+    return parser.parse_intermixed_args(argv)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS:
+        raise InputError(
+            f"--max-new-tokens must be from 1 to {MAX_NEW_TOKENS:,}; got {args.max_new_tokens}"
+        )
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise InputError(
+            f"--temperature must be a finite number, 0 or more; got {args.temperature}"
+        )
+    if args.top_k is not None and args.top_k < 1:
+        raise InputError(f"--top-k must be at least 1; got {args.top_k}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise InputError(f"--top-p must be in (0, 1]; got {args.top_p}")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise InputError(f"--seed must be from 0 to 2^63 - 1; got {args.seed}")
+    if args.stop == "":
+        raise InputError("--stop must not be empty")
+
+
+def run(args: argparse.Namespace) -> int:
+    from attnlab.generation import generate
+    from attnlab.runs import load_run
+    from attnlab.tasks.base import TextGenerator
+    from attnlab.training.devices import resolve_device
+
+    _check(args)
+    loaded = load_run(args.run_dir)
+    task = loaded.task
+    if not isinstance(task, TextGenerator):
+        raise RunDirError(
+            f"{args.run_dir} is a run of task {task.name!r}, which does not generate text "
+            "(generate needs a language-model run, e.g. of shakespeare)"
+        )
+    device = resolve_device(args.device)
+    prompt = "\n" if args.prompt is None else args.prompt  # nanoGPT's sample.py starts there too
+    input_ids = task.encode_prompt(prompt).to(device)  # (1, T)
+    print(prompt, end="", flush=True)
+    generate(
+        loaded.model.to(device),
+        input_ids,
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        use_cache=not args.no_cache,
+        seed=args.seed,
+        stop=args.stop,
+        decode=task.decode,
+        on_token=lambda new_ids: print(task.decode(new_ids.tolist()), end="", flush=True),
+    )
+    print()
+    return 0

@@ -1,0 +1,54 @@
+"""``attnlab train TASK``: train a model; prints the run directory, the test report and the
+files of the run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from attnlab.cli.common import typed_options
+from attnlab.cli.tasks import parse_task
+from attnlab.configs import CARDS, TrainConfig
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    run = parser.add_argument_group("run directory")
+    run.add_argument(
+        "--out", type=Path, default=None, help="run directory; default: runs/<task>/<timestamp>/"
+    )
+    run.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue RUN_DIR from its last checkpoint",
+    )
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="show a progress bar",
+    )
+
+
+def parse(prog: str, argv: list[str]) -> argparse.Namespace:
+    return parse_task(prog, argv, _run_options)
+
+
+def run(args: argparse.Namespace) -> int:
+    from attnlab.training.checkpoint import METRICS
+    from attnlab.training.launch import train
+
+    options = typed_options(args, CARDS[args.task].config, TrainConfig)
+    result = train(args.task, out=args.out, resume=args.resume, progress=args.progress, **options)
+    if result is None:  # a torchrun process other than rank 0
+        return 0
+    run_dir = result.run.dir
+    print(result.run.task.format_report(result.report))
+    print(f"\nrun directory: {run_dir}")
+    print(
+        f"  model.safetensors (best by val {result.run.task.monitor}), checkpoint.pt (resume "
+        f"with --resume {run_dir}), config.json, {METRICS}, {result.curves.relative_to(run_dir)}"
+    )
+    print(f"  TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
+    return 0

@@ -1,0 +1,151 @@
+"""``attnlab.train``: train a task into a run directory, from Python or the command line.
+
+    >>> import attnlab
+    >>> result = attnlab.train("reverse", epochs=1, train_size=2000, out="runs/demo")
+    >>> result.report["metrics"]["sequence_accuracy"]
+
+Options are the fields of the task's config (e.g. ``d_model``, ``train_size``) and of
+:class:`~attnlab.configs.TrainConfig` (e.g. ``epochs``, ``lr``), by name. ``attnlab train
+TASK --flags`` calls the same function with the flags the user typed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attnlab.configs import TrainConfig
+from attnlab.errors import ConfigError
+from attnlab.options import build, flat_fields
+from attnlab.runs import (
+    Run,
+    build_model,
+    build_task,
+    load_run,
+    new_run_dir,
+    read_run_config,
+    write_run_config,
+)
+from attnlab.tasks import Task, get_task
+from attnlab.training import distributed
+from attnlab.training.devices import check_precision
+from attnlab.training.trainer import Trainer
+
+
+@dataclass
+class TrainResult:
+    """A finished run: the reloaded best model, its test report and the training history."""
+
+    run: Run
+    report: dict[str, Any]
+    history: list[dict[str, Any]]
+    curves: Path
+
+
+def resumable_fields() -> set[str]:
+    """The TrainConfig fields that ``--resume`` may change (declared in their metadata)."""
+    return {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resumable")}
+
+
+def split_options(task_cls: type[Task], options: dict[str, Any]) -> tuple[dict, dict]:
+    """``options`` -> (task config values, training config values); unknown names refused."""
+    task_names = {field.name for field, _ in flat_fields(task_cls.Config)}
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(options) - task_names - train_names)
+    if unknown:
+        raise ConfigError(f"task {task_cls.name!r} has no option {unknown[0]!r}")
+    task_values = {k: v for k, v in options.items() if k in task_names}
+    return task_values, {k: v for k, v in options.items() if k in train_names}
+
+
+def configs_from(task_cls: type[Task], options: dict[str, Any]) -> tuple[Any, TrainConfig]:
+    """The task config and the training config (with the task's defaults) of ``options``."""
+    task_values, train_values = split_options(task_cls, options)
+    task_config = build(task_cls.Config, task_values)
+    return task_config, build(TrainConfig, {**task_cls.train_defaults, **train_values})
+
+
+def _resumed(task_cls: type[Task], resume: Path, options: dict[str, Any]) -> tuple:
+    """The task, model and training config of a run to continue, with allowed overrides."""
+    config = read_run_config(resume, expected_task=task_cls.name)
+    _, train_values = split_options(task_cls, options)
+    refused = sorted(set(options) - resumable_fields())
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        allowed = ", ".join(sorted("--" + n.replace("_", "-") for n in resumable_fields()))
+        raise ConfigError(
+            f"{flags} cannot change on --resume: the run keeps its saved config "
+            f"(only {allowed} may)"
+        )
+    train_config = build(TrainConfig, {**config["train"], **train_values})
+    return build_task(config), build_model(config), train_config
+
+
+def train(
+    task: str,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> TrainResult | None:
+    """Train ``task`` and report on its test split; returns the finished run.
+
+    Args:
+        task: a task name (``reverse``, ``names``, ``digits``, ``shakespeare``,
+            ``translate-small``, ``translate``).
+        out: the run directory (default ``runs/<task>/<timestamp>/``); it must be new or empty.
+        resume: continue this run directory from its checkpoint instead; only the resumable
+            training options (epochs, max_steps, patience, device, grad_accum, precision,
+            compile) may be given then.
+        progress: show a progress bar.
+        **options: task-config and training-config fields, e.g. ``epochs=3, d_model=64``.
+
+    Under torchrun every process calls this; all but rank 0 return ``None``.
+    Raises :class:`~attnlab.errors.ConfigError` for an unknown or invalid option, and the other
+    :class:`~attnlab.errors.AttnlabError` s for missing data or an unusable run directory.
+    """
+    task_cls = get_task(task)
+    if resume is not None:
+        task_obj, model, train_config = _resumed(task_cls, Path(resume), options)
+        run_dir: Path | None = Path(resume)
+    else:
+        task_config, train_config = configs_from(task_cls, options)
+        model, run_dir = None, None
+    # refuse a missing GPU or an unsupported precision before making a run directory
+    check_precision(distributed.process_device(train_config.device), train_config.precision)
+    if resume is None:
+        task_obj = task_cls(task_config)  # finds (or fails to find) the data first
+    with distributed.process_group(train_config.device):
+        distributed.check_batch_split(
+            train_config.batch_size, train_config.grad_accum, distributed.world_size()
+        )
+        if run_dir is None:  # rank 0 names and creates it, the others are told its path
+            run_dir = distributed.on_main(lambda: new_run_dir(task_cls.name, out))
+            torch.manual_seed(train_config.seed)
+            model = task_obj.build_model()
+        if distributed.is_main():
+            write_run_config(run_dir, task_obj, train_config, model)
+            print(f"run directory: {run_dir}", flush=True)
+        trainer = Trainer(task_obj, model, train_config, run_dir, progress=progress)
+        trainer.fit(resume=resume is not None)
+        if not distributed.is_main():
+            return None
+    return _finish(run_dir, trainer, train_config)
+
+
+def _finish(run_dir: Path, trainer: Trainer, train_config: TrainConfig) -> TrainResult:
+    """Plot the curves and write the test report of the best model."""
+    from attnlab.evaluation import evaluate_run
+    from attnlab.viz import plot_training_curves
+
+    curves = plot_training_curves(
+        trainer.history, trainer.task.monitor, run_dir / "plots" / "training_curves.png"
+    )
+    run = load_run(run_dir)
+    report = evaluate_run(run, device=train_config.device)
+    return TrainResult(run, report, trainer.history, curves)

@@ -1,0 +1,42 @@
+"""``attnlab.train``: the Python function behind ``attnlab train``."""
+
+import pytest
+from safetensors.torch import load_file
+
+import attnlab
+from attnlab.cli import main
+from attnlab.errors import ConfigError
+
+SMALL = {"train_size": 600, "val_size": 60, "test_size": 60, "batch_size": 50, "epochs": 2}
+
+
+def test_train_returns_the_run_and_equals_the_command_line(tmp_path):
+    result = attnlab.train("reverse", out=tmp_path / "python", **SMALL)
+    assert result.run.dir == tmp_path / "python"
+    assert set(result.report["metrics"]) == {"loss", "token_accuracy", "sequence_accuracy"}
+    assert result.history[-1]["step"] == 2 * 12  # ceil(600 / 50) steps per epoch
+
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
+    out = tmp_path / "cli"
+    assert main(["train", "reverse", "--out", str(out), "--no-progress", *flags]) == 0
+    python_weights = load_file(tmp_path / "python" / "model.safetensors")
+    cli_weights = load_file(out / "model.safetensors")
+    assert python_weights.keys() == cli_weights.keys()
+    for name, tensor in python_weights.items():
+        assert tensor.equal(cli_weights[name]), name  # same seed, same run, bit for bit
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"d_modle": 32}, "has no option 'd_modle'"),
+        ({"d_model": 0}, "d_model must be at least 1; got 0"),
+        ({"heads": 3, "d_model": 32}, "heads must divide d_model"),
+        ({"dropout": float("nan")}, "dropout must be a finite number"),
+        ({"epochs": "3"}, "epochs must be a whole number; got '3'"),
+    ],
+)
+def test_bad_options_raise_config_error_before_any_run_directory(tmp_path, options, message):
+    with pytest.raises(ConfigError, match=message):
+        attnlab.train("reverse", out=tmp_path / "run", **options)
+    assert not (tmp_path / "run").exists()
