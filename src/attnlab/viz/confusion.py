@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from attnlab.viz.figures import save_figure
+from attnlab.viz.figures import new_figure, save_figure
 
 
 def plot_confusion_matrix(counts: np.ndarray, labels: list[str], path: Path) -> Path:
@@ -20,7 +19,8 @@ def plot_confusion_matrix(counts: np.ndarray, labels: list[str], path: Path) -> 
     totals = counts.sum(axis=1, keepdims=True)
     rates = counts / np.maximum(totals, 1)  # (C, C), rows sum to 1
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(0.45 * n + 3, 0.45 * n + 2))
+    fig = new_figure(figsize=(0.45 * n + 3, 0.45 * n + 2))
+    ax = fig.subplots()
     image = ax.imshow(rates, vmin=0.0, vmax=1.0, cmap="Blues")
     ax.set_xticks(range(n), labels, rotation=90)
     ax.set_yticks(

@@ -1,19 +1,26 @@
-"""Saving matplotlib figures to files (no window: works without a display)."""
+"""Making and saving matplotlib figures without pyplot.
+
+Figures are plain :class:`matplotlib.figure.Figure` objects, not registered with pyplot: saving
+one needs no display and no backend, and attnlab never changes the process's matplotlib
+backend (a notebook keeps its own, and its inline plots keep working).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 
-def save_figure(fig: plt.Figure, path: str | Path) -> Path:
-    """Write ``fig`` to ``path`` (folders created, margins trimmed), close it, return the path."""
+def new_figure(**kwargs: Any) -> Figure:
+    """A figure for saving to a file (``kwargs``: ``figsize``, ``layout``...)."""
+    return Figure(**kwargs)
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (folders created, margins trimmed) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path

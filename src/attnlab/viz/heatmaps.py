@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 from torch import Tensor
 
-from attnlab.viz.figures import save_figure
+from attnlab.viz.figures import new_figure, save_figure
 from attnlab.viz.views import AttentionView
 
 
@@ -46,7 +45,7 @@ def plot_attention_views(views: list[AttentionView], path: str | Path) -> Path:
     Each view is drawn as :func:`plot_attention_grid` draws it, one below the other.
     """
     sizes = [_grid_size(view) for view in views]
-    fig = plt.figure(figsize=(max(w for w, _ in sizes), sum(h for _, h in sizes)))
+    fig = new_figure(figsize=(max(w for w, _ in sizes), sum(h for _, h in sizes)))
     subfigures = fig.subfigures(len(views), 1, height_ratios=[h for _, h in sizes], squeeze=False)
     for subfigure, view in zip(subfigures[:, 0], views, strict=True):
         _draw_grid(subfigure, view.maps, view.query_labels, view.key_labels, view.title)

@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
-from attnlab.viz.figures import save_figure
+from attnlab.viz.figures import new_figure, save_figure
 
 
 def plot_training_curves(history: list[dict[str, Any]], monitor: str, path: Path) -> Path:
     """Train / val loss and the monitored val metric against the step; saved as a PNG."""
     steps = [h["step"] for h in history]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = new_figure(figsize=(11, 4))
+    ax_loss, ax_metric = fig.subplots(1, 2)
     ax_loss.plot(steps, [h["train_loss"] for h in history], marker="o", label="train loss")
     ax_loss.plot(steps, [h["val_loss"] for h in history], marker="o", label="val loss")
     ax_loss.set_xlabel("step")

@@ -17,13 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from matplotlib import patheffects
 from torch import Tensor
 
-from attnlab.viz.figures import save_figure
+from attnlab.viz.figures import new_figure, save_figure
 
 
 def attention_rollout(maps: Sequence[Tensor]) -> Tensor:
@@ -87,7 +86,8 @@ def plot_rollout_overlay(
     labels = ["rollout of the CLS token"]
     labels += [f"layer {i + 1}: CLS attention" for i in range(len(layer_heats))]
     top = max(float(s.max()) for s in shares)
-    fig, axes = plt.subplots(1, 1 + len(shares), figsize=(2.6 * (1 + len(shares)), 3.0))
+    fig = new_figure(figsize=(2.6 * (1 + len(shares)), 3.0))
+    axes = fig.subplots(1, 1 + len(shares))
     axes[0].imshow(image.numpy(), cmap="gray", vmin=0.0, vmax=1.0)
     axes[0].set_title("input (as the model sees it)", fontsize=8)
     for ax, label, share in zip(axes[1:], labels, shares, strict=True):

@@ -1,0 +1,111 @@
+"""The import rules of DESIGN.md: nn <- models <- tasks <- training <- evaluation/viz <- cli.
+
+Two independent checks: a static walk of every module's ``import`` statements (what the code
+*says* it imports), and fresh interpreters that import a module and list what got loaded (what
+actually happens, including imports made by ``__init__`` files).
+"""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import attnlab
+
+SRC = Path(attnlab.__file__).parent
+HEAVY = ("matplotlib", "sklearn", "tokenizers", "attnlab.tasks.reverse", "attnlab.runs")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The absolute module names a source file imports, at any depth (lazy ones included)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def attnlab_imports(package: str) -> dict[str, set[str]]:
+    """``{file: attnlab modules it imports}`` for every file of ``attnlab.<package>``."""
+    files = sorted((SRC / package).rglob("*.py"))
+    assert files, package
+    return {
+        str(f.relative_to(SRC)): {m for m in imported_modules(f) if m.startswith("attnlab")}
+        for f in files
+    }
+
+
+@pytest.mark.parametrize(
+    "package, allowed",
+    [
+        ("nn", ("attnlab.nn",)),
+        ("models", ("attnlab.nn", "attnlab.models")),
+        ("configs", ("attnlab.configs", "attnlab.options", "attnlab.errors")),
+    ],
+)
+def test_a_package_imports_only_the_layers_below_it(package, allowed):
+    for path, modules in attnlab_imports(package).items():
+        strays = {m for m in modules if not m.startswith(allowed)}
+        assert not strays, f"{path} imports {sorted(strays)}"
+
+
+def test_nothing_below_the_cli_imports_the_cli():
+    for package in ("nn", "models", "tasks", "training", "evaluation", "viz", "interop", "data"):
+        for path, modules in attnlab_imports(package).items():
+            assert not any(m.startswith("attnlab.cli") for m in modules), path
+
+
+def loaded_after(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; which heavy modules did it load, and did it change
+    the matplotlib backend or torch's thread count?"""
+    probe = f"""
+import json, os, sys
+os.environ.pop("MPLBACKEND", None)
+{code}
+heavy = [m for m in {HEAVY!r} + ("torch",) if m in sys.modules]
+print(json.dumps({{"heavy": heavy}}))
+"""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MPLBACKEND"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("module", ["attnlab", "attnlab.nn", "attnlab.models"])
+def test_the_core_imports_torch_and_nothing_heavy(module):
+    assert loaded_after(f"import {module}")["heavy"] in ([], ["torch"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["--version"], ["train", "--help"], ["train", "names", "--help"],
+     ["compare", "names", "--help"], ["predict", "--help"], ["bench", "--help"]],
+)  # fmt: skip
+def test_help_and_version_answer_without_torch(argv):
+    code = f"""
+from attnlab.cli import main
+try:
+    main({argv!r})
+except SystemExit as e:
+    assert e.code == 0, e.code
+"""
+    assert loaded_after(code)["heavy"] == []
+
+
+def test_importing_attnlab_nn_leaves_the_matplotlib_backend_alone():
+    code = """
+import matplotlib
+before = matplotlib.get_backend()
+import attnlab, attnlab.nn, attnlab.viz, attnlab.tasks
+from attnlab.tasks import get_task
+get_task("reverse")
+assert matplotlib.get_backend() == before, (before, matplotlib.get_backend())
+"""
+    loaded_after(code)
