@@ -74,42 +74,12 @@ def run(options: BenchOptions) -> list[BenchResult]:
     warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors")
 
     generator = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        layer = nn.TransformerEncoderLayer(D_MODEL, HEADS, D_FF, DROPOUT, batch_first=True)
-        reference = nn.TransformerEncoder(layer, LAYERS, enable_nested_tensor=True).to(device)
-    ours = from_torch(reference).to(device)
+    reference, ours = _same_encoder_twice(device)
     n_params = sum(p.numel() for p in ours.parameters())
-
     x = torch.randn(batch, length, D_MODEL, generator=generator).to(device)  # (B, T, D)
-    lengths = torch.randint(int(length * 0.4), length + 1, (batch,), generator=generator)
-    lengths[0] = length  # the padded batch keeps its full width
-    lengths = (lengths.float() * 0.7 * batch * length / lengths.sum()).round().long()
-    lengths = lengths.clamp(1, length).to(device)
+    lengths = _padded_lengths(batch, length, generator).to(device)  # (B,)
     mask = padding_mask(lengths, max_len=length)  # (B, 1, 1, T), True = real token
-    torch_mask = torch_key_padding_mask(mask)  # (B, T), True = padding
-    real_tokens = int(lengths.sum())
-
-    ours_fwd, reference_fwd = ours, reference
-    if options.compile:
-        ours_fwd, reference_fwd = torch.compile(ours), torch.compile(reference)
-    cases = {
-        "train": (
-            _train_step(ours_fwd, lambda m: m(x), options),
-            _train_step(reference_fwd, lambda m: m(x), options),
-            batch * length,
-        ),
-        "infer": (
-            _inference(ours_fwd, lambda m: m(x), options),
-            _inference(reference_fwd, lambda m: m(x), options),
-            batch * length,
-        ),
-        "infer-pad": (
-            _inference(ours_fwd, lambda m: m(x, mask=mask), options),
-            _inference(reference_fwd, lambda m: m(x, src_key_padding_mask=torch_mask), options),
-            real_tokens,
-        ),
-    }
+    cases = _cases(ours, reference, x, mask, int(lengths.sum()), options)
 
     results = []
     for name, (ours_fn, reference_fn, tokens) in cases.items():
@@ -135,3 +105,62 @@ def run(options: BenchOptions) -> list[BenchResult]:
             )
         )
     return results
+
+
+def _same_encoder_twice(device: torch.device) -> tuple[nn.TransformerEncoder, nn.Module]:
+    """``torch.nn.TransformerEncoder`` (seed 0) and attnlab's copy of it, both on ``device``.
+
+    The seed is set inside :func:`torch.random.fork_rng`, so the global generator is left as
+    it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        layer = nn.TransformerEncoderLayer(D_MODEL, HEADS, D_FF, DROPOUT, batch_first=True)
+        reference = nn.TransformerEncoder(layer, LAYERS, enable_nested_tensor=True).to(device)
+    return reference, from_torch(reference).to(device)
+
+
+def _padded_lengths(batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    """Real-token counts ``(B,)`` in ``[1, length]``: about 70% of the ``batch x length`` slots
+    hold a real token, the rest is padding."""
+    lengths = torch.randint(int(length * 0.4), length + 1, (batch,), generator=generator)  # (B,)
+    lengths[0] = length  # the padded batch keeps its full width
+    lengths = (lengths.float() * 0.7 * batch * length / lengths.sum()).round().long()  # (B,)
+    return lengths.clamp(1, length)
+
+
+def _cases(
+    ours: nn.Module,
+    reference: nn.TransformerEncoder,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    real_tokens: int,
+    options: BenchOptions,
+) -> dict[str, tuple[Callable[[], None], Callable[[], None], int]]:
+    """The three cases: name -> (attnlab's call, torch's call, tokens counted per call).
+
+    ``x`` is ``(B, T, D)``; ``mask`` is ``(B, 1, 1, T)``, True = real token (attnlab's
+    convention), converted to torch's ``src_key_padding_mask`` (True = padding) for torch.
+    """
+    batch, length = x.shape[:2]
+    torch_mask = torch_key_padding_mask(mask)  # (B, T), True = padding
+    ours_fwd, reference_fwd = ours, reference
+    if options.compile:
+        ours_fwd, reference_fwd = torch.compile(ours), torch.compile(reference)
+    return {
+        "train": (
+            _train_step(ours_fwd, lambda m: m(x), options),
+            _train_step(reference_fwd, lambda m: m(x), options),
+            batch * length,
+        ),
+        "infer": (
+            _inference(ours_fwd, lambda m: m(x), options),
+            _inference(reference_fwd, lambda m: m(x), options),
+            batch * length,
+        ),
+        "infer-pad": (
+            _inference(ours_fwd, lambda m: m(x, mask=mask), options),
+            _inference(reference_fwd, lambda m: m(x, src_key_padding_mask=torch_mask), options),
+            real_tokens,
+        ),
+    }

@@ -99,7 +99,7 @@ def baby_gpt_training(options: BenchOptions) -> list[BenchResult]:
     from attnlab.training import TrainConfig, Trainer
 
     started = time.perf_counter()
-    task = _TimedShakespeare(ShakespeareConfig())
+    task = _TimedShakespeare(ShakespeareConfig(data_dir=options.data_dir))
     steps = 50 if options.quick else 0  # 0: the task's whole schedule (2,000 steps)
     config = TrainConfig(
         **{
@@ -153,6 +153,30 @@ def generation(options: BenchOptions) -> list[BenchResult]:
     device = torch.device(options.device)
     new_tokens = 100 if options.quick else 500
     repeats = options.repeats or (1 if options.quick else 3)
+    ours, reference = _generation_models(device)
+    prompt = torch.randint(
+        GENERATION_CONFIG.vocab_size, (1, GENERATION_PROMPT), device=device
+    )  # (1, T)
+
+    rates = {}  # (side, use_cache) -> tokens/s
+    for use_cache in (True, False):
+        sides = {"attnlab": _attnlab_generate(ours, prompt, new_tokens, use_cache, options)}
+        if reference is not None:
+            sides["hf"] = _hf_generate(reference, prompt, new_tokens, use_cache, options)
+        for call in sides.values():  # warm up
+            call()
+        seconds = interleaved_medians(sides, device, repeats)
+        for side, s in seconds.items():
+            rates[side, use_cache] = new_tokens / s
+    return _generation_results(rates, new_tokens, hf_installed=reference is not None)
+
+
+def _generation_models(device: torch.device) -> tuple[GPT, nn.Module | None]:
+    """attnlab's GPT and Hugging Face's ``GPT2LMHeadModel`` of :data:`GENERATION_CONFIG`.
+
+    Both hold the same weights (seed 0, converted by :func:`attnlab.interop.from_hf`) and are
+    in eval mode on ``device``; without ``transformers`` the second is None.
+    """
     torch.manual_seed(0)
     reference = _hf_gpt2(GENERATION_CONFIG)
     if reference is not None:
@@ -162,44 +186,53 @@ def generation(options: BenchOptions) -> list[BenchResult]:
         reference = reference.to(device).eval()
     else:
         ours = GPT(GENERATION_CONFIG)
-    ours = ours.to(device).eval()
-    prompt = torch.randint(GENERATION_CONFIG.vocab_size, (1, GENERATION_PROMPT), device=device)
+    return ours.to(device).eval(), reference
 
-    def ours_call(use_cache: bool) -> Callable[[], None]:
-        def call() -> None:
-            with autocast(device, options.precision):
-                generate(ours, prompt, new_tokens, temperature=0.0, use_cache=use_cache)
 
-        return call
+def _attnlab_generate(
+    model: GPT, prompt: torch.Tensor, new_tokens: int, use_cache: bool, options: BenchOptions
+) -> Callable[[], None]:
+    """One greedy :func:`~attnlab.generation.generate` of ``new_tokens`` after ``prompt (1, T)``."""
+    device = torch.device(options.device)
 
-    def reference_call(use_cache: bool) -> Callable[[], None]:
-        def call() -> None:
-            with torch.inference_mode(), autocast(device, options.precision):
-                reference.generate(
-                    prompt,
-                    attention_mask=torch.ones_like(prompt),
-                    max_new_tokens=new_tokens,
-                    min_new_tokens=new_tokens,
-                    do_sample=False,
-                    use_cache=use_cache,
-                    pad_token_id=0,
-                )
+    def call() -> None:
+        with autocast(device, options.precision):
+            generate(model, prompt, new_tokens, temperature=0.0, use_cache=use_cache)
 
-        return call
+    return call
 
-    rates = {}
-    for use_cache in (True, False):
-        sides = {"attnlab": ours_call(use_cache)}
-        if reference is not None:
-            sides["hf"] = reference_call(use_cache)
-        for call in sides.values():  # warm up
-            call()
-        seconds = interleaved_medians(sides, device, repeats)
-        for side, s in seconds.items():
-            rates[side, use_cache] = new_tokens / s
 
+def _hf_generate(
+    model: nn.Module, prompt: torch.Tensor, new_tokens: int, use_cache: bool, options: BenchOptions
+) -> Callable[[], None]:
+    """One greedy ``GPT2LMHeadModel.generate`` of exactly ``new_tokens`` after ``prompt (1, T)``."""
+    device = torch.device(options.device)
+
+    def call() -> None:
+        with torch.inference_mode(), autocast(device, options.precision):
+            model.generate(
+                prompt,
+                attention_mask=torch.ones_like(prompt),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                use_cache=use_cache,
+                pad_token_id=0,
+            )
+
+    return call
+
+
+def _generation_results(
+    rates: dict[tuple[str, bool], float], new_tokens: int, hf_installed: bool
+) -> list[BenchResult]:
+    """Three rows: attnlab vs Hugging Face with the cache, then without, then cache vs none.
+
+    ``rates`` maps ``(side, use_cache)`` to tokens/s, side "attnlab" or "hf" (absent when
+    Hugging Face is not installed).
+    """
     reference_name = "HF GPT2LMHeadModel.generate"
-    if reference is None:
+    if not hf_installed:
         reference_name = "HF GPT2LMHeadModel (transformers not installed)"
     results = []
     for use_cache, label in ((True, "KV cache"), (False, "no cache")):
