@@ -164,6 +164,37 @@ def length_penalty_factor(length: Tensor, alpha: float) -> Tensor:
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def _best_extensions(
+    scores: Tensor, logits: Tensor, finished: Tensor, pad_id: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One step of beam search: the ``K`` best one-token extensions of each source's beams.
+
+    Args:
+        scores: total log-probability of each hypothesis ``(B, K)``.
+        logits: next-token logits of each hypothesis ``(B*K, V)``, the ``K`` beams of source
+            ``b`` in rows ``b*K ..``.
+        finished: ``(B*K,)``, True where a hypothesis has produced ``eos_id``; it may only be
+            extended by ``pad_id``, at no cost.
+        pad_id: the padding token.
+
+    Returns:
+        The survivors' scores ``(B, K)``, which hypothesis of its source each one extends
+        ``(B, K)`` (in ``0 .. K-1``) and with which token ``(B, K)``.
+    """
+    B, K = scores.shape
+    log_probs = logits.log_softmax(dim=-1)  # (B*K, V)
+    V = log_probs.size(-1)
+    # A finished hypothesis may only continue with padding, at no cost.
+    log_probs[finished] = float("-inf")
+    log_probs[finished, pad_id] = 0.0
+    candidates = scores.view(B * K, 1) + log_probs  # (B*K, V)
+    candidates = candidates.view(B, K * V)  # (B, K*V)
+    scores, flat = candidates.topk(K, dim=-1)  # (B, K) each
+    beam = flat // V  # (B, K): which hypothesis each survivor extends
+    token = flat % V  # (B, K): with which token
+    return scores, beam, token
+
+
 @torch.no_grad()
 def beam_search(
     model: nn.Module,
@@ -207,17 +238,8 @@ def beam_search(
     finished = torch.zeros(B * K, dtype=torch.bool, device=device)  # (B*K,)
     lengths = torch.zeros(B * K, device=device)  # (B*K,) tokens up to and including eos
     for _ in range(_max_new_tokens(model, src, max_new_tokens)):
-        logits = _never_predicted(stepper.next_logits(ids).float(), c)
-        log_probs = logits.log_softmax(dim=-1)  # (B*K, V)
-        V = log_probs.size(-1)
-        # A finished hypothesis may only continue with padding, at no cost.
-        log_probs[finished] = float("-inf")
-        log_probs[finished, c.pad_id] = 0.0
-        candidates = scores.view(B * K, 1) + log_probs  # (B*K, V)
-        candidates = candidates.view(B, K * V)  # (B, K*V)
-        scores, flat = candidates.topk(K, dim=-1)  # (B, K) each
-        beam = flat // V  # (B, K): which hypothesis each survivor extends
-        token = flat % V  # (B, K): with which token
+        logits = _never_predicted(stepper.next_logits(ids).float(), c)  # (B*K, V)
+        scores, beam, token = _best_extensions(scores, logits, finished, c.pad_id)
         rows = (beam + torch.arange(B, device=device)[:, None] * K).view(-1)  # (B*K,)
         stepper.reorder(rows)
         ids = torch.cat([ids.index_select(0, rows), token.view(-1, 1)], dim=1)  # (B*K, T+1)
@@ -253,7 +275,16 @@ def _filter_logits(logits: Tensor, top_k: int | None, top_p: float | None) -> Te
     return logits
 
 
-def _check_sampling(max_new_tokens: int, temperature: float, top_k, top_p) -> None:
+def _check_generate_args(
+    input_ids: Tensor,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    stop: str | None,
+    decode: Callable[[list[int]], str] | None,
+) -> None:
+    """Refuse the arguments of :func:`generate` that it cannot honour, one message each."""
     if max_new_tokens < 0:
         raise InputError(f"max_new_tokens must be 0 or more; got {max_new_tokens}")
     if temperature < 0:
@@ -262,6 +293,35 @@ def _check_sampling(max_new_tokens: int, temperature: float, top_k, top_p) -> No
         raise InputError(f"top_k must be at least 1; got {top_k}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise InputError(f"top_p must be in (0, 1]; got {top_p}")
+    if input_ids.dim() != 2 or input_ids.size(1) == 0:
+        raise InputError(f"input_ids must be (B, T) with T >= 1; got {tuple(input_ids.shape)}")
+    if stop is not None and decode is None:
+        raise ValueError("stop needs decode, to turn the new ids into text")
+
+
+def _next_token(
+    logits: Tensor,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """The next token ``(B,)`` from ``logits (B, V)``: the most likely one at temperature 0,
+    else a sample from the softmax of ``logits / temperature`` within top-k and top-p."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)  # (B,)
+    logits = _filter_logits(logits / temperature, top_k, top_p)
+    probs = logits.softmax(dim=-1)  # (B, V)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]  # (B,)
+
+
+def _contains_stop(
+    ids: Tensor, prompt_len: int, stop: str, decode: Callable[[list[int]], str]
+) -> Tensor:
+    """``(B,)``: True for each row of ``ids (B, T)`` whose new text (after the prompt)
+    contains ``stop``."""
+    texts = (decode(row[prompt_len:].tolist()) for row in ids)
+    return torch.tensor([stop in text for text in texts], device=ids.device)
 
 
 @torch.no_grad()
@@ -303,11 +363,7 @@ def generate(
     Returns:
         ``(B, T + n)`` ids, the prompt followed by ``n <= max_new_tokens`` new tokens.
     """
-    _check_sampling(max_new_tokens, temperature, top_k, top_p)
-    if input_ids.dim() != 2 or input_ids.size(1) == 0:
-        raise InputError(f"input_ids must be (B, T) with T >= 1; got {tuple(input_ids.shape)}")
-    if stop is not None and decode is None:
-        raise ValueError("stop needs decode, to turn the new ids into text")
+    _check_generate_args(input_ids, max_new_tokens, temperature, top_k, top_p, stop, decode)
     generator = None
     if seed is not None:
         generator = torch.Generator(device=input_ids.device).manual_seed(seed)
@@ -316,20 +372,14 @@ def generate(
     done = torch.zeros(ids.size(0), dtype=torch.bool, device=ids.device)  # (B,)
     for _ in range(max_new_tokens):
         logits = stepper.next_logits(ids).float()  # (B, vocab)
-        if temperature == 0:
-            next_id = logits.argmax(dim=-1)  # (B,)
-        else:
-            logits = _filter_logits(logits / temperature, top_k, top_p)
-            probs = logits.softmax(dim=-1)  # (B, vocab)
-            next_id = torch.multinomial(probs, 1, generator=generator)[:, 0]  # (B,)
+        next_id = _next_token(logits, temperature, top_k, top_p, generator)  # (B,)
         ids = torch.cat([ids, next_id[:, None]], dim=1)  # (B, T + 1)
         if on_token is not None:
             on_token(next_id)
         if eos_id is not None:
             done |= next_id == eos_id
         if stop is not None:
-            texts = (decode(row[prompt_len:].tolist()) for row in ids)
-            done |= torch.tensor([stop in text for text in texts], device=ids.device)
+            done |= _contains_stop(ids, prompt_len, stop, decode)
         if (eos_id is not None or stop is not None) and done.all():
             break
     return ids
