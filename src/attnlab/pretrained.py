@@ -186,14 +186,20 @@ def load_pretrained(name_or_path: str | Path, device: str | torch.device = "cpu"
     (no ``config.json``, another ``model_type``, missing weights, wrong shapes) or a missing
     tokenizer or one with more tokens than the model.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = resolve_checkpoint(name_or_path)
     if not path.exists():
         raise CheckpointError(f"checkpoint directory {path} does not exist")
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a directory: give a BERT checkpoint directory")
+    config = _read_config(path)
+    tokenizer = _read_tokenizer(path, config)
+    model = _read_weights(path, config)
+    name = "MiniLM" if str(name_or_path).lower() == "minilm" else path.name
+    return PretrainedBert(model.to(device), tokenizer, path, name)
+
+
+def _read_config(path: Path) -> BertConfig:
+    """The :class:`BertConfig` of ``path/config.json``, a Hugging Face BERT config."""
     config_file = path / "config.json"
     if not config_file.is_file():
         raise CheckpointError(f"{path} is not a BERT checkpoint directory: it has no config.json")
@@ -208,10 +214,13 @@ def load_pretrained(name_or_path: str | Path, device: str | torch.device = "cpu"
             "not 'bert'"
         )
     try:
-        config = BertConfig.from_hf_config(hf_config)
+        return BertConfig.from_hf_config(hf_config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{config_file} cannot be used: {e}") from e
 
+
+def _read_tokenizer(path: Path, config: BertConfig) -> Tokenizer:
+    """The WordPiece tokenizer of ``path/tokenizer.json``, no larger than the model's vocabulary."""
     tokenizer_file = path / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise CheckpointError(f"{path} has no tokenizer.json (the WordPiece tokenizer)")
@@ -224,6 +233,13 @@ def load_pretrained(name_or_path: str | Path, device: str | torch.device = "cpu"
             f"{tokenizer_file} has {tokenizer.get_vocab_size()} tokens but the model only "
             f"{config.vocab_size}: the tokenizer belongs to another model"
         )
+    return tokenizer
+
+
+def _read_weights(path: Path, config: BertConfig) -> Bert:
+    """A :class:`Bert` of ``config`` holding the weights of ``path/model.safetensors``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
     weights_file = path / "model.safetensors"
     if not weights_file.is_file():
@@ -241,9 +257,7 @@ def load_pretrained(name_or_path: str | Path, device: str | torch.device = "cpu"
         load_hf_state_dict(model, hf_state)
     except ValueError as e:
         raise CheckpointError(f"{weights_file} does not fit its config.json: {e}") from e
-
-    name = "MiniLM" if str(name_or_path).lower() == "minilm" else path.name
-    return PretrainedBert(model.to(device), tokenizer, path, name)
+    return model
 
 
 def format_embeddings(texts: Sequence[str], embeddings: Tensor, shown: int = 6) -> str:
