@@ -1,6 +1,7 @@
 """Building blocks of the Transformer, named as in "Attention Is All You Need".
 
 Mask convention everywhere: bool, ``True`` = "may attend" (see :mod:`attnlab.nn.masks`).
+A :class:`BlockSpec` describes one block; models hand it down whole to every layer.
 """
 
 from attnlab.nn.attention import (
@@ -32,9 +33,11 @@ from attnlab.nn.masks import (
     local_mask,
     padding_mask,
 )
+from attnlab.nn.spec import BlockSpec
 from attnlab.nn.transformer import Transformer
 
 __all__ = [
+    "BlockSpec",
     "DecoderLayer",
     "DecoderLayerCache",
     "EncoderLayer",

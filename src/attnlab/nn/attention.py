@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from attnlab.nn.linear import Linear, linear
 from attnlab.nn.masks import causal_mask, check_mask, combine_masks
+from attnlab.nn.spec import BlockSpec, spec_or_keywords
 
 # Since PyTorch 2.5 (pytorch/pytorch#133882) the fused kernels return zeros for a query row
 # with no allowed key; older releases return NaN there and need the rows zeroed by hand.
@@ -172,11 +173,13 @@ class MultiHeadAttention(nn.Module):
     (keys and values from another sequence, section 3.2.3) applies its Q rows to the queries
     and its K/V rows to the memory.
 
-    Args:
+    Args (torch.nn style):
         d_model: model width; must be divisible by ``num_heads``.
         num_heads: number of heads ``h``.
         dropout: dropout on the attention weights (train mode only).
         bias: whether the projections have biases.
+        spec: instead of the four above, a :class:`~attnlab.nn.BlockSpec`; this module reads
+            its ``d_model``, ``num_heads``, ``attention_dropout_rate`` and ``bias``.
 
     Call:
         ``mha(x, mask=None)`` — self-attention, ``x: (B, T, d_model)``;
@@ -194,19 +197,31 @@ class MultiHeadAttention(nn.Module):
         weights ``(B, H, T_q, T_k)``, computed on the explicit path. Otherwise the fused path.
     """
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(
+        self,
+        d_model: int | None = None,
+        num_heads: int | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+        *,
+        spec: BlockSpec | None = None,
+    ):
         super().__init__()
-        if d_model % num_heads != 0:
-            raise ValueError(
-                f"d_model must be divisible by num_heads; got d_model={d_model}, "
-                f"num_heads={num_heads} (d_model % num_heads = {d_model % num_heads})"
-            )
-        self.d_model = d_model
-        self.num_heads = num_heads
-        self.d_head = d_model // num_heads
-        self.dropout = dropout
-        self.qkv_proj = Linear(d_model, 3 * d_model, bias=bias)
-        self.out_proj = Linear(d_model, d_model, bias=bias)
+        spec = spec_or_keywords(
+            spec,
+            "MultiHeadAttention",
+            keyword_defaults={"attention_dropout": 0.0},
+            d_model=d_model,
+            num_heads=num_heads,
+            attention_dropout=dropout,
+            bias=bias,
+        )
+        self.d_model = spec.d_model
+        self.num_heads = spec.num_heads
+        self.d_head = spec.d_head
+        self.dropout = spec.attention_dropout_rate
+        self.qkv_proj = Linear(spec.d_model, 3 * spec.d_model, bias=spec.bias)
+        self.out_proj = Linear(spec.d_model, spec.d_model, bias=spec.bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -6,7 +6,6 @@ Masks follow the attnlab convention: bool, ``True`` = "may attend" (see :mod:`at
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -15,14 +14,14 @@ from torch import Tensor, nn
 from attnlab.nn.attention import KVCache, MultiHeadAttention
 from attnlab.nn.dropout import Dropout
 from attnlab.nn.linear import Linear
+from attnlab.nn.spec import Activation, BlockSpec, spec_or_keywords
 
-Activation = Literal["relu", "gelu", "gelu_tanh"]
 # Without autograd, the activation overwrites the first linear layer's fresh output in place:
 # one (B, T, d_ff) tensor less to allocate (and page in) per layer. With autograd the
 # in-place op would act on a view of the matmul output and cost extra copies in backward, so
 # it stays out of place there. "gelu_tanh" is GELU's tanh approximation, the "gelu_new" of
 # GPT-2 (Hendrycks & Gimpel 2016). torch.nn.functional.gelu has no in-place flag; the ATen
-# operator torch.ops.aten.gelu_ is its in-place form.
+# operator torch.ops.aten.gelu_ is its in-place form. The names are BlockSpec's ACTIVATIONS.
 _ACTIVATIONS = {
     "relu": lambda x: F.relu(x, inplace=not x.requires_grad),
     "gelu": lambda x: F.gelu(x) if x.requires_grad else torch.ops.aten.gelu_(x),
@@ -52,10 +51,9 @@ def residual(x: Tensor, sublayer_out: Tensor) -> Tensor:
     return sublayer_out.add_(x)
 
 
-def _activation(name: str):
-    if name not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}; got {name!r}")
-    return _ACTIVATIONS[name]
+def layer_norm(spec: BlockSpec) -> nn.LayerNorm:
+    """The LayerNorm of section 3.1 ("LayerNorm(x + Sublayer(x))") that ``spec`` describes."""
+    return nn.LayerNorm(spec.d_model, eps=spec.layer_norm_eps, bias=spec.bias)
 
 
 class FeedForward(nn.Module):
@@ -65,26 +63,43 @@ class FeedForward(nn.Module):
     activations, as in ``nn.TransformerEncoderLayer``. Xavier-uniform weights, zero biases
     (``bias=False``: none, as in nanoGPT's default GPT).
 
+    Args (torch.nn style): ``d_model, d_ff, dropout, activation, bias``; or instead
+    ``spec``, a :class:`~attnlab.nn.BlockSpec` whose ``d_model``, ``d_ff``,
+    ``ffn_dropout_rate``, ``activation`` and ``bias`` this module reads.
+
     Input and output: ``(..., d_model)``; hidden width ``d_ff``.
     """
 
     def __init__(
         self,
-        d_model: int,
-        d_ff: int,
+        d_model: int | None = None,
+        d_ff: int | None = None,
         dropout: float = 0.0,
         activation: Activation = "relu",
         bias: bool = True,
+        *,
+        spec: BlockSpec | None = None,
     ):
         super().__init__()
-        self.activation_name = activation
-        self.activation = _activation(activation)
-        self.linear1 = Linear(d_model, d_ff, bias=bias)
-        self.dropout = Dropout(dropout)
-        self.linear2 = Linear(d_ff, d_model, bias=bias)
+        spec = spec_or_keywords(
+            spec,
+            "FeedForward",
+            keyword_defaults={"ffn_dropout": 0.0, "num_heads": 1},
+            d_model=d_model,
+            num_heads=1,  # attention's business: any divisor of d_model makes a valid spec
+            d_ff=d_ff,
+            ffn_dropout=dropout,
+            activation=activation,
+            bias=bias,
+        )
+        self.activation_name = spec.activation
+        self.activation = _ACTIVATIONS[spec.activation]  # a name BlockSpec has checked
+        self.linear1 = Linear(spec.d_model, spec.d_ff, bias=spec.bias)
+        self.dropout = Dropout(spec.ffn_dropout_rate)
+        self.linear2 = Linear(spec.d_ff, spec.d_model, bias=spec.bias)
         for linear in (self.linear1, self.linear2):
             nn.init.xavier_uniform_(linear.weight)
-            if bias:
+            if spec.bias:
                 nn.init.zeros_(linear.bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -102,7 +117,9 @@ class EncoderLayer(nn.Module):
     Args mirror ``nn.TransformerEncoderLayer``: ``d_model, num_heads, d_ff, dropout,
     activation, norm_first, layer_norm_eps, bias``. ``dropout`` is used on the attention
     weights, inside the feed-forward network and on each sublayer output (section 5.4).
-    ``bias=False`` drops the biases of every linear layer and LayerNorm.
+    ``bias=False`` drops the biases of every linear layer and LayerNorm. Or, instead of all
+    of them, ``spec``: a :class:`~attnlab.nn.BlockSpec` (which can also give the three
+    dropouts different rates), handed whole to the attention and the feed-forward network.
 
     Call: ``layer(x, mask=None)`` with ``x: (B, T, d_model)`` and ``mask`` bool, ``True`` = may
     attend, ``(T, T)`` or ``(B|1, 1, T|1, T)``. Returns ``(B, T, d_model)``, or with
@@ -113,23 +130,37 @@ class EncoderLayer(nn.Module):
 
     def __init__(
         self,
-        d_model: int,
-        num_heads: int,
+        d_model: int | None = None,
+        num_heads: int | None = None,
         d_ff: int = 2048,
         dropout: float = 0.1,
         activation: Activation = "relu",
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
         bias: bool = True,
+        *,
+        spec: BlockSpec | None = None,
     ):
         super().__init__()
-        self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias)
-        self.dropout1 = Dropout(dropout)
-        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.feed_forward = FeedForward(d_model, d_ff, dropout, activation, bias)
-        self.dropout2 = Dropout(dropout)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        spec = spec_or_keywords(
+            spec,
+            "EncoderLayer",
+            d_model=d_model,
+            num_heads=num_heads,
+            d_ff=d_ff,
+            dropout=dropout,
+            activation=activation,
+            norm_first=norm_first,
+            layer_norm_eps=layer_norm_eps,
+            bias=bias,
+        )
+        self.norm_first = spec.norm_first
+        self.self_attn = MultiHeadAttention(spec=spec)
+        self.dropout1 = Dropout(spec.dropout)
+        self.norm1 = layer_norm(spec)
+        self.feed_forward = FeedForward(spec=spec)
+        self.dropout2 = Dropout(spec.dropout)
+        self.norm2 = layer_norm(spec)
 
     def forward(
         self,
@@ -161,7 +192,8 @@ class TransformerEncoder(nn.Module):
     """A stack of ``num_layers`` identical :class:`EncoderLayer` s (section 3.1; N = 6 there).
 
     ``final_norm=True`` adds a LayerNorm after the last layer (needed with pre-LN layers, as
-    in ``nn.TransformerEncoder(norm=...)``). The other arguments are passed to every layer.
+    in ``nn.TransformerEncoder(norm=...)``). The other arguments, or instead ``spec`` (a
+    :class:`~attnlab.nn.BlockSpec`), describe every layer; the spec is handed to each whole.
 
     Call: ``encoder(x, mask=None)`` with ``x: (B, T, d_model)``; ``mask`` as for
     :class:`EncoderLayer` (bool, ``True`` = may attend). Returns ``(B, T, d_model)``; with
@@ -171,21 +203,31 @@ class TransformerEncoder(nn.Module):
     def __init__(
         self,
         num_layers: int,
-        d_model: int,
-        num_heads: int,
+        d_model: int | None = None,
+        num_heads: int | None = None,
         d_ff: int = 2048,
         dropout: float = 0.1,
         activation: Activation = "relu",
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
         final_norm: bool = False,
+        *,
+        spec: BlockSpec | None = None,
     ):
         super().__init__()
-        self.layers = nn.ModuleList(
-            EncoderLayer(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps)
-            for _ in range(num_layers)
+        spec = spec_or_keywords(
+            spec,
+            "TransformerEncoder",
+            d_model=d_model,
+            num_heads=num_heads,
+            d_ff=d_ff,
+            dropout=dropout,
+            activation=activation,
+            norm_first=norm_first,
+            layer_norm_eps=layer_norm_eps,
         )
-        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if final_norm else None
+        self.layers = nn.ModuleList(EncoderLayer(spec=spec) for _ in range(num_layers))
+        self.norm = layer_norm(spec) if final_norm else None
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, return_attention: bool = False
@@ -228,7 +270,8 @@ class DecoderLayer(nn.Module):
     (``x = LayerNorm(x + Dropout(Sublayer(x)))``) or pre-LN with ``norm_first=True``.
 
     Args mirror ``nn.TransformerDecoderLayer``: ``d_model, num_heads, d_ff, dropout,
-    activation, norm_first, layer_norm_eps``.
+    activation, norm_first, layer_norm_eps``; or instead ``spec``, a
+    :class:`~attnlab.nn.BlockSpec` handed whole to both attentions and the feed-forward network.
 
     Call: ``layer(x, memory, self_mask=None, memory_mask=None, is_causal=False, cache=None)``
 
@@ -247,25 +290,38 @@ class DecoderLayer(nn.Module):
 
     def __init__(
         self,
-        d_model: int,
-        num_heads: int,
+        d_model: int | None = None,
+        num_heads: int | None = None,
         d_ff: int = 2048,
         dropout: float = 0.1,
         activation: Activation = "relu",
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
+        *,
+        spec: BlockSpec | None = None,
     ):
         super().__init__()
-        self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.dropout1 = Dropout(dropout)
-        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.dropout2 = Dropout(dropout)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.feed_forward = FeedForward(d_model, d_ff, dropout=dropout, activation=activation)
-        self.dropout3 = Dropout(dropout)
-        self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        spec = spec_or_keywords(
+            spec,
+            "DecoderLayer",
+            d_model=d_model,
+            num_heads=num_heads,
+            d_ff=d_ff,
+            dropout=dropout,
+            activation=activation,
+            norm_first=norm_first,
+            layer_norm_eps=layer_norm_eps,
+        )
+        self.norm_first = spec.norm_first
+        self.self_attn = MultiHeadAttention(spec=spec)
+        self.dropout1 = Dropout(spec.dropout)
+        self.norm1 = layer_norm(spec)
+        self.cross_attn = MultiHeadAttention(spec=spec)
+        self.dropout2 = Dropout(spec.dropout)
+        self.norm2 = layer_norm(spec)
+        self.feed_forward = FeedForward(spec=spec)
+        self.dropout3 = Dropout(spec.dropout)
+        self.norm3 = layer_norm(spec)
 
     def forward(
         self,
@@ -323,7 +379,8 @@ class TransformerDecoder(nn.Module):
     """A stack of ``num_layers`` identical :class:`DecoderLayer` s (section 3.1; N = 6 there).
 
     ``final_norm=True`` adds a LayerNorm after the last layer (as ``nn.TransformerDecoder(norm=
-    ...)``; needed with pre-LN layers). The other arguments are passed to every layer.
+    ...)``; needed with pre-LN layers). The other arguments, or instead ``spec`` (a
+    :class:`~attnlab.nn.BlockSpec`), describe every layer; the spec is handed to each whole.
 
     Call: ``decoder(x, memory, self_mask=None, memory_mask=None, is_causal=False, cache=None)``
     with the arguments of :meth:`DecoderLayer.forward`; ``cache`` is the list returned by
@@ -335,21 +392,31 @@ class TransformerDecoder(nn.Module):
     def __init__(
         self,
         num_layers: int,
-        d_model: int,
-        num_heads: int,
+        d_model: int | None = None,
+        num_heads: int | None = None,
         d_ff: int = 2048,
         dropout: float = 0.1,
         activation: Activation = "relu",
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
         final_norm: bool = False,
+        *,
+        spec: BlockSpec | None = None,
     ):
         super().__init__()
-        self.layers = nn.ModuleList(
-            DecoderLayer(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps)
-            for _ in range(num_layers)
+        spec = spec_or_keywords(
+            spec,
+            "TransformerDecoder",
+            d_model=d_model,
+            num_heads=num_heads,
+            d_ff=d_ff,
+            dropout=dropout,
+            activation=activation,
+            norm_first=norm_first,
+            layer_norm_eps=layer_norm_eps,
         )
-        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if final_norm else None
+        self.layers = nn.ModuleList(DecoderLayer(spec=spec) for _ in range(num_layers))
+        self.norm = layer_norm(spec) if final_norm else None
 
     def make_cache(self) -> list[DecoderLayerCache]:
         """Empty key/value caches, one per layer, for step-by-step decoding."""

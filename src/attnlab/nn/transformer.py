@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from attnlab.nn.layers import Activation, DecoderLayerCache, TransformerDecoder, TransformerEncoder
+from attnlab.nn.layers import DecoderLayerCache, TransformerDecoder, TransformerEncoder
+from attnlab.nn.spec import Activation, BlockSpec, spec_or_keywords
 
 
 class Transformer(nn.Module):
     """Encoder stack + decoder stack, section 3.1 (N = 6, d_model = 512, h = 8 in the paper).
 
     Args mirror ``nn.Transformer`` (batch first): ``d_model, num_heads, num_encoder_layers,
-    num_decoder_layers, d_ff, dropout, activation, norm_first, layer_norm_eps``.
+    num_decoder_layers, d_ff, dropout, activation, norm_first, layer_norm_eps``. Instead of
+    the block arguments (all but the layer counts and ``final_norm``) it takes ``spec``, a
+    :class:`~attnlab.nn.BlockSpec` handed whole to both stacks and on to every layer.
     ``final_norm`` puts a LayerNorm after each stack; it defaults to ``norm_first`` (pre-LN
     stacks need it; the paper's post-LN stacks already end in one). ``nn.Transformer`` always
     has them: :func:`attnlab.interop.from_torch` sets ``final_norm=True``.
@@ -44,10 +47,13 @@ class Transformer(nn.Module):
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
         final_norm: bool | None = None,
+        *,
+        spec: BlockSpec | None = None,
     ):
         super().__init__()
-        final_norm = norm_first if final_norm is None else final_norm
-        shared = dict(
+        spec = spec_or_keywords(
+            spec,
+            "Transformer",
             d_model=d_model,
             num_heads=num_heads,
             d_ff=d_ff,
@@ -55,10 +61,10 @@ class Transformer(nn.Module):
             activation=activation,
             norm_first=norm_first,
             layer_norm_eps=layer_norm_eps,
-            final_norm=final_norm,
         )
-        self.encoder = TransformerEncoder(num_encoder_layers, **shared)
-        self.decoder = TransformerDecoder(num_decoder_layers, **shared)
+        final_norm = spec.norm_first if final_norm is None else final_norm
+        self.encoder = TransformerEncoder(num_encoder_layers, spec=spec, final_norm=final_norm)
+        self.decoder = TransformerDecoder(num_decoder_layers, spec=spec, final_norm=final_norm)
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
         """The memory ``(B, S, d_model)`` of a source ``(B, S, d_model)``."""
