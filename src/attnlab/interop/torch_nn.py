@@ -1,9 +1,10 @@
 """Weight mapping between attnlab's blocks and their ``torch.nn`` twins.
 
-This is the only place where masks change convention: attnlab's masks say ``True`` = "may
-attend"; ``nn.MultiheadAttention``'s ``key_padding_mask`` and boolean ``attn_mask`` say
-``True`` = "may NOT attend". Use :func:`torch_key_padding_mask` and :func:`torch_attn_mask`
-to convert an attnlab mask before calling a torch module.
+Masks change convention in one place, :mod:`attnlab.nn.torch_twin`: attnlab's masks say
+``True`` = "may attend"; ``nn.MultiheadAttention``'s ``key_padding_mask`` and boolean
+``attn_mask`` say ``True`` = "may NOT attend". Use :func:`torch_key_padding_mask` and
+:func:`torch_attn_mask` (re-exported here with :class:`TorchTransformerEncoder`) to convert an
+attnlab mask before calling a torch module.
 """
 
 from __future__ import annotations
@@ -20,30 +21,21 @@ from attnlab.nn import (
     TransformerDecoder,
     TransformerEncoder,
 )
+from attnlab.nn.torch_twin import (
+    TorchTransformerEncoder,
+    torch_attn_mask,
+    torch_key_padding_mask,
+    torch_per_head_mask,
+)
 
-
-def torch_key_padding_mask(mask: Tensor) -> Tensor:
-    """attnlab padding mask ``(B, 1, 1, T)``, True = real -> torch ``(B, T)``, True = padding."""
-    if mask.dim() != 4 or mask.shape[1:3] != (1, 1):
-        raise ValueError(f"expected an attnlab padding mask (B, 1, 1, T); got {tuple(mask.shape)}")
-    return ~mask[:, 0, 0, :]  # (B, T)
-
-
-def torch_attn_mask(mask: Tensor) -> Tensor:
-    """attnlab ``(T_q, T_k)`` mask (True = may attend) -> torch ``attn_mask`` (True = blocked)."""
-    if mask.dim() != 2:
-        raise ValueError(f"expected an attnlab (T_q, T_k) mask; got {tuple(mask.shape)}")
-    return ~mask
-
-
-def torch_per_head_mask(mask: Tensor, num_heads: int) -> Tensor:
-    """attnlab ``(B, 1 | H, T_q, T_k)`` mask (True = may attend) -> torch's 3-D ``attn_mask``
-    ``(B * H, T_q, T_k)`` (True = blocked)."""
-    if mask.dim() != 4:
-        raise ValueError(f"expected an attnlab (B, H, T_q, T_k) mask; got {tuple(mask.shape)}")
-    B, _, T_q, T_k = mask.shape
-    per_head = mask.expand(B, num_heads, T_q, T_k)  # (B, H, T_q, T_k)
-    return ~per_head.reshape(B * num_heads, T_q, T_k)  # (B * H, T_q, T_k)
+__all__ = [
+    "TorchTransformerEncoder",
+    "from_torch",
+    "to_torch",
+    "torch_attn_mask",
+    "torch_key_padding_mask",
+    "torch_per_head_mask",
+]
 
 
 def _activation_name(layer: nn.TransformerEncoderLayer | nn.TransformerDecoderLayer) -> str:
@@ -300,57 +292,3 @@ def to_torch(module: nn.Module) -> nn.Module:
     calling the result.
     """
     return _convert(module, _TO_TORCH, "to_torch")
-
-
-class TorchTransformerEncoder(nn.Module):
-    """``nn.TransformerEncoder`` of ``nn.TransformerEncoderLayer`` s behind attnlab's interface.
-
-    Lets a model swap attnlab's encoder for PyTorch's own with the same hyperparameters
-    (``--backend torch``): it takes the arguments of :class:`~attnlab.nn.TransformerEncoder`,
-    and ``forward(x, mask=None, return_attention=False)`` takes an attnlab padding mask
-    ``(B, 1, 1, T)`` (True = real token), converted here to torch's ``src_key_padding_mask``,
-    or a full mask ``(B, 1, T, T)`` (e.g. padding and a local window), converted to torch's
-    per-head ``mask`` ``(B * H, T, T)`` (True = blocked).
-    Attention maps, which ``nn.TransformerEncoder`` does not return, come from an attnlab copy
-    with the same weights (:func:`from_torch`). Input and output: ``(B, T, d_model)``.
-    """
-
-    def __init__(
-        self,
-        num_layers: int,
-        d_model: int,
-        num_heads: int,
-        d_ff: int = 2048,
-        dropout: float = 0.1,
-        activation: str = "relu",
-        norm_first: bool = False,
-        layer_norm_eps: float = 1e-5,
-        final_norm: bool = False,
-    ):
-        super().__init__()
-        layer = nn.TransformerEncoderLayer(
-            d_model,
-            num_heads,
-            d_ff,
-            dropout,
-            activation,
-            layer_norm_eps,
-            batch_first=True,
-            norm_first=norm_first,
-        )
-        norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if final_norm else None
-        self.encoder = nn.TransformerEncoder(
-            layer, num_layers, norm=norm, enable_nested_tensor=False
-        )
-
-    def forward(
-        self, x: Tensor, mask: Tensor | None = None, return_attention: bool = False
-    ) -> Tensor | tuple[Tensor, list[Tensor]]:
-        if return_attention:
-            twin = from_torch(self.encoder)
-            return twin(x, mask=mask, return_attention=True)
-        if mask is None or mask.size(-2) == 1:
-            key_padding = None if mask is None else torch_key_padding_mask(mask)  # (B, T)
-            return self.encoder(x, src_key_padding_mask=key_padding)  # (B, T, d_model)
-        num_heads = self.encoder.layers[0].self_attn.num_heads
-        return self.encoder(x, mask=torch_per_head_mask(mask, num_heads))  # (B, T, d_model)

@@ -1,7 +1,8 @@
 """Pieces that several models build from their configs.
 
-Models import :mod:`attnlab.nn`, and :mod:`attnlab.interop` only for the ``torch`` backend:
-that is the one boundary where attnlab's masks are converted to PyTorch's convention.
+Models import only :mod:`attnlab.nn` (and torch). The ``torch`` backend comes from
+:mod:`attnlab.nn.torch_twin`, the one boundary where attnlab's masks are converted to
+PyTorch's convention.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from typing import Any
 
 from torch import nn
 
-from attnlab.interop import TorchTransformerEncoder
 from attnlab.nn import LearnedPositionalEncoding, SinusoidalPositionalEncoding, TransformerEncoder
+from attnlab.nn.torch_twin import TorchTransformerEncoder
 
 
 def positional_encoding(kind: str, d_model: int, max_len: int, dropout: float) -> nn.Module:
@@ -34,7 +35,7 @@ def encoder_from_config(config: Any) -> nn.Module:
     Uses ``num_layers, d_model, num_heads, d_ff (None: 4 * d_model), dropout, activation,
     norm_first``; pre-LN stacks get a final LayerNorm, as in GPT-2. A config whose
     ``backend`` is ``"torch"`` gets PyTorch's ``nn.TransformerEncoderLayer`` s with the same
-    hyperparameters (through :class:`attnlab.interop.TorchTransformerEncoder`, where masks
+    hyperparameters (through :class:`attnlab.nn.torch_twin.TorchTransformerEncoder`, where masks
     change convention); otherwise attnlab's :class:`TransformerEncoder`.
     """
     backend = getattr(config, "backend", "attnlab")
