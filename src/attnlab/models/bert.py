@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.nn import LearnedPositionalEncoding, TransformerEncoder
+from attnlab.nn import BlockSpec, LearnedPositionalEncoding, TransformerEncoder
 from attnlab.nn.dropout import Dropout
 
 # Hugging Face ``hidden_act`` names -> attnlab activation names (only the same functions).
@@ -107,6 +107,25 @@ class BertConfig:
         """The config as a JSON-ready dict (the fields of a Hugging Face ``config.json``)."""
         return asdict(self)
 
+    def block_spec(self) -> BlockSpec:
+        """The :class:`~attnlab.nn.BlockSpec` of every layer, with BERT's three dropouts.
+
+        ``hidden_dropout_prob`` on each sublayer output, ``attention_probs_dropout_prob`` on
+        the attention weights and none inside the feed-forward network, as in BERT's
+        reference code.
+        """
+        return BlockSpec(
+            d_model=self.hidden_size,
+            num_heads=self.num_attention_heads,
+            d_ff=self.intermediate_size,
+            dropout=self.hidden_dropout_prob,
+            attention_dropout=self.attention_probs_dropout_prob,
+            ffn_dropout=0.0,
+            activation=_HF_ACTIVATIONS[self.hidden_act],
+            norm_first=False,
+            layer_norm_eps=self.layer_norm_eps,
+        )
+
 
 class BertEmbeddings(nn.Module):
     """BERT's input representation (BERT section 3, "Input/Output Representations", figure 2).
@@ -169,21 +188,7 @@ class Bert(nn.Module):
         super().__init__()
         self.config = config
         self.embeddings = BertEmbeddings(config)
-        self.encoder = TransformerEncoder(
-            num_layers=config.num_hidden_layers,
-            d_model=config.hidden_size,
-            num_heads=config.num_attention_heads,
-            d_ff=config.intermediate_size,
-            dropout=config.hidden_dropout_prob,
-            activation=_HF_ACTIVATIONS[config.hidden_act],
-            norm_first=False,
-            layer_norm_eps=config.layer_norm_eps,
-        )
-        for layer in self.encoder.layers:
-            # EncoderLayer uses one rate everywhere; BERT has no dropout inside the FFN and its
-            # own rate on the attention weights.
-            layer.self_attn.dropout = config.attention_probs_dropout_prob
-            layer.feed_forward.dropout.p = 0.0
+        self.encoder = TransformerEncoder(config.num_hidden_layers, spec=config.block_spec())
 
     def forward(
         self,

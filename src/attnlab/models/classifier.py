@@ -8,8 +8,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.common import encoder_from_config, positional_encoding
-from attnlab.nn import TokenEmbedding, combine_masks, local_mask, padding_mask
+from attnlab.models.common import encoder_block_spec, encoder_from_config, positional_encoding
+from attnlab.nn import BlockSpec, TokenEmbedding, combine_masks, local_mask, padding_mask
 
 
 @dataclass
@@ -38,6 +38,10 @@ class SequenceClassifierConfig:
     norm_first: bool = False
     window: int | None = None
     backend: Literal["attnlab", "torch"] = "attnlab"
+
+    def block_spec(self) -> BlockSpec:
+        """The :class:`~attnlab.nn.BlockSpec` handed to every encoder layer."""
+        return encoder_block_spec(self)
 
 
 class SequenceClassifier(nn.Module):

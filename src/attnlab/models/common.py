@@ -11,7 +11,12 @@ from typing import Any
 
 from torch import nn
 
-from attnlab.nn import LearnedPositionalEncoding, SinusoidalPositionalEncoding, TransformerEncoder
+from attnlab.nn import (
+    BlockSpec,
+    LearnedPositionalEncoding,
+    SinusoidalPositionalEncoding,
+    TransformerEncoder,
+)
 from attnlab.nn.torch_twin import TorchTransformerEncoder
 
 
@@ -29,26 +34,33 @@ def positional_encoding(kind: str, d_model: int, max_len: int, dropout: float) -
     raise ValueError(f"positional must be 'sinusoidal' or 'learned'; got {kind!r}")
 
 
-def encoder_from_config(config: Any) -> nn.Module:
-    """The encoder stack described by a model config's encoder fields.
+def encoder_block_spec(config: Any) -> BlockSpec:
+    """The :class:`~attnlab.nn.BlockSpec` of an encoder config's block fields.
 
-    Uses ``num_layers, d_model, num_heads, d_ff (None: 4 * d_model), dropout, activation,
-    norm_first``; pre-LN stacks get a final LayerNorm, as in GPT-2. A config whose
-    ``backend`` is ``"torch"`` gets PyTorch's ``nn.TransformerEncoderLayer`` s with the same
-    hyperparameters (through :class:`attnlab.nn.torch_twin.TorchTransformerEncoder`, where masks
-    change convention); otherwise attnlab's :class:`TransformerEncoder`.
+    Uses ``d_model, num_heads, d_ff (None: 4 * d_model, the paper's ratio 2048 / 512),
+    dropout, activation, norm_first``; the other block options keep the paper's defaults.
     """
-    backend = getattr(config, "backend", "attnlab")
-    if backend not in ("attnlab", "torch"):
-        raise ValueError(f"backend must be 'attnlab' or 'torch'; got {backend!r}")
-    encoder_cls = TorchTransformerEncoder if backend == "torch" else TransformerEncoder
-    return encoder_cls(
-        num_layers=config.num_layers,
+    return BlockSpec(
         d_model=config.d_model,
         num_heads=config.num_heads,
         d_ff=config.d_ff or 4 * config.d_model,
         dropout=config.dropout,
         activation=config.activation,
         norm_first=config.norm_first,
-        final_norm=config.norm_first,
     )
+
+
+def encoder_from_config(config: Any) -> nn.Module:
+    """The encoder stack of ``config.num_layers`` blocks described by ``config.block_spec()``.
+
+    Pre-LN stacks get a final LayerNorm, as in GPT-2. A config whose ``backend`` is
+    ``"torch"`` gets PyTorch's ``nn.TransformerEncoderLayer`` s with the same hyperparameters
+    (through :class:`attnlab.nn.torch_twin.TorchTransformerEncoder`, where masks change
+    convention); otherwise attnlab's :class:`TransformerEncoder`.
+    """
+    backend = getattr(config, "backend", "attnlab")
+    if backend not in ("attnlab", "torch"):
+        raise ValueError(f"backend must be 'attnlab' or 'torch'; got {backend!r}")
+    encoder_cls = TorchTransformerEncoder if backend == "torch" else TransformerEncoder
+    spec = config.block_spec()
+    return encoder_cls(config.num_layers, spec=spec, final_norm=spec.norm_first)

@@ -25,7 +25,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from attnlab.nn import EncoderLayer, KVCache, LearnedPositionalEncoding
+from attnlab.nn import BlockSpec, EncoderLayer, KVCache, LearnedPositionalEncoding
 from attnlab.nn.linear import linear
 
 
@@ -60,6 +60,19 @@ class GPTConfig:
                 f"d_model must be divisible by num_heads; got {self.d_model} and {self.num_heads}"
             )
 
+    def block_spec(self) -> BlockSpec:
+        """The :class:`~attnlab.nn.BlockSpec` of every block: pre-LN (GPT-2 section 2.3)."""
+        return BlockSpec(
+            d_model=self.d_model,
+            num_heads=self.num_heads,
+            d_ff=self.d_ff or 4 * self.d_model,
+            dropout=self.dropout,
+            activation=self.activation,
+            norm_first=True,
+            layer_norm_eps=self.layer_norm_eps,
+            bias=self.bias,
+        )
+
 
 class GPT(nn.Module):
     """Decoder-only language model: token ids -> logits of the next token at every position.
@@ -92,20 +105,9 @@ class GPT(nn.Module):
         self.positions = LearnedPositionalEncoding(
             d_model, max_len=config.block_size, dropout=config.dropout
         )
-        self.layers = nn.ModuleList(
-            EncoderLayer(
-                d_model,
-                config.num_heads,
-                d_ff=config.d_ff or 4 * d_model,
-                dropout=config.dropout,
-                activation=config.activation,
-                norm_first=True,
-                layer_norm_eps=config.layer_norm_eps,
-                bias=config.bias,
-            )
-            for _ in range(config.num_layers)
-        )
-        self.norm = nn.LayerNorm(d_model, eps=config.layer_norm_eps, bias=config.bias)
+        spec = config.block_spec()
+        self.layers = nn.ModuleList(EncoderLayer(spec=spec) for _ in range(config.num_layers))
+        self.norm = nn.LayerNorm(d_model, eps=spec.layer_norm_eps, bias=spec.bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

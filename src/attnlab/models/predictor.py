@@ -7,8 +7,8 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from attnlab.models.common import encoder_from_config, positional_encoding
-from attnlab.nn import TokenEmbedding
+from attnlab.models.common import encoder_block_spec, encoder_from_config, positional_encoding
+from attnlab.nn import BlockSpec, TokenEmbedding
 
 
 @dataclass
@@ -40,6 +40,10 @@ class TokenPredictorConfig:
             raise ValueError(
                 f"positional must be 'sinusoidal' or 'learned'; got {self.positional!r}"
             )
+
+    def block_spec(self) -> BlockSpec:
+        """The :class:`~attnlab.nn.BlockSpec` handed to every encoder layer."""
+        return encoder_block_spec(self)
 
 
 class TokenPredictor(nn.Module):

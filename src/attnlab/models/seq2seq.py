@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.models.common import positional_encoding
-from attnlab.nn import DecoderLayerCache, TokenEmbedding, Transformer, padding_mask
+from attnlab.nn import BlockSpec, DecoderLayerCache, TokenEmbedding, Transformer, padding_mask
 from attnlab.nn.linear import Linear, linear
 
 
@@ -50,6 +50,17 @@ class Seq2SeqConfig:
         if len({self.pad_id, self.bos_id, self.eos_id}) != 3:
             raise ValueError("pad_id, bos_id and eos_id must be three different ids")
 
+    def block_spec(self) -> BlockSpec:
+        """The :class:`~attnlab.nn.BlockSpec` of every encoder and decoder layer."""
+        return BlockSpec(
+            d_model=self.d_model,
+            num_heads=self.num_heads,
+            d_ff=self.d_ff,
+            dropout=self.dropout,
+            activation=self.activation,
+            norm_first=self.norm_first,
+        )
+
 
 class Seq2SeqTransformer(nn.Module):
     """Source embedding + positions -> encoder; target embedding + positions -> decoder ->
@@ -78,14 +89,9 @@ class Seq2SeqTransformer(nn.Module):
         self.src_positions = positional_encoding(c.positional, c.d_model, c.max_len, c.dropout)
         self.tgt_positions = positional_encoding(c.positional, c.d_model, c.max_len, c.dropout)
         self.transformer = Transformer(
-            d_model=c.d_model,
-            num_heads=c.num_heads,
             num_encoder_layers=c.num_encoder_layers,
             num_decoder_layers=c.num_decoder_layers,
-            d_ff=c.d_ff,
-            dropout=c.dropout,
-            activation=c.activation,
-            norm_first=c.norm_first,
+            spec=c.block_spec(),
         )
         self.generator = None if c.tie_output else Linear(c.d_model, c.tgt_vocab_size)
 

@@ -8,8 +8,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.common import encoder_from_config
-from attnlab.nn import LearnedPositionalEncoding, PatchEmbedding
+from attnlab.models.common import encoder_block_spec, encoder_from_config
+from attnlab.nn import BlockSpec, LearnedPositionalEncoding, PatchEmbedding
 
 
 @dataclass
@@ -44,6 +44,10 @@ class ViTConfig:
     def num_patches(self) -> int:
         """``N = (image_size / patch_size)^2``."""
         return (self.image_size // self.patch_size) ** 2
+
+    def block_spec(self) -> BlockSpec:
+        """The :class:`~attnlab.nn.BlockSpec` handed to every encoder layer."""
+        return encoder_block_spec(self)
 
 
 class ViT(nn.Module):
