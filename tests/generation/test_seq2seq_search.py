@@ -61,14 +61,33 @@ def test_greedy_follows_the_argmax_of_teacher_forced_logits():
         assert (forced[b, :n] - logits[b, :n]).abs().max() <= 1e-5
 
 
-def test_greedy_pads_after_eos():
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_greedy_pads_after_eos(use_cache):
+    """Rows 0 and 2 emit eos at step 3 for certain: the output layer adds a large bias to the
+    eos logit of those rows at that step, and rules eos out everywhere else. So rows 0 and 2
+    stop there and must be padded after it; rows 1 and 3 run on to the limit."""
     model, src = _model(), _sources()
-    with torch.no_grad():  # make eos likely after a few steps
-        model.tgt_embed.embedding.weight[EOS].mul_(2.0)
-    tokens = greedy_search(model, src, 20)
-    for row in tokens.tolist():
-        if EOS in row:
-            assert all(t == PAD for t in row[row.index(EOS) + 1 :])
+    eos_step, steps, project = 3, [0], model.project
+
+    def project_with_eos_bias(hidden):  # (B, 1, d_model) -> (B, 1, V): once per step
+        logits = project(hidden)
+        bias = torch.full((hidden.size(0),), -1e4)  # eos ruled out ...
+        if steps[0] == eos_step:
+            bias[[0, 2]] = 1e4  # ... except for rows 0 and 2 at step 3
+        logits[..., EOS] += bias[:, None]
+        steps[0] += 1
+        return logits
+
+    model.project = project_with_eos_bias  # decode's output layer, as an instance attribute
+    tokens = greedy_search(model, src, 20, use_cache=use_cache)
+    assert steps[0] == 20 and tokens.shape == (4, 20)  # rows 1 and 3 never finish
+    pad_or_eos = torch.tensor([PAD, EOS])
+    for row in (0, 2):
+        assert tokens[row, eos_step] == EOS
+        assert not torch.isin(tokens[row, :eos_step], pad_or_eos).any()
+        assert (tokens[row, eos_step + 1 :] == PAD).all()
+    for row in (1, 3):
+        assert not torch.isin(tokens[row], pad_or_eos).any()
 
 
 def test_beam_size_one_is_greedy():
@@ -78,13 +97,11 @@ def test_beam_size_one_is_greedy():
     assert torch.equal(beam, greedy)
 
 
-@pytest.mark.parametrize("use_cache", [True, False])
-def test_cached_and_uncached_beam_search_agree(use_cache):
+def test_cached_and_uncached_beam_search_agree():
     model, src = _model(), _sources()
-    reference = beam_search(model, src, beam_size=4, max_new_tokens=12, use_cache=False)
-    assert torch.equal(
-        beam_search(model, src, 4, max_new_tokens=12, use_cache=use_cache), reference
-    )
+    cached = beam_search(model, src, beam_size=4, max_new_tokens=12, use_cache=True)
+    uncached = beam_search(model, src, beam_size=4, max_new_tokens=12, use_cache=False)
+    assert torch.equal(cached, uncached)
 
 
 def _sequence_log_prob(model, src_row, target):
@@ -98,17 +115,24 @@ def _sequence_log_prob(model, src_row, target):
     return log_probs.gather(1, tgt.T).sum().item()
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
-def test_beam_search_with_a_full_beam_is_exhaustive_search(alpha):
+def test_beam_search_with_a_full_beam_is_exhaustive_search(alpha, use_cache):
     """With a beam as wide as the set of all hypotheses, beam search must return the
-    best-scoring one: compare with brute-force enumeration on a 5-token vocabulary."""
+    best-scoring one: compare with brute-force enumeration on a 5-token vocabulary, scored
+    by teacher-forced passes of the whole model (no cache), with and without a cache."""
     vocab, steps = 5, 3  # pad, bos, eos, and two real tokens
     model = _model(vocab=vocab, seed=3)
     with torch.no_grad():  # eos is reachable early: finished hypotheses compete with long ones
         model.tgt_embed.embedding.weight[EOS].mul_(0.5)
     src = torch.tensor([[3, 4, 3], [4, 4, 3]])
     found = beam_search(
-        model, src, beam_size=vocab**steps, length_penalty=alpha, max_new_tokens=steps
+        model,
+        src,
+        beam_size=vocab**steps,
+        length_penalty=alpha,
+        max_new_tokens=steps,
+        use_cache=use_cache,
     )
     for b in range(2):
         best, best_score = None, float("-inf")
