@@ -4,12 +4,15 @@ import json
 import sys
 import types
 
+import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import attnlab.bench
 from attnlab.bench import run_bench
 from attnlab.bench.common import BenchOptions, BenchResult
 from attnlab.bench.flops import gpt_flops_per_token, mfu, peak_flops
+from attnlab.models import GPT, GPTConfig
 
 from .cli_helpers import assert_one_line_error, run_cli
 
@@ -65,13 +68,63 @@ def test_table_has_one_row_per_result_with_ratio_and_mfu(monkeypatch):
     assert lines[4].split()[6:] == ["2.00x", "TFLOP/s", "0.5", "MFU", "25.0%"]
 
 
-def test_gpt_flops_follow_the_palm_estimate():
-    # GPT-2 small: 124M parameters of which 0.79M are position embeddings (not counted)
-    n, L, H, d, T = 124_439_808 - 1024 * 768, 12, 12, 768, 1024
-    training = gpt_flops_per_token(n, L, H, d, T)
-    assert training == 6 * n + 12 * L * T * d  # nanoGPT's estimate_mfu, per token
-    assert gpt_flops_per_token(n, L, H, d, T, training=False) * 3 == training
+# A tiny GPT for the FLOP counts: 1 layer, d_model 4, 2 heads, d_ff 16, vocabulary 7, T = 3.
+TINY = dict(vocab_size=7, block_size=3, num_layers=1, num_heads=2, d_model=4, d_ff=16, bias=False)
+TWO_LAYERS = dict(
+    vocab_size=11, block_size=5, num_layers=2, num_heads=2, d_model=8, d_ff=24, bias=False
+)
+
+
+def _matmul_weights(model) -> int:
+    """Weights that multiply activations: every matrix but the position table (a lookup).
+    The token table is the output layer (tied), so it counts; LayerNorm gains do no matmul."""
+    named = model.named_parameters()
+    return sum(p.numel() for name, p in named if p.dim() == 2 and "positions" not in name)
+
+
+def test_gpt_flops_per_token_match_a_hand_count_of_a_tiny_gpt():
+    d, d_ff, V, T = 4, 16, 7, 3
+    # Multiply-adds per token, forward, matmul by matmul (T = 3 positions attended to):
+    macs = (
+        d * 3 * d  # q, k, v projections: 4 -> 12          48
+        + T * d  # scores q.k over 3 keys, 2 heads of 2     12
+        + T * d  # weighted sum of 3 values, 2 heads of 2   12
+        + d * d  # output projection: 4 -> 4                16
+        + d * d_ff  # feed-forward in: 4 -> 16              64
+        + d_ff * d  # feed-forward out: 16 -> 4             64
+        + d * V  # output layer (tied embedding): 4 -> 7    28
+    )
+    assert macs == 244
+    n = 48 + 16 + 64 + 64 + 28  # the weights among them
+    assert _matmul_weights(GPT(GPTConfig(**TINY))) == n == 220
+    # A multiply-add is 2 FLOPs; backward costs twice the forward (gradients of the inputs
+    # and of the weights).
+    assert gpt_flops_per_token(n, 1, 2, d, T, training=False) == 2 * macs == 488
+    assert gpt_flops_per_token(n, 1, 2, d, T) == 3 * 2 * macs == 1464
+
+
+@pytest.mark.parametrize("sizes", [TINY, TWO_LAYERS])
+def test_gpt_flops_per_token_match_torchs_flop_counter(sizes):
+    """torch.utils.flop_counter counts the matmuls of a real forward and backward pass. The
+    written-out attention path (return_attention) runs Q K^T and A V as matmuls that it sees;
+    on the fused path the CPU kernel is not counted. Causal or not, the counter (like the
+    estimate) counts the scores of every key of the block."""
+    config = GPTConfig(**sizes)
+    model = GPT(config)
+    T, n = config.block_size, _matmul_weights(model)
+    ids = torch.randint(0, config.vocab_size, (2, T))  # (B, T): 2 T tokens
+    args = (n, config.num_layers, config.num_heads, config.d_model, T)
+    with FlopCounterMode(display=False) as forward:
+        model(ids, return_attention=True)
+    assert forward.get_total_flops() == 2 * T * gpt_flops_per_token(*args, training=False)
+    with FlopCounterMode(display=False) as training:
+        model(ids, return_attention=True)[0].sum().backward()
+    assert training.get_total_flops() == 2 * T * gpt_flops_per_token(*args)
+
+
+def test_mfu_and_peak_flops():
     # 1 FLOP per token at 1 token/s against a 1 TFLOP/s peak
     peak = peak_flops(torch.device("cpu"), "bf16", override_tflops=1.0)
     assert peak == 1e12 and mfu(1.0, 1e12, peak) == 1.0
+    assert mfu(2_000.0, 3e9, 1e13) == pytest.approx(0.6)  # 6e12 of 1e13 FLOP/s
     assert peak_flops(torch.device("cpu"), "bf16") is None
