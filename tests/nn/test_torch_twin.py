@@ -1,5 +1,7 @@
 """TorchTransformerEncoder: PyTorch's encoder behind attnlab's mask convention and interface."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -68,6 +70,16 @@ def test_keyword_and_spec_constructors_build_the_same_torch_layers():
 def test_what_torch_cannot_express_is_refused(spec, message):
     with pytest.raises(ValueError, match=message):
         TorchTransformerEncoder(1, spec=spec)
+
+
+def test_a_block_option_added_later_is_refused_unless_left_at_its_default():
+    @dataclasses.dataclass(frozen=True)
+    class RotarySpec(BlockSpec):  # a variant BlockSpec might gain, unknown to torch
+        rotary: bool = False
+
+    TorchTransformerEncoder(1, spec=RotarySpec(D, H, 32))
+    with pytest.raises(ValueError, match=r"no counterpart of \['rotary'\]"):
+        TorchTransformerEncoder(1, spec=RotarySpec(D, H, 32, rotary=True))
 
 
 def test_interop_still_exports_the_torch_twin_and_its_mask_converters():

@@ -39,9 +39,9 @@ _KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: 
 
 def _allowed(meta: Mapping[str, Any]) -> str:
     """What a field's metadata allows, in words: ``one of a, b``, ``in [0, 1)``, ``at least 1``."""
-    if meta["choices"] is not None:
-        return "one of " + ", ".join(meta["choices"])
-    low, below = meta["low"], meta["below"]
+    choices, low, below = meta.get("choices"), meta.get("low"), meta.get("below")
+    if choices is not None:
+        return "one of " + ", ".join(choices)
     if low is not None and below is not None:
         return f"in [{low:g}, {below:g})"
     return f"at least {low:g}" if low is not None else f"below {below:g}"
@@ -57,10 +57,11 @@ def _check(spec_field: Field, value: Any) -> None:
         value, (int, float) if kind is float else kind
     ):
         raise ValueError(f"{name} must be {_KINDS[kind]}; got {value!r}")
+    choices, low, below = meta.get("choices"), meta.get("low"), meta.get("below")
     in_range = (
-        (meta["choices"] is None or value in meta["choices"])
-        and (meta["low"] is None or value >= meta["low"])
-        and (meta["below"] is None or value < meta["below"])
+        (choices is None or value in choices)
+        and (low is None or value >= low)
+        and (below is None or value < below)
     )
     if not in_range:
         raise ValueError(f"{name} must be {_allowed(meta)}; got {value!r}")

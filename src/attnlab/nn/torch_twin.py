@@ -16,6 +16,8 @@ than in :mod:`attnlab.interop`, so that :mod:`attnlab.models` can use it while i
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from torch import Tensor, nn
 
 from attnlab.nn.spec import Activation, BlockSpec, spec_or_keywords
@@ -45,8 +47,31 @@ def torch_per_head_mask(mask: Tensor, num_heads: int) -> Tensor:
     return ~per_head.reshape(B * num_heads, T_q, T_k)  # (B * H, T_q, T_k)
 
 
+# The BlockSpec fields nn.TransformerEncoderLayer can express. Any other field (a variant
+# added to BlockSpec later, such as rotary positions) must keep its default here.
+_TORCH_FIELDS = {
+    "d_model",
+    "num_heads",
+    "d_ff",
+    "dropout",
+    "attention_dropout",
+    "ffn_dropout",
+    "activation",
+    "norm_first",
+    "layer_norm_eps",
+    "bias",
+}
+
+
 def _torch_layer(spec: BlockSpec) -> nn.TransformerEncoderLayer:
     """The ``nn.TransformerEncoderLayer`` that ``spec`` describes, if torch can express it."""
+    unsupported = [
+        f.name
+        for f in fields(spec)
+        if f.name not in _TORCH_FIELDS and getattr(spec, f.name) != f.default
+    ]
+    if unsupported:
+        raise ValueError(f"nn.TransformerEncoderLayer has no counterpart of {unsupported}")
     if not spec.attention_dropout_rate == spec.ffn_dropout_rate == spec.dropout:
         raise ValueError(
             "nn.TransformerEncoderLayer has one dropout rate; the spec asks for "
