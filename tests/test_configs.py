@@ -74,7 +74,7 @@ def test_defaults_are_valid_and_every_field_says_what_it_allows(cls):
         ([1, 2], "must be a JSON object"),
         ({"d_model": "wide"}, "d_model must be a whole number"),
         ({"size": {"d_model": 1e9}}, "d_model must be a whole number"),
-        ({"size": {"d_model": 10**9}}, "d_model must be at most 65536"),
+        ({"size": {"d_model": 10**9}}, "d_model must be at most 65,536"),
         ({"colour": "red"}, "has no field 'colour'"),
     ],
 )

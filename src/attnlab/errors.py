@@ -27,3 +27,7 @@ class TrainingError(AttnlabError):
 
 class ConfigError(AttnlabError, ValueError):
     """A config value is of the wrong type, out of its range or not among its choices."""
+
+
+class OutputError(AttnlabError):
+    """A file cannot be written: a directory is in the way, no permission, or a full disk."""

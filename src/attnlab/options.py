@@ -53,6 +53,10 @@ def nested(factory: Callable[[], Any], help: str) -> Any:  # noqa: A002
     return dataclasses.field(default_factory=factory, metadata={"help": help, "nested": True})
 
 
+def _num(x: float) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+
 def allowed(field: dataclasses.Field) -> str:
     """What a field allows, in words: ``one of a, b``, ``at least 1``, ``in [0, 1)``..."""
     meta = field.metadata
@@ -60,13 +64,13 @@ def allowed(field: dataclasses.Field) -> str:
         return "one of " + ", ".join(map(str, meta["choices"]))
     low, high, below = meta.get("low"), meta.get("high"), meta.get("below")
     if low is not None and below is not None:
-        return f"in [{low:g}, {below:g})"
+        return f"in [{_num(low)}, {_num(below)})"
     if low is not None and high is not None:
-        return f"from {low:g} to {high:g}"
+        return f"from {_num(low)} to {_num(high)}"
     if low is not None:
-        return f"at least {low:g}"
+        return f"at least {_num(low)}"
     if high is not None:
-        return f"at most {high:g}"
+        return f"at most {_num(high)}"
     return ""
 
 
@@ -100,12 +104,12 @@ def check_field(field: dataclasses.Field, value: Any) -> None:
         problem = f"must be {allowed(field)}"
     elif meta["low"] is not None and value < meta["low"]:
         problem = (
-            "must not be negative" if meta["low"] == 0 else f"must be at least {meta['low']:g}"
+            "must not be negative" if meta["low"] == 0 else f"must be at least {_num(meta['low'])}"
         )
     elif meta["high"] is not None and value > meta["high"]:
-        problem = f"must be at most {meta['high']:g}"
+        problem = f"must be at most {_num(meta['high'])}"
     elif meta["below"] is not None and value >= meta["below"]:
-        problem = f"must be below {meta['below']:g}"
+        problem = f"must be below {_num(meta['below'])}"
     else:
         return
     raise ConfigError(f"{field.name} {problem}; got {value!r}")

@@ -22,6 +22,7 @@ from attnlab.models import MODELS
 from attnlab.options import from_json
 from attnlab.tasks import Task, get_task, task_names
 from attnlab.training.checkpoint import CONFIG, MODEL, load_weights, read_json, write_json
+from attnlab.training.memory import check_fits
 
 
 @dataclass
@@ -46,12 +47,17 @@ def new_run_dir(task_name: str, out: str | Path | None = None) -> Path:
         while path.exists():
             suffix += 1
             path = Path("runs") / task_name / f"{stamp}-{suffix}"
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{path} exists and is not a directory: choose another --out")
     if path.exists() and any(path.iterdir()):
         raise RunDirError(
             f"{path} already exists and is not empty: choose another --out, or pass "
             f"--resume {path} to continue that run"
         )
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"cannot create the run directory {path}: {e.strerror or e}") from e
     return path
 
 
@@ -107,13 +113,18 @@ def _looks_like_a_run(config: Any) -> bool:
     )
 
 
-def build_task(config: dict[str, Any]) -> Task:
-    """The task described by a run's ``config.json``."""
+def build_task(config: dict[str, Any], data_dir: str | Path | None = None) -> Task:
+    """The task described by a run's ``config.json``; ``data_dir`` overrides where its data
+    set is read from (for a run trained elsewhere)."""
     task_cls = get_task(config["task"])
     try:
         task_config = from_json(task_cls.Config, config["task_config"])
     except ConfigError as e:
         raise RunDirError(f"the task config in config.json is invalid: {e}") from e
+    if data_dir is not None:
+        if not hasattr(task_config, "data_dir"):
+            raise ConfigError(f"task {task_cls.name!r} reads no data set: drop --data-dir")
+        task_config = dataclasses.replace(task_config, data_dir=str(data_dir))
     return task_cls.from_state(task_config, config.get("task_state", {}))
 
 
@@ -125,21 +136,26 @@ def train_config_of(config: dict[str, Any]) -> TrainConfig:
         raise RunDirError(f"the training config in config.json is invalid: {e}") from e
 
 
-def build_model(config: dict[str, Any]) -> nn.Module:
-    """The (untrained) model described by a run's ``config.json``."""
+def build_model(config: dict[str, Any], purpose: str = "inference") -> nn.Module:
+    """The (untrained) model described by a run's ``config.json``; a model too large for this
+    machine's memory (for ``purpose``: "inference" or "training") is refused unallocated."""
     model_cls = MODELS[config["model"]["class"]]
     try:
         model_config = model_cls.config_class(**config["model"]["config"])
-    except (TypeError, ValueError) as e:
+        check_fits(lambda: model_cls(model_config), purpose)
+    except (TypeError, ValueError, OverflowError) as e:
         raise RunDirError(f"the model config in config.json is invalid ({e})") from e
     return model_cls(model_config)
 
 
-def load_run(run_dir: str | Path, expected_task: str | None = None) -> Run:
-    """Reload a run: its task, and its best model in eval mode."""
+def load_run(
+    run_dir: str | Path, expected_task: str | None = None, data_dir: str | Path | None = None
+) -> Run:
+    """Reload a run: its task, and its best model in eval mode (``data_dir``: see
+    :func:`build_task`)."""
     run_dir = Path(run_dir)
     config = read_run_config(run_dir, expected_task)
-    task = build_task(config)
+    task = build_task(config, data_dir)
     model = build_model(config)
     load_weights(run_dir / MODEL, model)
     return Run(run_dir, task, model.eval(), config, train_config_of(config))

@@ -32,6 +32,8 @@ class BenchOptions:
     peak_tflops: the device's peak TFLOP/s for MFU, overriding the table of
     :func:`attnlab.bench.flops.peak_flops` (``attnlab bench`` also applies it to every result
     that reports "TFLOP/s", so a suite need not read it).
+    data_dir: the tiny Shakespeare folder of the gpt suite's training case ("": the default
+    search, ``$ATTNLAB_DATA_DIR`` then the download cache).
     """
 
     device: str = "cpu"
@@ -41,6 +43,7 @@ class BenchOptions:
     size: str = "default"
     repeats: int | None = None
     peak_tflops: float | None = None
+    data_dir: str = ""
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from attnlab.cli.common import Parser, warnings_as_notices
 from attnlab.errors import InputError
+from attnlab.files import check_output_file
 
 
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"--out must be a .png (heatmaps) or .html (interactive explorer) file; got {args.out}"
         )
+    check_output_file(args.out)
     shown = " ".join(args.input.split())  # the input in the explorer's title, on one line
     shown = shown if len(shown) <= 80 else shown[:79] + "\u2026"
     views = _pretrained_views if args.pretrained is not None else _run_views

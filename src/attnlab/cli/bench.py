@@ -33,6 +33,13 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
         metavar="X",
         help="the device's peak TFLOP/s for MFU (default: known for H100, H200, A100)",
     )
+    parser.add_argument(
+        "--data-dir",
+        default="",
+        metavar="DIR",
+        help="folder holding tiny Shakespeare's input.txt, for the gpt suite's training case "
+        "(default: $ATTNLAB_DATA_DIR/tinyshakespeare, else the download cache)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     return parser.parse_intermixed_args(argv)
 
@@ -60,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         repeats=args.repeats,
         peak_tflops=args.peak_tflops,
+        data_dir=args.data_dir,
     )
     report = run_bench(args.suites, options)
     print(json.dumps(report.as_json(), indent=2) if args.json else report.table())

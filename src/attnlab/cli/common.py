@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import json
 import re
-import stat
 import sys
 import warnings
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from attnlab.errors import InputError
+from attnlab.files import read_text
 from attnlab.options import allowed, flat_fields
 
 
@@ -118,7 +118,7 @@ def add_file_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 def read_lines(source: str) -> list[str]:
     """The non-empty lines of a file, or of standard input for ``-``."""
-    text = _read_stdin() if source == "-" else _read_file(Path(source))
+    text = _read_stdin() if source == "-" else read_text(Path(source))
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise InputError(f"{'standard input' if source == '-' else source} has no non-empty lines")
@@ -129,24 +129,11 @@ def _read_stdin() -> str:
     if sys.stdin is None or sys.stdin.closed:
         raise InputError("standard input is closed: give the inputs as arguments or --file F")
     try:
-        return sys.stdin.read()
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read standard input: {e}") from e
+        return sys.stdin.read().removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         raise InputError("standard input is not UTF-8 text") from e
-
-
-def _read_file(path: Path) -> str:
-    try:
-        mode = path.stat().st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise InputError(f"cannot read {path}: it is {kind}")
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"cannot read {path}: it is not UTF-8 text") from e
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read standard input: {e}") from e
 
 
 def inputs(args: argparse.Namespace, what: str) -> list[str]:

@@ -14,6 +14,12 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
     parser.add_argument("--json", action="store_true", help="print JSON")
     add_device_option(parser)
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="the data set's folder, if it is not where the run found it in training",
+    )
     return parser.parse_intermixed_args(argv)
 
 
@@ -21,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.evaluation import evaluate_run
     from attnlab.runs import load_run
 
-    loaded = load_run(args.run_dir)
+    loaded = load_run(args.run_dir, data_dir=args.data_dir)
     report = evaluate_run(loaded, device=args.device)
     print(json.dumps(report, indent=2) if args.json else loaded.task.format_report(report))
     return 0

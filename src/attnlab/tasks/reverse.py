@@ -109,7 +109,7 @@ class ReverseTask(Task):
                 f"empty input: give digits 0..{c.num_categories - 1} separated by spaces, "
                 'e.g. "3 1 4 1 5"'
             )
-        bad = [w for w in words if not (w.isdigit() and int(w) < c.num_categories)]
+        bad = [w for w in words if not (w.isascii() and w.isdigit() and int(w) < c.num_categories)]
         if bad:
             raise InputError(
                 f"{', '.join(repr(w) for w in bad)} not in the vocabulary: "

@@ -19,9 +19,6 @@ which refuses anything but tensors and plain containers.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +28,12 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from attnlab.errors import RunDirError
+from attnlab.files import atomic_write
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary path beside ``path``, flush it, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -66,6 +49,8 @@ def read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunDirError(f"{path} is not valid JSON ({e})") from e
+    except RecursionError as e:
+        raise RunDirError(f"{path} is not the JSON of an attnlab run (nested too deep)") from e
 
 
 def _unique_tensors(model: nn.Module) -> dict[str, Tensor]:

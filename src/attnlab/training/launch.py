@@ -28,11 +28,13 @@ from attnlab.runs import (
     load_run,
     new_run_dir,
     read_run_config,
+    train_config_of,
     write_run_config,
 )
 from attnlab.tasks import Task, get_task
 from attnlab.training import distributed
 from attnlab.training.devices import check_precision
+from attnlab.training.memory import check_fits
 from attnlab.training.trainer import Trainer
 
 
@@ -81,8 +83,9 @@ def _resumed(task_cls: type[Task], resume: Path, options: dict[str, Any]) -> tup
             f"{flags} cannot change on --resume: the run keeps its saved config "
             f"(only {allowed} may)"
         )
-    train_config = build(TrainConfig, {**config["train"], **train_values})
-    return build_task(config), build_model(config), train_config
+    saved = train_config_of(config)
+    train_config = build(TrainConfig, {**dataclasses.asdict(saved), **train_values})
+    return build_task(config), build_model(config, "training"), train_config
 
 
 def train(
@@ -120,6 +123,7 @@ def train(
     check_precision(distributed.process_device(train_config.device), train_config.precision)
     if resume is None:
         task_obj = task_cls(task_config)  # finds (or fails to find) the data first
+        check_fits(task_obj.build_model, "training")
     with distributed.process_group(train_config.device):
         distributed.check_batch_split(
             train_config.batch_size, train_config.grad_accum, distributed.world_size()

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from attnlab.errors import InputError
+from attnlab.files import write_text
 from attnlab.viz.views import AttentionView
 
 # Weights are stored as round(weight * WEIGHT_SCALE): 4 decimals, and short JSON integers.
@@ -110,12 +111,8 @@ def save_explorer(
     path: str | Path,
     title: str = "Attention explorer",
 ) -> Path:
-    """Write :func:`render_explorer` of ``views`` to ``path`` (folders created); returns it."""
-    path = Path(path)
-    page = render_explorer(views, title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    """Write :func:`render_explorer` of ``views`` to ``path`` atomically; returns the path."""
+    return write_text(Path(path), render_explorer(views, title))
 
 
 @dataclass
@@ -138,11 +135,8 @@ class ExplorerWidget:
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write the page to ``path`` (folders created); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.html, encoding="utf-8")
-        return path
+        """Write the page to ``path`` atomically (folders created); returns the path."""
+        return write_text(Path(path), self.html)
 
 
 def show(

@@ -12,6 +12,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from attnlab.files import atomic_write
+
 
 def new_figure(**kwargs: Any) -> Figure:
     """A figure for saving to a file (``kwargs``: ``figsize``, ``layout``...)."""
@@ -19,8 +21,8 @@ def new_figure(**kwargs: Any) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` to ``path`` (folders created, margins trimmed) and return the path."""
+    """Write ``fig`` to ``path`` atomically (folders created, margins trimmed); returns it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight"))
     return path

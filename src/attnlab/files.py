@@ -1,0 +1,81 @@
+"""Reading and writing the user's files: one sentence for every way a path can be wrong.
+
+Every file attnlab writes goes to a temporary file beside its destination and is renamed over
+it (``os.replace`` is atomic), so a failure never leaves a half-written file where a good one
+was. Paths to read must be regular files: a directory, a FIFO or a device is refused before it
+is opened (reading a FIFO with no writer would wait for ever). Imports no torch.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from attnlab.errors import InputError, OutputError
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or str(e)
+
+
+def check_output_file(path: Path) -> None:
+    """Refuse, before any work, an output path that cannot become a file."""
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory; give a file name")
+    parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: {parent} is not writable")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, flush it, then rename it.
+
+    The temporary file keeps ``path``'s suffix, so writers that pick a format from it (e.g.
+    matplotlib) still can. An OSError (not writable, a directory, disk full) becomes an
+    :class:`~attnlab.errors.OutputError`, and the temporary file is removed.
+    """
+    path = Path(path)
+    check_output_file(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}"
+        )
+        os.close(fd)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {_reason(e)}") from e
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {_reason(e)}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return Path(path)
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of a regular file (a leading byte-order mark removed)."""
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise InputError(f"cannot read {path}: it is {kind}")
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"cannot read {path}: it is not UTF-8 text") from e
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {_reason(e)}") from e

@@ -1,0 +1,263 @@
+"""Every user mistake, through the attnlab command: exit status 2, exactly one line on stderr,
+no traceback, and nothing half-written.
+
+The first cases are those a fuzzing pass found; the rest cover every subcommand with numeric
+extremes (0, negative, nan, inf, 2^63), wrong types, bad paths, encodings and standard input.
+"""
+
+import errno
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from matplotlib.figure import Figure
+
+from attnlab.cli import main
+
+from .cli_helpers import assert_one_line_error, run_cli
+
+BIG = str(2**64)
+TINY_REVERSE = ["--train-size", "200", "--val-size", "20", "--test-size", "20",
+                "--batch-size", "50", "--epochs", "1", "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny reverse run."""
+    out = tmp_path_factory.mktemp("bad-input") / "reverse"
+    assert main(["train", "reverse", "--out", str(out), *TINY_REVERSE]) == 0
+    return out
+
+
+@pytest.fixture
+def paths(tmp_path):
+    """A file, a FIFO with no writer, an empty file and a file of non-UTF-8 bytes."""
+    (tmp_path / "file.txt").write_text("3 1 4\n")
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    os.mkfifo(tmp_path / "fifo")
+    return tmp_path
+
+
+def edited_run(run, tmp_path, edit) -> str:
+    """A copy of ``run`` whose config.json is ``edit(config)`` (a value to dump, or a string)."""
+    copy = tmp_path / "edited"
+    copy.mkdir()
+    for name in ("model.safetensors", "checkpoint.pt"):
+        (copy / name).write_bytes((run / name).read_bytes())
+    edited = edit(json.loads((run / "config.json").read_text()))
+    text = edited if isinstance(edited, str) else json.dumps(edited)
+    (copy / "config.json").write_text(text)
+    return str(copy)
+
+
+def with_model(config, **fields):
+    config["model"]["config"].update(fields)
+    return config
+
+
+def with_task(config, **fields):
+    config["task_config"].update(fields)
+    return config
+
+
+def train(*args):
+    return ["train", "reverse", "--out", "{tmp}/new", *args]
+
+
+FOUND_BY_FUZZING = [
+    (train("--d-model", "0"), "d_model must be at least 1; got 0"),
+    (train("--d-model", "-4"), "d_model must be at least 1; got -4"),
+    (train("--heads", "0"), "heads must be at least 1; got 0"),
+    (train("--heads", "3", "--d-model", "32"), "heads must divide d_model"),
+    (train("--dropout", "1.5"), "dropout must be below 1; got 1.5"),
+    (train("--dropout", "-0.1"), "dropout must not be negative; got -0.1"),
+    (train("--dropout", "nan"), "dropout must be a finite number; got nan"),
+    (train("--val-size", "0"), "val_size must be at least 1; got 0"),
+    (train("--test-size", "0"), "test_size must be at least 1; got 0"),
+    (train("--seed", BIG), "seed must be at most"),
+    (train("--layers", "-1"), "layers must be at least 1; got -1"),
+    (train("--d-model", "65536", "--d-ff", "262144", "--layers", "1024"), "parameters: training"),
+    (["train", "names", "--positional", "foo"], "positional must be one of learned, sinusoidal"),
+    (["train", "names", "--tokenizer", "words"], "tokenizer must be one of char, bpe"),
+    (["train", "names", "--bpe-vocab", "0"], "bpe_vocab must be at least 50; got 0"),
+    (train("--epoch", "8"), "unrecognized arguments: --epoch 8"),
+    (["train", "reverse", "--resume", "{run}", "--epoch", "8"], "unrecognized arguments"),
+    (["predict", "{run}", "²"], "'²' not in the vocabulary"),
+    (["predict", "{run}", "--file", "{tmp}/fifo"], "it is not a regular file"),
+    (["generate", "{run}", "--temperature", "nan"], "--temperature must be finite"),
+    (["translate", "{run}", "hello", "--beam", "100000"], "--beam must be from 1 to 1000"),
+    (["eval", "{run}", "--data-dir", "{tmp}"], "task 'reverse' reads no data set"),
+    (train(), "{tmp}/new exists and is not a directory"),  # see test below: --out is a file
+]
+
+OUR_OWN = [
+    # train: numbers out of range, of the wrong type, or that cannot work together
+    (train("--epochs", "0"), "epochs must be at least 1; got 0"),
+    (train("--epochs", str(2**63)), "epochs must be at most 1,000,000"),
+    (train("--epochs", "1.5"), "invalid int value: '1.5'"),
+    (train("--batch-size", "0"), "batch_size must be at least 1; got 0"),
+    (train("--lr", "0"), "lr must be positive; got 0.0"),
+    (train("--lr", "-1"), "lr must not be negative; got -1.0"),
+    (train("--lr", "inf"), "lr must be a finite number; got inf"),
+    (train("--warmup", "-1"), "warmup must not be negative; got -1"),
+    (train("--grad-clip", "-1"), "grad_clip must not be negative"),
+    (train("--momentum", "1"), "momentum must be below 1; got 1.0"),
+    (train("--weight-decay", "nan"), "weight_decay must be a finite number"),
+    (train("--schedule", "linear"), "schedule must be one of cosine, noam, constant"),
+    (train("--precision", "fp8"), "precision must be one of fp32, bf16, fp16"),
+    (train("--precision", "fp16"), "--precision fp16 needs a CUDA GPU"),
+    (train("--device", "cuda:7"), "--device cuda:7 was asked for"),
+    (train("--grad-accum", "0"), "grad_accum must be at least 1; got 0"),
+    (train("--batch-size", "10", "--grad-accum", "3"), "must be a multiple of grad_accum"),
+    (train("--min-lr", "1"), "min_lr must be between 0 and lr"),
+    (train("--seq-len", "0"), "seq_len must be at least 1; got 0"),
+    (train("--min-len", "0"), "min_len must be at least 1; got 0"),
+    (train("--num-categories", "1"), "num_categories must be at least 2; got 1"),
+    (train("--compile=yes"), "ignored explicit argument 'yes'"),
+    (train("--no-such-flag"), "unrecognized arguments: --no-such-flag"),
+    (["train", "digits", "--patch-size", "16"], "patch_size must be at most 8; got 16"),
+    (["train", "shakespeare", "--activation", "swish"], "activation must be one of gelu"),
+    (["train", "translate-small", "--direction", "de-en"], "direction must be one of en-fr"),
+    # compare
+    (["compare", "names", "--budget", "0"], "--budget must be a positive number"),
+    (["compare", "names", "--budget", "nan"], "--budget must be a positive number"),
+    (["compare", "names", "--budget", "inf"], "--budget must be a positive number"),
+    (["compare", "reverse"], "invalid choice: 'reverse'"),
+    # eval, predict: run directories and inputs
+    (["eval", "{tmp}/file.txt"], "run directory {tmp}/file.txt does not exist"),
+    (["eval", "{run}", "--device", "gpu0"], "unknown device 'gpu0'"),
+    (["predict", "{run}", "-1"], "'-1' not in the vocabulary"),
+    (["predict", "{run}", "1.5"], "'1.5' not in the vocabulary"),
+    (["predict", "{run}", "--file", "{tmp}/empty.txt"], "has no non-empty lines"),
+    (["predict", "{run}", "--file", "{tmp}/latin1.txt"], "it is not UTF-8 text"),
+    (["predict", "{run}", "--file", "{tmp}"], "it is a directory"),
+    (["predict", "{run}", "--file", "{tmp}/missing.txt"], "No such file or directory"),
+    # translate and generate: numbers and runs of the wrong kind
+    (["translate", "{run}", "hi", "--beam", "0"], "--beam must be from 1 to 1000; got 0"),
+    (["translate", "{run}", "hi", "--beam", "-3"], "--beam must be from 1 to 1000; got -3"),
+    (["translate", "{run}", "hi"], "attnlab translate needs a translate"),
+    (["generate", "{run}", "--temperature", "inf"], "--temperature must be finite"),
+    (["generate", "{run}", "--temperature", "-1"], "--temperature must be finite"),
+    (["generate", "{run}", "--top-k", "0"], "--top-k must be at least 1; got 0"),
+    (["generate", "{run}", "--top-p", "0"], "--top-p must be in (0, 1]"),
+    (["generate", "{run}", "--top-p", "nan"], "--top-p must be in (0, 1]"),
+    (["generate", "{run}", "--max-new-tokens", "0"], "--max-new-tokens must be from 1"),
+    (["generate", "{run}", "--max-new-tokens", BIG], "--max-new-tokens must be from 1"),
+    (["generate", "{run}", "--seed", "-1"], "--seed must be from 0"),
+    (["generate", "{run}", "--stop", ""], "--stop must not be empty"),
+    (["generate", "{run}"], "which does not generate text"),
+    # attention: outputs
+    (["attention", "{run}", "1 2", "--out", "{tmp}/a.pdf"], "must be a .png"),
+    (["attention", "{run}", "1 2", "--out", "{tmp}/dir.png"], "it is a directory"),
+    (["attention", "{run}", "1 2", "--out", "{tmp}/file.txt/a.png"], "is a file, not a directory"),
+    (["attention", "{run}", "1 2", "3 4"], "give one RUN_DIR and one INPUT"),
+    (["attention", "1 2"], "give a RUN_DIR before the input"),
+    # embed and similarity: texts and checkpoints
+    (["embed"], "no input: give texts"),
+    (["embed", "--file", "{tmp}/fifo"], "it is not a regular file"),
+    (["embed", "hello", "--pretrained", "{tmp}/missing"], "{tmp}/missing"),
+    (["similarity", "only one"], "the following arguments are required: TEXT_B"),
+    # bench
+    (["bench", "--repeats", "0"], "--repeats must be positive"),
+    (["bench", "--repeats", BIG], "--repeats must be positive and at most"),
+    (["bench", "--threads", "-2"], "--threads must be positive"),
+    (["bench", "--peak-tflops", "nan"], "--peak-tflops must be positive"),
+    (["bench", "--precision", "fp8"], "invalid choice: 'fp8'"),
+    (["bench", "no-such-suite"], "no-such-suite"),
+    (["bench", "--device", "cuda:7"], "--device cuda:7 was asked for"),
+]
+
+
+CASES = FOUND_BY_FUZZING + OUR_OWN
+
+
+@pytest.mark.parametrize("args, message", CASES, ids=[" ".join(args) for args, _ in CASES])
+def test_a_bad_input_is_one_line_and_status_2(capsys, run, paths, args, message):
+    (paths / "dir.png").mkdir()
+    (paths / "new").write_text("a file where the run directory should go\n")
+    args = [a.format(run=run, tmp=paths) for a in args]
+    before = sorted(p.name for p in paths.iterdir())
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, message.format(tmp=paths))
+    assert sorted(p.name for p in paths.iterdir()) == before  # nothing written, nothing left
+    assert (paths / "new").read_text().startswith("a file where")
+
+
+def test_enough_bad_inputs_are_covered():
+    assert len(OUR_OWN) >= 40
+
+
+HAND_EDITED = {
+    "null": lambda c: None,
+    "a list": lambda c: [1, 2, 3],
+    "an unknown model": lambda c: {**c, "model": "x"},
+    "an unknown task": lambda c: {**c, "task": "no-such-task"},
+    "arrays 100,000 deep": lambda c: "[" * 100_000 + "]" * 100_000,
+    "a string for a size": lambda c: with_model(c, d_model="wide"),
+    "a float for a size": lambda c: with_task(c, seq_len=16.5),
+    "a task config that is a number": lambda c: {**c, "task_config": 7},
+    "an unknown task field": lambda c: with_task(c, colour="red"),
+    "a huge model": lambda c: with_model(c, d_model=100_000, num_heads=1),
+    "a train config that is a list": lambda c: {**c, "train": []},
+    "an unknown optimizer": lambda c: {**c, "train": {**c["train"], "optimizer": "x"}},
+}
+
+
+@pytest.mark.parametrize("edit", HAND_EDITED.values(), ids=HAND_EDITED.keys())
+@pytest.mark.parametrize("command", ["eval", "predict", "resume"])
+def test_a_hand_edited_config_json_is_one_line(capsys, run, tmp_path, command, edit):
+    copy = edited_run(run, tmp_path, edit)
+    argv = {
+        "eval": ["eval", copy],
+        "predict": ["predict", copy, "1 2 3"],
+        "resume": ["train", "reverse", "--resume", copy, "--no-progress"],
+    }[command]
+    before = (tmp_path / "edited" / "config.json").read_bytes()
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, "")
+    assert "config" in err or "model" in err, err
+    assert (tmp_path / "edited" / "config.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["predict", "translate", "embed"])
+def test_a_closed_stdin_is_one_line(capsys, monkeypatch, run, command):
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stdin", closed)
+    argv = [command, str(run), "--file", "-"] if command != "embed" else [command, "--file", "-"]
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, "standard input is closed")
+
+
+def test_binary_stdin_is_one_line(capsys, monkeypatch):
+    binary = io.TextIOWrapper(io.BytesIO(b"\xff\xfe\x00\x81 binary"), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", binary)
+    code, _, err = run_cli(capsys, "embed", "--file", "-")
+    assert_one_line_error(code, err, "standard input is not UTF-8 text")
+
+
+def test_a_full_disk_keeps_the_good_file(capsys, monkeypatch, run, tmp_path):
+    good = tmp_path / "attn.png"
+    assert main(["attention", str(run), "1 2 3", "--out", str(good)]) == 0
+    before = good.read_bytes()
+
+    def fill_the_disk(fig, path, **kwargs):
+        Path(path).write_bytes(b"\x89PNG half a file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Figure, "savefig", fill_the_disk)
+    code, _, err = run_cli(capsys, "attention", str(run), "3 2 1", "--out", str(good))
+    assert_one_line_error(code, err, f"cannot write {good}: No space left on device")
+    assert good.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["attn.png"]  # no temporary file left
+
+
+def test_an_unwritable_place_is_one_line(capsys, run):
+    code, _, err = run_cli(capsys, "attention", str(run), "1 2", "--out", "/proc/attn.png")
+    assert_one_line_error(code, err, "cannot write /proc/attn.png")
+    code, _, err = run_cli(capsys, "train", "reverse", "--out", "/proc/attnlab-run")
+    assert_one_line_error(code, err, "/proc/attnlab-run")
