@@ -22,6 +22,7 @@ many processes and micro-batches it is split into; ``--max-steps``, ``--val-ever
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
@@ -217,47 +218,13 @@ class Trainer:
 
         cfg = self.config
         self.model.to(self.device)
-        splits = self.task.splits()
-        processes = distributed.world_size()
-        check_batch_split(cfg.batch_size, cfg.grad_accum, processes)
-        sampler = EpochBatchSampler(
-            len(splits.train), cfg.batch_size, cfg.seed, distributed.rank(), processes,
-            cfg.grad_accum,
-        )  # fmt: skip
-        train_loader = loader(splits.train, self.task, batch_sampler=sampler)
-        # Validation batches as large as a training micro-batch, which is known to fit.
-        micro_batch = cfg.batch_size // (processes * cfg.grad_accum)
-        val_loader = loader(splits.val, self.task, batch_size=micro_batch)
+        train_loader, sampler, val_loader = self._loaders()
         steps_per_epoch = sampler.steps_per_epoch
         total_steps = cfg.epochs * steps_per_epoch
         last_step = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps
         val_every = cfg.val_every or steps_per_epoch
-
-        self.optimizer = build_optimizer(self.model, cfg)
-        d_model = getattr(getattr(self.model, "config", None), "d_model", 512)
-        self.scheduler = build_scheduler(
-            self.optimizer, cfg.schedule, cfg.warmup, total_steps, d_model, cfg.min_lr / cfg.lr
-        )
-        self.scaler = grad_scaler(self.device, cfg.precision)
-        self.step, self.bad_validations, self.history = 0, 0, []
-        self.best: list[float] | None = None  # [monitored metric, -loss] of the best model
-        self.best_step: int | None = None
-        if processes > 1:
-            # Every process used the same seed to build the same initial weights; from here on
-            # each draws its own dropout masks (the same masks on every slice of a batch would
-            # be one mask, not independent noise).
-            torch.manual_seed(cfg.seed * 1_000_003 + distributed.rank() + 1)
-        if resume:
-            self._restore(load_checkpoint(self.run_dir / CHECKPOINT))
-        self.checkpoint_step = self.step
-
-        # The training forward goes through DDP (which averages gradients over processes) and
-        # torch.compile (fused kernels). self.model stays the plain module: checkpoints save its
-        # weights (no "module." or "_orig_mod." in the names) and validation runs it. All of
-        # them share one set of parameters. DDP is wrapped first, then compiled, as PyTorch's
-        # DDP notes advise, so that the compiler can split its graph at DDP's gradient buckets.
-        self.ddp_model = distributed.wrap(self.model, self.device)
-        self.train_model = torch.compile(self.ddp_model) if cfg.compile else self.ddp_model
+        self._start(total_steps, resume)
+        self._wrap_for_training()
 
         main = distributed.is_main()
         self.writer = (
@@ -273,19 +240,79 @@ class Trainer:
             dynamic_ncols=True,
             desc=f"train {self.task.name}",
         )
-        # Ctrl-C finishes the current step and saves a checkpoint (signals: main thread only).
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        if in_main_thread:
-            previous_handler = signal.signal(signal.SIGINT, self._request_stop)
         try:
-            self._loop(train_loader, sampler, val_loader, bar, val_every, last_step)
+            with self._ctrl_c_finishes_the_step():
+                self._loop(train_loader, sampler, val_loader, bar, val_every, last_step)
         finally:
-            if in_main_thread:
-                signal.signal(signal.SIGINT, previous_handler)
             bar.close()
             if self.writer is not None:
                 self.writer.close()
         return self._best_entry()
+
+    def _loaders(self) -> tuple[DataLoader, EpochBatchSampler, DataLoader]:
+        """The training loader with its sampler (this process's micro-batches of each global
+        batch, epoch by epoch) and the validation loader."""
+        cfg = self.config
+        splits = self.task.splits()
+        processes = distributed.world_size()
+        check_batch_split(cfg.batch_size, cfg.grad_accum, processes)
+        sampler = EpochBatchSampler(
+            len(splits.train), cfg.batch_size, cfg.seed, distributed.rank(), processes,
+            cfg.grad_accum,
+        )  # fmt: skip
+        train_loader = loader(splits.train, self.task, batch_sampler=sampler)
+        # Validation batches as large as a training micro-batch, which is known to fit.
+        micro_batch = cfg.batch_size // (processes * cfg.grad_accum)
+        val_loader = loader(splits.val, self.task, batch_size=micro_batch)
+        return train_loader, sampler, val_loader
+
+    def _start(self, total_steps: int, resume: bool) -> None:
+        """Build the optimizer, LR schedule and gradient scaler and start the bookkeeping at
+        step 0, or with ``resume`` where ``run_dir/checkpoint.pt`` left off."""
+        cfg = self.config
+        self.optimizer = build_optimizer(self.model, cfg)
+        d_model = getattr(getattr(self.model, "config", None), "d_model", 512)
+        self.scheduler = build_scheduler(
+            self.optimizer, cfg.schedule, cfg.warmup, total_steps, d_model, cfg.min_lr / cfg.lr
+        )
+        self.scaler = grad_scaler(self.device, cfg.precision)
+        self.step, self.bad_validations, self.history = 0, 0, []
+        self.best: list[float] | None = None  # [monitored metric, -loss] of the best model
+        self.best_step: int | None = None
+        if distributed.world_size() > 1:
+            # Every process used the same seed to build the same initial weights; from here on
+            # each draws its own dropout masks (the same masks on every slice of a batch would
+            # be one mask, not independent noise).
+            torch.manual_seed(cfg.seed * 1_000_003 + distributed.rank() + 1)
+        if resume:
+            self._restore(load_checkpoint(self.run_dir / CHECKPOINT))
+        self.checkpoint_step = self.step
+
+    def _wrap_for_training(self) -> None:
+        """Set ``train_model``, the module that runs the training forward pass.
+
+        The training forward goes through DDP (which averages gradients over processes) and
+        torch.compile (fused kernels). self.model stays the plain module: checkpoints save its
+        weights (no "module." or "_orig_mod." in the names) and validation runs it. All of
+        them share one set of parameters. DDP is wrapped first, then compiled, as PyTorch's
+        DDP notes advise, so that the compiler can split its graph at DDP's gradient buckets.
+        """
+        self.ddp_model = distributed.wrap(self.model, self.device)
+        self.train_model = torch.compile(self.ddp_model) if self.config.compile else self.ddp_model
+
+    @contextlib.contextmanager
+    def _ctrl_c_finishes_the_step(self) -> Iterator[None]:
+        """While inside, Ctrl-C finishes the current step and saves a checkpoint (see
+        :meth:`_request_stop`). Signal handlers can only be set in the main thread; in any
+        other thread this does nothing."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous_handler = signal.signal(signal.SIGINT, self._request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         if self._stop_requested:  # a second Ctrl-C stops at once
