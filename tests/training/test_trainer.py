@@ -2,10 +2,11 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 import torch
@@ -21,25 +22,73 @@ from attnlab.training.checkpoint import load_checkpoint
 from .conftest import train
 
 
-def start_training(run_dir, train_size: int, *extra: str) -> subprocess.Popen:
+class Child:
+    """A child process whose stdout and stderr are read line by line as it writes them, so
+    that a test can wait for a log line (an event) instead of sleeping for a while."""
+
+    def __init__(self, command: list[str]):
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self.closed: set[str] = set()
+        self.changed = threading.Condition()
+        self.readers = [
+            threading.Thread(target=self._read, args=(name,), daemon=True)
+            for name in ("stdout", "stderr")
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def _read(self, name: str) -> None:
+        for line in getattr(self.proc, name):
+            with self.changed:
+                self.lines[name].append(line)
+                self.changed.notify_all()
+        with self.changed:
+            self.closed.add(name)
+            self.changed.notify_all()
+
+    def wait_for_line(self, pattern: str, stream: str = "stderr", timeout: float = 600) -> str:
+        """The first line of ``stream`` matching regex ``pattern``, waiting for it to be
+        written; fails if the child closes the stream first. ``timeout`` only guards
+        against a hang (it is far above the time the test needs)."""
+        regex = re.compile(pattern)
+
+        def found() -> str | None:
+            return next((line for line in self.lines[stream] if regex.search(line)), None)
+
+        with self.changed:
+            ready = self.changed.wait_for(
+                lambda: found() is not None or stream in self.closed, timeout
+            )
+            line = found()
+        if line is None:
+            self.proc.kill()  # no orphan left running after a failed test
+            pytest.fail(
+                f"no line matching {pattern!r} ({'stream closed' if ready else 'timed out'}); "
+                f"stderr: {''.join(self.lines['stderr'])}"
+            )
+        return line
+
+    def finish(self, timeout: float = 600) -> tuple[int, str, str]:
+        """Wait for the child to exit: its return code, stdout and stderr."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        for reader in self.readers:
+            reader.join(timeout)
+        return code, "".join(self.lines["stdout"]), "".join(self.lines["stderr"])
+
+
+def start_training(run_dir, train_size: int, *extra: str) -> Child:
     """``attnlab train reverse`` in a child process (2 epochs of batches of 50)."""
     args = ["train", "reverse", "--out", str(run_dir), "--no-progress",
             "--train-size", str(train_size), "--val-size", "100", "--test-size", "100",
             "--batch-size", "50", "--epochs", "2", *extra]  # fmt: skip
-    return subprocess.Popen(
-        [sys.executable, "-m", "attnlab.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(path, proc: subprocess.Popen, seconds: float = 120) -> None:
-    """Wait until the training child has written ``path`` (it must not die first)."""
-    deadline = time.monotonic() + seconds
-    while not path.exists() and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.05)
+    return Child([sys.executable, "-m", "attnlab.cli", *args])
 
 
 def checkpoint_params(run_dir):
@@ -89,16 +138,17 @@ def test_same_seed_same_metrics(tmp_path):
 
 def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
     run_dir = tmp_path / "killed"
-    # 800 steps, a checkpoint every 25
-    proc = start_training(run_dir, 20_000, "--val-every", "25")
-    wait_for(run_dir / "checkpoint.pt", proc)
-    time.sleep(0.5)  # let it run on, past more checkpoint writes
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    # 800 steps, a validation and a checkpoint every 25
+    child = start_training(run_dir, 20_000, "--val-every", "25")
+    # The log line of a validation is printed after its checkpoint is written: wait for the
+    # second one, so that one checkpoint has replaced another, and kill the child mid-run.
+    child.wait_for_line(r"^step +50 ")
+    os.kill(child.proc.pid, signal.SIGKILL)
+    code, _, _ = child.finish()
+    assert code == -signal.SIGKILL
 
     step = load_checkpoint(run_dir / "checkpoint.pt")["step"]
-    assert 0 < step < 800
+    assert 50 <= step < 800 and step % 25 == 0
     assert attnlab.load(run_dir)(torch.zeros(1, 16, dtype=torch.long)).shape == (1, 16, 10)
     assert main(["train", "reverse", "--resume", str(run_dir), "--no-progress"]) == 0
     assert load_checkpoint(run_dir / "checkpoint.pt")["step"] == 800
@@ -162,25 +212,29 @@ def test_a_one_layer_one_head_model_attends_to_the_flipped_index(tmp_path):
     assert (run.model(tokens).argmax(-1) == tokens.flip(1)).float().mean() > 0.95
 
 
-def test_early_stopping(tmp_path):
-    assert (
-        train(
-            tmp_path / "r",
-            "--epochs",
-            "10",
-            "--val-every",
-            "5",
-            "--patience",
-            "2",
-            "--lr",
-            "1e-9",
-            "--schedule",
-            "constant",
-        )
-        == 0
-    )
-    history = json.loads((tmp_path / "r" / "metrics.json").read_text())["history"]
-    assert len(history) < 40  # stopped long before 10 epochs x 4 validations
+def test_early_stopping_stops_after_patience_validations_without_improvement(tmp_path, monkeypatch):
+    """Scripted validation scores: the 2nd validation is the best, the 3rd ties it (not an
+    improvement) and the 4th is worse; the later ones would improve again. With patience 2
+    training must stop right after the 4th validation, at step 4 * val_every, out of 10 epochs
+    of 20 steps (40 validations)."""
+    scores = iter([0.2, 0.5, 0.5, 0.4] + [0.6 + 0.001 * i for i in range(100)])
+    real_evaluate = ReverseTask.evaluate
+
+    def scripted_evaluate(self, model, batches):
+        metrics = real_evaluate(self, model, batches)
+        metrics[self.monitor] = next(scores)
+        metrics["loss"] = 1.0  # equal accuracies stay a tie
+        return metrics
+
+    monkeypatch.setattr(ReverseTask, "evaluate", scripted_evaluate)
+    val_every, patience, best = 5, 2, 2
+    assert train(tmp_path / "r", "--epochs", "10", "--val-every", str(val_every),
+                 "--patience", str(patience)) == 0  # fmt: skip
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    steps = [entry["step"] for entry in metrics["history"]]
+    assert steps == [val_every * i for i in range(1, best + patience + 1)]  # 5, 10, 15, 20
+    assert metrics["best"]["step"] == val_every * best
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["step"] == steps[-1]
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
@@ -224,13 +278,14 @@ def test_run_directory_contents(trained_run):
 
 def test_ctrl_c_stops_after_the_step_and_saves_a_checkpoint(tmp_path):
     run_dir = tmp_path / "interrupted"
-    proc = start_training(run_dir, 50_000)  # 1,000 steps per epoch
-    wait_for(run_dir / "tensorboard", proc)
-    time.sleep(1.0)  # well inside the first epoch of 1,000 steps
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    child = start_training(run_dir, 50_000, "--val-every", "100")  # 1,000 steps per epoch
+    child.wait_for_line(r"^step +100 ")  # training is under way, well inside the first epoch
+    child.proc.send_signal(signal.SIGINT)
+    code, out, err = child.finish()
+    assert code == 0, err
     assert "Stopping after this step" in err
     step = load_checkpoint(run_dir / "checkpoint.pt")["step"]
-    assert 0 < step < 1000  # stopped early, and the checkpoint is where it stopped
+    assert 100 < step < 1000  # stopped early, and the checkpoint is where it stopped
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    assert history[-1]["step"] == step  # validated at the step it stopped after
     assert "test set:" in out
