@@ -1,4 +1,6 @@
-"""The names task on the real data (read through ATTNLAB_DATA_DIR, as in CI)."""
+"""The names task: the real data (read through ATTNLAB_DATA_DIR, as in CI), a short run and
+``compare`` on it; the models and the BPE vocabulary, which need only a vocabulary, on a small
+made-up data set, so that a bare ``pytest`` runs them too."""
 
 import io
 import json
@@ -18,9 +20,34 @@ from attnlab.tasks.names import NamesConfig, NamesTask
 
 from .cli_helpers import run_cli
 
-pytestmark = pytest.mark.skipif(
+needs_data = pytest.mark.skipif(
     not os.environ.get("ATTNLAB_DATA_DIR"), reason="needs ATTNLAB_DATA_DIR (../shared/data)"
 )
+
+# A small data set in the names layout (one <Language>.txt per language, one name a line),
+# holding the characters of the names the tests encode, accents included (but not 李).
+MADE_UP_NAMES = {
+    "Italian": "Rossi Russo Ferrari Esposito Bianchi Romano Colombo Ricci Marino Greco",
+    "Japanese": "Nakamura Tanaka Yamamoto Suzuki Takahashi Watanabe Kobayashi Nakajima Yamada",
+    "Norwegian": "Østby Hansen Johansen Olsen Larsen Sørensen Pedersen Bjørnstad Lie Kristiansen",
+    "Russian": "Kozlov Volkov Sokolov Orlov Smirnov Ivanov Petrov Dostoevsky Tchaikovsky Zhukovsky",
+    "Vietnamese": "Nguyễn Trần Lê Phạm Hoàng Huỳnh Phan Vũ Võ Đặng",
+    "Irish": "O'Neill O'Brien Murphy Kelly Walsh O'Sullivan Byrne Ryan O'Connor",
+}
+
+
+@pytest.fixture(scope="module")
+def made_up_names(tmp_path_factory):
+    """The folder of MADE_UP_NAMES, as --data-dir takes it."""
+    folder = tmp_path_factory.mktemp("names")
+    for language, names in MADE_UP_NAMES.items():
+        (folder / f"{language}.txt").write_text("\n".join(names.split()) + "\n", encoding="utf-8")
+    return folder
+
+
+def names_config(data_dir, **fields) -> NamesConfig:
+    """The one place this file builds a NamesConfig, from flat fields (model sizes included)."""
+    return build(NamesConfig, {"data_dir": str(data_dir), **fields})
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +86,7 @@ def names_run(tmp_path_factory):
     return out
 
 
+@needs_data
 def test_the_real_data(pairs):
     folder = names_dir()
     lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in folder.glob("*.txt"))
@@ -69,6 +97,7 @@ def test_the_real_data(pairs):
     assert any(not name.isascii() for name, _ in pairs)  # Unicode kept, not folded to ASCII
 
 
+@needs_data
 def test_the_split_leaks_no_pair_and_keeps_every_language(pairs):
     train, val, test = stratified_split(pairs, seed=0)
     assert len(train) + len(val) + len(test) == len(pairs)
@@ -82,6 +111,7 @@ def test_the_split_leaks_no_pair_and_keeps_every_language(pairs):
     assert stratified_split(pairs, seed=1)[2] != test
 
 
+@needs_data
 def test_a_short_run_beats_the_majority_class(names_run):
     report = json.loads((names_run / "metrics.json").read_text())["test"]
     support = {k: v["support"] for k, v in report["per_class"].items()}
@@ -91,6 +121,7 @@ def test_a_short_run_beats_the_majority_class(names_run):
     assert len(report["confusion_matrix"]["counts"]) == 18
 
 
+@needs_data
 def test_predict_top3_with_unseen_characters(capsys, names_run):
     code, out, err = run_cli(
         capsys,
@@ -112,6 +143,7 @@ def test_predict_top3_with_unseen_characters(capsys, names_run):
         assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0001
 
 
+@needs_data
 def test_names_bad_input(capsys, names_run, monkeypatch):
     for bad in ("", "   "):
         code, _, err = run_cli(capsys, "predict", str(names_run), bad)
@@ -125,6 +157,7 @@ def test_names_bad_input(capsys, names_run, monkeypatch):
     assert code == 2 and "does not exist" in err
 
 
+@needs_data
 def test_attention_of_the_cls_token(capsys, names_run, tmp_path):
     png = tmp_path / "a.png"
     code, _, err = run_cli(capsys, "attention", str(names_run), "Nakamura", "--out", str(png))
@@ -138,16 +171,12 @@ def test_attention_of_the_cls_token(capsys, names_run, tmp_path):
 
 
 @pytest.mark.parametrize("window", [0, 1])
-def test_torch_backend_equals_attnlab_with_the_same_weights(window):
+def test_torch_backend_equals_attnlab_with_the_same_weights(made_up_names, window):
     sizes = {"d_model": 32, "heads": 4, "layers": 2, "d_ff": 64, "dropout": 0.0, "window": window}
-    task = NamesTask(build(NamesConfig, {"backend": "torch", **sizes}))
+    task = NamesTask(names_config(made_up_names, backend="torch", **sizes))
     torch_model = task.build_model().eval()
     ours = (
-        NamesTask(
-            build(NamesConfig, sizes),
-            vocab=task.vocab,
-            languages=task.languages,
-        )
+        NamesTask(names_config(made_up_names, **sizes), vocab=task.vocab, languages=task.languages)
         .build_model()
         .eval()
     )
@@ -160,10 +189,8 @@ def test_torch_backend_equals_attnlab_with_the_same_weights(window):
     torch.testing.assert_close(ours(tokens), torch_model(tokens), atol=1e-5, rtol=0)
 
 
-def test_gru_baseline_ignores_padding_and_has_no_attention(tmp_path):
-    task = NamesTask(
-        build(NamesConfig, {"model": "gru", "d_model": 32, "layers": 1, "dropout": 0.0})
-    )
+def test_gru_baseline_ignores_padding_and_has_no_attention(made_up_names):
+    task = NamesTask(names_config(made_up_names, model="gru", d_model=32, layers=1, dropout=0.0))
     model = task.build_model().eval()
     short = torch.tensor([task.vocab.encode("Rossi")])
     padded = torch.tensor([task.vocab.encode("Rossi") + [0] * 6])
@@ -172,6 +199,7 @@ def test_gru_baseline_ignores_padding_and_has_no_attention(tmp_path):
         task.attention(model, "Rossi")
 
 
+@needs_data
 def test_compare_trains_every_variant_on_the_same_split(capsys, tmp_path):
     code, out, err = run_cli(
         capsys,
@@ -200,12 +228,12 @@ def test_compare_trains_every_variant_on_the_same_split(capsys, tmp_path):
     assert code == 2 and "--budget must be a positive" in err
 
 
-def test_bpe_tokenizer_survives_the_run_config_round_trip():
-    task = NamesTask(NamesConfig(tokenizer="bpe", bpe_vocab=300))
+def test_bpe_tokenizer_survives_the_run_config_round_trip(made_up_names):
+    task = NamesTask(names_config(made_up_names, tokenizer="bpe", bpe_vocab=80))
     state = json.loads(json.dumps(task.state()))  # as written to and read from config.json
     again = NamesTask.from_state(task.config, state)
     for name in ("Nakamura", "Kozlovsky", "O'Neill", "Øystein"):
         assert again.vocab.encode(name) == task.vocab.encode(name)
-    assert len(task.vocab) == 300
+    assert len(task.vocab) == 80
     assert len(task.vocab.encode("Kozlovsky")) < len("Kozlovsky")  # merged into subwords
     assert task.vocab.encode("李") == [task.vocab.unk_id]
