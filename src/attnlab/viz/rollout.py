@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from matplotlib import patheffects
+from matplotlib.axes import Axes
 from torch import Tensor
 
 from attnlab.viz.figures import new_figure, save_figure
@@ -94,20 +95,8 @@ def plot_rollout_overlay(
         ax.imshow(image.numpy(), cmap="gray", vmin=0.0, vmax=1.0)
         heat_pixels = upsample_to_image(share, (H, W)).numpy()  # (H, W)
         shown = ax.imshow(heat_pixels, cmap="turbo", alpha=0.5, vmin=0.0, vmax=top)
-        rows, cols = share.shape
-        if rows * cols <= 16:
-            for r in range(rows):
-                for c in range(cols):
-                    ax.text(
-                        (c + 0.5) * W / cols - 0.5,
-                        (r + 0.5) * H / rows - 0.5,
-                        f"{100 * share[r, c]:.0f}%",
-                        ha="center",
-                        va="center",
-                        fontsize=8,
-                        color="white",
-                        path_effects=[patheffects.withStroke(linewidth=2, foreground="black")],
-                    )
+        if share.numel() <= 16:
+            _write_shares(ax, share, (H, W))
         ax.set_title(label, fontsize=8)
     for ax in axes:
         ax.set_xticks([])
@@ -116,3 +105,25 @@ def plot_rollout_overlay(
     if title:
         fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)
+
+
+def _write_shares(ax: Axes, share: Tensor, image_size: tuple[int, int]) -> None:
+    """Write each patch's share, in percent, at the centre of the patch.
+
+    ``share``: ``(rows, cols)`` over the patch grid; ``image_size``: ``(H, W)`` in pixels, as
+    drawn on ``ax`` (pixel centres at integer coordinates).
+    """
+    H, W = image_size
+    rows, cols = share.shape
+    for r in range(rows):
+        for c in range(cols):
+            ax.text(
+                (c + 0.5) * W / cols - 0.5,
+                (r + 0.5) * H / rows - 0.5,
+                f"{100 * share[r, c]:.0f}%",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white",
+                path_effects=[patheffects.withStroke(linewidth=2, foreground="black")],
+            )
