@@ -60,8 +60,11 @@ def _num(x: float) -> str:
 def allowed(field: dataclasses.Field) -> str:
     """What a field allows, in words: ``one of a, b``, ``at least 1``, ``in [0, 1)``..."""
     meta = field.metadata
-    if meta.get("choices"):
-        return "one of " + ", ".join(map(str, meta["choices"]))
+    choices = [str(c) for c in meta.get("choices") or ()]
+    if len(choices) == 2:
+        return " or ".join(choices)
+    if choices:
+        return "one of " + ", ".join(choices)
     low, high, below = meta.get("low"), meta.get("high"), meta.get("below")
     if low is not None and below is not None:
         return f"in [{_num(low)}, {_num(below)})"

@@ -128,6 +128,7 @@ def test_attention_png_has_three_kinds(small_run, capsys, tmp_path):
     [
         (["   "], "nothing to translate"),
         (["je suis", "--beam", "0"], "--beam must be at least 1"),
+        (["je suis", "--beam", "999"], "--beam must be at most the vocabulary size"),
         ([], "no input"),
     ],
 )

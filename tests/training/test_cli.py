@@ -151,11 +151,11 @@ def test_resume_takes_epochs_and_no_compile(capsys, tmp_path):
     assert json.loads((run_dir / "config.json").read_text())["train"]["compile"] is True
     code, _, err = run_cli(
         capsys, "train", "reverse", "--resume", str(run_dir), "--epochs", "2", "--no-compile",
-        "--no-progress",
+        "--max-steps", "0", "--no-progress",
     )  # fmt: skip
     assert code == 0, err
     saved = json.loads((run_dir / "config.json").read_text())["train"]
-    assert saved["epochs"] == 2 and saved["compile"] is False
+    assert saved["epochs"] == 2 and saved["compile"] is False and saved["max_steps"] == 0
     history = json.loads((run_dir / "metrics.json").read_text())["history"]
     assert history[-1]["step"] == 40  # two epochs of 20 steps: --epochs was taken
 

@@ -136,13 +136,14 @@ def _read_stdin() -> str:
         raise InputError(f"cannot read standard input: {e}") from e
 
 
-def inputs(args: argparse.Namespace, what: str) -> list[str]:
-    """The positional inputs followed by the lines of ``--file`` (``-``: standard input)."""
+def inputs(args: argparse.Namespace, what: str, nothing: str = "no input") -> list[str]:
+    """The positional inputs followed by the lines of ``--file`` (``-``: standard input);
+    none at all is an InputError that starts with ``nothing``."""
     items = list(args.inputs)
     if args.file is not None:
         items += read_lines(args.file)
     if not items:
-        raise InputError(f"no input: give {what} as arguments, or --file F (- for stdin)")
+        raise InputError(f"{nothing}: give {what} as arguments, or --file F (- for stdin)")
     return items
 
 

@@ -27,7 +27,7 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> int:
     from attnlab.pretrained import format_embeddings, load_pretrained
 
-    texts = inputs(args, "texts")
+    texts = inputs(args, "texts", nothing="no text")
     model = load_pretrained(args.pretrained)
     with warnings_as_notices():
         embeddings = model.embed(texts)  # (N, D)

@@ -50,12 +50,16 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS:
+    if args.max_new_tokens < 1:
+        raise InputError(f"--max-new-tokens must be at least 1; got {args.max_new_tokens}")
+    if args.max_new_tokens > MAX_NEW_TOKENS:
         raise InputError(
-            f"--max-new-tokens must be from 1 to {MAX_NEW_TOKENS:,}; got {args.max_new_tokens}"
+            f"--max-new-tokens must be at most {MAX_NEW_TOKENS:,}; got {args.max_new_tokens}"
         )
-    if not (math.isfinite(args.temperature) and args.temperature >= 0):
-        raise InputError(f"--temperature must be finite and 0 or more; got {args.temperature}")
+    if not math.isfinite(args.temperature):
+        raise InputError(f"--temperature must be a finite number; got {args.temperature}")
+    if args.temperature < 0:
+        raise InputError(f"--temperature must be 0 or more; got {args.temperature}")
     if args.top_k is not None and args.top_k < 1:
         raise InputError(f"--top-k must be at least 1; got {args.top_k}")
     if args.top_p is not None and not 0 < args.top_p <= 1:

@@ -26,8 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.runs import load_run
     from attnlab.tasks.base import Translator
 
-    if not 1 <= args.beam <= MAX_BEAM:
-        raise InputError(f"--beam must be from 1 to {MAX_BEAM}; got {args.beam}")
+    if args.beam < 1:
+        raise InputError(f"--beam must be at least 1; got {args.beam}")
+    if args.beam > MAX_BEAM:
+        raise InputError(f"--beam must be at most {MAX_BEAM:,}; got {args.beam}")
     items = inputs(args, "sentences")
     loaded = load_run(args.run_dir)
     if not isinstance(loaded.task, Translator):

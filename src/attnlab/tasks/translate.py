@@ -296,7 +296,14 @@ class _TranslateBase(Task):
 
     @torch.no_grad()
     def translate(self, model: nn.Module, texts: list[str], beam: int = 1) -> list[dict[str, Any]]:
-        """Translate each text (greedy with ``beam=1``, else beam search)."""
+        """Translate each text (greedy with ``beam=1``, else beam search).
+
+        The beam can hold at most one hypothesis per vocabulary entry: a wider one is an
+        InputError."""
+        if beam > len(self.tokenizer):
+            raise InputError(
+                f"--beam must be at most the vocabulary size {len(self.tokenizer):,}; got {beam}"
+            )
         device = model_device(model)
         out = []
         for text in texts:
