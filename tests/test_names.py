@@ -4,7 +4,6 @@ made-up data set, so that a bare ``pytest`` runs them too."""
 
 import io
 import json
-import os
 import sys
 from collections import Counter
 
@@ -19,10 +18,7 @@ from attnlab.options import build
 from attnlab.tasks.names import NamesConfig, NamesTask
 
 from .cli_helpers import run_cli
-
-needs_data = pytest.mark.skipif(
-    not os.environ.get("ATTNLAB_DATA_DIR"), reason="needs ATTNLAB_DATA_DIR (../shared/data)"
-)
+from .data_sets import needs_data
 
 # A small data set in the names layout (one <Language>.txt per language, one name a line),
 # holding the characters of the names the tests encode, accents included (but not 李).

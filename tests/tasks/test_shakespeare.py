@@ -3,7 +3,6 @@ CLI, and the ``generate`` command with its errors."""
 
 import io
 import json
-import os
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -20,9 +19,7 @@ from attnlab.models import GPT
 from attnlab.tasks.shakespeare import ShakespeareConfig, ShakespeareTask
 
 from ..cli_helpers import assert_one_line_error, run_cli
-
-DATA_ROOT = os.environ.get("ATTNLAB_DATA_DIR")
-needs_data = pytest.mark.skipif(not DATA_ROOT, reason="needs ATTNLAB_DATA_DIR (../shared/data)")
+from ..data_sets import DATA_ROOT, needs_data
 
 # A tiny GPT on short blocks: 200 steps of 12 blocks at a constant rate, validated twice;
 # enough to learn more than the character frequencies (see the eval test).

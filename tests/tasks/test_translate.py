@@ -2,7 +2,6 @@
 run through the whole pipeline and the CLI."""
 
 import json
-import os
 
 import pytest
 
@@ -10,9 +9,7 @@ from attnlab.data.eng_fra import normalize_tutorial, split_by_source, tutorial_s
 from attnlab.data.subword import SubwordTokenizer
 from tests.cli_helpers import assert_one_line_error, run_cli
 
-needs_data = pytest.mark.skipif(
-    not os.environ.get("ATTNLAB_DATA_DIR"), reason="needs ATTNLAB_DATA_DIR with eng-fra/"
-)
+from ..data_sets import DATA_ROOT, REASON, needs_data
 
 # A tiny model and few steps: the pipeline, not the quality.
 TINY = [
@@ -76,8 +73,8 @@ def test_subset_and_split_sizes_match_the_tutorial():
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
-    if not os.environ.get("ATTNLAB_DATA_DIR"):
-        pytest.skip("needs ATTNLAB_DATA_DIR with eng-fra/")
+    if not DATA_ROOT:
+        pytest.skip(REASON)
     from attnlab.cli import main
 
     out = tmp_path_factory.mktemp("translate") / "run"
