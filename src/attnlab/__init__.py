@@ -12,7 +12,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "train": "attnlab.training.launch",
+    "train": "attnlab.experiments.launch",
     "load": "attnlab.runs",
     "load_run": "attnlab.runs",
 }

@@ -33,11 +33,11 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
+    from attnlab.experiments.compare import compare, format_table
+    from attnlab.experiments.launch import configs_from
     from attnlab.runs import new_run_dir
     from attnlab.tasks import get_task
-    from attnlab.training.compare import compare, format_table
     from attnlab.training.devices import resolve_device
-    from attnlab.training.launch import configs_from
 
     if not 0 < args.budget < 10**7:
         raise InputError(f"--budget must be a positive number of seconds; got {args.budget}")

@@ -36,8 +36,8 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
+    from attnlab.experiments.launch import train
     from attnlab.training.checkpoint import METRICS
-    from attnlab.training.launch import train
 
     options = typed_options(args, CARDS[args.task].config, TrainConfig)
     result = train(args.task, out=args.out, resume=args.resume, progress=args.progress, **options)
