@@ -18,6 +18,7 @@ question — the logits of the next token given the tokens so far:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -287,6 +288,8 @@ def _check_generate_args(
     """Refuse the arguments of :func:`generate` that it cannot honour, one message each."""
     if max_new_tokens < 0:
         raise InputError(f"max_new_tokens must be 0 or more; got {max_new_tokens}")
+    if not math.isfinite(temperature):
+        raise InputError(f"temperature must be a finite number; got {temperature}")
     if temperature < 0:
         raise InputError(f"temperature must be 0 or more; got {temperature}")
     if top_k is not None and top_k < 1:

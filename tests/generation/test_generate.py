@@ -106,6 +106,8 @@ def test_streaming_and_stop_string():
     [
         ({"max_new_tokens": -1}, "max_new_tokens"),
         ({"max_new_tokens": 5, "temperature": -1.0}, "temperature"),
+        ({"max_new_tokens": 5, "temperature": float("nan")}, "temperature must be a finite"),
+        ({"max_new_tokens": 5, "top_p": float("nan")}, "top_p"),
         ({"max_new_tokens": 5, "top_k": 0}, "top_k"),
         ({"max_new_tokens": 5, "top_p": 1.5}, "top_p"),
     ],

@@ -243,39 +243,17 @@ class MultiHeadAttention(nn.Module):
         cross: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         B, T_q = self._check_input("x", x)
-        H, d_head = self.num_heads, self.d_head
         cross = cross or memory is not None
         if not cross:
-            qkv = self.qkv_proj(x)  # (B, T, 3 * d_model)
-            qkv = qkv.view(B, T_q, 3, H, d_head).permute(2, 0, 3, 1, 4)  # (3, B, H, T, d_head)
-            q, k, v = qkv.unbind(0)  # each (B, H, T, d_head)
-            if cache is not None:
-                k, v = cache.update(k, v)  # each (B, H, T_cached + T, d_head)
+            q, k, v = self._self_projections(x, cache)
+        elif is_causal:
+            raise ValueError("is_causal=True applies to self-attention only, not to memory")
         else:
-            if is_causal:
-                raise ValueError("is_causal=True applies to self-attention only, not to memory")
-            w_q, w_kv = self.qkv_proj.weight.split([self.d_model, 2 * self.d_model])
-            b_q, b_kv = (None, None)
-            if self.qkv_proj.bias is not None:
-                b_q, b_kv = self.qkv_proj.bias.split([self.d_model, 2 * self.d_model])
-            q = linear(x, w_q, b_q).view(B, T_q, H, d_head).transpose(1, 2)  # (B, H, T_q, d_head)
-            if cache is not None and len(cache) > 0:
-                k, v = cache.k, cache.v  # each (B, H, T_k, d_head), computed on the first step
-            else:
-                if memory is None:
-                    raise ValueError("cross-attention needs memory (or a filled cache)")
-                B_m, T_m = self._check_input("memory", memory)
-                if B_m != B:
-                    raise ValueError(f"memory batch size {B_m} does not match x batch size {B}")
-                kv = linear(memory, w_kv, b_kv)  # (B, T_k, 2 * d_model)
-                kv = kv.view(B, T_m, 2, H, d_head).permute(2, 0, 3, 1, 4)  # (2, B, H, T_k, d_head)
-                k, v = kv.unbind(0)  # each (B, H, T_k, d_head)
-                if cache is not None:
-                    k, v = cache.update(k, v)
+            q, k, v = self._cross_projections(x, memory, cache)
         T_k = k.size(2)
 
         if mask is not None:
-            check_mask(mask, B, H, T_q, T_k)
+            check_mask(mask, B, self.num_heads, T_q, T_k)
         if is_causal and T_q == 1:
             is_causal = False  # a single newest query may attend to every key: nothing to mask
         if is_causal and (mask is not None or need_weights or T_k != T_q):
@@ -294,6 +272,44 @@ class MultiHeadAttention(nn.Module):
         heads = heads.transpose(1, 2).reshape(B, T_q, self.d_model)  # (B, T_q, d_model)
         out = self.out_proj(heads)  # (B, T_q, d_model)
         return (out, weights) if need_weights else out
+
+    def _self_projections(self, x: Tensor, cache: KVCache | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Q, K and V of self-attention, in one fused matmul: each ``(B, H, T, d_head)``; with a
+        cache, K and V hold every cached position too: ``(B, H, T_cached + T, d_head)``."""
+        B, T = x.shape[:2]
+        qkv = self.qkv_proj(x)  # (B, T, 3 * d_model)
+        H, d_head = self.num_heads, self.d_head
+        qkv = qkv.view(B, T, 3, H, d_head).permute(2, 0, 3, 1, 4)  # (3, B, H, T, d_head)
+        q, k, v = qkv.unbind(0)  # each (B, H, T, d_head)
+        if cache is not None:
+            k, v = cache.update(k, v)  # each (B, H, T_cached + T, d_head)
+        return q, k, v
+
+    def _cross_projections(
+        self, x: Tensor, memory: Tensor | None, cache: KVCache | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Q from ``x`` ``(B, H, T_q, d_head)``; K and V ``(B, H, T_k, d_head)`` from ``memory``,
+        or from a filled cache (the memory's keys and values, computed on the first step)."""
+        B, T_q = x.shape[:2]
+        H, d_head = self.num_heads, self.d_head
+        w_q, w_kv = self.qkv_proj.weight.split([self.d_model, 2 * self.d_model])
+        b_q, b_kv = (None, None)
+        if self.qkv_proj.bias is not None:
+            b_q, b_kv = self.qkv_proj.bias.split([self.d_model, 2 * self.d_model])
+        q = linear(x, w_q, b_q).view(B, T_q, H, d_head).transpose(1, 2)  # (B, H, T_q, d_head)
+        if cache is not None and len(cache) > 0:
+            return q, cache.k, cache.v  # each (B, H, T_k, d_head)
+        if memory is None:
+            raise ValueError("cross-attention needs memory (or a filled cache)")
+        B_m, T_m = self._check_input("memory", memory)
+        if B_m != B:
+            raise ValueError(f"memory batch size {B_m} does not match x batch size {B}")
+        kv = linear(memory, w_kv, b_kv)  # (B, T_k, 2 * d_model)
+        kv = kv.view(B, T_m, 2, H, d_head).permute(2, 0, 3, 1, 4)  # (2, B, H, T_k, d_head)
+        k, v = kv.unbind(0)  # each (B, H, T_k, d_head)
+        if cache is not None:
+            k, v = cache.update(k, v)
+        return q, k, v
 
     def _check_input(self, name: str, t: Tensor) -> tuple[int, int]:
         if t.dim() != 3 or t.size(-1) != self.d_model:
