@@ -47,6 +47,13 @@ def test_defaults_are_the_papers_base_model():
         1e-5,
         True,
     )
+    # The paper's multi-head attention, absolute positions, LayerNorm.
+    assert (spec.num_kv_heads, spec.kv_heads, spec.positions, spec.norm) == (
+        None,
+        8,
+        "absolute",
+        "layernorm",
+    )
     assert all(f.metadata["help"] for f in dataclasses.fields(BlockSpec))
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.d_model = 256
@@ -64,10 +71,27 @@ def test_defaults_are_the_papers_base_model():
         ({"dropout": -0.1}, r"dropout must be in \[0, 1\); got -0\.1"),
         ({"attention_dropout": 1.5}, r"attention_dropout must be in \[0, 1\); got 1\.5"),
         ({"ffn_dropout": "0.1"}, r"ffn_dropout must be a number; got '0\.1'"),
-        ({"activation": "tanh"}, r"activation must be one of relu, gelu, gelu_tanh; got 'tanh'"),
+        (
+            {"activation": "tanh"},
+            r"activation must be one of relu, gelu, gelu_tanh, swiglu; got 'tanh'",
+        ),
         ({"norm_first": 1}, r"norm_first must be true or false; got 1"),
         ({"bias": "yes"}, r"bias must be true or false; got 'yes'"),
         ({"layer_norm_eps": 0.0}, r"layer_norm_eps must be positive; got 0\.0"),
+        ({"norm": "batchnorm"}, r"norm must be one of layernorm, rmsnorm; got 'batchnorm'"),
+        ({"num_kv_heads": 0}, r"num_kv_heads must be at least 1; got 0"),
+        ({"num_kv_heads": 2.0}, r"num_kv_heads must be a whole number; got 2\.0"),
+        (
+            {"num_heads": 8, "num_kv_heads": 3},
+            r"^num_heads must be divisible by num_kv_heads; got num_heads=8, num_kv_heads=3$",
+        ),
+        ({"num_heads": 4, "num_kv_heads": 8}, r"divisible by num_kv_heads; got num_heads=4"),
+        ({"positions": "relative"}, r"positions must be one of absolute, rotary; got"),
+        (
+            {"d_model": 24, "num_heads": 8, "positions": "rotary"},
+            r"rotary positions .* d_head = d_model / num_heads must be even; got d_head=3",
+        ),
+        ({"rope_theta": 0.5}, r"rope_theta must be at least 1; got 0\.5"),
     ],
 )
 def test_an_invalid_spec_is_a_value_error_naming_the_field(fields, message):
@@ -132,18 +156,20 @@ def test_each_dropout_rate_acts_where_the_spec_puts_it():
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("grad", [True, False])
 def test_every_activation_the_spec_allows_is_implemented(activation, grad):
-    # Section 3.3, FFN(x) = act(x W1 + b1) W2 + b2, with torch's own activation functions.
-    reference = {
-        "relu": F.relu,
-        "gelu": F.gelu,
-        "gelu_tanh": lambda h: F.gelu(h, approximate="tanh"),
+    # Section 3.3, FFN(x) = act(x W1 + b1) W2 + b2, with torch's own activation functions;
+    # SwiGLU (Shazeer 2020) gates x W3 with SiLU(x W1).
+    hidden = {
+        "relu": lambda ff, x: F.relu(ff.linear1(x)),
+        "gelu": lambda ff, x: F.gelu(ff.linear1(x)),
+        "gelu_tanh": lambda ff, x: F.gelu(ff.linear1(x), approximate="tanh"),
+        "swiglu": lambda ff, x: F.silu(ff.linear1(x)) * ff.linear3(x),
     }[activation]
     ff = FeedForward(spec=BlockSpec(d_model=8, num_heads=2, d_ff=16, activation=activation))
     ff.eval()
     x = torch.randn(3, 5, 8)
     with torch.set_grad_enabled(grad):
         out = ff(x)
-    expected = ff.linear2(reference(ff.linear1(x)))
+    expected = ff.linear2(hidden(ff, x))
     torch.testing.assert_close(out, expected)
 
 

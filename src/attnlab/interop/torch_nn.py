@@ -73,6 +73,10 @@ def _mha_from_torch(src: nn.MultiheadAttention) -> MultiHeadAttention:
 
 
 def _mha_to_torch(src: MultiHeadAttention) -> nn.MultiheadAttention:
+    if src.num_kv_heads != src.num_heads or src.rotary is not None:
+        raise ValueError(
+            "nn.MultiheadAttention has no grouped-query attention and no rotary positions"
+        )
     has_bias = src.qkv_proj.bias is not None
     dst = nn.MultiheadAttention(
         src.d_model, src.num_heads, dropout=src.dropout, bias=has_bias, batch_first=True
@@ -107,7 +111,14 @@ def _layer_from_torch(src: nn.TransformerEncoderLayer) -> EncoderLayer:
     return dst
 
 
+def _check_layer_norm(src: nn.Module) -> None:
+    """torch.nn's layers normalise with LayerNorm only: refuse an RMSNorm layer."""
+    if not isinstance(src.norm1, nn.LayerNorm):
+        raise ValueError(f"torch.nn's layers have LayerNorm only; got {type(src.norm1).__name__}")
+
+
 def _layer_to_torch(src: EncoderLayer) -> nn.TransformerEncoderLayer:
+    _check_layer_norm(src)
     attn = src.self_attn
     ff = src.feed_forward
     dst = nn.TransformerEncoderLayer(
@@ -191,6 +202,7 @@ def _decoder_layer_from_torch(src: nn.TransformerDecoderLayer) -> DecoderLayer:
 
 
 def _decoder_layer_to_torch(src: DecoderLayer) -> nn.TransformerDecoderLayer:
+    _check_layer_norm(src)
     ff = src.feed_forward
     dst = nn.TransformerDecoderLayer(
         d_model=src.self_attn.d_model,

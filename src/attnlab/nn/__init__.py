@@ -1,13 +1,17 @@
 """Building blocks of the Transformer, named as in "Attention Is All You Need".
 
 Mask convention everywhere: bool, ``True`` = "may attend" (see :mod:`attnlab.nn.masks`).
-A :class:`BlockSpec` describes one block; models hand it down whole to every layer.
+A :class:`BlockSpec` describes one block; models hand it down whole to every layer. Beside
+the paper's choices it offers later ones, each in its own module: rotary positions
+(:class:`RotaryEmbedding`), grouped-query attention (in :class:`MultiHeadAttention`),
+:class:`RMSNorm` and the SwiGLU feed-forward network (in :class:`FeedForward`).
 """
 
 from attnlab.nn.attention import (
     KVCache,
     MultiHeadAttention,
     fused_scaled_dot_product_attention,
+    repeat_kv,
     scaled_dot_product_attention,
 )
 from attnlab.nn.embedding import (
@@ -33,6 +37,8 @@ from attnlab.nn.masks import (
     local_mask,
     padding_mask,
 )
+from attnlab.nn.normalization import RMSNorm
+from attnlab.nn.rotary import RotaryEmbedding, rotate_half
 from attnlab.nn.spec import BlockSpec
 from attnlab.nn.transformer import Transformer
 
@@ -47,6 +53,8 @@ __all__ = [
     "Linear",
     "MultiHeadAttention",
     "PatchEmbedding",
+    "RMSNorm",
+    "RotaryEmbedding",
     "SinusoidalPositionalEncoding",
     "TokenEmbedding",
     "Transformer",
@@ -58,6 +66,8 @@ __all__ = [
     "fused_scaled_dot_product_attention",
     "local_mask",
     "padding_mask",
+    "repeat_kv",
+    "rotate_half",
     "scaled_dot_product_attention",
     "sinusoidal_table",
 ]

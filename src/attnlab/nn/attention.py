@@ -8,6 +8,10 @@ Two attention paths compute the same function:
   :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels; the default for
   training and inference when the weights are not needed).
 
+Both accept fewer key/value heads than query heads (grouped-query attention, Ainslie et al.
+2023), and :class:`MultiHeadAttention` can rotate queries and keys by their positions (rotary
+positions, Su et al. 2021; see :mod:`attnlab.nn.rotary`).
+
 Masks follow the attnlab convention: bool, ``True`` = "may attend" (see :mod:`attnlab.nn.masks`).
 """
 
@@ -22,12 +26,15 @@ from torch import Tensor, nn
 
 from attnlab.nn.linear import Linear, linear
 from attnlab.nn.masks import causal_mask, check_mask, combine_masks
+from attnlab.nn.rotary import RotaryEmbedding
 from attnlab.nn.spec import BlockSpec, spec_or_keywords
 
 # Since PyTorch 2.5 (pytorch/pytorch#133882) the fused kernels return zeros for a query row
 # with no allowed key; older releases return NaN there and need the rows zeroed by hand.
 _TORCH_VERSION = tuple(int(part) for part in torch.__version__.split(".")[:2])
 _FUSED_ZEROES_EMPTY_ROWS = _TORCH_VERSION >= (2, 5)
+# Since PyTorch 2.5 the fused function also takes fewer key/value heads (``enable_gqa``).
+_FUSED_HAS_GQA = _TORCH_VERSION >= (2, 5)
 
 
 def _cpu_autocast_enabled() -> bool:
@@ -37,6 +44,20 @@ def _cpu_autocast_enabled() -> bool:
     return torch.is_autocast_cpu_enabled()
 
 
+def repeat_kv(x: Tensor, num_heads: int) -> Tensor:
+    """The keys or values of ``H_kv`` heads, one copy per query head: ``(B, H_kv, T, d)`` ->
+    ``(B, H, T, d)``.
+
+    Grouped-query attention (Ainslie et al. 2023, section 2.2) splits the ``H`` query heads
+    into ``H_kv`` groups of ``H / H_kv`` consecutive heads; each group shares one key/value
+    head, so query head ``h`` reads key/value head ``h // (H / H_kv)``.
+    """
+    groups = num_heads // x.size(1)
+    if groups * x.size(1) != num_heads:
+        raise ValueError(f"{x.size(1)} key/value heads do not divide {num_heads} query heads")
+    return x if groups == 1 else x.repeat_interleave(groups, dim=1)  # (B, H, T, d)
+
+
 def scaled_dot_product_attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0
 ) -> tuple[Tensor, Tensor]:
@@ -44,8 +65,9 @@ def scaled_dot_product_attention(
 
     Args:
         q: queries ``(B, H, T_q, d_k)``.
-        k: keys ``(B, H, T_k, d_k)``.
-        v: values ``(B, H, T_k, d_v)``.
+        k: keys ``(B, H_kv, T_k, d_k)``; ``H_kv = H``, or fewer dividing ``H`` (grouped-query
+            attention: each key/value head serves a group of query heads, see :func:`repeat_kv`).
+        v: values ``(B, H_kv, T_k, d_v)``.
         mask: bool, ``True`` = may attend; broadcastable to ``(B, H, T_q, T_k)``.
         dropout_p: dropout on the attention weights (pass 0.0 in eval mode).
 
@@ -53,6 +75,7 @@ def scaled_dot_product_attention(
         ``(output, weights)``: output ``(B, H, T_q, d_v)`` and weights ``(B, H, T_q, T_k)``.
         A query row with no allowed key gets all-zero weights, hence a zero output (never NaN).
     """
+    k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # each (B, H, T_k, d)
     d_k = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  # (B, H, T_q, T_k)
     if mask is not None:
@@ -77,11 +100,17 @@ def fused_scaled_dot_product_attention(
 ) -> Tensor:
     """The same function through :func:`torch.nn.functional.scaled_dot_product_attention`.
 
-    Shapes as in :func:`scaled_dot_product_attention`; returns only the output
+    Shapes as in :func:`scaled_dot_product_attention` (fewer key/value heads included: torch's
+    ``enable_gqa`` where it has it, else :func:`repeat_kv`); returns only the output
     ``(B, H, T_q, d_v)``. ``is_causal=True`` applies the causal mask without materialising it
     (only valid with ``mask=None``). Query rows with no allowed key give zeros, as on the
     explicit path.
     """
+    grouped = k.size(1) != q.size(1)
+    if grouped and not _FUSED_HAS_GQA:
+        k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # each (B, H, T_k, d)
+        grouped = False
+    gqa = {"enable_gqa": True} if grouped else {}
     dtype = q.dtype
     # On the CPU the half-precision attention kernels are slower than float32 ones (the bf16
     # backward about 6x on the development machine): attend in float32, with CPU autocast off
@@ -94,7 +123,7 @@ def fused_scaled_dot_product_attention(
         q, k, v = q.float(), k.float(), v.float()
     with torch.autocast("cpu", enabled=False) if upcast else nullcontext():
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, **gqa
         )  # (B, H, T_q, d_v)
     if upcast:
         out = out.to(dtype)
@@ -114,10 +143,13 @@ class KVCache:
     an empty cache from ``memory`` and reuses it afterwards).
 
     Storage grows by doubling, so appending one step costs a copy of one step, not of the
-    whole prefix.
+    whole prefix. With grouped-query attention it holds only the ``H_kv`` key/value heads
+    (``H / H_kv`` times less memory than the query heads would need), and with rotary
+    positions the keys already rotated by their positions.
 
     Attributes:
-        k, v: the cached keys and values ``(B, H, T_cached, d_head)``, or ``None`` when empty.
+        k, v: the cached keys and values ``(B, H_kv, T_cached, d_head)``, or ``None`` when
+            empty.
     """
 
     def __init__(self) -> None:
@@ -173,13 +205,25 @@ class MultiHeadAttention(nn.Module):
     (keys and values from another sequence, section 3.2.3) applies its Q rows to the queries
     and its K/V rows to the memory.
 
+    Two later variants, chosen through the spec (the paper's attention is the default):
+
+    * ``num_kv_heads`` < ``num_heads``: grouped-query attention (Ainslie et al. 2023, section
+      2.2). Keys and values have ``H_kv`` heads, each shared by ``H / H_kv`` query heads;
+      ``qkv_proj`` is ``((H + 2 H_kv) d_head, d_model)`` (rows: the Q heads, the K heads, the
+      V heads), and a cache holds only the ``H_kv`` key/value heads.
+    * ``positions="rotary"``: self-attention rotates queries and keys by their positions
+      (RoFormer, :class:`~attnlab.nn.rotary.RotaryEmbedding`) after the projection and before
+      the cache, so cached keys keep the rotation of their own positions. Cross-attention's
+      queries and keys come from different sequences and are not rotated.
+
     Args (torch.nn style):
         d_model: model width; must be divisible by ``num_heads``.
         num_heads: number of heads ``h``.
         dropout: dropout on the attention weights (train mode only).
         bias: whether the projections have biases.
         spec: instead of the four above, a :class:`~attnlab.nn.BlockSpec`; this module reads
-            its ``d_model``, ``num_heads``, ``attention_dropout_rate`` and ``bias``.
+            its ``d_model``, ``num_heads``, ``kv_heads``, ``positions``, ``rope_theta``,
+            ``attention_dropout_rate`` and ``bias``.
 
     Call:
         ``mha(x, mask=None)`` — self-attention, ``x: (B, T, d_model)``;
@@ -191,6 +235,9 @@ class MultiHeadAttention(nn.Module):
         sits at position ``len(cache) + i``). In cross-attention an empty cache is filled
         from ``memory`` and a filled one is reused (``memory`` may then be ``None``; pass
         ``cross=True`` to say it is cross-attention).
+        ``positions``: with rotary positions, the integer positions of the new queries and
+        keys, ``(T,)`` or ``(B, T)`` (e.g. counting only the real tokens of a left-padded
+        row); default ``len(cache) .. len(cache) + T - 1``. Ignored without rotary positions.
 
     Returns:
         ``(B, T_q, d_model)``; with ``need_weights=True`` the pair ``(output, weights)`` with
@@ -218,10 +265,15 @@ class MultiHeadAttention(nn.Module):
         )
         self.d_model = spec.d_model
         self.num_heads = spec.num_heads
+        self.num_kv_heads = spec.kv_heads
         self.d_head = spec.d_head
         self.dropout = spec.attention_dropout_rate
-        self.qkv_proj = Linear(spec.d_model, 3 * spec.d_model, bias=spec.bias)
+        qkv_width = (spec.num_heads + 2 * spec.kv_heads) * spec.d_head  # 3 d_model without GQA
+        self.qkv_proj = Linear(spec.d_model, qkv_width, bias=spec.bias)
         self.out_proj = Linear(spec.d_model, spec.d_model, bias=spec.bias)
+        self.rotary = None
+        if spec.positions == "rotary":
+            self.rotary = RotaryEmbedding(spec.d_head, base=spec.rope_theta)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -241,11 +293,12 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = False,
         cache: KVCache | None = None,
         cross: bool = False,
+        positions: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         B, T_q = self._check_input("x", x)
         cross = cross or memory is not None
         if not cross:
-            q, k, v = self._self_projections(x, cache)
+            q, k, v = self._self_projections(x, cache, positions)
         elif is_causal:
             raise ValueError("is_causal=True applies to self-attention only, not to memory")
         else:
@@ -273,40 +326,49 @@ class MultiHeadAttention(nn.Module):
         out = self.out_proj(heads)  # (B, T_q, d_model)
         return (out, weights) if need_weights else out
 
-    def _self_projections(self, x: Tensor, cache: KVCache | None) -> tuple[Tensor, Tensor, Tensor]:
-        """Q, K and V of self-attention, in one fused matmul: each ``(B, H, T, d_head)``; with a
-        cache, K and V hold every cached position too: ``(B, H, T_cached + T, d_head)``."""
+    def _self_projections(
+        self, x: Tensor, cache: KVCache | None, positions: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Q ``(B, H, T, d_head)``, K and V ``(B, H_kv, T, d_head)`` of self-attention, in one
+        fused matmul, Q and K rotated with rotary positions; with a cache, K and V hold every
+        cached position too: ``(B, H_kv, T_cached + T, d_head)``."""
         B, T = x.shape[:2]
-        qkv = self.qkv_proj(x)  # (B, T, 3 * d_model)
-        H, d_head = self.num_heads, self.d_head
-        qkv = qkv.view(B, T, 3, H, d_head).permute(2, 0, 3, 1, 4)  # (3, B, H, T, d_head)
-        q, k, v = qkv.unbind(0)  # each (B, H, T, d_head)
+        H, H_kv, d_head = self.num_heads, self.num_kv_heads, self.d_head
+        qkv = self.qkv_proj(x)  # (B, T, (H + 2 H_kv) d_head)
+        qkv = qkv.view(B, T, H + 2 * H_kv, d_head).transpose(1, 2)  # (B, H + 2 H_kv, T, d_head)
+        q, k, v = qkv.split([H, H_kv, H_kv], dim=1)  # (B, H, T, d_head), (B, H_kv, T, d_head) x2
+        if self.rotary is not None:
+            if positions is None:
+                start = 0 if cache is None else len(cache)
+                positions = torch.arange(start, start + T, device=x.device)  # (T,)
+            q, k = self.rotary(q, positions), self.rotary(k, positions)
         if cache is not None:
-            k, v = cache.update(k, v)  # each (B, H, T_cached + T, d_head)
+            k, v = cache.update(k, v)  # each (B, H_kv, T_cached + T, d_head)
         return q, k, v
 
     def _cross_projections(
         self, x: Tensor, memory: Tensor | None, cache: KVCache | None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Q from ``x`` ``(B, H, T_q, d_head)``; K and V ``(B, H, T_k, d_head)`` from ``memory``,
-        or from a filled cache (the memory's keys and values, computed on the first step)."""
+        """Q from ``x`` ``(B, H, T_q, d_head)``; K and V ``(B, H_kv, T_k, d_head)`` from
+        ``memory``, or from a filled cache (the memory's keys and values, computed on the
+        first step)."""
         B, T_q = x.shape[:2]
-        H, d_head = self.num_heads, self.d_head
-        w_q, w_kv = self.qkv_proj.weight.split([self.d_model, 2 * self.d_model])
+        H, H_kv, d_head = self.num_heads, self.num_kv_heads, self.d_head
+        w_q, w_kv = self.qkv_proj.weight.split([H * d_head, 2 * H_kv * d_head])
         b_q, b_kv = (None, None)
         if self.qkv_proj.bias is not None:
-            b_q, b_kv = self.qkv_proj.bias.split([self.d_model, 2 * self.d_model])
+            b_q, b_kv = self.qkv_proj.bias.split([H * d_head, 2 * H_kv * d_head])
         q = linear(x, w_q, b_q).view(B, T_q, H, d_head).transpose(1, 2)  # (B, H, T_q, d_head)
         if cache is not None and len(cache) > 0:
-            return q, cache.k, cache.v  # each (B, H, T_k, d_head)
+            return q, cache.k, cache.v  # each (B, H_kv, T_k, d_head)
         if memory is None:
             raise ValueError("cross-attention needs memory (or a filled cache)")
         B_m, T_m = self._check_input("memory", memory)
         if B_m != B:
             raise ValueError(f"memory batch size {B_m} does not match x batch size {B}")
-        kv = linear(memory, w_kv, b_kv)  # (B, T_k, 2 * d_model)
-        kv = kv.view(B, T_m, 2, H, d_head).permute(2, 0, 3, 1, 4)  # (2, B, H, T_k, d_head)
-        k, v = kv.unbind(0)  # each (B, H, T_k, d_head)
+        kv = linear(memory, w_kv, b_kv)  # (B, T_k, 2 H_kv d_head)
+        kv = kv.view(B, T_m, 2 * H_kv, d_head).transpose(1, 2)  # (B, 2 H_kv, T_k, d_head)
+        k, v = kv.split([H_kv, H_kv], dim=1)  # each (B, H_kv, T_k, d_head)
         if cache is not None:
             k, v = cache.update(k, v)
         return q, k, v
@@ -319,4 +381,5 @@ class MultiHeadAttention(nn.Module):
         return t.size(0), t.size(1)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, num_heads={self.num_heads}, dropout={self.dropout}"
+        kv = f", num_kv_heads={self.num_kv_heads}" if self.num_kv_heads != self.num_heads else ""
+        return f"d_model={self.d_model}, num_heads={self.num_heads}{kv}, dropout={self.dropout}"

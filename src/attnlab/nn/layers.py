@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from attnlab.nn.attention import KVCache, MultiHeadAttention
 from attnlab.nn.dropout import Dropout
 from attnlab.nn.linear import Linear
+from attnlab.nn.normalization import norm_layer
 from attnlab.nn.spec import Activation, BlockSpec, spec_or_keywords
 
 # Without autograd, the activation overwrites the first linear layer's fresh output in place:
@@ -21,7 +22,8 @@ from attnlab.nn.spec import Activation, BlockSpec, spec_or_keywords
 # in-place op would act on a view of the matmul output and cost extra copies in backward, so
 # it stays out of place there. "gelu_tanh" is GELU's tanh approximation, the "gelu_new" of
 # GPT-2 (Hendrycks & Gimpel 2016). torch.nn.functional.gelu has no in-place flag; the ATen
-# operator torch.ops.aten.gelu_ is its in-place form. The names are BlockSpec's ACTIVATIONS.
+# operator torch.ops.aten.gelu_ is its in-place form. The names are BlockSpec's ACTIVATIONS;
+# in "swiglu" the SiLU (Swish with beta = 1) acts on the gate, see FeedForward.
 _ACTIVATIONS = {
     "relu": lambda x: F.relu(x, inplace=not x.requires_grad),
     "gelu": lambda x: F.gelu(x) if x.requires_grad else torch.ops.aten.gelu_(x),
@@ -30,6 +32,7 @@ _ACTIVATIONS = {
         if x.requires_grad
         else torch.ops.aten.gelu_(x, approximate="tanh")
     ),
+    "swiglu": lambda x: F.silu(x, inplace=not x.requires_grad),
 }
 
 
@@ -51,17 +54,17 @@ def residual(x: Tensor, sublayer_out: Tensor) -> Tensor:
     return sublayer_out.add_(x)
 
 
-def layer_norm(spec: BlockSpec) -> nn.LayerNorm:
-    """The LayerNorm of section 3.1 ("LayerNorm(x + Sublayer(x))") that ``spec`` describes."""
-    return nn.LayerNorm(spec.d_model, eps=spec.layer_norm_eps, bias=spec.bias)
-
-
 class FeedForward(nn.Module):
     """Position-wise feed-forward network, section 3.3: ``FFN(x) = max(0, x W1 + b1) W2 + b2``.
 
-    ``activation="gelu"`` swaps ReLU for GELU (BERT, GPT). Dropout is applied to the hidden
-    activations, as in ``nn.TransformerEncoderLayer``. Xavier-uniform weights, zero biases
-    (``bias=False``: none, as in nanoGPT's default GPT).
+    ``activation="gelu"`` swaps ReLU for GELU (BERT, GPT). ``activation="swiglu"`` is the
+    gated network of Shazeer 2020 ("GLU Variants Improve Transformer", section 2, FFN_SwiGLU)
+    used by Llama: ``FFN(x) = (SiLU(x W1) * x W3) W2``, where ``SiLU(z) = z sigmoid(z)`` and
+    ``*`` is element-wise — the gate ``SiLU(x W1)`` decides how much of each hidden unit
+    ``x W3`` passes. It has a third matrix ``W3`` (``linear3``; Hugging Face's ``up_proj``,
+    while ``linear1`` is its ``gate_proj`` and ``linear2`` its ``down_proj``). Dropout is
+    applied to the hidden activations, as in ``nn.TransformerEncoderLayer``. Xavier-uniform
+    weights, zero biases (``bias=False``: none, as in nanoGPT's default GPT and Llama).
 
     Args (torch.nn style): ``d_model, d_ff, dropout, activation, bias``; or instead
     ``spec``, a :class:`~attnlab.nn.BlockSpec` whose ``d_model``, ``d_ff``,
@@ -95,16 +98,22 @@ class FeedForward(nn.Module):
         self.activation_name = spec.activation
         self.activation = _ACTIVATIONS[spec.activation]  # a name BlockSpec has checked
         self.linear1 = Linear(spec.d_model, spec.d_ff, bias=spec.bias)
+        self.linear3 = None
+        if spec.activation == "swiglu":
+            self.linear3 = Linear(spec.d_model, spec.d_ff, bias=spec.bias)
         self.dropout = Dropout(spec.ffn_dropout_rate)
         self.linear2 = Linear(spec.d_ff, spec.d_model, bias=spec.bias)
-        for linear in (self.linear1, self.linear2):
-            nn.init.xavier_uniform_(linear.weight)
-            if spec.bias:
-                nn.init.zeros_(linear.bias)
+        for linear in (self.linear1, self.linear2, self.linear3):
+            if linear is not None:
+                nn.init.xavier_uniform_(linear.weight)
+                if spec.bias:
+                    nn.init.zeros_(linear.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden = self.dropout(self.activation(self.linear1(x)))  # (..., d_ff)
-        return self.linear2(hidden)  # (..., d_model)
+        hidden = self.activation(self.linear1(x))  # (..., d_ff)
+        if self.linear3 is not None:
+            hidden = hidden * self.linear3(x)  # (..., d_ff): the SwiGLU gate times x W3
+        return self.linear2(self.dropout(hidden))  # (..., d_model)
 
 
 class EncoderLayer(nn.Module):
@@ -124,8 +133,11 @@ class EncoderLayer(nn.Module):
     Call: ``layer(x, mask=None)`` with ``x: (B, T, d_model)`` and ``mask`` bool, ``True`` = may
     attend, ``(T, T)`` or ``(B|1, 1, T|1, T)``. Returns ``(B, T, d_model)``, or with
     ``need_weights=True`` the pair ``(output, attention weights (B, H, T, T))``.
-    ``is_causal=True`` and a :class:`~attnlab.nn.KVCache` ``cache`` are passed on to the
-    self-attention: a pre-LN encoder layer with a causal mask is a GPT block.
+    ``is_causal=True``, a :class:`~attnlab.nn.KVCache` ``cache`` and the integer
+    ``positions`` of rotary attention (``(T,)`` or ``(B, T)``; see
+    :class:`~attnlab.nn.MultiHeadAttention`) are passed on to the self-attention: a pre-LN
+    encoder layer with a causal mask is a GPT block, and with ``BlockSpec(norm="rmsnorm",
+    positions="rotary", activation="swiglu", bias=False)`` a Llama block.
     """
 
     def __init__(
@@ -157,10 +169,10 @@ class EncoderLayer(nn.Module):
         self.norm_first = spec.norm_first
         self.self_attn = MultiHeadAttention(spec=spec)
         self.dropout1 = Dropout(spec.dropout)
-        self.norm1 = layer_norm(spec)
+        self.norm1 = norm_layer(spec)
         self.feed_forward = FeedForward(spec=spec)
         self.dropout2 = Dropout(spec.dropout)
-        self.norm2 = layer_norm(spec)
+        self.norm2 = norm_layer(spec)
 
     def forward(
         self,
@@ -169,12 +181,18 @@ class EncoderLayer(nn.Module):
         need_weights: bool = False,
         is_causal: bool = False,
         cache: KVCache | None = None,
+        positions: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         if x.dim() != 3:
             raise ValueError(f"x must have shape (B, T, d_model); got {tuple(x.shape)}")
         attn_in = self.norm1(x) if self.norm_first else x
         attended = self.self_attn(
-            attn_in, mask=mask, need_weights=need_weights, is_causal=is_causal, cache=cache
+            attn_in,
+            mask=mask,
+            need_weights=need_weights,
+            is_causal=is_causal,
+            cache=cache,
+            positions=positions,
         )
         weights = None
         if need_weights:
@@ -227,7 +245,7 @@ class TransformerEncoder(nn.Module):
             layer_norm_eps=layer_norm_eps,
         )
         self.layers = nn.ModuleList(EncoderLayer(spec=spec) for _ in range(num_layers))
-        self.norm = layer_norm(spec) if final_norm else None
+        self.norm = norm_layer(spec) if final_norm else None
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, return_attention: bool = False
@@ -315,13 +333,13 @@ class DecoderLayer(nn.Module):
         self.norm_first = spec.norm_first
         self.self_attn = MultiHeadAttention(spec=spec)
         self.dropout1 = Dropout(spec.dropout)
-        self.norm1 = layer_norm(spec)
+        self.norm1 = norm_layer(spec)
         self.cross_attn = MultiHeadAttention(spec=spec)
         self.dropout2 = Dropout(spec.dropout)
-        self.norm2 = layer_norm(spec)
+        self.norm2 = norm_layer(spec)
         self.feed_forward = FeedForward(spec=spec)
         self.dropout3 = Dropout(spec.dropout)
-        self.norm3 = layer_norm(spec)
+        self.norm3 = norm_layer(spec)
 
     def forward(
         self,
@@ -416,7 +434,7 @@ class TransformerDecoder(nn.Module):
             layer_norm_eps=layer_norm_eps,
         )
         self.layers = nn.ModuleList(DecoderLayer(spec=spec) for _ in range(num_layers))
-        self.norm = layer_norm(spec) if final_norm else None
+        self.norm = norm_layer(spec) if final_norm else None
 
     def make_cache(self) -> list[DecoderLayerCache]:
         """Empty key/value caches, one per layer, for step-by-step decoding."""

@@ -3,8 +3,10 @@
 A model builds one :class:`BlockSpec` from its config and hands the object down whole:
 ``Transformer -> TransformerEncoder / TransformerDecoder -> EncoderLayer / DecoderLayer ->
 MultiHeadAttention / FeedForward``. Each module reads the fields it implements, so a new
-variant (rotary positions, grouped-query attention, RMSNorm, SwiGLU) is a new field here plus
-the one module that implements it; nothing in between re-threads keyword arguments.
+variant is a new field here plus the one module that implements it; nothing in between
+re-threads keyword arguments. Four later variants are options beside the paper's defaults:
+rotary positions (``positions="rotary"``), grouped-query attention (``num_kv_heads``),
+RMSNorm (``norm="rmsnorm"``) and the SwiGLU feed-forward network (``activation="swiglu"``).
 
 The torch.nn-style keyword constructors of the layers (``EncoderLayer(d_model, num_heads,
 d_ff, dropout, ...)``) still work: they build a spec from their arguments.
@@ -16,8 +18,12 @@ from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields
 from typing import Any, Literal
 
-Activation = Literal["relu", "gelu", "gelu_tanh"]
-ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "gelu_tanh")
+Activation = Literal["relu", "gelu", "gelu_tanh", "swiglu"]
+ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "gelu_tanh", "swiglu")
+Positions = Literal["absolute", "rotary"]
+POSITIONS: tuple[str, ...] = ("absolute", "rotary")
+Norm = Literal["layernorm", "rmsnorm"]
+NORMS: tuple[str, ...] = ("layernorm", "rmsnorm")
 
 
 def _spec_field(
@@ -27,11 +33,13 @@ def _spec_field(
     choices: tuple[str, ...] | None = None,
     low: float | None = None,
     below: float | None = None,
+    kind: type | None = None,
 ) -> Any:
     """A field whose metadata says what it allows (the keys of :func:`attnlab.options.option`,
-    which ``attnlab.nn`` may not import). ``low`` is inclusive, ``below`` exclusive."""
+    which ``attnlab.nn`` may not import). ``low`` is inclusive, ``below`` exclusive. ``kind``
+    is the type of an optional field (default ``None``); other fields have their default's."""
     metadata = {"help": help, "choices": choices, "low": low, "high": None, "below": below}
-    return field(default=default, metadata=metadata)
+    return field(default=default, metadata={**metadata, "kind": kind or type(default)})
 
 
 _KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
@@ -51,8 +59,8 @@ def _check(spec_field: Field, value: Any) -> None:
     """Raise ``ValueError`` unless ``value`` has the field's type and an allowed value."""
     meta, name, default = spec_field.metadata, spec_field.name, spec_field.default
     if value is None and default is None:
-        return  # an optional rate left to fall back on ``dropout``
-    kind = float if default is None else type(default)  # the optional fields are rates
+        return  # an optional field left to fall back on another (see BlockSpec)
+    kind = meta.get("kind", type(default))
     if isinstance(value, bool) != (kind is bool) or not isinstance(
         value, (int, float) if kind is float else kind
     ):
@@ -81,15 +89,31 @@ class BlockSpec:
     * ``ffn_dropout``: dropout on the feed-forward network's hidden activations (as in
       ``nn.TransformerEncoderLayer``). ``None``: same as ``dropout``. BERT has none there.
     * ``activation`` ("relu"): the feed-forward non-linearity; ReLU in section 3.3, "gelu"
-      (exact, BERT) and "gelu_tanh" (its tanh approximation, GPT-2) are options.
+      (exact, BERT) and "gelu_tanh" (its tanh approximation, GPT-2) are options. "swiglu"
+      makes the network gated, ``W2 (SiLU(x W1) * x W3)`` (Shazeer 2020; Llama), with a
+      third matrix ``W3`` and hidden width ``d_ff``.
     * ``norm_first`` (False): post-LN ``LayerNorm(x + Sublayer(x))`` as in section 3.1;
-      ``True`` is pre-LN ``x + Sublayer(LayerNorm(x))`` (GPT-2, ViT).
-    * ``layer_norm_eps`` (1e-5): the LayerNorm epsilon (section 3.1; BERT uses 1e-12).
-    * ``bias`` (True): biases in every linear layer and LayerNorm (``False`` as in nanoGPT).
+      ``True`` is pre-LN ``x + Sublayer(LayerNorm(x))`` (GPT-2, ViT, Llama).
+    * ``norm`` ("layernorm"): the normalisation at those places: LayerNorm (section 3.1) or
+      RMSNorm (Zhang & Sennrich 2019; Llama), which rescales by the root mean square alone.
+    * ``layer_norm_eps`` (1e-5): the norm's epsilon (section 3.1; BERT uses 1e-12, Llama's
+      RMSNorm 1e-6).
+    * ``bias`` (True): biases in every linear layer and LayerNorm (``False`` as in nanoGPT
+      and Llama; RMSNorm has none either way).
+    * ``num_kv_heads`` (``None`` = ``num_heads``): the number of key/value heads. Fewer than
+      ``num_heads`` is grouped-query attention (Ainslie et al. 2023): each key/value head
+      serves ``num_heads / num_kv_heads`` query heads; 1 is multi-query attention (Shazeer
+      2019). The paper's multi-head attention has as many as query heads.
+    * ``positions`` ("absolute"): where word order enters. "absolute": the model adds position
+      encodings to the input embeddings (section 3.5) and the block sees none. "rotary": the
+      block's self-attention rotates each query and key by an angle proportional to its
+      position (Su et al. 2021, RoFormer), so that scores depend on relative offsets.
+    * ``rope_theta`` (10000.0): the base of the rotary frequencies ``theta^(-2i / d_head)``
+      (RoFormer section 3.2.2, the same base as the paper's sinusoids in section 3.5).
 
-    :attr:`attention_dropout_rate` and :attr:`ffn_dropout_rate` are the rates in use, with
-    ``None`` resolved. Each field's metadata holds its help text and allowed values; a value
-    outside them raises ``ValueError`` when the spec is made.
+    :attr:`attention_dropout_rate`, :attr:`ffn_dropout_rate` and :attr:`kv_heads` are the
+    values in use, with ``None`` resolved. Each field's metadata holds its help text and
+    allowed values; a value outside them raises ``ValueError`` when the spec is made.
     """
 
     d_model: int = _spec_field(512, "model width, a multiple of num_heads", low=1)
@@ -99,15 +123,27 @@ class BlockSpec:
         0.1, "residual dropout on each sublayer's output", low=0.0, below=1.0
     )
     attention_dropout: float | None = _spec_field(
-        None, "dropout on the attention weights (None: dropout)", low=0.0, below=1.0
+        None, "dropout on the attention weights (None: dropout)", low=0.0, below=1.0, kind=float
     )
     ffn_dropout: float | None = _spec_field(
-        None, "dropout inside the feed-forward network (None: dropout)", low=0.0, below=1.0
+        None,
+        "dropout inside the feed-forward network (None: dropout)",
+        low=0.0,
+        below=1.0,
+        kind=float,
     )
     activation: Activation = _spec_field("relu", "the feed-forward activation", choices=ACTIVATIONS)
     norm_first: bool = _spec_field(False, "pre-LN (True) or the paper's post-LN (False)")
-    layer_norm_eps: float = _spec_field(1e-5, "LayerNorm epsilon, positive")
+    layer_norm_eps: float = _spec_field(1e-5, "epsilon of the LayerNorm or RMSNorm, positive")
     bias: bool = _spec_field(True, "biases in the linear layers and LayerNorms")
+    norm: Norm = _spec_field("layernorm", "the normalisation layer", choices=NORMS)
+    num_kv_heads: int | None = _spec_field(
+        None, "key/value heads, dividing num_heads (None: num_heads)", low=1, kind=int
+    )
+    positions: Positions = _spec_field(
+        "absolute", "absolute (added to the input) or rotary positions", choices=POSITIONS
+    )
+    rope_theta: float = _spec_field(10000.0, "base of the rotary frequencies", low=1.0)
 
     def __post_init__(self) -> None:
         for spec_field in fields(self):
@@ -120,11 +156,26 @@ class BlockSpec:
                 f"num_heads={self.num_heads} (d_model % num_heads = "
                 f"{self.d_model % self.num_heads})"
             )
+        if self.num_heads % self.kv_heads != 0:
+            raise ValueError(
+                f"num_heads must be divisible by num_kv_heads; got num_heads={self.num_heads}, "
+                f"num_kv_heads={self.kv_heads}"
+            )
+        if self.positions == "rotary" and self.d_head % 2 != 0:
+            raise ValueError(
+                f"rotary positions rotate pairs of dimensions, so d_head = d_model / num_heads "
+                f"must be even; got d_head={self.d_head}"
+            )
 
     @property
     def d_head(self) -> int:
         """Width of one attention head, ``d_k = d_v = d_model / h`` (section 3.2.2)."""
         return self.d_model // self.num_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """The number of key/value heads: ``num_kv_heads``, else ``num_heads``."""
+        return self.num_heads if self.num_kv_heads is None else self.num_kv_heads
 
     @property
     def attention_dropout_rate(self) -> float:

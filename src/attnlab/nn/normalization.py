@@ -1,0 +1,49 @@
+"""The normalisation layers of a block: the paper's LayerNorm and RMSNorm.
+
+The paper normalises every sublayer's residual sum with LayerNorm (section 3.1, citing Ba et
+al. 2016): subtract the mean over ``d_model``, divide by the standard deviation, then scale
+and shift. RMSNorm (Zhang & Sennrich 2019) drops the re-centring and the shift: it divides by
+the root mean square alone and scales. It is cheaper, and Llama and most later models use it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from attnlab.nn.spec import BlockSpec
+
+
+class RMSNorm(nn.Module):
+    """Root mean square layer normalisation (Zhang & Sennrich 2019, section 4).
+
+    ``RMSNorm(x) = x / sqrt(mean(x^2) + eps) * g``, the mean over the last dimension and
+    ``g`` a learned gain (``weight``, initialised to ones). There is no bias. Half-precision
+    inputs are normalised in float32 and the result cast back before the gain is applied, as
+    Hugging Face's Llama does (so its weights give its outputs).
+
+    Args: ``d_model`` (the normalised width), ``eps`` (inside the square root).
+
+    Input and output: ``(..., d_model)``.
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        mean_square = x32.pow(2).mean(dim=-1, keepdim=True)  # (..., 1)
+        return self.weight * (x32 * torch.rsqrt(mean_square + self.eps)).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}, eps={self.eps}"
+
+
+def norm_layer(spec: BlockSpec) -> nn.Module:
+    """The normalisation layer that ``spec`` describes: the paper's ``nn.LayerNorm``
+    (section 3.1; without bias when ``spec.bias`` is False) or :class:`RMSNorm`."""
+    if spec.norm == "rmsnorm":
+        return RMSNorm(spec.d_model, eps=spec.layer_norm_eps)
+    return nn.LayerNorm(spec.d_model, eps=spec.layer_norm_eps, bias=spec.bias)
