@@ -15,6 +15,7 @@ from torch import nn
 CONVERTERS: dict[str, tuple[str, str]] = {
     "BertModel": ("attnlab.interop.hf_bert", "bert_from_hf"),
     "GPT2LMHeadModel": ("attnlab.interop.hf_gpt2", "gpt2_from_hf"),
+    "LlamaForCausalLM": ("attnlab.interop.hf_llama", "llama_from_hf"),
 }
 
 
