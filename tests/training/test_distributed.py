@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,3 +127,33 @@ def test_no_sync_skips_the_gradient_all_reduce_until_the_last_micro_step(monkeyp
             assert len(all_reduces) == (1 if last else 0)
     finally:
         dist.destroy_process_group()
+
+
+def _gloo_threads() -> int:
+    """Worker threads of gloo process groups alive in this process (Linux names them)."""
+    tasks = Path("/proc/self/task")
+    return sum((t / "comm").read_text().strip() == "pt_gloo_runloop" for t in tasks.iterdir())
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names in /proc")
+def test_the_group_ends_with_its_block_even_while_the_ddp_wrapper_lives_on(monkeypatch):
+    """The process group must be destroyed when process_group's block ends, not later by the
+    garbage collection of a DDP wrapper (its reducer owns the group): that later destruction
+    holds the GIL while joining gloo's threads, which may need it (a deadlock at the end of
+    a torchrun run, or SIGABRT at interpreter exit)."""
+    env = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(free_port())}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    before = _gloo_threads()
+    with distributed.process_group("cpu") as device:
+        assert distributed.world_size() == 1
+        model = nn.Linear(4, 2)
+        ddp = nn.parallel.DistributedDataParallel(model)  # as wrap() makes it for 2+ processes
+        distributed._wrappers.add(ddp)
+        ddp(torch.randn(5, 4, device=device)).sum().backward()
+        gathered = [None]
+        dist.all_gather_object(gathered, {"step": 1})  # a collective of Python objects
+    assert gathered == [{"step": 1}] and not dist.is_initialized()
+    assert _gloo_threads() == before  # joined by destroy_process_group, ddp still alive
+    del ddp

@@ -25,6 +25,7 @@ single-process case: rank 0 of 1, and no communication.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
@@ -103,6 +104,7 @@ def process_group(device_name: str) -> Iterator[torch.device]:
     try:
         yield device
     finally:
+        _release_wrappers()
         dist.destroy_process_group()
 
 
@@ -158,9 +160,35 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` in DistributedDataParallel under torchrun, else ``model`` itself."""
     if world_size() == 1:
         return model
-    return DistributedDataParallel(
+    ddp = DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None
     )
+    _wrappers.add(ddp)
+    return ddp
+
+
+# The DDP wrappers made by wrap(), which must let go of the process group before it ends.
+_wrappers: weakref.WeakSet[DistributedDataParallel] = weakref.WeakSet()
+
+
+def _release_wrappers() -> None:
+    """Make every DDP wrapper drop its references to the process group (they are unusable
+    once the group is gone anyway).
+
+    DDP's C++ reducer (and its logger, which holds the reducer) keep the group alive. Left
+    there, the reducer is the group's last owner, and the group is destroyed whenever the
+    trainer holding the wrapper is garbage-collected: from a Python deallocation, with the
+    GIL held. The gloo group's destructor then joins its worker threads, one of which may
+    still be freeing the tensors of the last collective (an ``all_gather_object``) and wait
+    for the GIL: a deadlock; or, during interpreter shutdown, that thread dies inside a
+    ``noexcept`` destructor: "terminate called without an active exception" (SIGABRT). With
+    these references dropped, ``destroy_process_group`` destroys the group itself, with
+    the GIL released, while the process still runs.
+    """
+    for ddp in list(_wrappers):
+        for name in ("logger", "reducer", "process_group"):
+            vars(ddp).pop(name, None)
+    _wrappers.clear()
 
 
 def no_sync(model: nn.Module, skip: bool) -> AbstractContextManager:
