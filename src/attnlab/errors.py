@@ -31,3 +31,16 @@ class ConfigError(AttnlabError, ValueError):
 
 class OutputError(AttnlabError):
     """A file cannot be written: a directory is in the way, no permission, or a full disk."""
+
+
+class Stopped(BaseException):
+    """A second stop signal (Ctrl-C, SIGTERM, SIGHUP) during training: stop at once.
+
+    Like KeyboardInterrupt it is not an ``Exception``, so no ``except Exception`` swallows it;
+    the ``attnlab`` command prints one line and exits with ``128 + signum``, the shell's code
+    for a process ended by that signal (130 for Ctrl-C, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

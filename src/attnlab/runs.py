@@ -8,6 +8,7 @@ model's class and config, and the attnlab version; with ``model.safetensors`` be
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from attnlab.models import MODELS
 from attnlab.options import from_json
 from attnlab.tasks import Task, get_task, task_names
 from attnlab.training.checkpoint import CONFIG, MODEL, load_weights, read_json, write_json
+from attnlab.training.lock import LOCK, RunLock
 from attnlab.training.memory import check_fits
 
 
@@ -36,8 +38,17 @@ class Run:
     train_config: TrainConfig
 
 
+def _holds_nothing(path: Path) -> bool:
+    """Whether a run directory holds nothing but (maybe) its lock file."""
+    return all(p.name == LOCK for p in path.iterdir())
+
+
 def new_run_dir(task_name: str, out: str | Path | None = None) -> Path:
-    """``out`` if given (created if needed), else ``runs/<task>/<timestamp>/``."""
+    """``out`` if given (created if needed; it must be empty), else ``runs/<task>/<timestamp>/``.
+
+    A directory that is not empty because a run is training into it is reported as in use,
+    with that run's PID.
+    """
     if out is not None:
         path = Path(out)
     else:
@@ -49,7 +60,9 @@ def new_run_dir(task_name: str, out: str | Path | None = None) -> Path:
             path = Path("runs") / task_name / f"{stamp}-{suffix}"
     if path.exists() and not path.is_dir():
         raise RunDirError(f"{path} exists and is not a directory: choose another --out")
-    if path.exists() and any(path.iterdir()):
+    if path.exists() and not _holds_nothing(path):
+        if (path / LOCK).exists():
+            RunLock(path).acquire().release()  # raises while a run holds it
         raise RunDirError(
             f"{path} already exists and is not empty: choose another --out, or pass "
             f"--resume {path} to continue that run"
@@ -58,7 +71,20 @@ def new_run_dir(task_name: str, out: str | Path | None = None) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RunDirError(f"cannot create the run directory {path}: {e.strerror or e}") from e
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RunDirError(f"cannot write into the run directory {path}: permission denied")
     return path
+
+
+def claim_new_run_dir(task_name: str, out: str | Path | None = None) -> tuple[Path, RunLock]:
+    """:func:`new_run_dir`, locked: of two processes started on the same ``out`` at once,
+    exactly one gets it; the other is told the directory is in use, with the holder's PID."""
+    path = new_run_dir(task_name, out)
+    lock = RunLock(path).acquire()
+    if not _holds_nothing(path):  # another run took it and finished between check and lock
+        lock.release()
+        new_run_dir(task_name, path)  # raises "already exists and is not empty"
+    return path, lock
 
 
 def write_run_config(run_dir: Path, task: Task, train: TrainConfig, model: nn.Module) -> None:

@@ -22,11 +22,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 from attnlab import __version__
 from attnlab.cli.common import Parser
-from attnlab.errors import AttnlabError
+from attnlab.errors import AttnlabError, Stopped
 
 COMMANDS = {
     "train": "train a model on a task",
@@ -69,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     except AttnlabError as e:
         print(f"attnlab: error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:  # a second stop signal during training: the files are whole
+        print(f"attnlab: stopped at once by {signal.Signals(e.signum).name}", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (start-up, the report)
+        print("attnlab: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except BrokenPipeError:
         # The reader of our output went away (e.g. `attnlab generate ... | head`): stop
         # quietly, and keep Python from complaining again when it flushes stdout at exit.

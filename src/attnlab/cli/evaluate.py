@@ -13,6 +13,12 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     parser = Parser(prog=prog, description=__doc__)
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--save",
+        action="store_true",
+        help="also write the report into the run's metrics.json and its figures into plots/ "
+        "(without it, eval writes nothing: a read-only run works)",
+    )
     add_device_option(parser)
     parser.add_argument(
         "--data-dir",
@@ -28,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.runs import load_run
 
     loaded = load_run(args.run_dir, data_dir=args.data_dir)
-    report = evaluate_run(loaded, device=args.device)
+    report = evaluate_run(loaded, device=args.device, save=args.save)
     print(json.dumps(report, indent=2) if args.json else loaded.task.format_report(report))
     return 0

@@ -4,6 +4,8 @@ files of the run."""
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 from pathlib import Path
 
 from attnlab.cli.common import typed_options
@@ -24,6 +26,12 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help="continue RUN_DIR from its last checkpoint",
     )
     run.add_argument(
+        "--report-on-stop",
+        action="store_true",
+        help="write the test report even when Ctrl-C, SIGTERM or SIGHUP stops training early "
+        "(by default a stopped run saves its checkpoint and exits with 128 + the signal number)",
+    )
+    run.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -40,15 +48,31 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.training.checkpoint import METRICS
 
     options = typed_options(args, CARDS[args.task].config, TrainConfig)
-    result = train(args.task, out=args.out, resume=args.resume, progress=args.progress, **options)
+    result = train(
+        args.task,
+        out=args.out,
+        resume=args.resume,
+        progress=args.progress,
+        report_on_stop=args.report_on_stop,
+        **options,
+    )
     if result is None:  # a torchrun process other than rank 0
         return 0
     run_dir = result.run.dir
-    print(result.run.task.format_report(result.report))
+    if result.report is not None:
+        print(result.run.task.format_report(result.report))
     print(f"\nrun directory: {run_dir}")
     print(
         f"  model.safetensors (best by val {result.run.task.monitor}), checkpoint.pt (resume "
         f"with --resume {run_dir}), config.json, {METRICS}, {result.curves.relative_to(run_dir)}"
     )
     print(f"  TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
-    return 0
+    if result.stopped_by is None:
+        return 0
+    step = result.history[-1]["step"] if result.history else 0
+    print(
+        f"attnlab: stopped by {result.stopped_by} at step {step}; the checkpoint is saved: "
+        f"continue with --resume {run_dir}",
+        file=sys.stderr,
+    )
+    return 128 + getattr(signal, result.stopped_by, signal.SIGINT)

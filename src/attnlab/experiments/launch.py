@@ -25,27 +25,35 @@ from attnlab.runs import (
     Run,
     build_model,
     build_task,
+    claim_new_run_dir,
     load_run,
-    new_run_dir,
     read_run_config,
     train_config_of,
     write_run_config,
 )
 from attnlab.tasks import Task, get_task
 from attnlab.training import distributed
+from attnlab.training.checkpoint import CHECKPOINT
 from attnlab.training.devices import check_precision
+from attnlab.training.lock import RunLock
 from attnlab.training.memory import check_fits
 from attnlab.training.trainer import Trainer
 
 
 @dataclass
 class TrainResult:
-    """A finished run: the reloaded best model, its test report and the training history."""
+    """A finished (or stopped) run: the reloaded best model, its test report, the history.
+
+    ``stopped_by`` names the signal (``"SIGINT"``, ``"SIGTERM"``, ``"SIGHUP"``) that stopped
+    training early, after a checkpoint was saved; ``report`` is then ``None`` unless the
+    report was asked for anyway.
+    """
 
     run: Run
-    report: dict[str, Any]
+    report: dict[str, Any] | None
     history: list[dict[str, Any]]
     curves: Path
+    stopped_by: str | None = None
 
 
 def resumable_fields() -> set[str]:
@@ -72,7 +80,7 @@ def configs_from(task_cls: type[Task], options: dict[str, Any]) -> tuple[Any, Tr
 
 
 def _resumed(task_cls: type[Task], resume: Path, options: dict[str, Any]) -> tuple:
-    """The task, model and training config of a run to continue, with allowed overrides."""
+    """The task and training config of a run to continue, with the allowed overrides."""
     config = read_run_config(resume, expected_task=task_cls.name)
     _, train_values = split_options(task_cls, options)
     refused = sorted(set(options) - resumable_fields())
@@ -85,7 +93,18 @@ def _resumed(task_cls: type[Task], resume: Path, options: dict[str, Any]) -> tup
         )
     saved = train_config_of(config)
     train_config = build(TrainConfig, {**dataclasses.asdict(saved), **train_values})
-    return build_task(config), build_model(config, "training"), train_config
+    build_model(config, "training")  # refuses a model that cannot fit, before anything else
+    return build_task(config), train_config
+
+
+def _claim(task_name: str, out: str | Path | None, resume: Path | None, locks: list) -> Path:
+    """The run directory, locked for this process (a new one, or the one to resume)."""
+    if resume is None:
+        run_dir, lock = claim_new_run_dir(task_name, out)
+    else:
+        run_dir, lock = resume, RunLock(resume).acquire()
+    locks.append(lock)
+    return run_dir
 
 
 def train(
@@ -94,6 +113,7 @@ def train(
     out: str | Path | None = None,
     resume: str | Path | None = None,
     progress: bool = False,
+    report_on_stop: bool = False,
     **options: Any,
 ) -> TrainResult | None:
     """Train ``task`` and report on its test split; returns the finished run.
@@ -104,46 +124,72 @@ def train(
         out: the run directory (default ``runs/<task>/<timestamp>/``); it must be new or empty.
         resume: continue this run directory from its checkpoint instead; only the resumable
             training options (epochs, max_steps, patience, device, grad_accum, precision,
-            compile) may be given then.
+            compile) may be given then. A run stopped before its first checkpoint starts
+            again from step 0 with its saved config.
         progress: show a progress bar.
+        report_on_stop: write the test report even when a signal (Ctrl-C, SIGTERM, SIGHUP)
+            stopped training early; by default a stopped run skips it.
         **options: task-config and training-config fields, e.g. ``epochs=3, d_model=64``.
 
+    The run directory is locked while training: a second ``train`` into it is refused.
     Under torchrun every process calls this; all but rank 0 return ``None``.
     Raises :class:`~attnlab.errors.ConfigError` for an unknown or invalid option, and the other
     :class:`~attnlab.errors.AttnlabError` s for missing data or an unusable run directory.
     """
     task_cls = get_task(task)
+    resume = None if resume is None else Path(resume)
     if resume is not None:
-        task_obj, model, train_config = _resumed(task_cls, Path(resume), options)
-        run_dir: Path | None = Path(resume)
+        task_obj, train_config = _resumed(task_cls, resume, options)
     else:
         task_config, train_config = configs_from(task_cls, options)
-        model, run_dir = None, None
     # refuse a missing GPU or an unsupported precision before making a run directory
     check_precision(distributed.process_device(train_config.device), train_config.precision)
     if resume is None:
         task_obj = task_cls(task_config)  # finds (or fails to find) the data first
         check_fits(task_obj.build_model, "training")
+    locks: list[RunLock] = []
     with distributed.process_group(train_config.device):
         distributed.check_batch_split(
             train_config.batch_size, train_config.grad_accum, distributed.world_size()
         )
-        if run_dir is None:  # rank 0 names and creates it, the others are told its path
-            run_dir = distributed.on_main(lambda: new_run_dir(task_cls.name, out))
-            torch.manual_seed(train_config.seed)
-            model = task_obj.build_model()
-        if distributed.is_main():
-            write_run_config(run_dir, task_obj, train_config, model)
-            print(f"run directory: {run_dir}", flush=True)
-        trainer = Trainer(task_obj, model, train_config, run_dir, progress=progress)
-        trainer.fit(resume=resume is not None)
+        try:
+            run_dir = distributed.on_main(lambda: _claim(task_cls.name, out, resume, locks))
+            trainer = _fit(task_obj, train_config, run_dir, resume, progress)
+        finally:
+            for lock in locks:
+                lock.release()
         if not distributed.is_main():
             return None
-    return _finish(run_dir, trainer, train_config)
+    return _finish(run_dir, trainer, train_config, report_on_stop)
 
 
-def _finish(run_dir: Path, trainer: Trainer, train_config: TrainConfig) -> TrainResult:
-    """Plot the curves and write the test report of the best model."""
+def _fit(
+    task: Task, config: TrainConfig, run_dir: Path, resume: Path | None, progress: bool
+) -> Trainer:
+    """Build the model (seeded, as a fresh run) and train it, from the checkpoint if any."""
+    from_checkpoint = resume is not None and (run_dir / CHECKPOINT).is_file()
+    torch.manual_seed(config.seed)
+    model = task.build_model()
+
+    def write_config() -> None:
+        if resume is not None and not from_checkpoint:
+            print(
+                f"note: {run_dir} has no checkpoint yet: training it again from step 0 with "
+                "its saved config",
+                flush=True,
+            )
+        write_run_config(run_dir, task, config, model)
+        print(f"run directory: {run_dir}", flush=True)
+
+    trainer = Trainer(task, model, config, run_dir, progress=progress)
+    trainer.fit(resume=from_checkpoint, on_start=write_config)
+    return trainer
+
+
+def _finish(
+    run_dir: Path, trainer: Trainer, train_config: TrainConfig, report_on_stop: bool
+) -> TrainResult:
+    """Plot the curves and, unless a signal stopped training, write the test report."""
     from attnlab.evaluation import evaluate_run
     from attnlab.viz import plot_training_curves
 
@@ -151,5 +197,7 @@ def _finish(run_dir: Path, trainer: Trainer, train_config: TrainConfig) -> Train
         trainer.history, trainer.task.monitor, run_dir / "plots" / "training_curves.png"
     )
     run = load_run(run_dir)
-    report = evaluate_run(run, device=train_config.device)
-    return TrainResult(run, report, trainer.history, curves)
+    report = None
+    if trainer.stopped_by is None or report_on_stop:
+        report = evaluate_run(run, device=train_config.device, save=True)
+    return TrainResult(run, report, trainer.history, curves, trainer.stopped_by)

@@ -135,12 +135,13 @@ class Task(ABC):
         return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
     def report(
-        self, model: nn.Module, dataset: Dataset, batches: Any, plots_dir: Path
+        self, model: nn.Module, dataset: Dataset, batches: Any, plots_dir: Path | None
     ) -> dict[str, Any]:
         """The test-set report: ``{"metrics": ..., "samples": ...}`` and any task extras.
 
         ``batches`` iterates over ``dataset`` on the model's device; figures go to
-        ``plots_dir``. Everything returned must be JSON-ready (it lands in metrics.json).
+        ``plots_dir``, and none are drawn when it is ``None`` (a read-only report).
+        Everything returned must be JSON-ready (it lands in metrics.json).
         """
         return {
             "metrics": self.evaluate(model, batches),

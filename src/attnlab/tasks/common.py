@@ -17,6 +17,12 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def shown(text: str, limit: int = 60) -> str:
+    """``repr(text)``, cut to about ``limit`` characters: a user's input quoted in a message
+    stays one readable line however long the input is."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} chars)"
+
+
 def spread(n: int, length: int) -> list[int]:
     """``n`` indices spread evenly over ``range(length)`` (first and last included), so that
     samples from a data set sorted by class or position cover it all."""

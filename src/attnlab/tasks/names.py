@@ -49,7 +49,7 @@ from attnlab.models import (
     SequenceClassifierConfig,
 )
 from attnlab.tasks.base import AttentionView, Splits, Task
-from attnlab.tasks.common import model_device, spread, top_k
+from attnlab.tasks.common import model_device, shown, spread, top_k
 from attnlab.tasks.registry import register
 
 TOP_K = 3
@@ -200,18 +200,17 @@ class NamesTask(Task):
 
     @torch.no_grad()
     def report(
-        self, model: nn.Module, dataset: Dataset, batches: Any, plots_dir: Path
+        self, model: nn.Module, dataset: Dataset, batches: Any, plots_dir: Path | None
     ) -> dict[str, Any]:
-        """Metrics, a per-language table, a row-normalised confusion matrix (PNG) and samples."""
-        from attnlab.viz.confusion import plot_confusion_matrix
+        """Metrics, a per-language table, a row-normalised confusion matrix (and its PNG in
+        ``plots_dir``, if given) and samples."""
 
         labels, predicted, loss_sum = self._predictions(model, batches)
         precision, recall, f1, support = precision_recall_fscore_support(
             labels, predicted, labels=range(len(self.languages)), zero_division=0
         )
         matrix = confusion_matrix(labels, predicted, labels=range(len(self.languages)))
-        figure = plot_confusion_matrix(matrix, self.languages, plots_dir / "confusion_matrix.png")
-        return {
+        report = {
             "metrics": {
                 "loss": loss_sum / len(labels),
                 "accuracy": (predicted == labels).float().mean().item(),
@@ -226,13 +225,15 @@ class NamesTask(Task):
                 }
                 for i, language in enumerate(self.languages)
             },
-            "confusion_matrix": {
-                "labels": self.languages,
-                "counts": matrix.tolist(),
-                "png": str(figure),
-            },
+            "confusion_matrix": {"labels": self.languages, "counts": matrix.tolist()},
             "samples": self.samples(model, dataset, 5),
         }
+        if plots_dir is not None:
+            from attnlab.viz.confusion import plot_confusion_matrix
+
+            png = plot_confusion_matrix(matrix, self.languages, plots_dir / "confusion_matrix.png")
+            report["confusion_matrix"]["png"] = str(png)
+        return report
 
     def format_report(self, report: dict[str, Any]) -> str:
         lines = ["test set: " + self.format_metrics(report["metrics"]), ""]
@@ -245,7 +246,8 @@ class NamesTask(Task):
                     f"{language:<12} {row['precision']:>9.3f} {row['recall']:>7.3f} "
                     f"{row['f1']:>6.3f} {row['support']:>8}"
                 )
-            lines.append(f"confusion matrix: {report['confusion_matrix']['png']}")
+            if "png" in report["confusion_matrix"]:
+                lines.append(f"confusion matrix: {report['confusion_matrix']['png']}")
         lines.append("samples:")
         lines += ["  " + self.format_prediction(sample) for sample in report["samples"]]
         return "\n".join(lines)
@@ -259,8 +261,8 @@ class NamesTask(Task):
         name = unicodedata.normalize("NFC", name)  # as the training data
         if len(name) > self.config.max_len:
             print(
-                f"attnlab: warning: {name!r} has {len(name)} characters; this model reads only "
-                f"the first {self.config.max_len}",
+                f"attnlab: warning: {shown(name)} has {len(name):,} characters; this model "
+                f"reads only the first {self.config.max_len}",
                 file=sys.stderr,
             )
             name = name[: self.config.max_len]

@@ -25,7 +25,7 @@ from attnlab.errors import InputError
 from attnlab.models import TokenPredictor, TokenPredictorConfig
 from attnlab.nn import padding_mask
 from attnlab.tasks.base import AttentionView, Splits, Task
-from attnlab.tasks.common import IGNORE, CrossEntropyTally, model_device
+from attnlab.tasks.common import IGNORE, CrossEntropyTally, model_device, shown
 from attnlab.tasks.registry import register
 
 
@@ -112,7 +112,8 @@ class ReverseTask(Task):
         bad = [w for w in words if not (w.isascii() and w.isdigit() and int(w) < c.num_categories)]
         if bad:
             raise InputError(
-                f"{', '.join(repr(w) for w in bad)} not in the vocabulary: "
+                f"{', '.join(shown(w) for w in bad[:5])}"
+                f"{f' and {len(bad) - 5:,} more' if len(bad) > 5 else ''} not in the vocabulary: "
                 f"this model reverses digits 0..{c.num_categories - 1}"
             )
         if len(words) > c.seq_len:

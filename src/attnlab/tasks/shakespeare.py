@@ -213,7 +213,7 @@ class ShakespeareTask(Task):
         return out
 
     def report(
-        self, model: nn.Module, dataset: Dataset, batches: Any, plots_dir: Path
+        self, model: nn.Module, dataset: Dataset, batches: Any, plots_dir: Path | None
     ) -> dict[str, Any]:
         """Loss, perplexity and accuracy over the whole held-out part, and one sample."""
         return {

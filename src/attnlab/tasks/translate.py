@@ -48,7 +48,7 @@ from attnlab.errors import InputError
 from attnlab.generation import beam_search, greedy_search
 from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
 from attnlab.tasks.base import AttentionView, Splits, Task
-from attnlab.tasks.common import model_device, spread
+from attnlab.tasks.common import model_device, shown, spread
 from attnlab.tasks.registry import register
 
 VAL_FRACTION = TEST_FRACTION = 0.05
@@ -229,11 +229,10 @@ class _TranslateBase(Task):
 
     @torch.no_grad()
     def report(
-        self, model: nn.Module, dataset: Dataset, batches: Any, plots_dir: Path
+        self, model: nn.Module, dataset: Dataset, batches: Any, plots_dir: Path | None
     ) -> dict[str, Any]:
-        """Greedy and beam-search scores, sample translations and a cross-attention plot."""
-        from attnlab.viz.heatmaps import plot_attention_views
-
+        """Greedy and beam-search scores, sample translations and (into ``plots_dir``, if
+        given) a plot of the three kinds of attention of the first sample."""
         batches = list(batches)
         greedy = self._evaluate(model, batches, beam=1)
         beam = self._evaluate(model, batches, beam=self.config.beam)
@@ -251,15 +250,18 @@ class _TranslateBase(Task):
             }
             for i in picks
         ]
-        views = self.attention_views(model, sources[picks[0]])
-        figure = plot_attention_views(views, plots_dir / "attention.png")
-        return {
+        report = {
             "metrics": metrics,
             "decoding": {"greedy": "bleu, chrf", f"beam {self.config.beam}": "*_beam*"},
             "tokens": {"test_pairs": len(sources)},
             "samples": samples,
-            "attention_png": str(figure),
         }
+        if plots_dir is not None:
+            from attnlab.viz.heatmaps import plot_attention_views
+
+            views = self.attention_views(model, sources[picks[0]])
+            report["attention_png"] = str(plot_attention_views(views, plots_dir / "attention.png"))
+        return report
 
     def format_report(self, report: dict[str, Any]) -> str:
         lines = ["test set: " + self.format_metrics(report["metrics"]), "samples:"]
@@ -269,7 +271,8 @@ class _TranslateBase(Task):
             lines.append(f"    greedy:    {sample['translation']}")
             beam_key = next(k for k in sample if k.startswith("beam"))
             lines.append(f"    {beam_key + ':':<10} {sample[beam_key]}")
-        lines.append(f"attention (encoder, decoder, cross): {report['attention_png']}")
+        if "attention_png" in report:
+            lines.append(f"attention (encoder, decoder, cross): {report['attention_png']}")
         return "\n".join(lines)
 
     # -- users' inputs ------------------------------------------------------------------
@@ -277,11 +280,11 @@ class _TranslateBase(Task):
         """A user's sentence -> source ids ``(1, S)``; refuses empty input, cuts long input."""
         sentence = self.normalize(text)
         if not sentence:
-            raise InputError(f"nothing to translate in {text!r}: give a sentence")
+            raise InputError(f"nothing to translate in {shown(text)}: give a sentence")
         ids = self.tokenizer.encode(sentence)
         if self.tokenizer.unk_id in ids:
             print(
-                f"attnlab: warning: {sentence!r} has characters never seen in training; "
+                f"attnlab: warning: {shown(sentence)} has characters never seen in training; "
                 "they are read as <unk>",
                 file=sys.stderr,
             )

@@ -75,21 +75,40 @@ def save_weights(path: Path, model: nn.Module, metadata: dict[str, str] | None =
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
+def check_tensors(path: Path, tensors: dict[str, Any], expected: dict[str, Tensor]) -> None:
+    """Refuse ``tensors`` unless they are exactly the tensors ``expected`` (names, shapes,
+    dtypes) and hold only finite numbers; the message names the first tensor at fault."""
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or extra:
+        name = (missing or extra)[0]
+        kind = "has no weight" if missing else "has a weight this model does not"
+        raise RunDirError(f"{path} does not hold the weights of this model: it {kind} {name!r}")
+    for name, want in expected.items():
+        got = tensors[name]
+        if not isinstance(got, Tensor) or got.shape != want.shape or got.dtype != want.dtype:
+            found = f"{tuple(got.shape)} {got.dtype}" if isinstance(got, Tensor) else type(got)
+            raise RunDirError(
+                f"{path} does not hold the weights of this model: {name!r} is {found}, "
+                f"expected {tuple(want.shape)} {want.dtype}"
+            )
+        if got.is_floating_point() and not torch.isfinite(got).all():
+            raise RunDirError(f"{path} holds NaN or infinite values in {name!r}: refused")
+
+
 def load_weights(path: Path, model: nn.Module) -> None:
-    """Load safetensors weights into ``model``; missing, truncated or foreign files are errors."""
+    """Load safetensors weights into ``model``; missing, unreadable, truncated or foreign
+    files, wrong dtypes and NaN or infinite values are errors of one sentence."""
     if not path.is_file():
         raise RunDirError(f"{path} is missing: the run has no saved model yet")
     try:
+        with open(path, "rb"):
+            pass  # a permission problem is reported as such, not as a missing file
         tensors = load_file(str(path))
+    except PermissionError as e:
+        raise RunDirError(f"cannot read {path}: permission denied") from e
     except (SafetensorError, OSError) as e:
         raise RunDirError(f"{path} is not a readable safetensors file ({e})") from e
-    expected = _unique_tensors(model)
-    if set(tensors) != set(expected) or any(
-        tensors[k].shape != expected[k].shape for k in expected
-    ):
-        raise RunDirError(
-            f"{path} does not hold the weights of this model (names or shapes differ)"
-        )
+    check_tensors(path, tensors, _unique_tensors(model))
     model.load_state_dict(tensors, strict=False)  # tied names are filled through their twin
 
 
@@ -103,6 +122,40 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunDirError(f"{path} is missing: there is no checkpoint to resume from")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or unsafe files
         raise RunDirError(f"{path} cannot be loaded as a checkpoint ({type(e).__name__})") from e
+    if not isinstance(state, dict):
+        raise RunDirError(
+            f"{path} is not an attnlab checkpoint (it holds a {type(state).__name__})"
+        )
+    return state
+
+
+CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "step", "best", "best_step",
+                   "bad_validations", "history", "rng"}  # fmt: skip
+
+
+def check_checkpoint(
+    path: Path, state: dict[str, Any], model: nn.Module, optimizer: Any, task: str
+) -> None:
+    """Refuse a checkpoint that is not this run's: another task or model, other tensors,
+    NaN weights, a step that is not a count, or an optimizer state of another shape."""
+    missing = sorted(CHECKPOINT_KEYS - set(state))
+    if missing:
+        raise RunDirError(f"{path} is not an attnlab checkpoint (it has no {missing[0]!r})")
+    for key, want in (("task", task), ("model_class", type(model).__name__)):
+        if key in state and state[key] != want:
+            raise RunDirError(f"{path} is a checkpoint of {key} {state[key]!r}, not {want!r}")
+    step = state["step"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise RunDirError(f"{path} is not an attnlab checkpoint (its step is {step!r})")
+    if not isinstance(state["model"], dict):
+        raise RunDirError(f"{path} is not an attnlab checkpoint (no model weights)")
+    check_tensors(path, state["model"], model.state_dict())
+    saved = state["optimizer"]
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or [len(g.get("params", ())) for g in groups] != [
+        len(g["params"]) for g in optimizer.param_groups
+    ]:
+        raise RunDirError(f"{path} holds an optimizer state of another model or optimizer")

@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,14 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from attnlab.configs.train import TrainConfig
-from attnlab.errors import TrainingError
+from attnlab.errors import OutputError, RunDirError, Stopped, TrainingError
 from attnlab.tasks.base import Task
 from attnlab.training import distributed
 from attnlab.training.checkpoint import (
     CHECKPOINT,
     METRICS,
     MODEL,
+    check_checkpoint,
     load_checkpoint,
     save_checkpoint,
     save_weights,
@@ -91,6 +92,8 @@ def loader(dataset: Any, task: Task, **kwargs: Any) -> DataLoader:
     """
     return DataLoader(dataset, collate_fn=task.collate, generator=torch.Generator(), **kwargs)
 
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # Fused Adam/AdamW kernels exist for CUDA, and for the CPU since torch 2.4.
 _FUSED_ADAM = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
@@ -144,8 +147,9 @@ class Trainer:
         self.progress = progress
         self.device = distributed.process_device(config.device)
         check_precision(self.device, config.precision)
-        self._stop_requested = False  # Ctrl-C was pressed in this process
+        self._stop_requested = False  # a stop signal reached this process
         self._stopping = False  # some process was asked to stop: all stop after this step
+        self.stopped_by: str | None = None  # the signal that stopped training early
 
     # -- state that a checkpoint carries ------------------------------------------------
     def _state(self, rng_states: list[dict[str, Any]]) -> dict[str, Any]:
@@ -160,12 +164,22 @@ class Trainer:
             "bad_validations": self.bad_validations,
             "history": self.history,
             "rng": rng_states[0],
+            "task": self.task.name,
+            "model_class": type(self.model).__name__,
         }
         if len(rng_states) > 1:  # under torchrun each process draws its own dropout masks
             state["rng_ranks"] = rng_states
         return state
 
     def _restore(self, state: dict[str, Any]) -> None:
+        path = self.run_dir / CHECKPOINT
+        check_checkpoint(path, state, self.model, self.optimizer, self.task.name)
+        try:
+            self._load_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            raise RunDirError(f"{path} cannot be restored ({type(e).__name__}: {e})") from e
+
+    def _load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -189,9 +203,27 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         rng_states = distributed.all_gather_object(_rng_state())  # every process calls this
         if distributed.is_main():
-            save_checkpoint(self.run_dir / CHECKPOINT, self._state(rng_states))
-            self._write_metrics()
+            with self._writing():
+                save_checkpoint(self.run_dir / CHECKPOINT, self._state(rng_states))
+                self._write_metrics()
         self.checkpoint_step = self.step
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A file of the run cannot be written (disk full, read-only, no permission): stop
+        with one sentence naming the cause and the last good checkpoint. The file being
+        written is left as it was, and its temporary file is removed (atomic_write)."""
+        try:
+            yield
+        except OutputError as e:
+            stop = f"training stopped at step {self.step}"
+            raise TrainingError(f"{e}: {stop}; {self._last_good()}") from e
+
+    def _last_good(self) -> str:
+        """Where the last good checkpoint is, in words (there may be none yet)."""
+        if self.checkpoint_step is None:
+            return f"no checkpoint was saved yet in {self.run_dir}"
+        return f"the last good checkpoint (step {self.checkpoint_step}) is kept in {self.run_dir}"
 
     def _best_entry(self) -> dict[str, Any]:
         return next((h for h in self.history if h["step"] == self.best_step), {})
@@ -208,11 +240,16 @@ class Trainer:
         )
 
     # -- the loop -----------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> dict[str, Any]:
+    def fit(
+        self, resume: bool = False, on_start: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
         """Train until ``epochs`` (or ``max_steps``) are done or early stopping fires.
 
-        With ``resume=True`` the state of ``run_dir/checkpoint.pt`` is restored first.
-        Returns the validation history entry of the best model.
+        With ``resume=True`` the state of ``run_dir/checkpoint.pt`` is checked and restored
+        first. ``on_start`` is called (on rank 0) once that state is in place and before the
+        first step: the caller writes its own files there, so that a checkpoint that is
+        refused leaves the run directory as it was. Returns the validation history entry of
+        the best model.
         """
         from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
@@ -225,6 +262,8 @@ class Trainer:
         val_every = cfg.val_every or steps_per_epoch
         self._start(total_steps, resume)
         self._wrap_for_training()
+        if on_start is not None and distributed.is_main():
+            on_start()
 
         main = distributed.is_main()
         self.writer = (
@@ -284,9 +323,10 @@ class Trainer:
             # each draws its own dropout masks (the same masks on every slice of a batch would
             # be one mask, not independent noise).
             torch.manual_seed(cfg.seed * 1_000_003 + distributed.rank() + 1)
+        self.checkpoint_step: int | None = None  # the step of the last checkpoint saved
         if resume:
             self._restore(load_checkpoint(self.run_dir / CHECKPOINT))
-        self.checkpoint_step = self.step
+            self.checkpoint_step = self.step
 
     def _wrap_for_training(self) -> None:
         """Set ``train_model``, the module that runs the training forward pass.
@@ -302,23 +342,30 @@ class Trainer:
 
     @contextlib.contextmanager
     def _ctrl_c_finishes_the_step(self) -> Iterator[None]:
-        """While inside, Ctrl-C finishes the current step and saves a checkpoint (see
+        """While inside, Ctrl-C (SIGINT), SIGTERM (what schedulers such as SLURM, Kubernetes
+        and systemd send) and SIGHUP finish the current step and save a checkpoint (see
         :meth:`_request_stop`). Signal handlers can only be set in the main thread; in any
         other thread this does nothing."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous_handler = signal.signal(signal.SIGINT, self._request_stop)
+        previous = {sig: signal.signal(sig, self._request_stop) for sig in STOP_SIGNALS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous_handler)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _request_stop(self, signum: int, frame: Any) -> None:
-        if self._stop_requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        if self._stop_requested:  # a second signal stops at once (the files stay whole)
+            raise Stopped(signum)
         self._stop_requested = True
-        self._print("Stopping after this step and saving a checkpoint (Ctrl-C again to abort).")
+        self.stopped_by = name
+        self._print(
+            f"{name}: stopping after this step and saving a checkpoint ({name} again "
+            "to stop at once)."
+        )
 
     def _print(self, message: str) -> None:
         """Print on rank 0 only (without breaking the progress bar)."""
@@ -412,11 +459,12 @@ class Trainer:
             [step_loss, float(self._stop_requested), float(local_tokens)], self.device
         )
         self._stopping = stop_requests > 0
+        if self._stopping and self.stopped_by is None:
+            self.stopped_by = "a signal to another process"
         if not math.isfinite(loss_value):
             raise TrainingError(
                 f"the training loss became {loss_value} at step {self.step + 1}, so training "
-                f"stopped; the last good checkpoint (step {self.checkpoint_step}) is kept in "
-                f"{self.run_dir} — try a lower --lr or a --grad-clip"
+                f"stopped; {self._last_good()} — try a lower --lr or a --grad-clip"
             )
         self.scaler.unscale_(self.optimizer)  # fp16: clip the true gradients, not scaled ones
         max_norm = cfg.grad_clip or float("inf")
@@ -445,9 +493,12 @@ class Trainer:
             self.history.append(entry)
             self._log({f"val/{k}": v for k, v in metrics.items()})
             score = [metrics[self.task.monitor], -metrics["loss"]]  # ties go to the lower loss
-            if self.best is None or score > self.best:
+            if not math.isfinite(metrics["loss"]):
+                self.bad_validations += 1  # never the best: training stops below, unsaved
+            elif self.best is None or score > self.best:
                 self.best, self.best_step, self.bad_validations = score, self.step, 0
-                save_weights(self.run_dir / MODEL, self.model, {"step": str(self.step)})
+                with self._writing():
+                    save_weights(self.run_dir / MODEL, self.model, {"step": str(self.step)})
             else:
                 self.bad_validations += 1
         self.history, self.best, self.best_step, self.bad_validations = (
@@ -455,6 +506,12 @@ class Trainer:
                 (self.history, self.best, self.best_step, self.bad_validations)
             )
         )
+        val_loss = self.history[-1]["val_loss"]
+        if not math.isfinite(val_loss):
+            raise TrainingError(
+                f"the validation loss became {val_loss} at step {self.step}, so training "
+                f"stopped; {self._last_good()} — try a lower --lr or a --grad-clip"
+            )
         self._save_checkpoint()
         return self.history[-1]
 

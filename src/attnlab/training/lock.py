@@ -1,0 +1,66 @@
+"""One writer per run directory: an operating-system file lock held while a run trains.
+
+``attnlab train --out DIR`` and ``--resume DIR`` hold an exclusive ``flock`` on ``DIR/.lock``
+for the whole run; the operating system releases it when the process ends, however it ends
+(even ``kill -9``), so a crashed run never leaves a stale lock. A second writer gets one
+sentence naming the holder's PID. Readers (``eval``, ``predict``, ``attention``) take no lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from types import TracebackType
+
+from attnlab.errors import RunDirError
+
+LOCK = ".lock"
+
+
+class RunLock:
+    """The exclusive lock on ``run_dir``; ``acquire()`` (or ``with``) takes it or refuses."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock, record this PID in it, and remove the temporary files that a killed
+        writer may have left (``.NAME.*.tmp*``: never a finished file)."""
+        try:
+            fd = os.open(self.run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunDirError(f"cannot lock the run directory {self.run_dir}: {e.strerror}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirError(
+                f"{self.run_dir} is in use by another attnlab process (PID {holder}): wait "
+                "for it to finish, or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        for leftover in self.run_dir.glob(".*.tmp*"):
+            leftover.unlink(missing_ok=True)
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()

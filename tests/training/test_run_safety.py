@@ -1,0 +1,307 @@
+"""A run's life in the real world: one writer per run, full disks, signals, runs stopped before
+their first checkpoint, foreign and corrupt checkpoints, read-only run directories."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import attnlab.files
+from attnlab.cli import main
+from attnlab.training.checkpoint import load_checkpoint
+
+from ..cli_helpers import assert_one_line_error, run_cli
+from .conftest import SMALL, train
+from .test_trainer import Child, start_training
+
+
+def tree(path):
+    """Every file under ``path`` with its size and modification time."""
+    return {
+        str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_two_trainings_into_one_directory_exactly_one_runs(tmp_path):
+    run_dir = tmp_path / "same"
+    children = [start_training(run_dir, 20_000) for _ in range(2)]
+    results = [child.finish() for child in children]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], [err for _, _, err in results]
+    winner = next(c for c, (code, _, _) in zip(children, results, strict=True) if code == 0)
+    _, _, err = next(r for r in results if r[0] == 2)
+    assert_one_line_error(2, err, f"in use by another attnlab process (PID {winner.proc.pid})")
+    assert len(list((run_dir / "tensorboard").iterdir())) == 1  # one run's log, not two
+
+
+def test_two_resumes_of_one_run_exactly_one_runs(tmp_path):
+    run_dir = tmp_path / "run"
+    assert train(run_dir, "--epochs", "1") == 0
+    resume = [sys.executable, "-m", "attnlab.cli", "train", "reverse", "--resume", str(run_dir),
+              "--epochs", "30", "--no-progress"]  # fmt: skip
+    first = Child(resume)
+    first.wait_for_line(r"^run directory:", stream="stdout")  # it holds the lock now
+    second = Child(resume)
+    code, _, err = second.finish()
+    assert_one_line_error(code, err, f"in use by another attnlab process (PID {first.proc.pid})")
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.finish()[0] == 128 + signal.SIGTERM
+
+
+def test_a_full_disk_stops_with_one_sentence_and_keeps_the_last_checkpoint(
+    capsys, monkeypatch, tmp_path
+):
+    calls = []
+    real_save = torch.save
+
+    def save_until_the_disk_is_full(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:  # the third checkpoint: half a file, then ENOSPC
+            with open(path, "wb") as f:
+                f.write(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
+    run_dir = tmp_path / "full"
+    code, _, err = run_cli(
+        capsys, "train", "reverse", "--out", str(run_dir), "--no-progress", *SMALL,
+        "--epochs", "1", "--val-every", "5",
+    )  # fmt: skip
+    lines = err.strip().splitlines()  # the validation log lines, then one sentence
+    assert code == 2 and "Traceback" not in err
+    assert lines[-1].startswith("attnlab: error: cannot write") and lines[-2].startswith("step")
+    assert "No space left on device: training stopped at step 15" in lines[-1]
+    assert "the last good checkpoint (step 10)" in lines[-1]
+    assert load_checkpoint(run_dir / "checkpoint.pt")["step"] == 10
+    assert not [p.name for p in run_dir.iterdir() if ".tmp" in p.name]
+
+
+def test_sigterm_saves_exits_143_and_resume_is_bit_identical(tmp_path):
+    straight = tmp_path / "straight"
+    assert train(straight, "--train-size", "20000", "--val-size", "100", "--test-size", "100",
+                 "--epochs", "2", "--dropout", "0.1") == 0  # fmt: skip
+    stopped = tmp_path / "stopped"
+    child = start_training(stopped, 20_000, "--dropout", "0.1", "--val-every", "100")
+    child.wait_for_line(r"^step +100 ")
+    child.proc.send_signal(signal.SIGTERM)
+    code, out, err = child.finish()
+    assert code == 128 + signal.SIGTERM, err
+    assert "SIGTERM: stopping after this step" in err and "test set:" not in out
+    step = load_checkpoint(stopped / "checkpoint.pt")["step"]
+    assert 100 < step < 800
+    assert main(["train", "reverse", "--resume", str(stopped), "--no-progress"]) == 0
+    assert load_checkpoint(stopped / "checkpoint.pt")["step"] == 800
+    assert_same_weights(
+        load_checkpoint(straight / "checkpoint.pt")["model"],
+        load_checkpoint(stopped / "checkpoint.pt")["model"],
+    )
+
+
+def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path):
+    run_dir = tmp_path / "twice"
+    child = start_training(run_dir, 50_000, "--val-every", "100")
+    child.wait_for_line(r"^step +100 ")
+    child.proc.send_signal(signal.SIGINT)
+    child.wait_for_line(r"SIGINT: stopping after this step")
+    child.proc.send_signal(signal.SIGINT)
+    code, _, err = child.finish()
+    assert code == 128 + signal.SIGINT
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    load_checkpoint(run_dir / "checkpoint.pt")  # whole: the one of step 100 or a later one
+
+
+def test_a_stopped_run_can_still_report(tmp_path):
+    run_dir = tmp_path / "report"
+    child = start_training(run_dir, 50_000, "--val-every", "100", "--report-on-stop")
+    child.wait_for_line(r"^step +100 ")
+    child.proc.send_signal(signal.SIGTERM)
+    code, out, _ = child.finish()
+    assert code == 128 + signal.SIGTERM and "test set:" in out
+
+
+def test_a_run_killed_before_its_first_checkpoint_restarts_with_resume(tmp_path):
+    straight = tmp_path / "straight"
+    options = [*SMALL, "--epochs", "1", "--val-every", "20"]
+    assert train(straight, *options) == 0
+    killed = tmp_path / "killed"
+    child = Child([sys.executable, "-m", "attnlab.cli", "train", "reverse", "--out", str(killed),
+                   "--no-progress", *options])  # fmt: skip
+    child.wait_for_line(r"^run directory:", stream="stdout")  # config.json is written
+    child.proc.kill()
+    child.finish()
+    assert not (killed / "checkpoint.pt").exists()
+    code, _, err = run_cli_subprocess("train", "reverse", "--out", str(killed), *options)
+    assert code == 2 and f"pass --resume {killed}" in err
+    assert main(["train", "reverse", "--resume", str(killed), "--no-progress"]) == 0
+    assert_same_weights(
+        load_checkpoint(straight / "checkpoint.pt")["model"],
+        load_checkpoint(killed / "checkpoint.pt")["model"],
+    )
+
+
+def run_cli_subprocess(*args):
+    child = Child([sys.executable, "-m", "attnlab.cli", *args])
+    return child.finish()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    assert train(run_dir, "--epochs", "1") == 0
+    return run_dir
+
+
+@pytest.fixture
+def copy_of(finished_run, tmp_path):
+    def copy():
+        target = tmp_path / "copy"
+        shutil.copytree(finished_run, target)
+        return target
+
+    return copy
+
+
+def foreign_checkpoint(run_dir, tmp_path):
+    """A checkpoint of the names task's GRU, written into a reverse run."""
+    other = load_checkpoint(run_dir / "checkpoint.pt")
+    other["model"] = {"embedding.weight": torch.zeros(20, 8), "head.bias": torch.zeros(18)}
+    other["task"], other["model_class"] = "names", "GRUClassifier"
+    return other
+
+
+CORRUPTIONS = {
+    "another task's checkpoint": (foreign_checkpoint, "is a checkpoint of task 'names'"),
+    "an empty dict": (lambda run, tmp: {}, "is not an attnlab checkpoint (it has no"),
+    "a string step": (
+        lambda run, tmp: {**load_checkpoint(run / "checkpoint.pt"), "step": "ten"},
+        "its step is 'ten'",
+    ),
+    "a list": (lambda run, tmp: [1, 2], "it holds a list"),
+    "NaN weights": (
+        lambda run, tmp: {
+            **(state := load_checkpoint(run / "checkpoint.pt")),
+            "model": {k: v.float() * float("nan") for k, v in state["model"].items()},
+        },
+        "holds NaN or infinite values in",
+    ),
+}
+
+
+@pytest.mark.parametrize("make, message", CORRUPTIONS.values(), ids=CORRUPTIONS.keys())
+def test_a_foreign_or_corrupt_checkpoint_is_one_sentence(capsys, copy_of, tmp_path, make, message):
+    run_dir = copy_of()
+    torch.save(make(run_dir, tmp_path), run_dir / "checkpoint.pt")
+    before = tree(run_dir)
+    code, _, err = run_cli(capsys, "train", "reverse", "--resume", str(run_dir), "--epochs", "3")
+    assert_one_line_error(code, err, message)
+    assert {k: v for k, v in tree(run_dir).items() if k != ".lock"} == {
+        k: v for k, v in before.items() if k != ".lock"
+    }
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: {k: v * float("nan") for k, v in t.items()}, "holds NaN or infinite values"),
+        (lambda t: {k: v.to(torch.int32) for k, v in t.items()}, "torch.int32, expected"),
+        (lambda t: dict(list(t.items())[1:]), "it has no weight"),
+    ],
+    ids=["NaN", "integer", "a missing tensor"],
+)
+def test_bad_weights_are_refused_on_load(capsys, copy_of, change, message):
+    run_dir = copy_of()
+    weights = load_file(run_dir / "model.safetensors")
+    save_file(change(weights), run_dir / "model.safetensors")
+    for command in (["eval", str(run_dir)], ["predict", str(run_dir), "1 2 3"]):
+        code, _, err = run_cli(capsys, *command)
+        assert_one_line_error(code, err, message)
+
+
+def test_eval_writes_nothing_unless_asked(capsys, copy_of):
+    run_dir = copy_of()
+    (run_dir / "metrics.json").write_text("{not json")  # eval must not need the old one
+    before = tree(run_dir)
+    code, out, err = run_cli(capsys, "eval", str(run_dir))
+    assert code == 0, err
+    assert out.startswith("test set: loss")
+    assert tree(run_dir) == before  # not a byte written: a read-only run reports the same
+    code, _, err = run_cli(capsys, "eval", str(run_dir), "--save")
+    assert code == 0, err
+    assert json.loads((run_dir / "metrics.json").read_text())["test"]["metrics"]
+
+
+def test_leftover_temporary_files_are_cleaned_when_a_run_resumes(copy_of):
+    run_dir = copy_of()
+    leftover = run_dir / ".checkpoint.pt.abc123.tmp.pt"
+    leftover.write_bytes(b"what a kill -9 during a write leaves")
+    assert main(["train", "reverse", "--resume", str(run_dir), "--epochs", "2"]) == 0
+    assert not leftover.exists()
+
+
+def test_a_nan_stop_names_no_checkpoint_when_there_is_none(capsys, tmp_path):
+    run_dir = tmp_path / "nan"
+    code, _, err = run_cli(
+        capsys, "train", "reverse", "--out", str(run_dir), "--no-progress", *SMALL,
+        "--lr", "1e30", "--val-every", "1", "--grad-clip", "0",
+    )  # fmt: skip
+    assert_one_line_error(code, err, "the validation loss became nan at step 1")
+    assert f"no checkpoint was saved yet in {run_dir}" in err
+    assert not (run_dir / "checkpoint.pt").exists() and not (run_dir / "model.safetensors").exists()
+
+
+def test_atomic_write_removes_its_temporary_file_when_the_writer_fails(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("good")
+
+    def fails(tmp):
+        tmp.write_text("half")
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    with pytest.raises(attnlab.errors.OutputError, match="Disk quota exceeded"):
+        attnlab.files.atomic_write(target, fails)
+    assert target.read_text() == "good" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_a_long_bad_input_gives_a_short_line(capsys, finished_run):
+    code, _, err = run_cli(capsys, "predict", str(finished_run), "x" * 120_000)
+    assert_one_line_error(code, err, "... (120,000 chars) not in the vocabulary")
+    assert len(err) < 300
+    code, _, err = run_cli(capsys, "predict", str(finished_run), " ".join(["x"] * 60_000))
+    assert_one_line_error(code, err, "and 59,995 more not in the vocabulary")
+    assert len(err) < 300
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_input(capsys, finished_run, tmp_path):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("\ufeff3 1 4\n2 7\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "predict", str(finished_run), "--file", str(inputs), "--json")
+    assert code == 0, err
+    assert [p["input"] for p in json.loads(out)] == [[3, 1, 4], [2, 7]]
+
+
+def test_an_unreadable_weights_file_says_permission_denied(capsys, monkeypatch, finished_run):
+    real_open = open
+
+    def no_permission(path, *args, **kwargs):
+        if str(path).endswith("model.safetensors"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", no_permission)
+    code, _, err = run_cli(capsys, "predict", str(finished_run), "1 2")
+    assert_one_line_error(code, err, "model.safetensors: permission denied")
