@@ -23,7 +23,7 @@ from attnlab.models import MODELS
 from attnlab.options import from_json
 from attnlab.tasks import Task, get_task, task_names
 from attnlab.training.checkpoint import CONFIG, MODEL, load_weights, read_json, write_json
-from attnlab.training.lock import LOCK, RunLock
+from attnlab.training.lock import LEFTOVERS, LOCK, RunLock
 from attnlab.training.memory import check_fits
 
 
@@ -39,8 +39,9 @@ class Run:
 
 
 def _holds_nothing(path: Path) -> bool:
-    """Whether a run directory holds nothing but (maybe) its lock file."""
-    return all(p.name == LOCK for p in path.iterdir())
+    """Whether a run directory holds nothing but (maybe) its lock file and the temporary
+    files of a writer killed before it wrote anything (a run that never started)."""
+    return all(p.name == LOCK or p.match(LEFTOVERS) for p in path.iterdir())
 
 
 def new_run_dir(task_name: str, out: str | Path | None = None) -> Path:

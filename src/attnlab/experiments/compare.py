@@ -25,20 +25,21 @@ VALIDATION_SHARE = 0.1  # part of the budget kept for validation and checkpoints
 
 
 def seconds_per_step(task: Task, model: torch.nn.Module, config: TrainConfig) -> float:
-    """The mean time of a few training steps of a fresh copy of ``model``, after a warm-up step."""
+    """The mean time of a few training steps of a fresh copy of ``model``, after a warm-up step
+    (with a training split of a single batch, that one step, warm-up included)."""
     device = resolve_device(config.device)
     probe = type(model)(model.config).to(device).train()
     optimizer = build_optimizer(probe, config)
     train = loader(task.splits().train, task, batch_size=config.batch_size, shuffle=False)
-    batches = batches_on(train, device)
-    started = None
-    for i, batch in zip(range(TIMED_STEPS + 1), batches, strict=False):
-        if i == 1:
-            started = time.perf_counter()
+    times = []
+    for _, batch in zip(range(TIMED_STEPS + 1), batches_on(train, device), strict=False):
+        started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         task.loss(probe, batch).backward()
         optimizer.step()
-    return (time.perf_counter() - started) / TIMED_STEPS
+        times.append(time.perf_counter() - started)
+    timed = times[1:] or times  # the first step warms up (allocations, kernel choice)
+    return sum(timed) / len(timed)
 
 
 def compare(

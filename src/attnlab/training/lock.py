@@ -16,6 +16,7 @@ from types import TracebackType
 from attnlab.errors import RunDirError
 
 LOCK = ".lock"
+LEFTOVERS = ".*.tmp*"  # the temporary files of attnlab.files.atomic_write
 
 
 class RunLock:
@@ -44,7 +45,7 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
-        for leftover in self.run_dir.glob(".*.tmp*"):
+        for leftover in self.run_dir.glob(LEFTOVERS):
             leftover.unlink(missing_ok=True)
         return self
 
