@@ -3,11 +3,11 @@
     python benchmarks/fault_injection.py --kills 50
 
 Each round starts a small ``attnlab train reverse`` (a checkpoint every 5 steps, so writes are
-frequent) and sends it SIGKILL: half the rounds at a random moment, half the moment a
-temporary file appears in the run directory, that is, in the middle of writing a checkpoint,
-the weights or the metrics. Then it checks that every file left is whole (config.json parses,
-model.safetensors and checkpoint.pt load and pass attnlab's checks), that ``--resume``
-finishes the run, and that the resumed run's weights equal those of an uninterrupted run, bit
+frequent) and sends it SIGKILL after a random delay: half the rounds at once, half the moment
+a temporary file next appears in the run directory, that is, in the middle of writing a
+checkpoint, the weights or the metrics. Then it checks that every file left is whole
+(config.json parses, model.safetensors and checkpoint.pt load and pass attnlab's checks), that
+``--resume`` finishes the run, and that the resumed run's weights equal those of an uninterrupted run, bit
 for bit. It prints one line per round and a summary, and exits 1 if anything failed.
 """
 
@@ -59,16 +59,18 @@ def attnlab(*args: str) -> subprocess.Popen:
 
 
 def kill_at_random(run_dir: Path, rng: random.Random, in_a_write: bool) -> bool:
-    """Start a run and SIGKILL it; returns whether a temporary file existed at the kill."""
+    """Start a run and SIGKILL it after a random delay, or (``in_a_write``) at the first
+    temporary file seen after that delay; returns whether one existed at the kill."""
     child = attnlab(*TRAIN, "--out", str(run_dir))
-    deadline = time.monotonic() + rng.uniform(1.0, 6.0)
+    delay = time.monotonic() + rng.uniform(1.0, 6.0)
     while child.poll() is None:
-        writing = run_dir.is_dir() and any(run_dir.glob(".*.tmp*"))
-        if (in_a_write and writing) or time.monotonic() > deadline:
+        late = time.monotonic() > delay
+        writing = late and run_dir.is_dir() and any(run_dir.glob(".*.tmp*"))
+        if writing or (late and not in_a_write):
             child.kill()
             child.wait()
             return writing
-        time.sleep(0.0005 if in_a_write else 0.01)
+        time.sleep(0.0005 if late else 0.01)
     return False  # it finished before the kill: a round like any other
 
 
