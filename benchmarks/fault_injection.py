@@ -7,8 +7,9 @@ frequent) and sends it SIGKILL after a random delay: half the rounds at once, ha
 a temporary file next appears in the run directory, that is, in the middle of writing a
 checkpoint, the weights or the metrics. Then it checks that every file left is whole
 (config.json parses, model.safetensors and checkpoint.pt load and pass attnlab's checks), that
-``--resume`` finishes the run, and that the resumed run's weights equal those of an uninterrupted run, bit
-for bit. It prints one line per round and a summary, and exits 1 if anything failed.
+``--resume`` finishes the run, and that the resumed run's weights equal those of an
+uninterrupted run, bit for bit. It prints one line per round and a summary, and exits 1 if
+anything failed.
 """
 
 from __future__ import annotations
