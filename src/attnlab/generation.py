@@ -19,7 +19,7 @@ question — the logits of the next token given the tokens so far:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -339,7 +339,7 @@ def generate(
     seed: int | None = None,
     stop: str | None = None,
     decode: Callable[[list[int]], str] | None = None,
-    eos_id: int | None = None,
+    eos_id: int | Sequence[int] | None = None,
     on_token: Callable[[Tensor], None] | None = None,
 ) -> Tensor:
     """Continue ``input_ids`` with a decoder-only language model, one token at a time.
@@ -360,7 +360,7 @@ def generate(
             :class:`_LanguageModelStepper`), on both paths alike.
         seed: seeds a private random generator (the global one is left alone).
         stop: with ``decode`` (ids -> text), stop once every row's new text contains it.
-        eos_id: stop once every row has produced this token.
+        eos_id: stop once every row has produced this token (or one of these tokens).
         on_token: called after each step with the new tokens ``(B,)``, e.g. to stream them.
 
     Returns:
@@ -373,14 +373,17 @@ def generate(
     stepper = _LanguageModelStepper(model, use_cache)
     ids, prompt_len = input_ids, input_ids.size(1)
     done = torch.zeros(ids.size(0), dtype=torch.bool, device=ids.device)  # (B,)
+    eos_ids = None
+    if eos_id is not None:
+        eos_ids = torch.tensor([eos_id] if isinstance(eos_id, int) else list(eos_id)).to(ids)
     for _ in range(max_new_tokens):
         logits = stepper.next_logits(ids).float()  # (B, vocab)
         next_id = _next_token(logits, temperature, top_k, top_p, generator)  # (B,)
         ids = torch.cat([ids, next_id[:, None]], dim=1)  # (B, T + 1)
         if on_token is not None:
             on_token(next_id)
-        if eos_id is not None:
-            done |= next_id == eos_id
+        if eos_ids is not None:
+            done |= torch.isin(next_id, eos_ids)
         if stop is not None:
             done |= _contains_stop(ids, prompt_len, stop, decode)
         if (eos_id is not None or stop is not None) and done.all():
