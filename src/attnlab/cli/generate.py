@@ -1,6 +1,11 @@
-"""``attnlab generate RUN_DIR``: continue a prompt with a trained language model, one token at
-a time, printing each token as it is produced. Past the model's context window (block_size)
-the window slides by half a block."""
+"""``attnlab generate RUN_DIR`` or ``attnlab generate --pretrained DIR``: continue a prompt with
+a trained language model, one token at a time, printing each token as it is produced. Past the
+model's context window (block_size) the window slides by half a block.
+
+--pretrained DIR runs a local Hugging Face folder of the GPT-2 or Llama family (config.json,
+model.safetensors or sharded safetensors with model.safetensors.index.json, tokenizer.json) on
+attnlab's own blocks: no download, no pickle, no transformers. Generation stops early at the
+folder's end-of-sequence token."""
 
 from __future__ import annotations
 
@@ -16,7 +21,17 @@ MAX_NEW_TOKENS = 10**6
 
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     parser = Parser(prog=prog, description=__doc__)
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
+    parser.add_argument(
+        "run_dir", type=Path, nargs="?", metavar="RUN_DIR", help="a run directory (or --pretrained)"
+    )
+    parser.add_argument(
+        "--pretrained",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="instead of RUN_DIR: a local Hugging Face GPT-2 or Llama folder (config.json, "
+        "safetensors weights, tokenizer.json)",
+    )
     parser.add_argument("--prompt", default=None, help="the text to continue (default: a newline)")
     parser.add_argument(
         "--max-new-tokens", type=int, default=500, metavar="N", help="how many tokens to write"
@@ -50,6 +65,11 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
 
 
 def _check(args: argparse.Namespace) -> None:
+    if (args.run_dir is None) == (args.pretrained is None):
+        raise InputError(
+            "give exactly one of RUN_DIR (a run directory) and --pretrained DIR (a Hugging Face "
+            "folder)"
+        )
     if args.max_new_tokens < 1:
         raise InputError(f"--max-new-tokens must be at least 1; got {args.max_new_tokens}")
     if args.max_new_tokens > MAX_NEW_TOKENS:
@@ -77,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.training.devices import resolve_device
 
     _check(args)
+    if args.pretrained is not None:
+        return _run_pretrained(args)
     loaded = load_run(args.run_dir)
     task = loaded.task
     if not isinstance(task, TextGenerator):
@@ -103,3 +125,60 @@ def run(args: argparse.Namespace) -> int:
     )
     print()
     return 0
+
+
+def _run_pretrained(args: argparse.Namespace) -> int:
+    """``generate --pretrained DIR``: the prompt and its continuation, decoded as one text."""
+    from attnlab.generation import generate
+    from attnlab.pretrained_lm import load_pretrained_lm
+    from attnlab.training.devices import resolve_device
+
+    loaded = load_pretrained_lm(args.pretrained)
+    device = resolve_device(args.device)
+    prompt = "\n" if args.prompt is None else args.prompt
+    input_ids = loaded.encode_prompt(prompt).to(device)  # (1, T)
+    stream = _TextStream(loaded.tokenizer.decode, input_ids[0].tolist())
+    generate(
+        loaded.model.to(device),
+        input_ids,
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        use_cache=not args.no_cache,
+        seed=args.seed,
+        stop=args.stop,
+        decode=loaded.tokenizer.decode,
+        eos_id=loaded.eos_ids or None,
+        on_token=lambda new_ids: stream.add(new_ids.tolist()),
+    )
+    stream.finish()
+    return 0
+
+
+class _TextStream:
+    """Prints the decoding of a growing list of ids as it grows.
+
+    Decoding token by token would lose what depends on neighbours (a word's leading space in
+    SentencePiece-style tokenizers, a character split over byte-level tokens), so the whole
+    list is decoded each time and only the new end is printed; text ending in an incomplete
+    character (U+FFFD) waits for the next token.
+    """
+
+    def __init__(self, decode, ids: list[int]):
+        self.decode, self.ids, self.printed = decode, list(ids), ""
+        self._flush()
+
+    def add(self, new_ids: list[int]) -> None:
+        self.ids.extend(new_ids)
+        self._flush()
+
+    def finish(self) -> None:
+        self._flush(final=True)
+        print()
+
+    def _flush(self, final: bool = False) -> None:
+        text = self.decode(self.ids)
+        if text.startswith(self.printed) and (final or not text.endswith("\ufffd")):
+            print(text[len(self.printed) :], end="", flush=True)
+            self.printed = text
