@@ -4,6 +4,8 @@ generate exactly the text of Hugging Face's greedy ``generate``; broken folders 
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -55,6 +57,7 @@ def llama_tokenizer() -> Tokenizer:
 
 
 def save_gpt2(folder, **save_options):
+    torch.manual_seed(0)
     tokenizer = gpt2_tokenizer()
     eos = tokenizer.token_to_id("<|endoftext|>")
     config = transformers.GPT2Config(
@@ -65,12 +68,13 @@ def save_gpt2(folder, **save_options):
         n_head=4,
         bos_token_id=eos,
         eos_token_id=eos,
-        initializer_range=0.1,  # logits of a few units, so greedy choices are clear-cut
+        initializer_range=0.2,  # logits of a few units, so greedy choices are clear-cut
     )
     return _save(transformers.GPT2LMHeadModel(config), tokenizer, folder, **save_options)
 
 
 def save_llama(folder, **overrides):
+    torch.manual_seed(0)
     tokenizer = llama_tokenizer()
     config = transformers.LlamaConfig(
         **{
@@ -81,7 +85,7 @@ def save_llama(folder, **overrides):
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
             "max_position_embeddings": 32,
-            "initializer_range": 0.1,
+            "initializer_range": 0.2,
             "bos_token_id": tokenizer.token_to_id("<s>"),
             "eos_token_id": tokenizer.token_to_id("</s>"),
             "pad_token_id": None,
@@ -92,10 +96,11 @@ def save_llama(folder, **overrides):
 
 
 def _save(model, tokenizer, folder, **save_options):
-    torch.manual_seed(0)
+    """Save ``model`` (norm gains perturbed, so that they matter) and ``tokenizer``."""
     with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.1)
+        for name, p in model.named_parameters():
+            if "ln_" in name or "norm" in name:
+                p.add_(0.2 * torch.randn_like(p))
     model.eval().save_pretrained(folder, **save_options)
     tokenizer.save(str(folder / "tokenizer.json"))
     return model, tokenizer
@@ -312,3 +317,19 @@ def test_exactly_one_of_run_dir_and_pretrained(both, gpt2_folder, capsys):
 def test_the_python_loader_raises_input_error(tmp_path):
     with pytest.raises(InputError, match="no config.json"):
         load_pretrained_lm(tmp_path)
+
+
+def test_generation_imports_neither_transformers_nor_torch_load(gpt2_folder):
+    """The run-time path reads safetensors and tokenizer.json only (a fresh interpreter)."""
+    code = f"""
+import sys, torch
+def refuse(*args, **kwargs):
+    raise AssertionError("torch.load (pickle) was called")
+torch.load = refuse
+from attnlab.cli import main
+assert main(["generate", "--pretrained", {str(gpt2_folder[0])!r}, "--prompt", "The",
+             "--max-new-tokens", "3", "--temperature", "0"]) == 0
+assert "transformers" not in sys.modules, "transformers was imported"
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
