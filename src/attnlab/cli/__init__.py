@@ -6,6 +6,7 @@
     attnlab predict RUN_DIR INPUT ...     predictions for raw inputs (--file F, - for stdin)
     attnlab translate RUN_DIR SENTENCE    translation with a translate run (--beam K)
     attnlab generate RUN_DIR --prompt P   text from a language model, streamed as it is written
+                   (--pretrained DIR: a local Hugging Face GPT-2 or Llama folder instead)
     attnlab attention RUN_DIR INPUT       attention explorer (--out view.html) or heatmaps (.png)
     attnlab embed TEXT ...                sentence embeddings of a pretrained BERT (MiniLM)
     attnlab similarity TEXT_A TEXT_B      cosine similarity of two sentence embeddings
@@ -35,7 +36,7 @@ COMMANDS = {
     "eval": "test-set report of a run",
     "predict": "predict for raw inputs",
     "translate": "translate sentences with a translate or translate-small run",
-    "generate": "write text with a language-model run (e.g. shakespeare)",
+    "generate": "write text with a language-model run or a local GPT-2 / Llama folder",
     "attention": "explore (.html) or plot (.png) a model's attention for one input",
     "embed": "sentence embeddings with a pretrained BERT",
     "similarity": "cosine similarity of two texts with a pretrained BERT",
