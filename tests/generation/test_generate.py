@@ -115,3 +115,16 @@ def test_streaming_and_stop_string():
 def test_bad_sampling_settings_are_input_errors(kwargs, message):
     with pytest.raises(InputError, match=message):
         generate(_gpt(), torch.tensor([[1]]), **kwargs)
+
+
+def test_eos_id_may_be_one_id_or_several():
+    model = _gpt()
+    prompt = torch.tensor([[1, 2, 3]])
+    free = generate(model, prompt, 10, temperature=0)[0, 3:].tolist()  # (10,) new ids
+    fourth = free[3]
+    first_seen = free.index(fourth) + 1  # tokens up to and including its first appearance
+    unused = next(i for i in range(50) if i not in free)
+    assert generate(model, prompt, 10, temperature=0, eos_id=fourth).size(1) == 3 + first_seen
+    several = generate(model, prompt, 10, temperature=0, eos_id=[unused, fourth])
+    assert several[0, 3:].tolist() == free[:first_seen]
+    assert generate(model, prompt, 10, temperature=0, eos_id=[unused]).size(1) == 13
