@@ -268,6 +268,12 @@ def test_a_missing_tokenizer(gpt2_copy, capsys):
     assert_one_line_error(code, err, "has no tokenizer.json")
 
 
+def test_a_tokenizer_of_another_model(llama_copy, capsys):
+    gpt2_tokenizer().save(str(llama_copy / "tokenizer.json"))  # 300 tokens; the model has 120
+    code, _, err = run_cli(capsys, "generate", "--pretrained", str(llama_copy), "--prompt", "ýz")
+    assert_one_line_error(code, err, "belongs to another model")
+
+
 def test_pickled_weights_only_are_refused(gpt2_copy, capsys):
     (gpt2_copy / "model.safetensors").rename(gpt2_copy / "pytorch_model.bin")
     code, _, err = generate_cli(capsys, gpt2_copy)

@@ -85,10 +85,17 @@ class PretrainedLM:
     path: Path
 
     def encode_prompt(self, prompt: str) -> Tensor:
-        """The prompt's ids ``(1, T)``; refuses an empty one or one longer than the context."""
+        """The prompt's ids ``(1, T)``; refuses an empty one, one longer than the context and
+        ids the model does not have."""
         ids = self.tokenizer.encode(prompt)
         if not ids:
             raise InputError("the prompt is empty after tokenization: give some text")
+        vocab_size = self.model.config.vocab_size
+        if max(ids) >= vocab_size:
+            raise InputError(
+                f"the prompt has token id {max(ids)} but the model has only {vocab_size} "
+                f"tokens: {self.path}'s tokenizer.json belongs to another model"
+            )
         if len(ids) > self.context:
             raise InputError(
                 f"the prompt is {len(ids)} tokens long but the model's context is "
