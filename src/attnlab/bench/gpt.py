@@ -19,7 +19,8 @@ Default size (CPU):
   dims, 65 tokens) with a window of 1,024 positions instead of 64, so that prompt + 500 tokens
   fit in one window and neither side slides or truncates its context; GPT-2's biases and
   tanh-GELU, so that Hugging Face's model is the same network. Without ``transformers`` the
-  Hugging Face columns are empty. A third row compares attnlab's cache with no cache.
+  Hugging Face columns are empty. A third row compares attnlab's cache with no cache. A
+  fourth times batch 32 (32 prompts of 8 tokens, no padding) with the cache on both sides.
 
 ``--size gpt2-small`` (CUDA): training throughput of GPT-2 small (12 layers, 12 heads, 768
 dims, block 1,024, vocabulary 50,257) on batches of 8 x 1,024 random tokens (``--quick``:
@@ -62,6 +63,7 @@ NANOGPT_VAL_LOSS = 1.886
 NANOGPT_TOTAL_S = 94.0
 
 GENERATION_PROMPT = 8  # tokens
+GENERATION_BATCH = 32  # the second batch size, timed with the cache only
 GENERATION_CONFIG = GPTConfig(
     vocab_size=65,
     block_size=1024,
@@ -149,17 +151,17 @@ class _TimedShakespeare(ShakespeareTask):
 
 
 def generation(options: BenchOptions) -> list[BenchResult]:
-    """Greedy generation tokens/s, cache and no cache, attnlab vs Hugging Face."""
+    """Greedy generation tokens/s, cache and no cache, attnlab vs Hugging Face; then batch 32
+    with the cache (without it, batch 32 re-reads 32 growing prefixes: minutes on a CPU)."""
     device = torch.device(options.device)
     new_tokens = 100 if options.quick else 500
     repeats = options.repeats or (1 if options.quick else 3)
     ours, reference = _generation_models(device)
-    prompt = torch.randint(
-        GENERATION_CONFIG.vocab_size, (1, GENERATION_PROMPT), device=device
-    )  # (1, T)
-
-    rates = {}  # (side, use_cache) -> tokens/s
-    for use_cache in (True, False):
+    rates = {}  # (side, batch, use_cache) -> tokens/s
+    for batch, use_cache in ((1, True), (1, False), (GENERATION_BATCH, True)):
+        prompt = torch.randint(
+            GENERATION_CONFIG.vocab_size, (batch, GENERATION_PROMPT), device=device
+        )  # (B, T)
         sides = {"attnlab": _attnlab_generate(ours, prompt, new_tokens, use_cache, options)}
         if reference is not None:
             sides["hf"] = _hf_generate(reference, prompt, new_tokens, use_cache, options)
@@ -167,7 +169,7 @@ def generation(options: BenchOptions) -> list[BenchResult]:
             call()
         seconds = interleaved_medians(sides, device, repeats)
         for side, s in seconds.items():
-            rates[side, use_cache] = new_tokens / s
+            rates[side, batch, use_cache] = batch * new_tokens / s
     return _generation_results(rates, new_tokens, hf_installed=reference is not None)
 
 
@@ -192,7 +194,7 @@ def _generation_models(device: torch.device) -> tuple[GPT, nn.Module | None]:
 def _attnlab_generate(
     model: GPT, prompt: torch.Tensor, new_tokens: int, use_cache: bool, options: BenchOptions
 ) -> Callable[[], None]:
-    """One greedy :func:`~attnlab.generation.generate` of ``new_tokens`` after ``prompt (1, T)``."""
+    """One greedy :func:`~attnlab.generation.generate` of ``new_tokens`` after ``prompt (B, T)``."""
     device = torch.device(options.device)
 
     def call() -> None:
@@ -205,7 +207,7 @@ def _attnlab_generate(
 def _hf_generate(
     model: nn.Module, prompt: torch.Tensor, new_tokens: int, use_cache: bool, options: BenchOptions
 ) -> Callable[[], None]:
-    """One greedy ``GPT2LMHeadModel.generate`` of exactly ``new_tokens`` after ``prompt (1, T)``."""
+    """One greedy ``GPT2LMHeadModel.generate`` of exactly ``new_tokens`` after ``prompt (B, T)``."""
     device = torch.device(options.device)
 
     def call() -> None:
@@ -224,39 +226,43 @@ def _hf_generate(
 
 
 def _generation_results(
-    rates: dict[tuple[str, bool], float], new_tokens: int, hf_installed: bool
+    rates: dict[tuple[str, int, bool], float], new_tokens: int, hf_installed: bool
 ) -> list[BenchResult]:
-    """Three rows: attnlab vs Hugging Face with the cache, then without, then cache vs none.
+    """Four rows: attnlab vs Hugging Face at batch 1 with the cache, then without, then
+    attnlab's cache vs none, then attnlab vs Hugging Face at batch 32 with the cache.
 
-    ``rates`` maps ``(side, use_cache)`` to tokens/s, side "attnlab" or "hf" (absent when
-    Hugging Face is not installed).
+    ``rates`` maps ``(side, batch, use_cache)`` to tokens/s (all sequences together), side
+    "attnlab" or "hf" (absent when Hugging Face is not installed).
     """
     reference_name = "HF GPT2LMHeadModel.generate"
     if not hf_installed:
         reference_name = "HF GPT2LMHeadModel (transformers not installed)"
-    results = []
-    for use_cache, label in ((True, "KV cache"), (False, "no cache")):
-        results.append(
-            BenchResult(
-                SUITE,
-                f"generate {new_tokens} tokens, batch 1, {label}",
-                "tokens/s",
-                rates["attnlab", use_cache],
-                rates.get(("hf", use_cache)),
-                reference_name,
-            )
-        )
-    results.append(
-        BenchResult(
+
+    def versus_hf(batch: int, use_cache: bool) -> BenchResult:
+        label = "KV cache" if use_cache else "no cache"
+        return BenchResult(
             SUITE,
-            f"generate {new_tokens} tokens, batch 1: KV cache vs none",
+            f"generate {new_tokens} tokens, batch {batch}, {label}",
             "tokens/s",
-            rates["attnlab", True],
-            rates["attnlab", False],
-            "attnlab without the cache",
+            rates["attnlab", batch, use_cache],
+            rates.get(("hf", batch, use_cache)),
+            reference_name,
         )
+
+    cache_vs_none = BenchResult(
+        SUITE,
+        f"generate {new_tokens} tokens, batch 1: KV cache vs none",
+        "tokens/s",
+        rates["attnlab", 1, True],
+        rates["attnlab", 1, False],
+        "attnlab without the cache",
     )
-    return results
+    return [
+        versus_hf(1, True),
+        versus_hf(1, False),
+        cache_vs_none,
+        versus_hf(GENERATION_BATCH, True),
+    ]
 
 
 def _hf_gpt2(config: GPTConfig) -> nn.Module | None:
