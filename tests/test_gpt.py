@@ -10,6 +10,8 @@ from attnlab.generation import generate
 from attnlab.models import GPT, MODELS, GPTConfig
 from attnlab.training.checkpoint import load_weights, save_weights
 
+from .conftest import fp32_atol
+
 SMALL = GPTConfig(vocab_size=37, block_size=24, num_layers=2, num_heads=4, d_model=32)
 
 
@@ -139,7 +141,7 @@ def hf_gpt2(**overrides):
     return transformers.GPT2LMHeadModel(config).eval()
 
 
-def test_from_hf_gives_the_same_logits_as_gpt2():
+def test_from_hf_gives_the_same_logits_as_gpt2(device):
     from attnlab.interop import from_hf
 
     torch.manual_seed(0)
@@ -148,17 +150,19 @@ def test_from_hf_gives_the_same_logits_as_gpt2():
         for name, p in reference.named_parameters():
             if "ln" in name or name.endswith("bias"):
                 p.add_(0.1 * torch.randn_like(p))
-    model = from_hf(reference)
+    model = from_hf(reference).to(device)
+    reference.to(device)
     assert isinstance(model, GPT) and not model.training
     assert model.config.activation == "gelu_tanh" and model.config.block_size == 32
-    ids = torch.randint(0, 97, (2, 32))
+    ids = torch.randint(0, 97, (2, 32)).to(device)
+    atol = fp32_atol(device, 1e-5)  # CUDA: 1e-4
     with torch.no_grad():
         expected = reference(ids).logits  # (B, T, vocab)
-        torch.testing.assert_close(model(ids), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(model(ids), expected, atol=atol, rtol=0)
         cache = model.make_cache()
         stepwise = [model(ids[:, :20], cache=cache)]
         stepwise += [model(ids[:, t : t + 1], cache=cache) for t in range(20, 32)]
-        torch.testing.assert_close(torch.cat(stepwise, 1), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(torch.cat(stepwise, 1), expected, atol=atol, rtol=0)
         # the greedy choices of both models agree, cache or not
         ours = generate(model, ids[:, :4], 12, temperature=0.0)
         theirs = reference.generate(

@@ -15,9 +15,9 @@ def _gpt(block_size=32, seed=0) -> GPT:
     return GPT(config).eval()
 
 
-def test_cached_and_uncached_greedy_generation_give_identical_tokens():
-    model = _gpt()
-    prompt = torch.randint(0, 50, (2, 5))
+def test_cached_and_uncached_greedy_generation_give_identical_tokens(device):
+    model = _gpt().to(device)  # float32 on either device: the tokens must be equal
+    prompt = torch.randint(0, 50, (2, 5)).to(device)
     cached = generate(model, prompt, 20, temperature=0, use_cache=True)
     plain = generate(model, prompt, 20, temperature=0, use_cache=False)
     assert cached.shape == (2, 25)

@@ -15,6 +15,8 @@ from attnlab.interop import from_hf
 from attnlab.interop.hf_bert import bert_state_dict_from_hf
 from attnlab.models.bert import Bert, BertConfig, mean_pool, sentence_embedding
 
+from ..conftest import fp32_atol
+
 SENTENCES = [
     "The cat sat on the mat.",
     "Attention is all you need, said the paper; transformers replaced recurrent networks.",
@@ -166,7 +168,7 @@ def _hf_names_state(config: BertConfig) -> dict[str, torch.Tensor]:
 
 # -- against Hugging Face transformers -------------------------------------------------------
 @pytest.mark.parametrize("hidden_act", ["gelu", "gelu_new", "relu"])
-def test_from_hf_equals_a_random_small_bert_model(hidden_act):
+def test_from_hf_equals_a_random_small_bert_model(hidden_act, device):
     transformers = pytest.importorskip("transformers")
     hf_config = transformers.BertConfig(
         vocab_size=60,
@@ -181,7 +183,8 @@ def test_from_hf_equals_a_random_small_bert_model(hidden_act):
         attn_implementation="eager",
     )
     hf = transformers.BertModel(hf_config).eval()
-    ours = from_hf(hf)
+    ours = from_hf(hf).to(device)
+    hf.to(device)
     assert isinstance(ours, Bert) and not ours.training
     assert ours.config.layer_norm_eps == 1e-7 and ours.config.type_vocab_size == 3
     ids = torch.randint(0, 60, (3, 11))
@@ -189,6 +192,8 @@ def test_from_hf_equals_a_random_small_bert_model(hidden_act):
     mask = torch.ones(3, 11, dtype=torch.long)
     mask[1, 6:] = 0
     mask[2, 2:] = 0
+    ids, types, mask = ids.to(device), types.to(device), mask.to(device)
+    atol = fp32_atol(device, 1e-5)  # CUDA: 1e-4 (attention maps: 1e-5)
     with torch.no_grad():
         expected = hf(
             input_ids=ids, attention_mask=mask, token_type_ids=types, output_attentions=True
@@ -196,10 +201,10 @@ def test_from_hf_equals_a_random_small_bert_model(hidden_act):
         hidden, maps = ours(ids, mask, types, return_attention=True)
         fused = ours(ids, mask, types)
     real = mask.bool()
-    torch.testing.assert_close(hidden[real], expected.last_hidden_state[real], atol=1e-5, rtol=0)
-    torch.testing.assert_close(fused[real], expected.last_hidden_state[real], atol=1e-5, rtol=0)
+    torch.testing.assert_close(hidden[real], expected.last_hidden_state[real], atol=atol, rtol=0)
+    torch.testing.assert_close(fused[real], expected.last_hidden_state[real], atol=atol, rtol=0)
     for ours_map, hf_map in zip(maps, expected.attentions, strict=True):
-        torch.testing.assert_close(ours_map, hf_map, atol=1e-6, rtol=0)
+        torch.testing.assert_close(ours_map, hf_map, atol=fp32_atol(device, 1e-6), rtol=0)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ from attnlab.interop import from_torch
 from attnlab.nn import BlockSpec, combine_masks, local_mask, padding_mask
 from attnlab.nn.torch_twin import TorchTransformerEncoder
 
+from ..conftest import fp32_atol
+
 D, H, T = 16, 4, 7
 
 
@@ -25,20 +27,23 @@ def masks() -> dict:
 @pytest.mark.parametrize("mask_kind", ["none", "padding", "padding and window"])
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_outputs_and_attention_maps_equal_attnlabs_encoder_with_the_same_weights(
-    mask_kind, norm_first
+    mask_kind, norm_first, device
 ):
     spec = BlockSpec(D, H, 32, dropout=0.0, activation="gelu", norm_first=norm_first)
     torch_backend = TorchTransformerEncoder(2, spec=spec, final_norm=norm_first).eval()
-    ours = from_torch(torch_backend.encoder).eval()  # attnlab's TransformerEncoder
-    x, mask = torch.randn(3, T, D), masks()[mask_kind]
+    ours = from_torch(torch_backend.encoder).eval().to(device)  # attnlab's TransformerEncoder
+    torch_backend.to(device)
+    x, mask = torch.randn(3, T, D, device=device), masks()[mask_kind]
+    mask = None if mask is None else mask.to(device)
+    atol = fp32_atol(device, 1e-5)  # CUDA: 1e-4
     out, maps = torch_backend(x, mask=mask, return_attention=True)
     expected_out, expected_maps = ours(x, mask=mask, return_attention=True)
-    torch.testing.assert_close(torch_backend(x, mask=mask), expected_out, atol=1e-5, rtol=0)
-    torch.testing.assert_close(out, expected_out, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch_backend(x, mask=mask), expected_out, atol=atol, rtol=0)
+    torch.testing.assert_close(out, expected_out, atol=atol, rtol=0)
     assert len(maps) == 2
     for weights, expected in zip(maps, expected_maps, strict=True):
         assert weights.shape == (3, H, T, T)
-        torch.testing.assert_close(weights, expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(weights, expected, atol=atol, rtol=0)
 
 
 def test_a_query_that_may_attend_to_nothing_gets_zero_weights_not_nan():
