@@ -109,7 +109,7 @@ OUR_OWN = [
     (train("--weight-decay", "nan"), "weight_decay must be a finite number"),
     (train("--schedule", "linear"), "schedule must be one of cosine, noam, constant"),
     (train("--precision", "fp8"), "precision must be one of fp32, bf16, fp16"),
-    (train("--precision", "fp16"), "--precision fp16 needs a CUDA GPU"),
+    (train("--device", "cpu", "--precision", "fp16"), "--precision fp16 needs a CUDA GPU"),
     (train("--device", "cuda:7"), "--device cuda:7 was asked for"),
     (train("--grad-accum", "0"), "grad_accum must be at least 1; got 0"),
     (train("--batch-size", "10", "--grad-accum", "3"), "must be a multiple of grad_accum"),
@@ -169,6 +169,7 @@ OUR_OWN = [
     (["bench", "--precision", "fp8"], "invalid choice: 'fp8'"),
     (["bench", "no-such-suite"], "no-such-suite"),
     (["bench", "--device", "cuda:7"], "--device cuda:7 was asked for"),
+    (["bench", "--device", "cpu", "--precision", "fp16"], "--precision fp16 needs a CUDA GPU"),
 ]
 
 
@@ -261,3 +262,15 @@ def test_an_unwritable_place_is_one_line(capsys, run):
     assert_one_line_error(code, err, "cannot write /proc/attn.png")
     code, _, err = run_cli(capsys, "train", "reverse", "--out", "/proc/attnlab-run")
     assert_one_line_error(code, err, "/proc/attnlab-run")
+
+
+def test_a_gpu_index_beyond_the_machines_gpus_is_one_line(capsys, monkeypatch, tmp_path):
+    """--device cuda:7 on a machine with one GPU (faked here: nothing reaches CUDA first)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for args in (train("--device", "cuda:7"), ["bench", "encoder", "--device", "cuda:7"]):
+        code, _, err = run_cli(capsys, *(a.format(tmp=tmp_path) for a in args))
+        assert_one_line_error(code, err, "--device cuda:7 was asked for, but this machine has 1")
+    assert not (tmp_path / "new").exists()
