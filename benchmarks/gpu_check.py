@@ -118,9 +118,12 @@ def steps(dry: bool, out: Path) -> list[Step]:
 
 # The files whose device-parametrised tests the dry run runs on the CPU (their cpu ids).
 DRY_TEST_FILES = [
-    "tests/nn/test_layers.py",
     "tests/nn/test_attention.py",
+    "tests/nn/test_torch_twin.py",
     "tests/generation/test_generate.py",
+    "tests/training/test_grad_accum.py",
+    "tests/test_gpt.py",
+    "tests/models/test_bert.py",
     "tests/training/test_precision.py",
 ]
 
