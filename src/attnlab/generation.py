@@ -327,6 +327,11 @@ def _contains_stop(
     return torch.tensor([stop in text for text in texts], device=ids.device)
 
 
+def _id_tensor(ids: int | Sequence[int], like: Tensor) -> Tensor:
+    """One id or several as a 1-D tensor on ``like``'s device and of its dtype."""
+    return torch.tensor([ids] if isinstance(ids, int) else list(ids)).to(like)
+
+
 @torch.no_grad()
 def generate(
     model: nn.Module,
@@ -373,9 +378,7 @@ def generate(
     stepper = _LanguageModelStepper(model, use_cache)
     ids, prompt_len = input_ids, input_ids.size(1)
     done = torch.zeros(ids.size(0), dtype=torch.bool, device=ids.device)  # (B,)
-    eos_ids = None
-    if eos_id is not None:
-        eos_ids = torch.tensor([eos_id] if isinstance(eos_id, int) else list(eos_id)).to(ids)
+    eos_ids = None if eos_id is None else _id_tensor(eos_id, ids)  # (n_eos,)
     for _ in range(max_new_tokens):
         logits = stepper.next_logits(ids).float()  # (B, vocab)
         next_id = _next_token(logits, temperature, top_k, top_p, generator)  # (B,)
