@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attnlab.cli.common import Parser, add_device_option
 from attnlab.errors import InputError, RunDirError
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 MAX_NEW_TOKENS = 10**6
 
@@ -91,7 +96,6 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnlab.generation import generate
     from attnlab.runs import load_run
     from attnlab.tasks.base import TextGenerator
     from attnlab.training.devices import resolve_device
@@ -110,8 +114,29 @@ def run(args: argparse.Namespace) -> int:
     prompt = "\n" if args.prompt is None else args.prompt  # nanoGPT's sample.py starts there too
     input_ids = task.encode_prompt(prompt).to(device)  # (1, T)
     print(prompt, end="", flush=True)
+    _sample(args, loaded.model.to(device), input_ids, task.decode, None, _print_new(task.decode))
+    print()
+    return 0
+
+
+def _print_new(decode: Callable[[list[int]], str]) -> Callable[[Tensor], None]:
+    """A callback that prints each step's new ids ``(1,)``, decoded, as they come."""
+    return lambda new_ids: print(decode(new_ids.tolist()), end="", flush=True)
+
+
+def _sample(
+    args: argparse.Namespace,
+    model: nn.Module,
+    input_ids: Tensor,
+    decode: Callable[[list[int]], str],
+    eos_id: list[int] | None,
+    on_token: Callable[[Tensor], None],
+) -> None:
+    """Continue ``input_ids`` ``(1, T)`` with the sampling options the user gave."""
+    from attnlab.generation import generate
+
     generate(
-        loaded.model.to(device),
+        model,
         input_ids,
         args.max_new_tokens,
         temperature=args.temperature,
@@ -120,16 +145,14 @@ def run(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         seed=args.seed,
         stop=args.stop,
-        decode=task.decode,
-        on_token=lambda new_ids: print(task.decode(new_ids.tolist()), end="", flush=True),
+        decode=decode,
+        eos_id=eos_id,
+        on_token=on_token,
     )
-    print()
-    return 0
 
 
 def _run_pretrained(args: argparse.Namespace) -> int:
     """``generate --pretrained DIR``: the prompt and its continuation, decoded as one text."""
-    from attnlab.generation import generate
     from attnlab.pretrained_lm import load_pretrained_lm
     from attnlab.training.devices import resolve_device
 
@@ -138,20 +161,9 @@ def _run_pretrained(args: argparse.Namespace) -> int:
     prompt = "\n" if args.prompt is None else args.prompt
     input_ids = loaded.encode_prompt(prompt).to(device)  # (1, T)
     stream = _TextStream(loaded.tokenizer.decode, input_ids[0].tolist())
-    generate(
-        loaded.model.to(device),
-        input_ids,
-        args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        use_cache=not args.no_cache,
-        seed=args.seed,
-        stop=args.stop,
-        decode=loaded.tokenizer.decode,
-        eos_id=loaded.eos_ids or None,
-        on_token=lambda new_ids: stream.add(new_ids.tolist()),
-    )
+    model = loaded.model.to(device)
+    on_token = lambda new_ids: stream.add(new_ids.tolist())  # noqa: E731
+    _sample(args, model, input_ids, loaded.tokenizer.decode, loaded.eos_ids or None, on_token)
     stream.finish()
     return 0
 
