@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 # Hugging Face class name -> (module, function) of the converter that maps it.
 CONVERTERS: dict[str, tuple[str, str]] = {
@@ -34,3 +35,14 @@ def from_hf(model: Any) -> nn.Module:
     module_name, function_name = CONVERTERS[name]
     converter = getattr(importlib.import_module(module_name), function_name)
     return converter(model)
+
+
+def twin_of(
+    hf_model: Any, model: nn.Module, load: Callable[[nn.Module, dict[str, Tensor]], None]
+) -> nn.Module:
+    """``model`` moved to ``hf_model``'s device and dtype, loaded with its weights through
+    ``load(model, hf_state_dict)``, in eval mode: what every converter returns."""
+    first = next(hf_model.parameters())
+    model = model.to(device=first.device, dtype=first.dtype)
+    load(model, hf_model.state_dict())
+    return model.eval()

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from attnlab.interop.hf import twin_of
 from attnlab.models.bert import Bert, BertConfig
 
 _EMBEDDINGS = {
@@ -117,10 +118,7 @@ def bert_from_hf(model: Any) -> Bert:
     hidden states ``(B, T, hidden_size)`` equal ``model(...).last_hidden_state``.
     """
     config = BertConfig.from_hf_config(model.config.to_dict())
-    first = next(model.parameters())
-    bert = Bert(config).to(device=first.device, dtype=first.dtype)
-    load_hf_state_dict(bert, model.state_dict())
-    return bert.eval()
+    return twin_of(model, Bert(config), load_hf_state_dict)
 
 
 def _take(state: dict[str, Tensor], key: str) -> Tensor:

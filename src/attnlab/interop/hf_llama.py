@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from attnlab.errors import InputError
+from attnlab.interop.hf import twin_of
 from attnlab.models.llama import Llama, LlamaConfig
 
 _TOP = {"model.embed_tokens.weight": "token_embedding.weight", "model.norm.weight": "norm.weight"}
@@ -161,10 +162,7 @@ def llama_from_hf(hf_model: Any) -> Llama:
     ``(B, T, vocab_size)`` equal the original's (to float rounding).
     """
     config = llama_config_from_hf(hf_model.config.to_dict())
-    first = next(hf_model.parameters())
-    model = Llama(config).to(device=first.device, dtype=first.dtype)
-    load_hf_state_dict(model, hf_model.state_dict())
-    return model.eval()
+    return twin_of(hf_model, Llama(config), load_hf_state_dict)
 
 
 def _take(state: dict[str, Tensor], key: str) -> Tensor:
