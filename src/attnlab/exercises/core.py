@@ -1,0 +1,208 @@
+"""The data model of the exercises: a practical is parts to check and mistakes to recognise.
+
+The contract, for whoever writes a practical (``attnlab/exercises/practicals/<name>.py``):
+
+* ``templates/<name>.py`` is the skeleton the student gets: classes and functions with fixed
+  signatures and ``raise NotImplementedError("TODO: ...")`` bodies. ``__init__`` methods may be
+  complete, so that the attribute names (and so the ``state_dict`` keys) are fixed.
+* ``solutions/<name>.py`` is the reference solution, importable as
+  ``attnlab.exercises.solutions.<name>``. Templates and solutions import only torch: they are
+  handed out as single files.
+* ``practicals/<name>.py`` defines ``PRACTICAL = Practical(...)``. Each :class:`Part` has a
+  ``run(impl, seed)`` that builds its inputs deterministically from ``seed``, builds the
+  object under test from ``impl`` — the student's module, the solution module or a broken
+  variant, all used alike — with the *same* weights (use :func:`instantiate`), and returns
+  the outputs to compare. ``run`` must not depend on global random state except through
+  what it builds itself: the checker calls it twice under different global seeds, and a part
+  whose outputs differ (dropout left on in eval mode) is caught that way.
+* Each :class:`Mistake` is a deliberately broken copy of the solution, usually made by
+  :func:`substitute` (a text substitution in the solution's source, so the broken variant is
+  exactly the student's likely mistake, propagated to every part that uses it). When a part
+  fails, the student's outputs are compared with every mistake's outputs for that part (same
+  inputs, same weights); a match prints that mistake's hint. Make the inputs such that each
+  mistake changes the outputs (masks that mask something, ``B != T != d_model``).
+
+Everything here runs inside the child process that imports the student's file (see
+:mod:`attnlab.exercises.child`); the ``attnlab`` process never imports a submission.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import sys
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import torch
+from torch import Tensor, nn
+
+Outputs = Tensor | tuple[Tensor, ...]
+
+
+class WeightsMismatchError(Exception):
+    """The student's object has other parameter names or shapes than the reference's."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One piece of a practical, checked on its own.
+
+    ``name``: what the student sees, e.g. ``"TransformerEncoderLayer.self_attention"``.
+    ``run(impl, seed)``: the part's outputs for the implementation module ``impl``.
+    ``uses``: the names of ``impl`` the part needs (``"Class"`` or ``"Class.method"``); a
+    missing one, or one whose signature differs from the template's, makes the part an error
+    (not checked) instead of a failure. Defaults to the class and method of ``name``.
+    ``summary``: one line of what the part does, for listings.
+    """
+
+    name: str
+    run: Callable[[ModuleType, int], Outputs]
+    uses: tuple[str, ...] = ()
+    summary: str = ""
+
+    def needed_names(self) -> tuple[str, ...]:
+        if self.uses:
+            return self.uses
+        head = self.name.split(".")[0]
+        return (head, self.name) if head != self.name else (self.name,)
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A known mistake: ``broken()`` returns the solution module with that mistake made.
+
+    ``part`` names the part where the mistake is made (the hint may also be printed for parts
+    that use it, when their outputs match the broken variant's). ``hint`` is one sentence
+    that tells the student what to look at, without giving the answer away.
+    """
+
+    name: str
+    part: str
+    hint: str
+    broken: Callable[[], ModuleType]
+
+
+@dataclass(frozen=True)
+class Practical:
+    """A practical: the file ``template`` the student fills in, checked part by part.
+
+    ``name`` is also the file name the student's work has (``encoder`` -> ``encoder.py``);
+    ``template`` and ``solution`` are module names under ``attnlab.exercises.templates`` and
+    ``attnlab.exercises.solutions``.
+    """
+
+    name: str
+    title: str
+    template: str
+    solution: str
+    parts: list[Part]
+    mistakes: list[Mistake] = field(default_factory=list)
+
+    def template_module(self) -> ModuleType:
+        return importlib.import_module(f"attnlab.exercises.templates.{self.template}")
+
+    def solution_module(self) -> ModuleType:
+        return importlib.import_module(f"attnlab.exercises.solutions.{self.solution}")
+
+    def part(self, name: str) -> Part:
+        return next(p for p in self.parts if p.name == name)
+
+
+def substitute(solution: str, old: str, new: str, count: int = 1) -> Callable[[], ModuleType]:
+    """A ``broken()`` for :class:`Mistake`: the solution's source with ``old`` replaced by ``new``.
+
+    ``solution`` is the module name under ``attnlab.exercises.solutions``; ``old`` must occur
+    exactly ``count`` times (checked when the variant is built, so a stale substitution fails
+    loudly in the tests instead of silently producing the solution itself).
+    """
+
+    def broken() -> ModuleType:
+        module = importlib.import_module(f"attnlab.exercises.solutions.{solution}")
+        source = inspect.getsource(module)
+        found = source.count(old)
+        if found != count:
+            raise AssertionError(f"{old!r} occurs {found} times in {solution}, not {count}")
+        variant = types.ModuleType(f"{module.__name__}_broken")
+        variant.__file__ = module.__file__
+        sys.modules[variant.__name__] = variant  # dataclasses and inspect look modules up
+        try:
+            exec(
+                compile(source.replace(old, new), module.__file__ or solution, "exec"),
+                variant.__dict__,
+            )
+        finally:
+            del sys.modules[variant.__name__]
+        return variant
+
+    return broken
+
+
+def randomize_(module: nn.Module, generator: torch.Generator) -> None:
+    """Give every parameter random values, so no mistake hides behind a 1 or a 0.
+
+    Matrices (more than one row) get ``N(0, 1/fan_in)`` entries; vectors (biases, LayerNorm
+    gains, tokens) get ``N(0, 1)`` ones: a LayerNorm gain of
+    exactly 1 and bias of 0 would hide a missing gain or bias.
+    """
+    with torch.no_grad():
+        for p in module.parameters():
+            values = torch.randn(p.shape, generator=generator)
+            if p.dim() >= 2 and p.shape[-2] > 1:
+                values /= math.sqrt(p.shape[-1])
+            p.copy_(values)
+
+
+def instantiate(
+    impl: ModuleType,
+    reference: ModuleType,
+    name: str,
+    seed: int,
+    *args: object,
+    **kwargs: object,
+) -> nn.Module:
+    """``impl.<name>(*args, **kwargs)`` in eval mode, holding the reference's weights.
+
+    The reference object ``reference.<name>(*args, **kwargs)`` is built and given random
+    weights from ``seed`` (:func:`randomize_`); its ``state_dict`` is loaded into the object
+    built from ``impl``. Raises :class:`WeightsMismatchError` (one sentence naming the parameter
+    and shapes) when the two do not have the same parameters.
+    """
+    ref = getattr(reference, name)(*args, **kwargs)
+    randomize_(ref, torch.Generator().manual_seed(seed))
+    obj = getattr(impl, name)(*args, **kwargs)
+    load_same_weights(obj, ref.state_dict(), name)
+    return obj.eval()
+
+
+def load_same_weights(obj: nn.Module, state: dict[str, Tensor], owner: str) -> None:
+    """Load ``state`` into ``obj``, or raise :class:`WeightsMismatchError` saying what differs."""
+    if not isinstance(obj, nn.Module):
+        raise WeightsMismatchError(f"{owner} is not a torch.nn.Module (it must subclass nn.Module)")
+    own = obj.state_dict()
+    missing = [k for k in state if k not in own]
+    if missing:
+        raise WeightsMismatchError(
+            f"{owner} has no parameter '{missing[0]}' (keep the attribute names of __init__)"
+        )
+    extra = [k for k in own if k not in state]
+    if extra:
+        raise WeightsMismatchError(
+            f"{owner} has a parameter '{extra[0]}' the template does not have "
+            "(keep __init__ as the template gives it)"
+        )
+    for key, value in state.items():
+        if own[key].shape != value.shape:
+            raise WeightsMismatchError(
+                f"{owner}'s parameter '{key}' has shape {tuple(own[key].shape)}, "
+                f"expected {tuple(value.shape)}"
+            )
+    obj.load_state_dict(state)
+
+
+def as_tuple(outputs: Outputs) -> tuple[Tensor, ...]:
+    """A part's outputs as a tuple (a single tensor becomes a 1-tuple)."""
+    return tuple(outputs) if isinstance(outputs, Sequence) else (outputs,)

@@ -1,0 +1,1 @@
+"""The checks and catalogues of mistakes, one module per practical (see attnlab.exercises.core)."""

@@ -1,0 +1,1 @@
+"""The reference solutions, one file per practical (see attnlab.exercises.core)."""

@@ -1,0 +1,179 @@
+"""Practical: the decoder, trained on translation — the reference solution.
+
+The checker compares a student's file with this one, part by part; every catalogued mistake
+is this file with one deliberate error planted.
+
+Paper: Vaswani et al., "Attention Is All You Need" (2017).
+
+The attention and feed-forward modules are attnlab's (you built your own in the attention
+practical); here you assemble them into a decoder layer and decode with it:
+
+* ``attnlab.nn.MultiHeadAttention``: ``attn(x, mask=m)`` is self-attention over ``x``
+  ``(B, T, d_model)``; ``attn(x, memory, mask=m)`` is cross-attention, queries from ``x`` and
+  keys and values from ``memory`` ``(B, S, d_model)``. Both return ``(B, T, d_model)``.
+* ``attnlab.nn.FeedForward``: ``ff(x)`` is section 3.3's ``max(0, x W1 + b1) W2 + b2``.
+
+Shapes: ``B`` batch, ``T`` target length, ``S`` source length. Batch first everywhere.
+
+Masks: bool, ``True`` = "may attend" (the convention of
+``torch.nn.functional.scaled_dot_product_attention``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from attnlab.nn import FeedForward, MultiHeadAttention
+
+
+def causal_mask(T: int) -> Tensor:
+    """The decoder's self-attention mask, section 3.2.3 ("prevent leftward information flow").
+
+    Position ``i`` may attend to positions ``j <= i`` (itself and the past), never to the
+    future.
+
+    Returns:
+        Bool tensor ``(T, T)``, ``True`` = may attend: ``mask[i, j]`` is ``True`` iff ``j <= i``.
+    """
+    return torch.ones(T, T, dtype=torch.bool).tril()  # (T, T): True where j <= i
+
+
+class DecoderLayer(nn.Module):
+    """One decoder layer, section 3.1: masked self-attention, cross-attention, feed-forward.
+
+    "In addition to the two sub-layers in each encoder layer, the decoder inserts a third
+    sub-layer, which performs multi-head attention over the output of the encoder stack."
+    Each sublayer is wrapped as in the paper (post-LN):
+    ``x = LayerNorm(x + Dropout(Sublayer(x)))``.
+
+    Args:
+        d_model: model width.
+        num_heads: number of attention heads.
+        d_ff: hidden width of the feed-forward network.
+        dropout: dropout rate (inactive in eval mode).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.feed_forward = FeedForward(d_model, d_ff, dropout)
+        self.dropout3 = nn.Dropout(dropout)
+        self.norm3 = nn.LayerNorm(d_model)
+
+    def self_attention_block(self, x: Tensor, tgt_mask: Tensor | None = None) -> Tensor:
+        """Sublayer 1, masked self-attention over the target (sections 3.2.3 and 3.1).
+
+        Args:
+            x: target-side states ``(B, T, d_model)``.
+            tgt_mask: bool, ``True`` = may attend, ``(T, T)`` (e.g. :func:`causal_mask`).
+
+        Returns:
+            ``norm1(x + dropout1(self_attn(x)))``, ``(B, T, d_model)``.
+        """
+        return self.norm1(x + self.dropout1(self.self_attn(x, mask=tgt_mask)))  # (B, T, d_model)
+
+    def cross_attention_block(
+        self, x: Tensor, memory: Tensor, memory_mask: Tensor | None = None
+    ) -> Tensor:
+        """Sublayer 2, attention over the encoder output ("encoder-decoder attention",
+        section 3.2.3): the queries come from the decoder, the keys and values from
+        ``memory``.
+
+        Args:
+            x: target-side states ``(B, T, d_model)``.
+            memory: the encoder output ``(B, S, d_model)``.
+            memory_mask: bool, ``True`` = may attend, over source positions, e.g. the source
+                padding mask ``(B, 1, 1, S)``.
+
+        Returns:
+            ``norm2(x + dropout2(cross_attn(x, memory)))``, ``(B, T, d_model)``.
+        """
+        attended = self.cross_attn(x, memory, mask=memory_mask)  # (B, T, d_model)
+        return self.norm2(x + self.dropout2(attended))  # (B, T, d_model)
+
+    def feed_forward_block(self, x: Tensor) -> Tensor:
+        """Sublayer 3, the position-wise feed-forward network (sections 3.3 and 3.1).
+
+        Returns ``norm3(x + dropout3(feed_forward(x)))``, ``(B, T, d_model)``.
+        """
+        return self.norm3(x + self.dropout3(self.feed_forward(x)))  # (B, T, d_model)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        tgt_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+    ) -> Tensor:
+        """The three sublayers in order.
+
+        Args:
+            x: target-side input ``(B, T, d_model)``.
+            memory: the encoder output ``(B, S, d_model)``.
+            tgt_mask: bool, ``True`` = may attend, ``(T, T)``.
+            memory_mask: bool, ``True`` = may attend, broadcastable to ``(B, H, T, S)``.
+
+        Returns:
+            ``(B, T, d_model)``.
+        """
+        x = self.self_attention_block(x, tgt_mask)
+        x = self.cross_attention_block(x, memory, memory_mask)
+        return self.feed_forward_block(x)  # (B, T, d_model)
+
+
+class Seq2SeqModel(Protocol):
+    """What :func:`greedy_decode` needs from an encoder-decoder model."""
+
+    def encode(self, src: Tensor, src_mask: Tensor) -> Tensor:
+        """Source ids ``(B, S)`` and their mask ``(B, 1, 1, S)`` -> memory ``(B, S, d_model)``."""
+        ...
+
+    def decode(self, memory: Tensor, src_mask: Tensor, tgt: Tensor) -> Tensor:
+        """Memory, source mask and the target ids so far ``(B, T)`` -> next-token logits
+        ``(B, T, vocab)``: position ``t`` holds the scores of the token that follows
+        ``tgt[:, t]``."""
+        ...
+
+
+@torch.no_grad()
+def greedy_decode(
+    model: Seq2SeqModel, src: Tensor, src_mask: Tensor, max_len: int, bos_id: int, eos_id: int
+) -> Tensor:
+    """Greedy decoding: at each step append the single most likely next token (the paper
+    uses beam search, section 6.1; greedy search is its beam of one).
+
+    Encode the source once. Start every target with ``bos_id``; then, step by step, decode
+    the whole target so far, take the logits of its *last* position, append their argmax and
+    feed the longer target back in. A sequence that has produced ``eos_id`` is finished: from
+    then on it gets ``eos_id`` again. Stop when every sequence is finished, or when the
+    targets hold ``max_len`` tokens.
+
+    Args:
+        model: an encoder-decoder with ``encode`` and ``decode`` (see :class:`Seq2SeqModel`).
+        src: source ids ``(B, S)``.
+        src_mask: bool, ``True`` = may attend, ``(B, 1, 1, S)`` (``False`` at padding).
+        max_len: the most tokens a target may hold, ``bos_id`` included.
+        bos_id: the start-of-sequence id.
+        eos_id: the end-of-sequence id.
+
+    Returns:
+        Target ids ``(B, L)`` with ``L <= max_len``, each row starting with ``bos_id``.
+    """
+    memory = model.encode(src, src_mask)  # (B, S, d_model)
+    tgt = src.new_full((src.size(0), 1), bos_id)  # (B, 1)
+    finished = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)  # (B,)
+    while tgt.size(1) < max_len and not finished.all():
+        logits = model.decode(memory, src_mask, tgt)  # (B, T, vocab)
+        next_id = logits[:, -1].argmax(dim=-1)  # (B,)
+        next_id = next_id.masked_fill(finished, eos_id)
+        tgt = torch.cat([tgt, next_id[:, None]], dim=1)  # (B, T + 1)
+        finished |= next_id == eos_id
+    return tgt  # (B, L)

@@ -1,0 +1,1 @@
+"""The skeletons handed to students, one file per practical (see attnlab.exercises.core)."""
