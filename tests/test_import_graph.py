@@ -60,7 +60,7 @@ LEVELS = {
     "attnlab.nn": 1,
     "attnlab.models": 2,
     "attnlab.data": 3, "attnlab.viz": 3, "attnlab.generation": 3, "attnlab.interop": 3,
-    "attnlab.tasks": 4, "attnlab.pretrained": 4,
+    "attnlab.tasks": 4, "attnlab.pretrained": 4, "attnlab.exercises": 4,
     "attnlab.training": 5,
     "attnlab.runs": 6,
     "attnlab.evaluation": 7,

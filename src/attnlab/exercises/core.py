@@ -112,28 +112,26 @@ class Practical:
         return next(p for p in self.parts if p.name == name)
 
 
-def substitute(solution: str, old: str, new: str, count: int = 1) -> Callable[[], ModuleType]:
-    """A ``broken()`` for :class:`Mistake`: the solution's source with ``old`` replaced by ``new``.
+def substitute(solution: str, changes: dict[str, str]) -> Callable[[], ModuleType]:
+    """A ``broken()`` for :class:`Mistake`: the solution's source with each ``old`` -> ``new``.
 
-    ``solution`` is the module name under ``attnlab.exercises.solutions``; ``old`` must occur
-    exactly ``count`` times (checked when the variant is built, so a stale substitution fails
-    loudly in the tests instead of silently producing the solution itself).
+    ``solution`` is the module name under ``attnlab.exercises.solutions``; each key of
+    ``changes`` must occur exactly once in its source (checked when the variant is built, so a
+    stale substitution fails loudly in the tests instead of silently giving the solution).
     """
 
     def broken() -> ModuleType:
         module = importlib.import_module(f"attnlab.exercises.solutions.{solution}")
         source = inspect.getsource(module)
-        found = source.count(old)
-        if found != count:
-            raise AssertionError(f"{old!r} occurs {found} times in {solution}, not {count}")
+        for old, new in changes.items():
+            if source.count(old) != 1:
+                raise AssertionError(f"{old!r} occurs {source.count(old)} times in {solution}")
+            source = source.replace(old, new)
         variant = types.ModuleType(f"{module.__name__}_broken")
         variant.__file__ = module.__file__
         sys.modules[variant.__name__] = variant  # dataclasses and inspect look modules up
         try:
-            exec(
-                compile(source.replace(old, new), module.__file__ or solution, "exec"),
-                variant.__dict__,
-            )
+            exec(compile(source, f"<{solution} with a mistake>", "exec"), variant.__dict__)
         finally:
             del sys.modules[variant.__name__]
         return variant

@@ -25,6 +25,8 @@ def practical(name: str) -> Practical:
     """The practical called ``name``; an unknown name raises :class:`InputError`."""
     if name not in PRACTICALS:
         raise InputError(f"no practical '{name}' (choose from {', '.join(PRACTICALS)})")
+    if name not in available():
+        raise InputError(f"the {name} practical is not available in this version of attnlab")
     return importlib.import_module(f"attnlab.exercises.practicals.{name}").PRACTICAL
 
 

@@ -1,0 +1,186 @@
+"""``attnlab exercise``: practicals to write yourself, a checker that says what is wrong, grading.
+
+  attnlab exercise start DIR [--part encoder ...]   write the skeleton files to fill in
+  attnlab exercise check DIR_OR_FILE [--part NAME ...] [--json]
+                                                    check each part; a failure names the
+                                                    likely mistake (exit 0: all pass, 1: some
+                                                    fail, 2: a file does not import, a name is
+                                                    missing or a signature differs)
+  attnlab exercise solve DIR [--part encoder ...]   write the reference solutions (teachers)
+  attnlab exercise grade SUBMISSIONS_DIR --csv grades.csv [--timeout S]
+                                                    check every student (one .py file or one
+                                                    folder each), each in its own process
+
+Practicals: encoder (the names practical), attention (the reversal practical), decoder (the
+translation practical); a practical's file is named after it (encoder.py). A student's code
+only ever runs in a child process, with a time limit for its import and for each part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from attnlab.cli.common import Parser
+from attnlab.errors import InputError, OutputError
+
+ACTIONS = ("start", "check", "solve", "grade")
+
+
+def parse(prog: str, argv: list[str]) -> argparse.Namespace:
+    if not argv or argv[0] in ("-h", "--help"):
+        Parser(
+            prog=prog, description=__doc__, usage=f"{prog} {{{','.join(ACTIONS)}}} ..."
+        ).parse_args(argv or ["--help"])
+    action, rest = argv[0], argv[1:]
+    if action not in ACTIONS:
+        Parser(prog=prog).error(f"unknown action '{action}' (choose from {', '.join(ACTIONS)})")
+    parser = Parser(prog=f"{prog} {action}", description=__doc__)
+    if action in ("start", "solve"):
+        parser.add_argument("dir", type=Path, metavar="DIR", help="folder to write the files into")
+        parser.add_argument(
+            "--part", nargs="+", default=None, metavar="NAME", help="only these practicals"
+        )
+    elif action == "check":
+        parser.add_argument("target", type=Path, metavar="DIR_OR_FILE", help="your work")
+        parser.add_argument(
+            "--part", nargs="+", default=None, metavar="NAME", help="only these parts"
+        )
+        parser.add_argument(
+            "--practical",
+            default=None,
+            metavar="NAME",
+            help="for a file not named after its practical",
+        )
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=10.0,
+            metavar="S",
+            help="seconds for the import and for each part",
+        )
+    else:
+        parser.add_argument(
+            "submissions",
+            type=Path,
+            metavar="SUBMISSIONS_DIR",
+            help="one .py file or folder per student",
+        )
+        parser.add_argument(
+            "--csv", type=Path, required=True, metavar="FILE", help="the grades to write"
+        )
+        parser.add_argument(
+            "--practical",
+            default=None,
+            metavar="NAME",
+            help="the practical of single-file submissions",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=10.0,
+            metavar="S",
+            help="seconds for a submission's import and for each part",
+        )
+        parser.add_argument(
+            "--jobs", type=int, default=2, metavar="N", help="submissions checked at the same time"
+        )
+    args = parser.parse_intermixed_args(rest)
+    args.action = action
+    if getattr(args, "timeout", 1.0) <= 0:
+        parser.error("--timeout must be positive")
+    return args
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"start": _write_files, "solve": _write_files, "check": _check, "grade": _grade}[
+        args.action
+    ](args)
+
+
+def _write_files(args: argparse.Namespace) -> int:
+    """``start`` writes the skeletons, ``solve`` the solutions; never over an existing file."""
+    from attnlab.exercises.registry import available, practical
+    from attnlab.files import read_text, write_text
+
+    names = args.part or available()
+    practicals = [practical(name) for name in names]
+    if args.dir.exists() and not args.dir.is_dir():
+        raise OutputError(f"cannot write into {args.dir}: it is a file, not a folder")
+    targets = [args.dir / f"{p.name}.py" for p in practicals]
+    existing = [t for t in targets if t.exists()]
+    if existing:
+        raise OutputError(f"{existing[0]} already exists: move it away or choose another folder")
+    for p, target in zip(practicals, targets, strict=True):
+        module = p.template_module() if args.action == "start" else p.solution_module()
+        write_text(target, read_text(Path(module.__file__)))
+        print(target)
+    if args.action == "start":
+        print(f"fill in the TODOs, then: attnlab exercise check {args.dir}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from attnlab.exercises.runner import check_file, part_names, practical_files
+
+    files = practical_files(args.target, args.practical)
+    chosen = {name: _parts(name, args.part) for name, _ in files}
+    known = {piece for name, _ in files for n in part_names(name) for piece in (n, *n.split("."))}
+    unknown = [w for w in args.part or [] if w not in known]
+    if unknown:
+        shown = ", ".join(f.name for _, f in files)
+        raise InputError(
+            f"no part called {unknown[0]} in {shown} (see attnlab exercise check --json)"
+        )
+    files = [(name, f) for name, f in files if chosen[name] or not args.part]
+    reports = [check_file(name, f, chosen[name], args.timeout) for name, f in files]
+    status = max(r.exit_status for r in reports)
+    if args.json:
+        print(json.dumps({"status": status, "files": [r.as_dict() for r in reports]}, indent=2))
+    else:
+        for report in reports:
+            _print_report(report, several=len(reports) > 1)
+    return status
+
+
+def _parts(practical: str, wanted: list[str] | None) -> list[str]:
+    """The parts of ``practical`` that ``wanted`` names (a part, its method name or its class)."""
+    from attnlab.exercises.runner import part_names
+
+    if not wanted:
+        return []
+    return [n for n in part_names(practical) if any(w in (n, *n.split(".")) for w in wanted)]
+
+
+def _print_report(report, several: bool) -> None:
+    import sys
+
+    for problem in report.problems:
+        print(f"attnlab: error: {report.file.name}: {problem}", file=sys.stderr)
+    if several:
+        print(f"{report.file}:")
+    for part in report.parts:
+        if part["status"] == "pass":
+            print(f"✓ {part['part']}")
+        else:
+            print(f"✗ {part['part']}: {part['message']}")
+    passed = sum(p["status"] == "pass" for p in report.parts)
+    print(f"{passed} of {len(report.parts)} parts pass")
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from attnlab.exercises.registry import PRACTICALS
+    from attnlab.exercises.runner import grade
+
+    if args.practical is not None and args.practical not in PRACTICALS:
+        raise InputError(f"no practical '{args.practical}' (choose from {', '.join(PRACTICALS)})")
+    if args.jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    rows = grade(args.submissions, args.csv, args.timeout, args.practical, args.jobs)
+    parts = len(rows[0]) - 2
+    for row in rows:
+        print(f"{row['student']}: {row['total']} of {parts} parts pass")
+    print(f"wrote {args.csv}")
+    return 0

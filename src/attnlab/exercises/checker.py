@@ -1,0 +1,228 @@
+"""Check a student's module part by part, and diagnose a failure from the catalogue of mistakes.
+
+This module runs in the child process that has imported the student's file (see
+:mod:`attnlab.exercises.child`). A part's verdict is a :class:`Verdict`:
+``pass``, ``fail`` (wrong outputs or an exception), ``todo`` (still raises
+NotImplementedError), ``error`` (not checked: a missing name, a wrong signature, other weights)
+or ``timeout``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from attnlab.exercises.core import Mistake, Part, Practical, WeightsMismatchError, as_tuple
+
+SEED = 0
+ATOL = RTOL = 1e-4
+
+
+class PartTimeout(BaseException):
+    """Raised by the alarm when a part runs past its time limit (not an Exception on purpose:
+    a student's ``except Exception`` must not swallow it)."""
+
+
+@dataclass
+class Verdict:
+    part: str
+    status: str
+    message: str = ""
+    mistake: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def signature_problem(template: ModuleType, impl: ModuleType, name: str) -> str | None:
+    """One sentence when ``impl`` lacks ``name`` (``Class`` or ``Class.method``) or its
+    signature differs from the template's; ``None`` when it is fine."""
+    expected, actual = _lookup(template, name), _lookup(impl, name)
+    if actual is None:
+        return f"{name} is missing"
+    if inspect.isclass(expected):
+        if not inspect.isclass(actual):
+            return f"{name} must be a class"
+        expected, actual = expected.__init__, actual.__init__
+    if not callable(actual):
+        return f"{name} must be a function"
+    want, got = _parameters(expected), _parameters(actual)
+    if want != got:
+        return f"{name} must take ({', '.join(want)}), not ({', '.join(got)})"
+    return None
+
+
+def _lookup(module: ModuleType, name: str) -> object | None:
+    obj: object = module
+    for piece in name.split("."):
+        obj = getattr(obj, piece, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _parameters(function: Callable) -> list[str]:
+    """Parameter names as written (``*args``, ``x=...`` for one with a default)."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return ["?"]
+    shown = []
+    for p in signature.parameters.values():
+        star = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
+        default = "=..." if p.default is not p.empty else ""
+        shown.append(f"{star}{p.name}{default}")
+    return shown
+
+
+class Diagnoser:
+    """Runs the parts for the reference and the catalogue's broken variants, on demand."""
+
+    def __init__(self, practical: Practical):
+        self.practical = practical
+        self.reference = practical.solution_module()
+        self._outputs: dict[tuple[str, str], tuple[tuple[Tensor, ...], bool]] = {}
+        self._broken: dict[str, ModuleType] = {}
+
+    def outputs(self, part: Part, impl: ModuleType, key: str) -> tuple[tuple[Tensor, ...], bool]:
+        """``(outputs, deterministic)`` of ``part`` for ``impl``, cached under ``key``."""
+        if (key, part.name) not in self._outputs:
+            self._outputs[key, part.name] = run_twice(part, impl)
+        return self._outputs[key, part.name]
+
+    def expected(self, part: Part) -> tuple[Tensor, ...]:
+        return self.outputs(part, self.reference, "reference")[0]
+
+    def matches(self, part: Part, got: tuple[Tensor, ...], deterministic: bool) -> list[Mistake]:
+        """The catalogue's mistakes whose broken variant gives what the student gives."""
+        found = []
+        for mistake in self.practical.mistakes:
+            if mistake.name not in self._broken:
+                self._broken[mistake.name] = mistake.broken()
+            try:
+                theirs, theirs_deterministic = self.outputs(
+                    part, self._broken[mistake.name], mistake.name
+                )
+            except Exception:  # a mistake this part cannot even run with: no match
+                continue
+            if not theirs_deterministic:
+                if not deterministic:
+                    found.append(mistake)
+            elif (
+                deterministic
+                and not _close(theirs, self.expected(part), strict=True)
+                and _close(got, theirs, strict=False)
+            ):
+                found.append(mistake)
+        return found
+
+
+def run_twice(part: Part, impl: ModuleType) -> tuple[tuple[Tensor, ...], bool]:
+    """The part's outputs under two global seeds, and whether the two calls agreed."""
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        first = as_tuple(part.run(impl, SEED))
+        torch.manual_seed(2)
+        second = as_tuple(part.run(impl, SEED))
+    same = len(first) == len(second) and all(
+        isinstance(a, Tensor)
+        and isinstance(b, Tensor)
+        and a.shape == b.shape
+        and torch.equal(a.isnan(), b.isnan())
+        and torch.equal(a.nan_to_num(), b.nan_to_num())
+        for a, b in zip(first, second, strict=True)
+    )
+    return first, same
+
+
+def _close(got: tuple[Tensor, ...], want: tuple[Tensor, ...], strict: bool) -> bool:
+    """Same shapes and values; ``strict=False`` lets a NaN in ``want`` match anything (a
+    broken variant's all-masked row is NaN with -inf, uniform with -1e9)."""
+    if len(got) != len(want):
+        return False
+    compared = 0
+    for a, b in zip(got, want, strict=True):
+        if a.shape != b.shape:
+            return False
+        a, b = a.detach().double(), b.detach().double()
+        keep = torch.ones_like(b, dtype=torch.bool) if strict else ~b.isnan()
+        if not torch.allclose(a[keep], b[keep], rtol=RTOL, atol=ATOL, equal_nan=True):
+            return False
+        compared += int(keep.sum())
+    return compared > 0
+
+
+def check_part(diagnoser: Diagnoser, part: Part, impl: ModuleType, student_file: Path) -> Verdict:
+    """The verdict on one part of the student's module ``impl``."""
+    try:
+        got, deterministic = diagnoser.outputs(part, impl, "student")
+    except NotImplementedError:
+        return Verdict(part.name, "todo", "not written yet (TODO)")
+    except WeightsMismatchError as e:
+        return Verdict(part.name, "error", str(e))
+    except PartTimeout:
+        raise
+    except Exception as e:
+        return Verdict(part.name, "fail", f"raised {_describe(e, student_file)}")
+    want = diagnoser.expected(part)
+    problem = _shape_problem(got, want)
+    if problem:
+        return Verdict(part.name, "fail", problem)
+    if deterministic and _close(got, want, strict=True):
+        return Verdict(part.name, "pass")
+    mistakes = diagnoser.matches(part, got, deterministic)
+    if mistakes:
+        return Verdict(part.name, "fail", "; or ".join(m.hint for m in mistakes), mistakes[0].name)
+    if not deterministic:
+        return Verdict(part.name, "fail", "two calls in eval mode give different outputs")
+    return Verdict(part.name, "fail", _value_problem(got, want))
+
+
+def _shape_problem(got: tuple[object, ...], want: tuple[Tensor, ...]) -> str | None:
+    if len(got) != len(want):
+        return f"returned {len(got)} outputs, expected {len(want)}"
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        which = f"output {i + 1} of {len(want)}" if len(want) > 1 else "the output"
+        if not isinstance(a, Tensor):
+            return f"{which} is a {type(a).__name__}, expected a tensor of shape {tuple(b.shape)}"
+        if a.shape != b.shape:
+            return f"{which} has shape {tuple(a.shape)}, expected {tuple(b.shape)}"
+        if not (a.is_floating_point() or a.dtype == torch.bool) and b.is_floating_point():
+            return f"{which} has dtype {a.dtype}, expected floating point"
+    return None
+
+
+def _value_problem(got: tuple[Tensor, ...], want: tuple[Tensor, ...]) -> str:
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        a, b = a.detach().double(), b.detach().double()
+        which = f" in output {i + 1}" if len(want) > 1 else ""
+        if a.isnan().any() and not b.isnan().any():
+            return f"the values are wrong{which}: NaN where the reference has numbers"
+        if not torch.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True):
+            error = (a - b).abs().nan_to_num(nan=float("inf"))
+            where = tuple(int(j) for j in torch.unravel_index(error.argmax(), error.shape))
+            return (
+                f"the values are wrong{which} (largest difference {error.max():.3g} "
+                f"at index {where}) and match no mistake the checker knows"
+            )
+    return "the values are wrong"
+
+
+def _describe(error: Exception, student_file: Path) -> str:
+    """``TypeError: message (encoder.py, line 42)``: the last line of the student's file."""
+    text = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(
+        ": "
+    )
+    frames = [
+        f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == student_file
+    ]
+    if frames:
+        text += f" ({student_file.name}, line {frames[-1].lineno})"
+    return text

@@ -1,0 +1,114 @@
+"""The child process that imports one student file and checks it: the only place that does.
+
+    python -m attnlab.exercises.child PRACTICAL FILE RESULTS TIMEOUT [PART ...]
+
+It writes one JSON object per line to RESULTS, flushed as it goes, so that the parent keeps
+what was found even when the student's code later crashes the process:
+``{"event": "problem", "message": ...}`` for a file-level problem (does not import, a name
+missing, a wrong signature) and ``{"event": "part", "part": ..., "status": ..., ...}`` for
+each part. The student's import and each part run under an alarm of TIMEOUT seconds.
+Whatever the student's code prints goes to stderr, which the parent discards.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import signal
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import IO
+
+from attnlab.exercises.checker import Diagnoser, PartTimeout, Verdict, check_part, signature_problem
+from attnlab.exercises.registry import practical as get_practical
+
+
+@contextmanager
+def alarm(seconds: float) -> Iterator[None]:
+    """Raise :class:`PartTimeout` in the block after ``seconds`` of wall-clock time."""
+
+    def ring(signum: int, frame: object) -> None:
+        raise PartTimeout
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def import_student(path: Path, timeout: float) -> tuple[ModuleType | None, str | None]:
+    """The student's module, or ``None`` and one sentence on why it does not import."""
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(f"student_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look the module up
+    try:
+        with alarm(timeout):
+            spec.loader.exec_module(module)
+    except SyntaxError as e:
+        return None, f"line {e.lineno}: {e.msg}, so the file does not import"
+    except PartTimeout:
+        return None, f"importing it took longer than {timeout:g} s (an endless loop?)"
+    except SystemExit:
+        return None, "it calls sys.exit() when it is imported"
+    except BaseException as e:  # anything the student's top level raises
+        frames = traceback.extract_tb(e.__traceback__)
+        line = next((f.lineno for f in reversed(frames) if Path(f.filename) == path), None)
+        where = f" at line {line}" if line else ""
+        return None, f"it raises {type(e).__name__}{where} when it is imported: {e}"
+    return module, None
+
+
+def write(out: IO[str], record: dict[str, object]) -> None:
+    out.write(json.dumps(record) + "\n")
+    out.flush()
+
+
+def check(name: str, path: Path, out: IO[str], timeout: float, only: list[str]) -> None:
+    """Import ``path`` and write a verdict for every part of practical ``name`` (or ``only``)."""
+    practical = get_practical(name)
+    parts = [p for p in practical.parts if not only or p.name in only]
+    module, problem = import_student(path, timeout)
+    if module is None:
+        write(out, {"event": "problem", "message": problem})
+        for part in parts:
+            verdict = Verdict(part.name, "error", "not checked: the file does not import")
+            write(out, {"event": "part", **verdict.as_dict()})
+        return
+    template = practical.template_module()
+    problems = {}
+    for needed in dict.fromkeys(n for p in parts for n in p.needed_names()):
+        problems[needed] = signature_problem(template, module, needed)
+        if problems[needed]:
+            write(out, {"event": "problem", "message": problems[needed]})
+    diagnoser = Diagnoser(practical)
+    for part in parts:
+        missing = next((problems[n] for n in part.needed_names() if problems[n]), None)
+        if missing:
+            verdict = Verdict(part.name, "error", f"not checked: {missing}")
+        else:
+            try:
+                with alarm(timeout):
+                    verdict = check_part(diagnoser, part, module, path)
+            except PartTimeout:
+                verdict = Verdict(part.name, "timeout", f"took longer than {timeout:g} s")
+        write(out, {"event": "part", **verdict.as_dict()})
+
+
+def main(argv: list[str]) -> int:
+    name, file, results, timeout, *only = argv
+    with open(results, "w", encoding="utf-8") as out:
+        sys.stdout = sys.stderr  # the student's prints must not mix with anything of ours
+        check(name, Path(file).resolve(), out, float(timeout), only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

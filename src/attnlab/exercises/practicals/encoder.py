@@ -1,0 +1,319 @@
+"""The names practical: its parts, their inputs, and the catalogue of mistakes.
+
+The sizes are all different (``B=3, T=7, d_model=12, H=2, d_k=6, d_ff=20``) and the padding
+mask hides the last 2, 1 and 4 positions of the three sequences, so that a transposed axis or
+an ignored, inverted or late mask changes the numbers. Dropout is 0.1 and every object is in
+eval mode: dropout that still acts makes two calls differ.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from attnlab.exercises.core import Mistake, Part, Practical, instantiate, substitute
+from attnlab.exercises.solutions import encoder as solution
+
+B, T, D_MODEL, H, D_FF, DROPOUT = 3, 7, 12, 2, 20, 0.1
+D_K = D_MODEL // H
+LENGTHS = (5, 6, 3)
+
+
+def _randn(seed: int, *shape: int) -> Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _mask() -> Tensor:
+    """Bool ``(B, 1, 1, T)``: ``True`` for the real tokens (the first ``LENGTHS[b]``)."""
+    return (torch.arange(T) < torch.tensor(LENGTHS).unsqueeze(1)).view(B, 1, 1, T)
+
+
+def _layer(impl: ModuleType, seed: int):
+    return instantiate(impl, solution, "TransformerEncoderLayer", seed, D_MODEL, H, D_FF, DROPOUT)
+
+
+def _encoder(impl: ModuleType, seed: int):
+    return instantiate(impl, solution, "TransformerEncoder", seed, D_MODEL, H, D_FF, 2, DROPOUT, 50)
+
+
+def positional_encoding(impl: ModuleType, seed: int) -> Tensor:
+    pe = instantiate(impl, solution, "PositionalEncoding", seed, D_MODEL, 50)
+    return pe(_randn(seed, B, T, D_MODEL))
+
+
+def predicting_qkv(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
+    return tuple(_layer(impl, seed).predicting_qkv(_randn(seed, B, T, D_MODEL)))
+
+
+def self_attention(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
+    """Once with the padding mask, once without (a NaN-free view of the softmax axis)."""
+    layer = _layer(impl, seed)
+    q, k, v = (_randn(seed + i, B, H, T, D_K) for i in range(3))
+    return layer.self_attention(q, k, v, D_K, _mask()), layer.self_attention(q, k, v, D_K, None)
+
+
+def norm(impl: ModuleType, seed: int) -> Tensor:
+    return _layer(impl, seed).norm(3 * _randn(seed, B, T, D_MODEL) + 1)
+
+
+def feed_forward(impl: ModuleType, seed: int) -> Tensor:
+    return _layer(impl, seed).feed_forward(_randn(seed, B, T, D_MODEL))
+
+
+def layer_forward(impl: ModuleType, seed: int) -> Tensor:
+    return _layer(impl, seed)(_randn(seed, B, T, D_MODEL), _mask())
+
+
+def concat_cls(impl: ModuleType, seed: int) -> Tensor:
+    return _encoder(impl, seed).concat_cls(_randn(seed, B, T, D_MODEL))
+
+
+def add_positional_encoding(impl: ModuleType, seed: int) -> Tensor:
+    return _encoder(impl, seed).add_positional_encoding(_randn(seed, B, T, D_MODEL))
+
+
+def encoder_forward(impl: ModuleType, seed: int) -> Tensor:
+    return _encoder(impl, seed)(_randn(seed, B, T, D_MODEL), _mask())
+
+
+_LAYER = "TransformerEncoderLayer"
+_LAYER_METHODS = tuple(
+    f"{_LAYER}.{m}" for m in ("predicting_qkv", "self_attention", "norm", "feed_forward", "forward")
+)
+_ENCODER_METHODS = tuple(
+    f"TransformerEncoder.{m}" for m in ("concat_cls", "add_positional_encoding", "forward")
+)
+
+PARTS = [
+    Part("PositionalEncoding.forward", positional_encoding, summary="sinusoidal positions"),
+    Part(f"{_LAYER}.predicting_qkv", predicting_qkv, summary="q, k, v split into heads"),
+    Part(f"{_LAYER}.self_attention", self_attention, summary="scaled dot-product attention"),
+    Part(f"{_LAYER}.norm", norm, summary="layer normalisation"),
+    Part(f"{_LAYER}.feed_forward", feed_forward, summary="position-wise feed-forward"),
+    Part(
+        f"{_LAYER}.forward",
+        layer_forward,
+        uses=(_LAYER, *_LAYER_METHODS),
+        summary="the whole layer",
+    ),
+    Part("TransformerEncoder.concat_cls", concat_cls, summary="the CLS token in front"),
+    Part(
+        "TransformerEncoder.add_positional_encoding",
+        add_positional_encoding,
+        uses=(
+            "TransformerEncoder",
+            "TransformerEncoder.add_positional_encoding",
+            "PositionalEncoding.forward",
+        ),
+        summary="positions added",
+    ),
+    Part(
+        "TransformerEncoder.forward",
+        encoder_forward,
+        uses=(
+            "TransformerEncoder",
+            *_ENCODER_METHODS,
+            "PositionalEncoding.forward",
+            _LAYER,
+            *_LAYER_METHODS,
+        ),
+        summary="the whole encoder",
+    ),
+]
+
+
+def _mistake(name: str, part: str, hint: str, changes: dict[str, str]) -> Mistake:
+    return Mistake(name, part, hint, substitute("encoder", changes))
+
+
+_SCALE = "scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)"
+_MASK = 'scores = scores.masked_fill(~mask, float("-inf"))'
+_SOFTMAX = "weights = torch.softmax(scores, dim=-1)"
+_ATTENTION = f"{_LAYER}.self_attention"
+_FORWARD = """        attended = self.dropout(self.w_o(merged))
+        x = self.gamma1 * self.norm(x + attended) + self.beta1
+        x = self.gamma2 * self.norm(x + self.dropout(self.feed_forward(x))) + self.beta2
+"""
+_PRE_LN_FORWARD = """        attended = self.dropout(self.w_o(merged))
+        x = x + attended
+        x = x + self.dropout(self.feed_forward(self.gamma2 * self.norm(x) + self.beta2))
+"""
+
+MISTAKES = [
+    _mistake(
+        "sin-cos-swapped",
+        "PositionalEncoding.forward",
+        "sine and cosine are swapped: the even features (0, 2, 4, ...) take the sine",
+        {
+            "pe[:, 0::2] = torch.sin(angle)": "pe[:, 0::2] = torch.cos(angle)",
+            "pe[:, 1::2] = torch.cos(angle)": "pe[:, 1::2] = torch.sin(angle)",
+        },
+    ),
+    _mistake(
+        "frequency-exponent",
+        "PositionalEncoding.forward",
+        "the frequencies are wrong: the exponent is 2i / d_model, where 2i is the even "
+        "feature index (0, 2, 4, ...), not i",
+        {
+            "two_i = torch.arange(0, self.d_model, 2, device=x.device)": (
+                "two_i = torch.arange(0, self.d_model // 2, device=x.device)"
+            ),
+        },
+    ),
+    _mistake(
+        "positions-on-batch-axis",
+        "PositionalEncoding.forward",
+        "the positions run along the batch axis: x is batch first (B, T, d_model), so the "
+        "position is axis 1 (code written for (T, B, d_model) inputs does this)",
+        {
+            "T = x.size(1)": "T = x.size(0)",
+            "pe.unsqueeze(0).to(x.dtype)": "pe.unsqueeze(1).to(x.dtype)",
+        },
+    ),
+    _mistake(
+        "heads-split-wrong",
+        f"{_LAYER}.predicting_qkv",
+        "the heads are split along the wrong dimension: view the projection as "
+        "(B, T, H, d_k) and then swap axes 1 and 2, rather than viewing it as (B, H, T, d_k)",
+        {
+            "t.view(B, T, self.num_heads, self.d_k).transpose(1, 2)": (
+                "t.view(B, self.num_heads, T, self.d_k)"
+            ),
+        },
+    ),
+    _mistake(
+        "no-scaling",
+        _ATTENTION,
+        "the scores are not scaled: divide q k^T by sqrt(d_k) (section 3.2.1)",
+        {_SCALE: "scores = q @ k.transpose(-2, -1)"},
+    ),
+    _mistake(
+        "scaled-by-d_k",
+        _ATTENTION,
+        "the scores are divided by d_k: the paper divides by sqrt(d_k)",
+        {_SCALE: "scores = q @ k.transpose(-2, -1) / d_k"},
+    ),
+    _mistake(
+        "softmax-wrong-axis",
+        _ATTENTION,
+        "the softmax runs over the wrong axis: each query's weights over the keys (the last "
+        "axis) must sum to 1",
+        {_SOFTMAX: "weights = torch.softmax(scores, dim=-2)"},
+    ),
+    _mistake(
+        "mask-inverted",
+        _ATTENTION,
+        "the mask is inverted: True means 'may attend', so hide the positions where it is False",
+        {_MASK: 'scores = scores.masked_fill(mask, float("-inf"))'},
+    ),
+    _mistake(
+        "mask-ignored",
+        _ATTENTION,
+        "the mask is ignored: padded keys (mask False) must get no attention",
+        {_MASK: "pass"},
+    ),
+    _mistake(
+        "mask-after-softmax",
+        _ATTENTION,
+        "the mask is applied after the softmax: mask the scores (with -inf) before it, so "
+        "that each row still sums to 1",
+        {
+            _MASK: "pass",
+            _SOFTMAX: f"{_SOFTMAX}\n        if mask is not None:\n"
+            "            weights = weights.masked_fill(~mask, 0.0)",
+        },
+    ),
+    _mistake(
+        "dropout-in-eval",
+        _ATTENTION,
+        "dropout is active in eval mode (two calls give different results): use self.dropout, "
+        "or pass training=self.training to F.dropout, whose default is training=True",
+        {
+            "weights = self.dropout(weights)": (
+                "weights = torch.nn.functional.dropout(weights, self.dropout.p)"
+            ),
+        },
+    ),
+    _mistake(
+        "variance-unbiased",
+        f"{_LAYER}.norm",
+        "the variance is the unbiased one (divided by d_model - 1): LayerNorm uses the biased "
+        "variance, e.g. x.var(dim=-1, unbiased=False); torch.var is unbiased by default",
+        {"var = x.var(dim=-1, keepdim=True, unbiased=False)": "var = x.var(dim=-1, keepdim=True)"},
+    ),
+    _mistake(
+        "norm-wrong-axis",
+        f"{_LAYER}.norm",
+        "the normalisation runs over the wrong axis: normalise each position's d_model "
+        "features (the last axis), not the sequence",
+        {
+            "mean = x.mean(dim=-1, keepdim=True)": "mean = x.mean(dim=1, keepdim=True)",
+            "var = x.var(dim=-1, keepdim=True, unbiased=False)": (
+                "var = x.var(dim=1, keepdim=True, unbiased=False)"
+            ),
+        },
+    ),
+    _mistake(
+        "no-relu",
+        f"{_LAYER}.feed_forward",
+        "the ReLU between the two linear layers is missing (section 3.3: max(0, x W1 + b1))",
+        {
+            "self.linear2(self.dropout(torch.relu(self.linear1(x))))": (
+                "self.linear2(self.dropout(self.linear1(x)))"
+            ),
+        },
+    ),
+    _mistake(
+        "no-residual",
+        f"{_LAYER}.forward",
+        "a residual connection is missing: each sublayer's output is added to its input "
+        "before the norm, LayerNorm(x + Sublayer(x))",
+        {"self.norm(x + attended)": "self.norm(attended)"},
+    ),
+    _mistake(
+        "pre-ln",
+        f"{_LAYER}.forward",
+        "the LayerNorm comes before the sublayers (pre-LN): the paper normalises after the "
+        "residual sum, LayerNorm(x + Sublayer(x))",
+        {
+            "q, k, v = self.predicting_qkv(x)": (
+                "q, k, v = self.predicting_qkv(self.gamma1 * self.norm(x) + self.beta1)"
+            ),
+            _FORWARD: _PRE_LN_FORWARD,
+        },
+    ),
+    _mistake(
+        "cls-appended",
+        "TransformerEncoder.concat_cls",
+        "the CLS token is appended at the end: it goes in front, at position 0",
+        {"torch.cat([cls, x], dim=1)": "torch.cat([x, cls], dim=1)"},
+    ),
+    _mistake(
+        "positions-before-cls",
+        "TransformerEncoder.forward",
+        "the positions are added before the CLS token is prepended: prepend it first, so "
+        "that it sits at position 0 and the tokens at 1, 2, ...",
+        {
+            "self.add_positional_encoding(self.concat_cls(x))": (
+                "self.concat_cls(self.add_positional_encoding(x))"
+            ),
+        },
+    ),
+    _mistake(
+        "cls-masked",
+        "TransformerEncoder.forward",
+        "the CLS token is masked out: its new mask column must be True (may attend)",
+        {"torch.ones_like(mask[..., :1])": "torch.zeros_like(mask[..., :1])"},
+    ),
+]
+
+PRACTICAL = Practical(
+    name="encoder",
+    title="the names practical: a Transformer encoder with a CLS token",
+    template="encoder",
+    solution="encoder",
+    parts=PARTS,
+    mistakes=MISTAKES,
+)

@@ -1,0 +1,232 @@
+"""Check students' files, each in a child process with a time limit (the parent never imports
+a submission), and grade a folder of submissions into a CSV.
+
+It finds files, starts ``python -m attnlab.exercises.child`` and reads back the verdicts it
+wrote; it imports the practicals (attnlab's own code) only to know their parts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from attnlab.errors import InputError
+from attnlab.exercises.registry import PRACTICALS
+from attnlab.exercises.registry import practical as get_practical
+from attnlab.files import check_output_file, read_text, write_text
+
+STARTUP_S = 60.0  # importing torch and attnlab in the child, on a slow machine
+GRADES = {"pass": "pass", "fail": "fail", "todo": "fail", "error": "error", "timeout": "timeout"}
+
+
+@dataclass
+class FileReport:
+    """What the child found in one file: file-level problems and one verdict per part."""
+
+    practical: str
+    file: Path
+    problems: list[str] = field(default_factory=list)
+    parts: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        """2 for a problem with the file itself, 1 when a part does not pass, else 0."""
+        if self.problems or any(p["status"] == "error" for p in self.parts):
+            return 2
+        return 0 if all(p["status"] == "pass" for p in self.parts) else 1
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "practical": self.practical,
+            "file": str(self.file),
+            "problems": self.problems,
+            "parts": self.parts,
+        }
+
+
+def practical_files(target: Path, practical: str | None = None) -> list[tuple[str, Path]]:
+    """``[(practical, file)]`` in ``target``: a folder holding ``encoder.py``, ... or one file.
+
+    A file counts as the practical its name says (``encoder.py``), or as ``practical`` when
+    given. Raises :class:`InputError` for a missing path, a non-Python or empty file, or a
+    folder without any practical's file.
+    """
+    if not target.exists():
+        raise InputError(f"{target} does not exist")
+    if target.is_dir():
+        found = [
+            (name, target / f"{name}.py")
+            for name in PRACTICALS
+            if (target / f"{name}.py").is_file()
+        ]
+        if practical:
+            found = [(n, f) for n, f in found if n == practical]
+        if not found:
+            wanted = f"{practical}.py" if practical else ", ".join(f"{n}.py" for n in PRACTICALS)
+            raise InputError(f"{target} holds no practical's file (looked for {wanted})")
+        for _, file in found:
+            _check_python_file(file)
+        return found
+    _check_python_file(target)
+    name = practical or target.stem
+    if name not in PRACTICALS:
+        raise InputError(
+            f"{target.name} is not named after a practical: name it "
+            f"{', '.join(f'{n}.py' for n in PRACTICALS)} or give --practical NAME"
+        )
+    return [(name, target)]
+
+
+def _check_python_file(path: Path) -> None:
+    if path.suffix != ".py":
+        raise InputError(f"{path} is not a Python file (.py)")
+    if not read_text(path).strip():
+        raise InputError(f"{path} is empty")
+
+
+def check_file(practical: str, path: Path, parts: list[str], timeout: float) -> FileReport:
+    """Check ``path`` as ``practical`` in a child process; ``parts`` empty means all.
+
+    Each part (and the import) has ``timeout`` seconds; the whole child is killed after
+    ``timeout`` per part plus the start-up allowance. Parts the child did not report get
+    ``timeout`` (it was killed) or ``error`` (it died).
+    """
+    report = FileReport(practical, path)
+    with tempfile.TemporaryDirectory(prefix="attnlab-check-") as tmp:
+        results = Path(tmp) / "results.jsonl"
+        command = [sys.executable, "-m", "attnlab.exercises.child", practical, str(path.resolve())]
+        command += [str(results), str(timeout), *parts]
+        limit = STARTUP_S + timeout * (len(parts or part_names(practical)) + 1)
+        status = _run_child(command, Path(tmp), limit)
+        lines = results.read_text(encoding="utf-8").splitlines() if results.exists() else []
+    for line in lines:
+        record = json.loads(line)
+        if record.pop("event") == "problem":
+            report.problems.append(str(record["message"]))
+        else:
+            report.parts.append(record)
+    _account_for_a_dead_child(report, parts, status, limit)
+    return report
+
+
+def _run_child(command: list[str], cwd: Path, limit: float) -> int | None:
+    """The child's exit status, or ``None`` when it ran past ``limit`` s and was killed."""
+    child = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: killing it kills what it started
+    )
+    try:
+        return child.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # it and all it started are gone
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def _account_for_a_dead_child(
+    report: FileReport, parts: list[str], status: int | None, limit: float
+) -> None:
+    """Verdicts for the parts a killed or crashed child never reported."""
+    if status == 0:
+        return
+    reported = {p["part"] for p in report.parts}
+    if status is None:
+        why, verdict = f"the check was stopped after {limit:g} s in all", "timeout"
+    else:
+        why, verdict = f"the checking process died (exit status {status})", "error"
+    if not reported and not report.problems:
+        report.problems.append(f"{report.file.name} could not be checked: {why}")
+    for name in parts or part_names(report.practical):
+        if name not in reported:
+            report.parts.append({"part": name, "status": verdict, "message": why, "mistake": None})
+            if verdict == "error":  # the part that was running when it died, then the rest
+                why = "not checked: the checking process had died"
+
+
+def part_names(practical: str) -> list[str]:
+    """The names of the practical's parts, in order."""
+    return [p.name for p in get_practical(practical).parts]
+
+
+def grade(
+    submissions: Path,
+    csv_path: Path,
+    timeout: float,
+    practical: str | None = None,
+    jobs: int = 2,
+) -> list[dict[str, str]]:
+    """Check every student in ``submissions`` (one file or one folder each) and write the CSV.
+
+    One row per student, one column per part (``pass``, ``fail``, ``error``, ``timeout``), and
+    ``total``, the number of parts passed. Each file is checked in its own process.
+    """
+    check_output_file(csv_path)
+    students = _students(submissions)
+    unnamed = [p.name for p in students.values() if p.is_file() and p.stem not in PRACTICALS]
+    if unnamed and not practical:
+        raise InputError(
+            f"give --practical NAME: {unnamed[0]} is not named after a practical, so the "
+            "checker cannot tell which one it is"
+        )
+    checks = {student: _student_files(target, practical) for student, target in students.items()}
+    names = [n for n in PRACTICALS if any(n == m for found in checks.values() for m, _ in found)]
+    columns = [f"{n}:{p}" for n in names for p in part_names(n)]
+    tasks = [(s, n, f) for s, found in checks.items() for n, f in found]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        reports = list(pool.map(lambda t: check_file(t[1], t[2], [], timeout), tasks))
+    rows = []
+    for student in students:
+        row = {"student": student, **dict.fromkeys(columns, "error")}
+        for (owner, name, _), report in zip(tasks, reports, strict=True):
+            if owner == student:
+                row.update({f"{name}:{p['part']}": GRADES[str(p["status"])] for p in report.parts})
+        row["total"] = str(sum(row[c] == "pass" for c in columns))
+        rows.append(row)
+    _write_csv(csv_path, ["student", *columns, "total"], rows)
+    return rows
+
+
+def _student_files(target: Path, practical: str | None) -> list[tuple[str, Path]]:
+    """A student's practical files; none (all their parts graded ``error``) when the
+    submission is empty or holds none."""
+    try:
+        return practical_files(target, practical)
+    except InputError:
+        return []
+
+
+def _students(submissions: Path) -> dict[str, Path]:
+    if not submissions.is_dir():
+        raise InputError(f"{submissions} is not a folder of submissions")
+    students = {
+        (p.stem if p.is_file() else p.name): p
+        for p in sorted(submissions.iterdir())
+        if not p.name.startswith((".", "__")) and (p.is_dir() or p.suffix == ".py")
+    }
+    if not students:
+        raise InputError(f"{submissions} holds no submissions (one .py file or folder each)")
+    return students
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, text.getvalue())
