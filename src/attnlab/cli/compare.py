@@ -1,6 +1,7 @@
 """``attnlab compare TASK``: train every variant of a task (e.g. names: attnlab encoder, torch
 encoder layers, GRU) on the same split, each for as many epochs as fit in --budget seconds,
-and print one table."""
+and print one table. With ``--layer FILE.py:ClassName`` the rows are your layer, attnlab's
+and torch's ``nn.TransformerEncoderLayer``."""
 
 from __future__ import annotations
 
@@ -33,10 +34,11 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnlab.experiments.compare import compare, format_table
+    from attnlab.experiments.compare import compare, format_table, variants_of
     from attnlab.experiments.launch import configs_from
     from attnlab.runs import new_run_dir
     from attnlab.tasks import get_task
+    from attnlab.tasks.user_layer import user_layer_fields
     from attnlab.training.devices import resolve_device
 
     if not 0 < args.budget < 10**7:
@@ -45,9 +47,11 @@ def run(args: argparse.Namespace) -> int:
     options = typed_options(args, task_cls.Config, TrainConfig)
     task_config, train_config = configs_from(task_cls, options)
     resolve_device(train_config.device)
+    if getattr(task_config, "layer", ""):  # a layer that does not fit: before any run directory
+        user_layer_fields(task_config.layer, task_config.size)
+    variants = variants_of(task_cls, task_config)
     out = new_run_dir(f"compare-{task_cls.name}", args.out)
-    variants = ", ".join(task_cls.variants)
-    print(f"comparing {variants} for {args.budget:g} s each in {out}", flush=True)
-    rows = compare(task_cls, task_config, train_config, task_cls.variants, args.budget, out)
+    print(f"comparing {', '.join(variants)} for {args.budget:g} s each in {out}", flush=True)
+    rows = compare(task_cls, task_config, train_config, variants, args.budget, out)
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from attnlab.configs.layer import checked_layer_spec, layer_option
 from attnlab.errors import ConfigError
 from attnlab.options import MAX_SEED, check_fields, nested, option
 
@@ -67,11 +68,14 @@ class ReverseConfig:
         42, "seed of the generated data (val and test use +1 and +2)", low=0, high=MAX_SEED - 2
     )
     size: ModelSize = size(layers=1, d_model=32, heads=1, d_ff=64, dropout=0.0)
+    layer: str = layer_option()
 
     def __post_init__(self) -> None:
         check_fields(self)
         if not self.min_len <= self.seq_len:
             raise ConfigError(f"need 1 <= min_len <= seq_len; got {self.min_len}, {self.seq_len}")
+        if self.layer:
+            self.layer = checked_layer_spec(self.layer)
 
 
 @dataclass
@@ -111,9 +115,22 @@ class NamesConfig:
     class_weight_power: float = option(
         0.3, "loss weight of a language: (1/frequency)^power (0: none)", low=0, high=10
     )
+    layer: str = layer_option()
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.layer:
+            self.layer = checked_layer_spec(self.layer)
+            if self.model != "transformer" or self.backend != "attnlab":
+                raise ConfigError(
+                    "--layer replaces attnlab's transformer layer: drop --model gru and "
+                    "--backend torch"
+                )
+            if self.window:
+                raise ConfigError(
+                    "--layer gets a padding mask (B, 1, 1, T) only: set --window 0 "
+                    "(the default with --layer)"
+                )
 
 
 @dataclass

@@ -23,6 +23,20 @@ from attnlab.training.trainer import Trainer, batches_on, build_optimizer, loade
 TIMED_STEPS = 10
 VALIDATION_SHARE = 0.1  # part of the budget kept for validation and checkpoints
 
+# With a layer of the user's (``--layer``, in the base config): that layer, attnlab's and
+# torch's nn.TransformerEncoderLayer, all three with the same task config otherwise.
+LAYER_VARIANTS: dict[str, dict[str, Any]] = {
+    "yours": {},
+    "attnlab": {"backend": "attnlab", "layer": ""},
+    "torch": {"backend": "torch", "layer": ""},
+}
+
+
+def variants_of(task_cls: type[Task], base_config: Any) -> dict[str, dict[str, Any]]:
+    """The variants to compare: :data:`LAYER_VARIANTS` when the base config has a user's
+    ``layer``, else the task's own."""
+    return LAYER_VARIANTS if getattr(base_config, "layer", "") else task_cls.variants
+
 
 def seconds_per_step(task: Task, model: torch.nn.Module, config: TrainConfig) -> float:
     """The mean time of a few training steps of a fresh copy of ``model``, after a warm-up step

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from attnlab.configs import TrainConfig
+from attnlab.configs.layer import LAYER_DEFAULTS
 from attnlab.errors import ConfigError
 from attnlab.options import build, flat_fields
 from attnlab.runs import (
@@ -72,9 +73,21 @@ def split_options(task_cls: type[Task], options: dict[str, Any]) -> tuple[dict, 
     return task_values, {k: v for k, v in options.items() if k in train_names}
 
 
+def _layer_defaults(task_cls: type[Task]) -> dict[str, Any]:
+    """The task options that default otherwise with ``--layer`` (:data:`LAYER_DEFAULTS`)."""
+    names = {field.name for field, _ in flat_fields(task_cls.Config)}
+    return {name: value for name, value in LAYER_DEFAULTS.items() if name in names}
+
+
 def configs_from(task_cls: type[Task], options: dict[str, Any]) -> tuple[Any, TrainConfig]:
-    """The task config and the training config (with the task's defaults) of ``options``."""
+    """The task config and the training config (with the task's defaults) of ``options``.
+
+    With a ``layer`` of the user's, ``window`` and ``norm_first`` default to 0 and False (a
+    padding mask only, post-LN: the encoder practical's layer) unless given.
+    """
     task_values, train_values = split_options(task_cls, options)
+    if task_values.get("layer"):
+        task_values = {**_layer_defaults(task_cls), **task_values}
     task_config = build(task_cls.Config, task_values)
     return task_config, build(TrainConfig, {**task_cls.train_defaults, **train_values})
 

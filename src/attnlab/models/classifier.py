@@ -21,7 +21,9 @@ class SequenceClassifierConfig:
     ``|i - j| <= w`` (:func:`~attnlab.nn.local_mask`); the CLS token still attends to, and is
     attended to by, every token. ``None`` attends everywhere. ``backend="torch"`` builds the
     encoder from ``nn.TransformerEncoderLayer`` with the same hyperparameters instead of
-    attnlab's :class:`~attnlab.nn.EncoderLayer`.
+    attnlab's :class:`~attnlab.nn.EncoderLayer`; ``layer="FILE.py:ClassName"`` builds it from
+    a user's layer class instead (:mod:`attnlab.models.user_layer`; ``layer_sha256`` is the
+    file's hash when the model was first built, checked on every rebuild).
     """
 
     vocab_size: int
@@ -38,6 +40,8 @@ class SequenceClassifierConfig:
     norm_first: bool = False
     window: int | None = None
     backend: Literal["attnlab", "torch"] = "attnlab"
+    layer: str | None = None
+    layer_sha256: str | None = None
 
     def block_spec(self) -> BlockSpec:
         """The :class:`~attnlab.nn.BlockSpec` handed to every encoder layer."""

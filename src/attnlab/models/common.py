@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+from attnlab.models.user_layer import UserLayerEncoder, load_layer_class
 from attnlab.nn import (
     BlockSpec,
     LearnedPositionalEncoding,
@@ -56,8 +57,22 @@ def encoder_from_config(config: Any) -> nn.Module:
     Pre-LN stacks get a final LayerNorm, as in GPT-2. A config whose ``backend`` is
     ``"torch"`` gets PyTorch's ``nn.TransformerEncoderLayer`` s with the same hyperparameters
     (through :class:`attnlab.nn.torch_twin.TorchTransformerEncoder`, where masks change
-    convention); otherwise attnlab's :class:`TransformerEncoder`.
+    convention); a config with a ``layer`` (``"FILE.py:ClassName"``, and its ``layer_sha256``)
+    gets that class of the user's (:mod:`attnlab.models.user_layer`); otherwise attnlab's
+    :class:`TransformerEncoder`.
     """
+    if getattr(config, "layer", None):
+        layer_class = load_layer_class(config.layer, config.layer_sha256)
+        d_ff = config.d_ff or 4 * config.d_model
+        return UserLayerEncoder(
+            config.num_layers,
+            layer_class,
+            config.d_model,
+            config.num_heads,
+            d_ff,
+            config.dropout,
+            final_norm=config.norm_first,
+        )
     backend = getattr(config, "backend", "attnlab")
     if backend not in ("attnlab", "torch"):
         raise ValueError(f"backend must be 'attnlab' or 'torch'; got {backend!r}")

@@ -18,6 +18,8 @@ class TokenPredictorConfig:
     Exactly one of ``vocab_size`` (inputs are token ids, embedded as in section 3.4) and
     ``input_dim`` (inputs are feature vectors, linearly projected to ``d_model``) is set.
     ``d_ff=None`` means ``4 * d_model`` (the paper's ratio, 2048 / 512).
+    ``layer="FILE.py:ClassName"`` builds the encoder from a user's layer class instead of
+    attnlab's (:mod:`attnlab.models.user_layer`; ``layer_sha256``: the file's hash, checked).
     """
 
     num_classes: int
@@ -32,6 +34,8 @@ class TokenPredictorConfig:
     positional: Literal["sinusoidal", "learned"] = "sinusoidal"
     activation: Literal["relu", "gelu"] = "relu"
     norm_first: bool = False
+    layer: str | None = None
+    layer_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if (self.vocab_size is None) == (self.input_dim is None):

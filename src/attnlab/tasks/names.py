@@ -2,7 +2,8 @@
 
 A Transformer encoder with a learned CLS token
 (:class:`~attnlab.models.SequenceClassifier`); ``--model gru`` trains a bidirectional-GRU
-baseline and ``--backend torch`` swaps in PyTorch's ``nn.TransformerEncoderLayer``.
+baseline, ``--backend torch`` swaps in PyTorch's ``nn.TransformerEncoderLayer`` and
+``--layer FILE.py:ClassName`` a layer of your own (see :mod:`attnlab.models.user_layer`).
 
 Data: 18 files ``<Language>.txt`` from ``--data-dir``, ``$ATTNLAB_DATA_DIR/names`` or the
 verified download of the PyTorch tutorial's ``data.zip``. Names are NFC-normalised (accents
@@ -51,6 +52,7 @@ from attnlab.models import (
 from attnlab.tasks.base import AttentionView, Splits, Task
 from attnlab.tasks.common import model_device, shown, spread, top_k
 from attnlab.tasks.registry import register
+from attnlab.tasks.user_layer import user_layer_fields
 
 TOP_K = 3
 
@@ -152,6 +154,7 @@ class NamesTask(Task):
                     dropout=c.size.dropout,
                 )
             )
+        layer = user_layer_fields(c.layer, c.size) if c.layer else {}
         return SequenceClassifier(
             SequenceClassifierConfig(
                 vocab_size=len(self.vocab),
@@ -167,6 +170,7 @@ class NamesTask(Task):
                 positional=c.positional,
                 window=c.window or None,
                 backend=c.backend,
+                **layer,
             )
         )
 
@@ -288,6 +292,8 @@ class NamesTask(Task):
     def attention(self, model: nn.Module, text: str) -> AttentionView:
         if not isinstance(model, SequenceClassifier):
             raise InputError("this run trained a GRU, which has no attention maps")
+        if model.config.layer:
+            raise InputError("this run trained your own layer, which returns no attention maps")
         tokens = self.encode_name(text)  # (1, T)
         maps = model.attention_maps(tokens)  # each (1, H, 1 + T, 1 + T)
         chars = ["[CLS]", *self.vocab.tokens(tokens[0].tolist())]

@@ -9,6 +9,9 @@ ones (``min_len``, default 1) so that ``attnlab predict RUN "3 1 4 1 5"`` works:
 of length ``L`` is *left*-padded to ``seq_len`` and the padding is masked out of attention.
 Output position ``i`` still reverses input position ``seq_len-1-i``, and the answer is in the
 first ``L`` outputs. Pass ``--min-len 16`` for the tutorial's fixed length.
+
+``--layer FILE.py:ClassName`` trains a layer of your own in place of attnlab's (see
+:mod:`attnlab.models.user_layer`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from attnlab.nn import padding_mask
 from attnlab.tasks.base import AttentionView, Splits, Task
 from attnlab.tasks.common import IGNORE, CrossEntropyTally, model_device, shown
 from attnlab.tasks.registry import register
+from attnlab.tasks.user_layer import user_layer_fields
 
 
 def make_reverse_data(config: ReverseConfig, size: int, seed: int) -> TensorDataset:
@@ -64,6 +68,7 @@ class ReverseTask(Task):
 
     def build_model(self) -> nn.Module:
         c = self.config
+        layer = user_layer_fields(c.layer, c.size) if c.layer else {}
         return TokenPredictor(
             TokenPredictorConfig(
                 num_classes=c.num_categories,
@@ -74,6 +79,7 @@ class ReverseTask(Task):
                 d_ff=c.size.d_ff,
                 dropout=c.size.dropout,
                 max_len=c.seq_len,
+                **layer,
             )
         )
 
@@ -151,6 +157,8 @@ class ReverseTask(Task):
 
     @torch.no_grad()
     def attention(self, model: nn.Module, text: str) -> AttentionView:
+        if model.config.layer:
+            raise InputError("this run trained your own layer, which returns no attention maps")
         tokens = self.parse(text)  # (1, T)
         L = int((tokens != self.pad_id).sum())
         mask = padding_mask(tokens, self.pad_id)

@@ -1,0 +1,138 @@
+"""Your own encoder layer in attnlab's models: load it from a file, stack it like attnlab's.
+
+``attnlab train names --layer my_layer.py:TransformerEncoderLayer`` builds the model with your
+class in place of :class:`~attnlab.nn.EncoderLayer`. The class must follow the constructor
+contract of the encoder practical (``attnlab exercise start``):
+
+* ``Layer(d_model: int, num_heads: int, d_ff: int, dropout: float)``, an ``nn.Module``;
+* ``forward(x, mask=None)`` with ``x: (B, T, d_model)`` and ``mask`` bool ``(B, 1, 1, T)``,
+  ``True`` = may attend (a padding mask), or ``None``; it returns ``(B, T, d_model)``.
+
+The file is one self-contained Python file (it may import torch and installed packages); it
+runs inside the training process, as any code you train does. A run records the file's
+absolute path, the class name and the file's sha256, so reloading the run (``attnlab eval``,
+``predict``, ``--resume``) imports the same file again, and refuses it if it has changed.
+
+This module imports only torch and the standard library (it is part of
+:mod:`attnlab.models`); its :class:`LayerError` is a ``ValueError`` with one sentence, which
+:mod:`attnlab.tasks.user_layer` turns into attnlab's own error for the command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from torch import Tensor, nn
+
+CONTRACT = (
+    "Layer(d_model, num_heads, d_ff, dropout), an nn.Module whose forward(x, mask=None) maps "
+    "x (B, T, d_model) and a bool padding mask (B, 1, 1, T), True = may attend, "
+    "to (B, T, d_model)"
+)
+
+_MODULES: dict[tuple[Path, str], ModuleType] = {}  # (file, sha256) -> its module, imported once
+
+
+class LayerError(ValueError):
+    """A user's layer file or class does not fit the contract (one sentence)."""
+
+
+def split_layer_spec(spec: str) -> tuple[Path, str]:
+    """``"FILE.py:ClassName"`` -> (the file, the class name)."""
+    file, sep, name = spec.rpartition(":")
+    if not sep or not file or not name.isidentifier():
+        raise LayerError(f"a layer is given as FILE.py:ClassName; got {spec!r}")
+    return Path(file), name
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, in hex."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _import_file(path: Path, digest: str) -> ModuleType:
+    """Execute the file as a module of its own (once per file content)."""
+    key = (path, digest)
+    if key in _MODULES:
+        return _MODULES[key]
+    name = f"attnlab_user_layer_{digest[:16]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise LayerError(f"{path} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look their module up here
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        del sys.modules[name]
+        raise LayerError(f"{path} has a syntax error on line {e.lineno}: {e.msg}") from e
+    except Exception as e:
+        del sys.modules[name]
+        raise LayerError(f"importing {path} raised {type(e).__name__}: {e}") from e
+    _MODULES[key] = module
+    return module
+
+
+def load_layer_class(spec: str, sha256: str | None = None) -> type[nn.Module]:
+    """The class named by ``"FILE.py:ClassName"``; raises :class:`LayerError` (one sentence)
+    for a missing or non-Python file, a file that fails to import, a missing class or one that
+    is not an ``nn.Module`` subclass, and, when ``sha256`` is given, a file whose content has
+    changed since (a run was trained with it)."""
+    path, name = split_layer_spec(spec)
+    if not path.is_file():
+        raise LayerError(f"layer file {path} does not exist")
+    if path.suffix != ".py":
+        raise LayerError(f"layer file {path} is not a Python file (.py)")
+    digest = file_sha256(path)
+    if sha256 is not None and digest != sha256:
+        raise LayerError(
+            f"{path} has changed since this run was trained with it (its sha256 differs): "
+            "restore that version of the file, or train a new run"
+        )
+    found = getattr(_import_file(path, digest), name, None)
+    if found is None:
+        raise LayerError(f"{path} defines no class {name}")
+    if not (inspect.isclass(found) and issubclass(found, nn.Module)):
+        raise LayerError(f"{name} in {path} is not a subclass of torch.nn.Module")
+    return found
+
+
+class UserLayerEncoder(nn.Module):
+    """``num_layers`` of a user's layer class, stacked as :class:`~attnlab.nn.TransformerEncoder`
+    stacks attnlab's (section 3.1), with a final LayerNorm if ``final_norm`` (pre-LN layers).
+
+    Each layer is built as ``layer_class(d_model, num_heads, d_ff, dropout)`` and called as
+    ``layer(x, mask=mask)``. Input and output ``(B, T, d_model)``; ``mask`` bool
+    ``(B, 1, 1, T)``, ``True`` = may attend. A user's layer returns no attention weights, so
+    ``return_attention=True`` raises ``ValueError``.
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        layer_class: type[nn.Module],
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        dropout: float,
+        final_norm: bool = False,
+    ):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            layer_class(d_model, num_heads, d_ff, dropout) for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model) if final_norm else None
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, return_attention: bool = False
+    ) -> Tensor:
+        if return_attention:
+            raise ValueError("a layer of your own returns no attention weights to show")
+        for layer in self.layers:
+            x = layer(x, mask=mask)  # (B, T, d_model)
+        return x if self.norm is None else self.norm(x)
