@@ -62,8 +62,10 @@ def feed_forward(impl: ModuleType, seed: int) -> Tensor:
     return _layer(impl, seed).feed_forward(_randn(seed, B, T, D_MODEL))
 
 
-def layer_forward(impl: ModuleType, seed: int) -> Tensor:
-    return _layer(impl, seed)(_randn(seed, B, T, D_MODEL), _mask())
+def layer_forward(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
+    """With the mask and without: a wrong softmax axis gives NaN with a mask and -inf."""
+    layer, x = _layer(impl, seed), _randn(seed, B, T, D_MODEL)
+    return layer(x, _mask()), layer(x)
 
 
 def concat_cls(impl: ModuleType, seed: int) -> Tensor:
@@ -74,8 +76,9 @@ def add_positional_encoding(impl: ModuleType, seed: int) -> Tensor:
     return _encoder(impl, seed).add_positional_encoding(_randn(seed, B, T, D_MODEL))
 
 
-def encoder_forward(impl: ModuleType, seed: int) -> Tensor:
-    return _encoder(impl, seed)(_randn(seed, B, T, D_MODEL), _mask())
+def encoder_forward(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
+    encoder, x = _encoder(impl, seed), _randn(seed, B, T, D_MODEL)
+    return encoder(x, _mask()), encoder(x)
 
 
 _LAYER = "TransformerEncoderLayer"

@@ -91,10 +91,9 @@ class MultiheadAttention(nn.Module):
             ``(output, attention (B, H, T, T))``.
         """
         B, T, _ = x.shape
-        qkv = self.qkv_proj(x)  # (B, T, 3 * embed_dim)
+        qkv = self.qkv_proj(x)  # (B, T, 3 * embed_dim): all of Q, then K, then V
         qkv = qkv.reshape(B, T, 3, self.num_heads, self.head_dim)  # (B, T, 3, H, d_k)
-        qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, H, T, d_k)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, H, T, d_k)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, d_k)
         values, attention = scaled_dot_product(q, k, v, mask)  # (B, H, T, d_k), (B, H, T, T)
         values = values.transpose(1, 2).reshape(B, T, self.embed_dim)  # (B, T, embed_dim)
         out = self.o_proj(values)  # (B, T, embed_dim)

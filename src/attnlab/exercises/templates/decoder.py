@@ -6,13 +6,13 @@ Check your work part by part with ``attnlab exercise check DIR``.
 
 Paper: Vaswani et al., "Attention Is All You Need" (2017).
 
-The attention and feed-forward modules are attnlab's (you built your own in the attention
-practical); here you assemble them into a decoder layer and decode with it:
+Multi-head attention and the feed-forward network are given, complete (you wrote them in the
+attention practical); here you assemble them into a decoder layer and decode with it:
 
-* ``attnlab.nn.MultiHeadAttention``: ``attn(x, mask=m)`` is self-attention over ``x``
-  ``(B, T, d_model)``; ``attn(x, memory, mask=m)`` is cross-attention, queries from ``x`` and
-  keys and values from ``memory`` ``(B, S, d_model)``. Both return ``(B, T, d_model)``.
-* ``attnlab.nn.FeedForward``: ``ff(x)`` is section 3.3's ``max(0, x W1 + b1) W2 + b2``.
+* ``MultiHeadAttention``: ``attn(x, mask=m)`` is self-attention over ``x`` ``(B, T, d_model)``;
+  ``attn(x, memory, mask=m)`` is cross-attention: queries from ``x``, keys and values from
+  ``memory`` ``(B, S, d_model)``. Both return ``(B, T, d_model)``.
+* ``FeedForward``: ``ff(x)`` is section 3.3's ``max(0, x W1 + b1) W2 + b2``.
 
 Shapes: ``B`` batch, ``T`` target length, ``S`` source length. Batch first everywhere.
 
@@ -25,9 +25,59 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.nn import FeedForward, MultiHeadAttention
+
+class MultiHeadAttention(nn.Module):
+    """Given, complete: multi-head attention, section 3.2.2, for self- and cross-attention.
+
+    ``qkv_proj`` stacks the Q, K and V projections of all heads (output: all of Q, then K,
+    then V); ``out_proj`` is ``W^O``. Dropout acts on the attention weights in train mode.
+
+    Call: ``attn(x, memory=None, mask=None)`` with ``x`` ``(B, T, d_model)``; keys and values
+    come from ``memory`` ``(B, S, d_model)`` when it is given, else from ``x``. ``mask``:
+    bool, ``True`` = may attend, broadcastable to ``(B, H, T, S)``. Returns ``(B, T, d_model)``.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.d_k = d_model // num_heads
+        self.dropout = dropout
+        self.qkv_proj = nn.Linear(d_model, 3 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def forward(
+        self, x: Tensor, memory: Tensor | None = None, mask: Tensor | None = None
+    ) -> Tensor:
+        source = x if memory is None else memory
+        (B, T, d_model), S = x.shape, source.size(1)
+        w_q, w_kv = self.qkv_proj.weight.split([d_model, 2 * d_model])
+        b_q, b_kv = self.qkv_proj.bias.split([d_model, 2 * d_model])
+        q = F.linear(x, w_q, b_q).view(B, T, self.num_heads, self.d_k).transpose(1, 2)
+        # q: (B, H, T, d_k)
+        kv = F.linear(source, w_kv, b_kv).view(B, S, 2, self.num_heads, self.d_k)
+        k, v = kv.permute(2, 0, 3, 1, 4)  # each (B, H, S, d_k)
+        p = self.dropout if self.training else 0.0
+        heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        # heads: (B, H, T, d_k)
+        return self.out_proj(heads.transpose(1, 2).reshape(B, T, d_model))  # (B, T, d_model)
+
+
+class FeedForward(nn.Module):
+    """Given, complete: the position-wise feed-forward network, section 3.3,
+    ``max(0, x W1 + b1) W2 + b2`` with dropout on the hidden layer. ``(..., d_model)`` in and
+    out."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0):
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(d_ff, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear2(self.dropout(torch.relu(self.linear1(x))))  # (..., d_model)
 
 
 def causal_mask(T: int) -> Tensor:

@@ -1,0 +1,228 @@
+"""The translation practical: its parts, their inputs, and the catalogue of mistakes.
+
+The sizes are all different (``B=3, T=5, S=7, d_model=12, H=4, d_ff=20``). The target mask
+is the causal one, built here (so that a wrong ``causal_mask`` fails its own part only); the
+source padding mask hides the last 0, 2 and 1 of 5 memory positions. Cross-attention is also
+run over a memory of 7 positions without a mask, where keys taken from the decoder give other
+shapes of scores. Dropout is 0.1 and every object is in eval mode.
+
+Greedy decoding runs on :class:`CopyModel`, a tiny deterministic model whose answer is known:
+it copies each source sequence and then says eos. Its sequences end at different steps, and
+after an eos it would go on with other tokens, so that decoding that does not stop, or lets a
+finished sequence go on, shows.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from attnlab.exercises.core import Mistake, Part, Practical, instantiate, substitute
+from attnlab.exercises.solutions import decoder as solution
+
+B, T, S, D_MODEL, H, D_FF, DROPOUT = 3, 5, 7, 12, 4, 20, 0.1
+MEMORY_LENGTHS = (5, 3, 4)  # real positions of each sequence's memory of T positions
+VOCAB, BOS, EOS = 10, 1, 2  # tokens 3 .. 9 are words
+SOURCE_LENGTHS = (6, 3, 4)
+MAX_LEN = 10  # bos + the longest source + eos = 8 tokens: decoding stops before MAX_LEN
+
+
+def _randn(seed: int, *shape: int) -> Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _padding_mask(lengths: tuple[int, ...], width: int) -> Tensor:
+    """Bool ``(B, 1, 1, width)``: ``True`` at the first ``lengths[b]`` positions."""
+    return (torch.arange(width) < torch.tensor(lengths)[:, None]).view(len(lengths), 1, 1, width)
+
+
+def _layer(impl: ModuleType, seed: int):
+    return instantiate(impl, solution, "DecoderLayer", seed, D_MODEL, H, D_FF, DROPOUT)
+
+
+def causal_mask(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
+    """The mask for 6 positions, and attention under it (a float mask would add, not hide)."""
+    mask = impl.causal_mask(6)
+    q, k, v = (_randn(seed + i, 2, 3, 6, 4) for i in range(3))
+    return mask, F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def self_attention_block(impl: ModuleType, seed: int) -> Tensor:
+    tgt_mask = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
+    return _layer(impl, seed).self_attention_block(_randn(seed, B, T, D_MODEL), tgt_mask)
+
+
+def cross_attention_block(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
+    """Over a memory of ``S`` positions without a mask, then over a padded one of ``T``."""
+    layer = _layer(impl, seed)
+    x = _randn(seed, B, T, D_MODEL)
+    memory, padded = _randn(seed + 1, B, S, D_MODEL), _randn(seed + 2, B, T, D_MODEL)
+    padding = _padding_mask(MEMORY_LENGTHS, T)
+    return layer.cross_attention_block(x, memory), layer.cross_attention_block(x, padded, padding)
+
+
+def feed_forward_block(impl: ModuleType, seed: int) -> Tensor:
+    return _layer(impl, seed).feed_forward_block(_randn(seed, B, T, D_MODEL))
+
+
+def layer_forward(impl: ModuleType, seed: int) -> Tensor:
+    tgt_mask = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
+    x, memory = _randn(seed, B, T, D_MODEL), _randn(seed + 1, B, T, D_MODEL)
+    return _layer(impl, seed)(x, memory, tgt_mask, _padding_mask(MEMORY_LENGTHS, T))
+
+
+class CopyModel:
+    """A tiny deterministic encoder-decoder: the answer to each source is the source itself.
+
+    ``encode`` gives the one-hot source ``(B, S, VOCAB)``, zero at padding. ``decode`` gives
+    logits ``(B, T, VOCAB)`` whose argmax at target position ``t`` is the source token ``t``
+    while ``t`` is within the source, then ``EOS``; after an ``EOS`` in the target, though, it
+    is some other word. Small noise from ``seed`` keeps the other logits apart.
+    """
+
+    def __init__(self, seed: int):
+        self.noise = torch.rand(
+            B, MAX_LEN + 1, VOCAB, generator=torch.Generator().manual_seed(seed)
+        )
+
+    def encode(self, src: Tensor, src_mask: Tensor) -> Tensor:
+        return F.one_hot(src, VOCAB).float() * src_mask.view(src.size(0), -1, 1)  # (B, S, V)
+
+    def decode(self, memory: Tensor, src_mask: Tensor, tgt: Tensor) -> Tensor:
+        n, length = tgt.shape
+        lengths = src_mask.view(n, -1).sum(dim=-1)  # (B,)
+        source = torch.full((n, length), EOS)  # (B, T): the source token at each position
+        width = min(length, memory.size(1))
+        source[:, :width] = memory[:, :width].argmax(dim=-1)
+        positions = torch.arange(length)  # (T,)
+        predicted = torch.where(positions < lengths[:, None], source, EOS)  # (B, T)
+        other_word = 3 + (positions + torch.arange(n)[:, None]) % (VOCAB - 3)  # (B, T)
+        predicted = torch.where(tgt == EOS, other_word, predicted)
+        return 5.0 * F.one_hot(predicted, VOCAB) + self.noise[:n, :length]  # (B, T, VOCAB)
+
+
+def greedy_decode(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
+    """Decoding up to ``MAX_LEN`` tokens (all sequences end before), then up to 5 (cut)."""
+    generator = torch.Generator().manual_seed(seed)
+    src = torch.randint(3, VOCAB, (B, max(SOURCE_LENGTHS)), generator=generator)  # (B, S)
+    src_mask = _padding_mask(SOURCE_LENGTHS, src.size(1))
+    src = src.masked_fill(~src_mask.view_as(src), 0)  # padding id 0
+    model = CopyModel(seed)
+    return (
+        impl.greedy_decode(model, src, src_mask, MAX_LEN, BOS, EOS),
+        impl.greedy_decode(model, src, src_mask, 5, BOS, EOS),
+    )
+
+
+_LAYER = "DecoderLayer"
+_GIVEN = ("MultiHeadAttention", "FeedForward", _LAYER)
+_BLOCKS = tuple(
+    f"{_LAYER}.{m}" for m in ("self_attention_block", "cross_attention_block", "feed_forward_block")
+)
+
+PARTS = [
+    Part("causal_mask", causal_mask, summary="position i sees j <= i"),
+    *(
+        Part(name, run, uses=(*_GIVEN, name), summary=summary)
+        for name, run, summary in (
+            (_BLOCKS[0], self_attention_block, "masked self-attention, post-LN"),
+            (_BLOCKS[1], cross_attention_block, "attention over the memory, post-LN"),
+            (_BLOCKS[2], feed_forward_block, "feed-forward, post-LN"),
+        )
+    ),
+    Part(
+        f"{_LAYER}.forward",
+        layer_forward,
+        uses=(*_GIVEN, *_BLOCKS, f"{_LAYER}.forward"),
+        summary="the whole layer",
+    ),
+    Part("greedy_decode", greedy_decode, summary="argmax, fed back, until eos"),
+]
+
+_CAUSAL = "return torch.ones(T, T, dtype=torch.bool).tril()"
+_SELF = "self.self_attn(x, mask=tgt_mask)"
+_CROSS = "attended = self.cross_attn(x, memory, mask=memory_mask)"
+_LOOP = "while tgt.size(1) < max_len and not finished.all():"
+_FILL = "        next_id = next_id.masked_fill(finished, eos_id)  # finished sequences repeat eos\n"
+_DECODE = "logits = model.decode(memory, src_mask, tgt)"
+
+# The planted mistakes: name -> (part, hint, {old: new} in the solution's source).
+CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
+    "causal-diagonal-excluded": (
+        "causal_mask",
+        "the causal mask is off by one: position i may also attend to itself (j <= i, the "
+        "diagonal included)",
+        {_CAUSAL: "return torch.ones(T, T, dtype=torch.bool).tril(diagonal=-1)"},
+    ),
+    "causal-one-future": (
+        "causal_mask",
+        "the causal mask is off by one: position i may attend to the next position too, but "
+        "only j <= i is allowed",
+        {_CAUSAL: "return torch.ones(T, T, dtype=torch.bool).tril(diagonal=1)"},
+    ),
+    "causal-inverted": (
+        "causal_mask",
+        "the causal mask is inverted: True means 'may attend', so it is True where j <= i "
+        "(the past and the position itself) and False for the future",
+        {_CAUSAL: "return torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)"},
+    ),
+    "causal-float": (
+        "causal_mask",
+        "the mask is a float tensor: make it bool (True = may attend), since a float mask is "
+        "added to the attention scores instead of hiding keys",
+        {_CAUSAL: "return torch.ones(T, T).tril()"},
+    ),
+    "target-mask-unused": (
+        f"{_LAYER}.self_attention_block",
+        "the target mask is not passed to the self-attention: without it each position sees "
+        "the tokens after it",
+        {_SELF: "self.self_attn(x)"},
+    ),
+    "cross-attention-on-decoder": (
+        f"{_LAYER}.cross_attention_block",
+        "the cross-attention takes its keys and values from the decoder: they come from the "
+        "encoder output (memory), only the queries come from x (section 3.2.3)",
+        {_CROSS: "attended = self.cross_attn(x, x, mask=memory_mask)"},
+    ),
+    "memory-mask-unused": (
+        f"{_LAYER}.cross_attention_block",
+        "the memory mask is not passed to the cross-attention: padded source positions must "
+        "get no attention",
+        {_CROSS: "attended = self.cross_attn(x, memory)"},
+    ),
+    "no-eos-stop": (
+        "greedy_decode",
+        "decoding does not stop at eos: a sequence that has produced eos_id is finished, and "
+        "decoding ends when every sequence is",
+        {_LOOP: "while tgt.size(1) < max_len:", _FILL: ""},
+    ),
+    "finished-goes-on": (
+        "greedy_decode",
+        "a finished sequence goes on with other tokens: once it has produced eos_id, append "
+        "eos_id to it at every later step",
+        {_FILL: ""},
+    ),
+    "argmax-not-fed-back": (
+        "greedy_decode",
+        "the prediction is not fed back: each step decodes the whole target so far and "
+        "appends the argmax at its last position to it",
+        {_DECODE: "logits = model.decode(memory, src_mask, tgt[:, :1])"},
+    ),
+}
+
+MISTAKES = [
+    Mistake(name, part, hint, substitute("decoder", changes))
+    for name, (part, hint, changes) in CATALOGUE.items()
+]
+
+PRACTICAL = Practical(
+    name="decoder",
+    title="the translation practical: causal mask, decoder layer, greedy decoding",
+    template="decoder",
+    solution="decoder",
+    parts=PARTS,
+    mistakes=MISTAKES,
+)

@@ -1,0 +1,126 @@
+"""Each mistake of the catalogue, planted into a copy of the solution, gets its own hint only.
+
+Two sets of plantings: the catalogue's own substitutions (so every entry is covered), and
+mistakes written the way students write them, differently from the catalogue's code (a
+``(max_len, 1, d_model)`` table, ``-1e9`` instead of ``-inf``, ``weights * mask``...), which
+the checker must still recognise from the numbers alone.
+"""
+
+import pytest
+
+from attnlab.exercises.core import Mistake
+from attnlab.exercises.registry import practical
+
+from .helpers import check_here, plant
+
+ENCODER = practical("encoder")
+HINTS = {m.name: m.hint for m in ENCODER.mistakes}
+
+
+def catalogue_changes(mistake: Mistake) -> dict[str, str]:
+    return mistake.broken.__closure__[0].cell_contents  # the substitute()'s changes
+
+
+def assert_only_hint(verdicts: dict, mistake: str, part: str) -> None:
+    failing = {name: v for name, v in verdicts.items() if v["status"] != "pass"}
+    assert part in failing, verdicts
+    for name, verdict in failing.items():
+        assert verdict["status"] == "fail", verdict
+        assert verdict["mistake"] == mistake, (name, verdict)
+        assert verdict["message"] == HINTS[mistake], (name, verdict)
+
+
+def test_the_catalogue_has_twelve_mistakes_or_more_with_distinct_hints():
+    assert len(ENCODER.mistakes) >= 12
+    assert len(set(HINTS.values())) == len(HINTS)
+    part_names = {p.name for p in ENCODER.parts}
+    assert all(m.part in part_names for m in ENCODER.mistakes)
+
+
+def test_the_solution_passes_every_part(tmp_path):
+    path = plant(tmp_path / "encoder.py", "encoder", {})
+    problems, verdicts = check_here("encoder", path)
+    assert problems == []
+    assert [v["status"] for v in verdicts.values()] == ["pass"] * len(ENCODER.parts)
+
+
+@pytest.mark.parametrize("mistake", ENCODER.mistakes, ids=lambda m: m.name)
+def test_a_planted_catalogue_mistake_gets_its_own_hint(tmp_path, mistake):
+    path = plant(tmp_path / "encoder.py", "encoder", catalogue_changes(mistake))
+    problems, verdicts = check_here("encoder", path)
+    assert problems == []
+    assert_only_hint(verdicts, mistake.name, mistake.part)
+
+
+STUDENT_STYLE = {
+    "no-scaling": {
+        "q @ k.transpose(-2, -1) / math.sqrt(d_k)": "torch.matmul(q, k.transpose(-1, -2))"
+    },
+    "scaled-by-d_k": {"/ math.sqrt(d_k)": "/ float(d_k)"},
+    "softmax-wrong-axis": {
+        'scores.masked_fill(~mask, float("-inf"))': "scores.masked_fill(mask == 0, -1e9)",
+        "torch.softmax(scores, dim=-1)": "scores.softmax(dim=2)",
+    },
+    "mask-inverted": {
+        'scores.masked_fill(~mask, float("-inf"))': "scores.masked_fill(mask == 1, -1e9)"
+    },
+    "mask-after-softmax": {
+        'scores = scores.masked_fill(~mask, float("-inf"))': "pass",
+        "weights = self.dropout(weights)": (
+            "weights = self.dropout(weights * mask if mask is not None else weights)"
+        ),
+    },
+    "dropout-in-eval": {
+        "import math": "import math\n\nimport torch.nn.functional as F",
+        "weights = self.dropout(weights)": "weights = F.dropout(weights, 0.1)",
+    },
+    "positions-on-batch-axis": {
+        "T = x.size(1)": "T = self.max_len",
+        "return x + pe.unsqueeze(0).to(x.dtype)": "return x + pe.unsqueeze(1)[: x.size(0)]",
+    },
+    "heads-split-wrong": {
+        "t.view(B, T, self.num_heads, self.d_k).transpose(1, 2)": (
+            "t.reshape(B, self.num_heads, T, -1)"
+        )
+    },
+    "variance-unbiased": {
+        "var = x.var(dim=-1, keepdim=True, unbiased=False)": (
+            "var = ((x - mean) ** 2).sum(-1, keepdim=True) / (x.size(-1) - 1)"
+        )
+    },
+    "cls-appended": {
+        "torch.cat([cls, x], dim=1)": "torch.cat((x, self.cls_token.repeat(x.size(0), 1, 1)), 1)"
+    },
+}
+
+
+@pytest.mark.parametrize("mistake", STUDENT_STYLE)
+def test_a_mistake_written_another_way_is_recognised(tmp_path, mistake):
+    path = plant(tmp_path / "encoder.py", "encoder", STUDENT_STYLE[mistake])
+    problems, verdicts = check_here("encoder", path)
+    assert problems == []
+    part = next(m.part for m in ENCODER.mistakes if m.name == mistake)
+    assert_only_hint(verdicts, mistake, part)
+
+
+def test_an_unknown_mistake_is_a_plain_failure_with_the_largest_difference(tmp_path):
+    path = plant(tmp_path / "encoder.py", "encoder", {"torch.relu(": "torch.tanh("})
+    _, verdicts = check_here("encoder", path, ("TransformerEncoderLayer.feed_forward",))
+    verdict = verdicts["TransformerEncoderLayer.feed_forward"]
+    assert verdict["status"] == "fail" and verdict["mistake"] is None
+    assert "largest difference" in verdict["message"]
+
+
+def test_a_shape_error_names_both_shapes(tmp_path):
+    path = plant(tmp_path / "encoder.py", "encoder", {"torch.cat([cls, x], dim=1)": "x"})
+    _, verdicts = check_here("encoder", path, ("TransformerEncoder.concat_cls",))
+    assert verdicts["TransformerEncoder.concat_cls"]["message"] == (
+        "the output has shape (3, 7, 12), expected (3, 8, 12)"
+    )
+
+
+def test_an_exception_names_its_type_and_the_students_line(tmp_path):
+    path = plant(tmp_path / "encoder.py", "encoder", {"mean = x.mean(": "mean = x.mea("})
+    _, verdicts = check_here("encoder", path, ("TransformerEncoderLayer.norm",))
+    message = verdicts["TransformerEncoderLayer.norm"]["message"]
+    assert message.startswith("raised AttributeError") and "encoder.py, line" in message
