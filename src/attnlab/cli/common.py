@@ -94,6 +94,8 @@ def add_config_options(
 
 
 def _metavar(field: dataclasses.Field, value_type: type) -> str:
+    if field.metadata.get("metavar"):
+        return field.metadata["metavar"]
     choices = field.metadata.get("choices")
     if choices:
         return "{" + ",".join(map(str, choices)) + "}"

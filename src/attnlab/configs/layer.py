@@ -8,6 +8,7 @@ probing the class happen when the model is built (:mod:`attnlab.tasks.user_layer
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,10 @@ LAYER_DEFAULTS = {"window": 0, "norm_first": False}
 
 def layer_option() -> Any:
     """The ``layer`` field of a task config ('' = attnlab's own layer)."""
-    return option("", LAYER_HELP)
+    declared = option("", LAYER_HELP)
+    return dataclasses.field(
+        default="", metadata={**declared.metadata, "metavar": "FILE.py:ClassName"}
+    )
 
 
 def checked_layer_spec(spec: str) -> str:

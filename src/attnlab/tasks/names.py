@@ -3,7 +3,7 @@
 A Transformer encoder with a learned CLS token
 (:class:`~attnlab.models.SequenceClassifier`); ``--model gru`` trains a bidirectional-GRU
 baseline, ``--backend torch`` swaps in PyTorch's ``nn.TransformerEncoderLayer`` and
-``--layer FILE.py:ClassName`` a layer of your own (see :mod:`attnlab.models.user_layer`).
+``--layer FILE.py:ClassName`` a layer of your own (its contract: ``attnlab.models.user_layer``).
 
 Data: 18 files ``<Language>.txt`` from ``--data-dir``, ``$ATTNLAB_DATA_DIR/names`` or the
 verified download of the PyTorch tutorial's ``data.zip``. Names are NFC-normalised (accents

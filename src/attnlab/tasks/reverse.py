@@ -10,8 +10,8 @@ of length ``L`` is *left*-padded to ``seq_len`` and the padding is masked out of
 Output position ``i`` still reverses input position ``seq_len-1-i``, and the answer is in the
 first ``L`` outputs. Pass ``--min-len 16`` for the tutorial's fixed length.
 
-``--layer FILE.py:ClassName`` trains a layer of your own in place of attnlab's (see
-:mod:`attnlab.models.user_layer`).
+``--layer FILE.py:ClassName`` trains a layer of your own in place of attnlab's (its
+contract: ``attnlab.models.user_layer``).
 """
 
 from __future__ import annotations
