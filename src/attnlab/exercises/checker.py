@@ -45,6 +45,9 @@ def signature_problem(template: ModuleType, impl: ModuleType, name: str) -> str 
     """One sentence when ``impl`` lacks ``name`` (``Class`` or ``Class.method``) or its
     signature differs from the template's; ``None`` when it is fine."""
     expected, actual = _lookup(template, name), _lookup(impl, name)
+    owner = name.split(".")[0]
+    if _lookup(impl, owner) is None:
+        return f"{owner} is missing"
     if actual is None:
         return f"{name} is missing"
     if inspect.isclass(expected):

@@ -88,8 +88,8 @@ def check(name: str, path: Path, out: IO[str], timeout: float, only: list[str]) 
     problems = {}
     for needed in dict.fromkeys(n for p in parts for n in p.needed_names()):
         problems[needed] = signature_problem(template, module, needed)
-        if problems[needed]:
-            write(out, {"event": "problem", "message": problems[needed]})
+    for problem in dict.fromkeys(p for p in problems.values() if p):
+        write(out, {"event": "problem", "message": problem})
     diagnoser = Diagnoser(practical)
     for part in parts:
         missing = next((problems[n] for n in part.needed_names() if problems[n]), None)

@@ -61,6 +61,8 @@ def practical_files(target: Path, practical: str | None = None) -> list[tuple[st
     given. Raises :class:`InputError` for a missing path, a non-Python or empty file, or a
     folder without any practical's file.
     """
+    if practical is not None and practical not in PRACTICALS:
+        raise InputError(f"no practical '{practical}' (choose from {', '.join(PRACTICALS)})")
     if not target.exists():
         raise InputError(f"{target} does not exist")
     if target.is_dir():

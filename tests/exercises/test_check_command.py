@@ -1,0 +1,133 @@
+"""``attnlab exercise start / check / solve`` through the command, each check in a child process."""
+
+import json
+
+import pytest
+
+from attnlab.exercises.registry import practical
+
+from ..cli_helpers import assert_one_line_error, run_cli
+from .helpers import plant
+
+PARTS = [p.name for p in practical("encoder").parts]
+
+
+def test_start_writes_the_skeleton_and_check_says_every_part_is_todo(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "exercise", "start", str(tmp_path / "work"), "--part", "encoder")
+    assert code == 0 and (tmp_path / "work" / "encoder.py").is_file()
+    code, out, err = run_cli(capsys, "exercise", "check", str(tmp_path / "work"))
+    assert code == 1 and err == ""
+    assert out.splitlines()[: len(PARTS)] == [f"✗ {p}: not written yet (TODO)" for p in PARTS]
+
+
+def test_solve_writes_solutions_that_pass_every_part_in_json(capsys, tmp_path):
+    assert run_cli(capsys, "exercise", "solve", str(tmp_path))[0] == 0
+    code, out, _ = run_cli(capsys, "exercise", "check", str(tmp_path / "encoder.py"), "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["status"] == 0
+    assert [(p["part"], p["status"]) for p in report["files"][0]["parts"]] == [
+        (p, "pass") for p in PARTS
+    ]
+
+
+def test_a_syntax_error_is_one_sentence_and_status_2(capsys, tmp_path):
+    (tmp_path / "encoder.py").write_text("import torch\n\ndef broken(:\n")
+    code, out, err = run_cli(capsys, "exercise", "check", str(tmp_path))
+    assert_one_line_error(code, err, "encoder.py: line 3:")
+    assert "does not import" in err
+    assert out.count("not checked: the file does not import") == len(PARTS)
+
+
+def test_a_missing_class_and_a_wrong_signature_leave_the_other_parts_checked(capsys, tmp_path):
+    path = plant(
+        tmp_path / "encoder.py",
+        "encoder",
+        {
+            "class PositionalEncoding(nn.Module):": "class PositionEncoding(nn.Module):",
+            "PositionalEncoding(d_model, max_len)": "PositionEncoding(d_model, max_len)",
+            "def norm(self, x: Tensor)": "def norm(self, x: Tensor, eps: float)",
+        },
+    )
+    code, out, err = run_cli(capsys, "exercise", "check", str(path))
+    assert code == 2
+    assert err.splitlines() == [
+        "attnlab: error: encoder.py: PositionalEncoding is missing",
+        "attnlab: error: encoder.py: TransformerEncoderLayer.norm must take (self, x), "
+        "not (self, x, eps)",
+    ]
+    lines = dict(
+        line[2:].split(": ", 1) if ": " in line else (line[2:], "")
+        for line in out.splitlines()[:-1]
+    )
+    assert lines["TransformerEncoderLayer.self_attention"] == ""  # passes
+    assert lines["TransformerEncoder.concat_cls"] == ""
+    assert lines["TransformerEncoderLayer.norm"].startswith(
+        "not checked: TransformerEncoderLayer.norm must take"
+    )
+    assert lines["PositionalEncoding.forward"] == "not checked: PositionalEncoding is missing"
+
+
+def test_part_selects_parts_by_name_or_method(capsys, tmp_path):
+    path = plant(
+        tmp_path / "encoder.py",
+        "encoder",
+        {"torch.cat([cls, x], dim=1)": "torch.cat([x, cls], dim=1)"},
+    )
+    code, out, _ = run_cli(capsys, "exercise", "check", str(path), "--part", "concat_cls", "norm")
+    assert code == 1
+    assert out.splitlines() == [
+        "✓ TransformerEncoderLayer.norm",
+        "✗ TransformerEncoder.concat_cls: the CLS token is appended at the end: it goes in "
+        "front, at position 0",
+        "1 of 2 parts pass",
+    ]
+
+
+def test_a_file_that_exits_or_loops_at_import_is_reported_not_obeyed(capsys, tmp_path):
+    (tmp_path / "encoder.py").write_text("import sys\nsys.exit(0)\n")
+    code, _, err = run_cli(capsys, "exercise", "check", str(tmp_path))
+    assert_one_line_error(code, err, "it calls sys.exit() when it is imported")
+    (tmp_path / "encoder.py").write_text("while True:\n    pass\n")
+    code, _, err = run_cli(capsys, "exercise", "check", str(tmp_path), "--timeout", "2")
+    assert_one_line_error(code, err, "importing it took longer than 2 s")
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (lambda t: ["check", str(t / "nowhere")], "does not exist"),
+        (lambda t: ["check", write(t / "encoder.txt", "x = 1\n")], "is not a Python file"),
+        (lambda t: ["check", write(t / "encoder.py", "")], "is empty"),
+        (lambda t: ["check", str(t)], "holds no practical's file"),
+        (lambda t: ["check", write(t / "mine.py", "x = 1\n")], "is not named after a practical"),
+        (
+            lambda t: ["check", write(t / "encoder.py", "x\n"), "--part", "nope"],
+            "no part called nope",
+        ),
+        (
+            lambda t: ["check", write(t / "mine.py", "x\n"), "--practical", "nope"],
+            "no practical 'nope'",
+        ),
+        (lambda t: ["start", str(t), "--part", "nope"], "no practical 'nope'"),
+        (lambda t: ["start", write(t / "file", "x")], "it is a file, not a folder"),
+        (lambda t: ["solve", write(t / "file", "x") + "/sub"], "is a file, not a directory"),
+        (lambda t: ["check", write(t / "encoder.py", "x\n"), "--timeout", "0"], "--timeout"),
+        (lambda t: ["explode", str(t)], "unknown action"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_status_2(capsys, tmp_path, args, pattern):
+    code, _, err = run_cli(capsys, "exercise", *args(tmp_path))
+    assert_one_line_error(code, err, pattern)
+
+
+def test_start_refuses_to_overwrite(capsys, tmp_path):
+    (tmp_path / "encoder.py").write_text("# my work\n")
+    code, _, err = run_cli(capsys, "exercise", "start", str(tmp_path))
+    assert_one_line_error(code, err, "already exists")
+    assert (tmp_path / "encoder.py").read_text() == "# my work\n"
