@@ -1,0 +1,285 @@
+"""The documentation site (docs/, mkdocs.yml): it builds in strict mode, every link and anchor
+in it and in the README leads somewhere, the commands of Getting started run, and the
+walkthrough notebook prints what the site shows.
+
+Needs the docs extra (``pip install -e ".[docs]"``); without it these tests skip, saying so.
+.ci/run installs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+README = ROOT / "README.md"
+GETTING_STARTED = DOCS / "getting-started.md"
+WALKTHROUGH = DOCS / "tutorials" / "walkthrough.ipynb"
+
+pytest.importorskip("mkdocs", reason='the docs extra is not installed: pip install -e ".[docs]"')
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site built with ``mkdocs build --strict`` (any warning fails the build)."""
+    out = tmp_path_factory.mktemp("site")
+    build = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    return out
+
+
+class _Links(HTMLParser):
+    """Collects the ids of a page and the targets of its links and images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.targets: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if found.get("id"):
+            self.ids.add(found["id"])
+        if tag == "a" and found.get("name"):
+            self.ids.add(found["name"])
+        for key in ("href", "src"):
+            if (tag, key) in {("a", "href"), ("img", "src")} and found.get(key):
+                self.targets.append(found[key])
+
+
+def _parse(page: Path) -> _Links:
+    parser = _Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+def _broken_links(site: Path) -> list[str]:
+    """Every relative link of the built site whose file or anchor does not exist."""
+    pages = {page: _parse(page) for page in site.rglob("*.html")}
+    broken = []
+    for page, parsed in pages.items():
+        if page.name == "404.html":
+            continue  # served for any missing path, so its links are absolute by design
+        for target in parsed.targets:
+            parts = urlsplit(target)
+            if parts.scheme or parts.netloc or target.startswith(("mailto:", "data:")):
+                continue
+            dest = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+            if dest.is_dir():
+                dest = dest / "index.html"
+            name = f"{page.relative_to(site)} -> {target}"
+            if not dest.exists():
+                broken.append(f"{name} (no such file)")
+            elif parts.fragment and dest.suffix == ".html":
+                ids = pages[dest].ids if dest in pages else _parse(dest).ids
+                if unquote(parts.fragment) not in ids:
+                    broken.append(f"{name} (no such anchor)")
+    return broken
+
+
+def test_every_link_and_anchor_of_the_built_site_resolves(site: Path) -> None:
+    # mkdocs' own validation (mkdocs.yml) checks the Markdown pages; this also covers the
+    # rendered notebooks and the API reference, whose links mkdocs does not see.
+    pages = list(site.rglob("*.html"))
+    assert len(pages) > 25  # every page of the nav was built
+    assert _broken_links(site) == []
+
+
+def test_the_link_checker_finds_a_broken_anchor_and_a_missing_page(tmp_path: Path) -> None:
+    (tmp_path / "a.html").write_text(
+        '<h2 id="here">x</h2><a href="#here">ok</a><a href="#gone">bad</a>'
+        '<a href="b.html#here">bad</a><a href="https://example.org/x#y">external</a>'
+    )
+    assert _broken_links(tmp_path) == ["a.html -> #gone (no such anchor)",
+                                       "a.html -> b.html#here (no such file)"]  # fmt: skip
+
+
+def _markdown_links(text: str) -> list[str]:
+    return re.findall(r"\]\(([^)\s]+)\)", text)
+
+
+def test_readme_links_lead_to_pages_and_anchors_that_exist(site: Path) -> None:
+    links = [x for x in _markdown_links(README.read_text()) if not urlsplit(x).scheme]
+    assert links, "the README links into the documentation"
+    broken = []
+    for link in links:
+        parts = urlsplit(link)
+        path = ROOT / unquote(parts.path)
+        if not path.exists():
+            broken.append(f"{link} (no such file)")
+            continue
+        if parts.fragment:
+            assert path.suffix == ".md" and path.is_relative_to(DOCS), link
+            page = site / path.relative_to(DOCS).with_suffix(".html")
+            if parts.fragment not in _parse(page).ids:
+                broken.append(f"{link} (no such anchor)")
+    assert broken == []
+
+
+def test_readme_is_short_and_each_measured_figure_links_to_its_page() -> None:
+    lines = README.read_text().splitlines()
+    assert len(lines) < 150
+    # A line that states a measurement (a time, an accuracy, a BLEU score) carries a link to
+    # the docs page where the command, machine and date of that measurement are written.
+    measured = re.compile(r"\d(\.\d+)? ?(s\b|min\b|%)|BLEU \d|accuracy \d|loss \d")
+    unlinked = [
+        line
+        for line in lines
+        if measured.search(line) and "](docs/" not in line and not line.startswith("    ")
+    ]
+    assert unlinked == []
+
+
+# --- Getting started: every command in its fenced bash blocks is run -----------------------
+
+# The install commands create the environment this test already runs in; they are not run
+# here (they need the network and a fresh virtual environment). `.ci/run` runs their
+# equivalent in a fresh venv (with torch pinned). Here they must be exactly these, and the
+# extras they name must exist.
+SETUP_COMMANDS = {
+    "python3 -m venv .venv",
+    ". .venv/bin/activate",
+    "pip install torch --index-url https://download.pytorch.org/whl/cpu",
+    "pip install -e .",
+    'pip install -e ".[dev]"',
+}
+
+# Full runs are long: each of these commands runs with smaller flags, written out here.
+SUBSTITUTIONS = {
+    # 5 epochs of 50,000 sequences -> 1 epoch of 2,000, and a smaller test split.
+    "attnlab train reverse": (
+        "attnlab train reverse --epochs 1 --train-size 2000 --val-size 200 --test-size 500"
+        " --no-progress"
+    ),
+    # continue the 1-epoch run to 2 epochs, not 8
+    "attnlab train reverse --resume $RUN --epochs 8": (
+        "attnlab train reverse --resume $RUN --epochs 2 --no-progress"
+    ),
+    # the test suite inside the test suite: collect one folder instead of running everything
+    "python -m pytest -q": "python -m pytest -q --collect-only -p no:cacheprovider tests/nn",
+}
+
+
+def _bash_commands(markdown: str) -> list[str]:
+    """The commands of the fenced ```bash blocks, in order (``&&`` chains split apart)."""
+    commands = []
+    for block in re.findall(r"^```bash\n(.*?)^```", markdown, flags=re.S | re.M):
+        for line in block.splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            commands.extend(part.strip() for part in line.split(" && ") if part.strip())
+    return commands
+
+
+def test_getting_started_commands_are_the_expected_setup_and_attnlab_commands() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    commands = _bash_commands(GETTING_STARTED.read_text())
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = extras["optional-dependencies"]
+    for command in commands:
+        if command.startswith("pip install -e"):
+            named = re.findall(r"\[(\w+)\]", command)
+            assert all(extra in extras for extra in named), command
+    runnable = [c for c in commands if c not in SETUP_COMMANDS]
+    assert {c for c in commands if c.startswith(("pip", "python3 -m venv", ". "))} <= (
+        SETUP_COMMANDS
+    )
+    assert "attnlab train reverse" in runnable
+    assert all(s in runnable for s in SUBSTITUTIONS), "a substitution no longer matches the page"
+
+
+@pytest.mark.slow
+def test_getting_started_commands_run(tmp_path: Path) -> None:
+    commands = [c for c in _bash_commands(GETTING_STARTED.read_text()) if c not in SETUP_COMMANDS]
+    script = ["set -euo pipefail"]
+    for command in commands:
+        command = SUBSTITUTIONS.get(command, command)
+        script += [f"echo {shlex.quote('$ ' + command)}", command]
+    # `attnlab predict $RUN --file inputs.txt` reads a file the reader writes; so does the test
+    (tmp_path / "inputs.txt").write_text("3 1 4 1 5\n2 7 1 8\n")
+    (tmp_path / "tests").symlink_to(ROOT / "tests")  # for the collect-only pytest command
+    env = {**os.environ, "MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    done = subprocess.run(
+        ["bash", "-c", "\n".join(script)], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    out = done.stdout
+    assert "test set: loss" in out
+    assert re.search(r"3 1 4 1 5\s+->\s+(\d \d \d \d \d)", out)
+    assert json.loads(out.split("--json\n", 1)[1].splitlines()[0])  # predict --json is JSON
+    assert (tmp_path / "attn.png").stat().st_size > 0
+    assert re.search(r"step\s+\d+\s+epoch\s+2\b", out), "the resumed run trained epoch 2"
+
+
+@pytest.mark.slow
+def test_getting_started_python_runs(tmp_path: Path) -> None:
+    blocks = re.findall(r"^```python\n(.*?)^```", GETTING_STARTED.read_text(), flags=re.S | re.M)
+    assert len(blocks) == 1
+    code = blocks[0]
+    # 2 epochs of 10,000 sequences and a 10,000-sequence test split -> 2,000 and 500
+    small = code.replace("train_size=10_000,", "train_size=2_000, test_size=500,")
+    assert small != code
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    done = subprocess.run(
+        [sys.executable, "-c", small], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "sequence_accuracy" in done.stdout
+    assert (tmp_path / "runs" / "reverse-py" / "model.safetensors").exists()
+
+
+# --- The walkthrough notebook -----------------------------------------------------------
+
+
+def _text_outputs(cell: dict) -> list[str]:
+    out = []
+    for output in cell.get("outputs", []):
+        if output["output_type"] == "stream" and output["name"] == "stdout":
+            out.append("".join(output["text"]))
+        elif "data" in output and "text/plain" in output["data"]:
+            out.append("".join(output["data"]["text/plain"]))
+    return out
+
+
+@pytest.mark.slow
+def test_walkthrough_notebook_runs_and_prints_what_the_site_shows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    stored = json.loads(WALKTHROUGH.read_text())
+    notebook = nbformat.reads(WALKTHROUGH.read_text(), as_version=4)
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # the kernel inherits the environment
+    client = nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+    )
+    client.execute()  # raises CellExecutionError if a cell fails
+    code_cells = [c for c in stored["cells"] if c["cell_type"] == "code"]
+    fresh = [c for c in notebook.cells if c.cell_type == "code"]
+    assert len(code_cells) == len(fresh)
+    compared = 0
+    for old, new in zip(code_cells, fresh, strict=True):
+        if "varies" in old["metadata"].get("tags", []):
+            continue  # training output: the run directory and the last digits of the metrics
+        assert _text_outputs(new) == _text_outputs(old), "".join(old["source"])
+        compared += 1
+    assert compared >= 6
+    # the last cell draws the trained model's attention map
+    assert any("image/png" in o.get("data", {}) for o in fresh[-1].outputs)
+    assert "sequence_accuracy" in "".join(_text_outputs(fresh[-2]))
