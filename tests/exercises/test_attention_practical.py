@@ -14,8 +14,8 @@ from attnlab import nn as anl
 from attnlab.exercises.practicals import attention as practical_module
 from attnlab.exercises.registry import practical
 from attnlab.exercises.solutions import attention as solution
-from tests.cli_helpers import run_cli
 
+from ..cli_helpers import run_cli
 from .helpers import check_here, plant
 
 ATTENTION = practical("attention")
