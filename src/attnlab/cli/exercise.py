@@ -20,78 +20,75 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attnlab.cli.common import Parser
 from attnlab.errors import InputError, OutputError
+
+if TYPE_CHECKING:
+    from attnlab.exercises.runner import FileReport
 
 ACTIONS = ("start", "check", "solve", "grade")
 
 
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
-    if not argv or argv[0] in ("-h", "--help"):
-        Parser(
-            prog=prog, description=__doc__, usage=f"{prog} {{{','.join(ACTIONS)}}} ..."
-        ).parse_args(argv or ["--help"])
-    action, rest = argv[0], argv[1:]
-    if action not in ACTIONS:
-        Parser(prog=prog).error(f"unknown action '{action}' (choose from {', '.join(ACTIONS)})")
+    top = Parser(prog=prog, description=__doc__, usage=f"{prog} {{{','.join(ACTIONS)}}} ...")
+    if argv and argv[0] in ("-h", "--help"):
+        top.parse_args(argv)
+    if not argv or argv[0] not in ACTIONS:
+        shown = f"unknown action '{argv[0]}'" if argv else "give an action"
+        top.error(f"{shown} (choose from {', '.join(ACTIONS)})")
+    action = argv[0]
     parser = Parser(prog=f"{prog} {action}", description=__doc__)
-    if action in ("start", "solve"):
-        parser.add_argument("dir", type=Path, metavar="DIR", help="folder to write the files into")
-        parser.add_argument(
-            "--part", nargs="+", default=None, metavar="NAME", help="only these practicals"
-        )
-    elif action == "check":
-        parser.add_argument("target", type=Path, metavar="DIR_OR_FILE", help="your work")
-        parser.add_argument(
-            "--part", nargs="+", default=None, metavar="NAME", help="only these parts"
-        )
-        parser.add_argument(
-            "--practical",
-            default=None,
-            metavar="NAME",
-            help="for a file not named after its practical",
-        )
-        parser.add_argument("--json", action="store_true", help="print JSON")
-        parser.add_argument(
-            "--timeout",
-            type=float,
-            default=10.0,
-            metavar="S",
-            help="seconds for the import and for each part",
-        )
-    else:
-        parser.add_argument(
-            "submissions",
-            type=Path,
-            metavar="SUBMISSIONS_DIR",
-            help="one .py file or folder per student",
-        )
-        parser.add_argument(
-            "--csv", type=Path, required=True, metavar="FILE", help="the grades to write"
-        )
-        parser.add_argument(
-            "--practical",
-            default=None,
-            metavar="NAME",
-            help="the practical of single-file submissions",
-        )
-        parser.add_argument(
-            "--timeout",
-            type=float,
-            default=10.0,
-            metavar="S",
-            help="seconds for a submission's import and for each part",
-        )
-        parser.add_argument(
-            "--jobs", type=int, default=2, metavar="N", help="submissions checked at the same time"
-        )
-    args = parser.parse_intermixed_args(rest)
+    {"start": _files_options, "solve": _files_options, "check": _check_options}.get(
+        action, _grade_options
+    )(parser)
+    args = parser.parse_intermixed_args(argv[1:])
     args.action = action
     if getattr(args, "timeout", 1.0) <= 0:
         parser.error("--timeout must be positive")
     return args
+
+
+def _files_options(parser: Parser) -> None:
+    parser.add_argument("dir", type=Path, metavar="DIR", help="folder to write the files into")
+    parser.add_argument("--part", nargs="+", metavar="NAME", help="only these practicals")
+
+
+def _check_options(parser: Parser) -> None:
+    parser.add_argument("target", type=Path, metavar="DIR_OR_FILE", help="your work")
+    parser.add_argument("--part", nargs="+", metavar="NAME", help="only these parts")
+    parser.add_argument("--practical", metavar="NAME", help="for a file named otherwise")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds for the import and each part",
+    )
+
+
+def _grade_options(parser: Parser) -> None:
+    parser.add_argument(
+        "submissions", type=Path, metavar="SUBMISSIONS_DIR", help="one .py file or folder each"
+    )
+    parser.add_argument("--csv", type=Path, required=True, metavar="FILE", help="grades to write")
+    parser.add_argument(
+        "--practical", metavar="NAME", help="the practical of files named after students"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds for the import and each part",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=2, metavar="N", help="submissions checked at the same time"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,9 +151,7 @@ def _parts(practical: str, wanted: list[str] | None) -> list[str]:
     return [n for n in part_names(practical) if any(w in (n, *n.split(".")) for w in wanted)]
 
 
-def _print_report(report, several: bool) -> None:
-    import sys
-
+def _print_report(report: FileReport, several: bool) -> None:
     for problem in report.problems:
         print(f"attnlab: error: {report.file.name}: {problem}", file=sys.stderr)
     if several:
