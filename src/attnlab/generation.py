@@ -39,10 +39,11 @@ class _LanguageModelStepper:
     same tokens.
     """
 
-    def __init__(self, model: nn.Module, use_cache: bool):
+    def __init__(self, model: nn.Module, use_cache: bool, static_batch: int | None = None):
         self.model = model
         self.block_size = model.config.block_size
         self.use_cache = use_cache
+        self.static_batch = static_batch  # batch size of static caches; None: growing ones
         self.cache = None
         self.cached_start = 0  # position of the first token in the cache
 
@@ -59,9 +60,19 @@ class _LanguageModelStepper:
         if not self.use_cache:
             return self.model(ids[:, start:])[:, -1]  # (B, vocab)
         if self.cache is None or start != self.cached_start:
-            self.cache, self.cached_start = self.model.make_cache(), start
+            self.cache, self.cached_start = self._empty_cache(), start
         seen = self.cached_start + len(self.cache[0])
         return self.model(ids[:, seen:], cache=self.cache)[:, -1]  # (B, vocab)
+
+    def _empty_cache(self) -> list:
+        """Fresh growing caches, or the static ones emptied in place (allocated only once)."""
+        if self.static_batch is None:
+            return self.model.make_cache()
+        if self.cache is None:
+            return self.model.make_cache(batch_size=self.static_batch)
+        for layer_cache in self.cache:
+            layer_cache.reset()
+        return self.cache
 
 
 class _Seq2SeqStepper:
@@ -346,6 +357,7 @@ def generate(
     decode: Callable[[list[int]], str] | None = None,
     eos_id: int | Sequence[int] | None = None,
     on_token: Callable[[Tensor], None] | None = None,
+    static_cache: bool = False,
 ) -> Tensor:
     """Continue ``input_ids`` with a decoder-only language model, one token at a time.
 
@@ -367,6 +379,10 @@ def generate(
         stop: with ``decode`` (ids -> text), stop once every row's new text contains it.
         eos_id: stop once every row has produced this token (or one of these tokens).
         on_token: called after each step with the new tokens ``(B,)``, e.g. to stream them.
+        static_cache: with ``use_cache``, preallocate one :class:`~attnlab.nn.StaticKVCache`
+            per layer for the whole window (``model.make_cache(batch_size=B)``), so that
+            every decoding step has the same shapes (for ``torch.compile`` and CUDA graphs);
+            the same tokens as the growing cache.
 
     Returns:
         ``(B, T + n)`` ids, the prompt followed by ``n <= max_new_tokens`` new tokens.
@@ -375,7 +391,7 @@ def generate(
     generator = None
     if seed is not None:
         generator = torch.Generator(device=input_ids.device).manual_seed(seed)
-    stepper = _LanguageModelStepper(model, use_cache)
+    stepper = _LanguageModelStepper(model, use_cache, input_ids.size(0) if static_cache else None)
     ids, prompt_len = input_ids, input_ids.size(1)
     done = torch.zeros(ids.size(0), dtype=torch.bool, device=ids.device)  # (B,)
     eos_ids = None if eos_id is None else _id_tensor(eos_id, ids)  # (n_eos,)

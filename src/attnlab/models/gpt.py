@@ -25,7 +25,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from attnlab.nn import BlockSpec, EncoderLayer, KVCache, LearnedPositionalEncoding
+from attnlab.nn import BlockSpec, EncoderLayer, KVCache, LearnedPositionalEncoding, StaticKVCache
 from attnlab.nn.linear import linear
 
 
@@ -131,14 +131,23 @@ class GPT(nn.Module):
         """The output projection ``(vocab_size, d_model)``: the token embedding itself (tied)."""
         return self.token_embedding.weight
 
-    def make_cache(self) -> list[KVCache]:
-        """Empty key/value caches, one per layer, for :func:`attnlab.generation.generate`."""
-        return [KVCache() for _ in self.layers]
+    def make_cache(self, batch_size: int | None = None) -> list[KVCache] | list[StaticKVCache]:
+        """Empty key/value caches, one per layer, for :func:`attnlab.generation.generate`:
+        growing :class:`~attnlab.nn.KVCache` s, or with ``batch_size``
+        :class:`~attnlab.nn.StaticKVCache` s preallocated for the whole context window
+        (``block_size`` positions; fixed shapes at every decoding step)."""
+        if batch_size is None:
+            return [KVCache() for _ in self.layers]
+        window = self.config.block_size
+        return [
+            StaticKVCache.for_attention(layer.self_attn, batch_size, window)
+            for layer in self.layers
+        ]
 
     def forward(
         self,
         input_ids: Tensor,
-        cache: list[KVCache] | None = None,
+        cache: list[KVCache] | list[StaticKVCache] | None = None,
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         if input_ids.dim() != 2:

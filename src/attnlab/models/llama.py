@@ -25,9 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.nn import BlockSpec, EncoderLayer, KVCache, RMSNorm
+from attnlab.nn import BlockSpec, EncoderLayer, KVCache, RMSNorm, StaticKVCache
 from attnlab.nn.linear import Linear, linear
 
 
@@ -150,19 +151,30 @@ class Llama(nn.Module):
         embedding itself when ``tie_word_embeddings``."""
         return self.token_embedding.weight if self.lm_head is None else self.lm_head.weight
 
-    def make_cache(self) -> list[KVCache]:
-        """Empty key/value caches, one per layer, for :func:`attnlab.generation.generate`."""
-        return [KVCache() for _ in self.layers]
+    def make_cache(self, batch_size: int | None = None) -> list[KVCache] | list[StaticKVCache]:
+        """Empty key/value caches, one per layer, for :func:`attnlab.generation.generate`:
+        growing :class:`~attnlab.nn.KVCache` s, or with ``batch_size``
+        :class:`~attnlab.nn.StaticKVCache` s preallocated for the whole context window
+        (``max_position_embeddings`` positions; fixed shapes at every decoding step)."""
+        if batch_size is None:
+            return [KVCache() for _ in self.layers]
+        window = self.config.max_position_embeddings
+        return [
+            StaticKVCache.for_attention(layer.self_attn, batch_size, window)
+            for layer in self.layers
+        ]
 
     def forward(
         self,
         input_ids: Tensor,
-        cache: list[KVCache] | None = None,
+        cache: list[KVCache] | list[StaticKVCache] | None = None,
         attention_mask: Tensor | None = None,
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         start = self._check_input(input_ids, cache)  # position of input_ids[:, 0]
-        positions, mask = self._padding(attention_mask, input_ids, start)
+        static = bool(cache) and isinstance(cache[0], StaticKVCache)
+        keys = cache[0].max_len if static else None  # static caches attend over whole buffers
+        positions, mask = self._padding(attention_mask, input_ids, start, keys)
         x = self.token_embedding(input_ids)  # (B, T, hidden_size)
         maps = []
         for i, layer in enumerate(self.layers):
@@ -182,7 +194,9 @@ class Llama(nn.Module):
         logits = linear(self.norm(x), self.lm_head_weight)  # (B, T, vocab_size)
         return (logits, maps) if return_attention else logits
 
-    def _check_input(self, input_ids: Tensor, cache: list[KVCache] | None) -> int:
+    def _check_input(
+        self, input_ids: Tensor, cache: list[KVCache] | list[StaticKVCache] | None
+    ) -> int:
         """The position of ``input_ids[:, 0]``, after checking the shapes and the window."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (B, T); got {tuple(input_ids.shape)}")
@@ -200,10 +214,11 @@ class Llama(nn.Module):
 
     @staticmethod
     def _padding(
-        attention_mask: Tensor | None, input_ids: Tensor, start: int
+        attention_mask: Tensor | None, input_ids: Tensor, start: int, keys: int | None = None
     ) -> tuple[Tensor | None, Tensor | None]:
         """Rotary positions ``(B, T)`` and the key mask ``(B, 1, 1, T_cached + T)`` of a padded
-        batch; ``(None, None)`` without ``attention_mask`` (positions ``start ..``)."""
+        batch (``(B, 1, 1, keys)`` with a static cache of ``keys`` positions: the unwritten
+        ones are not real tokens); ``(None, None)`` without ``attention_mask``."""
         if attention_mask is None:
             return None, None
         B, end = input_ids.size(0), start + input_ids.size(1)
@@ -215,4 +230,6 @@ class Llama(nn.Module):
         real = attention_mask.to(device=input_ids.device, dtype=torch.bool)  # (B, end)
         # Position of each token among its row's real tokens (padding gets 0; unused).
         positions = (real.long().cumsum(dim=-1) - 1).clamp(min=0)  # (B, end)
-        return positions[:, start:], real[:, None, None, :]  # (B, T), (B, 1, 1, end)
+        if keys is not None:
+            real = F.pad(real, (0, keys - end), value=False)  # (B, keys)
+        return positions[:, start:], real[:, None, None, :]  # (B, T), (B, 1, 1, end | keys)

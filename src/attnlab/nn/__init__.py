@@ -40,6 +40,7 @@ from attnlab.nn.masks import (
 from attnlab.nn.normalization import RMSNorm
 from attnlab.nn.rotary import RotaryEmbedding, rotate_half
 from attnlab.nn.spec import BlockSpec
+from attnlab.nn.static_cache import StaticKVCache
 from attnlab.nn.transformer import Transformer
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "RMSNorm",
     "RotaryEmbedding",
     "SinusoidalPositionalEncoding",
+    "StaticKVCache",
     "TokenEmbedding",
     "Transformer",
     "TransformerDecoder",

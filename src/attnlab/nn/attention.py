@@ -28,6 +28,7 @@ from attnlab.nn.linear import Linear, linear
 from attnlab.nn.masks import causal_mask, check_mask, combine_masks
 from attnlab.nn.rotary import RotaryEmbedding
 from attnlab.nn.spec import BlockSpec, spec_or_keywords
+from attnlab.nn.static_cache import StaticKVCache
 
 # Since PyTorch 2.5 (pytorch/pytorch#133882) the fused kernels return zeros for a query row
 # with no allowed key; older releases return NaN there and need the rows zeroed by hand.
@@ -232,9 +233,11 @@ class MultiHeadAttention(nn.Module):
         ``is_causal=True`` adds the causal mask (self-attention only).
         ``cache``: a :class:`KVCache`. In self-attention the new keys and values are appended
         to it and the queries attend to every cached key (with ``is_causal``, new query ``i``
-        sits at position ``len(cache) + i``). In cross-attention an empty cache is filled
-        from ``memory`` and a filled one is reused (``memory`` may then be ``None``; pass
-        ``cross=True`` to say it is cross-attention).
+        sits at position ``len(cache) + i``). Self-attention also takes a
+        :class:`~attnlab.nn.StaticKVCache` (fixed shapes, for compilers and CUDA graphs): the
+        queries then attend over its whole buffers, masked to the written positions. In
+        cross-attention an empty cache is filled from ``memory`` and a filled one is reused
+        (``memory`` may then be ``None``; pass ``cross=True`` to say it is cross-attention).
         ``positions``: with rotary positions, the integer positions of the new queries and
         keys, ``(T,)`` or ``(B, T)`` (e.g. counting only the real tokens of a left-padded
         row); default ``len(cache) .. len(cache) + T - 1``. Ignored without rotary positions.
@@ -291,7 +294,7 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = False,
         is_causal: bool = False,
-        cache: KVCache | None = None,
+        cache: KVCache | StaticKVCache | None = None,
         cross: bool = False,
         positions: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
@@ -299,6 +302,10 @@ class MultiHeadAttention(nn.Module):
         cross = cross or memory is not None
         if not cross:
             q, k, v = self._self_projections(x, cache, positions)
+        elif isinstance(cache, StaticKVCache):
+            raise ValueError(
+                "a StaticKVCache holds self-attention; cross-attention takes a KVCache"
+            )
         elif is_causal:
             raise ValueError("is_causal=True applies to self-attention only, not to memory")
         else:
@@ -307,6 +314,10 @@ class MultiHeadAttention(nn.Module):
 
         if mask is not None:
             check_mask(mask, B, self.num_heads, T_q, T_k)
+        if isinstance(cache, StaticKVCache):
+            # Whole buffers: hide the positions not yet written, and each new query's future.
+            mask = combine_masks(cache.visible(T_q), mask)  # (B|1, H|1, T_q, max_len)
+            is_causal = False
         if is_causal and T_q == 1:
             is_causal = False  # a single newest query may attend to every key: nothing to mask
         if is_causal and (mask is not None or need_weights or T_k != T_q):
@@ -327,7 +338,7 @@ class MultiHeadAttention(nn.Module):
         return (out, weights) if need_weights else out
 
     def _self_projections(
-        self, x: Tensor, cache: KVCache | None, positions: Tensor | None
+        self, x: Tensor, cache: KVCache | StaticKVCache | None, positions: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Q ``(B, H, T, d_head)``, K and V ``(B, H_kv, T, d_head)`` of self-attention, in one
         fused matmul, Q and K rotated with rotary positions; with a cache, K and V hold every
@@ -338,7 +349,9 @@ class MultiHeadAttention(nn.Module):
         qkv = qkv.view(B, T, H + 2 * H_kv, d_head).transpose(1, 2)  # (B, H + 2 H_kv, T, d_head)
         q, k, v = qkv.split([H, H_kv, H_kv], dim=1)  # (B, H, T, d_head), (B, H_kv, T, d_head) x2
         if self.rotary is not None:
-            if positions is None:
+            if positions is None and isinstance(cache, StaticKVCache):
+                positions = cache.positions(T)  # (T,), from the cache's position tensor
+            elif positions is None:
                 start = 0 if cache is None else len(cache)
                 positions = torch.arange(start, start + T, device=x.device)  # (T,)
             q, k = self.rotary(q, positions), self.rotary(k, positions)
@@ -347,7 +360,7 @@ class MultiHeadAttention(nn.Module):
         return q, k, v
 
     def _cross_projections(
-        self, x: Tensor, memory: Tensor | None, cache: KVCache | None
+        self, x: Tensor, memory: Tensor | None, cache: KVCache | StaticKVCache | None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Q from ``x`` ``(B, H, T_q, d_head)``; K and V ``(B, H_kv, T_k, d_head)`` from
         ``memory``, or from a filled cache (the memory's keys and values, computed on the

@@ -16,6 +16,7 @@ from attnlab.nn.dropout import Dropout
 from attnlab.nn.linear import Linear
 from attnlab.nn.normalization import norm_layer
 from attnlab.nn.spec import Activation, BlockSpec, spec_or_keywords
+from attnlab.nn.static_cache import StaticKVCache
 
 # Without autograd, the activation overwrites the first linear layer's fresh output in place:
 # one (B, T, d_ff) tensor less to allocate (and page in) per layer. With autograd the
@@ -48,7 +49,7 @@ def residual(x: Tensor, sublayer_out: Tensor) -> Tensor:
         sublayer_out.requires_grad
         or x.requires_grad
         or sublayer_out.shape != x.shape
-        or sublayer_out.dtype != torch.result_type(x, sublayer_out)
+        or sublayer_out.dtype != x.dtype
     ):
         return x + sublayer_out
     return sublayer_out.add_(x)
@@ -180,7 +181,7 @@ class EncoderLayer(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = False,
         is_causal: bool = False,
-        cache: KVCache | None = None,
+        cache: KVCache | StaticKVCache | None = None,
         positions: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         if x.dim() != 3:
