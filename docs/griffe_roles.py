@@ -1,8 +1,9 @@
 """A griffe extension for the API reference: Sphinx roles in docstrings become links.
 
-It also splits the grouped entries of an ``Args:`` section (``temperature, top_k: ...``), which
-the Google-style parser would read as one parameter named ``temperature, top_k``, into one
-entry per name with the shared description.
+It also reads an ``Args (torch.nn style):`` header as ``Args:`` (the parser knows only the
+plain one), and splits the grouped entries of an ``Args:`` section (``temperature, top_k:
+...``), which the Google-style parser would read as one parameter named ``temperature,
+top_k``, into one entry per name with the shared description.
 
 attnlab's docstrings cross-reference with Sphinx roles (``:class:`~attnlab.nn.BlockSpec```,
 ``:func:`greedy_search```), which Markdown would print as they are. Once the package is loaded,
@@ -47,6 +48,8 @@ def _split_grouped_args(text: str) -> str:
     """``a, b: text`` in an ``Args:`` section -> ``a: text`` and ``b: text``."""
     out, in_args = [], False
     for line in text.splitlines():
+        if line.strip() == "Args (torch.nn style):":
+            line = line.replace("Args (torch.nn style):", "Args:")
         if line.strip() == "Args:":
             in_args = True
         elif line.strip() and not line.startswith((" ", "\t")):

@@ -206,7 +206,7 @@ def test_getting_started_commands_are_the_expected_setup_and_attnlab_commands() 
 @pytest.mark.slow
 def test_getting_started_commands_run(tmp_path: Path) -> None:
     commands = [c for c in _bash_commands(GETTING_STARTED.read_text()) if c not in SETUP_COMMANDS]
-    script = ["set -euo pipefail"]
+    script = ["set -euo pipefail", "exec 2>&1"]  # the step lines go to stderr
     for command in commands:
         command = SUBSTITUTIONS.get(command, command)
         script += [f"echo {shlex.quote('$ ' + command)}", command]
@@ -219,12 +219,16 @@ def test_getting_started_commands_run(tmp_path: Path) -> None:
         ["bash", "-c", "\n".join(script)], cwd=tmp_path, capture_output=True, text=True, env=env
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    out = done.stdout
-    assert "test set: loss" in out
-    assert re.search(r"3 1 4 1 5\s+->\s+(\d \d \d \d \d)", out)
-    assert json.loads(out.split("--json\n", 1)[1].splitlines()[0])  # predict --json is JSON
+    # what each command printed, keyed by the command
+    printed = dict(re.findall(r"^\$ (.*)\n((?:(?!\$ ).*\n)*)", done.stdout, flags=re.M))
+    assert "test set: loss" in printed[SUBSTITUTIONS["attnlab train reverse"]]
+    predicted = printed['attnlab predict $RUN "3 1 4 1 5"']
+    assert re.match(r"3 1 4 1 5\s+->\s+\d \d \d \d \d\s", predicted), predicted
+    assert len(json.loads(printed["attnlab predict $RUN --file inputs.txt --json"])) == 2
+    assert "sequence_accuracy" in printed["attnlab eval $RUN"]
     assert (tmp_path / "attn.png").stat().st_size > 0
-    assert re.search(r"step\s+\d+\s+epoch\s+2\b", out), "the resumed run trained epoch 2"
+    resumed = printed[SUBSTITUTIONS["attnlab train reverse --resume $RUN --epochs 8"]]
+    assert re.search(r"step\s+\d+\s+epoch\s+2\b", resumed), resumed
 
 
 @pytest.mark.slow
