@@ -14,7 +14,7 @@ kept), identical (name, language) lines dropped, and the split is stratified and
 Local attention (``--window``, default 1): every character attends only to its neighbours
 (and to the CLS token, which attends to all), in each of the three layers, so the layers
 compose character n-grams of growing width, which is what marks a surname's language; this
-measured about +0.01 accuracy and +0.02 macro-F1 over full attention (README).
+measured about +0.01 accuracy and +0.02 macro-F1 over full attention (docs/tasks/names.md).
 
 Class imbalance (Russian is about half of the data, Vietnamese 0.4%): the loss weights each
 language by ``(1 / frequency) ** class_weight_power`` (default 0.3, normalised to mean 1).
