@@ -194,9 +194,25 @@ class ShakespeareConfig:
         choices=("gelu", "gelu_tanh", "relu"),
     )
     bias: bool = option(False, "biases in the linear layers and LayerNorms (nanoGPT: none)")
+    arch: str = option(
+        "gpt",
+        "gpt (GPT-2: learned positions, LayerNorm, GELU) or llama (rotary positions, RMSNorm, "
+        "SwiGLU, grouped-query attention, no biases)",
+        choices=("gpt", "llama"),
+    )
+    kv_heads: int = option(
+        2,
+        "key/value heads of --arch llama (grouped-query attention; must divide heads)",
+        low=1,
+        high=4096,
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.arch == "llama" and self.size.heads % self.kv_heads:
+            raise ConfigError(
+                f"kv_heads must divide heads; got kv_heads={self.kv_heads}, heads={self.size.heads}"
+            )
 
 
 @dataclass
@@ -298,7 +314,7 @@ CARDS: dict[str, TaskCard] = {
             "shakespeare",
             "attnlab.tasks.shakespeare",
             ShakespeareConfig,
-            "Character-level language model on tiny Shakespeare (GPT).",
+            "Character-level language model on tiny Shakespeare (GPT-2 or Llama blocks).",
             {
                 "epochs": 1,
                 "batch_size": 12,
@@ -308,6 +324,7 @@ CARDS: dict[str, TaskCard] = {
                 "weight_decay": 0.0,  # nanoGPT: 0.1
                 "val_every": 250,
             },
+            variants={"gpt": {"arch": "gpt"}, "llama": {"arch": "llama"}},
         ),
         TaskCard(
             "translate-small",

@@ -1,5 +1,9 @@
 """Tiny Shakespeare: a character-level GPT that writes Shakespeare-like text.
 
+``--arch llama`` trains a Llama-style model of the same size instead (rotary positions,
+RMSNorm, SwiGLU, grouped-query attention; see :func:`llama_config`), with the same data and
+schedule, so that ``attnlab compare shakespeare`` sets the two side by side.
+
 The defaults are nanoGPT's "baby GPT" for a CPU (``shakespeare_char`` with ``--block_size=64
 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --dropout=0.0``): 4
 layers, 4 heads, 128 dimensions, a 64-character context, batches of 12, 2,000 steps at a peak
@@ -48,7 +52,7 @@ from attnlab.data.shakespeare import (
     split_by_position,
 )
 from attnlab.errors import DataError, InputError
-from attnlab.models import GPT, GPTConfig
+from attnlab.models import GPT, GPTConfig, Llama, LlamaConfig
 from attnlab.tasks.base import AttentionView, Splits, Task
 from attnlab.tasks.common import CrossEntropyTally, model_device, spread
 from attnlab.tasks.registry import register
@@ -61,7 +65,7 @@ SAMPLE_SEED = 0
 
 @register
 class ShakespeareTask(Task):
-    """Character-level language model on tiny Shakespeare (GPT)."""
+    """Character-level language model on tiny Shakespeare (GPT, or Llama with ``--arch llama``)."""
 
     card = CARDS["shakespeare"]
 
@@ -113,7 +117,11 @@ class ShakespeareTask(Task):
 
     # -- model, loss, metrics -----------------------------------------------------------
     def build_model(self) -> nn.Module:
+        """The baby GPT, or with ``--arch llama`` a :class:`~attnlab.models.Llama` of the same
+        depth, width and heads (see :func:`llama_config`)."""
         c = self.config
+        if c.arch == "llama":
+            return Llama(llama_config(c, vocab_size=len(self.tokenizer)))
         return GPT(
             GPTConfig(
                 vocab_size=len(self.tokenizer),
@@ -229,6 +237,32 @@ class ShakespeareTask(Task):
         ]
         lines += [self.format_prediction(sample) for sample in report["samples"]]
         return "\n".join(lines)
+
+
+def llama_config(c: ShakespeareConfig, vocab_size: int) -> LlamaConfig:
+    """The Llama-style model of ``--arch llama`` beside the baby GPT of the same ``size``.
+
+    Same depth, width, heads and context window, with the later blocks instead of GPT-2's:
+    rotary positions instead of a learned table, RMSNorm, grouped-query attention with
+    ``kv_heads`` key/value heads, and a SwiGLU feed-forward network without biases. SwiGLU has
+    three weight matrices instead of two, so its hidden width is two thirds of ``d_ff``
+    (rounded up to a multiple of 8), as in Llama (Touvron et al. 2023, section 2.2): the
+    parameter count stays close to the GPT's. The output projection is tied to the token
+    embedding, as in the GPT.
+    """
+    hidden = -(-2 * c.size.d_ff // 3 // 8) * 8
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=c.size.d_model,
+        intermediate_size=hidden,
+        num_hidden_layers=c.size.layers,
+        num_attention_heads=c.size.heads,
+        num_key_value_heads=c.kv_heads,
+        max_position_embeddings=c.block_size,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        dropout=c.size.dropout,
+    )
 
 
 def _visible(ch: str) -> str:
