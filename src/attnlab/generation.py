@@ -39,11 +39,11 @@ class _LanguageModelStepper:
     same tokens.
     """
 
-    def __init__(self, model: nn.Module, use_cache: bool, static_batch: int | None = None):
+    def __init__(self, model: nn.Module, use_cache: bool, static: tuple[int, int] | None = None):
         self.model = model
         self.block_size = model.config.block_size
         self.use_cache = use_cache
-        self.static_batch = static_batch  # batch size of static caches; None: growing ones
+        self.static = static  # (batch size, positions) of static caches; None: growing ones
         self.cache = None
         self.cached_start = 0  # position of the first token in the cache
 
@@ -66,10 +66,11 @@ class _LanguageModelStepper:
 
     def _empty_cache(self) -> list:
         """Fresh growing caches, or the static ones emptied in place (allocated only once)."""
-        if self.static_batch is None:
+        if self.static is None:
             return self.model.make_cache()
         if self.cache is None:
-            return self.model.make_cache(batch_size=self.static_batch)
+            batch_size, max_len = self.static
+            return self.model.make_cache(batch_size=batch_size, max_len=max_len)
         for layer_cache in self.cache:
             layer_cache.reset()
         return self.cache
@@ -380,9 +381,10 @@ def generate(
         eos_id: stop once every row has produced this token (or one of these tokens).
         on_token: called after each step with the new tokens ``(B,)``, e.g. to stream them.
         static_cache: with ``use_cache``, preallocate one :class:`~attnlab.nn.StaticKVCache`
-            per layer for the whole window (``model.make_cache(batch_size=B)``), so that
-            every decoding step has the same shapes (for ``torch.compile`` and CUDA graphs);
-            the same tokens as the growing cache.
+            per layer for the prompt and the new tokens (at most the whole window:
+            ``model.make_cache(batch_size=B, max_len=T + max_new_tokens)``), so that every
+            decoding step has the same shapes (for ``torch.compile`` and CUDA graphs); the
+            same tokens as the growing cache.
 
     Returns:
         ``(B, T + n)`` ids, the prompt followed by ``n <= max_new_tokens`` new tokens.
@@ -391,7 +393,10 @@ def generate(
     generator = None
     if seed is not None:
         generator = torch.Generator(device=input_ids.device).manual_seed(seed)
-    stepper = _LanguageModelStepper(model, use_cache, input_ids.size(0) if static_cache else None)
+    static = None
+    if static_cache:  # room for the prompt and every new token, at most the window
+        static = (input_ids.size(0), input_ids.size(1) + max_new_tokens)
+    stepper = _LanguageModelStepper(model, use_cache, static)
     ids, prompt_len = input_ids, input_ids.size(1)
     done = torch.zeros(ids.size(0), dtype=torch.bool, device=ids.device)  # (B,)
     eos_ids = None if eos_id is None else _id_tensor(eos_id, ids)  # (n_eos,)

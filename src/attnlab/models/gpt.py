@@ -131,14 +131,16 @@ class GPT(nn.Module):
         """The output projection ``(vocab_size, d_model)``: the token embedding itself (tied)."""
         return self.token_embedding.weight
 
-    def make_cache(self, batch_size: int | None = None) -> list[KVCache] | list[StaticKVCache]:
+    def make_cache(
+        self, batch_size: int | None = None, max_len: int | None = None
+    ) -> list[KVCache] | list[StaticKVCache]:
         """Empty key/value caches, one per layer, for :func:`attnlab.generation.generate`:
         growing :class:`~attnlab.nn.KVCache` s, or with ``batch_size``
-        :class:`~attnlab.nn.StaticKVCache` s preallocated for the whole context window
-        (``block_size`` positions; fixed shapes at every decoding step)."""
+        :class:`~attnlab.nn.StaticKVCache` s preallocated for ``max_len`` positions (default
+        and at most the context window, ``block_size``): fixed shapes at every decoding step."""
         if batch_size is None:
             return [KVCache() for _ in self.layers]
-        window = self.config.block_size
+        window = min(max_len or self.config.block_size, self.config.block_size)
         return [
             StaticKVCache.for_attention(layer.self_attn, batch_size, window)
             for layer in self.layers

@@ -151,14 +151,19 @@ class Llama(nn.Module):
         embedding itself when ``tie_word_embeddings``."""
         return self.token_embedding.weight if self.lm_head is None else self.lm_head.weight
 
-    def make_cache(self, batch_size: int | None = None) -> list[KVCache] | list[StaticKVCache]:
+    def make_cache(
+        self, batch_size: int | None = None, max_len: int | None = None
+    ) -> list[KVCache] | list[StaticKVCache]:
         """Empty key/value caches, one per layer, for :func:`attnlab.generation.generate`:
         growing :class:`~attnlab.nn.KVCache` s, or with ``batch_size``
-        :class:`~attnlab.nn.StaticKVCache` s preallocated for the whole context window
-        (``max_position_embeddings`` positions; fixed shapes at every decoding step)."""
+        :class:`~attnlab.nn.StaticKVCache` s preallocated for ``max_len`` positions (default
+        and at most the context window, ``max_position_embeddings``): fixed shapes at every
+        decoding step."""
         if batch_size is None:
             return [KVCache() for _ in self.layers]
-        window = self.config.max_position_embeddings
+        window = min(
+            max_len or self.config.max_position_embeddings, self.config.max_position_embeddings
+        )
         return [
             StaticKVCache.for_attention(layer.self_attn, batch_size, window)
             for layer in self.layers
