@@ -146,6 +146,43 @@ def test_readme_is_short_and_each_measured_figure_links_to_its_page() -> None:
     assert unlinked == []
 
 
+# --- The API reference covers every module -------------------------------------------------
+
+# Not in the API reference: the command line (documented by its --help and the pages), the
+# `attnlab bench` suites (the Benchmarks page) and the practicals' files (For students).
+NOT_IN_API = ("attnlab.__main__", "attnlab.cli", "attnlab.bench", "attnlab.exercises.templates",
+              "attnlab.exercises.solutions", "attnlab.exercises.practicals")  # fmt: skip
+# Packages whose page renders what their submodules export (their __all__), not each file.
+RENDERED_THROUGH_PACKAGE = ("attnlab.models", "attnlab.interop")
+
+
+def _modules() -> list[str]:
+    src = ROOT / "src"
+    names = []
+    for path in sorted((src / "attnlab").rglob("*.py")):
+        parts = path.relative_to(src).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_the_api_reference_renders_every_module() -> None:
+    rendered = set()
+    for page in (DOCS / "api").glob("*.md"):
+        rendered |= set(re.findall(r"^::: ([\w.]+)", page.read_text(), flags=re.M))
+    missing = []
+    for name in _modules():
+        parent = name.rsplit(".", 1)[0]
+        covered = (
+            name in rendered
+            or any(r.startswith(name + ".") for r in rendered)  # a package, through its modules
+            or (parent in RENDERED_THROUGH_PACKAGE and parent in rendered)
+            or name.startswith(NOT_IN_API)
+        )
+        if not covered:
+            missing.append(name)
+    assert missing == [], "add these modules to a page of docs/api/"
+
+
 # --- Getting started: every command in its fenced bash blocks is run -----------------------
 
 # The install commands create the environment this test already runs in; they are not run
