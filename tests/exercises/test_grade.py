@@ -3,6 +3,7 @@
 import csv
 import os
 import sys
+from pathlib import Path
 
 from attnlab.exercises.registry import practical
 
@@ -63,7 +64,9 @@ def test_grade_writes_one_row_per_student_whatever_their_code_does(capsys, tmp_p
     assert "good: 9 of 9 parts pass" in out.replace(str(n), "9")
     # The student's code ran, but never in this process, and this process never imported it.
     assert int(marker.read_text()) != os.getpid()
-    assert not [m for m in sys.modules if m.startswith("student_")]
+    subs = tmp_path / "subs"
+    files = [getattr(m, "__file__", None) for m in list(sys.modules.values())]
+    assert not [f for f in files if f and Path(f).resolve().is_relative_to(subs.resolve())]
 
 
 def test_grade_bad_input(capsys, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
@@ -167,10 +168,21 @@ def _close(got: tuple[Tensor, ...], want: tuple[Tensor, ...], strict: bool) -> b
     return compared > 0
 
 
-def check_part(diagnoser: Diagnoser, part: Part, impl: ModuleType, student_file: Path) -> Verdict:
-    """The verdict on one part of the student's module ``impl``."""
+def check_part(
+    diagnoser: Diagnoser,
+    part: Part,
+    impl: ModuleType,
+    student_file: Path,
+    limit: Callable[[], AbstractContextManager] = nullcontext,
+) -> Verdict:
+    """The verdict on one part of the student's module ``impl``.
+
+    Only the student's code runs inside ``limit()`` (the child's alarm): the reference and
+    the catalogue's variants, run for the diagnosis, do not count against the student's time.
+    """
     try:
-        got, deterministic = diagnoser.outputs(part, impl, "student")
+        with limit():
+            got, deterministic = diagnoser.outputs(part, impl, "student")
     except NotImplementedError:
         return Verdict(part.name, "todo", "not written yet (TODO)")
     except WeightsMismatchError as e:

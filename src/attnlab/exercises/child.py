@@ -97,8 +97,7 @@ def check(name: str, path: Path, out: IO[str], timeout: float, only: list[str]) 
             verdict = Verdict(part.name, "error", f"not checked: {missing}")
         else:
             try:
-                with alarm(timeout):
-                    verdict = check_part(diagnoser, part, module, path)
+                verdict = check_part(diagnoser, part, module, path, lambda: alarm(timeout))
             except PartTimeout:
                 verdict = Verdict(part.name, "timeout", f"took longer than {timeout:g} s")
         write(out, {"event": "part", **verdict.as_dict()})
