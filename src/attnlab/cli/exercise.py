@@ -113,7 +113,9 @@ def _write_files(args: argparse.Namespace) -> int:
     for p, target in zip(practicals, targets, strict=True):
         module = p.template_module() if args.action == "start" else p.solution_module()
         write_text(target, read_text(Path(module.__file__)))
-        print(target)
+        print(f"{target}: {p.title}")
+        if args.action == "start":
+            print("\n".join(f"  {part.name}: {part.summary}" for part in p.parts))
     if args.action == "start":
         print(f"fill in the TODOs, then: attnlab exercise check {args.dir}")
     return 0

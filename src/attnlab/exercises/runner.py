@@ -109,7 +109,8 @@ def check_file(practical: str, path: Path, parts: list[str], timeout: float) -> 
         command = [sys.executable, "-m", "attnlab.exercises.child", practical, str(path.resolve())]
         command += [str(results), str(timeout), *parts]
         limit = STARTUP_S + timeout * (len(parts or part_names(practical)) + 1)
-        status = _run_child(command, Path(tmp), limit)
+        (Path(tmp) / "work").mkdir()  # the student's working folder, beside our results
+        status = _run_child(command, Path(tmp) / "work", limit)
         lines = results.read_text(encoding="utf-8").splitlines() if results.exists() else []
     for line in lines:
         record = json.loads(line)
