@@ -1,5 +1,6 @@
 """``attnlab bench``: one table of attnlab vs its references (no timing is asserted)."""
 
+import contextlib
 import json
 import sys
 import types
@@ -128,3 +129,58 @@ def test_mfu_and_peak_flops():
     assert peak == 1e12 and mfu(1.0, 1e12, peak) == 1.0
     assert mfu(2_000.0, 3e9, 1e13) == pytest.approx(0.6)  # 6e12 of 1e13 FLOP/s
     assert peak_flops(torch.device("cpu"), "bf16") is None
+
+
+# -- --load: the same suites beside competing processes ------------------------------------
+
+
+def test_competing_load_runs_busy_processes_only_inside_the_block():
+    from attnlab.bench.load import competing_load
+
+    with competing_load(1) as children:
+        assert len(children) == 1
+        assert all(child.poll() is None for child in children)  # started, and still running
+    assert all(child.returncode is not None for child in children)  # killed and reaped
+
+
+def test_load_runs_each_suite_idle_then_loaded_in_one_table(monkeypatch):
+    loaded, calls = [False], []
+
+    @contextlib.contextmanager
+    def fake_load(processes):
+        assert processes == 3
+        loaded[0] = True
+        yield []
+        loaded[0] = False
+
+    suite = types.ModuleType("fake_suite")
+    suite.run = lambda options: (
+        calls.append(loaded[0]) or [BenchResult("fake", "a", "tokens/s", 2.0, 1.0, "ref")]
+    )
+    monkeypatch.setitem(sys.modules, "fake_suite", suite)
+    monkeypatch.setitem(attnlab.bench.SUITES, "fake", "fake_suite")
+    monkeypatch.setattr(attnlab.bench, "competing_load", fake_load)
+    report = run_bench(["fake"], BenchOptions(load=3))
+    assert calls == [False, True]  # idle first, then under the load
+    assert [r.case for r in report.results] == ["a [idle]", "a [load 3]"]
+    table = report.table()
+    assert "a [idle]" in table and "a [load 3]" in table
+
+
+@pytest.mark.parametrize("value", ["-1", "65", "1.5"])
+def test_a_bad_load_is_a_one_line_error(capsys, value):
+    code, _, err = run_cli(capsys, "bench", "encoder", "--load", value)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--load" in err
+
+
+@pytest.mark.slow  # five sides generate 100 tokens twice each, no-cache ones included
+def test_llama_suite_has_the_four_rows_against_hugging_face():
+    pytest.importorskip("transformers")
+    from attnlab.bench import llama
+
+    rows = llama.run(BenchOptions(quick=True, repeats=1))
+    assert [r.case.split(", ")[-1] for r in rows] == [
+        "KV cache", "no cache", "KV cache vs none", "static vs growing cache",
+    ]  # fmt: skip
+    assert [r.reference_name for r in rows[:2]] == ["HF LlamaForCausalLM.generate"] * 2
+    assert all(r.attnlab > 0 and r.reference > 0 for r in rows)

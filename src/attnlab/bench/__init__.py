@@ -8,8 +8,12 @@ optional libraries:
              inference with padding
     gpt      GPT train step and generation vs Hugging Face GPT-2 of the same config
     bert     MiniLM inference vs Hugging Face BertModel
-    decode   encoder-decoder greedy decoding with the key/value cache vs without
     decode   encoder-decoder greedy decoding with the KV cache vs without
+    llama    Llama-style generation vs Hugging Face LlamaForCausalLM; static vs growing cache
+
+With ``load`` (``attnlab bench --load N``) every suite runs twice, idle and then beside N
+competing PyTorch training processes (:mod:`attnlab.bench.load`); each case is labelled
+``[idle]`` or ``[load N]``, so that one table holds both.
 
 A suite that cannot run here (its module or its reference library is missing) is listed as
 skipped with the reason. Results that report "TFLOP/s" get a model FLOPs utilisation (MFU)
@@ -28,6 +32,7 @@ import torch
 
 from attnlab.bench.common import BenchOptions, BenchResult, BenchSkipped
 from attnlab.bench.flops import peak_flops
+from attnlab.bench.load import competing_load
 from attnlab.errors import AttnlabError
 
 SUITES = {
@@ -35,6 +40,7 @@ SUITES = {
     "gpt": "attnlab.bench.gpt",
     "bert": "attnlab.bench.bert",
     "decode": "attnlab.bench.decode",
+    "llama": "attnlab.bench.llama",
 }
 
 
@@ -114,12 +120,26 @@ def run_bench(names: list[str], options: BenchOptions) -> BenchReport:
                 report.skipped[name] = f"it needs the module {e.name}, which is not installed"
             continue
         try:
-            results = module.run(options)
+            results = _run_suite(module, options)
         except BenchSkipped as e:
             report.skipped[name] = str(e)
             continue
         report.results += [_with_mfu(r, options) for r in results]
     return report
+
+
+def _run_suite(module: Any, options: BenchOptions) -> list[BenchResult]:
+    """A suite's results; with ``options.load``, idle and then under load, each labelled."""
+    if not options.load:
+        return module.run(options)
+    idle = [_labelled(r, "idle") for r in module.run(options)]
+    with competing_load(options.load):
+        loaded = [_labelled(r, f"load {options.load}") for r in module.run(options)]
+    return idle + loaded
+
+
+def _labelled(result: BenchResult, label: str) -> BenchResult:
+    return dataclasses.replace(result, case=f"{result.case} [{label}]")
 
 
 def _with_mfu(result: BenchResult, options: BenchOptions) -> BenchResult:

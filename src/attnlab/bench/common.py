@@ -34,6 +34,8 @@ class BenchOptions:
     that reports "TFLOP/s", so a suite need not read it).
     data_dir: the tiny Shakespeare folder of the gpt suite's training case ("": the default
     search, ``$ATTNLAB_DATA_DIR`` then the download cache).
+    load: competing PyTorch training processes to run each suite beside, after running it
+    idle (0: idle only; see :mod:`attnlab.bench.load`).
     """
 
     device: str = "cpu"
@@ -44,6 +46,7 @@ class BenchOptions:
     repeats: int | None = None
     peak_tflops: float | None = None
     data_dir: str = ""
+    load: int = 0
 
 
 @dataclass

@@ -162,9 +162,9 @@ def generation(options: BenchOptions) -> list[BenchResult]:
         prompt = torch.randint(
             GENERATION_CONFIG.vocab_size, (batch, GENERATION_PROMPT), device=device
         )  # (B, T)
-        sides = {"attnlab": _attnlab_generate(ours, prompt, new_tokens, use_cache, options)}
+        sides = {"attnlab": attnlab_generate_call(ours, prompt, new_tokens, use_cache, options)}
         if reference is not None:
-            sides["hf"] = _hf_generate(reference, prompt, new_tokens, use_cache, options)
+            sides["hf"] = hf_generate_call(reference, prompt, new_tokens, use_cache, options)
         for call in sides.values():  # warm up
             call()
         seconds = interleaved_medians(sides, device, repeats)
@@ -191,23 +191,37 @@ def _generation_models(device: torch.device) -> tuple[GPT, nn.Module | None]:
     return ours.to(device).eval(), reference
 
 
-def _attnlab_generate(
-    model: GPT, prompt: torch.Tensor, new_tokens: int, use_cache: bool, options: BenchOptions
+def attnlab_generate_call(
+    model: nn.Module,
+    prompt: torch.Tensor,
+    new_tokens: int,
+    use_cache: bool,
+    options: BenchOptions,
+    static_cache: bool = False,
 ) -> Callable[[], None]:
-    """One greedy :func:`~attnlab.generation.generate` of ``new_tokens`` after ``prompt (B, T)``."""
+    """One greedy :func:`~attnlab.generation.generate` of ``new_tokens`` after ``prompt (B, T)``
+    (with ``static_cache``, in preallocated :class:`~attnlab.nn.StaticKVCache` s)."""
     device = torch.device(options.device)
 
     def call() -> None:
         with autocast(device, options.precision):
-            generate(model, prompt, new_tokens, temperature=0.0, use_cache=use_cache)
+            generate(
+                model,
+                prompt,
+                new_tokens,
+                temperature=0.0,
+                use_cache=use_cache,
+                static_cache=static_cache,
+            )
 
     return call
 
 
-def _hf_generate(
+def hf_generate_call(
     model: nn.Module, prompt: torch.Tensor, new_tokens: int, use_cache: bool, options: BenchOptions
 ) -> Callable[[], None]:
-    """One greedy ``GPT2LMHeadModel.generate`` of exactly ``new_tokens`` after ``prompt (B, T)``."""
+    """One greedy Hugging Face ``generate`` (e.g. of a ``GPT2LMHeadModel``) of exactly
+    ``new_tokens`` after ``prompt (B, T)``."""
     device = torch.device(options.device)
 
     def call() -> None:

@@ -1,6 +1,7 @@
 """``attnlab bench [SUITE ...]``: time attnlab against its reference implementations in one
 process and print one table with the ratios, plus TFLOP/s and model FLOPs utilisation (MFU)
-where known. Suites: encoder, gpt, bert, decode."""
+where known. Suites: encoder, gpt, bert, decode, llama. With --load N, each suite runs
+idle and then beside N competing PyTorch training processes, both in the same table."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from attnlab.configs.train import PRECISIONS
 from attnlab.errors import InputError
 
 LIMITS = {"repeats": 10**6, "threads": 4096, "peak_tflops": 10**7}
+MAX_LOAD = 64  # competing processes of --load
 
 
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
@@ -40,6 +42,14 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
         help="folder holding tiny Shakespeare's input.txt, for the gpt suite's training case "
         "(default: $ATTNLAB_DATA_DIR/tinyshakespeare, else the download cache)",
     )
+    parser.add_argument(
+        "--load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run each suite beside N competing PyTorch training processes (a busy "
+        "machine), after running it idle",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     return parser.parse_intermixed_args(argv)
 
@@ -55,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and not 0 < value <= limit:
             raise InputError(f"{flag(name)} must be positive and at most {limit:g}; got {value}")
+    if not 0 <= args.load <= MAX_LOAD:
+        raise InputError(f"--load must be between 0 and {MAX_LOAD} processes; got {args.load}")
     device = resolve_device(args.device)
     check_precision(device, args.precision)
     if args.threads:
@@ -68,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         peak_tflops=args.peak_tflops,
         data_dir=args.data_dir,
+        load=args.load,
     )
     report = run_bench(args.suites, options)
     print(json.dumps(report.as_json(), indent=2) if args.json else report.table())
