@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.nn import single_query
 from attnlab.nn.linear import Linear, linear
 from attnlab.nn.masks import causal_mask, check_mask, combine_masks
 from attnlab.nn.rotary import RotaryEmbedding
@@ -244,7 +245,9 @@ class MultiHeadAttention(nn.Module):
 
     Returns:
         ``(B, T_q, d_model)``; with ``need_weights=True`` the pair ``(output, weights)`` with
-        weights ``(B, H, T_q, T_k)``, computed on the explicit path. Otherwise the fused path.
+        weights ``(B, H, T_q, T_k)``, computed on the explicit path. Otherwise the fused path,
+        except for a small decoding step on the CPU (one query per row), which
+        :mod:`attnlab.nn.single_query` computes without starting threads.
     """
 
     def __init__(
@@ -330,6 +333,8 @@ class MultiHeadAttention(nn.Module):
         weights = None
         if need_weights:
             heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+        elif single_query.fits(q, k, dropout_p):  # a small decoding step: on this thread
+            heads = single_query.single_query_attention(q, k, v, mask)
         else:
             heads = fused_scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal)
         # heads: (B, H, T_q, d_head)
