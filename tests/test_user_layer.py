@@ -134,6 +134,7 @@ def test_compare_with_a_layer_has_three_rows(tmp_path, capsys):
 
 
 BAD_LAYERS = {
+    "empty.py": "",
     "syntax.py": "class Layer(nn.Module:\n",
     "raises.py": "raise RuntimeError('no GPU here')\n",
     "notmodule.py": "class Layer:\n    pass\n",
@@ -175,6 +176,8 @@ BAD_LAYERS = {
     [
         ("missing.py:Layer", "does not exist"),
         ("notes.txt:Layer", "is not a Python file"),
+        ("folder.py:Layer", "is not a Python file"),
+        ("empty.py:Layer", "defines no class Layer"),
         ("syntax.py", "takes FILE.py:ClassName"),
         ("syntax.py:Layer", "has a syntax error on line 1"),
         ("raises.py:Layer", "importing"),
@@ -191,6 +194,7 @@ def test_a_layer_that_does_not_fit_gets_one_sentence(tmp_path, capsys, spec, pat
     for name, source in BAD_LAYERS.items():
         (tmp_path / name).write_text(textwrap.dedent(source))
     (tmp_path / "notes.txt").write_text("not python\n")
+    (tmp_path / "folder.py").mkdir()
     file, _, name = spec.partition(":")
     layer = f"{tmp_path / file}:{name}" if name else str(tmp_path / file)
     out = tmp_path / "run"
