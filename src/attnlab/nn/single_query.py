@@ -55,15 +55,15 @@ def single_query_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None)
     B, H, _, d = q.shape
     H_kv, T_k = k.size(1), k.size(2)
     groups = H // H_kv
-    q = q.view(B, H_kv, groups, 1, d) * (1.0 / math.sqrt(d))  # (B, H_kv, G, 1, d)
-    scores = (q * k.unsqueeze(2)).sum(-1)  # (B, H_kv, G, T_k)
+    q = q.view(B, H_kv, groups, 1, d)  # (B, H_kv, G, 1, d): the query heads of each group
+    scores = torch.linalg.vecdot(q, k.unsqueeze(2)) * (1.0 / math.sqrt(d))  # (B, H_kv, G, T_k)
+    allowed = None
     if mask is not None:
         allowed = mask.expand(B, H, 1, T_k).reshape(B, H_kv, groups, T_k)  # (B, H_kv, G, T_k)
-        scores = scores.masked_fill(~allowed, float("-inf"))
-    # softmax over the keys, written out: the fused softmax kernel would start threads
-    peak = scores.amax(-1, keepdim=True).clamp(min=torch.finfo(scores.dtype).min)
-    weights = (scores - peak).exp()  # (B, H_kv, G, T_k); exp(-inf) = 0 for masked keys
-    total = weights.sum(-1, keepdim=True)
-    weights = weights / total.clamp(min=torch.finfo(scores.dtype).tiny)  # zero rows stay zero
-    out = (weights.unsqueeze(-1) * v.unsqueeze(2)).sum(-2)  # (B, H_kv, G, d)
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    # softmax over the keys as exp(s - logsumexp(s)): the fused softmax kernel starts threads
+    weights = (scores - scores.logsumexp(-1, keepdim=True)).exp()  # (B, H_kv, G, T_k)
+    if allowed is not None:
+        weights = weights.masked_fill(~allowed, 0.0)  # a row with no allowed key: zeros
+    out = torch.linalg.vecdot(weights.unsqueeze(-1), v.unsqueeze(2), dim=-2)  # (B, H_kv, G, d)
     return out.view(B, H, 1, d)  # (B, H, 1, d)
