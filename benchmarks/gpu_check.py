@@ -14,8 +14,9 @@ The steps (``--dry-run``: the same commands on the CPU with tiny sizes, for CI):
 1. the test suite's CUDA cases (``pytest -m "not slow" -k cuda``; dry: the same tests' cpu ids);
 2. ``attnlab bench gpt --size gpt2-small --precision bf16 --compile``: tokens/s, TFLOP/s and
    MFU against the H200's measured bf16 dense peak (790 TFLOP/s) and its nominal one (989);
-3. ``attnlab bench gpt``: greedy generation at batch 1 and 32, with the cache, against Hugging
-   Face ``generate`` on the same weights;
+3. ``attnlab bench generate``: greedy generation of GPT-2 (batch 1 and 32) and Llama (batch 1,
+   also with the static cache against the growing one), with and without the cache, against
+   Hugging Face ``generate`` on the same weights;
 4. ``attnlab train reverse`` and ``attnlab train shakespeare --precision bf16``, each also with
    ``--compile``: wall time, steps/s (TensorBoard's event times), final val loss;
 5. a one-process ``torchrun`` of ``attnlab train reverse`` (NCCL; dry: gloo);
@@ -89,9 +90,6 @@ def steps(dry: bool, out: Path) -> list[Step]:
     gpt2 = ["--size", "gpt2-small", "--precision", "bf16", "--compile"]
     gpt2 += ["--peak-tflops", str(H200_MEASURED_BF16_TFLOPS)]
     reverse, shakespeare = dev + REVERSE[dry], dev + SHAKESPEARE[dry]
-    # The gpt suite's default size also times the baby GPT's training, but on the CPU only: the
-    # dry run hands it an empty data folder, so it times generation alone, as on CUDA.
-    no_training = ["--data-dir", str(out / "no-data")] if dry else []
     tests = ["-k", "cpu", *DRY_TEST_FILES] if dry else ["-k", "cuda"]
     pytest = [sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
@@ -100,7 +98,7 @@ def steps(dry: bool, out: Path) -> list[Step]:
     return [
         Step("pytest-cuda", pytest + tests, 150, "pytest"),
         Step("bench-gpt2-small-bf16-compile", attnlab("bench", "gpt", *bench, *gpt2), 200, "bench"),
-        Step("bench-generate", attnlab("bench", "gpt", *bench, *no_training), 120, "bench"),
+        Step("bench-generate", attnlab("bench", "generate", *bench), 180, "bench"),
         train_step("train-reverse", "reverse", reverse, out, 90),
         train_step("train-shakespeare-bf16", "shakespeare", shakespeare, out, 120),
         Step(
@@ -272,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="run only these steps")
     args = parser.parse_args(argv)
     out = Path(os.environ.get("OUT") or "gpu-out").resolve()
-    (out / "no-data").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"dry_run": args.dry_run, "environment": environment()}
     summary["peaks_tflops"] = {
         "measured": H200_MEASURED_BF16_TFLOPS,

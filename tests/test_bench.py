@@ -173,14 +173,21 @@ def test_a_bad_load_is_a_one_line_error(capsys, value):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--load" in err
 
 
-@pytest.mark.slow  # five sides generate 100 tokens twice each, no-cache ones included
-def test_llama_suite_has_the_four_rows_against_hugging_face():
+@pytest.mark.slow  # seven sides generate 100 tokens twice each, no-cache ones included
+def test_generate_suite_has_the_gpt_and_llama_rows_against_hugging_face():
     pytest.importorskip("transformers")
-    from attnlab.bench import llama
+    from attnlab.bench import generate
 
-    rows = llama.run(BenchOptions(quick=True, repeats=1))
-    assert [r.case.split(", ")[-1] for r in rows] == [
-        "KV cache", "no cache", "KV cache vs none", "static vs growing cache",
-    ]  # fmt: skip
-    assert [r.reference_name for r in rows[:2]] == ["HF LlamaForCausalLM.generate"] * 2
+    rows = generate.run(BenchOptions(quick=True, repeats=1))
+    assert [(r.case.split(", ")[-1], r.reference_name) for r in rows] == [
+        ("KV cache", "HF GPT2LMHeadModel.generate"),
+        ("no cache", "HF GPT2LMHeadModel.generate"),
+        ("batch 1: KV cache vs none", "attnlab without the cache"),
+        ("KV cache", "HF GPT2LMHeadModel.generate"),
+        ("KV cache", "HF LlamaForCausalLM.generate"),
+        ("no cache", "HF LlamaForCausalLM.generate"),
+        ("KV cache vs none", "attnlab, no cache"),
+        ("static vs growing cache", "attnlab, growing KVCache"),
+    ]
     assert all(r.attnlab > 0 and r.reference > 0 for r in rows)
+    assert "batch 32" in rows[3].case

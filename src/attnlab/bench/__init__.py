@@ -6,10 +6,10 @@ optional libraries:
 
     encoder  TransformerEncoder vs torch.nn.TransformerEncoder: train step, inference,
              inference with padding
-    gpt      GPT train step and generation vs Hugging Face GPT-2 of the same config
+    gpt      the baby GPT's training vs nanoGPT (CPU); GPT-2 small training vs HF (GPU)
     bert     MiniLM inference vs Hugging Face BertModel
     decode   encoder-decoder greedy decoding with the KV cache vs without
-    llama    Llama-style generation vs Hugging Face LlamaForCausalLM; static vs growing cache
+    generate GPT-2 and Llama generation vs Hugging Face generate; static vs growing cache
 
 With ``load`` (``attnlab bench --load N``) every suite runs twice, idle and then beside N
 competing PyTorch training processes (:mod:`attnlab.bench.load`); each case is labelled
@@ -40,7 +40,7 @@ SUITES = {
     "gpt": "attnlab.bench.gpt",
     "bert": "attnlab.bench.bert",
     "decode": "attnlab.bench.decode",
-    "llama": "attnlab.bench.llama",
+    "generate": "attnlab.bench.generate",
 }
 
 

@@ -1,6 +1,6 @@
 """``attnlab bench [SUITE ...]``: time attnlab against its reference implementations in one
 process and print one table with the ratios, plus TFLOP/s and model FLOPs utilisation (MFU)
-where known. Suites: encoder, gpt, bert, decode, llama. With --load N, each suite runs
+where known. Suites: encoder, gpt, bert, decode, generate. With --load N, each suite runs
 idle and then beside N competing PyTorch training processes, both in the same table."""
 
 from __future__ import annotations
