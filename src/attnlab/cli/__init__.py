@@ -11,7 +11,7 @@
     attnlab embed TEXT ...                sentence embeddings of a pretrained BERT (MiniLM)
     attnlab similarity TEXT_A TEXT_B      cosine similarity of two sentence embeddings
     attnlab bench [SUITE ...]             speed side by side with torch.nn / Hugging Face
-    attnlab exercise start|check|solve|grade   practicals for students, with a checker
+    attnlab exercise start|check|solve|grade   exercises for students, with a checker
 
 Each command is a module of this package, imported only when it runs, so ``attnlab --help``
 and ``attnlab train TASK --help`` answer without importing torch. Options and positional
@@ -42,7 +42,7 @@ COMMANDS = {
     "embed": "sentence embeddings with a pretrained BERT",
     "similarity": "cosine similarity of two texts with a pretrained BERT",
     "bench": "time attnlab side by side with its references (torch.nn, Hugging Face)",
-    "exercise": "practicals to write yourself: start, check (diagnoses mistakes), solve, grade",
+    "exercise": "exercises to write yourself: start, check (diagnoses mistakes), solve, grade",
 }
 _MODULES = {"eval": "evaluate"}  # a command whose module name differs
 _TITLE = 'attnlab: the Transformer of "Attention Is All You Need", from scratch in PyTorch.'
