@@ -345,6 +345,11 @@ def _id_tensor(ids: int | Sequence[int], like: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    """A private random generator on ``device`` (the global one is left alone)."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def generate(
     model: nn.Module,
     input_ids: Tensor,
@@ -390,12 +395,9 @@ def generate(
         ``(B, T + n)`` ids, the prompt followed by ``n <= max_new_tokens`` new tokens.
     """
     _check_generate_args(input_ids, max_new_tokens, temperature, top_k, top_p, stop, decode)
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=input_ids.device).manual_seed(seed)
-    static = None
-    if static_cache:  # room for the prompt and every new token, at most the window
-        static = (input_ids.size(0), input_ids.size(1) + max_new_tokens)
+    generator = None if seed is None else _generator(seed, input_ids.device)
+    # static caches: room for the prompt and every new token (at most the window)
+    static = (input_ids.size(0), input_ids.size(1) + max_new_tokens) if static_cache else None
     stepper = _LanguageModelStepper(model, use_cache, static)
     ids, prompt_len = input_ids, input_ids.size(1)
     done = torch.zeros(ids.size(0), dtype=torch.bool, device=ids.device)  # (B,)
