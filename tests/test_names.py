@@ -217,6 +217,10 @@ def test_compare_trains_every_variant_on_the_same_split(capsys, tmp_path):
     rows = json.loads(out[out.index("[") :])
     assert [r["variant"] for r in rows] == ["attnlab", "torch", "gru"]
     assert rows[0]["parameters"] == rows[1]["parameters"]  # same hyperparameters, same size
+    for row in rows:  # the steps the run's own history ends at, at the rate they were trained
+        metrics = json.loads((tmp_path / "c" / row["variant"] / "metrics.json").read_text())
+        assert row["steps"] == metrics["history"][-1]["step"] > 0
+        assert row["steps_per_second"] == pytest.approx(row["steps"] / row["train_seconds"])
     for variant in ("attnlab", "torch", "gru"):
         config = json.loads((tmp_path / "c" / variant / "config.json").read_text())
         assert config["task_config"]["split_seed"] == 0

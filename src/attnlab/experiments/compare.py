@@ -68,7 +68,8 @@ def compare(
     """Train every variant (task-config overrides) within ``budget_s`` seconds; one row each.
 
     Rows hold the variant, test accuracy and macro-F1 (or the task's metrics), parameters,
-    epochs and training time; every run is kept in ``out/<variant>/``.
+    epochs, optimizer steps, training time and steps per second (over the whole training,
+    validations included); every run is kept in ``out/<variant>/``.
     """
     rows = []
     for name, overrides in variants.items():
@@ -84,7 +85,8 @@ def compare(
         write_run_config(run_dir, task, config, model)
         torch.manual_seed(train_config.seed)  # the timing probe drew random numbers
         started = time.perf_counter()
-        Trainer(task, model, config, run_dir, progress=progress).fit()
+        trainer = Trainer(task, model, config, run_dir, progress=progress)
+        trainer.fit()
         seconds = time.perf_counter() - started
         run = load_run(run_dir)
         device = resolve_device(config.device)
@@ -97,7 +99,9 @@ def compare(
                 **{f"test_{k}": v for k, v in metrics.items()},
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "epochs": epochs,
-                "train_seconds": round(seconds, 1),
+                "steps": trainer.step,
+                "train_seconds": seconds,
+                "steps_per_second": trainer.step / seconds,  # validations included
             }
         )
     return rows
