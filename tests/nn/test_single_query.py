@@ -39,13 +39,14 @@ def test_a_query_with_no_allowed_key_gets_zeros_not_nan():
     torch.testing.assert_close(out[0], F.scaled_dot_product_attention(q[:1], k[:1], v[:1])[0])
 
 
-def test_fits_only_small_float32_cpu_steps_without_dropout():
-    q, k = torch.randn(1, 4, 1, 32), torch.randn(1, 4, 255, 32)  # 4 * 255 * 32 = 32,640
+def test_fits_only_small_float32_cpu_steps_without_dropout_of_wide_enough_models():
+    q, k = torch.randn(1, 4, 1, 64), torch.randn(1, 4, 127, 64)  # 4 * 127 * 64 = 32,512
     assert fits(q, k, 0.0)
-    assert not fits(q, torch.randn(1, 4, 256, 32), 0.0)  # 32,768: PyTorch would use threads
-    assert not fits(torch.randn(1, 4, 2, 32), k, 0.0)  # two queries: not a decoding step
+    assert not fits(q, torch.randn(1, 4, 128, 64), 0.0)  # 32,768: PyTorch would use threads
+    assert not fits(torch.randn(1, 4, 2, 64), k, 0.0)  # two queries: not a decoding step
     assert not fits(q, k, 0.1)
     assert not fits(q.double(), k.double(), 0.0)
+    assert not fits(torch.randn(1, 4, 1, 32), torch.randn(1, 4, 8, 32), 0.0)  # width 128
 
 
 COUNT_REGIONS = textwrap.dedent(
@@ -56,8 +57,8 @@ COUNT_REGIONS = textwrap.dedent(
     regions = ctypes.CDLL(os.environ["LD_PRELOAD"]).gomp_regions
     regions.restype = ctypes.c_long
     torch.manual_seed(0)
-    gpt = GPT(GPTConfig(vocab_size=65, block_size=256, num_layers=2, num_heads=4, d_model=64))
-    llama = Llama(LlamaConfig(vocab_size=65, hidden_size=64, intermediate_size=96,
+    gpt = GPT(GPTConfig(vocab_size=65, block_size=256, num_layers=2, num_heads=4, d_model=256))
+    llama = Llama(LlamaConfig(vocab_size=65, hidden_size=256, intermediate_size=96,
         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         max_position_embeddings=256))
     for model, use_cache in ((gpt.eval(), True), (llama.eval(), True), (gpt, False)):

@@ -359,7 +359,8 @@ class MultiHeadAttention(nn.Module):
             elif positions is None:
                 start = 0 if cache is None else len(cache)
                 positions = torch.arange(start, start + T, device=x.device)  # (T,)
-            q, k = self.rotary(q, positions), self.rotary(k, positions)
+            cos, sin = self.rotary.cos_sin(positions, q.dtype)  # once for queries and keys
+            q, k = self.rotary.rotate(q, cos, sin), self.rotary.rotate(k, cos, sin)
         if cache is not None:
             k, v = cache.update(k, v)  # each (B, H_kv, T_cached + T, d_head)
         return q, k, v

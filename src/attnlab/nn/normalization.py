@@ -33,9 +33,12 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
+        x32 = x if x.dtype == torch.float32 else x.float()
         mean_square = x32.pow(2).mean(dim=-1, keepdim=True)  # (..., 1)
-        return self.weight * (x32 * torch.rsqrt(mean_square + self.eps)).to(x.dtype)
+        normalized = x32 * torch.rsqrt(mean_square + self.eps)  # (..., d_model)
+        if x.dtype != torch.float32:
+            normalized = normalized.to(x.dtype)
+        return self.weight * normalized
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, eps={self.eps}"

@@ -65,6 +65,12 @@ class RotaryEmbedding(nn.Module):
                 f"got {tuple(positions.shape)}"
             )
         cos, sin = self.cos_sin(positions, x.dtype)  # each (T, d_head) or (B, 1, T, d_head)
+        return self.rotate(x, cos, sin)
+
+    @staticmethod
+    def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """``x * cos + rotate_half(x) * sin`` with angles from :meth:`cos_sin`: one set of
+        angles serves the queries and the keys of the same positions."""
         return x * cos + rotate_half(x) * sin  # (B, H, T, d_head)
 
     def cos_sin(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -75,6 +81,8 @@ class RotaryEmbedding(nn.Module):
         angles = torch.cat((angles, angles), dim=-1)  # (..., T, d_head)
         if positions.dim() == 2:
             angles = angles[:, None]  # (B, 1, T, d_head)
+        if dtype == torch.float32:
+            return angles.cos(), angles.sin()
         return angles.cos().to(dtype), angles.sin().to(dtype)
 
     def extra_repr(self) -> str:

@@ -11,7 +11,8 @@ for work that takes microseconds. ``attnlab bench decode --load 1`` measures it.
 :func:`single_query_attention` computes the same function with element-wise products and
 reductions. PyTorch runs those on the calling thread when a tensor has fewer than
 :data:`SERIAL_ELEMENTS` elements (its internal grain size), so a small decoding step starts no
-thread team at all. :func:`fits` says when that holds.
+thread team at all. :func:`fits` says when that holds, and when the path pays: it costs a few
+microseconds more than the fused kernel on an idle machine, too much for very narrow models.
 """
 
 from __future__ import annotations
@@ -24,18 +25,25 @@ from torch import Tensor
 # PyTorch's element-wise and reduction kernels run on one thread below this many elements
 # (at::internal::GRAIN_SIZE); above it they split the work over threads themselves.
 SERIAL_ELEMENTS = 32768
+# The path costs about 20 us more than the fused kernel on an idle machine (its dozen small
+# operations against one). Beside a layer of width 512 that is under 2% of a step; at width
+# 128 (4 heads of 32) it made idle generation 30% slower on the development machine, more
+# than the fork it saves costs there, so narrower models keep the fused kernel.
+MIN_WIDTH = 256
 
 
 def fits(q: Tensor, k: Tensor, dropout_p: float) -> bool:
-    """Whether :func:`single_query_attention` computes this step on one thread: one query
-    per row, no dropout, a float32 CPU tensor, and ``B * H * T_k * d`` below
-    :data:`SERIAL_ELEMENTS` (the size of its largest temporary)."""
+    """Whether to use :func:`single_query_attention`: one query per row, no dropout, a
+    float32 CPU tensor, ``B * H * T_k * d`` below :data:`SERIAL_ELEMENTS` (the size of its
+    largest temporary: it then runs on one thread) and a width ``H * d`` of at least
+    :data:`MIN_WIDTH`."""
     B, H, T_q, d = q.shape
     return (
         T_q == 1
         and dropout_p == 0.0
         and q.device.type == "cpu"
         and q.dtype == torch.float32
+        and H * d >= MIN_WIDTH
         and B * H * k.size(2) * d < SERIAL_ELEMENTS
     )
 
