@@ -68,9 +68,9 @@ def train_step(name: str, task: str, args: list[str], out: Path, timeout: float)
 
 
 # Each training run's sizes: on the GPU the task's defaults for a bounded number of steps
-# (shakespeare: its whole 2,000-step schedule, so the val loss compares with the README's CPU
-# figure); in the dry run a few steps of a tiny model (2,048 = 16 batches of 128: no partial
-# batch, so --compile compiles once).
+# (shakespeare: its whole 2,000-step schedule, so the val loss compares with the CPU figure of
+# docs/tasks/shakespeare.md); in the dry run a few steps of a tiny model (2,048 = 16 batches of
+# 128: no partial batch, so --compile compiles once).
 REVERSE = {
     False: ["--max-steps", "1000", "--val-every", "250"],
     True: ["--max-steps", "20", "--train-size", "2048", "--val-size", "100", "--test-size", "100"],

@@ -2,7 +2,9 @@
 
 import contextlib
 import json
+import subprocess
 import sys
+import time
 import types
 
 import pytest
@@ -141,6 +143,42 @@ def test_competing_load_runs_busy_processes_only_inside_the_block():
         assert len(children) == 1
         assert all(child.poll() is None for child in children)  # started, and still running
     assert all(child.returncode is not None for child in children)  # killed and reaped
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_load_process_stops_when_its_parent_is_killed():
+    """A parent killed by SIGKILL runs no cleanup; its load process must notice and exit."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from attnlab.bench.load import competing_load\n"
+            "with competing_load(1) as children:\n"
+            "    print(children[0].pid, flush=True)\n"
+            "    sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child = int(parent.stdout.readline())
+    assert _alive(child)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 120  # the child checks its parent after every training step
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, finished but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_load_runs_each_suite_idle_then_loaded_in_one_table(monkeypatch):

@@ -7,10 +7,12 @@ Default size (CPU):
   :class:`~attnlab.training.Trainer`. ms/iteration is the median time from one training step to
   the next (data, forward, backward, clipping, optimizer, logging: validation steps are the
   outliers the median ignores), as nanoGPT's per-iteration log reports it. The reference is
-  nanoGPT's ``train.py`` with the same settings (the command is in the README), **recorded**
-  on the reference machine (2 CPU cores): 41 ms/iteration median, val loss 1.886 at 2,000
-  iterations, 94 s in all. nanoGPT is not a dependency and does not run here, so the ratio is
-  meaningful only on that machine with 2 threads (``--threads 2``).
+  nanoGPT's ``train.py`` with the same settings (the command is in
+  docs/tasks/shakespeare.md), **recorded** on the reference machine (2 CPU cores): 41
+  ms/iteration median, val loss 1.886 at 2,000 iterations, 94 s in all. nanoGPT is not a
+  dependency and does not run here, so the ratio is meaningful only on that machine with 2
+  threads (``--threads 2``).
+
 Generation speed is the "generate" suite (:mod:`attnlab.bench.generate`).
 
 ``--size gpt2-small`` (CUDA): training throughput of GPT-2 small (12 layers, 12 heads, 768

@@ -17,9 +17,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-# Each child prints "ready" once its first training step is done, then loops until killed.
+# Each child prints "ready" once its first training step is done, then loops until killed, or
+# until its parent is gone (a parent killed by a signal runs no cleanup: no orphan keeps busy).
 _BUSY_LOOP = """
+import os
 import torch
+parent = os.getppid()
 torch.manual_seed(0)
 layer = torch.nn.TransformerEncoderLayer(128, 4, 512, batch_first=True, norm_first=True)
 model = torch.nn.TransformerEncoder(layer, num_layers=4, enable_nested_tensor=False)
@@ -32,7 +35,7 @@ def step():
     optimizer.step()
 step()
 print("ready", flush=True)
-while True:
+while os.getppid() == parent:
     step()
 """
 
