@@ -408,10 +408,25 @@ def generate(
         ids = torch.cat([ids, next_id[:, None]], dim=1)  # (B, T + 1)
         if on_token is not None:
             on_token(next_id)
-        if eos_ids is not None:
-            done |= torch.isin(next_id, eos_ids)
-        if stop is not None:
-            done |= _contains_stop(ids, prompt_len, stop, decode)
-        if (eos_id is not None or stop is not None) and done.all():
-            break
+        if eos_ids is not None or stop is not None:
+            done |= _finished(next_id, ids, prompt_len, eos_ids, stop, decode)
+            if done.all():
+                break
     return ids
+
+
+def _finished(
+    next_id: Tensor,
+    ids: Tensor,
+    prompt_len: int,
+    eos_ids: Tensor | None,
+    stop: str | None,
+    decode: Callable[[list[int]], str] | None,
+) -> Tensor:
+    """Which rows ``(B,)`` have just produced an end-of-sequence token or the stop text."""
+    done = torch.zeros_like(next_id, dtype=torch.bool)  # (B,)
+    if eos_ids is not None:
+        done |= torch.isin(next_id, eos_ids)
+    if stop is not None:
+        done |= _contains_stop(ids, prompt_len, stop, decode)
+    return done
