@@ -128,3 +128,15 @@ def test_eos_id_may_be_one_id_or_several():
     several = generate(model, prompt, 10, temperature=0, eos_id=[unused, fourth])
     assert several[0, 3:].tolist() == free[:first_seen]
     assert generate(model, prompt, 10, temperature=0, eos_id=[unused]).size(1) == 13
+
+
+def test_generation_records_no_graph_and_its_ids_can_be_trained_on():
+    model = _gpt()
+    seen = []  # whether autograd was recording inside the model's forward pass
+    model.register_forward_hook(lambda *_: seen.append(torch.is_grad_enabled()))
+    out = generate(model, torch.tensor([[1, 2, 3]]), 5, temperature=0)
+    assert seen and not any(seen)
+    assert not out.is_inference()  # an inference tensor could not be saved for backward
+    loss = model(out[:, :-1]).logsumexp(-1).mean()  # the embedding saves the ids for backward
+    loss.backward()
+    assert model.token_embedding.weight.grad is not None

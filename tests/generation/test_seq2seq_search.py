@@ -179,3 +179,18 @@ def test_sources_without_padding_decode_as_in_a_padded_batch():
     torch.testing.assert_close(logits_alone, logits_padded[[0, 2], :n], rtol=0, atol=1e-5)
     beams = beam_search(model, src[[0, 2]], beam_size=3)
     assert torch.equal(beams, beam_search(model, src, beam_size=3)[[0, 2], : beams.size(1)])
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_searches_return_normal_tensors_and_record_no_graph(search):
+    model = _model()
+    seen = []  # whether autograd was recording inside the decoder
+    model.tgt_embed.register_forward_hook(lambda *_: seen.append(torch.is_grad_enabled()))
+    src = _sources()
+    if search == "greedy":
+        tokens, logits = greedy_search(model, src, max_new_tokens=4, return_logits=True)
+        assert not logits.is_inference()
+    else:
+        tokens = beam_search(model, src, beam_size=2, max_new_tokens=4)
+    assert seen and not any(seen)
+    assert not tokens.is_inference()
