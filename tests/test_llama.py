@@ -256,3 +256,14 @@ def test_the_weight_mapping_checks_every_tensor(pair):
     wrong = {**state, "model.norm.weight": torch.ones(32)}
     with pytest.raises(InputError, match=r"'norm.weight' has shape \(32,\) but the config needs"):
         load_hf_state_dict(Llama(model.config), wrong)
+
+
+@pytest.mark.parametrize("key", ["mlp.up_proj.weight", "self_attn.k_proj.weight"])
+def test_tensors_fused_into_one_matrix_must_have_its_width(pair, key):
+    reference, model = pair
+    state = reference.state_dict()
+    name = f"model.layers.0.{key}"
+    narrow = {**state, name: state[name][:, :-1]}  # one column short
+    with pytest.raises(InputError, match="cannot be stacked into one matrix") as error:
+        load_hf_state_dict(Llama(model.config), narrow)
+    assert name in str(error.value) and "\n" not in str(error.value)

@@ -256,18 +256,15 @@ def test_the_spec_puts_rms_norm_everywhere_and_swiglu_in_the_feed_forward():
     assert layer.norm1.eps == 1e-6
     assert not [name for name, _ in layer.named_parameters() if name.endswith("bias")]
     ff = layer.feed_forward
-    assert [tuple(lin.weight.shape) for lin in (ff.linear1, ff.linear3, ff.linear2)] == [
-        (40, 16),
-        (40, 16),
-        (16, 40),
-    ]
+    # W1 and W3 stacked in linear1, as Q, K and V are in qkv_proj
+    assert [tuple(lin.weight.shape) for lin in (ff.linear1, ff.linear2)] == [(80, 16), (16, 40)]
 
 
 @pytest.mark.parametrize("grad", [True, False])
 def test_swiglu_equals_a_hand_computation(grad):
     # Shazeer 2020: FFN_SwiGLU(x) = (Swish_1(x W) * x V) W2, Swish_1(z) = z / (1 + e^-z).
     ff = FeedForward(16, 24, activation="swiglu", bias=False).eval()
-    W1, W3, W2 = ff.linear1.weight, ff.linear3.weight, ff.linear2.weight
+    (W1, W3), W2 = ff.linear1.weight.split(24), ff.linear2.weight
     x = torch.randn(3, 4, 16)
     gate = x @ W1.T
     expected = (gate / (1 + torch.exp(-gate)) * (x @ W3.T)) @ W2.T
@@ -305,7 +302,7 @@ def test_default_blocks_keep_their_parameter_names_and_shapes():
     }
     assert len(names) == 12 + 4 + 2
     assert all(isinstance(m, nn.LayerNorm) for m in (encoder_layer.norm1, decoder_layer.norm3))
-    assert encoder_layer.self_attn.rotary is None and encoder_layer.feed_forward.linear3 is None
+    assert encoder_layer.self_attn.rotary is None and not encoder_layer.feed_forward.gated
 
 
 @pytest.mark.parametrize(

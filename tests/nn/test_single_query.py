@@ -57,7 +57,9 @@ COUNT_REGIONS = textwrap.dedent(
     regions = ctypes.CDLL(os.environ["LD_PRELOAD"]).gomp_regions
     regions.restype = ctypes.c_long
     torch.manual_seed(0)
-    gpt = GPT(GPTConfig(vocab_size=65, block_size=256, num_layers=2, num_heads=4, d_model=256))
+    # weights under attnlab.nn.linear's batched threshold: their one-row products use no threads
+    gpt = GPT(GPTConfig(vocab_size=65, block_size=256, num_layers=2, num_heads=4, d_model=256,
+        d_ff=512))
     llama = Llama(LlamaConfig(vocab_size=65, hidden_size=256, intermediate_size=96,
         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         max_position_embeddings=256))

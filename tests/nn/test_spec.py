@@ -162,7 +162,9 @@ def test_every_activation_the_spec_allows_is_implemented(activation, grad):
         "relu": lambda ff, x: F.relu(ff.linear1(x)),
         "gelu": lambda ff, x: F.gelu(ff.linear1(x)),
         "gelu_tanh": lambda ff, x: F.gelu(ff.linear1(x), approximate="tanh"),
-        "swiglu": lambda ff, x: F.silu(ff.linear1(x)) * ff.linear3(x),
+        "swiglu": lambda ff, x: (  # linear1 holds W1 over W3
+            F.silu(F.linear(x, ff.linear1.weight[:16])) * F.linear(x, ff.linear1.weight[16:])
+        ),
     }[activation]
     ff = FeedForward(spec=BlockSpec(d_model=8, num_heads=2, d_ff=16, activation=activation))
     ff.eval()

@@ -12,8 +12,7 @@ The mapping, per layer ``i`` (Hugging Face -> attnlab)::
     model.layers.i.self_attn.{q,k,v}_proj       -> layers.i.self_attn.qkv_proj  (rows Q, K, V)
     model.layers.i.self_attn.o_proj             -> layers.i.self_attn.out_proj
     model.layers.i.post_attention_layernorm     -> layers.i.norm2
-    model.layers.i.mlp.gate_proj                -> layers.i.feed_forward.linear1  (W1)
-    model.layers.i.mlp.up_proj                  -> layers.i.feed_forward.linear3  (W3)
+    model.layers.i.mlp.{gate,up}_proj           -> layers.i.feed_forward.linear1  (rows W1, W3)
     model.layers.i.mlp.down_proj                -> layers.i.feed_forward.linear2  (W2)
     model.norm                                  -> norm
     lm_head                                     -> lm_head  (none when tie_word_embeddings)
@@ -42,11 +41,10 @@ _LAYER = {
     "input_layernorm.weight": "norm1.weight",
     "self_attn.o_proj.weight": "self_attn.out_proj.weight",
     "post_attention_layernorm.weight": "norm2.weight",
-    "mlp.gate_proj.weight": "feed_forward.linear1.weight",
-    "mlp.up_proj.weight": "feed_forward.linear3.weight",
     "mlp.down_proj.weight": "feed_forward.linear2.weight",
 }
 _QKV = ("q_proj", "k_proj", "v_proj")
+_GATE_UP = ("gate_proj", "up_proj")
 # Options attnlab's Llama does not have, and the one value of each that it implements.
 _FIXED = {"hidden_act": "silu", "attention_bias": False, "mlp_bias": False}
 
@@ -123,9 +121,12 @@ def llama_state_dict_from_hf(
         mapped["lm_head.weight"] = _take(state, "lm_head.weight")
     for i in range(num_layers):
         hf_prefix, our_prefix = f"model.layers.{i}.", f"layers.{i}."
-        qkv = [_take(state, f"{hf_prefix}self_attn.{name}.weight") for name in _QKV]
+        qkv = [f"{hf_prefix}self_attn.{name}.weight" for name in _QKV]
         # (H d_head, D), (H_kv d_head, D) x2 -> ((H + 2 H_kv) d_head, D): rows Q, K, V
-        mapped[f"{our_prefix}self_attn.qkv_proj.weight"] = torch.cat(qkv, dim=0)
+        mapped[f"{our_prefix}self_attn.qkv_proj.weight"] = _stack_rows(state, qkv)
+        gate_up = [f"{hf_prefix}mlp.{name}.weight" for name in _GATE_UP]
+        # (d_ff, D) x2 -> (2 d_ff, D): rows W1 (the gate), then W3
+        mapped[f"{our_prefix}feed_forward.linear1.weight"] = _stack_rows(state, gate_up)
         for theirs, ours in _LAYER.items():
             mapped[our_prefix + ours] = _take(state, hf_prefix + theirs)
     if state:
@@ -163,6 +164,20 @@ def llama_from_hf(hf_model: Any) -> Llama:
     """
     config = llama_config_from_hf(hf_model.config.to_dict())
     return twin_of(hf_model, Llama(config), load_hf_state_dict)
+
+
+def _stack_rows(state: dict[str, Tensor], keys: list[str]) -> Tensor:
+    """The matrices ``keys`` of ``state``, taken out and stacked row-wise into one fused
+    matrix; refused with one sentence unless they are matrices of equal width."""
+    matrices = [_take(state, key) for key in keys]
+    widths = {tuple(m.shape[1:]) for m in matrices}
+    if len(widths) > 1 or any(m.dim() != 2 for m in matrices):
+        shapes = ", ".join(f"{key!r} {tuple(m.shape)}" for key, m in zip(keys, matrices))
+        raise InputError(
+            f"the tensors {shapes} cannot be stacked into one matrix: they must be matrices of "
+            "the same width"
+        )
+    return torch.cat(matrices, dim=0)
 
 
 def _take(state: dict[str, Tensor], key: str) -> Tensor:

@@ -180,6 +180,15 @@ class Llama(nn.Module):
         static = bool(cache) and isinstance(cache[0], StaticKVCache)
         keys = cache[0].max_len if static else None  # static caches attend over whole buffers
         positions, mask = self._padding(attention_mask, input_ids, start, keys)
+        if positions is None:
+            T = input_ids.size(1)
+            positions = (
+                cache[0].positions(T)  # a tensor, so that compiled steps keep one graph
+                if static
+                else torch.arange(start, start + T, device=input_ids.device)
+            )  # (T,)
+        # The angles of the positions, computed once and shared by every layer.
+        rotary_cos_sin = self.layers[0].self_attn.rotary.cos_sin(positions, torch.float32)
         x = self.token_embedding(input_ids)  # (B, T, hidden_size)
         maps = []
         for i, layer in enumerate(self.layers):
@@ -189,7 +198,7 @@ class Llama(nn.Module):
                 need_weights=return_attention,
                 is_causal=True,
                 cache=None if cache is None else cache[i],
-                positions=positions,
+                rotary_cos_sin=rotary_cos_sin,
             )
             if return_attention:
                 x, weights = out

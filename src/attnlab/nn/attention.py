@@ -242,6 +242,9 @@ class MultiHeadAttention(nn.Module):
         ``positions``: with rotary positions, the integer positions of the new queries and
         keys, ``(T,)`` or ``(B, T)`` (e.g. counting only the real tokens of a left-padded
         row); default ``len(cache) .. len(cache) + T - 1``. Ignored without rotary positions.
+        ``rotary_cos_sin``: instead of ``positions``, their angles ``(cos, sin)`` from
+        :meth:`~attnlab.nn.rotary.RotaryEmbedding.cos_sin`: a model computes them once per
+        call and hands them to every layer (one set of angles serves all layers).
 
     Returns:
         ``(B, T_q, d_model)``; with ``need_weights=True`` the pair ``(output, weights)`` with
@@ -300,11 +303,12 @@ class MultiHeadAttention(nn.Module):
         cache: KVCache | StaticKVCache | None = None,
         cross: bool = False,
         positions: Tensor | None = None,
+        rotary_cos_sin: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         B, T_q = self._check_input("x", x)
         cross = cross or memory is not None
         if not cross:
-            q, k, v = self._self_projections(x, cache, positions)
+            q, k, v = self._self_projections(x, cache, positions, rotary_cos_sin)
         elif isinstance(cache, StaticKVCache):
             raise ValueError(
                 "a StaticKVCache holds self-attention; cross-attention takes a KVCache"
@@ -343,7 +347,11 @@ class MultiHeadAttention(nn.Module):
         return (out, weights) if need_weights else out
 
     def _self_projections(
-        self, x: Tensor, cache: KVCache | StaticKVCache | None, positions: Tensor | None
+        self,
+        x: Tensor,
+        cache: KVCache | StaticKVCache | None,
+        positions: Tensor | None,
+        rotary_cos_sin: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Q ``(B, H, T, d_head)``, K and V ``(B, H_kv, T, d_head)`` of self-attention, in one
         fused matmul, Q and K rotated with rotary positions; with a cache, K and V hold every
@@ -352,18 +360,28 @@ class MultiHeadAttention(nn.Module):
         H, H_kv, d_head = self.num_heads, self.num_kv_heads, self.d_head
         qkv = self.qkv_proj(x)  # (B, T, (H + 2 H_kv) d_head)
         qkv = qkv.view(B, T, H + 2 * H_kv, d_head).transpose(1, 2)  # (B, H + 2 H_kv, T, d_head)
-        q, k, v = qkv.split([H, H_kv, H_kv], dim=1)  # (B, H, T, d_head), (B, H_kv, T, d_head) x2
+        qk, v = qkv.split([H + H_kv, H_kv], dim=1)  # (B, H + H_kv, T, d_head), (B, H_kv, T, d_head)
         if self.rotary is not None:
-            if positions is None and isinstance(cache, StaticKVCache):
-                positions = cache.positions(T)  # (T,), from the cache's position tensor
-            elif positions is None:
-                start = 0 if cache is None else len(cache)
-                positions = torch.arange(start, start + T, device=x.device)  # (T,)
-            cos, sin = self.rotary.cos_sin(positions, q.dtype)  # once for queries and keys
-            q, k = self.rotary.rotate(q, cos, sin), self.rotary.rotate(k, cos, sin)
+            cos, sin = rotary_cos_sin or self._rotary_cos_sin(positions, cache, T)
+            if cos.dtype != qk.dtype:  # angles of another precision (e.g. under autocast)
+                cos, sin = cos.to(qk.dtype), sin.to(qk.dtype)
+            qk = self.rotary.rotate(qk, cos, sin)  # queries and keys share their positions
+        q, k = qk.split([H, H_kv], dim=1)  # (B, H, T, d_head), (B, H_kv, T, d_head)
         if cache is not None:
             k, v = cache.update(k, v)  # each (B, H_kv, T_cached + T, d_head)
         return q, k, v
+
+    def _rotary_cos_sin(
+        self, positions: Tensor | None, cache: KVCache | StaticKVCache | None, T: int
+    ) -> tuple[Tensor, Tensor]:
+        """The rotary angles of ``positions``, by default the ``T`` positions after the
+        cache's (see :meth:`~attnlab.nn.rotary.RotaryEmbedding.cos_sin`)."""
+        if positions is None and isinstance(cache, StaticKVCache):
+            positions = cache.positions(T)  # (T,), from the cache's position tensor
+        elif positions is None:
+            start = 0 if cache is None else len(cache)
+            positions = torch.arange(start, start + T, device=self.rotary.inv_freq.device)  # (T,)
+        return self.rotary.cos_sin(positions, torch.float32)
 
     def _cross_projections(
         self, x: Tensor, memory: Tensor | None, cache: KVCache | StaticKVCache | None

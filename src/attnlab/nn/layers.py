@@ -62,8 +62,10 @@ class FeedForward(nn.Module):
     gated network of Shazeer 2020 ("GLU Variants Improve Transformer", section 2, FFN_SwiGLU)
     used by Llama: ``FFN(x) = (SiLU(x W1) * x W3) W2``, where ``SiLU(z) = z sigmoid(z)`` and
     ``*`` is element-wise — the gate ``SiLU(x W1)`` decides how much of each hidden unit
-    ``x W3`` passes. It has a third matrix ``W3`` (``linear3``; Hugging Face's ``up_proj``,
-    while ``linear1`` is its ``gate_proj`` and ``linear2`` its ``down_proj``). Dropout is
+    ``x W3`` passes. Its third matrix ``W3`` is stacked under ``W1`` in ``linear1``, which is
+    then ``(2 d_ff, d_model)`` (rows: ``W1``, Hugging Face's ``gate_proj``, then ``W3``, its
+    ``up_proj``), so that one matmul gives the gate and the value, as ``qkv_proj`` gives the
+    queries, keys and values of attention; ``linear2`` is ``W2`` (``down_proj``). Dropout is
     applied to the hidden activations, as in ``nn.TransformerEncoderLayer``. Xavier-uniform
     weights, zero biases (``bias=False``: none, as in nanoGPT's default GPT and Llama).
 
@@ -98,22 +100,25 @@ class FeedForward(nn.Module):
         )
         self.activation_name = spec.activation
         self.activation = _ACTIVATIONS[spec.activation]  # a name BlockSpec has checked
-        self.linear1 = Linear(spec.d_model, spec.d_ff, bias=spec.bias)
-        self.linear3 = None
-        if spec.activation == "swiglu":
-            self.linear3 = Linear(spec.d_model, spec.d_ff, bias=spec.bias)
+        self.gated = spec.activation == "swiglu"
+        d_in = 2 * spec.d_ff if self.gated else spec.d_ff  # SwiGLU: W1 and W3 stacked
+        self.linear1 = Linear(spec.d_model, d_in, bias=spec.bias)
         self.dropout = Dropout(spec.ffn_dropout_rate)
         self.linear2 = Linear(spec.d_ff, spec.d_model, bias=spec.bias)
-        for linear in (self.linear1, self.linear2, self.linear3):
-            if linear is not None:
-                nn.init.xavier_uniform_(linear.weight)
-                if spec.bias:
-                    nn.init.zeros_(linear.bias)
+        with torch.no_grad():  # each matrix on its own, W1 and W3 as if they were separate
+            for weight in (*self.linear1.weight.split(spec.d_ff), self.linear2.weight):
+                nn.init.xavier_uniform_(weight)
+        if spec.bias:
+            nn.init.zeros_(self.linear1.bias)
+            nn.init.zeros_(self.linear2.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden = self.activation(self.linear1(x))  # (..., d_ff)
-        if self.linear3 is not None:
-            hidden = hidden * self.linear3(x)  # (..., d_ff): the SwiGLU gate times x W3
+        hidden = self.linear1(x)  # (..., d_ff), or with SwiGLU (..., 2 d_ff): x W1 and x W3
+        if self.gated:
+            gate, value = hidden.chunk(2, dim=-1)  # each (..., d_ff)
+            hidden = self.activation(gate) * value  # (..., d_ff): the SwiGLU gate times x W3
+        else:
+            hidden = self.activation(hidden)  # (..., d_ff)
         return self.linear2(self.dropout(hidden))  # (..., d_model)
 
 
@@ -134,9 +139,10 @@ class EncoderLayer(nn.Module):
     Call: ``layer(x, mask=None)`` with ``x: (B, T, d_model)`` and ``mask`` bool, ``True`` = may
     attend, ``(T, T)`` or ``(B|1, 1, T|1, T)``. Returns ``(B, T, d_model)``, or with
     ``need_weights=True`` the pair ``(output, attention weights (B, H, T, T))``.
-    ``is_causal=True``, a :class:`~attnlab.nn.KVCache` ``cache`` and the integer
-    ``positions`` of rotary attention (``(T,)`` or ``(B, T)``; see
-    :class:`~attnlab.nn.MultiHeadAttention`) are passed on to the self-attention: a pre-LN
+    ``is_causal=True``, a :class:`~attnlab.nn.KVCache` ``cache``, and the integer
+    ``positions`` of rotary attention (``(T,)`` or ``(B, T)``) or their angles
+    ``rotary_cos_sin`` (see :class:`~attnlab.nn.MultiHeadAttention`) are passed on to the
+    self-attention: a pre-LN
     encoder layer with a causal mask is a GPT block, and with ``BlockSpec(norm="rmsnorm",
     positions="rotary", activation="swiglu", bias=False)`` a Llama block.
     """
@@ -183,6 +189,7 @@ class EncoderLayer(nn.Module):
         is_causal: bool = False,
         cache: KVCache | StaticKVCache | None = None,
         positions: Tensor | None = None,
+        rotary_cos_sin: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         if x.dim() != 3:
             raise ValueError(f"x must have shape (B, T, d_model); got {tuple(x.shape)}")
@@ -194,6 +201,7 @@ class EncoderLayer(nn.Module):
             is_causal=is_causal,
             cache=cache,
             positions=positions,
+            rotary_cos_sin=rotary_cos_sin,
         )
         weights = None
         if need_weights:
