@@ -191,6 +191,25 @@ def test_grouped_explicit_and_fused_paths_agree(mask_kind, fused_gqa, monkeypatc
     torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_angles_handed_to_attention_equal_a_hand_rotation_at_their_positions(dtype):
+    # What a model does: compute the angles once (float32) and give them to every layer.
+    spec = BlockSpec(d_model=32, num_heads=4, num_kv_heads=2, positions="rotary", dropout=0.0)
+    mha = MultiHeadAttention(spec=spec).eval()
+    x = torch.randn(2, 7, 32)
+    angles = mha.rotary.cos_sin(torch.arange(7), torch.float32)
+    torch.testing.assert_close(
+        mha(x, is_causal=True, rotary_cos_sin=angles),
+        attention_by_hand(mha, x, 10000.0),
+        atol=1e-5,
+        rtol=0,
+    )
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        handed = mha(x, is_causal=True, rotary_cos_sin=angles)  # cast to the queries' dtype
+        own = mha(x, is_causal=True, positions=torch.arange(7))
+    assert handed.dtype == own.dtype and torch.equal(handed, own)
+
+
 @pytest.mark.parametrize("num_kv_heads", [4, 2, 1])
 def test_the_cache_holds_only_key_value_heads_at_their_rotated_positions(num_kv_heads):
     spec = BlockSpec(

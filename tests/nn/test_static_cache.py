@@ -159,6 +159,34 @@ def test_one_compiled_graph_serves_every_decoding_step():
     assert len(cache) == 6
 
 
+def test_one_compiled_graph_serves_every_decoding_step_of_a_whole_llama():
+    dynamo = pytest.importorskip("torch._dynamo")
+    torch.manual_seed(0)
+    model = Llama(
+        LlamaConfig(
+            vocab_size=60,
+            hidden_size=32,
+            intermediate_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=32,
+        )
+    ).eval()
+    prompt = torch.randint(60, (1, 5))
+    expected = generate(model, prompt, 8, temperature=0.0, use_cache=False)  # (1, 13)
+    cache = model.make_cache(batch_size=1, max_len=13)
+    dynamo.reset()
+    step = torch.compile(model, backend="eager", fullgraph=True, dynamic=False)
+    with torch.no_grad():
+        model(prompt, cache=cache)  # the prompt, eagerly: (1, 5) is another shape
+        with dynamo.config.patch(error_on_recompile=True):
+            for t in range(5, 12):  # a recompilation (a guard on the position) raises
+                logits = step(expected[:, t : t + 1], cache=cache)  # (1, 1, vocab)
+                assert logits[0, -1].argmax() == expected[0, t + 1]
+    assert len(cache[0]) == 12
+
+
 def test_bad_sizes_and_overflow_are_clear_errors():
     with pytest.raises(ValueError, match="max_len must be a positive integer; got 0"):
         StaticKVCache(1, 2, 0, 8)
