@@ -172,7 +172,8 @@ def _stack_rows(state: dict[str, Tensor], keys: list[str]) -> Tensor:
     matrices = [_take(state, key) for key in keys]
     widths = {tuple(m.shape[1:]) for m in matrices}
     if len(widths) > 1 or any(m.dim() != 2 for m in matrices):
-        shapes = ", ".join(f"{key!r} {tuple(m.shape)}" for key, m in zip(keys, matrices))
+        pairs = zip(keys, matrices, strict=True)
+        shapes = ", ".join(f"{key!r} {tuple(m.shape)}" for key, m in pairs)
         raise InputError(
             f"the tensors {shapes} cannot be stacked into one matrix: they must be matrices of "
             "the same width"
