@@ -20,7 +20,9 @@ The steps (``--dry-run``: the same commands on the CPU with tiny sizes, for CI):
 4. ``attnlab train reverse`` and ``attnlab train shakespeare --precision bf16``, each also with
    ``--compile``: wall time, steps/s (TensorBoard's event times), final val loss;
 5. a one-process ``torchrun`` of ``attnlab train reverse`` (NCCL; dry: gloo);
-6. ``attnlab bench encoder`` and ``attnlab bench bert``.
+6. ``attnlab bench encoder`` and ``attnlab bench bert``;
+7. ``attnlab bench generate --quick --compile``: the Llama's compiled decoding steps in static
+   caches against Hugging Face's compiled static-cache ``generate`` and against eager decoding.
 
 Exit status: 0 when no step failed (skipped steps do not fail the check), else 1.
 """
@@ -87,6 +89,7 @@ def steps(dry: bool, out: Path) -> list[Step]:
     """The check's steps in order of importance (the budget may cut the last ones short)."""
     dev = ["--device", "cpu"] if dry else ["--device", "cuda"]
     bench = ["--json", *dev] + (["--quick", "--repeats", "1"] if dry else [])
+    quick = ["--json", *dev, "--quick"] + (["--repeats", "1"] if dry else [])
     gpt2 = ["--size", "gpt2-small", "--precision", "bf16", "--compile"]
     gpt2 += ["--peak-tflops", str(H200_MEASURED_BF16_TFLOPS)]
     reverse, shakespeare = dev + REVERSE[dry], dev + SHAKESPEARE[dry]
@@ -114,6 +117,12 @@ def steps(dry: bool, out: Path) -> list[Step]:
         ),
         Step("bench-encoder", attnlab("bench", "encoder", *bench), 90, "bench"),
         Step("bench-bert", attnlab("bench", "bert", *bench), 90, "bench"),
+        Step(
+            "bench-generate-compile",
+            attnlab("bench", "generate", *quick, "--compile"),
+            150,
+            "bench",
+        ),
     ]
 
 

@@ -229,3 +229,16 @@ def test_generate_suite_has_the_gpt_and_llama_rows_against_hugging_face():
     ]
     assert all(r.attnlab > 0 and r.reference > 0 for r in rows)
     assert "batch 32" in rows[3].case
+
+
+@pytest.mark.slow  # both sides compile the tiny Llama (inductor, C++ on the CPU)
+def test_generate_suite_with_compile_adds_the_compiled_llama_rows():
+    pytest.importorskip("transformers")
+    from attnlab.bench import generate
+
+    rows = generate.llama_generation(BenchOptions(quick=True, repeats=1, compile=True))
+    assert [(r.case.split(", ")[-1], r.reference_name) for r in rows[4:]] == [
+        ("compiled", "HF LlamaForCausalLM.generate, static cache, compiled"),
+        ("compiled vs eager cache", "attnlab, eager, growing KVCache"),
+    ]
+    assert all(r.attnlab > 0 and r.reference > 0 for r in rows)

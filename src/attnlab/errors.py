@@ -29,6 +29,11 @@ class ConfigError(AttnlabError, ValueError):
     """A config value is of the wrong type, out of its range or not among its choices."""
 
 
+class CompileError(AttnlabError):
+    """``torch.compile`` cannot compile the model here (for example, no C++ compiler for its
+    CPU backend)."""
+
+
 class OutputError(AttnlabError):
     """A file cannot be written: a directory is in the way, no permission, or a full disk."""
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from attnlab.errors import InputError
+from attnlab.errors import CompileError, InputError
 
 
 def _inference(search: Callable) -> Callable:
@@ -62,13 +62,22 @@ class _LanguageModelStepper:
     same tokens.
     """
 
-    def __init__(self, model: nn.Module, use_cache: bool, static: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        use_cache: bool,
+        static: tuple[int, int] | None = None,
+        compiled: bool = False,
+    ):
         self.model = model
         self.block_size = model.config.block_size
         self.use_cache = use_cache
         self.static = static  # (batch size, positions) of static caches; None: growing ones
         self.cache = None
         self.cached_start = 0  # position of the first token in the cache
+        # Decoding steps (one new token per row) through torch.compile: with static caches
+        # every step has the same shapes, so one compiled graph serves them all.
+        self.step_model = torch.compile(model, fullgraph=True, dynamic=False) if compiled else None
 
     def window_start(self, length: int) -> int:
         """First position the model sees when ``length`` tokens exist."""
@@ -84,8 +93,21 @@ class _LanguageModelStepper:
             return self.model(ids[:, start:])[:, -1]  # (B, vocab)
         if self.cache is None or start != self.cached_start:
             self.cache, self.cached_start = self._empty_cache(), start
-        seen = self.cached_start + len(self.cache[0])
-        return self.model(ids[:, seen:], cache=self.cache)[:, -1]  # (B, vocab)
+        new = ids[:, self.cached_start + len(self.cache[0]) :]  # (B, T_new): not yet cached
+        if self.step_model is None or new.size(1) != 1:  # the prompt runs eagerly
+            return self.model(new, cache=self.cache)[:, -1]  # (B, vocab)
+        # A fresh (B, 1) tensor: a slice of the growing ids has new strides at every step, and
+        # the compiled graph is guarded on strides.
+        new = new.clone(memory_format=torch.contiguous_format)
+        try:
+            return self.step_model(new, cache=self.cache)[:, -1]  # (B, vocab)
+        except torch._dynamo.exc.BackendCompilerFailed as e:
+            cause = getattr(e, "inner_exception", e)  # what the compiler raised
+            reason = f"{type(cause).__name__}: {(str(cause).strip() or '?').splitlines()[0]}"
+            raise CompileError(
+                f"torch.compile cannot compile the model here ({reason}); generate without "
+                "compiling"
+            ) from None
 
     def _empty_cache(self) -> list:
         """Fresh growing caches, or the static ones emptied in place (allocated only once)."""
@@ -387,6 +409,7 @@ def generate(
     eos_id: int | Sequence[int] | None = None,
     on_token: Callable[[Tensor], None] | None = None,
     static_cache: bool = False,
+    compile: bool = False,
 ) -> Tensor:
     """Continue ``input_ids`` with a decoder-only language model, one token at a time.
 
@@ -413,15 +436,24 @@ def generate(
             ``model.make_cache(batch_size=B, max_len=T + max_new_tokens)``), so that every
             decoding step has the same shapes (for ``torch.compile`` and CUDA graphs); the
             same tokens as the growing cache.
+        compile: with ``use_cache``, static caches and every decoding step through
+            :func:`torch.compile` (``fullgraph=True, dynamic=False``): the first step compiles
+            the model (seconds; on the CPU it needs a C++ compiler), later steps and calls
+            reuse the graph. The prompt runs eagerly. Raises
+            :class:`~attnlab.errors.CompileError` when the model cannot be compiled here.
 
     Returns:
         ``(B, T + n)`` ids, the prompt followed by ``n <= max_new_tokens`` new tokens.
     """
     _check_generate_args(input_ids, max_new_tokens, temperature, top_k, top_p, stop, decode)
+    if compile and not use_cache:
+        raise InputError("compiling needs the key/value cache (use_cache=True)")
     generator = None if seed is None else _generator(seed, input_ids.device)
     # static caches: room for the prompt and every new token (at most the window)
-    static = (input_ids.size(0), input_ids.size(1) + max_new_tokens) if static_cache else None
-    stepper = _LanguageModelStepper(model, use_cache, static)
+    static = None
+    if static_cache or compile:
+        static = (input_ids.size(0), input_ids.size(1) + max_new_tokens)
+    stepper = _LanguageModelStepper(model, use_cache, static, compiled=compile)
     ids, prompt_len = input_ids, input_ids.size(1)
     done = torch.zeros(ids.size(0), dtype=torch.bool, device=ids.device)  # (B,)
     eos_ids = None if eos_id is None else _id_tensor(eos_id, ids)  # (n_eos,)

@@ -1,12 +1,14 @@
 """generate() for decoder-only models: the cache changes nothing but speed, the window
 slides past block_size, and the sampling controls do what they say."""
 
+import functools
+
 import pytest
 import torch
 
-from attnlab.errors import InputError
+from attnlab.errors import CompileError, InputError
 from attnlab.generation import _filter_logits, generate
-from attnlab.models import GPT, GPTConfig
+from attnlab.models import GPT, GPTConfig, Llama, LlamaConfig
 
 
 def _gpt(block_size=32, seed=0) -> GPT:
@@ -140,3 +142,74 @@ def test_generation_records_no_graph_and_its_ids_can_be_trained_on():
     loss = model(out[:, :-1]).logsumexp(-1).mean()  # the embedding saves the ids for backward
     loss.backward()
     assert model.token_embedding.weight.grad is not None
+
+
+@pytest.fixture
+def eager_compile(monkeypatch):
+    """torch.compile with dynamo's "eager" backend: the graph is captured and guarded as with
+    inductor, without compiling C++ (the inductor run is in the slow tests)."""
+    dynamo = pytest.importorskip("torch._dynamo")
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    dynamo.reset()
+    yield dynamo
+    dynamo.reset()
+
+
+def _llama(block_size=32) -> Llama:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=block_size,
+        initializer_range=0.1,
+    )
+    return Llama(config).eval()
+
+
+@pytest.mark.parametrize("build", [_gpt, _llama])
+def test_compiled_steps_give_the_tokens_of_eager_generation_with_one_graph(build, eager_compile):
+    model = build(block_size=16)
+    prompt = torch.randint(0, 50, (2, 5))
+    # 40 new tokens in a window of 16: the window slides and the caches are refilled eagerly
+    expected = generate(model, prompt, 40, temperature=0, use_cache=False)
+    with eager_compile.config.patch(error_on_recompile=True):
+        compiled = generate(model, prompt, 40, temperature=0, compile=True)
+        again = generate(model, prompt, 40, temperature=0, compile=True)  # the same graph
+    assert torch.equal(compiled, expected) and torch.equal(again, expected)
+
+
+def test_compiling_needs_the_cache():
+    with pytest.raises(InputError, match="compiling needs the key/value cache"):
+        generate(_gpt(), torch.tensor([[1, 2]]), 3, use_cache=False, compile=True)
+
+
+def test_a_model_that_cannot_be_compiled_gives_one_sentence(monkeypatch):
+    dynamo = pytest.importorskip("torch._dynamo")
+
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no C++ compiler\nand a long log")
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=broken_backend))
+    dynamo.reset()
+    with pytest.raises(CompileError, match="cannot compile the model here") as error:
+        generate(_gpt(), torch.tensor([[1, 2]]), 3, temperature=0, compile=True)
+    assert "\n" not in str(error.value) and "no C++ compiler" in str(error.value)
+    dynamo.reset()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("build", [_gpt, _llama])
+def test_inductor_compiled_steps_give_the_tokens_of_eager_generation(build):
+    # The default backend, which compiles C++ on the CPU (about 10 s a model); the floats may
+    # differ from eager ones in the last bits, the greedy tokens of these peaked models do not.
+    pytest.importorskip("torch._inductor")
+    torch._dynamo.reset()
+    model = build(block_size=32)
+    prompt = torch.randint(0, 50, (1, 4))
+    expected = generate(model, prompt, 20, temperature=0)
+    assert torch.equal(generate(model, prompt, 20, temperature=0, compile=True), expected)
+    torch._dynamo.reset()

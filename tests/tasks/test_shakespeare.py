@@ -1,6 +1,7 @@
 """The shakespeare task: data (location, checksum, split, blocks), a tiny training run through the
 CLI, and the ``generate`` command with its errors."""
 
+import functools
 import io
 import json
 import urllib.error
@@ -209,6 +210,26 @@ def test_generate_streams_the_prompt_and_the_new_tokens(tiny_run, capsys):
     assert run_cli(capsys, *args, "--temperature", "0", "--no-cache")[1] == greedy
 
 
+def test_generate_compiled_writes_the_greedy_text(tiny_run, capsys, monkeypatch):
+    # dynamo's "eager" backend: the steps are captured as with inductor, without C++ (the
+    # inductor run of generate(compile=True) is in the slow tests)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    args = ["generate", str(tiny_run), "--prompt", "ROMEO:", "--max-new-tokens", "30"]
+    greedy = run_cli(capsys, *args, "--temperature", "0")[1]
+    code, out, _ = run_cli(capsys, *args, "--temperature", "0", "--compile")
+    assert code == 0 and out == greedy
+
+
+def test_generate_compile_without_a_cxx_compiler_is_one_line(tiny_run, capsys, monkeypatch):
+    inductor_config = pytest.importorskip("torch._inductor.config")
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/c++",))
+    torch._dynamo.reset()  # no graph compiled by an earlier test may be reused
+    code, _, err = run_cli(capsys, "generate", str(tiny_run), "--max-new-tokens", "3", "--compile")
+    assert_one_line_error(code, err, "torch.compile cannot compile the model here")
+    assert "No working C++ compiler" in err
+    torch._dynamo.reset()
+
+
 def test_generate_stops_at_the_stop_string(tiny_run, capsys):
     code, out, _ = run_cli(
         capsys, "generate", str(tiny_run), "--prompt", "ROMEO:", "--stop", "e", "--seed", "0"
@@ -227,6 +248,7 @@ def test_generate_stops_at_the_stop_string(tiny_run, capsys):
         (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
         (["--top-k", "0"], "--top-k must be at least 1"),
         (["--temperature", "-1"], "--temperature must be 0 or more"),
+        (["--compile", "--no-cache"], "--compile needs the key/value cache"),
     ],
 )
 def test_generate_refuses_bad_input_in_one_line(tiny_run, capsys, args, message):

@@ -16,9 +16,11 @@
   RMSNorm, 256 tokens, a window of 1,024): with the cache, without it, the cache against none,
   and attnlab's preallocated :class:`~attnlab.nn.StaticKVCache` (fixed shapes, sized for the
   prompt and the new tokens) against its growing :class:`~attnlab.nn.KVCache`. Skipped
-  without ``transformers``.
+  without ``transformers``. With ``--compile`` two more rows: attnlab's ``generate(...,
+  compile=True)`` (static caches, compiled decoding steps) against Hugging Face's static cache
+  with its forward pass compiled, and against attnlab's eager growing cache.
 
-``--precision`` applies autocast on both sides; generation runs eagerly.
+``--precision`` applies autocast on both sides; the other rows run eagerly.
 """
 
 from __future__ import annotations
@@ -102,9 +104,11 @@ def attnlab_generate_call(
     use_cache: bool,
     options: BenchOptions,
     static_cache: bool = False,
+    compile: bool = False,
 ) -> Callable[[], None]:
     """One greedy :func:`~attnlab.generation.generate` of ``new_tokens`` after ``prompt (B, T)``
-    (with ``static_cache``, in preallocated :class:`~attnlab.nn.StaticKVCache` s)."""
+    (with ``static_cache``, in preallocated :class:`~attnlab.nn.StaticKVCache` s; with
+    ``compile``, static caches and compiled decoding steps)."""
     device = torch.device(options.device)
 
     def call() -> None:
@@ -116,17 +120,31 @@ def attnlab_generate_call(
                 temperature=0.0,
                 use_cache=use_cache,
                 static_cache=static_cache,
+                compile=compile,
             )
 
     return call
 
 
 def hf_generate_call(
-    model: nn.Module, prompt: torch.Tensor, new_tokens: int, use_cache: bool, options: BenchOptions
+    model: nn.Module,
+    prompt: torch.Tensor,
+    new_tokens: int,
+    use_cache: bool,
+    options: BenchOptions,
+    compiled: bool = False,
 ) -> Callable[[], None]:
     """One greedy Hugging Face ``generate`` (e.g. of a ``GPT2LMHeadModel``) of exactly
-    ``new_tokens`` after ``prompt (B, T)``."""
+    ``new_tokens`` after ``prompt (B, T)``; with ``compiled``, in its static cache with its
+    forward pass compiled (which it does by itself on GPUs, and on the CPU when asked)."""
     device = torch.device(options.device)
+    compiling = {}
+    if compiled:
+        from transformers import CompileConfig
+
+        compile_config = CompileConfig(fullgraph=True, dynamic=False)
+        compile_config._compile_all_devices = True  # also on the CPU
+        compiling = {"cache_implementation": "static", "compile_config": compile_config}
 
     def call() -> None:
         with torch.inference_mode(), autocast(device, options.precision):
@@ -138,6 +156,7 @@ def hf_generate_call(
                 do_sample=False,
                 use_cache=use_cache,
                 pad_token_id=0,
+                **compiling,
             )
 
     return call
@@ -209,16 +228,8 @@ def llama_generation(options: BenchOptions) -> list[BenchResult]:
     repeats = options.repeats or (1 if options.quick else 3)
     ours, reference = _llama_models(device)
     prompt = torch.randint(LLAMA_CONFIG["vocab_size"], (1, GENERATION_PROMPT), device=device)
-    sides = {
-        ("attnlab", "cache"): attnlab_generate_call(ours, prompt, new_tokens, True, options),
-        ("attnlab", "static"): attnlab_generate_call(
-            ours, prompt, new_tokens, True, options, static_cache=True
-        ),
-        ("attnlab", "none"): attnlab_generate_call(ours, prompt, new_tokens, False, options),
-        ("hf", "cache"): hf_generate_call(reference, prompt, new_tokens, True, options),
-        ("hf", "none"): hf_generate_call(reference, prompt, new_tokens, False, options),
-    }
-    for call in sides.values():  # warm up
+    sides = _llama_sides(ours, reference, prompt, new_tokens, options)
+    for call in sides.values():  # warm up (and compile)
         call()
     seconds = interleaved_medians(sides, device, repeats)
     rate = {side: new_tokens / s for side, s in seconds.items()}  # tokens/s
@@ -227,7 +238,7 @@ def llama_generation(options: BenchOptions) -> list[BenchResult]:
         label = f"generate {new_tokens} tokens, batch 1, {case}"
         return BenchResult(SUITE, label, "tokens/s", rate[ours_side], rate[reference_side], name)
 
-    return [
+    rows = [
         row("KV cache", ("attnlab", "cache"), ("hf", "cache"), LLAMA_REFERENCE),
         row("no cache", ("attnlab", "none"), ("hf", "none"), LLAMA_REFERENCE),
         row("KV cache vs none", ("attnlab", "cache"), ("attnlab", "none"), "attnlab, no cache"),
@@ -238,6 +249,46 @@ def llama_generation(options: BenchOptions) -> list[BenchResult]:
             "attnlab, growing KVCache",
         ),
     ]
+    if options.compile:
+        compiled_reference = f"{LLAMA_REFERENCE}, static cache, compiled"
+        rows += [
+            row("compiled", ("attnlab", "compiled"), ("hf", "compiled"), compiled_reference),
+            row(
+                "compiled vs eager cache",
+                ("attnlab", "compiled"),
+                ("attnlab", "cache"),
+                "attnlab, eager, growing KVCache",
+            ),
+        ]
+    return rows
+
+
+def _llama_sides(
+    ours: nn.Module,
+    reference: nn.Module,
+    prompt: torch.Tensor,
+    new_tokens: int,
+    options: BenchOptions,
+) -> dict[tuple[str, str], Callable[[], None]]:
+    """The timed calls of the Llama rows, by (side, case); with ``options.compile`` also both
+    sides compiled with static caches."""
+    sides = {
+        ("attnlab", "cache"): attnlab_generate_call(ours, prompt, new_tokens, True, options),
+        ("attnlab", "static"): attnlab_generate_call(
+            ours, prompt, new_tokens, True, options, static_cache=True
+        ),
+        ("attnlab", "none"): attnlab_generate_call(ours, prompt, new_tokens, False, options),
+        ("hf", "cache"): hf_generate_call(reference, prompt, new_tokens, True, options),
+        ("hf", "none"): hf_generate_call(reference, prompt, new_tokens, False, options),
+    }
+    if options.compile:
+        sides["attnlab", "compiled"] = attnlab_generate_call(
+            ours, prompt, new_tokens, True, options, compile=True
+        )
+        sides["hf", "compiled"] = hf_generate_call(
+            reference, prompt, new_tokens, True, options, compiled=True
+        )
+    return sides
 
 
 def _llama_models(device: torch.device) -> tuple[nn.Module, nn.Module]:

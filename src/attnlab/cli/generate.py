@@ -65,6 +65,12 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="no key/value cache: recompute the whole context at every step (slower, same text)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="preallocated key/value caches and torch.compile'd decoding steps (the first step "
+        "compiles for seconds, on the CPU with a C++ compiler; the same text)",
+    )
     add_device_option(parser)
     return parser.parse_intermixed_args(argv)
 
@@ -93,6 +99,8 @@ def _check(args: argparse.Namespace) -> None:
         raise InputError(f"--seed must be from 0 to 2^63 - 1; got {args.seed}")
     if args.stop == "":
         raise InputError("--stop must not be empty")
+    if args.compile and args.no_cache:
+        raise InputError("--compile needs the key/value cache; drop --no-cache")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,6 +156,7 @@ def _sample(
         decode=decode,
         eos_id=eos_id,
         on_token=on_token,
+        compile=args.compile,
     )
 
 
