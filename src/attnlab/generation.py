@@ -431,57 +431,72 @@ def generate(
         stop: with ``decode`` (ids -> text), stop once every row's new text contains it.
         eos_id: stop once every row has produced this token (or one of these tokens).
         on_token: called after each step with the new tokens ``(B,)``, e.g. to stream them.
-        static_cache: with ``use_cache``, preallocate one :class:`~attnlab.nn.StaticKVCache`
-            per layer for the prompt and the new tokens (at most the whole window:
-            ``model.make_cache(batch_size=B, max_len=T + max_new_tokens)``), so that every
-            decoding step has the same shapes (for ``torch.compile`` and CUDA graphs); the
-            same tokens as the growing cache.
-        compile: with ``use_cache``, static caches and every decoding step through
-            :func:`torch.compile` (``fullgraph=True, dynamic=False``): the first step compiles
-            the model (seconds; on the CPU it needs a C++ compiler), later steps and calls
-            reuse the graph. The prompt runs eagerly. Raises
-            :class:`~attnlab.errors.CompileError` when the model cannot be compiled here.
+        static_cache: preallocate one :class:`~attnlab.nn.StaticKVCache` per layer for the
+            prompt and the new tokens (at most the window), so that every step has the same
+            shapes (for ``torch.compile`` and CUDA graphs).
+        compile: static caches, and every decoding step through :func:`torch.compile` (one
+            graph; the first step compiles for seconds, on the CPU with a C++ compiler, else
+            :class:`~attnlab.errors.CompileError`). Both need ``use_cache``; same tokens.
 
     Returns:
         ``(B, T + n)`` ids, the prompt followed by ``n <= max_new_tokens`` new tokens.
     """
     _check_generate_args(input_ids, max_new_tokens, temperature, top_k, top_p, stop, decode)
-    if compile and not use_cache:
-        raise InputError("compiling needs the key/value cache (use_cache=True)")
     generator = None if seed is None else _generator(seed, input_ids.device)
-    # static caches: room for the prompt and every new token (at most the window)
-    static = None
-    if static_cache or compile:
-        static = (input_ids.size(0), input_ids.size(1) + max_new_tokens)
-    stepper = _LanguageModelStepper(model, use_cache, static, compiled=compile)
-    ids, prompt_len = input_ids, input_ids.size(1)
-    done = torch.zeros(ids.size(0), dtype=torch.bool, device=ids.device)  # (B,)
-    eos_ids = None if eos_id is None else _id_tensor(eos_id, ids)  # (n_eos,)
+    stepper = _stepper(model, input_ids, max_new_tokens, use_cache, static_cache, compile)
+    finish, ids = _Finish(input_ids, eos_id, stop, decode), input_ids
     for _ in range(max_new_tokens):
         logits = stepper.next_logits(ids).float()  # (B, vocab)
         next_id = _next_token(logits, temperature, top_k, top_p, generator)  # (B,)
         ids = torch.cat([ids, next_id[:, None]], dim=1)  # (B, T + 1)
         if on_token is not None:
             on_token(next_id)
-        if eos_ids is not None or stop is not None:
-            done |= _finished(next_id, ids, prompt_len, eos_ids, stop, decode)
-            if done.all():
-                break
+        if finish.every_row(next_id, ids):
+            break
     return ids
 
 
-def _finished(
-    next_id: Tensor,
-    ids: Tensor,
-    prompt_len: int,
-    eos_ids: Tensor | None,
-    stop: str | None,
-    decode: Callable[[list[int]], str] | None,
-) -> Tensor:
-    """Which rows ``(B,)`` have just produced an end-of-sequence token or the stop text."""
-    done = torch.zeros_like(next_id, dtype=torch.bool)  # (B,)
-    if eos_ids is not None:
-        done |= torch.isin(next_id, eos_ids)
-    if stop is not None:
-        done |= _contains_stop(ids, prompt_len, stop, decode)
-    return done
+def _stepper(
+    model: nn.Module,
+    input_ids: Tensor,
+    max_new_tokens: int,
+    use_cache: bool,
+    static_cache: bool,
+    compile: bool,
+) -> _LanguageModelStepper:
+    """The stepper of :func:`generate`: with ``static_cache`` or ``compile``, static caches
+    with room for the prompt and every new token (at most the window)."""
+    if compile and not use_cache:
+        raise InputError("compiling needs the key/value cache (use_cache=True)")
+    static = None
+    if static_cache or compile:
+        static = (input_ids.size(0), input_ids.size(1) + max_new_tokens)  # (B, positions)
+    return _LanguageModelStepper(model, use_cache, static, compiled=compile)
+
+
+class _Finish:
+    """When :func:`generate` stops early: once every row has produced an end-of-sequence
+    token or, with ``decode``, new text containing ``stop``."""
+
+    def __init__(
+        self,
+        input_ids: Tensor,
+        eos_id: int | Sequence[int] | None,
+        stop: str | None,
+        decode: Callable[[list[int]], str] | None,
+    ):
+        self.prompt_len = input_ids.size(1)
+        self.eos_ids = None if eos_id is None else _id_tensor(eos_id, input_ids)  # (n_eos,)
+        self.stop, self.decode = stop, decode
+        self.done = torch.zeros(input_ids.size(0), dtype=torch.bool, device=input_ids.device)
+
+    def every_row(self, next_id: Tensor, ids: Tensor) -> bool:
+        """Whether every row of ``ids (B, T)`` is finished, now that ``next_id (B,)`` is
+        its last column."""
+        if self.eos_ids is None and self.stop is None:
+            return False
+        if self.eos_ids is not None:
+            self.done |= torch.isin(next_id, self.eos_ids)
+        if self.stop is not None:
+            self.done |= _contains_stop(ids, self.prompt_len, self.stop, self.decode)
+        return bool(self.done.all())
