@@ -101,8 +101,8 @@ class FeedForward(nn.Module):
         self.activation_name = spec.activation
         self.activation = _ACTIVATIONS[spec.activation]  # a name BlockSpec has checked
         self.gated = spec.activation == "swiglu"
-        d_in = 2 * spec.d_ff if self.gated else spec.d_ff  # SwiGLU: W1 and W3 stacked
-        self.linear1 = Linear(spec.d_model, d_in, bias=spec.bias)
+        rows = 2 * spec.d_ff if self.gated else spec.d_ff  # SwiGLU: W1 and W3 stacked
+        self.linear1 = Linear(spec.d_model, rows, bias=spec.bias)
         self.dropout = Dropout(spec.ffn_dropout_rate)
         self.linear2 = Linear(spec.d_ff, spec.d_model, bias=spec.bias)
         with torch.no_grad():  # each matrix on its own, W1 and W3 as if they were separate
