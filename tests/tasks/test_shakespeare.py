@@ -220,11 +220,12 @@ def test_generate_compiled_writes_the_greedy_text(tiny_run, capsys, monkeypatch)
     assert code == 0 and out == greedy
 
 
-def test_generate_compile_without_a_cxx_compiler_is_one_line(tiny_run, capsys, monkeypatch):
+def test_generate_compile_without_a_cxx_compiler_is_one_line(tiny_run, capsys):
     inductor_config = pytest.importorskip("torch._inductor.config")
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/c++",))
     torch._dynamo.reset()  # no graph compiled by an earlier test may be reused
-    code, _, err = run_cli(capsys, "generate", str(tiny_run), "--max-new-tokens", "3", "--compile")
+    with inductor_config.patch({"cpp.cxx": ("/nonexistent/c++",)}):
+        args = ["generate", str(tiny_run), "--max-new-tokens", "3", "--compile"]
+        code, _, err = run_cli(capsys, *args)
     assert_one_line_error(code, err, "torch.compile cannot compile the model here")
     assert "No working C++ compiler" in err
     torch._dynamo.reset()
