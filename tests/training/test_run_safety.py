@@ -220,8 +220,12 @@ def test_a_foreign_or_corrupt_checkpoint_is_one_sentence(capsys, copy_of, tmp_pa
         (lambda t: {k: v * float("nan") for k, v in t.items()}, "holds NaN or infinite values"),
         (lambda t: {k: v.to(torch.int32) for k, v in t.items()}, "torch.int32, expected"),
         (lambda t: dict(list(t.items())[1:]), "it has no weight"),
+        (
+            lambda t: {**t, "extra.weight": torch.zeros(2)},
+            "it has a weight this model does not have: 'extra.weight'",
+        ),
     ],
-    ids=["NaN", "integer", "a missing tensor"],
+    ids=["NaN", "integer", "a missing tensor", "an extra tensor"],
 )
 def test_bad_weights_are_refused_on_load(capsys, copy_of, change, message):
     run_dir = copy_of()

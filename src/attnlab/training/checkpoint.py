@@ -81,7 +81,7 @@ def check_tensors(path: Path, tensors: dict[str, Any], expected: dict[str, Tenso
     missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or extra:
         name = (missing or extra)[0]
-        kind = "has no weight" if missing else "has a weight this model does not"
+        kind = "has no weight" if missing else "has a weight this model does not have:"
         raise RunDirError(f"{path} does not hold the weights of this model: it {kind} {name!r}")
     for name, want in expected.items():
         got = tensors[name]
