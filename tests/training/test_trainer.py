@@ -13,7 +13,7 @@ import torch
 
 import attnlab
 from attnlab.cli import main
-from attnlab.errors import TrainingError
+from attnlab.errors import Stopped, TrainingError
 from attnlab.runs import write_run_config
 from attnlab.tasks.reverse import ReverseConfig, ReverseTask
 from attnlab.training import TrainConfig, Trainer
@@ -290,3 +290,27 @@ def test_ctrl_c_stops_after_the_step_and_saves_a_checkpoint(tmp_path):
     assert history[-1]["step"] == step  # validated at the step it stopped after
     assert "test set:" not in out  # a stopped run skips the test report by default
     assert f"continue with --resume {run_dir}" in err
+
+
+def test_stopping_at_once_leaves_the_log_writers_alone(tmp_path, monkeypatch):
+    # The second signal may strike while TensorBoard's writer holds its queue's lock; a
+    # close() after that waited forever (seen in CI). Here it strikes in the writer.
+    import torch.utils.tensorboard
+
+    class StruckWriter:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def add_scalar(self, *args):
+            raise Stopped(signal.SIGINT)
+
+        def close(self):
+            raise AssertionError("closed after a Stopped: its lock may be held for ever")
+
+    monkeypatch.setattr(torch.utils.tensorboard, "SummaryWriter", StruckWriter)
+    task = ReverseTask(ReverseConfig(train_size=100, val_size=20, test_size=20))
+    model = task.build_model()
+    config = TrainConfig(epochs=1, batch_size=25, val_every=2)
+    write_run_config(tmp_path, task, config, model)
+    with pytest.raises(Stopped):
+        Trainer(task, model, config, tmp_path, progress=False).fit()

@@ -279,13 +279,21 @@ class Trainer:
             dynamic_ncols=True,
             desc=f"train {self.task.name}",
         )
+        stopped_at_once = False
         try:
             with self._ctrl_c_finishes_the_step():
                 self._loop(train_loader, sampler, val_loader, bar, val_every, last_step)
+        except Stopped:
+            # A second signal raises wherever the main thread is, perhaps inside TensorBoard's
+            # writer queue or the progress bar with a lock held: closing them could then wait
+            # forever. Leave them (their threads are daemons); the checkpoint is whole.
+            stopped_at_once = True
+            raise
         finally:
-            bar.close()
-            if self.writer is not None:
-                self.writer.close()
+            if not stopped_at_once:
+                bar.close()
+                if self.writer is not None:
+                    self.writer.close()
         return self._best_entry()
 
     def _loaders(self) -> tuple[DataLoader, EpochBatchSampler, DataLoader]:
