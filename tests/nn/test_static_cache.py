@@ -162,18 +162,8 @@ def test_one_compiled_graph_serves_every_decoding_step():
 def test_one_compiled_graph_serves_every_decoding_step_of_a_whole_llama():
     dynamo = pytest.importorskip("torch._dynamo")
     torch.manual_seed(0)
-    model = Llama(
-        LlamaConfig(
-            vocab_size=60,
-            hidden_size=32,
-            intermediate_size=48,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=32,
-        )
-    ).eval()
-    prompt = torch.randint(60, (1, 5))
+    model = _tiny_llama()
+    prompt = torch.randint(50, (1, 5))
     expected = generate(model, prompt, 8, temperature=0.0, use_cache=False)  # (1, 13)
     cache = model.make_cache(batch_size=1, max_len=13)
     dynamo.reset()
