@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from ..cli_helpers import assert_one_line_error, run_cli
-from .conftest import train
+from .conftest import SMALL, train
 
 
 def test_predict_prints_one_line_per_input(capsys, trained_run):
@@ -185,3 +185,21 @@ def test_help_pages_are_plain_text(capsys, argv):
     assert code == 0 and out.startswith("usage: attnlab")
     for markup in (":class:", ":mod:", ":func:", "``", "seed's", "practical"):
         assert markup not in out, markup
+
+
+def test_the_progress_bar_redraws_at_tqdms_pace_not_at_every_step(capsys, tmp_path, monkeypatch):
+    """With tqdm's minimum interval between redraws made endless, a 20-step run draws the bar
+    when it opens and when it closes, and no more: nothing forces a redraw at every step (which
+    wrote a line per step, 240 KB for ``train reverse``, into a redirected log)."""
+    from attnlab.training import trainer
+
+    class PatientBar(trainer.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, mininterval=1e9, **kwargs)
+
+    monkeypatch.setattr(trainer, "tqdm", PatientBar)
+    main_args = ["train", "reverse", "--out", str(tmp_path / "r"), "--epochs", "1"]
+    code, _, err = run_cli(capsys, *main_args, *SMALL)
+    assert code == 0, err
+    redraws = [line for line in err.split("\r") if line.startswith("train reverse:")]
+    assert 1 <= len(redraws) <= 3, redraws

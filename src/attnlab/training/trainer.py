@@ -416,7 +416,7 @@ class Trainer:
                 rates = {"ex_s": f"{examples / elapsed:,.0f}"}
                 if tokens:
                     rates["tok_s"] = f"{tokens / elapsed:,.0f}"
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **rates)
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **rates, refresh=False)
                 bar.update()
 
                 done = self.step >= last_step or self._stopping
