@@ -10,6 +10,7 @@ or ``timeout``.
 from __future__ import annotations
 
 import inspect
+import itertools
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -20,7 +21,14 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from attnlab.exercises.core import Mistake, Part, Practical, WeightsMismatchError, as_tuple
+from attnlab.exercises.core import (
+    Mistake,
+    Part,
+    Practical,
+    WeightsMismatchError,
+    as_tuple,
+    made_together,
+)
 
 SEED = 0
 ATOL = RTOL = 1e-4
@@ -105,14 +113,26 @@ class Diagnoser:
         return self.outputs(part, self.reference, "reference")[0]
 
     def matches(self, part: Part, got: tuple[Tensor, ...], deterministic: bool) -> list[Mistake]:
-        """The catalogue's mistakes whose broken variant gives what the student gives."""
+        """The catalogue's mistakes whose broken variant gives what the student gives; when
+        none does, the pairs of mistakes made together that do (see :func:`made_together`).
+        Only mistakes made in ``part`` or in a part it uses are tried."""
+        relevant = [
+            m for m in self.practical.mistakes if m.part in (part.name, *part.needed_names())
+        ]
+        found = self._matching(part, relevant, got, deterministic)
+        if found:
+            return found
+        pairs = [made_together(a, b) for a, b in itertools.combinations(relevant, 2)]
+        return self._matching(part, [p for p in pairs if p is not None], got, deterministic)
+
+    def _matching(
+        self, part: Part, mistakes: list[Mistake], got: tuple[Tensor, ...], deterministic: bool
+    ) -> list[Mistake]:
         found = []
-        for mistake in self.practical.mistakes:
-            if mistake.part not in (part.name, *part.needed_names()):
-                continue  # made in a part this one does not use
-            if mistake.name not in self._broken:
-                self._broken[mistake.name] = mistake.broken()
+        for mistake in mistakes:
             try:
+                if mistake.name not in self._broken:
+                    self._broken[mistake.name] = mistake.broken()
                 theirs, theirs_deterministic = self.outputs(
                     part, self._broken[mistake.name], mistake.name
                 )

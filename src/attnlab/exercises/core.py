@@ -19,8 +19,10 @@ The contract, for whoever writes a practical (``attnlab/exercises/practicals/<na
   :func:`substitute` (a text substitution in the solution's source, so the broken variant is
   exactly the student's likely mistake, propagated to every part that uses it). When a part
   fails, the student's outputs are compared with every mistake's outputs for that part (same
-  inputs, same weights); a match prints that mistake's hint. Make the inputs such that each
-  mistake changes the outputs (masks that mask something, ``B != T != d_model``).
+  inputs, same weights); a match prints that mistake's hint. When none matches, the pairs of
+  mistakes made together are tried (:func:`made_together`), and a match prints both hints.
+  Make the inputs such that each mistake changes the outputs (masks that mask something,
+  ``B != T != d_model``).
 
 Everything here runs inside the child process that imports the student's file (see
 :mod:`attnlab.exercises.child`); the ``attnlab`` process never imports a submission.
@@ -112,31 +114,69 @@ class Practical:
         return next(p for p in self.parts if p.name == name)
 
 
-def substitute(solution: str, changes: dict[str, str]) -> Callable[[], ModuleType]:
-    """A ``broken()`` for :class:`Mistake`: the solution's source with each ``old`` -> ``new``.
+@dataclass(frozen=True)
+class Substitution:
+    """A ``broken()`` for :class:`Mistake`: the source of solution module ``solution`` (a name
+    under ``attnlab.exercises.solutions``) with each ``(old, new)`` of ``changes`` made in
+    turn, executed as a module. Each ``old`` must occur exactly once in the source as it is
+    by then (checked when the variant is built, so a stale substitution fails loudly in the
+    tests instead of silently giving the solution)."""
 
-    ``solution`` is the module name under ``attnlab.exercises.solutions``; each key of
-    ``changes`` must occur exactly once in its source (checked when the variant is built, so a
-    stale substitution fails loudly in the tests instead of silently giving the solution).
-    """
+    solution: str
+    changes: tuple[tuple[str, str], ...]
 
-    def broken() -> ModuleType:
-        module = importlib.import_module(f"attnlab.exercises.solutions.{solution}")
-        source = inspect.getsource(module)
-        for old, new in changes.items():
-            if source.count(old) != 1:
-                raise AssertionError(f"{old!r} occurs {source.count(old)} times in {solution}")
-            source = source.replace(old, new)
+    def __call__(self) -> ModuleType:
+        module = importlib.import_module(f"attnlab.exercises.solutions.{self.solution}")
+        source = _substituted(inspect.getsource(module), self.changes, self.solution)
         variant = types.ModuleType(f"{module.__name__}_broken")
         variant.__file__ = module.__file__
         sys.modules[variant.__name__] = variant  # dataclasses and inspect look modules up
         try:
-            exec(compile(source, f"<{solution} with a mistake>", "exec"), variant.__dict__)
+            exec(compile(source, f"<{self.solution} with a mistake>", "exec"), variant.__dict__)
         finally:
             del sys.modules[variant.__name__]
         return variant
 
-    return broken
+    def together_with(self, other: Substitution) -> Substitution | None:
+        """Both substitutions in one copy of the solution; ``None`` when they are of different
+        solutions or rewrite the same code (one's ``old`` is gone or doubled after the other)."""
+        if other.solution != self.solution:
+            return None
+        both = Substitution(self.solution, self.changes + other.changes)
+        module = importlib.import_module(f"attnlab.exercises.solutions.{self.solution}")
+        try:
+            _substituted(inspect.getsource(module), both.changes, self.solution)
+        except AssertionError:
+            return None
+        return both
+
+
+def _substituted(source: str, changes: tuple[tuple[str, str], ...], solution: str) -> str:
+    """``source`` with each ``old`` -> ``new`` in turn; AssertionError if an ``old`` does not
+    occur exactly once when its turn comes."""
+    for old, new in changes:
+        if source.count(old) != 1:
+            raise AssertionError(f"{old!r} occurs {source.count(old)} times in {solution}")
+        source = source.replace(old, new)
+    return source
+
+
+def substitute(solution: str, changes: dict[str, str]) -> Substitution:
+    """The :class:`Substitution` of ``changes`` (``{old: new}``) in solution ``solution``."""
+    return Substitution(solution, tuple(changes.items()))
+
+
+def made_together(first: Mistake, second: Mistake) -> Mistake | None:
+    """Both mistakes in one copy of the solution (students often make two at once), with both
+    hints; ``None`` unless both are substitutions of the same solution that rewrite different
+    code. Its ``part`` is the first mistake's."""
+    if not isinstance(first.broken, Substitution) or not isinstance(second.broken, Substitution):
+        return None
+    broken = first.broken.together_with(second.broken)
+    if broken is None:
+        return None
+    hint = f"two mistakes: {first.hint}; and {second.hint}"
+    return Mistake(f"{first.name}+{second.name}", first.part, hint, broken)
 
 
 def randomize_(module: nn.Module, generator: torch.Generator) -> None:
