@@ -11,6 +11,7 @@ from attnlab.nn import (
     DecoderLayerCache,
     KVCache,
     MultiHeadAttention,
+    StaticKVCache,
     Transformer,
     TransformerDecoder,
     causal_mask,
@@ -198,3 +199,18 @@ def test_cross_attention_without_memory_or_cache_is_an_error():
     mha = MultiHeadAttention(D, H)
     with pytest.raises(ValueError, match="needs memory"):
         mha(torch.randn(1, 2, D), cross=True)
+
+
+def test_a_refused_mask_leaves_the_cache_as_it_was():
+    """The mask is checked before the new keys and values are cached: after a refused call
+    the next step decodes as if the call had not been made."""
+    torch.manual_seed(6)
+    mha = MultiHeadAttention(D, H).eval()
+    x = torch.randn(2, 4, D)
+    for cache in (KVCache(), StaticKVCache.for_attention(mha, batch_size=2, max_len=8)):
+        mha(x[:, :3], is_causal=True, cache=cache)
+        with pytest.raises(ValueError, match="mask"):
+            mha(x[:, 3:], mask=torch.ones(2, 1, 1, 5, dtype=torch.bool), cache=cache)
+        assert len(cache) == 3
+        last = mha(x[:, 3:], is_causal=True, cache=cache)
+        assert (last - mha(x, is_causal=True)[:, 3:]).abs().max() <= TOL

@@ -307,20 +307,14 @@ class MultiHeadAttention(nn.Module):
     ) -> Tensor | tuple[Tensor, Tensor]:
         B, T_q = self._check_input("x", x)
         cross = cross or memory is not None
-        if not cross:
-            q, k, v = self._self_projections(x, cache, positions, rotary_cos_sin)
-        elif isinstance(cache, StaticKVCache):
-            raise ValueError(
-                "a StaticKVCache holds self-attention; cross-attention takes a KVCache"
-            )
-        elif is_causal:
-            raise ValueError("is_causal=True applies to self-attention only, not to memory")
-        else:
-            q, k, v = self._cross_projections(x, memory, cache)
-        T_k = k.size(2)
-
-        if mask is not None:
+        T_k = self._key_length(B, T_q, memory, cache, cross, is_causal)
+        if mask is not None:  # checked before a cache grows: a refused call leaves it as it was
             check_mask(mask, B, self.num_heads, T_q, T_k)
+        if cross:
+            q, k, v = self._cross_projections(x, memory, cache)
+        else:
+            q, k, v = self._self_projections(x, cache, positions, rotary_cos_sin)
+
         if isinstance(cache, StaticKVCache):
             # Whole buffers: hide the positions not yet written, and each new query's future.
             mask = combine_masks(cache.visible(T_q), mask)  # (B|1, H|1, T_q, max_len)
@@ -345,6 +339,37 @@ class MultiHeadAttention(nn.Module):
         heads = heads.transpose(1, 2).reshape(B, T_q, self.d_model)  # (B, T_q, d_model)
         out = self.out_proj(heads)  # (B, T_q, d_model)
         return (out, weights) if need_weights else out
+
+    def _key_length(
+        self,
+        B: int,
+        T_q: int,
+        memory: Tensor | None,
+        cache: KVCache | StaticKVCache | None,
+        cross: bool,
+        is_causal: bool,
+    ) -> int:
+        """``T_k``, the number of keys the ``T_q`` queries will see, known before any
+        projection; raises ValueError for a call that cannot be made."""
+        if isinstance(cache, StaticKVCache):
+            if cross:
+                raise ValueError(
+                    "a StaticKVCache holds self-attention; cross-attention takes a KVCache"
+                )
+            return cache.max_len  # the whole buffers
+        cached = 0 if cache is None else len(cache)
+        if not cross:
+            return cached + T_q
+        if is_causal:
+            raise ValueError("is_causal=True applies to self-attention only, not to memory")
+        if cached:
+            return cached  # the memory's keys and values, computed on the first step
+        if memory is None:
+            raise ValueError("cross-attention needs memory (or a filled cache)")
+        B_m, T_m = self._check_input("memory", memory)
+        if B_m != B:
+            raise ValueError(f"memory batch size {B_m} does not match x batch size {B}")
+        return T_m
 
     def _self_projections(
         self,
@@ -391,18 +416,15 @@ class MultiHeadAttention(nn.Module):
         first step)."""
         B, T_q = x.shape[:2]
         H, H_kv, d_head = self.num_heads, self.num_kv_heads, self.d_head
+        # W_Q (H d_head, d_model) and W_K, W_V stacked (2 H_kv d_head, d_model)
         w_q, w_kv = self.qkv_proj.weight.split([H * d_head, 2 * H_kv * d_head])
         b_q, b_kv = (None, None)
         if self.qkv_proj.bias is not None:
-            b_q, b_kv = self.qkv_proj.bias.split([H * d_head, 2 * H_kv * d_head])
+            b_q, b_kv = self.qkv_proj.bias.split([H * d_head, 2 * H_kv * d_head])  # likewise
         q = linear(x, w_q, b_q).view(B, T_q, H, d_head).transpose(1, 2)  # (B, H, T_q, d_head)
         if cache is not None and len(cache) > 0:
             return q, cache.k, cache.v  # each (B, H_kv, T_k, d_head)
-        if memory is None:
-            raise ValueError("cross-attention needs memory (or a filled cache)")
-        B_m, T_m = self._check_input("memory", memory)
-        if B_m != B:
-            raise ValueError(f"memory batch size {B_m} does not match x batch size {B}")
+        T_m = memory.size(1)  # checked by _key_length
         kv = linear(memory, w_kv, b_kv)  # (B, T_k, 2 H_kv d_head)
         kv = kv.view(B, T_m, 2 * H_kv, d_head).transpose(1, 2)  # (B, 2 H_kv, T_k, d_head)
         k, v = kv.split([H_kv, H_kv], dim=1)  # each (B, H_kv, T_k, d_head)
