@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -95,6 +97,41 @@ def _check_type(field: dataclasses.Field, value: Any) -> None:
         raise ConfigError(f"{field.name} must be {name}; got {value!r}")
     if kind is float and not math.isfinite(value):
         raise ConfigError(f"{field.name} must be a finite number; got {value!r}")
+
+
+def check_annotated(cls: type, values: Mapping[str, Any]) -> None:
+    """Refuse a value of ``values`` whose type does not fit the annotation of the field of
+    dataclass ``cls`` it is meant for (``int``, ``float``, ``bool``, ``str``, ``X | None``, a
+    ``Literal``), with a :class:`ConfigError`: for configs without :func:`option` metadata
+    (the models'), read back from a hand-editable ``config.json``."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if name in hints and not _fits(hints[name], value):
+            raise ConfigError(f"{name} must be {_describe(hints[name])}; got {value!r}")
+
+
+def _fits(annotation: Any, value: Any) -> bool:
+    if annotation in _TYPES:
+        return _TYPES[annotation][1](value) and not (
+            annotation is float and not math.isfinite(value)
+        )
+    if typing.get_origin(annotation) is typing.Literal:
+        return value in typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_fits(a, value) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    return True  # a type this check does not know: left to the config's own checks
+
+
+def _describe(annotation: Any) -> str:
+    if annotation in _TYPES:
+        return _TYPES[annotation][0]
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(annotation))
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", "valid")
 
 
 def check_field(field: dataclasses.Field, value: Any) -> None:

@@ -14,13 +14,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from attnlab import __version__
 from attnlab.configs import TrainConfig
 from attnlab.errors import ConfigError, RunDirError
 from attnlab.models import MODELS
-from attnlab.options import from_json
+from attnlab.options import check_annotated, from_json
 from attnlab.tasks import Task, get_task, task_names
 from attnlab.training.checkpoint import CONFIG, MODEL, load_weights, read_json, write_json
 from attnlab.training.lock import LEFTOVERS, LOCK, RunLock
@@ -152,7 +153,43 @@ def build_task(config: dict[str, Any], data_dir: str | Path | None = None) -> Ta
         if not hasattr(task_config, "data_dir"):
             raise ConfigError(f"task {task_cls.name!r} reads no data set: drop --data-dir")
         task_config = dataclasses.replace(task_config, data_dir=str(data_dir))
-    return task_cls.from_state(task_config, config.get("task_state", {}))
+    try:
+        task = task_cls.from_state(task_config, config.get("task_state", {}))
+    except Exception as e:  # a hand-edited state: whatever its tokenizer's parser raises
+        raise RunDirError(f"the task state in config.json is invalid ({_reason(e)})") from e
+    _check_state_fits_model(task, config)
+    return task
+
+
+# The model config fields that a task's state decides: the size of its vocabulary, the
+# number of its classes.
+STATE_SIZED = ("vocab_size", "src_vocab_size", "tgt_vocab_size", "num_classes")
+
+
+def _check_state_fits_model(task: Task, config: dict[str, Any]) -> None:
+    """Refuse a task state (vocabulary, classes) of other sizes than the saved model's: the
+    model would predict ids the tokenizer cannot read. The task's model is built on the meta
+    device, so nothing is allocated."""
+    try:
+        with torch.device("meta"):
+            expected = dataclasses.asdict(task.build_model().config)
+    except Exception as e:
+        raise RunDirError(f"the task state in config.json is invalid ({_reason(e)})") from e
+    saved = config["model"]["config"]
+    for field in STATE_SIZED:
+        if field in saved and field in expected and saved[field] != expected[field]:
+            raise RunDirError(
+                f"the task state in config.json gives {field} = {expected[field]}, but the "
+                f"model was saved with {saved[field]}: config.json was edited"
+            )
+
+
+def _reason(error: Exception) -> str:
+    """An exception as a short reason: its message's first line, or what it names."""
+    if isinstance(error, KeyError):
+        return f"it has no {error.args[0]!r}"
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def train_config_of(config: dict[str, Any]) -> TrainConfig:
@@ -168,6 +205,7 @@ def build_model(config: dict[str, Any], purpose: str = "inference") -> nn.Module
     machine's memory (for ``purpose``: "inference" or "training") is refused unallocated."""
     model_cls = MODELS[config["model"]["class"]]
     try:
+        check_annotated(model_cls.config_class, config["model"]["config"])
         model_config = model_cls.config_class(**config["model"]["config"])
         check_fits(lambda: model_cls(model_config), purpose)
     except (TypeError, ValueError, OverflowError) as e:

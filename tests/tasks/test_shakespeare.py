@@ -264,3 +264,32 @@ def test_generate_refuses_a_run_of_another_task(capsys, tmp_path):
     capsys.readouterr()
     code, _, err = run_cli(capsys, "generate", str(out), "--prompt", "3 1 4")
     assert_one_line_error(code, err, "a run of task 'reverse', which does not generate text")
+
+
+TASK_STATE_EDITS = {
+    "no vocabulary": ({}, "the task state in config.json is invalid (it has no 'vocab')"),
+    "a number": ({"vocab": 5}, "the task state in config.json is invalid ("),
+    "a shorter vocabulary": (
+        {"vocab": "abc"},
+        "the task state in config.json gives vocab_size = 3, but the model was saved with",
+    ),
+}
+
+
+@pytest.mark.parametrize("state, message", TASK_STATE_EDITS.values(), ids=TASK_STATE_EDITS)
+def test_a_hand_edited_vocabulary_is_one_line(capsys, tiny_run, text_dir, tmp_path, state, message):
+    """The vocabulary lives in config.json's task state; edited, it no longer reads the
+    model's ids (a shorter one used to fail with an IndexError in the middle of generating)."""
+    copy = tmp_path / "edited"
+    copy.mkdir()
+    for name in ("model.safetensors", "checkpoint.pt"):
+        (copy / name).write_bytes((tiny_run / name).read_bytes())
+    config = json.loads((tiny_run / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "task_state": state}))
+    for argv in (
+        ["generate", str(copy), "--max-new-tokens", "3"],
+        ["eval", str(copy), "--data-dir", str(text_dir)],
+        ["train", "shakespeare", "--resume", str(copy), "--no-progress"],
+    ):
+        code, _, err = run_cli(capsys, *argv)
+        assert_one_line_error(code, err, message)

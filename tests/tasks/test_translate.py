@@ -162,3 +162,16 @@ def test_wrong_direction_is_a_one_line_error(capsys, tmp_path):
         capsys, "train", "translate-small", "--direction", "de-en", "--out", str(tmp_path / "r")
     )
     assert_one_line_error(code, err, "direction must be en-fr or fr-en")
+
+
+def test_a_hand_edited_tokenizer_is_one_line(capsys, small_run, tmp_path):
+    """The subword tokenizer is Hugging Face JSON inside config.json's task state; text that
+    ``tokenizers`` cannot parse gets one sentence, not its parser's exception."""
+    copy = tmp_path / "edited"
+    copy.mkdir()
+    (copy / "model.safetensors").write_bytes((small_run / "model.safetensors").read_bytes())
+    config = json.loads((small_run / "config.json").read_text())
+    config["task_state"] = {"tokenizer": "{not json"}
+    (copy / "config.json").write_text(json.dumps(config))
+    code, _, err = run_cli(capsys, "translate", str(copy), "bonjour")
+    assert_one_line_error(code, err, "the task state in config.json is invalid (")
