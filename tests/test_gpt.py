@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from attnlab.errors import InputError
 from attnlab.generation import generate
 from attnlab.models import GPT, MODELS, GPTConfig
 from attnlab.training.checkpoint import load_weights, save_weights
@@ -178,9 +179,9 @@ def test_from_hf_gives_the_same_logits_as_gpt2(device):
 def test_from_hf_refuses_what_gpt_cannot_represent():
     from attnlab.interop import from_hf
 
-    with pytest.raises(ValueError, match="scale_attn_by_inverse_layer_idx"):
+    with pytest.raises(InputError, match="scale_attn_by_inverse_layer_idx"):
         from_hf(hf_gpt2(scale_attn_by_inverse_layer_idx=True))
-    with pytest.raises(ValueError, match="activation_function 'silu'"):
+    with pytest.raises(InputError, match="activation_function 'silu'"):
         from_hf(hf_gpt2(activation_function="silu"))
 
 
@@ -195,7 +196,7 @@ def test_state_dict_mapping_checks_every_tensor():
         mapped["layers.1.self_attn.qkv_proj.weight"], state["transformer.h.1.attn.c_attn.weight"].T
     )
     del state["transformer.h.2.mlp.c_fc.bias"]
-    with pytest.raises(ValueError, match="no tensor 'transformer.h.2.mlp.c_fc.bias'"):
+    with pytest.raises(InputError, match="no tensor 'transformer.h.2.mlp.c_fc.bias'"):
         gpt2_state_dict_from_hf(state, num_layers=3)
 
 

@@ -303,7 +303,7 @@ def beam_search(
         ids = torch.cat([ids.index_select(0, rows), token.view(-1, 1)], dim=1)  # (B*K, T+1)
         was_finished = finished.index_select(0, rows)
         lengths = lengths.index_select(0, rows) + (~was_finished).float()
-        finished = was_finished | (token.view(-1) == c.eos_id)
+        finished = was_finished | (token.view(-1) == c.eos_id)  # (B*K,)
         if finished.all():
             break
     normalised = scores / length_penalty_factor(lengths.view(B, K), length_penalty)  # (B, K)
@@ -356,7 +356,7 @@ def _check_generate_args(
     if input_ids.dim() != 2 or input_ids.size(1) == 0:
         raise InputError(f"input_ids must be (B, T) with T >= 1; got {tuple(input_ids.shape)}")
     if stop is not None and decode is None:
-        raise ValueError("stop needs decode, to turn the new ids into text")
+        raise InputError("stop needs decode, to turn the new ids into text")
 
 
 def _next_token(

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import attnlab
+from attnlab.errors import InputError
 from attnlab.interop import from_hf
 from attnlab.interop.hf_bert import bert_state_dict_from_hf
 from attnlab.models.bert import Bert, BertConfig, mean_pool, sentence_embedding
@@ -100,7 +101,7 @@ def test_state_dict_mapping_names_a_missing_weight():
     mapped = bert_state_dict_from_hf(state, num_layers=2)
     assert set(mapped) == set(Bert(small_config()).state_dict())
     del state["bert.encoder.layer.1.attention.self.key.weight"]
-    with pytest.raises(ValueError, match=r"encoder\.layer\.1\.attention\.self\.key\.weight"):
+    with pytest.raises(InputError, match=r"encoder\.layer\.1\.attention\.self\.key\.weight"):
         bert_state_dict_from_hf(state, num_layers=2)
 
 

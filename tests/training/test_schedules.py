@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from attnlab.errors import ConfigError
 from attnlab.training.schedules import build_scheduler, cosine_warmup, noam
 
 
@@ -46,7 +47,7 @@ def test_scheduler_sets_the_learning_rate_per_step(name):
 
 def test_unknown_schedule_is_refused():
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    with pytest.raises(ValueError, match="unknown schedule"):
+    with pytest.raises(ConfigError, match="unknown schedule"):
         build_scheduler(optimizer, "linear", 1, 10, 8)
 
 

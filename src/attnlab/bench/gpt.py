@@ -225,7 +225,7 @@ def _train_step(
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, options.precision):
             logits = logits_of(forward_model)  # (B, T, vocab)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())  # (B*T, vocab)
         loss.backward()
         optimizer.step()
 

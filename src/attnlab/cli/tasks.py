@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
+from collections.abc import Callable
 
 from attnlab.cli.common import Parser, add_config_options, plain
 from attnlab.configs import CARDS, TaskCard, TrainConfig
@@ -20,7 +21,12 @@ def description(card: TaskCard) -> str:
         return plain(ast.get_docstring(ast.parse(f.read())) or card.summary)
 
 
-def parse_task(prog: str, argv: list[str], add_options, cards: dict[str, TaskCard] = CARDS):
+def parse_task(
+    prog: str,
+    argv: list[str],
+    add_options: Callable[[argparse.ArgumentParser], None],
+    cards: dict[str, TaskCard] = CARDS,
+) -> argparse.Namespace:
     """Parse ``TASK [options]``: the task first, then a parser made for that task.
 
     ``add_options(parser)`` adds the command's own options (e.g. ``--out``).

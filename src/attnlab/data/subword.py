@@ -14,6 +14,7 @@ from tokenizers import Tokenizer
 
 from attnlab.data.bpe import train_bpe
 from attnlab.data.vocab import PAD, UNK
+from attnlab.errors import DataError
 
 BOS, EOS = "<s>", "</s>"
 
@@ -31,7 +32,7 @@ class SubwordTokenizer:
         self.tokenizer = tokenizer
         specials = [tokenizer.token_to_id(t) for t in (PAD, UNK, BOS, EOS)]
         if specials != [0, 1, 2, 3]:
-            raise ValueError(f"special tokens {PAD} {UNK} {BOS} {EOS} must have ids 0-3")
+            raise DataError(f"special tokens {PAD} {UNK} {BOS} {EOS} must have ids 0-3")
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int) -> SubwordTokenizer:

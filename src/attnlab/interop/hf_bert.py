@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from attnlab.errors import InputError
 from attnlab.interop.hf import twin_of
 from attnlab.models.bert import Bert, BertConfig
 
@@ -60,8 +61,9 @@ def bert_state_dict_from_hf(hf_state: dict[str, Tensor], num_layers: int) -> dic
     """Rename (and fuse) a Hugging Face BERT state dict into :class:`Bert`'s parameter names.
 
     Query, key and value weights ``(D, D)`` each are concatenated into ``qkv_proj``'s
-    ``(3 D, D)`` (biases ``(3 D,)``), in the order Q, K, V. Raises ``ValueError`` with one
-    sentence naming the first missing or unexpected tensor.
+    ``(3 D, D)`` (biases ``(3 D,)``), in the order Q, K, V. Raises
+    :class:`~attnlab.errors.InputError` with one sentence naming the first missing or
+    unexpected tensor.
     """
     state = {}
     for key, value in hf_state.items():
@@ -82,7 +84,7 @@ def bert_state_dict_from_hf(hf_state: dict[str, Tensor], num_layers: int) -> dic
                 hf_key = f"{hf_prefix}{hf_name}.{part}"
                 mapped[f"{our_prefix}{our_name}.{part}"] = _take(state, hf_key)
     if state:
-        raise ValueError(
+        raise InputError(
             f"unexpected weight {sorted(state)[0]!r} ({len(state)} in all): the checkpoint does "
             f"not match a {num_layers}-layer BERT encoder"
         )
@@ -92,14 +94,15 @@ def bert_state_dict_from_hf(hf_state: dict[str, Tensor], num_layers: int) -> dic
 def load_hf_state_dict(bert: Bert, hf_state: dict[str, Tensor]) -> None:
     """Copy a Hugging Face BERT state dict into ``bert`` (in place; dtypes are converted).
 
-    Raises ``ValueError`` with one sentence for a missing, unexpected or wrongly shaped
-    tensor (a checkpoint that does not match ``bert.config``).
+    Raises :class:`~attnlab.errors.InputError` (a ``ValueError``) with one sentence for a
+    missing, unexpected or wrongly shaped tensor (a checkpoint that does not match
+    ``bert.config``).
     """
     config = bert.config
     mapped = bert_state_dict_from_hf(hf_state, config.num_hidden_layers)
     for key, expected in bert.state_dict().items():
         if tuple(mapped[key].shape) != tuple(expected.shape):
-            raise ValueError(
+            raise InputError(
                 f"weight {key!r} has shape {tuple(mapped[key].shape)} but the config "
                 f"(hidden_size={config.hidden_size}, intermediate_size="
                 f"{config.intermediate_size}, vocab_size={config.vocab_size}, "
@@ -123,5 +126,5 @@ def bert_from_hf(model: Any) -> Bert:
 
 def _take(state: dict[str, Tensor], key: str) -> Tensor:
     if key not in state:
-        raise ValueError(f"the checkpoint has no weight {key!r}: it is not a complete BERT encoder")
+        raise InputError(f"the checkpoint has no weight {key!r}: it is not a complete BERT encoder")
     return state.pop(key)

@@ -28,6 +28,7 @@ from typing import Any
 
 from torch import Tensor
 
+from attnlab.errors import InputError
 from attnlab.models.gpt import GPT, GPTConfig
 
 # Hugging Face's activation_function names -> attnlab's activation names.
@@ -55,8 +56,9 @@ _CONV1D = {
 def gpt2_config_from_hf(hf_config: Any) -> GPTConfig:
     """The :class:`GPTConfig` of a ``transformers.GPT2Config``.
 
-    Raises ``ValueError`` for the options attnlab's GPT does not have (cross-attention,
-    unscaled or layer-scaled attention, an untied LM head, other activations).
+    Raises :class:`~attnlab.errors.InputError` (a ``ValueError``) for the options attnlab's
+    GPT does not have (cross-attention, unscaled or layer-scaled attention, an untied LM
+    head, other activations).
     """
     unsupported = {
         "add_cross_attention": False,
@@ -66,10 +68,10 @@ def gpt2_config_from_hf(hf_config: Any) -> GPTConfig:
     }
     for name, supported in unsupported.items():
         if getattr(hf_config, name, supported) != supported:
-            raise ValueError(f"attnlab's GPT cannot represent GPT2Config({name}={not supported})")
+            raise InputError(f"attnlab's GPT cannot represent GPT2Config({name}={not supported})")
     activation = hf_config.activation_function
     if activation not in _ACTIVATIONS:
-        raise ValueError(
+        raise InputError(
             f"activation_function {activation!r} is not supported; "
             f"supported: {', '.join(sorted(_ACTIVATIONS))}"
         )
@@ -91,7 +93,7 @@ def gpt2_state_dict_from_hf(hf_state: dict[str, Tensor], num_layers: int) -> dic
 
     Accepts the keys of ``GPT2LMHeadModel`` (``transformer.`` prefix) or of ``GPT2Model``
     (none). ``lm_head.weight`` is dropped: it is tied to the token embedding. Raises
-    ``ValueError`` naming the first missing or unexpected tensor.
+    :class:`~attnlab.errors.InputError` naming the first missing or unexpected tensor.
     """
     state = {}
     for key, value in hf_state.items():
@@ -113,7 +115,7 @@ def gpt2_state_dict_from_hf(hf_state: dict[str, Tensor], num_layers: int) -> dic
                 mapped[f"{our_prefix}{ours}.{part}"] = tensor.t() if part == "weight" else tensor
     leftover = [k for k in state if not k.endswith((".attn.bias", ".attn.masked_bias"))]
     if leftover:
-        raise ValueError(f"unexpected tensor {leftover[0]!r} in the GPT-2 state dict")
+        raise InputError(f"unexpected tensor {leftover[0]!r} in the GPT-2 state dict")
     return {k: v.contiguous() for k, v in mapped.items()}
 
 
@@ -130,5 +132,5 @@ def gpt2_from_hf(hf_model: Any) -> GPT:
 
 def _take(state: dict[str, Tensor], key: str) -> Tensor:
     if key not in state:
-        raise ValueError(f"the GPT-2 state dict has no tensor {key!r}")
+        raise InputError(f"the GPT-2 state dict has no tensor {key!r}")
     return state.pop(key)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.errors import InputError
 from attnlab.nn import (
     DecoderLayer,
     EncoderLayer,
@@ -46,23 +47,23 @@ def _activation_name(layer: nn.TransformerEncoderLayer | nn.TransformerDecoderLa
         isinstance(activation, nn.GELU) and activation.approximate == "none"
     ):
         return "gelu"
-    raise ValueError(f"unsupported activation {activation!r}: attnlab supports relu and exact gelu")
+    raise InputError(f"unsupported activation {activation!r}: attnlab supports relu and exact gelu")
 
 
 def _copy_linear(dst: nn.Linear, weight: Tensor, bias: Tensor | None) -> None:
     with torch.no_grad():
         dst.weight.copy_(weight)
         if (dst.bias is None) != (bias is None):
-            raise ValueError("bias mismatch between source and destination")
+            raise InputError("bias mismatch between source and destination")
         if bias is not None:
             dst.bias.copy_(bias)
 
 
 def _mha_from_torch(src: nn.MultiheadAttention) -> MultiHeadAttention:
     if not src._qkv_same_embed_dim:
-        raise ValueError("kdim/vdim different from embed_dim are not supported")
+        raise InputError("kdim/vdim different from embed_dim are not supported")
     if src.bias_k is not None or src.add_zero_attn:
-        raise ValueError("add_bias_kv and add_zero_attn are not supported")
+        raise InputError("add_bias_kv and add_zero_attn are not supported")
     dst = MultiHeadAttention(
         src.embed_dim, src.num_heads, dropout=src.dropout, bias=src.in_proj_bias is not None
     )
@@ -74,7 +75,7 @@ def _mha_from_torch(src: nn.MultiheadAttention) -> MultiHeadAttention:
 
 def _mha_to_torch(src: MultiHeadAttention) -> nn.MultiheadAttention:
     if src.num_kv_heads != src.num_heads or src.rotary is not None:
-        raise ValueError(
+        raise InputError(
             "nn.MultiheadAttention has no grouped-query attention and no rotary positions"
         )
     has_bias = src.qkv_proj.bias is not None
@@ -92,7 +93,7 @@ def _mha_to_torch(src: MultiHeadAttention) -> nn.MultiheadAttention:
 
 def _layer_from_torch(src: nn.TransformerEncoderLayer) -> EncoderLayer:
     if src.norm1.eps != src.norm2.eps:
-        raise ValueError("the two LayerNorms of the layer must share one eps")
+        raise InputError("the two LayerNorms of the layer must share one eps")
     dst = EncoderLayer(
         d_model=src.self_attn.embed_dim,
         num_heads=src.self_attn.num_heads,
@@ -114,7 +115,7 @@ def _layer_from_torch(src: nn.TransformerEncoderLayer) -> EncoderLayer:
 def _check_layer_norm(src: nn.Module) -> None:
     """torch.nn's layers normalise with LayerNorm only: refuse an RMSNorm layer."""
     if not isinstance(src.norm1, nn.LayerNorm):
-        raise ValueError(f"torch.nn's layers have LayerNorm only; got {type(src.norm1).__name__}")
+        raise InputError(f"torch.nn's layers have LayerNorm only; got {type(src.norm1).__name__}")
 
 
 def _layer_to_torch(src: EncoderLayer) -> nn.TransformerEncoderLayer:
@@ -181,7 +182,7 @@ def _encoder_to_torch(src: TransformerEncoder) -> nn.TransformerEncoder:
 
 def _decoder_layer_from_torch(src: nn.TransformerDecoderLayer) -> DecoderLayer:
     if not src.norm1.eps == src.norm2.eps == src.norm3.eps:
-        raise ValueError("the three LayerNorms of the layer must share one eps")
+        raise InputError("the three LayerNorms of the layer must share one eps")
     dst = DecoderLayer(
         d_model=src.self_attn.embed_dim,
         num_heads=src.self_attn.num_heads,

@@ -106,6 +106,7 @@ class FeedForward(nn.Module):
         self.dropout = Dropout(spec.ffn_dropout_rate)
         self.linear2 = Linear(spec.d_ff, spec.d_model, bias=spec.bias)
         with torch.no_grad():  # each matrix on its own, W1 and W3 as if they were separate
+            # W1 and W3 (d_ff, d_model) each, W2 (d_model, d_ff)
             for weight in (*self.linear1.weight.split(spec.d_ff), self.linear2.weight):
                 nn.init.xavier_uniform_(weight)
         if spec.bias:

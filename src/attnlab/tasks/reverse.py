@@ -89,6 +89,7 @@ class ReverseTask(Task):
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         tokens, targets = batch
         logits = self._logits(model, tokens)  # (B, T, C)
+        # (B*T, C) against (B*T,)
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
 
     @torch.no_grad()
@@ -97,7 +98,7 @@ class ReverseTask(Task):
         for tokens, targets in batches:
             logits = self._logits(model, tokens)  # (B, T, C)
             right = tally.add(logits.flatten(0, 1), targets.flatten())  # (B * T,)
-            correct_seqs += int(right.view_as(targets).all(dim=1).sum())
+            correct_seqs += int(right.view_as(targets).all(dim=1).sum())  # right: (B, T)
             seqs += tokens.size(0)
         return {
             "loss": tally.loss,

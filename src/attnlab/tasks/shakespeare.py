@@ -139,7 +139,7 @@ class ShakespeareTask(Task):
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         x, y = batch  # (B, T) each
         logits = model(x)  # (B, T, vocab)
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten())  # (B*T, vocab), (B*T,)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Any) -> dict[str, float]:

@@ -189,7 +189,7 @@ class _TranslateBase(Task):
         for src, tgt in batches:
             logits = model(src, model.shift_right(tgt))  # (B, T, V)
             real = tgt != pad  # (B, T)
-            loss_sum += F.cross_entropy(
+            loss_sum += F.cross_entropy(  # (B*T, V) against (B*T,)
                 logits.flatten(0, 1), tgt.flatten(), ignore_index=pad, reduction="sum"
             ).item()
             correct += int(((logits.argmax(-1) == tgt) & real).sum())

@@ -12,6 +12,7 @@ from functools import partial
 import torch
 
 from attnlab.configs.train import SCHEDULES
+from attnlab.errors import ConfigError
 
 
 def cosine_warmup(step: int, warmup: int, total: int, floor: float = 0.0) -> float:
@@ -52,7 +53,7 @@ def build_scheduler(
     elif name == "constant":
         factor = _constant
     else:
-        raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+        raise ConfigError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 

@@ -23,6 +23,7 @@ from matplotlib import patheffects
 from matplotlib.axes import Axes
 from torch import Tensor
 
+from attnlab.errors import InputError
 from attnlab.viz.figures import new_figure, save_figure
 
 
@@ -38,15 +39,16 @@ def attention_rollout(maps: Sequence[Tensor]) -> Tensor:
         after the last layer. Every row sums to 1.
     """
     if not maps:
-        raise ValueError("attention_rollout needs the attention maps of at least one layer")
+        raise InputError("attention_rollout needs the attention maps of at least one layer")
     T = maps[0].size(-1)
+    for weights in maps:
+        if weights.dim() < 3 or weights.shape[-2:] != (T, T):
+            raise InputError(
+                f"each attention map must have shape (..., H, {T}, {T}); got {tuple(weights.shape)}"
+            )
     identity = torch.eye(T, dtype=maps[0].dtype, device=maps[0].device)  # (T, T)
     rollout = None
     for weights in maps:
-        if weights.dim() < 3 or weights.shape[-2:] != (T, T):
-            raise ValueError(
-                f"each attention map must have shape (..., H, {T}, {T}); got {tuple(weights.shape)}"
-            )
         mixed = weights.mean(dim=-3) + identity  # (..., T, T): heads averaged, plus residual
         mixed = mixed / mixed.sum(dim=-1, keepdim=True)  # (..., T, T), rows sum to 1
         rollout = mixed if rollout is None else mixed @ rollout  # (..., T, T)

@@ -52,10 +52,12 @@ class MultiHeadAttention(nn.Module):
     ) -> Tensor:
         source = x if memory is None else memory
         (B, T, d_model), S = x.shape, source.size(1)
+        # W_Q (d_model, d_model) and W_K, W_V stacked (2 d_model, d_model); biases likewise
         w_q, w_kv = self.qkv_proj.weight.split([d_model, 2 * d_model])
         b_q, b_kv = self.qkv_proj.bias.split([d_model, 2 * d_model])
+        # q: (B, T, d_model) -> (B, T, H, d_k) -> (B, H, T, d_k)
         q = F.linear(x, w_q, b_q).view(B, T, self.num_heads, self.d_k).transpose(1, 2)
-        # q: (B, H, T, d_k)
+        # kv: (B, S, 2 d_model) -> (B, S, 2, H, d_k)
         kv = F.linear(source, w_kv, b_kv).view(B, S, 2, self.num_heads, self.d_k)
         k, v = kv.permute(2, 0, 3, 1, 4)  # each (B, H, S, d_k)
         p = self.dropout if self.training else 0.0
