@@ -154,22 +154,25 @@ def tiny_run(text_dir, tmp_path_factory):
     return out
 
 
+def held_out_unigram_entropy(text_dir: Path) -> float:
+    """The unigram entropy of the held-out text, in nats per character: the best loss of a
+    model of the character frequencies alone, which ignores the characters before (3.2 nats
+    on the real text, against ln(vocab) = 4.1 for uniform guessing, which an untrained model
+    scores). A trained model must do clearly better."""
+    text = (text_dir / "input.txt").read_text()
+    held_out = text[int(0.9 * len(text)) :]  # eval reads the last 10% of the text
+    counts = torch.tensor(list(Counter(held_out).values()), dtype=torch.float64)
+    frequencies = counts / counts.sum()
+    return -(frequencies * frequencies.log()).sum().item()
+
+
 def test_training_writes_a_run_that_eval_reports(tiny_run, text_dir, capsys):
     code, out, _ = run_cli(capsys, "eval", str(tiny_run), "--json")
     assert code == 0
     report = json.loads(out)
     metrics = report["metrics"]
     assert metrics["perplexity"] == pytest.approx(torch.tensor(metrics["loss"]).exp().item())
-    # A model of the character frequencies alone scores at best the unigram entropy of the
-    # held-out text (3.2 nats on the real text, against ln(vocab) = 4.1 for uniform guessing,
-    # which an untrained model scores); the trained GPT, which sees the characters before,
-    # must do clearly better.
-    text = (text_dir / "input.txt").read_text()
-    held_out = text[int(0.9 * len(text)) :]  # eval reads the last 10% of the text
-    counts = torch.tensor(list(Counter(held_out).values()), dtype=torch.float64)
-    frequencies = counts / counts.sum()
-    unigram_entropy = -(frequencies * frequencies.log()).sum().item()  # nats per character
-    assert 0 < metrics["loss"] < unigram_entropy - 0.2
+    assert 0 < metrics["loss"] < held_out_unigram_entropy(text_dir) - 0.2
     sample = report["samples"][0]
     assert len(sample["continuation"]) == 200
     code, out, _ = run_cli(capsys, "eval", str(tiny_run))

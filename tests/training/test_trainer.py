@@ -1,6 +1,7 @@
 """The training pipeline end to end: resume, kill -9, NaN, determinism, what the model learns."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -237,24 +238,17 @@ def test_early_stopping_stops_after_patience_validations_without_improvement(tmp
     assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["step"] == steps[-1]
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_other_optimizers_and_noam_schedule_train(tmp_path, optimizer):
-    assert (
-        train(
-            tmp_path / "r",
-            "--epochs",
-            "1",
-            "--optimizer",
-            optimizer,
-            "--schedule",
-            "noam",
-            "--lr",
-            "1.0",
-        )
-        == 0
-    )
-    history = json.loads((tmp_path / "r" / "metrics.json").read_text())["history"]
-    assert history[-1]["val_loss"] < 2.31  # below chance, ln(10)
+@pytest.mark.parametrize(
+    "optimizer, epochs, lr_factor", [("adam", "2", "1.0"), ("sgd", "3", "10.0")]
+)
+def test_other_optimizers_and_noam_schedule_train(tmp_path, optimizer, epochs, lr_factor):
+    """Each optimizer learns the reversal well past chance (ln 10 nats, one token in 10) in a
+    few epochs; plain SGD needs a larger Noam factor than Adam."""
+    args = ["--epochs", epochs, "--optimizer", optimizer, "--schedule", "noam", "--lr", lr_factor]
+    assert train(tmp_path / "r", *args) == 0
+    last = json.loads((tmp_path / "r" / "metrics.json").read_text())["history"][-1]
+    assert last["val_loss"] < math.log(10) - 0.5
+    assert last["val_token_accuracy"] > 0.3
 
 
 def test_run_directory_contents(trained_run):

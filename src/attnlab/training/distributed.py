@@ -183,7 +183,9 @@ def _release_wrappers() -> None:
     for the GIL: a deadlock; or, during interpreter shutdown, that thread dies inside a
     ``noexcept`` destructor: "terminate called without an active exception" (SIGABRT). With
     these references dropped, ``destroy_process_group`` destroys the group itself, with
-    the GIL released, while the process still runs.
+    the GIL released, while the process still runs. (In torch 2.13 the DDP constructor keeps
+    one more reference in C++, out of reach: the group's threads then live on, idle, until
+    the process exits, and no garbage collection destroys it.)
     """
     for ddp in list(_wrappers):
         for name in ("logger", "reducer", "process_group"):
