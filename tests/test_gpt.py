@@ -73,12 +73,8 @@ def test_lm_head_is_the_token_embedding():
     model = small_gpt()
     names = [name for name, _ in model.named_parameters()]
     assert not any("head" in name for name in names)  # one matrix, used twice
-    ids = torch.randint(0, 37, (2, 6))
-    hidden = model.positions(model.token_embedding(ids))
-    for layer in model.layers:
-        hidden = layer(hidden, is_causal=True)
-    expected = model.norm(hidden) @ model.token_embedding.weight.T  # (B, T, vocab)
-    torch.testing.assert_close(model(ids), expected)
+    # (that the logits are the final hidden states times the embedding matrix is proven by
+    # the equality with Hugging Face's GPT-2, whose head is tied, below.)
     # The gradient reaches the embedding through the output projection too: a token that is
     # never an input still gets one.
     model(torch.zeros(1, 4, dtype=torch.long)).logsumexp(-1).sum().backward()

@@ -33,18 +33,73 @@ def test_vit_is_registered_for_reloading():
     assert MODELS["ViT"] is ViT and ViT.config_class is ViTConfig
 
 
-def test_vit_input_is_cls_token_then_patches_plus_positions():
-    """Equation 1 of the paper: z_0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos."""
-    model = small_vit()
+# Hugging Face's names for one ViT layer's tensors, before transformers 5.x and after.
+HF_VIT_LAYER_NAMES = {
+    "old": {"layer": "vit.encoder.layer.{i}.", "q": "attention.attention.query",
+            "k": "attention.attention.key", "v": "attention.attention.value",
+            "o": "attention.output.dense", "fc1": "intermediate.dense", "fc2": "output.dense"},
+    "new": {"layer": "vit.layers.{i}.", "q": "attention.q_proj", "k": "attention.k_proj",
+            "v": "attention.v_proj", "o": "attention.o_proj", "fc1": "mlp.fc1",
+            "fc2": "mlp.fc2"},
+}  # fmt: skip
+
+
+def hf_vit_state(ours: ViT, names: dict[str, str]) -> dict[str, torch.Tensor]:
+    """``ours``'s weights under Hugging Face ``ViTForImageClassification``'s names and
+    layouts: the patch projection as a convolution, Q, K and V as three matrices."""
+    D, P, C = ours.config.d_model, ours.config.patch_size, ours.config.in_channels
+    # our patch vectors are laid out (P, P, C); the convolution's kernels are (C, P, P)
+    conv = ours.patch_embed.projection.weight.reshape(D, P, P, C).permute(0, 3, 1, 2)
+    state = {
+        "vit.embeddings.cls_token": ours.cls_token,
+        "vit.embeddings.position_embeddings": ours.positions.embedding.weight[None],  # (1, T, D)
+        "vit.embeddings.patch_embeddings.projection.weight": conv,  # (D, C, P, P)
+        "vit.embeddings.patch_embeddings.projection.bias": ours.patch_embed.projection.bias,
+        "vit.layernorm.weight": ours.encoder.norm.weight,
+        "vit.layernorm.bias": ours.encoder.norm.bias,
+        "classifier.weight": ours.head.weight,
+        "classifier.bias": ours.head.bias,
+    }
+    for i, layer in enumerate(ours.encoder.layers):
+        attention, ff, prefix = layer.self_attn, layer.feed_forward, names["layer"].format(i=i)
+        for part in ("weight", "bias"):
+            q, k, v = getattr(attention.qkv_proj, part).chunk(3)  # each (D, ...)
+            modules = {"q": q, "k": k, "v": v, "o": getattr(attention.out_proj, part)}
+            modules |= {"fc1": getattr(ff.linear1, part), "fc2": getattr(ff.linear2, part)}
+            for short, tensor in modules.items():
+                state[f"{prefix}{names[short]}.{part}"] = tensor
+            state[f"{prefix}layernorm_before.{part}"] = getattr(layer.norm1, part)
+            state[f"{prefix}layernorm_after.{part}"] = getattr(layer.norm2, part)
+    return state
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_vit_equals_hugging_faces_vit_with_the_same_weights(channels):
+    """Equations 1-4 of the ViT paper (patches, CLS token, positions, pre-LN encoder, final
+    LayerNorm, head on the CLS output) against ``transformers``' ViT: logits and every
+    layer's attention maps."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    ours = small_vit(in_channels=channels, dropout=0.0, num_classes=7)
+    with torch.no_grad():  # no parameter left at 0 or 1 (the CLS token starts at zero)
+        for p in ours.parameters():
+            p.normal_(0, 0.5)
+    config = transformers.ViTConfig(
+        image_size=8, patch_size=2, num_channels=channels, hidden_size=16,
+        num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, hidden_act="gelu",
+        layer_norm_eps=ours.config.block_spec().layer_norm_eps, num_labels=7,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="eager",
+    )  # fmt: skip
+    reference = transformers.ViTForImageClassification(config)
+    naming = "new" if "vit.layers.0.attention.q_proj.weight" in reference.state_dict() else "old"
+    reference.load_state_dict(hf_vit_state(ours, HF_VIT_LAYER_NAMES[naming]))
+    reference.eval()
+    images = torch.rand(3, channels, 8, 8)
     with torch.no_grad():
-        model.cls_token.normal_()
-    images = torch.rand(3, 1, 8, 8)
-    patches = model.patch_embed(images)  # (3, 16, 16)
-    cls = model.cls_token.expand(3, 1, 16)
-    expected = torch.cat([cls, patches], dim=1) + model.positions.embedding.weight[:17]
-    torch.testing.assert_close(model._encode_input(images), expected)
-    hidden = model.encoder(expected)
-    torch.testing.assert_close(model(images), model.head(hidden[:, 0]))
+        expected = reference(pixel_values=images, output_attentions=True)
+        torch.testing.assert_close(ours(images), expected.logits, rtol=1e-5, atol=1e-5)
+        for mine, theirs in zip(ours.attention_maps(images), expected.attentions, strict=True):
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
 
 
 def test_vit_rejects_image_size_not_divisible_by_patch_size():

@@ -162,12 +162,16 @@ def test_every_activation_the_spec_allows_is_implemented(activation, grad):
         "relu": lambda ff, x: F.relu(ff.linear1(x)),
         "gelu": lambda ff, x: F.gelu(ff.linear1(x)),
         "gelu_tanh": lambda ff, x: F.gelu(ff.linear1(x), approximate="tanh"),
-        "swiglu": lambda ff, x: (  # linear1 holds W1 over W3
-            F.silu(F.linear(x, ff.linear1.weight[:16])) * F.linear(x, ff.linear1.weight[16:])
+        "swiglu": lambda ff, x: (  # linear1 holds W1 over W3, and b1 over b3
+            F.silu(F.linear(x, ff.linear1.weight[:16], ff.linear1.bias[:16]))
+            * F.linear(x, ff.linear1.weight[16:], ff.linear1.bias[16:])
         ),
     }[activation]
     ff = FeedForward(spec=BlockSpec(d_model=8, num_heads=2, d_ff=16, activation=activation))
     ff.eval()
+    with torch.no_grad():  # biases of zero (their initial value) would hide a misused one
+        for p in ff.parameters():
+            p.normal_()
     x = torch.randn(3, 5, 8)
     with torch.set_grad_enabled(grad):
         out = ff(x)
