@@ -220,6 +220,15 @@ HAND_EDITED = {
         lambda c: with_model(c, d_model=100_000, num_heads=1),
         "the model config in config.json is invalid (the model has 40,0",  # 40 billion
     ),
+    "a billion layers": (  # refused before even the meta device builds them
+        lambda c: with_model(c, num_layers=10**9),
+        "the model config in config.json is invalid (num_layers must be at most 10,000; "
+        "got 1,000,000,000)",
+    ),
+    "a size the task config does not give": (
+        lambda c: with_model(c, max_len=0),
+        "config.json was edited: its task gives a model with max_len = ",
+    ),
     "a train config that is a list": (lambda c: {**c, "train": []}, NOT_A_RUN),
     "an unknown optimizer": (
         lambda c: {**c, "train": {**c["train"], "optimizer": "x"}},

@@ -25,7 +25,7 @@ from attnlab.options import check_annotated, from_json
 from attnlab.tasks import Task, get_task, task_names
 from attnlab.training.checkpoint import CONFIG, MODEL, load_weights, read_json, write_json
 from attnlab.training.lock import LEFTOVERS, LOCK, RunLock
-from attnlab.training.memory import check_fits
+from attnlab.training.memory import check_depth, check_fits
 
 
 @dataclass
@@ -161,26 +161,22 @@ def build_task(config: dict[str, Any], data_dir: str | Path | None = None) -> Ta
     return task
 
 
-# The model config fields that a task's state decides: the size of its vocabulary, the
-# number of its classes.
-STATE_SIZED = ("vocab_size", "src_vocab_size", "tgt_vocab_size", "num_classes")
-
-
 def _check_state_fits_model(task: Task, config: dict[str, Any]) -> None:
-    """Refuse a task state (vocabulary, classes) of other sizes than the saved model's: the
-    model would predict ids the tokenizer cannot read. The task's model is built on the meta
-    device, so nothing is allocated."""
+    """Refuse a run whose saved model config is not the one its task config and state give
+    (the task builds its model from them): a hand-edited vocabulary the model's ids do not
+    fit, or a model size edited past the task's checked ranges. The task's model is built on
+    the meta device, so nothing is allocated."""
     try:
         with torch.device("meta"):
             expected = dataclasses.asdict(task.build_model().config)
     except Exception as e:
         raise RunDirError(f"the task state in config.json is invalid ({_reason(e)})") from e
     saved = config["model"]["config"]
-    for field in STATE_SIZED:
-        if field in saved and field in expected and saved[field] != expected[field]:
+    for field, value in expected.items():
+        if field in saved and saved[field] != value:
             raise RunDirError(
-                f"the task state in config.json gives {field} = {expected[field]}, but the "
-                f"model was saved with {saved[field]}: config.json was edited"
+                f"config.json was edited: its task gives a model with {field} = {value!r}, "
+                f"but the model config says {saved[field]!r}"
             )
 
 
@@ -206,6 +202,7 @@ def build_model(config: dict[str, Any], purpose: str = "inference") -> nn.Module
     model_cls = MODELS[config["model"]["class"]]
     try:
         check_annotated(model_cls.config_class, config["model"]["config"])
+        check_depth(config["model"]["config"])
         model_config = model_cls.config_class(**config["model"]["config"])
         check_fits(lambda: model_cls(model_config), purpose)
     except (TypeError, ValueError, OverflowError) as e:
@@ -220,8 +217,8 @@ def load_run(
     :func:`build_task`)."""
     run_dir = Path(run_dir)
     config = read_run_config(run_dir, expected_task)
+    model = build_model(config)  # first: its own checks name a mistyped or oversized field
     task = build_task(config, data_dir)
-    model = build_model(config)
     load_weights(run_dir / MODEL, model)
     return Run(run_dir, task, model.eval(), config, train_config_of(config))
 

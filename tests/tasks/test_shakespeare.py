@@ -274,7 +274,8 @@ TASK_STATE_EDITS = {
     "a number": ({"vocab": 5}, "the task state in config.json is invalid ("),
     "a shorter vocabulary": (
         {"vocab": "abc"},
-        "the task state in config.json gives vocab_size = 3, but the model was saved with",
+        "config.json was edited: its task gives a model with vocab_size = 3, but the model "
+        "config says",
     ),
 }
 

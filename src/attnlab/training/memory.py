@@ -8,7 +8,8 @@ hand-edited ``config.json``) gets one sentence instead of minutes of swapping an
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,18 +35,46 @@ def available_memory() -> int | None:
         return None
 
 
+# Config fields that count layers (attnlab's, Hugging Face's). Even the meta device builds
+# each layer as a Python object: a billion of them would take hours and all the memory.
+LAYER_FIELDS = (
+    "num_layers",
+    "num_encoder_layers",
+    "num_decoder_layers",
+    "num_hidden_layers",
+    "n_layer",
+)
+MAX_LAYERS = 10_000
+
+
+def check_depth(values: Mapping[str, Any]) -> None:
+    """Refuse a config (a mapping of its fields) of more than :data:`MAX_LAYERS` layers,
+    before anything is built."""
+    for name in LAYER_FIELDS:
+        depth = values.get(name)
+        if isinstance(depth, int) and depth > MAX_LAYERS:
+            raise ConfigError(f"{name} must be at most {MAX_LAYERS:,}; got {depth:,}")
+
+
 def count_parameters(build: Callable[[], nn.Module]) -> int:
     """The number of parameters of ``build()``, built on the meta device (no memory used)."""
+    return _count(build)[0]
+
+
+def _count(build: Callable[[], nn.Module]) -> tuple[int, int]:
+    """``(parameters, bytes of buffers)`` of ``build()``, built on the meta device."""
     with torch.device("meta"):
         model = build()
-    return sum(p.numel() for p in model.parameters())
+    buffer_bytes = sum(b.numel() * b.element_size() for b in model.buffers())
+    return sum(p.numel() for p in model.parameters()), buffer_bytes
 
 
 def check_fits(build: Callable[[], nn.Module], purpose: str = "training") -> int:
     """Refuse a model whose ``purpose`` ("training" or "inference") needs more memory than is
-    available; returns its parameter count."""
-    parameters = count_parameters(build)
-    needed = parameters * BYTES_PER_PARAMETER[purpose]
+    available, its buffers (e.g. a table of positions) included; returns its parameter
+    count."""
+    parameters, buffer_bytes = _count(build)
+    needed = parameters * BYTES_PER_PARAMETER[purpose] + buffer_bytes
     available = available_memory()
     if available is not None and needed > available:
         raise ConfigError(
