@@ -117,7 +117,17 @@ def write(path, text):
         (lambda t: ["start", str(t), "--part", "nope"], "no practical 'nope'"),
         (lambda t: ["start", write(t / "file", "x")], "it is a file, not a folder"),
         (lambda t: ["solve", write(t / "file", "x") + "/sub"], "is a file, not a directory"),
-        (lambda t: ["check", write(t / "encoder.py", "x\n"), "--timeout", "0"], "--timeout"),
+        *[
+            (
+                lambda t, s=s: ["check", write(t / "encoder.py", "x\n"), "--timeout", s],
+                f"--timeout must be a number of seconds in (0, 3,600]; got {s}",
+            )
+            for s in ("0.0", "-1.0", "nan", "inf", "1e+30")
+        ],
+        (
+            lambda t: ["grade", str(t), "--csv", str(t / "g.csv"), "--timeout", "nan"],
+            "--timeout must be a number of seconds",
+        ),
         (lambda t: ["explode", str(t)], "unknown action"),
     ],
 )

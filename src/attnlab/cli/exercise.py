@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from attnlab.exercises.runner import FileReport
 
 ACTIONS = ("start", "check", "solve", "grade")
+MAX_TIMEOUT_S = 3600  # an hour per part: past that, a limit is no limit
 
 
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
@@ -47,8 +48,11 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     )(parser)
     args = parser.parse_intermixed_args(argv[1:])
     args.action = action
-    if getattr(args, "timeout", 1.0) <= 0:
-        parser.error("--timeout must be positive")
+    timeout = getattr(args, "timeout", 1.0)
+    if not 0 < timeout <= MAX_TIMEOUT_S:  # also false for nan
+        parser.error(
+            f"--timeout must be a number of seconds in (0, {MAX_TIMEOUT_S:,}]; got {timeout}"
+        )
     return args
 
 
