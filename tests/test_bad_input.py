@@ -9,6 +9,7 @@ import errno
 import io
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -303,3 +304,27 @@ def test_a_gpu_index_beyond_the_machines_gpus_is_one_line(capsys, monkeypatch, t
         code, _, err = run_cli(capsys, *(a.format(tmp=tmp_path) for a in args))
         assert_one_line_error(code, err, "--device cuda:7 was asked for, but this machine has 1")
     assert not (tmp_path / "new").exists()
+
+
+def test_an_output_that_is_a_fifo_is_refused_and_left_alone(capsys, run, tmp_path):
+    """A device or a FIFO given as an output used to be replaced by a plain file (attnlab
+    writes beside the destination and renames over it): /dev/full became a 442-byte file."""
+    csv, png = tmp_path / "grades.csv", tmp_path / "attention.png"
+    os.mkfifo(csv)
+    os.mkfifo(png)
+    for argv in (
+        ["exercise", "grade", str(tmp_path / "none"), "--csv", str(csv)],
+        ["attention", str(run), "1 2 3", "--out", str(png)],
+    ):
+        target = Path(argv[-1])
+        code, _, err = run_cli(capsys, *argv)
+        assert_one_line_error(code, err, f"cannot write {target}: it is not a regular file")
+        assert stat.S_ISFIFO(target.stat().st_mode)
+
+
+def test_an_output_that_is_a_symlink_keeps_its_link(capsys, run, tmp_path):
+    target, link = tmp_path / "maps" / "attention.png", tmp_path / "latest.png"
+    target.parent.mkdir()
+    link.symlink_to(target)
+    assert main(["attention", str(run), "1 2 3", "--out", str(link)]) == 0
+    assert link.is_symlink() and target.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -25,6 +25,11 @@ def check_output_file(path: Path) -> None:
     """Refuse, before any work, an output path that cannot become a file."""
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a directory; give a file name")
+    if path.exists() and not path.is_file():
+        raise OutputError(
+            f"cannot write {path}: it is not a regular file (a device, a FIFO or a socket), "
+            "which attnlab would replace; give a file name"
+        )
     parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
     if not parent.is_dir():
         raise OutputError(f"cannot write {path}: {parent} is a file, not a directory")
@@ -41,6 +46,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """
     path = Path(path)
     check_output_file(path)
+    if path.is_symlink():  # replace the file it points to, and keep the link
+        path = Path(os.path.realpath(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(
