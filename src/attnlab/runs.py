@@ -21,11 +21,11 @@ from attnlab import __version__
 from attnlab.configs import TrainConfig
 from attnlab.errors import ConfigError, RunDirError
 from attnlab.models import MODELS
-from attnlab.options import check_annotated, from_json
+from attnlab.options import check_annotated, check_depth, from_json
 from attnlab.tasks import Task, get_task, task_names
 from attnlab.training.checkpoint import CONFIG, MODEL, load_weights, read_json, write_json
 from attnlab.training.lock import LEFTOVERS, LOCK, RunLock
-from attnlab.training.memory import check_depth, check_fits
+from attnlab.training.memory import check_fits
 
 
 @dataclass

@@ -8,8 +8,7 @@ hand-edited ``config.json``) gets one sentence instead of minutes of swapping an
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -33,27 +32,6 @@ def available_memory() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
-
-
-# Config fields that count layers (attnlab's, Hugging Face's). Even the meta device builds
-# each layer as a Python object: a billion of them would take hours and all the memory.
-LAYER_FIELDS = (
-    "num_layers",
-    "num_encoder_layers",
-    "num_decoder_layers",
-    "num_hidden_layers",
-    "n_layer",
-)
-MAX_LAYERS = 10_000
-
-
-def check_depth(values: Mapping[str, Any]) -> None:
-    """Refuse a config (a mapping of its fields) of more than :data:`MAX_LAYERS` layers,
-    before anything is built."""
-    for name in LAYER_FIELDS:
-        depth = values.get(name)
-        if isinstance(depth, int) and depth > MAX_LAYERS:
-            raise ConfigError(f"{name} must be at most {MAX_LAYERS:,}; got {depth:,}")
 
 
 def count_parameters(build: Callable[[], nn.Module]) -> int:
