@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import signal
 import sys
 
 from attnlab import __version__
 from attnlab.cli.common import Parser
+from attnlab.cli.stdout import discard, guarded_stdout
 from attnlab.errors import AttnlabError, Stopped
 
 COMMANDS = {
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     command = importlib.import_module(f"attnlab.cli.{_MODULES.get(top.command, top.command)}")
     args = command.parse(f"attnlab {top.command}", top.rest)
     try:
-        return command.run(args)
+        with guarded_stdout():
+            return command.run(args)
     except AttnlabError as e:
         print(f"attnlab: error: {e}", file=sys.stderr)
         return 2
@@ -82,5 +83,5 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader of our output went away (e.g. `attnlab generate ... | head`): stop
         # quietly, and keep Python from complaining again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        discard(sys.stdout)
         return 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attnlab.cli.common import Parser, warnings_as_notices
+from attnlab.cli.common import Parser, text, warnings_as_notices
 from attnlab.errors import InputError
 from attnlab.files import check_output_file
 
@@ -37,7 +37,10 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     if len(args.inputs) > 2:
         parser.error("give one RUN_DIR and one INPUT (quote an input with spaces)")
     args.run_dir = Path(args.inputs[0]) if len(args.inputs) == 2 else None
-    args.input = args.inputs[-1]
+    try:
+        args.input = text(args.inputs[-1])
+    except argparse.ArgumentTypeError as e:
+        parser.error(f"argument INPUT: {e}")
     return args
 
 

@@ -108,6 +108,17 @@ def typed_options(args: argparse.Namespace, *classes: type) -> dict[str, Any]:
     return {name: value for name, value in vars(args).items() if name in names}
 
 
+def text(value: str) -> str:
+    """An argparse type: command-line text that must be UTF-8. The shell passes any bytes, and
+    Python keeps the ones that are not UTF-8 as lone surrogates, which no tokenizer reads."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise argparse.ArgumentTypeError(f"'{shown}' is not UTF-8 text") from e
+    return value
+
+
 def add_device_option(parser: argparse.ArgumentParser, extra: str = "") -> None:
     parser.add_argument("--device", default="auto", help=f"auto, cpu, cuda, cuda:N{extra}")
 
@@ -131,8 +142,12 @@ def _read_stdin() -> str:
     if sys.stdin is None or sys.stdin.closed:
         raise InputError("standard input is closed: give the inputs as arguments or --file F")
     try:
-        return sys.stdin.read().removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
+        if hasattr(sys.stdin, "buffer"):  # decoded strictly: Python's own stdin may keep the
+            content = sys.stdin.buffer.read().decode("utf-8")  # bad bytes as surrogates
+        else:
+            content = text(sys.stdin.read())
+        return content.removeprefix("\ufeff")
+    except (UnicodeDecodeError, argparse.ArgumentTypeError) as e:
         raise InputError("standard input is not UTF-8 text") from e
     except (OSError, ValueError) as e:
         raise InputError(f"cannot read standard input: {e}") from e

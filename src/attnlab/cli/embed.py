@@ -11,13 +11,16 @@ from attnlab.cli.common import (
     add_file_option,
     add_pretrained_option,
     inputs,
+    text,
     warnings_as_notices,
 )
 
 
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     parser = Parser(prog=prog, description=__doc__)
-    parser.add_argument("inputs", nargs="*", metavar="TEXT", help='e.g. "The cat sat on the mat"')
+    parser.add_argument(
+        "inputs", nargs="*", type=text, metavar="TEXT", help='e.g. "The cat sat on the mat"'
+    )
     add_file_option(parser, "texts")
     add_pretrained_option(parser)
     parser.add_argument("--json", action="store_true", help="print the full vectors as JSON")

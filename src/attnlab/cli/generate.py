@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from attnlab.cli.common import Parser, add_device_option
+from attnlab.cli.common import Parser, add_device_option, text
 from attnlab.errors import InputError, RunDirError
 
 if TYPE_CHECKING:
@@ -37,7 +37,9 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
         help="instead of RUN_DIR: a local Hugging Face GPT-2 or Llama folder (config.json, "
         "safetensors weights, tokenizer.json)",
     )
-    parser.add_argument("--prompt", default=None, help="the text to continue (default: a newline)")
+    parser.add_argument(
+        "--prompt", type=text, default=None, help="the text to continue (default: a newline)"
+    )
     parser.add_argument(
         "--max-new-tokens", type=int, default=500, metavar="N", help="how many tokens to write"
     )
@@ -59,7 +61,9 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
         help="sample from the smallest set of tokens whose probabilities reach P, in (0, 1]",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed, for repeatable text")
-    parser.add_argument("--stop", default=None, metavar="STR", help="stop once STR is written")
+    parser.add_argument(
+        "--stop", type=text, default=None, metavar="STR", help="stop once STR is written"
+    )
     parser.add_argument(
         "--no-cache",
         action="store_true",

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from attnlab.cli.common import Parser, add_pretrained_option, warnings_as_notices
+from attnlab.cli.common import Parser, add_pretrained_option, text, warnings_as_notices
 
 
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     parser = Parser(prog=prog, description=__doc__)
-    parser.add_argument("text_a", metavar="TEXT_A", help="the first text")
-    parser.add_argument("text_b", metavar="TEXT_B", help="the second text")
+    parser.add_argument("text_a", type=text, metavar="TEXT_A", help="the first text")
+    parser.add_argument("text_b", type=text, metavar="TEXT_B", help="the second text")
     add_pretrained_option(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
     return parser.parse_intermixed_args(argv)

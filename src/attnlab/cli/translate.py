@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attnlab.cli.common import Parser, add_file_option, inputs, print_predictions
+from attnlab.cli.common import Parser, add_file_option, inputs, print_predictions, text
 from attnlab.errors import InputError
 
 MAX_BEAM = 1000
@@ -15,7 +15,9 @@ MAX_BEAM = 1000
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     parser = Parser(prog=prog, description=__doc__)
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a translation run")
-    parser.add_argument("inputs", nargs="*", metavar="SENTENCE", help='e.g. "I am cold."')
+    parser.add_argument(
+        "inputs", nargs="*", type=text, metavar="SENTENCE", help='e.g. "I am cold."'
+    )
     add_file_option(parser, "sentences")
     parser.add_argument("--beam", type=int, default=1, help="beam size (1: greedy search)")
     parser.add_argument("--json", action="store_true", help="print JSON")
