@@ -10,6 +10,7 @@ import io
 import json
 import os
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -93,6 +94,39 @@ FOUND_BY_FUZZING = [
     (["translate", "{run}", "hello", "--beam", "100000"], "--beam must be at most 1,000"),
     (["eval", "{run}", "--data-dir", "{tmp}"], "task 'reverse' reads no data set"),
     (train(), "{tmp}/new exists and is not a directory"),  # see test below: --out is a file
+    # text that is not UTF-8 (the shell passes any bytes; Python keeps them as surrogates)
+    (["predict", "{run}", "ab\udcffc"], "argument INPUT: 'ab\\xffc' is not UTF-8 text"),
+    (["translate", "{run}", "\udcff"], "argument SENTENCE: '\\xff' is not UTF-8 text"),
+    (["embed", "caf\udce9"], "argument TEXT: 'caf\\xe9' is not UTF-8 text"),
+    (["similarity", "a", "\udcff"], "argument TEXT_B: '\\xff' is not UTF-8 text"),
+    (["attention", "{run}", "\udcff"], "argument INPUT: '\\xff' is not UTF-8 text"),
+    (["generate", "{run}", "--prompt", "\udcff"], "argument --prompt: '\\xff' is not UTF-8"),
+    (["generate", "{run}", "--stop", "\udcff"], "argument --stop: '\\xff' is not UTF-8"),
+    (train("--out", "{tmp}/x/\udcff"), "{tmp}/x/\\xff is not a UTF-8 path, where TensorBoard"),
+    # compare: every variant is checked before the first one trains
+    (
+        [
+            "compare",
+            "shakespeare",
+            "--kv-heads",
+            "3",
+            "--out",
+            "{tmp}/cmp",
+            "--budget",
+            "1",
+            "--max-steps",
+            "1",
+            "--train-blocks",
+            "24",
+            "--val-blocks",
+            "2",
+        ],
+        "variant 'llama': kv_heads must divide heads",
+    ),  # fmt: skip
+    (
+        ["compare", "names", "--device", "cpu", "--precision", "fp16", "--out", "{tmp}/cmp"],
+        "--precision fp16 needs a CUDA GPU",
+    ),  # fmt: skip
 ]
 
 OUR_OWN = [
@@ -264,11 +298,31 @@ def test_a_closed_stdin_is_one_line(capsys, monkeypatch, run, command):
     assert_one_line_error(code, err, "standard input is closed")
 
 
-def test_binary_stdin_is_one_line(capsys, monkeypatch):
-    binary = io.TextIOWrapper(io.BytesIO(b"\xff\xfe\x00\x81 binary"), encoding="utf-8")
+@pytest.mark.parametrize("errors", ["strict", "surrogateescape"])  # the second: a C.UTF-8 locale
+def test_binary_stdin_is_one_line(capsys, monkeypatch, errors):
+    binary = io.TextIOWrapper(io.BytesIO(b"\xff\xfe\x00\x81 binary"), "utf-8", errors)
     monkeypatch.setattr(sys, "stdin", binary)
     code, _, err = run_cli(capsys, "embed", "--file", "-")
     assert_one_line_error(code, err, "standard input is not UTF-8 text")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_standard_output_is_one_line(run):
+    """``attnlab predict ... > /dev/full``, in a process of its own: every write fails."""
+    with open("/dev/full", "w") as full:
+        command = [sys.executable, "-m", "attnlab", "predict", str(run), "1 2 3"]
+        done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert_one_line_error(
+        done.returncode, done.stderr, "cannot write to standard output: No space left on device"
+    )
+
+
+def test_compare_into_a_full_folder_suggests_no_resume(capsys, tmp_path):
+    (tmp_path / "old-run.txt").write_text("last week's comparison\n")
+    code, _, err = run_cli(capsys, "compare", "names", "--out", str(tmp_path))
+    assert_one_line_error(code, err, f"{tmp_path} already exists and is not empty")
+    assert err.strip().endswith("choose another --out")  # compare has no --resume
+    assert [p.name for p in tmp_path.iterdir()] == ["old-run.txt"]
 
 
 def test_a_full_disk_keeps_the_good_file(capsys, monkeypatch, run, tmp_path):

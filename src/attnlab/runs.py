@@ -45,11 +45,12 @@ def _holds_nothing(path: Path) -> bool:
     return all(p.name == LOCK or p.match(LEFTOVERS) for p in path.iterdir())
 
 
-def new_run_dir(task_name: str, out: str | Path | None = None) -> Path:
+def new_run_dir(task_name: str, out: str | Path | None = None, resumable: bool = True) -> Path:
     """``out`` if given (created if needed; it must be empty), else ``runs/<task>/<timestamp>/``.
 
     A directory that is not empty because a run is training into it is reported as in use,
-    with that run's PID.
+    with that run's PID; one that holds a finished run is refused with a hint to ``--resume``
+    it when the command can (``resumable``).
     """
     if out is not None:
         path = Path(out)
@@ -60,15 +61,14 @@ def new_run_dir(task_name: str, out: str | Path | None = None) -> Path:
         while path.exists():
             suffix += 1
             path = Path("runs") / task_name / f"{stamp}-{suffix}"
+    _check_utf8(path)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"{path} exists and is not a directory: choose another --out")
     if path.exists() and not _holds_nothing(path):
         if (path / LOCK).exists():
             RunLock(path).acquire().release()  # raises while a run holds it
-        raise RunDirError(
-            f"{path} already exists and is not empty: choose another --out, or pass "
-            f"--resume {path} to continue that run"
-        )
+        hint = f", or pass --resume {path} to continue that run" if resumable else ""
+        raise RunDirError(f"{path} already exists and is not empty: choose another --out{hint}")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -76,6 +76,18 @@ def new_run_dir(task_name: str, out: str | Path | None = None) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise RunDirError(f"cannot write into the run directory {path}: permission denied")
     return path
+
+
+def _check_utf8(path: Path) -> None:
+    """Refuse a run directory whose path is not UTF-8: TensorBoard cannot write there."""
+    try:
+        str(path.absolute()).encode("utf-8")
+    except UnicodeEncodeError as e:
+        shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise RunDirError(
+            f"the run directory {shown} is not a UTF-8 path, where TensorBoard cannot write: "
+            "choose another --out"
+        ) from e
 
 
 def claim_new_run_dir(task_name: str, out: str | Path | None = None) -> tuple[Path, RunLock]:

@@ -34,23 +34,24 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnlab.experiments.compare import compare, format_table, variants_of
+    from attnlab.experiments.compare import check_variants, compare, format_table, variants_of
     from attnlab.experiments.launch import configs_from
     from attnlab.runs import new_run_dir
     from attnlab.tasks import get_task
     from attnlab.tasks.user_layer import user_layer_fields
-    from attnlab.training.devices import resolve_device
+    from attnlab.training.devices import check_precision, resolve_device
 
     if not 0 < args.budget < 10**7:
         raise InputError(f"--budget must be a positive number of seconds; got {args.budget}")
     task_cls = get_task(args.task)
     options = typed_options(args, task_cls.Config, TrainConfig)
     task_config, train_config = configs_from(task_cls, options)
-    resolve_device(train_config.device)
+    check_precision(resolve_device(train_config.device), train_config.precision)
     if getattr(task_config, "layer", ""):  # a layer that does not fit: before any run directory
         user_layer_fields(task_config.layer, task_config.size)
     variants = variants_of(task_cls, task_config)
-    out = new_run_dir(f"compare-{task_cls.name}", args.out)
+    check_variants(task_cls, task_config, variants)  # before the first variant trains
+    out = new_run_dir(f"compare-{task_cls.name}", args.out, resumable=False)
     print(f"comparing {', '.join(variants)} for {args.budget:g} s each in {out}", flush=True)
     rows = compare(task_cls, task_config, train_config, variants, args.budget, out)
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))

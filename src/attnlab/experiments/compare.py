@@ -16,8 +16,10 @@ from typing import Any
 import torch
 
 from attnlab.configs.train import TrainConfig
+from attnlab.errors import ConfigError
 from attnlab.runs import load_run, write_run_config
 from attnlab.tasks.base import Task
+from attnlab.training.memory import check_fits
 from attnlab.training.trainer import Trainer, batches_on, build_optimizer, loader, resolve_device
 
 TIMED_STEPS = 10
@@ -36,6 +38,20 @@ def variants_of(task_cls: type[Task], base_config: Any) -> dict[str, dict[str, A
     """The variants to compare: :data:`LAYER_VARIANTS` when the base config has a user's
     ``layer``, else the task's own."""
     return LAYER_VARIANTS if getattr(base_config, "layer", "") else task_cls.variants
+
+
+def check_variants(
+    task_cls: type[Task], base_config: Any, variants: dict[str, dict[str, Any]]
+) -> None:
+    """Build every variant's task and, on the meta device, its model, so that options one
+    variant refuses (e.g. ``--kv-heads 3`` of a Llama with 4 heads) stop the comparison
+    before any variant trains; raises the variant's own ConfigError, naming the variant."""
+    for name, overrides in variants.items():
+        try:
+            task = task_cls(dataclasses.replace(base_config, **overrides))
+            check_fits(task.build_model, "training")
+        except ConfigError as e:
+            raise ConfigError(f"variant {name!r}: {e}") from e
 
 
 def seconds_per_step(task: Task, model: torch.nn.Module, config: TrainConfig) -> float:
