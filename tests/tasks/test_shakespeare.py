@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from attnlab import machine
 from attnlab.cli import main
 from attnlab.data import shakespeare
 from attnlab.data.shakespeare import BlockDataset, CharTokenizer, shakespeare_path
@@ -297,3 +298,13 @@ def test_a_hand_edited_vocabulary_is_one_line(capsys, tiny_run, text_dir, tmp_pa
     ):
         code, _, err = run_cli(capsys, *argv)
         assert_one_line_error(code, err, message)
+
+
+def test_more_random_blocks_than_the_memory_holds_are_refused(monkeypatch, capsys, tmp_path):
+    """--train-blocks up to 10^9 is allowed where memory holds its offsets; here it does not."""
+    monkeypatch.setattr(machine, "available_memory", lambda: 10**9)  # 1 GB
+    out = tmp_path / "run"
+    argv = ["train", "shakespeare", "--train-blocks", "100000000", "--out", str(out)]
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, "drawing 100,000,240 random blocks needs about 2.2 GB")
+    assert not out.exists()

@@ -130,6 +130,9 @@ def split_by_position(ids: Tensor, train_fraction: float = TRAIN_FRACTION) -> tu
     return ids[:n_train], ids[n_train:]
 
 
+BYTES_PER_RANDOM_BLOCK = 3 * 8  # BlockDataset.random's peak: starts, jitter, offsets (8 bytes)
+
+
 class BlockDataset(Dataset):
     """Blocks of a token sequence: item ``i`` starts at ``offsets[i]``.
 

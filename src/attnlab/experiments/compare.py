@@ -43,12 +43,13 @@ def variants_of(task_cls: type[Task], base_config: Any) -> dict[str, dict[str, A
 def check_variants(
     task_cls: type[Task], base_config: Any, variants: dict[str, dict[str, Any]]
 ) -> None:
-    """Build every variant's task and, on the meta device, its model, so that options one
-    variant refuses (e.g. ``--kv-heads 3`` of a Llama with 4 heads) stop the comparison
-    before any variant trains; raises the variant's own ConfigError, naming the variant."""
+    """Build every variant's task, check its data, and build its model on the meta device, so
+    that options one variant refuses (e.g. ``--kv-heads 3`` of a Llama with 4 heads) stop the
+    comparison before any variant trains; raises the variant's own ConfigError, naming it."""
     for name, overrides in variants.items():
         try:
             task = task_cls(dataclasses.replace(base_config, **overrides))
+            task.check_data_fits()
             check_fits(task.build_model, "training")
         except ConfigError as e:
             raise ConfigError(f"variant {name!r}: {e}") from e

@@ -159,6 +159,7 @@ def train(
     check_precision(distributed.process_device(train_config.device), train_config.precision)
     if resume is None:
         task_obj = task_cls(task_config)  # finds (or fails to find) the data first
+        task_obj.check_data_fits()
         check_fits(task_obj.build_model, "training")
     locks: list[RunLock] = []
     with distributed.process_group(train_config.device):

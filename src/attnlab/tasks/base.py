@@ -69,6 +69,12 @@ class Task(ABC):
     def splits(self) -> Splits:
         """Build (or load) the train / val / test data sets."""
 
+    def check_data_fits(self) -> None:
+        """Refuse, with a ConfigError, data this machine's memory cannot hold, before any of it
+        is made (a task that generates its data checks its sizes; the others have nothing
+        to check)."""
+        return None
+
     def collate(self, samples: list[Any]) -> Any:
         """Turn a list of samples into a batch (tensors on the CPU)."""
         return default_collate(samples)

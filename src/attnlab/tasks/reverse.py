@@ -25,12 +25,25 @@ from torch.utils.data import Dataset, TensorDataset
 
 from attnlab.configs.tasks import CARDS, ReverseConfig
 from attnlab.errors import InputError
+from attnlab.machine import check_memory
 from attnlab.models import TokenPredictor, TokenPredictorConfig
 from attnlab.nn import padding_mask
 from attnlab.tasks.base import AttentionView, Splits, Task
 from attnlab.tasks.common import IGNORE, CrossEntropyTally, model_device, shown
 from attnlab.tasks.registry import register
 from attnlab.tasks.user_layer import user_layer_fields
+
+KEPT_BYTES_PER_TOKEN = 2 * 8  # tokens and targets, int64
+PEAK_BYTES_PER_TOKEN = 2 * 8 + 2  # while one split is made: random digits, a flipped copy (int64)
+# and two padding masks (bool)
+
+
+def reverse_data_bytes(config: ReverseConfig) -> int:
+    """Bytes the three generated splits need at their peak (the last split being made while
+    the others are kept)."""
+    sizes = (config.train_size, config.val_size, config.test_size)
+    kept = sum(sizes) * config.seq_len * KEPT_BYTES_PER_TOKEN
+    return kept + max(sizes) * config.seq_len * PEAK_BYTES_PER_TOKEN
 
 
 def make_reverse_data(config: ReverseConfig, size: int, seed: int) -> TensorDataset:
@@ -58,8 +71,18 @@ class ReverseTask(Task):
     def pad_id(self) -> int:
         return self.config.num_categories
 
+    def check_data_fits(self) -> None:
+        c = self.config
+        check_memory(
+            reverse_data_bytes(c),
+            f"the generated data ({c.train_size + c.val_size + c.test_size:,} sequences of "
+            f"{c.seq_len:,} tokens)",
+            "choose a smaller --train-size, --val-size, --test-size or --seq-len",
+        )
+
     def splits(self) -> Splits:
         c = self.config
+        self.check_data_fits()
         return Splits(
             train=make_reverse_data(c, c.train_size, c.data_seed),
             val=make_reverse_data(c, c.val_size, c.data_seed + 1),

@@ -45,6 +45,7 @@ from torch.utils.data import Dataset
 
 from attnlab.configs.tasks import CARDS, ShakespeareConfig
 from attnlab.data.shakespeare import (
+    BYTES_PER_RANDOM_BLOCK,
     BlockDataset,
     CharTokenizer,
     read_text,
@@ -52,6 +53,7 @@ from attnlab.data.shakespeare import (
     split_by_position,
 )
 from attnlab.errors import DataError, InputError
+from attnlab.machine import check_memory
 from attnlab.models import GPT, GPTConfig, Llama, LlamaConfig
 from attnlab.tasks.base import AttentionView, Splits, Task
 from attnlab.tasks.common import CrossEntropyTally, model_device, spread
@@ -102,8 +104,17 @@ class ShakespeareTask(Task):
             self._ids = self.tokenizer.encode_tensor(text)  # (N,)
         return self._ids
 
+    def check_data_fits(self) -> None:
+        c = self.config
+        check_memory(
+            (c.train_blocks + c.val_blocks) * BYTES_PER_RANDOM_BLOCK,
+            f"drawing {c.train_blocks + c.val_blocks:,} random blocks",
+            "choose a smaller --train-blocks or --val-blocks",
+        )
+
     def splits(self) -> Splits:
         c = self.config
+        self.check_data_fits()
         train, held_out = split_by_position(self.token_ids())
         return Splits(
             train=BlockDataset.random(train, c.train_blocks, c.block_size, c.data_seed),

@@ -7,31 +7,14 @@ hand-edited ``config.json``) gets one sentence instead of minutes of swapping an
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from attnlab.errors import ConfigError
+from attnlab.machine import check_memory
 
 BYTES_PER_PARAMETER = {"inference": 4, "training": 16}  # fp32 weights (+ grads, 2 Adam moments)
-GB = 1024**3
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def count_parameters(build: Callable[[], nn.Module]) -> int:
@@ -52,12 +35,9 @@ def check_fits(build: Callable[[], nn.Module], purpose: str = "training") -> int
     available, its buffers (e.g. a table of positions) included; returns its parameter
     count."""
     parameters, buffer_bytes = _count(build)
-    needed = parameters * BYTES_PER_PARAMETER[purpose] + buffer_bytes
-    available = available_memory()
-    if available is not None and needed > available:
-        raise ConfigError(
-            f"the model has {parameters:,} parameters: {purpose} needs about "
-            f"{needed / GB:,.1f} GB, and this machine has {available / GB:,.1f} GB available "
-            "(choose a smaller --d-model, --d-ff or --layers)"
-        )
+    check_memory(
+        parameters * BYTES_PER_PARAMETER[purpose] + buffer_bytes,
+        f"the model has {parameters:,} parameters: {purpose}",
+        "choose a smaller --d-model, --d-ff or --layers",
+    )
     return parameters

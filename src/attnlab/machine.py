@@ -1,0 +1,40 @@
+"""What this machine has: the memory free for a new allocation, checked before allocating.
+
+A size that no machine can hold (``--d-model 100000``, ``--train-size 100000000``) gets one
+sentence instead of minutes of swapping and a kill by the kernel. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import os
+
+from attnlab.errors import ConfigError
+
+GB = 1024**3
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(needed: int, what: str, advice: str) -> None:
+    """Refuse, with a :class:`ConfigError`, to allocate ``needed`` bytes for ``what`` (e.g.
+    "the generated data") when this machine has less available; ``advice`` says what to
+    choose instead."""
+    available = available_memory()
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"{what} needs about {needed / GB:,.1f} GB, and this machine has "
+            f"{available / GB:,.1f} GB available ({advice})"
+        )
