@@ -96,3 +96,21 @@ def test_grade_bad_input(capsys, tmp_path):
         code, _, err = run_cli(capsys, "exercise", *args)
         assert_one_line_error(code, err, pattern)
     assert not (tmp_path / "g.csv").exists()
+
+
+def test_grade_writes_names_that_are_not_utf8_with_their_bytes_escaped(capsys, tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    folder = subs / os.fsdecode(b"caf\xe9")  # Latin-1 bytes: not UTF-8
+    folder.mkdir()
+    (folder / "encoder.py").write_text("x = 1\n")
+    (subs / os.fsdecode(b"\xff.py")).write_text("x = 1\n")
+    grades = tmp_path / "grades.csv"
+    code, out, err = run_cli(
+        capsys, "exercise", "grade", str(subs), "--csv", str(grades), "--practical", "encoder"
+    )
+    assert code == 0, err
+    rows = list(csv.DictReader(grades.open(encoding="utf-8")))
+    assert [row["student"] for row in rows] == ["caf\\xe9", "\\xff"]
+    assert all(row["total"] == "0" for row in rows)
+    assert "caf\\xe9: 0 of" in out and "\\xff: 0 of" in out

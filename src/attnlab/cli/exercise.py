@@ -174,6 +174,7 @@ def _print_report(report: FileReport, several: bool) -> None:
 def _grade(args: argparse.Namespace) -> int:
     from attnlab.exercises.registry import PRACTICALS
     from attnlab.exercises.runner import grade
+    from attnlab.files import printable
 
     if args.practical is not None and args.practical not in PRACTICALS:
         raise InputError(f"no practical '{args.practical}' (choose from {', '.join(PRACTICALS)})")
@@ -183,5 +184,5 @@ def _grade(args: argparse.Namespace) -> int:
     parts = len(rows[0]) - 2
     for row in rows:
         print(f"{row['student']}: {row['total']} of {parts} parts pass")
-    print(f"wrote {args.csv}")
+    print(f"wrote {printable(str(args.csv))}")
     return 0

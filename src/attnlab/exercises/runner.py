@@ -23,7 +23,7 @@ from pathlib import Path
 from attnlab.errors import InputError
 from attnlab.exercises.registry import PRACTICALS
 from attnlab.exercises.registry import practical as get_practical
-from attnlab.files import check_output_file, read_text, write_text
+from attnlab.files import check_output_file, printable, read_text, write_text
 
 STARTUP_S = 60.0  # importing torch and attnlab in the child, on a slow machine
 GRADES = {"pass": "pass", "fail": "fail", "todo": "fail", "error": "error", "timeout": "timeout"}
@@ -177,7 +177,9 @@ def grade(
     """Check every student in ``submissions`` (one file or one folder each) and write the CSV.
 
     One row per student, one column per part (``pass``, ``fail``, ``error``, ``timeout``), and
-    ``total``, the number of parts passed. Each file is checked in its own process.
+    ``total``, the number of parts passed. Each file is checked in its own process. A
+    student's name is their file's or folder's, with any byte that is not UTF-8 written as
+    ``\\xNN`` (see :func:`~attnlab.files.printable`).
     """
     check_output_file(csv_path)
     students = _students(submissions)
@@ -195,7 +197,7 @@ def grade(
         reports = list(pool.map(lambda t: check_file(t[1], t[2], [], timeout), tasks))
     rows = []
     for student in students:
-        row = {"student": student, **dict.fromkeys(columns, "error")}
+        row = {"student": printable(student), **dict.fromkeys(columns, "error")}
         for (owner, name, _), report in zip(tasks, reports, strict=True):
             if owner == student:
                 row.update({f"{name}:{p['part']}": GRADES[str(p["status"])] for p in report.parts})
