@@ -165,3 +165,22 @@ def test_check_says_that_the_code_killed_its_parent(tmp_path):
         "encoder.py could not be checked: the checking process was killed by SIGKILL (does the "
         "code kill its parent process or its process group?)"
     ]
+
+
+def test_grade_refuses_an_existing_csv_before_grading_unless_told_to_overwrite(capsys, tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    marker = tmp_path / "imported"
+    (subs / "alice.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    grades = tmp_path / "grades.csv"
+    grades.write_text("student,total\nlast week,9\n")
+    args = ["exercise", "grade", str(subs), "--csv", str(grades), "--practical", "encoder"]
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, f"{grades} already exists")
+    assert "--overwrite" in err
+    assert grades.read_text() == "student,total\nlast week,9\n"
+    assert not marker.exists()  # refused before anyone was graded
+    code, out, err = run_cli(capsys, *args, "--overwrite")
+    assert code == 0, err
+    assert [row["student"] for row in csv.DictReader(grades.open())] == ["alice"]
+    assert marker.exists()

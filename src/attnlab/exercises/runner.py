@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from attnlab.errors import InputError
+from attnlab.errors import InputError, OutputError
 from attnlab.exercises.registry import PRACTICALS
 from attnlab.exercises.registry import practical as get_practical
 from attnlab.files import check_output_file, printable, read_text, write_text
@@ -204,15 +204,21 @@ def grade(
     timeout: float,
     practical: str | None = None,
     jobs: int = 2,
+    overwrite: bool = False,
 ) -> list[dict[str, str]]:
     """Check every student in ``submissions`` (one file or one folder each) and write the CSV.
 
     One row per student, one column per part (``pass``, ``fail``, ``error``, ``timeout``), and
     ``total``, the number of parts passed. Each file is checked in its own process. A
     student's name is their file's or folder's, with any byte that is not UTF-8 written as
-    ``\\xNN`` (see :func:`~attnlab.files.printable`).
+    ``\\xNN`` (see :func:`~attnlab.files.printable`). An existing ``csv_path`` (last week's
+    grades, say) raises :class:`OutputError` before anyone is graded, unless ``overwrite``.
     """
     check_output_file(csv_path)
+    if csv_path.exists() and not overwrite:
+        raise OutputError(
+            f"{csv_path} already exists: choose another --csv, or pass --overwrite to replace it"
+        )
     students = _students(submissions)
     unnamed = [p.name for p in students.values() if p.is_file() and p.stem not in PRACTICALS]
     if unnamed and not practical:
