@@ -74,6 +74,16 @@ def write_text(path: Path, text: str) -> Path:
     return Path(path)
 
 
+def printable(name: str) -> str:
+    r"""``name`` (a file name, say) with each byte that is not UTF-8 written as ``\xNN``.
+
+    Python reads such a byte of a file name as a lone surrogate (byte 0xff becomes
+    ``"\udcff"``), which no UTF-8 file or terminal accepts: ``printable`` turns it into the
+    four characters ``\xff``, which a reader can see, copy and search for.
+    """
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def read_text(path: Path) -> str:
     """The UTF-8 text of a regular file (a leading byte-order mark removed)."""
     try:

@@ -1,7 +1,9 @@
 """``attnlab exercise grade``: every student in their own process; none can harm the others."""
 
 import csv
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -96,3 +98,89 @@ def test_grade_bad_input(capsys, tmp_path):
         code, _, err = run_cli(capsys, "exercise", *args)
         assert_one_line_error(code, err, pattern)
     assert not (tmp_path / "g.csv").exists()
+
+
+def test_grade_writes_names_that_are_not_utf8_with_their_bytes_escaped(capsys, tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    folder = subs / os.fsdecode(b"caf\xe9")  # Latin-1 bytes: not UTF-8
+    folder.mkdir()
+    (folder / "encoder.py").write_text("x = 1\n")
+    (subs / os.fsdecode(b"\xff.py")).write_text("x = 1\n")
+    grades = tmp_path / "grades.csv"
+    code, out, err = run_cli(
+        capsys, "exercise", "grade", str(subs), "--csv", str(grades), "--practical", "encoder"
+    )
+    assert code == 0, err
+    rows = list(csv.DictReader(grades.open(encoding="utf-8")))
+    assert [row["student"] for row in rows] == ["caf\\xe9", "\\xff"]
+    assert all(row["total"] == "0" for row in rows)
+    assert "caf\\xe9: 0 of" in out and "\\xff: 0 of" in out
+
+
+KILLS = {
+    "parent_killer": "os.kill(os.getppid(), signal.SIGKILL)",
+    "parent_terminator": "os.kill(os.getppid(), signal.SIGTERM)",
+    "group_killer": "os.killpg(0, signal.SIGKILL)",
+}
+
+
+def killing_when_imported(kill: str) -> dict[str, str]:
+    """The change to plant into a solution to make ``kill`` when the file is imported."""
+    return {"import math\n": f"import math\nimport os\nimport signal\n\n{kill}\n"}
+
+
+def grade_in_a_process(*args: str) -> subprocess.CompletedProcess:
+    """``attnlab exercise ARGS`` in a process of its own: if a submission kills the grader, it
+    must not take pytest with it."""
+    command = [sys.executable, "-m", "attnlab", "exercise", *args]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def test_grade_survives_submissions_that_kill_their_parent_or_their_process_group(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name, kill in KILLS.items():  # correct solutions, but for the kill when imported
+        plant(subs / f"{name}.py", "encoder", killing_when_imported(kill))
+    kill_in_norm = f"os.kill(os.getppid(), signal.SIGKILL); {NORM_CODE}"
+    plant(subs / "norm_killer.py", "encoder", {NORM_CODE: f"import os, signal; {kill_in_norm}"})
+    plant(subs / "good.py", "encoder", {})
+    grades = tmp_path / "grades.csv"
+    done = grade_in_a_process("grade", str(subs), "--csv", str(grades), "--practical", "encoder")
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    rows = {row["student"]: row for row in csv.DictReader(grades.open())}
+    assert rows["good"]["total"] == str(len(PARTS))
+    # Every part an error, even those that passed before the kill in the norm part.
+    for name in [*KILLS, "norm_killer"]:
+        assert rows[name] == {"student": name, **dict.fromkeys(PARTS, "error"), "total": "0"}
+    assert "good: 9 of 9 parts pass" in done.stdout.replace(str(len(PARTS)), "9")
+
+
+def test_check_says_that_the_code_killed_its_parent(tmp_path):
+    plant(tmp_path / "encoder.py", "encoder", killing_when_imported(KILLS["parent_killer"]))
+    done = grade_in_a_process("check", str(tmp_path / "encoder.py"), "--json")
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    (report,) = json.loads(done.stdout)["files"]
+    assert report["problems"] == [
+        "encoder.py could not be checked: the checking process was killed by SIGKILL (does the "
+        "code kill its parent process or its process group?)"
+    ]
+
+
+def test_grade_refuses_an_existing_csv_before_grading_unless_told_to_overwrite(capsys, tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    marker = tmp_path / "imported"
+    (subs / "alice.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    grades = tmp_path / "grades.csv"
+    grades.write_text("student,total\nlast week,9\n")
+    args = ["exercise", "grade", str(subs), "--csv", str(grades), "--practical", "encoder"]
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, f"{grades} already exists")
+    assert "--overwrite" in err
+    assert grades.read_text() == "student,total\nlast week,9\n"
+    assert not marker.exists()  # refused before anyone was graded
+    code, out, err = run_cli(capsys, *args, "--overwrite")
+    assert code == 0, err
+    assert [row["student"] for row in csv.DictReader(grades.open())] == ["alice"]
+    assert marker.exists()

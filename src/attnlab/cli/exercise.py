@@ -7,9 +7,11 @@
                                                     fail, 2: a file does not import, a name is
                                                     missing or a signature differs)
   attnlab exercise solve DIR [--part encoder ...]   write the reference solutions (teachers)
-  attnlab exercise grade SUBMISSIONS_DIR --csv grades.csv [--timeout S]
+  attnlab exercise grade SUBMISSIONS_DIR --csv grades.csv [--timeout S] [--overwrite]
                                                     check every student (one .py file or one
-                                                    folder each), each in its own process
+                                                    folder each), each in its own process; an
+                                                    existing CSV is replaced only with
+                                                    --overwrite
 
 Practicals: encoder (the names practical), attention (the reversal practical), decoder (the
 translation practical); a practical's file is named after it (encoder.py). A student's code
@@ -80,6 +82,9 @@ def _grade_options(parser: Parser) -> None:
         "submissions", type=Path, metavar="SUBMISSIONS_DIR", help="one .py file or folder each"
     )
     parser.add_argument("--csv", type=Path, required=True, metavar="FILE", help="grades to write")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the --csv file if it exists"
+    )
     parser.add_argument(
         "--practical", metavar="NAME", help="the practical of files named after students"
     )
@@ -174,14 +179,17 @@ def _print_report(report: FileReport, several: bool) -> None:
 def _grade(args: argparse.Namespace) -> int:
     from attnlab.exercises.registry import PRACTICALS
     from attnlab.exercises.runner import grade
+    from attnlab.files import printable
 
     if args.practical is not None and args.practical not in PRACTICALS:
         raise InputError(f"no practical '{args.practical}' (choose from {', '.join(PRACTICALS)})")
     if args.jobs < 1:
         raise InputError("--jobs must be at least 1")
-    rows = grade(args.submissions, args.csv, args.timeout, args.practical, args.jobs)
+    rows = grade(
+        args.submissions, args.csv, args.timeout, args.practical, args.jobs, args.overwrite
+    )
     parts = len(rows[0]) - 2
     for row in rows:
         print(f"{row['student']}: {row['total']} of {parts} parts pass")
-    print(f"wrote {args.csv}")
+    print(f"wrote {printable(str(args.csv))}")
     return 0

@@ -1,8 +1,10 @@
 """Check students' files, each in a child process with a time limit (the parent never imports
 a submission), and grade a folder of submissions into a CSV.
 
-It finds files, starts ``python -m attnlab.exercises.child`` and reads back the verdicts it
-wrote; it imports the practicals (attnlab's own code) only to know their parts.
+It finds files, starts ``python -m attnlab.exercises.child`` (through
+:mod:`attnlab.exercises.launcher`, so that a submission that kills its parent does not kill
+this process) and reads back the verdicts it wrote; it imports the practicals (attnlab's own
+code) only to know their parts.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from attnlab.errors import InputError
+from attnlab.errors import InputError, OutputError
 from attnlab.exercises.registry import PRACTICALS
 from attnlab.exercises.registry import practical as get_practical
-from attnlab.files import check_output_file, read_text, write_text
+from attnlab.files import check_output_file, printable, read_text, write_text
 
+LAUNCHER = Path(__file__).with_name("launcher.py")
 STARTUP_S = 60.0  # importing torch and attnlab in the child, on a slow machine
 GRADES = {"pass": "pass", "fail": "fail", "todo": "fail", "error": "error", "timeout": "timeout"}
 
@@ -106,7 +109,8 @@ def check_file(practical: str, path: Path, parts: list[str], timeout: float) -> 
     report = FileReport(practical, path)
     with tempfile.TemporaryDirectory(prefix="attnlab-check-") as tmp:
         results = Path(tmp) / "results.jsonl"
-        command = [sys.executable, "-m", "attnlab.exercises.child", practical, str(path.resolve())]
+        command = [sys.executable, "-I", str(LAUNCHER)]  # the student's parent: see launcher
+        command += [sys.executable, "-m", "attnlab.exercises.child", practical, str(path.resolve())]
         command += [str(results), str(timeout), *parts]
         limit = STARTUP_S + timeout * (len(parts or part_names(practical)) + 1)
         (Path(tmp) / "work").mkdir()  # the student's working folder, beside our results
@@ -123,7 +127,8 @@ def check_file(practical: str, path: Path, parts: list[str], timeout: float) -> 
 
 
 def _run_child(command: list[str], cwd: Path, limit: float) -> int | None:
-    """The child's exit status, or ``None`` when it ran past ``limit`` s and was killed."""
+    """The launcher's exit status (``-N``: signal N killed it), or ``None`` when it ran past
+    ``limit`` s; either way, it and all it started are killed before this returns."""
     child = subprocess.Popen(
         command,
         cwd=cwd,
@@ -145,21 +150,47 @@ def _run_child(command: list[str], cwd: Path, limit: float) -> int | None:
 def _account_for_a_dead_child(
     report: FileReport, parts: list[str], status: int | None, limit: float
 ) -> None:
-    """Verdicts for the parts a killed or crashed child never reported."""
+    """Verdicts for the parts a killed or crashed child never reported.
+
+    When a signal killed the launcher, the student's code did it (see
+    :mod:`attnlab.exercises.launcher`), and every part is an error: the verdicts the child
+    wrote after the kill were racing our killing it, so none of them is kept.
+    """
     if status == 0:
         return
+    why, verdict = _why_it_stopped(status, limit)
+    killed = status is not None and status < 0
+    if killed:
+        report.parts.clear()
     reported = {p["part"] for p in report.parts}
-    if status is None:
-        why, verdict = f"the check was stopped after {limit:g} s in all", "timeout"
-    else:
-        why, verdict = f"the checking process died (exit status {status})", "error"
-    if not reported and not report.problems:
+    if killed or not (reported or report.problems):
         report.problems.append(f"{report.file.name} could not be checked: {why}")
     for name in parts or part_names(report.practical):
         if name not in reported:
             report.parts.append({"part": name, "status": verdict, "message": why, "mistake": None})
-            if verdict == "error":  # the part that was running when it died, then the rest
+            if verdict == "error" and not killed:  # the part running when it died, then the rest
                 why = "not checked: the checking process had died"
+
+
+def _why_it_stopped(status: int | None, limit: float) -> tuple[str, str]:
+    """``(why, verdict)`` for a check that ended with the launcher's ``status``, not 0."""
+    if status is None:
+        return f"the check was stopped after {limit:g} s in all", "timeout"
+    if status < 0:  # a signal killed the launcher itself: see attnlab.exercises.launcher
+        return (
+            f"the checking process was killed by {_signal_name(-status)} (does the code kill "
+            "its parent process or its process group?)",
+            "error",
+        )
+    return f"the checking process died (exit status {status})", "error"
+
+
+def _signal_name(number: int) -> str:
+    """``SIGKILL`` for 9; real-time signals, which have no name, as ``signal 34``."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal has no name
+        return f"signal {number}"
 
 
 def part_names(practical: str) -> list[str]:
@@ -173,13 +204,21 @@ def grade(
     timeout: float,
     practical: str | None = None,
     jobs: int = 2,
+    overwrite: bool = False,
 ) -> list[dict[str, str]]:
     """Check every student in ``submissions`` (one file or one folder each) and write the CSV.
 
     One row per student, one column per part (``pass``, ``fail``, ``error``, ``timeout``), and
-    ``total``, the number of parts passed. Each file is checked in its own process.
+    ``total``, the number of parts passed. Each file is checked in its own process. A
+    student's name is their file's or folder's, with any byte that is not UTF-8 written as
+    ``\\xNN`` (see :func:`~attnlab.files.printable`). An existing ``csv_path`` (last week's
+    grades, say) raises :class:`OutputError` before anyone is graded, unless ``overwrite``.
     """
     check_output_file(csv_path)
+    if csv_path.exists() and not overwrite:
+        raise OutputError(
+            f"{csv_path} already exists: choose another --csv, or pass --overwrite to replace it"
+        )
     students = _students(submissions)
     unnamed = [p.name for p in students.values() if p.is_file() and p.stem not in PRACTICALS]
     if unnamed and not practical:
@@ -195,7 +234,7 @@ def grade(
         reports = list(pool.map(lambda t: check_file(t[1], t[2], [], timeout), tasks))
     rows = []
     for student in students:
-        row = {"student": student, **dict.fromkeys(columns, "error")}
+        row = {"student": printable(student), **dict.fromkeys(columns, "error")}
         for (owner, name, _), report in zip(tasks, reports, strict=True):
             if owner == student:
                 row.update({f"{name}:{p['part']}": GRADES[str(p["status"])] for p in report.parts})
