@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from attnlab.data.download import fetch_archive, locate
+from attnlab.data.download import fetch_archive, locate, read_data_text
 from attnlab.data.names import SHA256, URL
 from attnlab.errors import DataError
 
@@ -64,10 +64,7 @@ def eng_fra_file(data_dir: str | Path | None = None) -> Path:
 
 def read_pairs(path: Path) -> list[Pair]:
     """All (English, French) pairs of the file, NFC-normalised, in file order."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text ({e.reason})") from e
+    lines = read_data_text(path).splitlines()
     pairs = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

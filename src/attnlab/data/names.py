@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from attnlab.data.download import fetch_archive, locate
+from attnlab.data.download import fetch_archive, locate, read_data_text
 from attnlab.errors import DataError
 
 URL = "https://download.pytorch.org/tutorial/data.zip"
@@ -39,11 +39,7 @@ def read_names(folder: Path) -> list[Pair]:
     """All distinct (name, language) pairs, NFC-normalised, in file then line order."""
     pairs: dict[Pair, None] = {}
     for path in sorted(folder.glob("*.txt")):
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path} is not UTF-8 text ({e.reason})") from e
-        for line in lines:
+        for line in read_data_text(path).splitlines():
             name = unicodedata.normalize("NFC", line.strip())
             if name:
                 pairs[(name, path.stem)] = None

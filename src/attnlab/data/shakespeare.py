@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from attnlab.data.download import CHUNK, cache_dir, locate, sha256_of
+from attnlab.data.download import CHUNK, cache_dir, locate, read_data_text, sha256_of
 from attnlab.errors import DataError
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -67,11 +67,9 @@ def shakespeare_path(data_dir: str | Path | None = None) -> Path:
 
 
 def read_text(path: Path) -> str:
-    """The whole text of ``path`` (UTF-8); an empty or undecodable file is a DataError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text ({e.reason})") from e
+    """The whole text of ``path`` (UTF-8); an empty, unreadable or undecodable file, or a
+    directory in its place, is a DataError."""
+    text = read_data_text(path)
     if not text:
         raise DataError(f"{path} is empty")
     return text
