@@ -175,3 +175,31 @@ def test_a_hand_edited_tokenizer_is_one_line(capsys, small_run, tmp_path):
     (copy / "config.json").write_text(json.dumps(config))
     code, _, err = run_cli(capsys, "translate", str(copy), "bonjour")
     assert_one_line_error(code, err, "the task state in config.json is invalid (")
+
+
+def tutorial_pairs(n: int) -> str:
+    """``n`` distinct lines of eng-fra.txt that the tutorial's subset keeps (it drops digits)."""
+    words = [chr(ord("a") + i) * 3 for i in range(n)]
+    return "".join(f"I am {word}.\tJe suis {word}.\n" for word in words)
+
+
+@pytest.mark.parametrize("task", ["translate-small", "translate"])
+def test_too_few_pairs_to_split_is_one_line(capsys, tmp_path, task):
+    """An eng-fra.txt of a few lines left validation empty: ZeroDivisionError after training."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    (data / "eng-fra.txt").write_text(tutorial_pairs(10))
+    code, _, err = run_cli(capsys, "train", task, "--data-dir", str(data), "--out", str(out))
+    assert_one_line_error(
+        code,
+        err,
+        f"eng-fra.txt gives the {task} task only 10 distinct source sentence(s): its "
+        "split needs at least 11, so that validation and test (5% each) get one",
+    )
+    assert not out.exists()
+    (data / "eng-fra.txt").write_text(tutorial_pairs(11))  # 9 + 1 + 1
+    from attnlab.tasks import get_task
+
+    cls = get_task(task)
+    train, val, test = cls(cls.Config(data_dir=str(data), bpe_vocab=100))._pair_splits()
+    assert (len(train), len(val), len(test)) == (9, 1, 1)

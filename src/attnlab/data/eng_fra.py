@@ -122,7 +122,7 @@ def split_by_source(
     """
     sources = list(dict.fromkeys(source for source, _ in pairs))
     order = torch.randperm(len(sources), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val, n_test = round(len(sources) * val_fraction), round(len(sources) * test_fraction)
+    n_val, n_test = _held_out(len(sources), val_fraction, test_fraction)
     split_of = {}
     for rank, i in enumerate(order):
         split_of[sources[i]] = 1 if rank < n_val else 2 if rank < n_val + n_test else 0
@@ -130,3 +130,19 @@ def split_by_source(
     for pair in pairs:
         splits[split_of[pair[0]]].append(pair)
     return splits
+
+
+def _held_out(n_sources: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """How many of ``n_sources`` source sentences go to val and to test."""
+    return round(n_sources * val_fraction), round(n_sources * test_fraction)
+
+
+def min_sources(val_fraction: float, test_fraction: float) -> int:
+    """The fewest distinct source sentences that :func:`split_by_source` splits into three
+    non-empty parts (the fractions must be positive)."""
+    n = 3
+    while True:
+        n_val, n_test = _held_out(n, val_fraction, test_fraction)
+        if min(n_val, n_test, n - n_val - n_test) >= 1:
+            return n
+        n += 1

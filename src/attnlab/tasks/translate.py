@@ -38,13 +38,14 @@ from torch.utils.data import Dataset
 from attnlab.configs.tasks import CARDS, TranslateConfig
 from attnlab.data.eng_fra import (
     eng_fra_file,
+    min_sources,
     normalize_tutorial,
     read_pairs,
     split_by_source,
     tutorial_subset,
 )
 from attnlab.data.subword import SubwordTokenizer
-from attnlab.errors import InputError
+from attnlab.errors import DataError, InputError
 from attnlab.generation import beam_search, greedy_search
 from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
 from attnlab.tasks.base import AttentionView, Splits, Task
@@ -96,8 +97,8 @@ class _TranslateBase(Task):
         return cls(config, SubwordTokenizer.from_state(state["tokenizer"]))
 
     # -- data ---------------------------------------------------------------------------
-    def read(self) -> list[tuple[str, str]]:
-        """All (English, French) pairs this task uses, in file order."""
+    def read(self, path: Path) -> list[tuple[str, str]]:
+        """All (English, French) pairs of ``path`` this task uses, in file order."""
         raise NotImplementedError
 
     def normalize(self, text: str) -> str:
@@ -107,12 +108,19 @@ class _TranslateBase(Task):
     def _pair_splits(self) -> tuple[list, list, list]:
         """(source, target) text pairs of the three splits, in the configured direction."""
         if self._splits is None:
-            pairs = self.read()
+            path = eng_fra_file(self.config.data_dir or None)
+            pairs = self.read(path)
             if self.config.direction == "fr-en":
                 pairs = [(french, english) for english, french in pairs]
-            self._splits = split_by_source(
-                pairs, self.config.split_seed, VAL_FRACTION, TEST_FRACTION
-            )
+            splits = split_by_source(pairs, self.config.split_seed, VAL_FRACTION, TEST_FRACTION)
+            if not all(splits):
+                raise DataError(
+                    f"{path} gives the {self.name} task only "
+                    f"{len({source for source, _ in pairs})} distinct source sentence(s): its "
+                    f"split needs at least {min_sources(VAL_FRACTION, TEST_FRACTION)}, so that "
+                    f"validation and test ({VAL_FRACTION:.0%} each) get one"
+                )
+            self._splits = splits
         return self._splits
 
     def splits(self) -> Splits:
@@ -388,8 +396,8 @@ class TranslateSmallTask(_TranslateBase):
 
     card = CARDS["translate-small"]
 
-    def read(self) -> list[tuple[str, str]]:
-        return tutorial_subset(read_pairs(eng_fra_file(self.config.data_dir or None)))
+    def read(self, path: Path) -> list[tuple[str, str]]:
+        return tutorial_subset(read_pairs(path))
 
     def normalize(self, text: str) -> str:
         return normalize_tutorial(text)
@@ -401,8 +409,8 @@ class TranslateTask(_TranslateBase):
 
     card = CARDS["translate"]
 
-    def read(self) -> list[tuple[str, str]]:
-        return list(dict.fromkeys(read_pairs(eng_fra_file(self.config.data_dir or None))))
+    def read(self, path: Path) -> list[tuple[str, str]]:
+        return list(dict.fromkeys(read_pairs(path)))
 
     def normalize(self, text: str) -> str:
         return unicodedata.normalize("NFC", text.strip())
