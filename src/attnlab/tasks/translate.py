@@ -53,16 +53,22 @@ from attnlab.tasks.common import model_device, shown, spread
 from attnlab.tasks.registry import register
 
 VAL_FRACTION = TEST_FRACTION = 0.05
+SPLIT_NAMES = ("training", "validation", "test")
+
+
+def encode_pair(tokenizer: SubwordTokenizer, source: str, target: str) -> tuple[list, list]:
+    """The source's ids and the target's ids ending in </s>."""
+    return tokenizer.encode(source), [*tokenizer.encode(target), tokenizer.eos_id]
 
 
 class PairDataset(Dataset):
-    """Encoded (source ids ``(S,)``, target ids ``(T,)`` ending in </s>) pairs, with the text."""
+    """Encoded (source ids ``(S,)``, target ids ``(T,)`` ending in </s>) pairs, with the text;
+    pairs with either side longer than ``limit`` tokens are dropped."""
 
     def __init__(self, pairs: list[tuple[str, str]], tokenizer: SubwordTokenizer, limit: int):
         self.pairs, self.sources, self.targets = [], [], []
         for source, target in pairs:
-            src = tokenizer.encode(source)
-            tgt = [*tokenizer.encode(target), tokenizer.eos_id]
+            src, tgt = encode_pair(tokenizer, source, target)
             if len(src) <= limit and len(tgt) <= limit:
                 self.pairs.append((source, target))
                 self.sources.append(torch.tensor(src))
@@ -79,15 +85,20 @@ class _TranslateBase(Task):
     """What both translation tasks share; they differ in the data they read."""
 
     def __init__(self, config: TranslateConfig, tokenizer: SubwordTokenizer | None = None):
-        """Without ``tokenizer``, one is trained on the training split."""
+        """Without ``tokenizer``, one is trained on the training split, and the data sets are
+        built now, so that data too small for the split or for ``--max-tokens`` is refused
+        before a run directory is made."""
         super().__init__(config)
         self._splits: tuple[list, list, list] | None = None
+        self._datasets: Splits | None = None
         if tokenizer is None:
             train, _, _ = self._pair_splits()
-            tokenizer = SubwordTokenizer.train(
+            self.tokenizer = SubwordTokenizer.train(
                 (text for pair in train for text in pair), config.bpe_vocab
             )
-        self.tokenizer = tokenizer
+            self.splits()
+        else:
+            self.tokenizer = tokenizer
 
     def state(self) -> dict[str, Any]:
         return {"tokenizer": self.tokenizer.state()}
@@ -124,11 +135,25 @@ class _TranslateBase(Task):
         return self._splits
 
     def splits(self) -> Splits:
-        train, val, test = (
-            PairDataset(pairs, self.tokenizer, self.config.max_tokens)
-            for pairs in self._pair_splits()
-        )
-        return Splits(train, val, test)
+        """The encoded splits (built once); a ``--max-tokens`` that leaves one of them empty
+        is refused with the smallest value that does not."""
+        if self._datasets is None:
+            pair_splits = self._pair_splits()
+            limit = self.config.max_tokens
+            datasets = [PairDataset(pairs, self.tokenizer, limit) for pairs in pair_splits]
+            empty = [name for name, d in zip(SPLIT_NAMES, datasets, strict=True) if not len(d)]
+            if empty:
+                needed = max(min(map(self._length, pairs)) for pairs in pair_splits)
+                raise DataError(
+                    f"--max-tokens {limit} leaves no pair in the {empty[0]} split: with this "
+                    f"data it must be at least {needed}"
+                )
+            self._datasets = Splits(*datasets)
+        return self._datasets
+
+    def _length(self, pair: tuple[str, str]) -> int:
+        """The tokens of the longer side of ``pair`` (the target's with its </s>)."""
+        return max(map(len, encode_pair(self.tokenizer, *pair)))
 
     def collate(self, samples: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
         pad = self.tokenizer.pad_id
