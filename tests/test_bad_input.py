@@ -171,6 +171,8 @@ OUR_OWN = [
     (["bench", "no-such-suite"], "no-such-suite"),
     (["bench", "--device", "cuda:7"], "--device cuda:7 was asked for"),
     (["bench", "--device", "cpu", "--precision", "fp16"], "--precision fp16 needs a CUDA GPU"),
+    (["bench", "gpt", "--quick", "--data-dir", "{tmp}/no"], "--data-dir {tmp}/no does not exist"),
+    (["bench", "gpt", "--quick", "--data-dir", "{tmp}"], "holds no input.txt file of the tiny"),
 ]
 
 
