@@ -205,6 +205,8 @@ OUR_OWN = [
     (["bench", "no-such-suite"], "no-such-suite"),
     (["bench", "--device", "cuda:7"], "--device cuda:7 was asked for"),
     (["bench", "--device", "cpu", "--precision", "fp16"], "--precision fp16 needs a CUDA GPU"),
+    (["bench", "gpt", "--quick", "--data-dir", "{tmp}/no"], "--data-dir {tmp}/no does not exist"),
+    (["bench", "gpt", "--quick", "--data-dir", "{tmp}"], "holds no input.txt file of the tiny"),
 ]
 
 
@@ -382,3 +384,20 @@ def test_an_output_that_is_a_symlink_keeps_its_link(capsys, run, tmp_path):
     link.symlink_to(target)
     assert main(["attention", str(run), "1 2 3", "--out", str(link)]) == 0
     assert link.is_symlink() and target.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+# The file each data-reading task needs in its --data-dir.
+DATA_FILES = {"shakespeare": "input.txt", "translate-small": "eng-fra.txt", "names": "Greek.txt"}
+
+
+@pytest.mark.parametrize("task, name", DATA_FILES.items(), ids=DATA_FILES.keys())
+def test_a_folder_in_place_of_a_data_file_is_one_line(capsys, tmp_path, task, name):
+    """A --data-dir whose data file is a directory ended in an IsADirectoryError traceback."""
+    data_file = tmp_path / "data" / name
+    data_file.mkdir(parents=True)
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys, "train", task, "--data-dir", str(data_file.parent), "--out", str(out)
+    )
+    assert_one_line_error(code, err, f"cannot read {data_file}: it is a directory")
+    assert not out.exists()  # refused before a run directory is made

@@ -242,3 +242,36 @@ def test_generate_suite_with_compile_adds_the_compiled_llama_rows():
         ("compiled vs eager cache", "attnlab, eager, growing KVCache"),
     ]
     assert all(r.attnlab > 0 and r.reference > 0 for r in rows)
+
+
+def test_the_gpt_suite_skips_only_when_no_data_dir_was_given(monkeypatch, tmp_path):
+    """An explicit --data-dir without the data used to be "skipped" with exit status 0."""
+    import urllib.error
+    import urllib.request
+
+    from attnlab.errors import DataError
+
+    (tmp_path / "input.txt").write_text("First Citizen:\n")  # far too short for blocks of 64
+    with pytest.raises(DataError, match="input.txt has 15 characters, too few for"):
+        run_bench(["gpt"], BenchOptions(quick=True, data_dir=str(tmp_path)))
+    monkeypatch.delenv("ATTNLAB_DATA_DIR", raising=False)  # no data anywhere, no network
+    monkeypatch.setenv("ATTNLAB_CACHE", str(tmp_path / "cache"))
+
+    def no_network(url, timeout):
+        raise urllib.error.URLError("no network in this test")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    report = run_bench(["gpt"], BenchOptions(quick=True))
+    assert report.skipped["gpt"].startswith("the baby GPT's training needs tiny Shakespeare")
+
+
+def test_a_data_dir_without_the_data_is_refused_before_any_suite_runs(
+    capsys, monkeypatch, tmp_path
+):
+    def no_suite_may_run(names, options):
+        raise AssertionError("a suite ran before --data-dir was checked")
+
+    monkeypatch.setattr(attnlab.bench, "run_bench", no_suite_may_run)
+    (tmp_path / "input.txt").mkdir()
+    code, _, err = run_cli(capsys, "bench", "encoder", "--data-dir", str(tmp_path))
+    assert_one_line_error(code, err, f"cannot read {tmp_path / 'input.txt'}: it is a directory")

@@ -17,7 +17,7 @@ from attnlab.interop import from_torch
 from attnlab.options import build
 from attnlab.tasks.names import NamesConfig, NamesTask
 
-from .cli_helpers import run_cli
+from .cli_helpers import assert_one_line_error, run_cli
 from .data_sets import needs_data
 
 # A small data set in the names layout (one <Language>.txt per language, one name a line),
@@ -237,3 +237,56 @@ def test_bpe_tokenizer_survives_the_run_config_round_trip(made_up_names):
     assert len(task.vocab) == 80
     assert len(task.vocab.encode("Kozlovsky")) < len("Kozlovsky")  # merged into subwords
     assert task.vocab.encode("李") == [task.vocab.unk_id]
+
+
+TINY = ["--no-progress", "--epochs", "1", "--batch-size", "64",
+        "--d-model", "8", "--heads", "1", "--layers", "1", "--d-ff", "8"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def made_up_run(made_up_names, tmp_path_factory):
+    """One epoch of a tiny model on MADE_UP_NAMES."""
+    out = tmp_path_factory.mktemp("names") / "made-up-run"
+    assert main(["train", "names", "--data-dir", str(made_up_names), "--out", str(out), *TINY]) == 0
+    return out
+
+
+@pytest.mark.parametrize("files", [{"eng-fra.txt": "Go.\tVa !\n"}, {"notes.txt": "todo\n"}])
+def test_eval_on_a_folder_of_other_files_is_one_line(capsys, made_up_run, tmp_path, files):
+    """eval --data-dir pointing at the eng-fra folder, or at a folder of no language files,
+    ended in a KeyError traceback: their file names are no language the run knows."""
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    code, _, err = run_cli(capsys, "eval", str(made_up_run), "--data-dir", str(tmp_path))
+    stem = name.removesuffix(".txt")
+    assert_one_line_error(
+        code, err, f"{tmp_path} holds 1 language(s) this run was not trained on ({stem})"
+    )
+
+
+def test_training_on_one_language_is_one_line(capsys, tmp_path):
+    """The eng-fra folder given to the names task trained a classifier of one class."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "eng-fra.txt").write_text("Go.\tVa !\nRun!\tCours !\nWow!\tÇa alors !\n")
+    argv = ["train", "names", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    code, _, err = run_cli(capsys, *argv, *TINY)
+    assert_one_line_error(code, err, "holds names of one language only (eng-fra): the names task")
+    assert not (tmp_path / "run").exists()
+
+
+def test_too_few_names_to_split_is_one_line(capsys, tmp_path):
+    """Two names a language left validation and test empty: torch.cat of an empty list."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "Italian.txt").write_text("Rossi\nRusso\n")
+    (tmp_path / "data" / "Greek.txt").write_text("Papadopoulos\n")
+    argv = ["train", "names", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    code, _, err = run_cli(capsys, *argv, *TINY)
+    assert_one_line_error(
+        code,
+        err,
+        "is too small to split: validation and test need one name each, which takes "
+        "at least one language of 3 names or more",
+    )
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "data" / "Greek.txt").write_text("Papadopoulos\nPapas\nGeorgiou\n")  # enough
+    assert NamesTask(names_config(tmp_path / "data")).languages == ["Greek", "Italian"]

@@ -131,6 +131,26 @@ def test_data_dir_without_input_txt_is_one_line_error(capsys, tmp_path):
     assert_one_line_error(code, err, "holds no input.txt file of the tinyshakespeare data set")
 
 
+def test_a_text_too_short_for_the_block_size_is_one_line(capsys, tmp_path):
+    """A few characters were refused only once the run directory was made (and left behind);
+    the sentence now gives the length the 90/10 split really needs: 161 for blocks of 16."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    (data / "input.txt").write_text("ab" * 80)  # 160 characters: 16 held out, one too few
+    argv = ["train", "shakespeare", "--data-dir", str(data), "--out", str(out), *TINY]
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(
+        code,
+        err,
+        "input.txt has 160 characters, too few for --block-size 16: the text needs "
+        "at least 161, so that its first 90% and its last 10% each hold one block of 17",
+    )
+    assert not out.exists()
+    (data / "input.txt").write_text("ab" * 80 + "c")  # 161: exactly one block in each part
+    splits = ShakespeareTask(ShakespeareConfig(data_dir=str(data), block_size=16)).splits()
+    assert len(splits.test) == 1 and splits.train.ids.shape == (144,)
+
+
 # -- a tiny run through the CLI ------------------------------------------------------------
 
 

@@ -175,3 +175,60 @@ def test_a_hand_edited_tokenizer_is_one_line(capsys, small_run, tmp_path):
     (copy / "config.json").write_text(json.dumps(config))
     code, _, err = run_cli(capsys, "translate", str(copy), "bonjour")
     assert_one_line_error(code, err, "the task state in config.json is invalid (")
+
+
+def tutorial_pairs(n: int) -> str:
+    """``n`` distinct lines of eng-fra.txt that the tutorial's subset keeps (it drops digits)."""
+    words = [chr(ord("a") + i) * 3 for i in range(n)]
+    return "".join(f"I am {word}.\tJe suis {word}.\n" for word in words)
+
+
+@pytest.mark.parametrize("task", ["translate-small", "translate"])
+def test_too_few_pairs_to_split_is_one_line(capsys, tmp_path, task):
+    """An eng-fra.txt of a few lines left validation empty: ZeroDivisionError after training."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    (data / "eng-fra.txt").write_text(tutorial_pairs(10))
+    code, _, err = run_cli(capsys, "train", task, "--data-dir", str(data), "--out", str(out))
+    assert_one_line_error(
+        code,
+        err,
+        f"eng-fra.txt gives the {task} task only 10 distinct source sentence(s): its "
+        "split needs at least 11, so that validation and test (5% each) get one",
+    )
+    assert not out.exists()
+    (data / "eng-fra.txt").write_text(tutorial_pairs(11))  # 9 + 1 + 1
+    from attnlab.tasks import get_task
+
+    cls = get_task(task)
+    train, val, test = cls(cls.Config(data_dir=str(data), bpe_vocab=100))._pair_splits()
+    assert (len(train), len(val), len(test)) == (9, 1, 1)
+
+
+def test_a_max_tokens_that_leaves_a_split_empty_is_one_line(capsys, tmp_path):
+    """--max-tokens 3 on the real data trained, then divided by the zero tokens of an empty
+    test set; --max-tokens 2 left no training pair and blamed a missing model.safetensors.
+    Now the value is refused first, and the minimum the sentence gives is exact."""
+    from attnlab.errors import DataError
+    from attnlab.tasks import get_task
+
+    data, out = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    words = ["cold", "tired", "tall", "happy", "hungry", "late", "ready", "sure", "sorry", "busy"]
+    lines = [
+        f"I am {' and '.join(words[i : i + k])}.\tJe suis {' et '.join(words[i : i + k])}.\n"
+        for k in (1, 2, 3)
+        for i in range(8)
+    ]
+    (data / "eng-fra.txt").write_text("".join(lines))
+    argv = ["train", "translate-small", "--data-dir", str(data), "--out", str(out)]
+    code, _, err = run_cli(capsys, *argv, "--max-tokens", "2", "--bpe-vocab", "100")
+    message = "--max-tokens 2 leaves no pair in the training split: with this data it must be"
+    assert_one_line_error(code, err, message)
+    assert not out.exists()
+    needed = int(err.rsplit(" ", 1)[1])
+    cls = get_task("translate-small")
+    with pytest.raises(DataError, match=f"--max-tokens {needed - 1} leaves no pair in the"):
+        cls(cls.Config(data_dir=str(data), bpe_vocab=100, max_tokens=needed - 1))
+    splits = cls(cls.Config(data_dir=str(data), bpe_vocab=100, max_tokens=needed)).splits()
+    assert min(len(splits.train), len(splits.val), len(splits.test)) >= 1

@@ -33,7 +33,8 @@ class BenchOptions:
     :func:`attnlab.bench.flops.peak_flops` (``attnlab bench`` also applies it to every result
     that reports "TFLOP/s", so a suite need not read it).
     data_dir: the tiny Shakespeare folder of the gpt suite's training case ("": the default
-    search, ``$ATTNLAB_DATA_DIR`` then the download cache).
+    search, ``$ATTNLAB_DATA_DIR`` then the download cache, and the case is skipped if that
+    finds no data; a folder given that does not hold it is a DataError).
     load: competing PyTorch training processes to run each suite beside, after running it
     idle (0: idle only; see :mod:`attnlab.bench.load`).
     """

@@ -70,6 +70,8 @@ def run(options: BenchOptions) -> list[BenchResult]:
     try:
         return baby_gpt_training(options)
     except DataError as e:
+        if options.data_dir:  # the user named the folder: its data must be there
+            raise
         raise BenchSkipped(f"the baby GPT's training needs tiny Shakespeare: {e}") from None
 
 

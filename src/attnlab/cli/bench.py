@@ -39,8 +39,9 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
         "--data-dir",
         default="",
         metavar="DIR",
-        help="folder holding tiny Shakespeare's input.txt, for the gpt suite's training case "
-        "(default: $ATTNLAB_DATA_DIR/tinyshakespeare, else the download cache)",
+        help="folder holding tiny Shakespeare's input.txt, for the gpt suite's training case; "
+        "checked before any suite runs (default: $ATTNLAB_DATA_DIR/tinyshakespeare, else the "
+        "download cache, else that case is skipped)",
     )
     parser.add_argument(
         "--load",
@@ -69,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--load must be between 0 and {MAX_LOAD} processes; got {args.load}")
     device = resolve_device(args.device)
     check_precision(device, args.precision)
+    if args.data_dir:  # a folder the user named must hold usable data, before minutes of suites
+        from attnlab.tasks.shakespeare import ShakespeareConfig, ShakespeareTask
+
+        ShakespeareTask(ShakespeareConfig(data_dir=args.data_dir))
     if args.threads:
         torch.set_num_threads(args.threads)
     options = BenchOptions(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import urllib.error
 import urllib.request
@@ -36,6 +37,24 @@ def sha256_of(path: Path) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_data_text(path: Path) -> str:
+    """The UTF-8 text of a data set's file ``path``.
+
+    Anything that is not a regular file (a directory of that name, a FIFO that would block
+    for ever, a device) and any file that cannot be read or decoded is a DataError naming it.
+    """
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise DataError(f"cannot read {path}: it is {kind}, not a file of the data set")
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e.reason})") from e
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from e
 
 
 def fetch_archive(url: str, sha256: str, name: str, hint: str) -> Path:

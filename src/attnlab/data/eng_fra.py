@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from attnlab.data.download import fetch_archive, locate
+from attnlab.data.download import fetch_archive, locate, read_data_text
 from attnlab.data.names import SHA256, URL
 from attnlab.errors import DataError
 
@@ -64,10 +64,7 @@ def eng_fra_file(data_dir: str | Path | None = None) -> Path:
 
 def read_pairs(path: Path) -> list[Pair]:
     """All (English, French) pairs of the file, NFC-normalised, in file order."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text ({e.reason})") from e
+    lines = read_data_text(path).splitlines()
     pairs = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -125,7 +122,7 @@ def split_by_source(
     """
     sources = list(dict.fromkeys(source for source, _ in pairs))
     order = torch.randperm(len(sources), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val, n_test = round(len(sources) * val_fraction), round(len(sources) * test_fraction)
+    n_val, n_test = _held_out(len(sources), val_fraction, test_fraction)
     split_of = {}
     for rank, i in enumerate(order):
         split_of[sources[i]] = 1 if rank < n_val else 2 if rank < n_val + n_test else 0
@@ -133,3 +130,19 @@ def split_by_source(
     for pair in pairs:
         splits[split_of[pair[0]]].append(pair)
     return splits
+
+
+def _held_out(n_sources: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """How many of ``n_sources`` source sentences go to val and to test."""
+    return round(n_sources * val_fraction), round(n_sources * test_fraction)
+
+
+def min_sources(val_fraction: float, test_fraction: float) -> int:
+    """The fewest distinct source sentences that :func:`split_by_source` splits into three
+    non-empty parts (the fractions must be positive)."""
+    n = 3
+    while True:
+        n_val, n_test = _held_out(n, val_fraction, test_fraction)
+        if min(n_val, n_test, n - n_val - n_test) >= 1:
+            return n
+        n += 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from attnlab.data.download import fetch_archive, locate
+from attnlab.data.download import fetch_archive, locate, read_data_text
 from attnlab.errors import DataError
 
 URL = "https://download.pytorch.org/tutorial/data.zip"
@@ -24,6 +24,7 @@ HINT = (
 )
 
 Pair = tuple[str, str]  # (name, language)
+MIN_TO_SPLIT = 3  # names a language needs to give one to validation and one to test
 
 
 def names_dir(data_dir: str | Path | None = None) -> Path:
@@ -39,11 +40,7 @@ def read_names(folder: Path) -> list[Pair]:
     """All distinct (name, language) pairs, NFC-normalised, in file then line order."""
     pairs: dict[Pair, None] = {}
     for path in sorted(folder.glob("*.txt")):
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path} is not UTF-8 text ({e.reason})") from e
-        for line in lines:
+        for line in read_data_text(path).splitlines():
             name = unicodedata.normalize("NFC", line.strip())
             if name:
                 pairs[(name, path.stem)] = None
@@ -57,9 +54,9 @@ def stratified_split(
 ) -> tuple[list[Pair], list[Pair], list[Pair]]:
     """Split the distinct pairs into train / val / test, per language, shuffled with ``seed``.
 
-    Every language gets ``round(n * fraction)`` (at least one, if it has three names or
-    more) examples in val and in test. Since the pairs are distinct, no pair can be in two
-    splits; a name listed under two languages may be (the data set's own ambiguity).
+    Every language gets ``round(n * fraction)`` (at least one, if it has :data:`MIN_TO_SPLIT`
+    names or more) examples in val and in test. Since the pairs are distinct, no pair can be
+    in two splits; a name listed under two languages may be (the data set's own ambiguity).
     """
     by_language: dict[str, list[Pair]] = {}
     for pair in pairs:
@@ -70,10 +67,19 @@ def stratified_split(
         group = by_language[language]
         order = torch.randperm(len(group), generator=g).tolist()
         shuffled = [group[i] for i in order]
-        minimum = 1 if len(group) >= 3 else 0
+        minimum = 1 if len(group) >= MIN_TO_SPLIT else 0
         n_val = max(minimum, round(len(group) * val_fraction))
         n_test = max(minimum, round(len(group) * test_fraction))
         val += shuffled[:n_val]
         test += shuffled[n_val : n_val + n_test]
         train += shuffled[n_val + n_test :]
     return train, val, test
+
+
+def check_split(folder: Path, splits: tuple[list[Pair], list[Pair], list[Pair]]) -> None:
+    """Refuse the names of ``folder`` if their split leaves validation or test empty."""
+    if not all(splits):
+        raise DataError(
+            f"the names data set in {folder} is too small to split: validation and test need "
+            f"one name each, which takes at least one language of {MIN_TO_SPLIT} names or more"
+        )

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from attnlab.data.download import CHUNK, cache_dir, locate, sha256_of
+from attnlab.data.download import CHUNK, cache_dir, locate, read_data_text, sha256_of
 from attnlab.errors import DataError
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -67,11 +67,9 @@ def shakespeare_path(data_dir: str | Path | None = None) -> Path:
 
 
 def read_text(path: Path) -> str:
-    """The whole text of ``path`` (UTF-8); an empty or undecodable file is a DataError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text ({e.reason})") from e
+    """The whole text of ``path`` (UTF-8); an empty, unreadable or undecodable file, or a
+    directory in its place, is a DataError."""
+    text = read_data_text(path)
     if not text:
         raise DataError(f"{path} is empty")
     return text
@@ -126,8 +124,41 @@ class CharTokenizer:
 
 def split_by_position(ids: Tensor, train_fraction: float = TRAIN_FRACTION) -> tuple[Tensor, Tensor]:
     """The first ``train_fraction`` of ``ids (N,)`` and the rest, as nanoGPT splits them."""
-    n_train = int(len(ids) * train_fraction)
+    n_train = _train_length(len(ids), train_fraction)
     return ids[:n_train], ids[n_train:]
+
+
+def _train_length(n: int, train_fraction: float) -> int:
+    return int(n * train_fraction)
+
+
+def min_length(block_size: int, train_fraction: float = TRAIN_FRACTION) -> int:
+    """The fewest tokens whose :func:`split_by_position` leaves one block of ``block_size + 1``
+    tokens in each part.
+
+    A part of a fraction ``f`` of ``n`` tokens holds at most ``f * n + 1``, so fewer than
+    ``block_size / min(f, 1 - f)`` never do; count up from there with the split's own rounding.
+    """
+
+    def fits(n: int) -> bool:
+        n_train = _train_length(n, train_fraction)
+        return min(n_train, n - n_train) >= block_size + 1
+
+    n = max(block_size + 1, int(block_size / min(train_fraction, 1 - train_fraction)) - 1)
+    while not fits(n):
+        n += 1
+    return n
+
+
+def check_length(path: Path, text: str, block_size: int) -> None:
+    """Refuse a text too short to give both of its parts one block (see :func:`min_length`)."""
+    needed = min_length(block_size)
+    if len(text) < needed:
+        raise DataError(
+            f"{path} has {len(text):,} characters, too few for --block-size {block_size}: the "
+            f"text needs at least {needed:,}, so that its first {TRAIN_FRACTION:.0%} and its "
+            f"last {1 - TRAIN_FRACTION:.0%} each hold one block of {block_size + 1} characters"
+        )
 
 
 BYTES_PER_RANDOM_BLOCK = 3 * 8  # BlockDataset.random's peak: starts, jitter, offsets (8 bytes)

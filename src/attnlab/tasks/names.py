@@ -40,9 +40,9 @@ from torch.utils.data import Dataset
 
 from attnlab.configs.tasks import CARDS, NamesConfig
 from attnlab.data.bpe import BPEVocab
-from attnlab.data.names import names_dir, read_names, stratified_split
+from attnlab.data.names import check_split, names_dir, read_names, stratified_split
 from attnlab.data.vocab import CharVocab
-from attnlab.errors import InputError
+from attnlab.errors import DataError, InputError
 from attnlab.models import (
     GRUClassifier,
     GRUClassifierConfig,
@@ -90,6 +90,7 @@ class NamesTask(Task):
         """Without ``vocab`` and ``languages``, both come from the training split."""
         super().__init__(config)
         self._splits: tuple[list, list, list] | None = None
+        self.languages = languages
         if vocab is None or languages is None:
             train, _, _ = self._pair_splits()
             names = [name[: config.max_len] for name, _ in train]
@@ -112,9 +113,29 @@ class NamesTask(Task):
     # -- data ---------------------------------------------------------------------------
     def _pair_splits(self) -> tuple[list, list, list]:
         if self._splits is None:
-            pairs = read_names(names_dir(self.config.data_dir or None))
-            self._splits = stratified_split(pairs, self.config.split_seed)
+            folder = names_dir(self.config.data_dir or None)
+            pairs = read_names(folder)
+            self._check_languages(folder, {language for _, language in pairs})
+            splits = stratified_split(pairs, self.config.split_seed)
+            check_split(folder, splits)
+            self._splits = splits
         return self._splits
+
+    def _check_languages(self, folder: Path, found: set[str]) -> None:
+        """A new run needs two languages or more; a trained one, only languages it knows."""
+        if self.languages is None:
+            if len(found) < 2:
+                raise DataError(
+                    f"{folder} holds names of one language only ({', '.join(found)}): the "
+                    "names task needs a <Language>.txt file for each of two languages or more"
+                )
+            return
+        unknown = sorted(found - set(self.languages))
+        if unknown:
+            raise DataError(
+                f"{folder} holds {len(unknown)} language(s) this run was not trained on "
+                f"({', '.join(unknown[:3])}): is it the names data set of the run?"
+            )
 
     def splits(self) -> Splits:
         train, val, test = (

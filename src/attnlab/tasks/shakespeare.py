@@ -48,6 +48,7 @@ from attnlab.data.shakespeare import (
     BYTES_PER_RANDOM_BLOCK,
     BlockDataset,
     CharTokenizer,
+    check_length,
     read_text,
     shakespeare_path,
     split_by_position,
@@ -89,7 +90,11 @@ class ShakespeareTask(Task):
 
     # -- data ---------------------------------------------------------------------------
     def _text(self) -> str:
-        return read_text(shakespeare_path(self.config.data_dir or None))
+        """The whole text, refused if it is too short for ``block_size``."""
+        path = shakespeare_path(self.config.data_dir or None)
+        text = read_text(path)
+        check_length(path, text, self.config.block_size)
+        return text
 
     def token_ids(self) -> Tensor:
         """The whole text as token ids ``(N,)``."""

@@ -38,13 +38,14 @@ from torch.utils.data import Dataset
 from attnlab.configs.tasks import CARDS, TranslateConfig
 from attnlab.data.eng_fra import (
     eng_fra_file,
+    min_sources,
     normalize_tutorial,
     read_pairs,
     split_by_source,
     tutorial_subset,
 )
 from attnlab.data.subword import SubwordTokenizer
-from attnlab.errors import InputError
+from attnlab.errors import DataError, InputError
 from attnlab.generation import beam_search, greedy_search
 from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
 from attnlab.tasks.base import AttentionView, Splits, Task
@@ -52,16 +53,22 @@ from attnlab.tasks.common import model_device, shown, spread
 from attnlab.tasks.registry import register
 
 VAL_FRACTION = TEST_FRACTION = 0.05
+SPLIT_NAMES = ("training", "validation", "test")
+
+
+def encode_pair(tokenizer: SubwordTokenizer, source: str, target: str) -> tuple[list, list]:
+    """The source's ids and the target's ids ending in </s>."""
+    return tokenizer.encode(source), [*tokenizer.encode(target), tokenizer.eos_id]
 
 
 class PairDataset(Dataset):
-    """Encoded (source ids ``(S,)``, target ids ``(T,)`` ending in </s>) pairs, with the text."""
+    """Encoded (source ids ``(S,)``, target ids ``(T,)`` ending in </s>) pairs, with the text;
+    pairs with either side longer than ``limit`` tokens are dropped."""
 
     def __init__(self, pairs: list[tuple[str, str]], tokenizer: SubwordTokenizer, limit: int):
         self.pairs, self.sources, self.targets = [], [], []
         for source, target in pairs:
-            src = tokenizer.encode(source)
-            tgt = [*tokenizer.encode(target), tokenizer.eos_id]
+            src, tgt = encode_pair(tokenizer, source, target)
             if len(src) <= limit and len(tgt) <= limit:
                 self.pairs.append((source, target))
                 self.sources.append(torch.tensor(src))
@@ -78,15 +85,20 @@ class _TranslateBase(Task):
     """What both translation tasks share; they differ in the data they read."""
 
     def __init__(self, config: TranslateConfig, tokenizer: SubwordTokenizer | None = None):
-        """Without ``tokenizer``, one is trained on the training split."""
+        """Without ``tokenizer``, one is trained on the training split, and the data sets are
+        built now, so that data too small for the split or for ``--max-tokens`` is refused
+        before a run directory is made."""
         super().__init__(config)
         self._splits: tuple[list, list, list] | None = None
+        self._datasets: Splits | None = None
         if tokenizer is None:
             train, _, _ = self._pair_splits()
-            tokenizer = SubwordTokenizer.train(
+            self.tokenizer = SubwordTokenizer.train(
                 (text for pair in train for text in pair), config.bpe_vocab
             )
-        self.tokenizer = tokenizer
+            self.splits()
+        else:
+            self.tokenizer = tokenizer
 
     def state(self) -> dict[str, Any]:
         return {"tokenizer": self.tokenizer.state()}
@@ -96,8 +108,8 @@ class _TranslateBase(Task):
         return cls(config, SubwordTokenizer.from_state(state["tokenizer"]))
 
     # -- data ---------------------------------------------------------------------------
-    def read(self) -> list[tuple[str, str]]:
-        """All (English, French) pairs this task uses, in file order."""
+    def read(self, path: Path) -> list[tuple[str, str]]:
+        """All (English, French) pairs of ``path`` this task uses, in file order."""
         raise NotImplementedError
 
     def normalize(self, text: str) -> str:
@@ -107,20 +119,41 @@ class _TranslateBase(Task):
     def _pair_splits(self) -> tuple[list, list, list]:
         """(source, target) text pairs of the three splits, in the configured direction."""
         if self._splits is None:
-            pairs = self.read()
+            path = eng_fra_file(self.config.data_dir or None)
+            pairs = self.read(path)
             if self.config.direction == "fr-en":
                 pairs = [(french, english) for english, french in pairs]
-            self._splits = split_by_source(
-                pairs, self.config.split_seed, VAL_FRACTION, TEST_FRACTION
-            )
+            splits = split_by_source(pairs, self.config.split_seed, VAL_FRACTION, TEST_FRACTION)
+            if not all(splits):
+                raise DataError(
+                    f"{path} gives the {self.name} task only "
+                    f"{len({source for source, _ in pairs})} distinct source sentence(s): its "
+                    f"split needs at least {min_sources(VAL_FRACTION, TEST_FRACTION)}, so that "
+                    f"validation and test ({VAL_FRACTION:.0%} each) get one"
+                )
+            self._splits = splits
         return self._splits
 
     def splits(self) -> Splits:
-        train, val, test = (
-            PairDataset(pairs, self.tokenizer, self.config.max_tokens)
-            for pairs in self._pair_splits()
-        )
-        return Splits(train, val, test)
+        """The encoded splits (built once); a ``--max-tokens`` that leaves one of them empty
+        is refused with the smallest value that does not."""
+        if self._datasets is None:
+            pair_splits = self._pair_splits()
+            limit = self.config.max_tokens
+            datasets = [PairDataset(pairs, self.tokenizer, limit) for pairs in pair_splits]
+            empty = [name for name, d in zip(SPLIT_NAMES, datasets, strict=True) if not len(d)]
+            if empty:
+                needed = max(min(map(self._length, pairs)) for pairs in pair_splits)
+                raise DataError(
+                    f"--max-tokens {limit} leaves no pair in the {empty[0]} split: with this "
+                    f"data it must be at least {needed}"
+                )
+            self._datasets = Splits(*datasets)
+        return self._datasets
+
+    def _length(self, pair: tuple[str, str]) -> int:
+        """The tokens of the longer side of ``pair`` (the target's with its </s>)."""
+        return max(map(len, encode_pair(self.tokenizer, *pair)))
 
     def collate(self, samples: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
         pad = self.tokenizer.pad_id
@@ -388,8 +421,8 @@ class TranslateSmallTask(_TranslateBase):
 
     card = CARDS["translate-small"]
 
-    def read(self) -> list[tuple[str, str]]:
-        return tutorial_subset(read_pairs(eng_fra_file(self.config.data_dir or None)))
+    def read(self, path: Path) -> list[tuple[str, str]]:
+        return tutorial_subset(read_pairs(path))
 
     def normalize(self, text: str) -> str:
         return normalize_tutorial(text)
@@ -401,8 +434,8 @@ class TranslateTask(_TranslateBase):
 
     card = CARDS["translate"]
 
-    def read(self) -> list[tuple[str, str]]:
-        return list(dict.fromkeys(read_pairs(eng_fra_file(self.config.data_dir or None))))
+    def read(self, path: Path) -> list[tuple[str, str]]:
+        return list(dict.fromkeys(read_pairs(path)))
 
     def normalize(self, text: str) -> str:
         return unicodedata.normalize("NFC", text.strip())
