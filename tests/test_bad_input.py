@@ -157,13 +157,17 @@ OUR_OWN = [
     (["train", "digits", "--patch-size", "16"], "patch_size must be at most 8; got 16"),
     (["train", "shakespeare", "--activation", "swish"], "activation must be one of gelu"),
     (["train", "translate-small", "--direction", "de-en"], "direction must be en-fr or fr-en"),
+    ([], "give a COMMAND: train, compare, eval"),
     # compare
     (["compare", "names", "--budget", "0"], "--budget must be a positive number"),
     (["compare", "names", "--budget", "nan"], "--budget must be a positive number"),
     (["compare", "names", "--budget", "inf"], "--budget must be a positive number"),
     (["compare", "reverse"], "invalid choice: 'reverse'"),
     # eval, predict: run directories and inputs
-    (["eval", "{tmp}/file.txt"], "run directory {tmp}/file.txt does not exist"),
+    (["eval", "{tmp}/file.txt"], "{tmp}/file.txt is a file, not a run directory"),
+    (["eval", "{tmp}/missing"], "run directory {tmp}/missing does not exist"),
+    (["train", "reverse", "--resume", "{run}", "--out", "{tmp}/elsewhere"],
+     "give --out or --resume, not both"),  # fmt: skip
     (["eval", "{run}", "--device", "gpu0"], "unknown device 'gpu0'"),
     (["predict", "{run}", "-1"], "'-1' not in the vocabulary"),
     (["predict", "{run}", "1.5"], "'1.5' not in the vocabulary"),

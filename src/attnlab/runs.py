@@ -20,6 +20,7 @@ from torch import nn
 from attnlab import __version__
 from attnlab.configs import TrainConfig
 from attnlab.errors import ConfigError, RunDirError
+from attnlab.files import printable
 from attnlab.models import MODELS
 from attnlab.options import check_annotated, check_depth, from_json
 from attnlab.tasks import Task, get_task, task_names
@@ -83,10 +84,9 @@ def _check_utf8(path: Path) -> None:
     try:
         str(path.absolute()).encode("utf-8")
     except UnicodeEncodeError as e:
-        shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         raise RunDirError(
-            f"the run directory {shown} is not a UTF-8 path, where TensorBoard cannot write: "
-            "choose another --out"
+            f"the run directory {printable(str(path))} is not a UTF-8 path, where TensorBoard "
+            "cannot write: choose another --out"
         ) from e
 
 
@@ -127,6 +127,8 @@ def read_run_config(run_dir: str | Path, expected_task: str | None = None) -> di
     (:func:`build_task`, :func:`build_model`, :func:`train_config_of`).
     """
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} does not exist")
     if not (run_dir / CONFIG).is_file():

@@ -51,10 +51,9 @@ def test_a_missing_class_and_a_wrong_signature_leave_the_other_parts_checked(cap
     )
     code, out, err = run_cli(capsys, "exercise", "check", str(path))
     assert code == 2
-    assert err.splitlines() == [
-        "attnlab: error: encoder.py: PositionalEncoding is missing",
-        "attnlab: error: encoder.py: TransformerEncoderLayer.norm must take (self, x), "
-        "not (self, x, eps)",
+    assert err.splitlines() == [  # one line for both problems
+        "attnlab: error: encoder.py: PositionalEncoding is missing; "
+        "TransformerEncoderLayer.norm must take (self, x), not (self, x, eps)"
     ]
     lines = dict(
         line[2:].split(": ", 1) if ": " in line else (line[2:], "")
@@ -141,3 +140,14 @@ def test_start_refuses_to_overwrite(capsys, tmp_path):
     code, _, err = run_cli(capsys, "exercise", "start", str(tmp_path))
     assert_one_line_error(code, err, "already exists")
     assert (tmp_path / "encoder.py").read_text() == "# my work\n"
+
+
+def test_a_folder_whose_name_is_not_utf8_is_printed_with_its_bytes_escaped(capsys, tmp_path):
+    """Python reads byte 0xff of a file name as the surrogate '\\udcff', which no UTF-8
+    output accepts: the folder is printed as w\\xff instead of ending in a traceback."""
+    folder = tmp_path / "w\udcff"
+    for part in ("encoder", "attention"):
+        assert run_cli(capsys, "exercise", "start", str(folder), "--part", part)[0] == 0
+    code, out, err = run_cli(capsys, "exercise", "check", str(folder))
+    assert code == 1 and err == ""
+    assert f"{tmp_path}/w\\xff/encoder.py:" in out.splitlines()

@@ -65,7 +65,10 @@ def _top_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     """Run ``attnlab ARGV``; returns the exit status (argparse's own errors exit 2)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    top = _top_parser().parse_args(argv)
+    parser = _top_parser()
+    if not argv:
+        parser.error(f"give a COMMAND: {', '.join(COMMANDS)}")
+    top = parser.parse_args(argv)
     command = importlib.import_module(f"attnlab.cli.{_MODULES.get(top.command, top.command)}")
     args = command.parse(f"attnlab {top.command}", top.rest)
     try:

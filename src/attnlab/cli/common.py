@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from attnlab.errors import InputError
-from attnlab.files import read_text
+from attnlab.files import printable, read_text
 from attnlab.options import allowed, flat_fields
 
 
@@ -114,8 +114,7 @@ def text(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
-        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        raise argparse.ArgumentTypeError(f"'{shown}' is not UTF-8 text") from e
+        raise argparse.ArgumentTypeError(f"'{printable(value)}' is not UTF-8 text") from e
     return value
 
 

@@ -163,8 +163,8 @@ def _parts(practical: str, wanted: list[str] | None) -> list[str]:
 
 
 def _print_report(report: FileReport, several: bool) -> None:
-    for problem in report.problems:
-        print(f"attnlab: error: {report.file.name}: {problem}", file=sys.stderr)
+    if report.problems:  # one line for all of them (e.g. every part missing: the wrong file)
+        print(f"attnlab: error: {report.file.name}: {'; '.join(report.problems)}", file=sys.stderr)
     if several:
         print(f"{report.file}:")
     for part in report.parts:

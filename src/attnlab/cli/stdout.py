@@ -9,17 +9,22 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from attnlab.errors import OutputError
+from attnlab.files import printable
 
 
 class GuardedStdout:
     """``stream``, whose write errors become an :class:`OutputError`; a reader that went away
-    (``BrokenPipeError``) is left to the caller, which stops quietly."""
+    (``BrokenPipeError``) is left to the caller, which stops quietly. Text holding a byte of
+    a file name that is not UTF-8 is written with that byte as ``\\xNN``."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
 
     def write(self, text: str) -> int:
-        return self._guarded(self.stream.write, text)
+        try:
+            return self._guarded(self.stream.write, text)
+        except UnicodeEncodeError:  # a file name of bytes that are not UTF-8 (see printable)
+            return self._guarded(self.stream.write, printable(text))
 
     def flush(self) -> None:
         self._guarded(self.stream.flush)

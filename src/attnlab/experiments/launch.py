@@ -151,6 +151,8 @@ def train(
     """
     task_cls = get_task(task)
     resume = None if resume is None else Path(resume)
+    if resume is not None and out is not None and Path(out).resolve() != resume.resolve():
+        raise ConfigError("give --out or --resume, not both: a resumed run stays in its directory")
     if resume is not None:
         task_obj, train_config = _resumed(task_cls, resume, options)
     else:
