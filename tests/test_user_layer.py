@@ -160,6 +160,10 @@ BAD_LAYERS = {
             def forward(self, x, mask=None):
                 return x, None
     """,
+    "script.py": """
+        import sys
+        sys.exit("usage: python script.py")
+    """,
     "nomask.py": """
         from torch import nn
         class Layer(nn.Module):
@@ -181,6 +185,7 @@ BAD_LAYERS = {
         ("syntax.py", "takes FILE.py:ClassName"),
         ("syntax.py:Layer", "has a syntax error on line 1"),
         ("raises.py:Layer", "importing"),
+        ("script.py:Layer", "script.py called sys.exit('usage: python script.py'): a layer file"),
         ("fewargs.py:Nope", "defines no class Nope"),
         ("notmodule.py:Layer", "is not a subclass of torch.nn.Module"),
         ("fewargs.py:Layer", "Layer(d_model, num_heads, d_ff, dropout) failed"),

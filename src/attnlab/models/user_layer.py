@@ -71,6 +71,12 @@ def _import_file(path: Path, digest: str) -> ModuleType:
     except SyntaxError as e:
         del sys.modules[name]
         raise LayerError(f"{path} has a syntax error on line {e.lineno}: {e.msg}") from e
+    except SystemExit as e:  # the file is a script: it must only define its class
+        del sys.modules[name]
+        raise LayerError(
+            f"importing {path} called sys.exit({e.code!r}): a layer file may be imported only "
+            "to define its class (put script code under if __name__ == '__main__':)"
+        ) from e
     except Exception as e:
         del sys.modules[name]
         raise LayerError(f"importing {path} raised {type(e).__name__}: {e}") from e
