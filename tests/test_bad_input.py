@@ -166,8 +166,10 @@ OUR_OWN = [
     # eval, predict: run directories and inputs
     (["eval", "{tmp}/file.txt"], "{tmp}/file.txt is a file, not a run directory"),
     (["eval", "{tmp}/missing"], "run directory {tmp}/missing does not exist"),
-    (["train", "reverse", "--resume", "{run}", "--out", "{tmp}/elsewhere"],
-     "give --out or --resume, not both"),  # fmt: skip
+    (
+        ["train", "reverse", "--resume", "{run}", "--out", "{tmp}/elsewhere"],
+        "give --out or --resume, not both",
+    ),  # fmt: skip
     (["eval", "{run}", "--device", "gpu0"], "unknown device 'gpu0'"),
     (["predict", "{run}", "-1"], "'-1' not in the vocabulary"),
     (["predict", "{run}", "1.5"], "'1.5' not in the vocabulary"),
@@ -204,6 +206,7 @@ OUR_OWN = [
     (["bench", "--repeats", "0"], "--repeats must be positive"),
     (["bench", "--repeats", BIG], "--repeats must be positive and at most"),
     (["bench", "--threads", "-2"], "--threads must be positive"),
+    (["bench", "--threads", "4096"], "CPUs of this machine; got 4096"),
     (["bench", "--peak-tflops", "nan"], "--peak-tflops must be positive"),
     (["bench", "--precision", "fp8"], "invalid choice: 'fp8'"),
     (["bench", "no-such-suite"], "no-such-suite"),

@@ -36,6 +36,17 @@ def test_bench_encoder_quick_json_has_both_sides_and_ratios(capsys):
     assert report["environment"]["device"] == "cpu"
 
 
+def test_bench_encoder_runs_in_bf16_with_padding_on_both_sides(capsys):
+    """torch's nested tensors fail under bf16 autocast ("expected scalar type Float"): the
+    reference runs without them there, and every case is timed on both sides."""
+    argv = ["bench", "encoder", "--quick", "--device", "cpu", "--precision", "bf16", "--json"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    rows = json.loads(out)["results"]
+    assert [r["case"].split()[0] for r in rows] == ["train", "infer", "infer-pad"]
+    assert all(r["attnlab"] > 0 and r["reference"] > 0 for r in rows)
+
+
 def test_unknown_suite_and_bad_options_are_one_line_errors(capsys):
     code, _, err = run_cli(capsys, "bench", "encoder", "nosuch")
     assert_one_line_error(code, err, "unknown benchmark suite 'nosuch': choose from encoder")

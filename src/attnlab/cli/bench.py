@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from attnlab.cli.common import Parser, add_device_option, flag
 from attnlab.configs.train import PRECISIONS
@@ -66,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and not 0 < value <= limit:
             raise InputError(f"{flag(name)} must be positive and at most {limit:g}; got {value}")
+    cpus = os.cpu_count() or 1
+    if args.threads is not None and args.threads > cpus:  # thousands of idle OpenMP threads
+        raise InputError(
+            f"--threads must be at most the {cpus} CPUs of this machine; got {args.threads}"
+        )
     if not 0 <= args.load <= MAX_LOAD:
         raise InputError(f"--load must be between 0 and {MAX_LOAD} processes; got {args.load}")
     device = resolve_device(args.device)
