@@ -157,6 +157,10 @@ OUR_OWN = [
     (["train", "digits", "--patch-size", "16"], "patch_size must be at most 8; got 16"),
     (["train", "shakespeare", "--activation", "swish"], "activation must be one of gelu"),
     (["train", "translate-small", "--direction", "de-en"], "direction must be en-fr or fr-en"),
+    (
+        ["train", "translate-small", "--bpe-vocab", "100", "--beam", "1000", "--out", "{tmp}/t"],
+        "beam must be at most the vocabulary size, 100 here (--bpe-vocab 100); got 1000",
+    ),  # fmt: skip
     ([], "give a COMMAND: train, compare, eval"),
     # compare
     (["compare", "names", "--budget", "0"], "--budget must be a positive number"),

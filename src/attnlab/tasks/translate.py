@@ -45,7 +45,7 @@ from attnlab.data.eng_fra import (
     tutorial_subset,
 )
 from attnlab.data.subword import SubwordTokenizer
-from attnlab.errors import DataError, InputError
+from attnlab.errors import ConfigError, DataError, InputError
 from attnlab.generation import beam_search, greedy_search
 from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
 from attnlab.tasks.base import AttentionView, Splits, Task
@@ -86,8 +86,8 @@ class _TranslateBase(Task):
 
     def __init__(self, config: TranslateConfig, tokenizer: SubwordTokenizer | None = None):
         """Without ``tokenizer``, one is trained on the training split, and the data sets are
-        built now, so that data too small for the split or for ``--max-tokens`` is refused
-        before a run directory is made."""
+        built now, so that data too small for the split or for ``--max-tokens``, and a
+        ``--beam`` wider than the vocabulary, are refused before a run directory is made."""
         super().__init__(config)
         self._splits: tuple[list, list, list] | None = None
         self._datasets: Splits | None = None
@@ -96,6 +96,11 @@ class _TranslateBase(Task):
             self.tokenizer = SubwordTokenizer.train(
                 (text for pair in train for text in pair), config.bpe_vocab
             )
+            if config.beam > len(self.tokenizer):  # the test report's beam search would fail
+                raise ConfigError(
+                    f"beam must be at most the vocabulary size, {len(self.tokenizer):,} here "
+                    f"(--bpe-vocab {config.bpe_vocab}); got {config.beam}"
+                )
             self.splits()
         else:
             self.tokenizer = tokenizer
