@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from attnlab.errors import InputError, OutputError
+from attnlab.errors import AttnlabError, InputError, OutputError
 
 
 def _reason(e: OSError) -> str:
@@ -84,15 +84,16 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def read_text(path: Path) -> str:
-    """The UTF-8 text of a regular file (a leading byte-order mark removed)."""
+def read_text(path: Path, error: type[AttnlabError] = InputError) -> str:
+    """The UTF-8 text of a regular file (a leading byte-order mark removed); anything else
+    (a directory, a FIFO, a device, bytes that are not UTF-8) is an ``error`` naming it."""
     try:
         mode = path.stat().st_mode
         if not stat.S_ISREG(mode):
             kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise InputError(f"cannot read {path}: it is {kind}")
+            raise error(f"cannot read {path}: it is {kind}")
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
-        raise InputError(f"cannot read {path}: it is not UTF-8 text") from e
+        raise error(f"cannot read {path}: it is not UTF-8 text") from e
     except OSError as e:
-        raise InputError(f"cannot read {path}: {_reason(e)}") from e
+        raise error(f"cannot read {path}: {_reason(e)}") from e

@@ -64,11 +64,11 @@ def test_locate_prefers_data_dir_then_environment(tmp_path, monkeypatch):
 
 def test_a_data_file_that_is_not_a_regular_file_is_refused_by_name(tmp_path):
     (tmp_path / "folder.txt").mkdir()
-    with pytest.raises(DataError, match=r"folder\.txt: it is a directory, not a file of the data"):
+    with pytest.raises(DataError, match=r"folder\.txt: it is a directory"):
         read_data_text(tmp_path / "folder.txt")
     (tmp_path / "device.txt").symlink_to("/dev/null")  # a FIFO here would block the reader
     with pytest.raises(DataError, match=r"device\.txt: it is not a regular file"):
         read_data_text(tmp_path / "device.txt")
     (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin1\.txt is not UTF-8 text"):
+    with pytest.raises(DataError, match=r"latin1\.txt: it is not UTF-8 text"):
         read_data_text(tmp_path / "latin1.txt")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import tempfile
 import urllib.error
 import urllib.request
@@ -21,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 from attnlab.errors import DataError
+from attnlab.files import read_text
 
 CHUNK = 1 << 20
 
@@ -45,16 +45,7 @@ def read_data_text(path: Path) -> str:
     Anything that is not a regular file (a directory of that name, a FIFO that would block
     for ever, a device) and any file that cannot be read or decoded is a DataError naming it.
     """
-    try:
-        mode = path.stat().st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise DataError(f"cannot read {path}: it is {kind}, not a file of the data set")
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text ({e.reason})") from e
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or e}") from e
+    return read_text(path, error=DataError)
 
 
 def fetch_archive(url: str, sha256: str, name: str, hint: str) -> Path:
