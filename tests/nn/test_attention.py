@@ -139,3 +139,25 @@ def test_explicit_path_matches_torch_functional_reference(device):
     reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     out, _ = scaled_dot_product_attention(q, k, v, mask)
     assert (out - reference).abs().max() <= fp32_atol(device, 1e-5)  # CUDA: 1e-4
+
+
+@pytest.mark.parametrize(
+    "attention", [scaled_dot_product_attention, fused_scaled_dot_product_attention]
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int64])
+def test_a_mask_that_is_not_bool_is_refused_on_both_paths(attention, dtype):
+    # torch adds a float mask to the scores: a 0/1 float mask would have masked nothing.
+    q, k, v = qkv(T_q=4, T_k=4)
+    with pytest.raises(ValueError, match=f"mask must be a bool tensor .*got dtype {dtype}"):
+        attention(q, k, v, causal_mask(4).to(dtype))
+
+
+@pytest.mark.parametrize(
+    "attention", [scaled_dot_product_attention, fused_scaled_dot_product_attention]
+)
+def test_keys_and_values_that_do_not_fit_the_queries_are_named(attention):
+    q, k, v = qkv(T_q=4, T_k=6, d=8)
+    with pytest.raises(ValueError, match=r"same width d_k .*q \(2, 3, 4, 8\) and k \(2, 3, 6, 5\)"):
+        attention(q, k[..., :5], v)
+    with pytest.raises(ValueError, match=r"same number of keys T_k .*v \(2, 3, 5, 8\)"):
+        attention(q, k, v[:, :, :5])

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from attnlab.nn import single_query
 from attnlab.nn.linear import Linear, linear
-from attnlab.nn.masks import causal_mask, check_mask, combine_masks
+from attnlab.nn.masks import causal_mask, check_mask, combine_masks, require_bool_mask
 from attnlab.nn.rotary import RotaryEmbedding
 from attnlab.nn.spec import BlockSpec, spec_or_keywords
 from attnlab.nn.static_cache import StaticKVCache
@@ -60,6 +60,23 @@ def repeat_kv(x: Tensor, num_heads: int) -> Tensor:
     return x if groups == 1 else x.repeat_interleave(groups, dim=1)  # (B, H, T, d)
 
 
+def _check_attention_inputs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
+    """Raise ``ValueError`` unless ``q (..., T_q, d_k)``, ``k (..., T_k, d_k)`` and
+    ``v (..., T_k, d_v)`` fit each other and ``mask`` is bool (shape and dtype reads only)."""
+    if q.size(-1) != k.size(-1):
+        raise ValueError(
+            f"q and k must have the same width d_k (last size); got q {tuple(q.shape)} and "
+            f"k {tuple(k.shape)}"
+        )
+    if k.dim() < 2 or k.size(-2) != v.size(-2):
+        raise ValueError(
+            f"k and v must hold the same number of keys T_k (size -2); got k {tuple(k.shape)} "
+            f"and v {tuple(v.shape)}"
+        )
+    if mask is not None:
+        require_bool_mask(mask, "mask")
+
+
 def scaled_dot_product_attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0
 ) -> tuple[Tensor, Tensor]:
@@ -76,7 +93,10 @@ def scaled_dot_product_attention(
     Returns:
         ``(output, weights)``: output ``(B, H, T_q, d_v)`` and weights ``(B, H, T_q, T_k)``.
         A query row with no allowed key gets all-zero weights, hence a zero output (never NaN).
+
+    Raises ``ValueError`` for a mask that is not bool, or keys and values that do not fit.
     """
+    _check_attention_inputs(q, k, v, mask)
     k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # each (B, H, T_k, d)
     d_k = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  # (B, H, T_q, T_k)
@@ -106,8 +126,10 @@ def fused_scaled_dot_product_attention(
     ``enable_gqa`` where it has it, else :func:`repeat_kv`); returns only the output
     ``(B, H, T_q, d_v)``. ``is_causal=True`` applies the causal mask without materialising it
     (only valid with ``mask=None``). Query rows with no allowed key give zeros, as on the
-    explicit path.
+    explicit path. A mask that is not bool raises ``ValueError`` (torch would add a float
+    mask to the scores, masking nothing).
     """
+    _check_attention_inputs(q, k, v, mask)
     grouped = k.size(1) != q.size(1)
     if grouped and not _FUSED_HAS_GQA:
         k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # each (B, H, T_k, d)

@@ -115,17 +115,27 @@ def combine_masks(*masks: Tensor | None) -> Tensor | None:
     return result
 
 
+def require_bool_mask(mask: Tensor, name: str = "attention mask") -> None:
+    """Raise ``ValueError`` unless ``mask`` is a bool tensor (``True`` = may attend).
+
+    A float 0/1 mask would not fail on its own: ``F.scaled_dot_product_attention`` *adds* a
+    float mask to the scores, so that it masks nothing; ``~`` of a float mask fails deep in
+    torch. ``name`` is the argument named in the message.
+    """
+    if mask.dtype != torch.bool:
+        raise ValueError(
+            f"{name} must be a bool tensor (True = may attend); got dtype {mask.dtype}. "
+            "Build one with attnlab.nn.padding_mask / causal_mask."
+        )
+
+
 def check_mask(mask: Tensor, B: int, H: int, T_q: int, T_k: int) -> None:
     """Raise ``ValueError`` unless ``mask`` is a bool mask in one of the accepted layouts.
 
     Accepted: ``(T_q, T_k)`` or ``(B|1, H|1, T_q|1, T_k)`` (see the module docstring). The
     message names the expected and the received shapes.
     """
-    if mask.dtype != torch.bool:
-        raise ValueError(
-            f"attention mask must be a bool tensor (True = may attend); got dtype {mask.dtype}. "
-            "Build one with attnlab.nn.padding_mask / causal_mask."
-        )
+    require_bool_mask(mask)
     expected = (
         f"(T_q, T_k) = ({T_q}, {T_k}) or (B|1, H|1, T_q|1, T_k) = ({B}|1, {H}|1, {T_q}|1, {T_k})"
     )
