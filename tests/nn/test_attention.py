@@ -1,10 +1,13 @@
 import math
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from attnlab.nn import (
+    BlockSpec,
+    KVCache,
     MultiHeadAttention,
     causal_mask,
     combine_masks,
@@ -161,3 +164,27 @@ def test_keys_and_values_that_do_not_fit_the_queries_are_named(attention):
         attention(q, k[..., :5], v)
     with pytest.raises(ValueError, match=r"same number of keys T_k .*v \(2, 3, 5, 8\)"):
         attention(q, k, v[:, :, :5])
+
+
+def test_token_ids_given_to_attention_are_refused_naming_the_embedding():
+    mha = MultiHeadAttention(8, 2)
+    with pytest.raises(ValueError, match="x must be a float tensor .*got dtype torch.int64"):
+        mha(torch.ones(2, 3, 8, dtype=torch.long))
+
+
+def test_a_kv_cache_reused_for_another_batch_is_refused_and_left_as_it_was():
+    mha = MultiHeadAttention(8, 2).eval()
+    cache = KVCache()
+    mha(torch.randn(2, 3, 8), cache=cache, is_causal=True)
+    with pytest.raises(ValueError, match="the cache holds 2 sequences but x has batch size 3"):
+        mha(torch.randn(3, 1, 8), cache=cache, is_causal=True)
+    assert len(cache) == 3 and cache.batch_size == 2
+
+
+@pytest.mark.parametrize("shape", [(5,), (4, 3)])
+def test_rotary_positions_of_the_wrong_shape_are_named(shape):
+    mha = MultiHeadAttention(spec=BlockSpec(d_model=8, num_heads=2, positions="rotary"))
+    positions = torch.zeros(shape, dtype=torch.long)
+    expected = f"positions must have shape (T,) = (3,) or (B, T) = (2, 3); got {shape}"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        mha(torch.randn(2, 3, 8), positions=positions)

@@ -185,6 +185,11 @@ class KVCache:
         return self._length
 
     @property
+    def batch_size(self) -> int | None:
+        """The number of sequences the cache holds keys for; ``None`` while empty."""
+        return None if self._k is None else self._k.size(0)
+
+    @property
     def k(self) -> Tensor | None:
         return None if self._k is None else self._k[:, :, : self._length]
 
@@ -373,6 +378,11 @@ class MultiHeadAttention(nn.Module):
     ) -> int:
         """``T_k``, the number of keys the ``T_q`` queries will see, known before any
         projection; raises ValueError for a call that cannot be made."""
+        if isinstance(cache, KVCache) and cache.batch_size not in (None, B):
+            raise ValueError(
+                f"the cache holds {cache.batch_size} sequences but x has batch size {B}: a "
+                "KVCache serves the batch it was first filled with; make a new one"
+            )
         if isinstance(cache, StaticKVCache):
             if cross:
                 raise ValueError(
@@ -409,7 +419,7 @@ class MultiHeadAttention(nn.Module):
         qkv = qkv.view(B, T, H + 2 * H_kv, d_head).transpose(1, 2)  # (B, H + 2 H_kv, T, d_head)
         qk, v = qkv.split([H + H_kv, H_kv], dim=1)  # (B, H + H_kv, T, d_head), (B, H_kv, T, d_head)
         if self.rotary is not None:
-            cos, sin = rotary_cos_sin or self._rotary_cos_sin(positions, cache, T)
+            cos, sin = rotary_cos_sin or self._rotary_cos_sin(positions, cache, B, T)
             if cos.dtype != qk.dtype:  # angles of another precision (e.g. under autocast)
                 cos, sin = cos.to(qk.dtype), sin.to(qk.dtype)
             qk = self.rotary.rotate(qk, cos, sin)  # queries and keys share their positions
@@ -419,10 +429,15 @@ class MultiHeadAttention(nn.Module):
         return q, k, v
 
     def _rotary_cos_sin(
-        self, positions: Tensor | None, cache: KVCache | StaticKVCache | None, T: int
+        self, positions: Tensor | None, cache: KVCache | StaticKVCache | None, B: int, T: int
     ) -> tuple[Tensor, Tensor]:
-        """The rotary angles of ``positions``, by default the ``T`` positions after the
-        cache's (see :meth:`~attnlab.nn.rotary.RotaryEmbedding.cos_sin`)."""
+        """The rotary angles of ``positions`` ``(T,)`` or ``(B, T)``, by default the ``T``
+        positions after the cache's (see :meth:`~attnlab.nn.rotary.RotaryEmbedding.cos_sin`)."""
+        if positions is not None and tuple(positions.shape) not in ((T,), (B, T)):
+            raise ValueError(
+                f"positions must have shape (T,) = ({T},) or (B, T) = ({B}, {T}); "
+                f"got {tuple(positions.shape)}"
+            )
         if positions is None and isinstance(cache, StaticKVCache):
             positions = cache.positions(T)  # (T,), from the cache's position tensor
         elif positions is None:
@@ -455,9 +470,15 @@ class MultiHeadAttention(nn.Module):
         return q, k, v
 
     def _check_input(self, name: str, t: Tensor) -> tuple[int, int]:
+        """``(B, T)`` of ``t``, after checking that it is a float ``(B, T, d_model)`` tensor."""
         if t.dim() != 3 or t.size(-1) != self.d_model:
             raise ValueError(
                 f"{name} must have shape (B, T, d_model={self.d_model}); got {tuple(t.shape)}"
+            )
+        if not t.is_floating_point():
+            raise ValueError(
+                f"{name} must be a float tensor of vectors; got dtype {t.dtype} (token ids go "
+                "through an embedding first, e.g. attnlab.nn.TokenEmbedding)"
             )
         return t.size(0), t.size(1)
 
