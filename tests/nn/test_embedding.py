@@ -73,3 +73,17 @@ def test_token_embedding_is_scaled_by_sqrt_d_model():
 
 def test_sinusoidal_table_is_not_saved_in_state_dict():
     assert "table" not in SinusoidalPositionalEncoding(8).state_dict()
+
+
+@pytest.mark.parametrize(
+    "tokens, message",
+    [
+        (torch.tensor([[1, 5]]), r"tokens must be ids in \[0, 5\) .*got ids from 1 to 5"),
+        (torch.tensor([[-2, 1]]), r"tokens must be ids in \[0, 5\) .*got ids from -2 to 1"),
+        (torch.tensor([[1.0]]), "tokens must be integer token ids .*got dtype torch.float32"),
+        (torch.tensor([[True]]), "tokens must be integer token ids .*got dtype torch.bool"),
+    ],
+)
+def test_token_ids_the_embedding_cannot_look_up_are_named(tokens, message):
+    with pytest.raises(ValueError, match=message):
+        TokenEmbedding(5, 4)(tokens)

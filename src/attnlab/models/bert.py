@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from attnlab.nn import BlockSpec, LearnedPositionalEncoding, TransformerEncoder
 from attnlab.nn.dropout import Dropout
+from attnlab.nn.embedding import embed_tokens
 
 # Hugging Face ``hidden_act`` names -> attnlab activation names (only the same functions).
 _HF_ACTIVATIONS = {
@@ -150,11 +151,12 @@ class BertEmbeddings(nn.Module):
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
-        x = self.word_embeddings(input_ids)  # (B, T, D)
+        x = embed_tokens(self.word_embeddings, input_ids, "input_ids")  # (B, T, D)
         if token_type_ids is None:
             x = x + self.token_type_embeddings.weight[0]  # segment A everywhere: (B, T, D)
         else:
-            x = x + self.token_type_embeddings(token_type_ids)  # (B, T, D)
+            segments = embed_tokens(self.token_type_embeddings, token_type_ids, "token_type_ids")
+            x = x + segments  # (B, T, D)
         x = self.position_embeddings(x)  # + learned positions: (B, T, D)
         return self.dropout(self.norm(x))  # (B, T, D)
 

@@ -26,6 +26,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, LearnedPositionalEncoding, StaticKVCache
+from attnlab.nn.embedding import embed_tokens
 from attnlab.nn.linear import linear
 
 
@@ -163,7 +164,8 @@ class GPT(nn.Module):
                 f"positions {start}..{end - 1} do not fit the context window of "
                 f"{self.config.block_size} tokens (block_size): crop the input or slide the window"
             )
-        x = self.positions(self.token_embedding(input_ids), offset=start)  # (B, T, d_model)
+        tokens = embed_tokens(self.token_embedding, input_ids, "input_ids")  # (B, T, d_model)
+        x = self.positions(tokens, offset=start)  # (B, T, d_model)
         maps = []
         for i, layer in enumerate(self.layers):
             layer_cache = None if cache is None else cache[i]

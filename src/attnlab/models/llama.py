@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, RMSNorm, StaticKVCache
+from attnlab.nn.embedding import embed_tokens
 from attnlab.nn.linear import Linear, linear
 
 
@@ -189,7 +190,7 @@ class Llama(nn.Module):
             )  # (T,)
         # The angles of the positions, computed once and shared by every layer.
         rotary_cos_sin = self.layers[0].self_attn.rotary.cos_sin(positions, torch.float32)
-        x = self.token_embedding(input_ids)  # (B, T, hidden_size)
+        x = embed_tokens(self.token_embedding, input_ids, "input_ids")  # (B, T, hidden_size)
         maps = []
         for i, layer in enumerate(self.layers):
             out = layer(

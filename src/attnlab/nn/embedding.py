@@ -11,13 +11,34 @@ from torch import Tensor, nn
 from attnlab.nn.dropout import Dropout
 
 
+def embed_tokens(embedding: nn.Embedding, ids: Tensor, name: str = "tokens") -> Tensor:
+    """``embedding(ids)``: integer ids ``(...)`` -> vectors ``(..., embedding_dim)``, with one
+    ``ValueError`` naming ``name`` for ids that are not integers or not in ``[0, vocab)``.
+
+    The range is looked at only once torch has refused an id (its ``IndexError`` on the CPU),
+    so the lookup costs no extra pass and no device sync. On a GPU an id out of range is a
+    device-side assert that cannot be caught: :mod:`attnlab.generation` checks its prompts
+    once, before decoding.
+    """
+    if ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"{name} must be integer token ids (torch.long); got dtype {ids.dtype}")
+    try:
+        return embedding(ids)
+    except IndexError:
+        raise ValueError(
+            f"{name} must be ids in [0, {embedding.num_embeddings}) (the vocabulary size); got "
+            f"ids from {int(ids.min())} to {int(ids.max())}"
+        ) from None
+
+
 class TokenEmbedding(nn.Module):
     """Learned token embedding multiplied by ``sqrt(d_model)`` (section 3.4).
 
     Weights are drawn from ``N(0, d_model^-1/2)`` so that the scaled embedding has unit
     variance, the same scale as the sinusoidal positions added to it.
 
-    Input: token ids ``(B, T)`` (long). Output: ``(B, T, d_model)``.
+    Input: token ids ``(B, T)`` (long), each in ``[0, vocab_size)``. Output:
+    ``(B, T, d_model)``.
     """
 
     def __init__(self, vocab_size: int, d_model: int, padding_idx: int | None = None):
@@ -37,7 +58,7 @@ class TokenEmbedding(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         if tokens.dim() != 2:
             raise ValueError(f"tokens must have shape (B, T); got {tuple(tokens.shape)}")
-        return self.embedding(tokens) * math.sqrt(self.d_model)  # (B, T, d_model)
+        return embed_tokens(self.embedding, tokens) * math.sqrt(self.d_model)  # (B, T, d_model)
 
 
 def sinusoidal_table(max_len: int, d_model: int) -> Tensor:
