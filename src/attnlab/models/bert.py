@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.common import check_counts, check_token_ids
 from attnlab.nn import BlockSpec, LearnedPositionalEncoding, TransformerEncoder
 from attnlab.nn.dropout import Dropout
 from attnlab.nn.embedding import embed_tokens
@@ -48,6 +49,18 @@ _HF_ACTIVATIONS = {
     "gelu_pytorch_tanh": "gelu_tanh",
     "relu": "relu",
 }
+
+
+# The fields of BertConfig that count something: each a whole number >= 1.
+_BERT_SIZES = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+)
 
 
 @dataclass
@@ -74,6 +87,8 @@ class BertConfig:
     pad_token_id: int = 0
 
     def __post_init__(self) -> None:
+        check_counts(self, _BERT_SIZES)
+        check_token_ids(self, self.vocab_size, "vocab_size", ("pad_token_id",))
         if self.hidden_act not in _HF_ACTIVATIONS:
             raise ValueError(
                 f"hidden_act {self.hidden_act!r} is not supported: attnlab's BERT implements "
@@ -85,6 +100,7 @@ class BertConfig:
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
                 f"{self.num_attention_heads}"
             )
+        self.block_spec()  # the remaining fields (dropouts, eps), before allocating
 
     @classmethod
     def from_hf_config(cls, config: dict[str, Any]) -> BertConfig:

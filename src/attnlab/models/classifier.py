@@ -8,7 +8,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.common import encoder_block_spec, encoder_from_config, positional_encoding
+from attnlab.models.common import (
+    check_counts,
+    check_positional,
+    check_token_ids,
+    encoder_block_spec,
+    encoder_from_config,
+    positional_encoding,
+)
 from attnlab.nn import BlockSpec, TokenEmbedding, combine_masks, local_mask, padding_mask
 
 
@@ -42,6 +49,14 @@ class SequenceClassifierConfig:
     backend: Literal["attnlab", "torch"] = "attnlab"
     layer: str | None = None
     layer_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        check_counts(self, ("vocab_size", "num_classes", "num_layers", "max_len"))
+        check_token_ids(self, self.vocab_size, "vocab_size", ("pad_id",))
+        check_positional(self.positional)
+        if self.window is not None and (not isinstance(self.window, int) or self.window < 0):
+            raise ValueError(f"window must be None or a whole number >= 0; got {self.window!r}")
+        self.block_spec()  # the block's fields (d_model, num_heads, ...), before allocating
 
     def block_spec(self) -> BlockSpec:
         """The :class:`~attnlab.nn.BlockSpec` handed to every encoder layer."""

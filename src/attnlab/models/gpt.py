@@ -25,6 +25,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from attnlab.models.common import check_counts
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, LearnedPositionalEncoding, StaticKVCache
 from attnlab.nn.embedding import embed_tokens
 from attnlab.nn.linear import linear
@@ -53,20 +54,19 @@ class GPTConfig:
     bias: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "num_layers", "num_heads", "d_model"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        check_counts(self, ("vocab_size", "block_size", "num_layers", "num_heads", "d_model"))
         if self.d_model % self.num_heads:
             raise ValueError(
                 f"d_model must be divisible by num_heads; got {self.d_model} and {self.num_heads}"
             )
+        self.block_spec()  # the block's fields (d_ff, dropout, activation, ...), before allocating
 
     def block_spec(self) -> BlockSpec:
         """The :class:`~attnlab.nn.BlockSpec` of every block: pre-LN (GPT-2 section 2.3)."""
         return BlockSpec(
             d_model=self.d_model,
             num_heads=self.num_heads,
-            d_ff=self.d_ff or 4 * self.d_model,
+            d_ff=4 * self.d_model if self.d_ff is None else self.d_ff,
             dropout=self.dropout,
             activation=self.activation,
             norm_first=True,

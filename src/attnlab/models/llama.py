@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.common import check_counts
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, RMSNorm, StaticKVCache
 from attnlab.nn.embedding import embed_tokens
 from attnlab.nn.linear import Linear, linear
@@ -59,9 +60,7 @@ class LlamaConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "max_position_embeddings", "num_hidden_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        check_counts(self, ("vocab_size", "max_position_embeddings", "num_hidden_layers"))
         if self.num_attention_heads >= 1 and self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size must be divisible by num_attention_heads; got {self.hidden_size} "
