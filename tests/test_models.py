@@ -146,3 +146,11 @@ def test_a_model_config_refuses_a_bad_field_when_it_is_made(make, message):
 def test_an_eos_id_outside_the_vocabulary_is_allowed():
     # only compared with the output: a search that never stops early (attnlab bench decode)
     assert seq2seq(eos_id=13).eos_id == 13
+
+
+def test_a_mistyped_context_length_is_refused_by_the_config():
+    # GPT(block_size=10**10) tried to allocate 320 GB for its position table
+    with pytest.raises(ValueError, match="block_size must be at most 1,048,576 positions; got"):
+        gpt(block_size=10**10)
+    with pytest.raises(ValueError, match="max_len must be at most 1,048,576 positions; got"):
+        seq2seq(max_len=10**12)

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from attnlab.models.common import check_counts, check_token_ids
 from attnlab.nn import BlockSpec, LearnedPositionalEncoding, TransformerEncoder
 from attnlab.nn.dropout import Dropout
-from attnlab.nn.embedding import embed_tokens
+from attnlab.nn.embedding import check_table, embed_tokens
 
 # Hugging Face ``hidden_act`` names -> attnlab activation names (only the same functions).
 _HF_ACTIVATIONS = {
@@ -101,6 +101,7 @@ class BertConfig:
                 f"{self.num_attention_heads}"
             )
         self.block_spec()  # the remaining fields (dropouts, eps), before allocating
+        check_table(self.max_position_embeddings, self.hidden_size, "max_position_embeddings")
 
     @classmethod
     def from_hf_config(cls, config: dict[str, Any]) -> BertConfig:

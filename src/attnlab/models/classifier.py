@@ -17,6 +17,7 @@ from attnlab.models.common import (
     positional_encoding,
 )
 from attnlab.nn import BlockSpec, TokenEmbedding, combine_masks, local_mask, padding_mask
+from attnlab.nn.embedding import check_table
 
 
 @dataclass
@@ -57,6 +58,7 @@ class SequenceClassifierConfig:
         if self.window is not None and (not isinstance(self.window, int) or self.window < 0):
             raise ValueError(f"window must be None or a whole number >= 0; got {self.window!r}")
         self.block_spec()  # the block's fields (d_model, num_heads, ...), before allocating
+        check_table(self.max_len, self.d_model)  # a typo such as 10**12
 
     def block_spec(self) -> BlockSpec:
         """The :class:`~attnlab.nn.BlockSpec` handed to every encoder layer."""

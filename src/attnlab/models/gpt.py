@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from attnlab.models.common import check_counts
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, LearnedPositionalEncoding, StaticKVCache
-from attnlab.nn.embedding import embed_tokens
+from attnlab.nn.embedding import check_table, embed_tokens
 from attnlab.nn.linear import linear
 
 
@@ -60,6 +60,7 @@ class GPTConfig:
                 f"d_model must be divisible by num_heads; got {self.d_model} and {self.num_heads}"
             )
         self.block_spec()  # the block's fields (d_ff, dropout, activation, ...), before allocating
+        check_table(self.block_size, self.d_model, "block_size")  # a typo such as 10**12
 
     def block_spec(self) -> BlockSpec:
         """The :class:`~attnlab.nn.BlockSpec` of every block: pre-LN (GPT-2 section 2.3)."""

@@ -15,6 +15,7 @@ from attnlab.models.common import (
     positional_encoding,
 )
 from attnlab.nn import BlockSpec, DecoderLayerCache, TokenEmbedding, Transformer, padding_mask
+from attnlab.nn.embedding import check_table
 from attnlab.nn.linear import Linear, linear
 
 
@@ -56,6 +57,7 @@ class Seq2SeqConfig:
         check_token_ids(self, self.src_vocab_size, "src_vocab_size", ("pad_id",))
         check_positional(self.positional)
         self.block_spec()  # the block's fields (d_model, num_heads, ...), before allocating
+        check_table(self.max_len, self.d_model)  # a typo such as 10**12
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(
                 "share_embeddings needs one vocabulary for both sides; got sizes "
