@@ -182,9 +182,33 @@ def _check_ids(ids: Any, vocab_size: int | None, name: str, length: str = "T") -
         )
 
 
+def _check_model(model: nn.Module, seq2seq: bool) -> None:
+    """Refuse a model of the other kind: :func:`generate` continues a decoder-only language
+    model, :func:`greedy_search` and :func:`beam_search` decode an encoder-decoder."""
+    config = getattr(model, "config", None)
+    is_seq2seq = all(hasattr(model, name) for name in ("encode", "decode", "make_cache"))
+    is_seq2seq = is_seq2seq and all(hasattr(config, n) for n in ("bos_id", "eos_id", "pad_id"))
+    is_lm = hasattr(model, "make_cache") and hasattr(config, "block_size")
+    if seq2seq and not is_seq2seq:
+        other = "; a decoder-only language model continues a prompt with generate" if is_lm else ""
+        raise InputError(
+            "greedy_search and beam_search decode an encoder-decoder (encode, decode, "
+            f"make_cache, and bos_id, eos_id, pad_id in its config); got a "
+            f"{type(model).__name__}{other}"
+        )
+    if not seq2seq and not is_lm:
+        other = "; an encoder-decoder decodes with greedy_search or beam_search"
+        other = other if is_seq2seq else ""
+        raise InputError(
+            "generate continues a decoder-only language model (make_cache, and block_size in "
+            f"its config); got a {type(model).__name__}{other}"
+        )
+
+
 def _check_source(model: nn.Module, src: Any) -> None:
     """Refuse a source that the encoder-decoder ``model`` cannot encode: not ``(B, S)``
     integer ids of its source vocabulary, empty, or longer than its ``max_len``."""
+    _check_model(model, seq2seq=True)
     config = model.config
     _check_ids(src, getattr(config, "src_vocab_size", None), "src", length="S")
     max_len = getattr(config, "max_len", None)
@@ -396,6 +420,7 @@ def _check_generate_args(
     decode: Callable[[list[int]], str] | None,
 ) -> None:
     """Refuse the arguments of :func:`generate` that it cannot honour, one message each."""
+    _check_model(model, seq2seq=False)
     _check_whole("max_new_tokens", max_new_tokens)
     if top_k is not None:
         _check_whole("top_k", top_k)

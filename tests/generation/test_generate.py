@@ -242,3 +242,12 @@ def test_a_prompt_the_model_cannot_embed_is_refused_before_decoding(prompt, mess
 def test_counts_that_are_not_whole_numbers_are_named(kwargs, message):
     with pytest.raises(InputError, match=message):
         generate(_gpt(), torch.tensor([[1]]), **kwargs)
+
+
+def test_an_encoder_decoder_given_to_generate_is_pointed_to_the_searches():
+    from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
+
+    model = Seq2SeqTransformer(Seq2SeqConfig(11, 11, d_model=8, num_heads=2, d_ff=16)).eval()
+    # an AttributeError before: 'Seq2SeqConfig' object has no attribute 'block_size'
+    with pytest.raises(InputError, match="got a Seq2SeqTransformer; an encoder-decoder decodes"):
+        generate(model, torch.tensor([[3, 4]]), 3)

@@ -219,3 +219,13 @@ def test_search_settings_that_are_not_numbers_of_the_right_kind_are_named():
         beam_search(_model(), _sources(), length_penalty=float("nan"))
     with pytest.raises(InputError, match="max_new_tokens must be a whole number; got 2.5"):
         greedy_search(_model(), _sources(), max_new_tokens=2.5)
+
+
+@pytest.mark.parametrize("search", [greedy_search, beam_search])
+def test_a_language_model_given_to_a_search_is_pointed_to_generate(search):
+    from attnlab.models import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, num_layers=1, num_heads=2, d_model=8))
+    # an AttributeError before: 'GPT' object has no attribute 'encode'
+    with pytest.raises(InputError, match="got a GPT; a decoder-only language model continues"):
+        search(model.eval(), torch.tensor([[3, 4]]))
