@@ -22,6 +22,13 @@ import torch
 from torch import Tensor
 
 
+def _check_length(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless a sequence length is a whole number ``>= 0`` (a symbolic
+    one under ``torch.compile`` with dynamic shapes included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)) or value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0; got {value!r}")
+
+
 def padding_mask(
     lengths_or_tokens: Tensor, pad_id: int | None = None, max_len: int | None = None
 ) -> Tensor:
@@ -51,6 +58,10 @@ def padding_mask(
                 f"padding_mask(lengths) expects integer lengths of shape (B,); "
                 f"got {tuple(lengths.shape)} {lengths.dtype}"
             )
+        if max_len is not None:
+            _check_length("max_len", max_len)
+        elif lengths.numel() == 0:
+            raise ValueError("padding_mask(lengths) of an empty batch needs max_len")
         T = int(lengths.max()) if max_len is None else max_len
         positions = torch.arange(T, device=lengths.device)  # (T,)
         keep = positions[None, :] < lengths[:, None]  # (B, T)
@@ -68,6 +79,8 @@ def causal_mask(T_q: int, T_k: int | None = None, device: torch.device | None = 
         Bool tensor ``(T_q, T_k)``, ``True`` on and below the (shifted) diagonal.
     """
     T_k = T_q if T_k is None else T_k
+    _check_length("T_q", T_q)
+    _check_length("T_k", T_k)
     if T_k < T_q:
         raise ValueError(f"causal_mask needs T_k >= T_q; got T_q={T_q}, T_k={T_k}")
     ones = torch.ones(T_q, T_k, dtype=torch.bool, device=device)
@@ -86,6 +99,7 @@ def local_mask(T: int, window: int, device: torch.device | None = None) -> Tenso
     Returns:
         Bool tensor ``(T, T)``, ``True`` on the band ``|i - j| <= window``.
     """
+    _check_length("T", T)
     if window < 0:
         raise ValueError(f"local_mask needs window >= 0; got {window}")
     i = torch.arange(T, device=device)
