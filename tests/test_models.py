@@ -154,3 +154,22 @@ def test_a_mistyped_context_length_is_refused_by_the_config():
         gpt(block_size=10**10)
     with pytest.raises(ValueError, match="max_len must be at most 1,048,576 positions; got"):
         seq2seq(max_len=10**12)
+
+
+@pytest.mark.parametrize(
+    "features",
+    [torch.randn(2, 4, 5), torch.ones(2, 4, dtype=torch.long), torch.ones(2, 4, 3).long()],
+)
+def test_features_a_feature_model_cannot_project_are_named(features):
+    # matmul shape and dtype errors before (token ids given to a feature model among them)
+    model = TokenPredictor(TokenPredictorConfig(num_classes=2, input_dim=3, d_model=8, num_heads=2))
+    with pytest.raises(
+        ValueError, match=r"features must be a float tensor of shape \(B, T, input_dim=3\)"
+    ):
+        model(features)
+
+
+def test_sequence_classifier_names_tokens_of_the_wrong_rank():
+    model = SequenceClassifier(classifier(d_model=8, num_heads=2))
+    with pytest.raises(ValueError, match=r"tokens must have shape \(B, T\); got \(1, 2, 3\)"):
+        model(torch.ones(1, 2, 3, dtype=torch.long))  # "too many values to unpack" before

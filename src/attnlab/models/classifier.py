@@ -92,8 +92,8 @@ class SequenceClassifier(nn.Module):
     def _encode_input(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """Embedded ``[CLS] + tokens`` ``(B, 1 + T, d_model)`` and their mask: ``(B, 1, 1, 1 + T)``,
         or ``(B, 1, 1 + T, 1 + T)`` with a ``window``."""
+        x = self.embed(tokens)  # (B, T, d_model); checks that tokens are (B, T) ids
         B, T = tokens.shape
-        x = self.embed(tokens)  # (B, T, d_model)
         cls = self.cls_token.expand(B, -1, -1)  # (B, 1, d_model)
         x = self.positions(torch.cat([cls, x], dim=1))  # (B, 1 + T, d_model)
         keep = padding_mask(tokens, self.config.pad_id)  # (B, 1, 1, T)

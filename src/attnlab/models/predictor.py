@@ -83,6 +83,14 @@ class TokenPredictor(nn.Module):
         self.head = nn.Linear(d_model, config.num_classes)
 
     def _encode_input(self, x: Tensor) -> Tensor:
+        """Embedded inputs plus positions ``(B, T, d_model)``; features are checked here (the
+        token embedding checks token ids itself)."""
+        d = self.config.input_dim
+        if d is not None and (x.dim() != 3 or x.size(-1) != d or not x.is_floating_point()):
+            raise ValueError(
+                f"features must be a float tensor of shape (B, T, input_dim={d}); got "
+                f"{tuple(x.shape)} {x.dtype}"
+            )
         return self.positions(self.embed(x))  # (B, T, d_model)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -230,6 +230,11 @@ class PatchEmbedding(nn.Module):
                 f"images must have shape (B, {', '.join(map(str, expected))}); "
                 f"got {tuple(images.shape)}"
             )
+        if not images.is_floating_point():
+            raise ValueError(
+                f"images must be a float tensor (8-bit pixels: images.float() / 255); got dtype "
+                f"{images.dtype}"
+            )
         B, C = images.shape[:2]
         P = self.patch_size
         rows, cols = self.grid_size
