@@ -213,3 +213,11 @@ def test_bench_training_throughput_case_runs_on_a_tiny_config():
         run(BenchOptions(device="cpu", size="gpt2-small"))
     with pytest.raises(ValueError, match="the gpt suite has sizes default, gpt2-small"):
         run(BenchOptions(size="huge"))
+
+
+def test_input_ids_beyond_the_vocabulary_are_named_not_an_index_error():
+    model = small_gpt()
+    with pytest.raises(ValueError, match=r"input_ids must be ids in \[0, 37\) .*from 0 to 37"):
+        model(torch.tensor([[0, 37]]))
+    with pytest.raises(ValueError, match="input_ids must be integer token ids .*torch.float32"):
+        model(torch.tensor([[0.0, 1.0]]))

@@ -267,3 +267,10 @@ def test_tensors_fused_into_one_matrix_must_have_its_width(pair, key):
     with pytest.raises(InputError, match="cannot be stacked into one matrix") as error:
         load_hf_state_dict(Llama(model.config), narrow)
     assert name in str(error.value) and "\n" not in str(error.value)
+
+
+def test_input_ids_beyond_the_vocabulary_are_named_not_an_index_error():
+    small = {k: v for k, v in TINY.items() if not k.endswith("token_id")}
+    model = Llama(LlamaConfig(**small)).eval()
+    with pytest.raises(ValueError, match=r"input_ids must be ids in \[0, 100\) .*from -1 to 3"):
+        model(torch.tensor([[3, -1]]))

@@ -2,10 +2,14 @@ import pytest
 import torch
 
 from attnlab.models import (
+    BertConfig,
+    GPTConfig,
+    Seq2SeqConfig,
     SequenceClassifier,
     SequenceClassifierConfig,
     TokenPredictor,
     TokenPredictorConfig,
+    ViTConfig,
 )
 
 
@@ -72,3 +76,100 @@ def test_sequence_classifier_rejects_too_long_input():
     model = SequenceClassifier(SequenceClassifierConfig(vocab_size=20, num_classes=3, max_len=4))
     with pytest.raises(ValueError, match="exceeds the maximum length 5"):
         model(torch.randint(1, 20, (1, 5)))
+
+
+def seq2seq(**changes) -> Seq2SeqConfig:
+    return Seq2SeqConfig(**{"src_vocab_size": 12, "tgt_vocab_size": 13, "d_model": 8, **changes})
+
+
+def classifier(**changes) -> SequenceClassifierConfig:
+    return SequenceClassifierConfig(**{"vocab_size": 10, "num_classes": 3, **changes})
+
+
+def gpt(**changes) -> GPTConfig:
+    return GPTConfig(**{"vocab_size": 11, "block_size": 8, "d_model": 8, "num_heads": 2, **changes})
+
+
+# Each was accepted by the config, then failed (or not) while the model was being allocated.
+BAD_CONFIGS = {
+    "seq2seq d_model 0": (lambda: seq2seq(d_model=0), "d_model must be at least 1; got 0"),
+    "seq2seq heads": (lambda: seq2seq(num_heads=3), "d_model must be divisible by num_heads"),
+    "seq2seq dropout": (lambda: seq2seq(dropout=2.0), r"dropout must be in \[0, 1\); got 2.0"),
+    "seq2seq max_len": (lambda: seq2seq(max_len=-1), "max_len must be at least 1; got -1"),
+    "seq2seq layers": (
+        lambda: seq2seq(num_decoder_layers=-1),
+        "num_decoder_layers must be at least 1; got -1",
+    ),
+    "seq2seq pad_id": (  # was nn.Embedding's AssertionError
+        lambda: seq2seq(pad_id=50),
+        r"pad_id must be an id in \[0, tgt_vocab_size=13\); got 50",
+    ),
+    "seq2seq bos_id": (  # built, then every search ended in an IndexError
+        lambda: seq2seq(bos_id=13),
+        r"bos_id must be an id in \[0, tgt_vocab_size=13\); got 13",
+    ),
+    "seq2seq positional": (
+        lambda: seq2seq(positional="rotary"),
+        "positional must be 'sinusoidal' or 'learned'; got 'rotary'",
+    ),
+    "gpt dropout": (lambda: gpt(dropout=float("nan")), r"dropout must be in \[0, 1\); got nan"),
+    "gpt d_ff 0": (lambda: gpt(d_ff=0), "d_ff must be at least 1; got 0"),  # was 4 * d_model
+    "gpt activation": (lambda: gpt(activation="swish"), "activation must be one of"),
+    "gpt a string": (lambda: gpt(vocab_size="11"), "vocab_size must be a whole number; got '11'"),
+    "gpt a float": (lambda: gpt(d_model=8.5), "d_model must be a whole number; got 8.5"),
+    "classifier heads": (lambda: classifier(num_heads=3), "divisible by num_heads"),
+    "classifier classes": (lambda: classifier(num_classes=0), "num_classes must be at least 1"),
+    "classifier pad_id": (  # padding was never masked
+        lambda: classifier(pad_id=20),
+        r"pad_id must be an id in \[0, vocab_size=10\); got 20",
+    ),
+    "classifier window": (lambda: classifier(window=-1), "window must be None or a whole"),
+    "predictor input_dim": (
+        lambda: TokenPredictorConfig(num_classes=2, input_dim=0),
+        "input_dim must be at least 1; got 0",
+    ),
+    "vit channels": (lambda: ViTConfig(in_channels=0), "in_channels must be at least 1; got 0"),
+    "vit heads": (lambda: ViTConfig(num_heads=3), "divisible by num_heads"),
+    "bert heads 0": (  # was a ZeroDivisionError
+        lambda: BertConfig(num_attention_heads=0),
+        "num_attention_heads must be at least 1; got 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("make, message", BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
+def test_a_model_config_refuses_a_bad_field_when_it_is_made(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_an_eos_id_outside_the_vocabulary_is_allowed():
+    # only compared with the output: a search that never stops early (attnlab bench decode)
+    assert seq2seq(eos_id=13).eos_id == 13
+
+
+def test_a_mistyped_context_length_is_refused_by_the_config():
+    # GPT(block_size=10**10) tried to allocate 320 GB for its position table
+    with pytest.raises(ValueError, match="block_size must be at most 1,048,576 positions; got"):
+        gpt(block_size=10**10)
+    with pytest.raises(ValueError, match="max_len must be at most 1,048,576 positions; got"):
+        seq2seq(max_len=10**12)
+
+
+@pytest.mark.parametrize(
+    "features",
+    [torch.randn(2, 4, 5), torch.ones(2, 4, dtype=torch.long), torch.ones(2, 4, 3).long()],
+)
+def test_features_a_feature_model_cannot_project_are_named(features):
+    # matmul shape and dtype errors before (token ids given to a feature model among them)
+    model = TokenPredictor(TokenPredictorConfig(num_classes=2, input_dim=3, d_model=8, num_heads=2))
+    with pytest.raises(
+        ValueError, match=r"features must be a float tensor of shape \(B, T, input_dim=3\)"
+    ):
+        model(features)
+
+
+def test_sequence_classifier_names_tokens_of_the_wrong_rank():
+    model = SequenceClassifier(classifier(d_model=8, num_heads=2))
+    with pytest.raises(ValueError, match=r"tokens must have shape \(B, T\); got \(1, 2, 3\)"):
+        model(torch.ones(1, 2, 3, dtype=torch.long))  # "too many values to unpack" before

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -151,6 +153,71 @@ class _Seq2SeqStepper:
                 layer.reorder(index)
 
 
+# -- argument checks, once per call --------------------------------------------------------
+
+
+def _check_whole(name: str, value: Any) -> None:
+    """Refuse a count that is not a whole number (a float or a bool), naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name} must be a whole number; got {value!r}")
+
+
+def _check_ids(ids: Any, vocab_size: int | None, name: str, length: str = "T") -> None:
+    """Refuse ``ids`` unless they are integer token ids ``(B, T)``, ``T >= 1``, each in
+    ``[0, vocab_size)``. Runs once per call, before decoding (one device sync): on a GPU an
+    id beyond the embedding would otherwise end in a device-side assert."""
+    if not isinstance(ids, Tensor):
+        raise InputError(f"{name} must be a tensor of token ids; got {type(ids).__name__}")
+    if ids.dim() != 2 or ids.size(1) == 0:
+        raise InputError(f"{name} must be (B, {length}) with {length} >= 1; got {tuple(ids.shape)}")
+    if ids.dtype not in (torch.int64, torch.int32):
+        raise InputError(f"{name} must be integer token ids (torch.long); got dtype {ids.dtype}")
+    if vocab_size is None or ids.numel() == 0:
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= vocab_size:
+        raise InputError(
+            f"{name} must be ids in [0, {vocab_size}) (the model's vocabulary); got ids from "
+            f"{low} to {high}"
+        )
+
+
+def _check_model(model: nn.Module, seq2seq: bool) -> None:
+    """Refuse a model of the other kind: :func:`generate` continues a decoder-only language
+    model, :func:`greedy_search` and :func:`beam_search` decode an encoder-decoder."""
+    config = getattr(model, "config", None)
+    is_seq2seq = all(hasattr(model, name) for name in ("encode", "decode", "make_cache"))
+    is_seq2seq = is_seq2seq and all(hasattr(config, n) for n in ("bos_id", "eos_id", "pad_id"))
+    is_lm = hasattr(model, "make_cache") and hasattr(config, "block_size")
+    if seq2seq and not is_seq2seq:
+        other = "; a decoder-only language model continues a prompt with generate" if is_lm else ""
+        raise InputError(
+            "greedy_search and beam_search decode an encoder-decoder (encode, decode, "
+            f"make_cache, and bos_id, eos_id, pad_id in its config); got a "
+            f"{type(model).__name__}{other}"
+        )
+    if not seq2seq and not is_lm:
+        other = "; an encoder-decoder decodes with greedy_search or beam_search"
+        other = other if is_seq2seq else ""
+        raise InputError(
+            "generate continues a decoder-only language model (make_cache, and block_size in "
+            f"its config); got a {type(model).__name__}{other}"
+        )
+
+
+def _check_source(model: nn.Module, src: Any) -> None:
+    """Refuse a source that the encoder-decoder ``model`` cannot encode: not ``(B, S)``
+    integer ids of its source vocabulary, empty, or longer than its ``max_len``."""
+    _check_model(model, seq2seq=True)
+    config = model.config
+    _check_ids(src, getattr(config, "src_vocab_size", None), "src", length="S")
+    max_len = getattr(config, "max_len", None)
+    if max_len is not None and src.size(1) > max_len:
+        raise InputError(
+            f"src has {src.size(1)} tokens; the model's positions end at max_len={max_len}"
+        )
+
+
 # -- encoder-decoder search ----------------------------------------------------------------
 
 
@@ -165,6 +232,7 @@ def _max_new_tokens(model: nn.Module, src: Tensor, max_new_tokens: int | None) -
     limit = model.config.max_len
     if max_new_tokens is None:
         max_new_tokens = 2 * src.size(1) + 10
+    _check_whole("max_new_tokens", max_new_tokens)
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be at least 1; got {max_new_tokens}")
     return min(max_new_tokens, limit)
@@ -182,7 +250,8 @@ def greedy_search(
 
     Args:
         model: a :class:`~attnlab.models.Seq2SeqTransformer` (in eval mode).
-        src: source ids ``(B, S)``, padded with ``pad_id``.
+        src: source ids ``(B, S)``, padded with ``pad_id``; ``1 <= S <= max_len`` and each id
+            in ``[0, src_vocab_size)`` (checked once, before decoding: an InputError).
         max_new_tokens: at most this many target tokens (default ``2 S + 10``, capped by the
             model's ``max_len``).
         use_cache: reuse keys and values between steps (same tokens, faster).
@@ -196,11 +265,13 @@ def greedy_search(
         the logits ``(B, T, vocab)`` of each step.
     """
     c = model.config
+    _check_source(model, src)
+    limit = _max_new_tokens(model, src, max_new_tokens)
     stepper = _Seq2SeqStepper(model, src, use_cache)
     ids = src.new_full((src.size(0), 1), c.bos_id)  # (B, 1)
     finished = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)  # (B,)
     all_logits = []
-    for _ in range(_max_new_tokens(model, src, max_new_tokens)):
+    for _ in range(limit):
         logits = stepper.next_logits(ids)  # (B, vocab)
         all_logits.append(logits)
         next_id = _never_predicted(logits, c).argmax(dim=-1)  # (B,)
@@ -282,8 +353,13 @@ def beam_search(
     Returns:
         The best target ids per source ``(B, T)``, as :func:`greedy_search` returns them.
     """
+    _check_whole("beam_size", beam_size)
     if beam_size < 1:
         raise InputError(f"beam size must be at least 1; got {beam_size}")
+    if not math.isfinite(length_penalty):
+        raise InputError(f"length_penalty must be a finite number; got {length_penalty}")
+    _check_source(model, src)
+    limit = _max_new_tokens(model, src, max_new_tokens)
     c = model.config
     B, K = src.size(0), beam_size
     device = src.device
@@ -295,7 +371,7 @@ def beam_search(
     scores[:, 0] = 0.0
     finished = torch.zeros(B * K, dtype=torch.bool, device=device)  # (B*K,)
     lengths = torch.zeros(B * K, device=device)  # (B*K,) tokens up to and including eos
-    for _ in range(_max_new_tokens(model, src, max_new_tokens)):
+    for _ in range(limit):
         logits = _never_predicted(stepper.next_logits(ids).float(), c)  # (B*K, V)
         scores, beam, token = _best_extensions(scores, logits, finished, c.pad_id)
         rows = (beam + torch.arange(B, device=device)[:, None] * K).view(-1)  # (B*K,)
@@ -334,6 +410,7 @@ def _filter_logits(logits: Tensor, top_k: int | None, top_p: float | None) -> Te
 
 
 def _check_generate_args(
+    model: nn.Module,
     input_ids: Tensor,
     max_new_tokens: int,
     temperature: float,
@@ -343,6 +420,10 @@ def _check_generate_args(
     decode: Callable[[list[int]], str] | None,
 ) -> None:
     """Refuse the arguments of :func:`generate` that it cannot honour, one message each."""
+    _check_model(model, seq2seq=False)
+    _check_whole("max_new_tokens", max_new_tokens)
+    if top_k is not None:
+        _check_whole("top_k", top_k)
     if max_new_tokens < 0:
         raise InputError(f"max_new_tokens must be 0 or more; got {max_new_tokens}")
     if not math.isfinite(temperature):
@@ -353,8 +434,7 @@ def _check_generate_args(
         raise InputError(f"top_k must be at least 1; got {top_k}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise InputError(f"top_p must be in (0, 1]; got {top_p}")
-    if input_ids.dim() != 2 or input_ids.size(1) == 0:
-        raise InputError(f"input_ids must be (B, T) with T >= 1; got {tuple(input_ids.shape)}")
+    _check_ids(input_ids, getattr(model.config, "vocab_size", None), "input_ids")
     if stop is not None and decode is None:
         raise InputError("stop needs decode, to turn the new ids into text")
 
@@ -421,7 +501,8 @@ def generate(
         model: a decoder-only LM (e.g. :class:`attnlab.models.GPT`) in eval mode:
             ``model(ids (B, T), cache=None) -> logits (B, T, vocab)``, ``model.make_cache()``
             and ``model.config.block_size``.
-        input_ids: the prompt ``(B, T)``, at least one token per row.
+        input_ids: the prompt ``(B, T)``, at least one token per row, each id in
+            ``[0, model.config.vocab_size)`` (checked once, before decoding).
         max_new_tokens: how many tokens to add.
         temperature, top_k, top_p: sampling controls (see above).
         use_cache: reuse keys and values between steps (same tokens, faster). Past
@@ -441,7 +522,7 @@ def generate(
     Returns:
         ``(B, T + n)`` ids, the prompt followed by ``n <= max_new_tokens`` new tokens.
     """
-    _check_generate_args(input_ids, max_new_tokens, temperature, top_k, top_p, stop, decode)
+    _check_generate_args(model, input_ids, max_new_tokens, temperature, top_k, top_p, stop, decode)
     generator = None if seed is None else _generator(seed, input_ids.device)
     stepper = _stepper(model, input_ids, max_new_tokens, use_cache, static_cache, compile)
     finish, ids = _Finish(input_ids, eos_id, stop, decode), input_ids

@@ -213,3 +213,41 @@ def test_inductor_compiled_steps_give_the_tokens_of_eager_generation(build):
     expected = generate(model, prompt, 20, temperature=0)
     assert torch.equal(generate(model, prompt, 20, temperature=0, compile=True), expected)
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize(
+    "prompt, message",
+    [
+        (torch.tensor([[1, 99]]), r"input_ids must be ids in \[0, \d+\) .*got ids from 1 to 99"),
+        (torch.tensor([[-1, 2]]), r"input_ids must be ids in \[0, \d+\) .*got ids from -1 to 2"),
+        (torch.tensor([[1.0, 2.0]]), "input_ids must be integer token ids .*torch.float32"),
+        ([[1, 2]], "input_ids must be a tensor of token ids; got list"),
+    ],
+)
+def test_a_prompt_the_model_cannot_embed_is_refused_before_decoding(prompt, message):
+    # Checked once, before the first step: on a GPU an id beyond the vocabulary would end in a
+    # device-side assert inside the embedding.
+    with pytest.raises(InputError, match=message):
+        generate(_gpt(), prompt, 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_new_tokens": 2.5}, "max_new_tokens must be a whole number; got 2.5"),
+        ({"max_new_tokens": True}, "max_new_tokens must be a whole number; got True"),
+        ({"max_new_tokens": 3, "top_k": 2.5}, "top_k must be a whole number; got 2.5"),
+    ],
+)
+def test_counts_that_are_not_whole_numbers_are_named(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        generate(_gpt(), torch.tensor([[1]]), **kwargs)
+
+
+def test_an_encoder_decoder_given_to_generate_is_pointed_to_the_searches():
+    from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
+
+    model = Seq2SeqTransformer(Seq2SeqConfig(11, 11, d_model=8, num_heads=2, d_ff=16)).eval()
+    # an AttributeError before: 'Seq2SeqConfig' object has no attribute 'block_size'
+    with pytest.raises(InputError, match="got a Seq2SeqTransformer; an encoder-decoder decodes"):
+        generate(model, torch.tensor([[3, 4]]), 3)

@@ -6,6 +6,7 @@ import itertools
 import pytest
 import torch
 
+from attnlab.errors import InputError
 from attnlab.generation import beam_search, greedy_search, length_penalty_factor
 from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
 
@@ -194,3 +195,37 @@ def test_searches_return_normal_tensors_and_record_no_graph(search):
         tokens = beam_search(model, src, beam_size=2, max_new_tokens=4)
     assert seen and not any(seen)
     assert not tokens.is_inference()
+
+
+@pytest.mark.parametrize("search", [greedy_search, beam_search])
+@pytest.mark.parametrize(
+    "src, message",
+    [
+        (torch.tensor([[3, 11]]), r"src must be ids in \[0, 11\) .*got ids from 3 to 11"),
+        (torch.zeros(2, 0, dtype=torch.long), r"src must be \(B, S\) with S >= 1; got \(2, 0\)"),
+        (torch.tensor([3, 4, 5]), r"src must be \(B, S\) with S >= 1; got \(3,\)"),
+        (torch.full((1, 65), 3), "src has 65 tokens; the model's positions end at max_len=64"),
+    ],
+)
+def test_a_source_the_model_cannot_encode_is_refused_before_decoding(search, src, message):
+    with pytest.raises(InputError, match=message):
+        search(_model(), src, max_new_tokens=3)
+
+
+def test_search_settings_that_are_not_numbers_of_the_right_kind_are_named():
+    with pytest.raises(InputError, match="beam_size must be a whole number; got 2.5"):
+        beam_search(_model(), _sources(), beam_size=2.5)
+    with pytest.raises(InputError, match="length_penalty must be a finite number; got nan"):
+        beam_search(_model(), _sources(), length_penalty=float("nan"))
+    with pytest.raises(InputError, match="max_new_tokens must be a whole number; got 2.5"):
+        greedy_search(_model(), _sources(), max_new_tokens=2.5)
+
+
+@pytest.mark.parametrize("search", [greedy_search, beam_search])
+def test_a_language_model_given_to_a_search_is_pointed_to_generate(search):
+    from attnlab.models import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, num_layers=1, num_heads=2, d_model=8))
+    # an AttributeError before: 'GPT' object has no attribute 'encode'
+    with pytest.raises(InputError, match="got a GPT; a decoder-only language model continues"):
+        search(model.eval(), torch.tensor([[3, 4]]))

@@ -296,3 +296,12 @@ def test_minilm_attention_views_are_per_layer_head_maps_over_wordpieces(minilm):
     assert len(view.maps) == 6
     assert all(m.shape == (12, 8, 8) for m in view.maps)
     torch.testing.assert_close(view.maps[3].sum(-1), torch.ones(12, 8))
+
+
+def test_ids_beyond_their_vocabularies_are_named_not_an_index_error():
+    model = Bert(small_config()).eval()
+    ids = torch.tensor([[1, 2, 3]])
+    with pytest.raises(ValueError, match=r"input_ids must be ids in \[0, 50\) .*from 1 to 50"):
+        model(torch.tensor([[1, 50]]))
+    with pytest.raises(ValueError, match=r"token_type_ids must be ids in \[0, 2\) .*from 0 to 2"):
+        model(ids, token_type_ids=torch.tensor([[0, 1, 2]]))

@@ -1,10 +1,13 @@
 import math
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from attnlab.nn import (
+    BlockSpec,
+    KVCache,
     MultiHeadAttention,
     causal_mask,
     combine_masks,
@@ -139,3 +142,49 @@ def test_explicit_path_matches_torch_functional_reference(device):
     reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     out, _ = scaled_dot_product_attention(q, k, v, mask)
     assert (out - reference).abs().max() <= fp32_atol(device, 1e-5)  # CUDA: 1e-4
+
+
+@pytest.mark.parametrize(
+    "attention", [scaled_dot_product_attention, fused_scaled_dot_product_attention]
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int64])
+def test_a_mask_that_is_not_bool_is_refused_on_both_paths(attention, dtype):
+    # torch adds a float mask to the scores: a 0/1 float mask would have masked nothing.
+    q, k, v = qkv(T_q=4, T_k=4)
+    with pytest.raises(ValueError, match=f"mask must be a bool tensor .*got dtype {dtype}"):
+        attention(q, k, v, causal_mask(4).to(dtype))
+
+
+@pytest.mark.parametrize(
+    "attention", [scaled_dot_product_attention, fused_scaled_dot_product_attention]
+)
+def test_keys_and_values_that_do_not_fit_the_queries_are_named(attention):
+    q, k, v = qkv(T_q=4, T_k=6, d=8)
+    with pytest.raises(ValueError, match=r"same width d_k .*q \(2, 3, 4, 8\) and k \(2, 3, 6, 5\)"):
+        attention(q, k[..., :5], v)
+    with pytest.raises(ValueError, match=r"same number of keys T_k .*v \(2, 3, 5, 8\)"):
+        attention(q, k, v[:, :, :5])
+
+
+def test_token_ids_given_to_attention_are_refused_naming_the_embedding():
+    mha = MultiHeadAttention(8, 2)
+    with pytest.raises(ValueError, match="x must be a float tensor .*got dtype torch.int64"):
+        mha(torch.ones(2, 3, 8, dtype=torch.long))
+
+
+def test_a_kv_cache_reused_for_another_batch_is_refused_and_left_as_it_was():
+    mha = MultiHeadAttention(8, 2).eval()
+    cache = KVCache()
+    mha(torch.randn(2, 3, 8), cache=cache, is_causal=True)
+    with pytest.raises(ValueError, match="the cache holds 2 sequences but x has batch size 3"):
+        mha(torch.randn(3, 1, 8), cache=cache, is_causal=True)
+    assert len(cache) == 3 and cache.batch_size == 2
+
+
+@pytest.mark.parametrize("shape", [(5,), (4, 3)])
+def test_rotary_positions_of_the_wrong_shape_are_named(shape):
+    mha = MultiHeadAttention(spec=BlockSpec(d_model=8, num_heads=2, positions="rotary"))
+    positions = torch.zeros(shape, dtype=torch.long)
+    expected = f"positions must have shape (T,) = (3,) or (B, T) = (2, 3); got {shape}"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        mha(torch.randn(2, 3, 8), positions=positions)

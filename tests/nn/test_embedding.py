@@ -73,3 +73,57 @@ def test_token_embedding_is_scaled_by_sqrt_d_model():
 
 def test_sinusoidal_table_is_not_saved_in_state_dict():
     assert "table" not in SinusoidalPositionalEncoding(8).state_dict()
+
+
+@pytest.mark.parametrize(
+    "tokens, message",
+    [
+        (torch.tensor([[1, 5]]), r"tokens must be ids in \[0, 5\) .*got ids from 1 to 5"),
+        (torch.tensor([[-2, 1]]), r"tokens must be ids in \[0, 5\) .*got ids from -2 to 1"),
+        (torch.tensor([[1.0]]), "tokens must be integer token ids .*got dtype torch.float32"),
+        (torch.tensor([[True]]), "tokens must be integer token ids .*got dtype torch.bool"),
+    ],
+)
+def test_token_ids_the_embedding_cannot_look_up_are_named(tokens, message):
+    with pytest.raises(ValueError, match=message):
+        TokenEmbedding(5, 4)(tokens)
+
+
+@pytest.mark.parametrize("encoding", [SinusoidalPositionalEncoding, LearnedPositionalEncoding])
+def test_a_positional_encoding_names_an_input_it_cannot_add_to(encoding):
+    positions = encoding(8, max_len=10)
+    with pytest.raises(ValueError, match=r"x must have shape \(B, T, d_model=8\); got \(1, 3, 6\)"):
+        positions(torch.randn(1, 3, 6))  # was a broadcast RuntimeError
+    with pytest.raises(ValueError, match="offset must be a whole number >= 0; got -2"):
+        positions(torch.randn(1, 3, 8), offset=-2)  # was a broadcast RuntimeError
+    with pytest.raises(ValueError, match="offset must be a whole number >= 0; got 1.5"):
+        positions(torch.randn(1, 3, 8), offset=1.5)  # was a slice TypeError
+
+
+@pytest.mark.parametrize("encoding", [SinusoidalPositionalEncoding, LearnedPositionalEncoding])
+def test_a_position_table_of_a_mistyped_size_is_refused_unallocated(encoding):
+    with pytest.raises(ValueError, match="max_len must be a whole number >= 0; got -1"):
+        encoding(8, max_len=-1)
+    # max_len=10**12 tried to allocate 8 TB (the float64 table) before failing
+    with pytest.raises(ValueError, match="max_len must be at most 1,048,576 positions; got 1,0"):
+        encoding(8, max_len=10**12)
+
+
+def test_sinusoidal_table_refuses_sizes_it_cannot_build():
+    with pytest.raises(ValueError, match="max_len must be a whole number >= 0; got -1"):
+        sinusoidal_table(-1, 8)
+    with pytest.raises(ValueError, match=r"max_len must be at most 1,048,576 .*\(a table of"):
+        sinusoidal_table(10**9, 8)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((5, 0), "d_model must be a whole number >= 1; got 0"),  # was a ZeroDivisionError
+        ((-1, 8), "vocab_size must be a whole number >= 1; got -1"),
+        ((5, 8, 10), r"padding_idx must be None or an id in \[0, vocab_size=5\); got 10"),
+    ],
+)
+def test_token_embedding_refuses_sizes_it_cannot_build(args, message):
+    with pytest.raises(ValueError, match=message):
+        TokenEmbedding(*args)

@@ -2,7 +2,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnlab.nn import DecoderLayer, EncoderLayer, FeedForward, TransformerEncoder, padding_mask
+from attnlab.nn import (
+    DecoderLayer,
+    EncoderLayer,
+    FeedForward,
+    Transformer,
+    TransformerDecoder,
+    TransformerEncoder,
+    padding_mask,
+)
 from attnlab.nn.layers import residual
 
 
@@ -71,3 +79,18 @@ def test_layers_reject_bad_input():
         layer(torch.randn(5, 16))
     with pytest.raises(ValueError, match="activation"):
         FeedForward(8, 16, activation="tanh")
+
+
+@pytest.mark.parametrize("num_layers", [-1, 2.0, True])
+def test_a_layer_count_that_is_not_a_whole_number_is_refused(num_layers):
+    # -1 built an empty stack (silently the identity), 2.0 failed inside range()
+    with pytest.raises(
+        ValueError, match=f"num_layers must be a whole number >= 0; got {num_layers}"
+    ):
+        TransformerEncoder(num_layers, 8, 2, 16)
+    with pytest.raises(
+        ValueError, match=f"num_layers must be a whole number >= 0; got {num_layers}"
+    ):
+        TransformerDecoder(num_layers, 8, 2, 16)
+    with pytest.raises(ValueError, match="num_decoder_layers must be a whole number >= 0; got"):
+        Transformer(8, 2, num_encoder_layers=1, num_decoder_layers=num_layers, d_ff=16)

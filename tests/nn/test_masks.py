@@ -72,3 +72,29 @@ def test_local_mask_is_the_band_of_width_window():
     assert local_mask(5, 4).all()
     with pytest.raises(ValueError, match="window >= 0"):
         local_mask(3, -1)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: causal_mask(-1), "T_q must be a whole number >= 0; got -1"),  # negative dimension
+        (lambda: causal_mask(3.0), "T_q must be a whole number >= 0; got 3.0"),  # ones() TypeError
+        (lambda: causal_mask(2, 3.5), "T_k must be a whole number >= 0; got 3.5"),
+        (lambda: local_mask(-1, 1), "T must be a whole number >= 0; got -1"),  # arange error
+        (
+            lambda: padding_mask(torch.tensor([1, 2]), max_len=-1),
+            "max_len must be a whole number >= 0; got -1",
+        ),
+        (  # max() of an empty tensor before
+            lambda: padding_mask(torch.tensor([], dtype=torch.long)),
+            r"padding_mask\(lengths\) of an empty batch needs max_len",
+        ),
+    ],
+)
+def test_a_mask_of_an_impossible_size_is_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_an_empty_batch_of_lengths_with_max_len_is_an_empty_mask():
+    assert padding_mask(torch.tensor([], dtype=torch.long), max_len=4).shape == (0, 1, 1, 4)

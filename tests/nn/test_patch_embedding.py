@@ -102,3 +102,9 @@ def test_image_size_not_divisible_by_patch_size(image_size, patch_size, message)
 def test_wrong_input_shape_names_both_shapes(shape, message):
     with pytest.raises(ValueError, match=message):
         PatchEmbedding(8, 2, 1, 8)(torch.zeros(shape))
+
+
+def test_8_bit_images_are_named_with_the_conversion():
+    # "mat1 and mat2 must have the same dtype, but got Byte and Float" before
+    with pytest.raises(ValueError, match=r"images must be a float tensor .*got dtype torch.uint8"):
+        PatchEmbedding(8, 4, 1, 16)(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))

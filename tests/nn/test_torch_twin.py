@@ -93,3 +93,16 @@ def test_interop_still_exports_the_torch_twin_and_its_mask_converters():
     for name in ("TorchTransformerEncoder", "torch_attn_mask", "torch_key_padding_mask"):
         assert getattr(attnlab.interop, name) is getattr(torch_twin, name)
     assert attnlab.interop.torch_per_head_mask is torch_twin.torch_per_head_mask
+
+
+@pytest.mark.parametrize(
+    ("convert", "mask"),
+    [
+        (attnlab.interop.torch_key_padding_mask, torch.ones(2, 1, 1, 3)),
+        (attnlab.interop.torch_attn_mask, torch.ones(3, 3)),
+        (lambda m: attnlab.interop.torch_per_head_mask(m, 2), torch.ones(2, 1, 3, 3)),
+    ],
+)
+def test_a_float_mask_is_refused_before_it_is_inverted(convert, mask):
+    with pytest.raises(ValueError, match="mask must be a bool tensor .*got dtype torch.float32"):
+        convert(mask)

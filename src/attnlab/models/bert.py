@@ -37,8 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.common import check_counts, check_token_ids
 from attnlab.nn import BlockSpec, LearnedPositionalEncoding, TransformerEncoder
 from attnlab.nn.dropout import Dropout
+from attnlab.nn.embedding import check_table, embed_tokens
 
 # Hugging Face ``hidden_act`` names -> attnlab activation names (only the same functions).
 _HF_ACTIVATIONS = {
@@ -47,6 +49,18 @@ _HF_ACTIVATIONS = {
     "gelu_pytorch_tanh": "gelu_tanh",
     "relu": "relu",
 }
+
+
+# The fields of BertConfig that count something: each a whole number >= 1.
+_BERT_SIZES = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+)
 
 
 @dataclass
@@ -73,6 +87,8 @@ class BertConfig:
     pad_token_id: int = 0
 
     def __post_init__(self) -> None:
+        check_counts(self, _BERT_SIZES)
+        check_token_ids(self, self.vocab_size, "vocab_size", ("pad_token_id",))
         if self.hidden_act not in _HF_ACTIVATIONS:
             raise ValueError(
                 f"hidden_act {self.hidden_act!r} is not supported: attnlab's BERT implements "
@@ -84,6 +100,8 @@ class BertConfig:
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
                 f"{self.num_attention_heads}"
             )
+        self.block_spec()  # the remaining fields (dropouts, eps), before allocating
+        check_table(self.max_position_embeddings, self.hidden_size, "max_position_embeddings")
 
     @classmethod
     def from_hf_config(cls, config: dict[str, Any]) -> BertConfig:
@@ -150,11 +168,12 @@ class BertEmbeddings(nn.Module):
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
-        x = self.word_embeddings(input_ids)  # (B, T, D)
+        x = embed_tokens(self.word_embeddings, input_ids, "input_ids")  # (B, T, D)
         if token_type_ids is None:
             x = x + self.token_type_embeddings.weight[0]  # segment A everywhere: (B, T, D)
         else:
-            x = x + self.token_type_embeddings(token_type_ids)  # (B, T, D)
+            segments = embed_tokens(self.token_type_embeddings, token_type_ids, "token_type_ids")
+            x = x + segments  # (B, T, D)
         x = self.position_embeddings(x)  # + learned positions: (B, T, D)
         return self.dropout(self.norm(x))  # (B, T, D)
 

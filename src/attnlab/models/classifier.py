@@ -8,8 +8,16 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.common import encoder_block_spec, encoder_from_config, positional_encoding
+from attnlab.models.common import (
+    check_counts,
+    check_positional,
+    check_token_ids,
+    encoder_block_spec,
+    encoder_from_config,
+    positional_encoding,
+)
 from attnlab.nn import BlockSpec, TokenEmbedding, combine_masks, local_mask, padding_mask
+from attnlab.nn.embedding import check_table
 
 
 @dataclass
@@ -43,6 +51,15 @@ class SequenceClassifierConfig:
     layer: str | None = None
     layer_sha256: str | None = None
 
+    def __post_init__(self) -> None:
+        check_counts(self, ("vocab_size", "num_classes", "num_layers", "max_len"))
+        check_token_ids(self, self.vocab_size, "vocab_size", ("pad_id",))
+        check_positional(self.positional)
+        if self.window is not None and (not isinstance(self.window, int) or self.window < 0):
+            raise ValueError(f"window must be None or a whole number >= 0; got {self.window!r}")
+        self.block_spec()  # the block's fields (d_model, num_heads, ...), before allocating
+        check_table(self.max_len, self.d_model)  # a typo such as 10**12
+
     def block_spec(self) -> BlockSpec:
         """The :class:`~attnlab.nn.BlockSpec` handed to every encoder layer."""
         return encoder_block_spec(self)
@@ -75,8 +92,8 @@ class SequenceClassifier(nn.Module):
     def _encode_input(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """Embedded ``[CLS] + tokens`` ``(B, 1 + T, d_model)`` and their mask: ``(B, 1, 1, 1 + T)``,
         or ``(B, 1, 1 + T, 1 + T)`` with a ``window``."""
+        x = self.embed(tokens)  # (B, T, d_model); checks that tokens are (B, T) ids
         B, T = tokens.shape
-        x = self.embed(tokens)  # (B, T, d_model)
         cls = self.cls_token.expand(B, -1, -1)  # (B, 1, d_model)
         x = self.positions(torch.cat([cls, x], dim=1))  # (B, 1 + T, d_model)
         keep = padding_mask(tokens, self.config.pad_id)  # (B, 1, 1, T)

@@ -7,6 +7,7 @@ PyTorch's convention.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from torch import nn
@@ -19,6 +20,34 @@ from attnlab.nn import (
     TransformerEncoder,
 )
 from attnlab.nn.torch_twin import TorchTransformerEncoder
+
+
+def check_counts(config: Any, names: Iterable[str]) -> None:
+    """Raise ``ValueError`` unless each field ``names`` of ``config`` is a whole number >= 1
+    (a size, a count of layers or classes), naming the field and its value."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be a whole number; got {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1; got {value}")
+
+
+def check_token_ids(config: Any, vocab_size: int, vocab_name: str, names: Iterable[str]) -> None:
+    """Raise ``ValueError`` unless each id field ``names`` of ``config`` (``pad_id``, ...) is
+    a whole number in ``[0, vocab_size)``; ``vocab_name`` names the size in the message."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab_size:
+            raise ValueError(
+                f"{name} must be an id in [0, {vocab_name}={vocab_size}); got {value!r}"
+            )
+
+
+def check_positional(kind: Any) -> None:
+    """Raise ``ValueError`` unless ``kind`` names a positional encoding."""
+    if kind not in ("sinusoidal", "learned"):
+        raise ValueError(f"positional must be 'sinusoidal' or 'learned'; got {kind!r}")
 
 
 def positional_encoding(kind: str, d_model: int, max_len: int, dropout: float) -> nn.Module:
@@ -44,7 +73,7 @@ def encoder_block_spec(config: Any) -> BlockSpec:
     return BlockSpec(
         d_model=config.d_model,
         num_heads=config.num_heads,
-        d_ff=config.d_ff or 4 * config.d_model,
+        d_ff=4 * config.d_model if config.d_ff is None else config.d_ff,
         dropout=config.dropout,
         activation=config.activation,
         norm_first=config.norm_first,
@@ -63,7 +92,7 @@ def encoder_from_config(config: Any) -> nn.Module:
     """
     if getattr(config, "layer", None):
         layer_class = load_layer_class(config.layer, config.layer_sha256)
-        d_ff = config.d_ff or 4 * config.d_model
+        d_ff = 4 * config.d_model if config.d_ff is None else config.d_ff
         return UserLayerEncoder(
             config.num_layers,
             layer_class,

@@ -25,7 +25,9 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from attnlab.models.common import check_counts
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, LearnedPositionalEncoding, StaticKVCache
+from attnlab.nn.embedding import check_table, embed_tokens
 from attnlab.nn.linear import linear
 
 
@@ -52,20 +54,20 @@ class GPTConfig:
     bias: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "num_layers", "num_heads", "d_model"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        check_counts(self, ("vocab_size", "block_size", "num_layers", "num_heads", "d_model"))
         if self.d_model % self.num_heads:
             raise ValueError(
                 f"d_model must be divisible by num_heads; got {self.d_model} and {self.num_heads}"
             )
+        self.block_spec()  # the block's fields (d_ff, dropout, activation, ...), before allocating
+        check_table(self.block_size, self.d_model, "block_size")  # a typo such as 10**12
 
     def block_spec(self) -> BlockSpec:
         """The :class:`~attnlab.nn.BlockSpec` of every block: pre-LN (GPT-2 section 2.3)."""
         return BlockSpec(
             d_model=self.d_model,
             num_heads=self.num_heads,
-            d_ff=self.d_ff or 4 * self.d_model,
+            d_ff=4 * self.d_model if self.d_ff is None else self.d_ff,
             dropout=self.dropout,
             activation=self.activation,
             norm_first=True,
@@ -163,7 +165,8 @@ class GPT(nn.Module):
                 f"positions {start}..{end - 1} do not fit the context window of "
                 f"{self.config.block_size} tokens (block_size): crop the input or slide the window"
             )
-        x = self.positions(self.token_embedding(input_ids), offset=start)  # (B, T, d_model)
+        tokens = embed_tokens(self.token_embedding, input_ids, "input_ids")  # (B, T, d_model)
+        x = self.positions(tokens, offset=start)  # (B, T, d_model)
         maps = []
         for i, layer in enumerate(self.layers):
             layer_cache = None if cache is None else cache[i]

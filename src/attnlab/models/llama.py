@@ -28,7 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.common import check_counts
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, RMSNorm, StaticKVCache
+from attnlab.nn.embedding import embed_tokens
 from attnlab.nn.linear import Linear, linear
 
 
@@ -58,9 +60,7 @@ class LlamaConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "max_position_embeddings", "num_hidden_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        check_counts(self, ("vocab_size", "max_position_embeddings", "num_hidden_layers"))
         if self.num_attention_heads >= 1 and self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size must be divisible by num_attention_heads; got {self.hidden_size} "
@@ -189,7 +189,7 @@ class Llama(nn.Module):
             )  # (T,)
         # The angles of the positions, computed once and shared by every layer.
         rotary_cos_sin = self.layers[0].self_attn.rotary.cos_sin(positions, torch.float32)
-        x = self.token_embedding(input_ids)  # (B, T, hidden_size)
+        x = embed_tokens(self.token_embedding, input_ids, "input_ids")  # (B, T, hidden_size)
         maps = []
         for i, layer in enumerate(self.layers):
             out = layer(

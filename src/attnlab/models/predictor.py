@@ -7,7 +7,13 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from attnlab.models.common import encoder_block_spec, encoder_from_config, positional_encoding
+from attnlab.models.common import (
+    check_counts,
+    check_positional,
+    encoder_block_spec,
+    encoder_from_config,
+    positional_encoding,
+)
 from attnlab.nn import BlockSpec, TokenEmbedding
 
 
@@ -40,10 +46,10 @@ class TokenPredictorConfig:
     def __post_init__(self) -> None:
         if (self.vocab_size is None) == (self.input_dim is None):
             raise ValueError("set exactly one of vocab_size (token ids) and input_dim (features)")
-        if self.positional not in ("sinusoidal", "learned"):
-            raise ValueError(
-                f"positional must be 'sinusoidal' or 'learned'; got {self.positional!r}"
-            )
+        inputs = "vocab_size" if self.input_dim is None else "input_dim"
+        check_counts(self, (inputs, "num_classes", "num_layers"))
+        check_positional(self.positional)
+        self.block_spec()  # the block's fields (d_model, num_heads, ...), before allocating
 
     def block_spec(self) -> BlockSpec:
         """The :class:`~attnlab.nn.BlockSpec` handed to every encoder layer."""
@@ -77,6 +83,14 @@ class TokenPredictor(nn.Module):
         self.head = nn.Linear(d_model, config.num_classes)
 
     def _encode_input(self, x: Tensor) -> Tensor:
+        """Embedded inputs plus positions ``(B, T, d_model)``; features are checked here (the
+        token embedding checks token ids itself)."""
+        d = self.config.input_dim
+        if d is not None and (x.dim() != 3 or x.size(-1) != d or not x.is_floating_point()):
+            raise ValueError(
+                f"features must be a float tensor of shape (B, T, input_dim={d}); got "
+                f"{tuple(x.shape)} {x.dtype}"
+            )
         return self.positions(self.embed(x))  # (B, T, d_model)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:

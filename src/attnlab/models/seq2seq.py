@@ -8,8 +8,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.common import positional_encoding
+from attnlab.models.common import (
+    check_counts,
+    check_positional,
+    check_token_ids,
+    positional_encoding,
+)
 from attnlab.nn import BlockSpec, DecoderLayerCache, TokenEmbedding, Transformer, padding_mask
+from attnlab.nn.embedding import check_table
 from attnlab.nn.linear import Linear, linear
 
 
@@ -20,7 +26,8 @@ class Seq2SeqConfig:
     ``share_embeddings`` uses one embedding matrix for source and target (needs one shared
     vocabulary); ``tie_output`` uses the target embedding as the pre-softmax projection
     (section 3.4). ``pad_id`` marks padding in both languages; ``bos_id`` starts every
-    decoder input ("outputs shifted right") and ``eos_id`` ends every target.
+    decoder input ("outputs shifted right") and ``eos_id`` ends every target. ``pad_id`` and
+    ``bos_id`` must be ids of the target vocabulary (``pad_id`` of the source one too).
     """
 
     src_vocab_size: int
@@ -42,6 +49,15 @@ class Seq2SeqConfig:
     tie_output: bool = True
 
     def __post_init__(self) -> None:
+        sizes = ("src_vocab_size", "tgt_vocab_size", "max_len")
+        check_counts(self, (*sizes, "num_encoder_layers", "num_decoder_layers"))
+        # Looked up in the target embedding and the logits. eos_id is only compared with the
+        # output: one outside the vocabulary is a search that never stops early (bench decode).
+        check_token_ids(self, self.tgt_vocab_size, "tgt_vocab_size", ("pad_id", "bos_id"))
+        check_token_ids(self, self.src_vocab_size, "src_vocab_size", ("pad_id",))
+        check_positional(self.positional)
+        self.block_spec()  # the block's fields (d_model, num_heads, ...), before allocating
+        check_table(self.max_len, self.d_model)  # a typo such as 10**12
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(
                 "share_embeddings needs one vocabulary for both sides; got sizes "

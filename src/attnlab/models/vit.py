@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.common import encoder_block_spec, encoder_from_config
+from attnlab.models.common import check_counts, encoder_block_spec, encoder_from_config
 from attnlab.nn import BlockSpec, LearnedPositionalEncoding, PatchEmbedding
 
 
@@ -34,11 +34,13 @@ class ViTConfig:
     norm_first: bool = True
 
     def __post_init__(self) -> None:
-        if self.patch_size < 1 or self.image_size % self.patch_size:
+        check_counts(self, ("image_size", "patch_size", "in_channels", "num_classes", "num_layers"))
+        if self.image_size % self.patch_size:
             raise ValueError(
                 f"image size {self.image_size} is not divisible by the patch size "
                 f"{self.patch_size}: patches must tile the image exactly"
             )
+        self.block_spec()  # the block's fields (d_model, num_heads, ...), before allocating
 
     @property
     def num_patches(self) -> int:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from attnlab.nn import single_query
 from attnlab.nn.linear import Linear, linear
-from attnlab.nn.masks import causal_mask, check_mask, combine_masks
+from attnlab.nn.masks import causal_mask, check_mask, combine_masks, require_bool_mask
 from attnlab.nn.rotary import RotaryEmbedding
 from attnlab.nn.spec import BlockSpec, spec_or_keywords
 from attnlab.nn.static_cache import StaticKVCache
@@ -60,6 +60,23 @@ def repeat_kv(x: Tensor, num_heads: int) -> Tensor:
     return x if groups == 1 else x.repeat_interleave(groups, dim=1)  # (B, H, T, d)
 
 
+def _check_attention_inputs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
+    """Raise ``ValueError`` unless ``q (..., T_q, d_k)``, ``k (..., T_k, d_k)`` and
+    ``v (..., T_k, d_v)`` fit each other and ``mask`` is bool (shape and dtype reads only)."""
+    if q.size(-1) != k.size(-1):
+        raise ValueError(
+            f"q and k must have the same width d_k (last size); got q {tuple(q.shape)} and "
+            f"k {tuple(k.shape)}"
+        )
+    if k.dim() < 2 or k.size(-2) != v.size(-2):
+        raise ValueError(
+            f"k and v must hold the same number of keys T_k (size -2); got k {tuple(k.shape)} "
+            f"and v {tuple(v.shape)}"
+        )
+    if mask is not None:
+        require_bool_mask(mask, "mask")
+
+
 def scaled_dot_product_attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0
 ) -> tuple[Tensor, Tensor]:
@@ -76,7 +93,10 @@ def scaled_dot_product_attention(
     Returns:
         ``(output, weights)``: output ``(B, H, T_q, d_v)`` and weights ``(B, H, T_q, T_k)``.
         A query row with no allowed key gets all-zero weights, hence a zero output (never NaN).
+
+    Raises ``ValueError`` for a mask that is not bool, or keys and values that do not fit.
     """
+    _check_attention_inputs(q, k, v, mask)
     k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # each (B, H, T_k, d)
     d_k = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  # (B, H, T_q, T_k)
@@ -106,8 +126,10 @@ def fused_scaled_dot_product_attention(
     ``enable_gqa`` where it has it, else :func:`repeat_kv`); returns only the output
     ``(B, H, T_q, d_v)``. ``is_causal=True`` applies the causal mask without materialising it
     (only valid with ``mask=None``). Query rows with no allowed key give zeros, as on the
-    explicit path.
+    explicit path. A mask that is not bool raises ``ValueError`` (torch would add a float
+    mask to the scores, masking nothing).
     """
+    _check_attention_inputs(q, k, v, mask)
     grouped = k.size(1) != q.size(1)
     if grouped and not _FUSED_HAS_GQA:
         k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # each (B, H, T_k, d)
@@ -161,6 +183,11 @@ class KVCache:
 
     def __len__(self) -> int:
         return self._length
+
+    @property
+    def batch_size(self) -> int | None:
+        """The number of sequences the cache holds keys for; ``None`` while empty."""
+        return None if self._k is None else self._k.size(0)
 
     @property
     def k(self) -> Tensor | None:
@@ -351,6 +378,11 @@ class MultiHeadAttention(nn.Module):
     ) -> int:
         """``T_k``, the number of keys the ``T_q`` queries will see, known before any
         projection; raises ValueError for a call that cannot be made."""
+        if isinstance(cache, KVCache) and cache.batch_size not in (None, B):
+            raise ValueError(
+                f"the cache holds {cache.batch_size} sequences but x has batch size {B}: a "
+                "KVCache serves the batch it was first filled with; make a new one"
+            )
         if isinstance(cache, StaticKVCache):
             if cross:
                 raise ValueError(
@@ -387,7 +419,7 @@ class MultiHeadAttention(nn.Module):
         qkv = qkv.view(B, T, H + 2 * H_kv, d_head).transpose(1, 2)  # (B, H + 2 H_kv, T, d_head)
         qk, v = qkv.split([H + H_kv, H_kv], dim=1)  # (B, H + H_kv, T, d_head), (B, H_kv, T, d_head)
         if self.rotary is not None:
-            cos, sin = rotary_cos_sin or self._rotary_cos_sin(positions, cache, T)
+            cos, sin = rotary_cos_sin or self._rotary_cos_sin(positions, cache, B, T)
             if cos.dtype != qk.dtype:  # angles of another precision (e.g. under autocast)
                 cos, sin = cos.to(qk.dtype), sin.to(qk.dtype)
             qk = self.rotary.rotate(qk, cos, sin)  # queries and keys share their positions
@@ -397,10 +429,15 @@ class MultiHeadAttention(nn.Module):
         return q, k, v
 
     def _rotary_cos_sin(
-        self, positions: Tensor | None, cache: KVCache | StaticKVCache | None, T: int
+        self, positions: Tensor | None, cache: KVCache | StaticKVCache | None, B: int, T: int
     ) -> tuple[Tensor, Tensor]:
-        """The rotary angles of ``positions``, by default the ``T`` positions after the
-        cache's (see :meth:`~attnlab.nn.rotary.RotaryEmbedding.cos_sin`)."""
+        """The rotary angles of ``positions`` ``(T,)`` or ``(B, T)``, by default the ``T``
+        positions after the cache's (see :meth:`~attnlab.nn.rotary.RotaryEmbedding.cos_sin`)."""
+        if positions is not None and tuple(positions.shape) not in ((T,), (B, T)):
+            raise ValueError(
+                f"positions must have shape (T,) = ({T},) or (B, T) = ({B}, {T}); "
+                f"got {tuple(positions.shape)}"
+            )
         if positions is None and isinstance(cache, StaticKVCache):
             positions = cache.positions(T)  # (T,), from the cache's position tensor
         elif positions is None:
@@ -433,9 +470,15 @@ class MultiHeadAttention(nn.Module):
         return q, k, v
 
     def _check_input(self, name: str, t: Tensor) -> tuple[int, int]:
+        """``(B, T)`` of ``t``, after checking that it is a float ``(B, T, d_model)`` tensor."""
         if t.dim() != 3 or t.size(-1) != self.d_model:
             raise ValueError(
                 f"{name} must have shape (B, T, d_model={self.d_model}); got {tuple(t.shape)}"
+            )
+        if not t.is_floating_point():
+            raise ValueError(
+                f"{name} must be a float tensor of vectors; got dtype {t.dtype} (token ids go "
+                "through an embedding first, e.g. attnlab.nn.TokenEmbedding)"
             )
         return t.size(0), t.size(1)
 

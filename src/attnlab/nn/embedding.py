@@ -10,6 +10,51 @@ from torch import Tensor, nn
 
 from attnlab.nn.dropout import Dropout
 
+# The most positions a position table may hold. Beyond it a max_len is a typo: 2^20 positions
+# of width 1024 are 4 GiB of float32, and attention over them would need a (2^20)^2 matrix of
+# scores per head. Rotary positions (attnlab.nn.rotary) need no table.
+MAX_POSITIONS = 2**20
+
+
+def _check_size(name: str, value: object, low: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is a whole number (not a bool) ``>= low``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}; got {value!r}")
+
+
+def check_table(max_len: int, d_model: int, name: str = "max_len") -> None:
+    """Raise ``ValueError`` unless a ``(max_len, d_model)`` position table can be made:
+    ``0 <= max_len <= MAX_POSITIONS`` and ``d_model >= 1`` (checked before allocating).
+    ``name`` is the config's name for ``max_len`` (e.g. ``block_size``)."""
+    _check_size(name, max_len, 0)
+    _check_size("d_model", d_model, 1)
+    if max_len > MAX_POSITIONS:
+        gib = max_len * d_model * 4 / 2**30
+        raise ValueError(
+            f"{name} must be at most {MAX_POSITIONS:,} positions; got {max_len:,} (a table of "
+            f"{gib:,.0f} GiB at d_model={d_model})"
+        )
+
+
+def embed_tokens(embedding: nn.Embedding, ids: Tensor, name: str = "tokens") -> Tensor:
+    """``embedding(ids)``: integer ids ``(...)`` -> vectors ``(..., embedding_dim)``, with one
+    ``ValueError`` naming ``name`` for ids that are not integers or not in ``[0, vocab)``.
+
+    The range is looked at only once torch has refused an id (its ``IndexError`` on the CPU),
+    so the lookup costs no extra pass and no device sync. On a GPU an id out of range is a
+    device-side assert that cannot be caught: :mod:`attnlab.generation` checks its prompts
+    once, before decoding.
+    """
+    if ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"{name} must be integer token ids (torch.long); got dtype {ids.dtype}")
+    try:
+        return embedding(ids)
+    except IndexError:
+        raise ValueError(
+            f"{name} must be ids in [0, {embedding.num_embeddings}) (the vocabulary size); got "
+            f"ids from {int(ids.min())} to {int(ids.max())}"
+        ) from None
+
 
 class TokenEmbedding(nn.Module):
     """Learned token embedding multiplied by ``sqrt(d_model)`` (section 3.4).
@@ -17,11 +62,19 @@ class TokenEmbedding(nn.Module):
     Weights are drawn from ``N(0, d_model^-1/2)`` so that the scaled embedding has unit
     variance, the same scale as the sinusoidal positions added to it.
 
-    Input: token ids ``(B, T)`` (long). Output: ``(B, T, d_model)``.
+    Input: token ids ``(B, T)`` (long), each in ``[0, vocab_size)``. Output:
+    ``(B, T, d_model)``.
     """
 
     def __init__(self, vocab_size: int, d_model: int, padding_idx: int | None = None):
         super().__init__()
+        _check_size("vocab_size", vocab_size, 1)
+        _check_size("d_model", d_model, 1)
+        if padding_idx is not None and not 0 <= padding_idx < vocab_size:
+            raise ValueError(
+                f"padding_idx must be None or an id in [0, vocab_size={vocab_size}); "
+                f"got {padding_idx!r}"
+            )
         self.d_model = d_model
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
         nn.init.normal_(self.embedding.weight, mean=0.0, std=d_model**-0.5)
@@ -37,15 +90,17 @@ class TokenEmbedding(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         if tokens.dim() != 2:
             raise ValueError(f"tokens must have shape (B, T); got {tuple(tokens.shape)}")
-        return self.embedding(tokens) * math.sqrt(self.d_model)  # (B, T, d_model)
+        return embed_tokens(self.embedding, tokens) * math.sqrt(self.d_model)  # (B, T, d_model)
 
 
 def sinusoidal_table(max_len: int, d_model: int) -> Tensor:
     """The paper's positional encoding table (section 3.5), shape ``(max_len, d_model)``.
 
     ``PE[pos, 2i] = sin(pos / 10000^(2i / d_model))`` and
-    ``PE[pos, 2i+1] = cos(pos / 10000^(2i / d_model))``.
+    ``PE[pos, 2i+1] = cos(pos / 10000^(2i / d_model))``. Raises ``ValueError`` for sizes
+    that are not whole numbers, or a ``max_len`` above :data:`MAX_POSITIONS` (a typo).
     """
+    check_table(max_len, d_model)
     position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(d_model / 2),)
     angle = position / torch.pow(10000.0, two_i / d_model)  # (max_len, ceil(d_model / 2))
@@ -56,10 +111,12 @@ def sinusoidal_table(max_len: int, d_model: int) -> Tensor:
 
 
 class _PositionalEncoding(nn.Module):
-    """Shared checks for the two positional encodings: length limit, then dropout."""
+    """Shared checks for the two positional encodings: sizes, input width and length limit."""
 
-    def __init__(self, max_len: int, dropout: float):
+    def __init__(self, d_model: int, max_len: int, dropout: float):
         super().__init__()
+        check_table(max_len, d_model)
+        self.d_model = d_model
         self.max_len = max_len
         self.dropout = Dropout(dropout)
 
@@ -73,8 +130,12 @@ class _PositionalEncoding(nn.Module):
         Input and output: ``(B, T, d_model)``. ``offset`` is the position of ``x[:, 0]``
         (non-zero when decoding one token at a time with a key/value cache).
         """
-        if x.dim() != 3:
-            raise ValueError(f"x must have shape (B, T, d_model); got {tuple(x.shape)}")
+        if x.dim() != 3 or x.size(-1) != self.d_model:
+            raise ValueError(
+                f"x must have shape (B, T, d_model={self.d_model}); got {tuple(x.shape)}"
+            )
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"offset must be a whole number >= 0; got {offset!r}")
         T = x.size(1)
         if offset + T > self.max_len:
             raise ValueError(
@@ -92,7 +153,7 @@ class SinusoidalPositionalEncoding(_PositionalEncoding):
     """
 
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
-        super().__init__(max_len, dropout)
+        super().__init__(d_model, max_len, dropout)
         self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
 
     def positions(self, T: int, offset: int) -> Tensor:
@@ -112,7 +173,7 @@ class LearnedPositionalEncoding(_PositionalEncoding):
     def __init__(
         self, d_model: int, max_len: int = 512, dropout: float = 0.0, init_std: float = 0.02
     ):
-        super().__init__(max_len, dropout)
+        super().__init__(d_model, max_len, dropout)
         self.embedding = nn.Embedding(max_len, d_model)
         nn.init.normal_(self.embedding.weight, mean=0.0, std=init_std)
 
@@ -168,6 +229,11 @@ class PatchEmbedding(nn.Module):
             raise ValueError(
                 f"images must have shape (B, {', '.join(map(str, expected))}); "
                 f"got {tuple(images.shape)}"
+            )
+        if not images.is_floating_point():
+            raise ValueError(
+                f"images must be a float tensor (8-bit pixels: images.float() / 255); got dtype "
+                f"{images.dtype}"
             )
         B, C = images.shape[:2]
         P = self.patch_size

@@ -37,6 +37,13 @@ _ACTIVATIONS = {
 }
 
 
+def check_num_layers(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless a layer count is a whole number ``>= 0`` (``range`` would
+    build no layer for a negative one, and fail on a float)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0; got {value!r}")
+
+
 def residual(x: Tensor, sublayer_out: Tensor) -> Tensor:
     """The residual connection of section 3.1 (``x + Sublayer(x)``); shapes ``(B, T, d_model)``.
 
@@ -243,6 +250,7 @@ class TransformerEncoder(nn.Module):
         spec: BlockSpec | None = None,
     ):
         super().__init__()
+        check_num_layers("num_layers", num_layers)
         spec = spec_or_keywords(
             spec,
             "TransformerEncoder",
@@ -432,6 +440,7 @@ class TransformerDecoder(nn.Module):
         spec: BlockSpec | None = None,
     ):
         super().__init__()
+        check_num_layers("num_layers", num_layers)
         spec = spec_or_keywords(
             spec,
             "TransformerDecoder",

@@ -22,6 +22,13 @@ import torch
 from torch import Tensor
 
 
+def _check_length(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless a sequence length is a whole number ``>= 0`` (a symbolic
+    one under ``torch.compile`` with dynamic shapes included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)) or value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0; got {value!r}")
+
+
 def padding_mask(
     lengths_or_tokens: Tensor, pad_id: int | None = None, max_len: int | None = None
 ) -> Tensor:
@@ -51,6 +58,10 @@ def padding_mask(
                 f"padding_mask(lengths) expects integer lengths of shape (B,); "
                 f"got {tuple(lengths.shape)} {lengths.dtype}"
             )
+        if max_len is not None:
+            _check_length("max_len", max_len)
+        elif lengths.numel() == 0:
+            raise ValueError("padding_mask(lengths) of an empty batch needs max_len")
         T = int(lengths.max()) if max_len is None else max_len
         positions = torch.arange(T, device=lengths.device)  # (T,)
         keep = positions[None, :] < lengths[:, None]  # (B, T)
@@ -68,6 +79,8 @@ def causal_mask(T_q: int, T_k: int | None = None, device: torch.device | None = 
         Bool tensor ``(T_q, T_k)``, ``True`` on and below the (shifted) diagonal.
     """
     T_k = T_q if T_k is None else T_k
+    _check_length("T_q", T_q)
+    _check_length("T_k", T_k)
     if T_k < T_q:
         raise ValueError(f"causal_mask needs T_k >= T_q; got T_q={T_q}, T_k={T_k}")
     ones = torch.ones(T_q, T_k, dtype=torch.bool, device=device)
@@ -86,6 +99,7 @@ def local_mask(T: int, window: int, device: torch.device | None = None) -> Tenso
     Returns:
         Bool tensor ``(T, T)``, ``True`` on the band ``|i - j| <= window``.
     """
+    _check_length("T", T)
     if window < 0:
         raise ValueError(f"local_mask needs window >= 0; got {window}")
     i = torch.arange(T, device=device)
@@ -115,17 +129,27 @@ def combine_masks(*masks: Tensor | None) -> Tensor | None:
     return result
 
 
+def require_bool_mask(mask: Tensor, name: str = "attention mask") -> None:
+    """Raise ``ValueError`` unless ``mask`` is a bool tensor (``True`` = may attend).
+
+    A float 0/1 mask would not fail on its own: ``F.scaled_dot_product_attention`` *adds* a
+    float mask to the scores, so that it masks nothing; ``~`` of a float mask fails deep in
+    torch. ``name`` is the argument named in the message.
+    """
+    if mask.dtype != torch.bool:
+        raise ValueError(
+            f"{name} must be a bool tensor (True = may attend); got dtype {mask.dtype}. "
+            "Build one with attnlab.nn.padding_mask / causal_mask."
+        )
+
+
 def check_mask(mask: Tensor, B: int, H: int, T_q: int, T_k: int) -> None:
     """Raise ``ValueError`` unless ``mask`` is a bool mask in one of the accepted layouts.
 
     Accepted: ``(T_q, T_k)`` or ``(B|1, H|1, T_q|1, T_k)`` (see the module docstring). The
     message names the expected and the received shapes.
     """
-    if mask.dtype != torch.bool:
-        raise ValueError(
-            f"attention mask must be a bool tensor (True = may attend); got dtype {mask.dtype}. "
-            "Build one with attnlab.nn.padding_mask / causal_mask."
-        )
+    require_bool_mask(mask)
     expected = (
         f"(T_q, T_k) = ({T_q}, {T_k}) or (B|1, H|1, T_q|1, T_k) = ({B}|1, {H}|1, {T_q}|1, {T_k})"
     )

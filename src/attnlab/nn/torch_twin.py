@@ -20,11 +20,13 @@ from dataclasses import fields
 
 from torch import Tensor, nn
 
+from attnlab.nn.masks import require_bool_mask
 from attnlab.nn.spec import Activation, BlockSpec, spec_or_keywords
 
 
 def torch_key_padding_mask(mask: Tensor) -> Tensor:
     """attnlab padding mask ``(B, 1, 1, T)``, True = real -> torch ``(B, T)``, True = padding."""
+    require_bool_mask(mask, "mask")
     if mask.dim() != 4 or mask.shape[1:3] != (1, 1):
         raise ValueError(f"expected an attnlab padding mask (B, 1, 1, T); got {tuple(mask.shape)}")
     return ~mask[:, 0, 0, :]  # (B, T)
@@ -32,6 +34,7 @@ def torch_key_padding_mask(mask: Tensor) -> Tensor:
 
 def torch_attn_mask(mask: Tensor) -> Tensor:
     """attnlab ``(T_q, T_k)`` mask (True = may attend) -> torch ``attn_mask`` (True = blocked)."""
+    require_bool_mask(mask, "mask")
     if mask.dim() != 2:
         raise ValueError(f"expected an attnlab (T_q, T_k) mask; got {tuple(mask.shape)}")
     return ~mask
@@ -40,6 +43,7 @@ def torch_attn_mask(mask: Tensor) -> Tensor:
 def torch_per_head_mask(mask: Tensor, num_heads: int) -> Tensor:
     """attnlab ``(B, 1 | H, T_q, T_k)`` mask (True = may attend) -> torch's 3-D ``attn_mask``
     ``(B * H, T_q, T_k)`` (True = blocked)."""
+    require_bool_mask(mask, "mask")
     if mask.dim() != 4:
         raise ValueError(f"expected an attnlab (B, H, T_q, T_k) mask; got {tuple(mask.shape)}")
     B, _, T_q, T_k = mask.shape

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from attnlab.nn.layers import DecoderLayerCache, TransformerDecoder, TransformerEncoder
+from attnlab.nn.layers import (
+    DecoderLayerCache,
+    TransformerDecoder,
+    TransformerEncoder,
+    check_num_layers,
+)
 from attnlab.nn.spec import Activation, BlockSpec, spec_or_keywords
 
 
@@ -51,6 +56,8 @@ class Transformer(nn.Module):
         spec: BlockSpec | None = None,
     ):
         super().__init__()
+        check_num_layers("num_encoder_layers", num_encoder_layers)
+        check_num_layers("num_decoder_layers", num_decoder_layers)
         spec = spec_or_keywords(
             spec,
             "Transformer",

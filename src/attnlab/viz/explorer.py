@@ -34,14 +34,11 @@ from typing import Any
 
 import torch
 
-from attnlab.errors import InputError
 from attnlab.files import write_text
-from attnlab.viz.views import AttentionView
+from attnlab.viz.views import AttentionView, check_views
 
 # Weights are stored as round(weight * WEIGHT_SCALE): 4 decimals, and short JSON integers.
 WEIGHT_SCALE = 10_000
-# Float weights may exceed 1 by rounding; anything beyond this is not an attention weight.
-_TOLERANCE = 1e-3
 _ASSETS = ("explorer.html", "explorer.css", "explorer.js")
 
 
@@ -88,7 +85,7 @@ def explorer_data(
     Returns ``{"title", "scale", "views": [{"title", "queries", "keys", "layers", "heads",
     "weights"}]}`` where ``weights[layer][head][query][key]`` is ``round(weight * scale)``.
     """
-    checked = _check_views(views)
+    checked = check_views(views)
     return {
         "title": title,
         "scale": WEIGHT_SCALE,
@@ -155,44 +152,6 @@ def show(
 def _asset(name: str) -> str:
     """The text of a file shipped in ``attnlab/viz/explorer_assets/``."""
     return (resources.files("attnlab.viz") / "explorer_assets" / name).read_text(encoding="utf-8")
-
-
-def _check_views(
-    views: AttentionView | Sequence[AttentionView],
-) -> list[tuple[AttentionView, list[torch.Tensor]]]:
-    """Each view with its maps as float tensors ``(H, T_q, T_k)``; InputError if inconsistent."""
-    if isinstance(views, AttentionView):
-        views = [views]
-    views = list(views)
-    if not views:
-        raise InputError("no attention views to show: give at least one AttentionView")
-    checked = []
-    for number, view in enumerate(views, 1):
-        if not isinstance(view, AttentionView):
-            raise InputError(f"view {number} is a {type(view).__name__}, not an AttentionView")
-        name = f"view {number} ({view.title})" if view.title else f"view {number}"
-        if len(view.maps) == 0:
-            raise InputError(f"{name} has no attention maps: give one (H, T_q, T_k) per layer")
-        maps = [torch.as_tensor(m).detach().float().cpu() for m in view.maps]
-        shape = tuple(maps[0].shape)
-        if len(shape) != 3 or 0 in shape:
-            raise InputError(f"{name}: layer 1 has shape {shape}; expected (H, T_q, T_k) > 0")
-        for layer, m in enumerate(maps, 1):
-            if tuple(m.shape) != shape:
-                raise InputError(
-                    f"{name}: layer {layer} has shape {tuple(m.shape)} but layer 1 has {shape}"
-                )
-        _, T_q, T_k = shape
-        if len(view.query_labels) != T_q or len(view.key_labels) != T_k:
-            raise InputError(
-                f"{name}: {len(view.query_labels)} query and {len(view.key_labels)} key labels "
-                f"for maps of {T_q} queries x {T_k} keys"
-            )
-        for layer, m in enumerate(maps, 1):
-            if not bool(torch.isfinite(m).all()) or m.min() < 0 or m.max() > 1 + _TOLERANCE:
-                raise InputError(f"{name}: layer {layer} has weights outside [0, 1]")
-        checked.append((view, maps))
-    return checked
 
 
 def _quantise(weights: torch.Tensor) -> list[list[list[int]]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from torch import Tensor
 
 from attnlab.viz.figures import new_figure, save_figure
-from attnlab.viz.views import AttentionView
+from attnlab.viz.views import AttentionView, check_views
 
 
 def _draw_grid(
@@ -42,8 +42,11 @@ def _grid_size(view: AttentionView) -> tuple[float, float]:
 def plot_attention_views(views: list[AttentionView], path: str | Path) -> Path:
     """Save several kinds of attention of one input (e.g. encoder, decoder, cross) in one PNG.
 
-    Each view is drawn as :func:`plot_attention_grid` draws it, one below the other.
+    Each view is drawn as :func:`plot_attention_grid` draws it, one below the other. Views
+    whose maps and labels disagree raise :class:`~attnlab.errors.InputError` before any
+    drawing (see :func:`~attnlab.viz.views.check_views`).
     """
+    check_views(views)
     sizes = [_grid_size(view) for view in views]
     fig = new_figure(figsize=(max(w for w, _ in sizes), sum(h for _, h in sizes)))
     subfigures = fig.subfigures(len(views), 1, height_ratios=[h for _, h in sizes], squeeze=False)
@@ -65,5 +68,9 @@ def plot_attention_grid(
         maps: one tensor per layer, ``(H, T_q, T_k)``; rows are queries, columns keys.
         query_labels: ``T_q`` labels for the rows; key_labels: ``T_k`` labels for the columns.
         path: output file (``.png``).
+
+    Raises:
+        InputError: no maps, maps of different shapes, label counts that are not ``T_q``
+            and ``T_k``, or weights outside ``[0, 1]`` (a ``ValueError``).
     """
     return plot_attention_views([AttentionView(maps, query_labels, key_labels, title)], path)

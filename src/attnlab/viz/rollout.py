@@ -83,6 +83,7 @@ def plot_rollout_overlay(
         layer_heats: more ``(rows, cols)`` maps, one panel each (e.g. each layer's CLS
             attention over the patches, heads averaged).
     """
+    _check_overlay(image, heat, layer_heats)
     image = image.detach().float().cpu()
     H, W = image.shape
     shares = [(m / m.sum()).detach().float().cpu() for m in (heat, *layer_heats)]
@@ -107,6 +108,18 @@ def plot_rollout_overlay(
     if title:
         fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)
+
+
+def _check_overlay(image: Tensor, heat: Tensor, layer_heats: Sequence[Tensor]) -> None:
+    """Raise :class:`InputError` unless ``image`` is ``(H, W)`` and every map ``(rows, cols)``."""
+    if image.dim() != 2:
+        raise InputError(f"image must be a grayscale image (H, W); got shape {tuple(image.shape)}")
+    maps = {"heat": heat, **{f"layer_heats[{i}]": m for i, m in enumerate(layer_heats)}}
+    for name, m in maps.items():
+        if m.dim() != 2:
+            raise InputError(
+                f"{name} must be a map over the patch grid (rows, cols); got shape {tuple(m.shape)}"
+            )
 
 
 def _write_shares(ax: Axes, share: Tensor, image_size: tuple[int, int]) -> None:
