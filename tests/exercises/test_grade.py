@@ -251,6 +251,29 @@ def stop_when_imported(marker: Path, sig: signal.Signals, *args: str):
     return proc.returncode, out, err
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_stopped_grade_kills_the_running_checks_and_starts_no_more(tmp_path, release, sig):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    looping, later = tmp_path / "looping", tmp_path / "later"
+    (subs / "a_looping.py").write_text(looping_when_imported(looping, release))
+    (subs / "b_later.py").write_text(f"open({str(later)!r}, 'w').close()\n")
+    grades = tmp_path / "grades.csv"
+    code, out, err = stop_when_imported(
+        looping, sig, "grade", str(subs), "--csv", str(grades), "--practical", "encoder",
+        "--jobs", "1", "--timeout", "600",
+    )  # fmt: skip
+    assert code == 128 + sig, err
+    assert err.strip().splitlines() == [
+        "attnlab: interrupted" + (" by SIGTERM" if sig == signal.SIGTERM else "")
+    ]
+    assert out == "" and not grades.exists()
+    # The queued check was not started, and the looping one was killed, not waited for (for
+    # the hour of its time limit) nor left running.
+    assert not later.exists()
+    wait_until(lambda: not alive(int(looping.read_text())), "the student's process to end")
+
+
 def test_check_stopped_by_sighup_kills_its_checking_process_and_says_so(tmp_path, release):
     looping = tmp_path / "looping"
     (tmp_path / "encoder.py").write_text(looping_when_imported(looping, release))
