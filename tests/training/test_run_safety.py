@@ -125,6 +125,23 @@ def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path):
     load_checkpoint(run_dir / "checkpoint.pt")  # whole: the one of step 100 or a later one
 
 
+def test_a_run_under_nohup_ignores_sighup_and_still_stops_on_sigterm(tmp_path):
+    run_dir = tmp_path / "nohup"
+    ignoring_sighup = (  # as nohup starts a command: SIGHUP ignored, then exec (the same PID)
+        "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'attnlab.cli', *sys.argv[1:]])"
+    )
+    child = Child([sys.executable, "-c", ignoring_sighup, "train", "reverse", "--out",
+                   str(run_dir), "--no-progress", *SMALL, "--epochs", "50"])  # fmt: skip
+    child.wait_for_line(r"^step +20 ")
+    child.proc.send_signal(signal.SIGHUP)  # the terminal closed: training goes on
+    child.proc.send_signal(signal.SIGTERM)
+    code, _, err = child.finish()
+    assert code == 128 + signal.SIGTERM, err
+    assert "SIGTERM: stopping after this step" in err and "SIGHUP" not in err
+    assert load_checkpoint(run_dir / "checkpoint.pt")["step"] < 1000
+
+
 def test_a_stopped_run_can_still_report(tmp_path):
     run_dir = tmp_path / "report"
     child = start_training(run_dir, 50_000, "--val-every", "100", "--report-on-stop")
