@@ -17,6 +17,7 @@ from attnlab.cli import main
 from attnlab.training.checkpoint import load_checkpoint
 
 from ..cli_helpers import assert_one_line_error, run_cli
+from ..data_sets import needs_data
 from .conftest import SMALL, train
 from .test_trainer import Child, start_training
 
@@ -140,6 +141,34 @@ def test_a_run_under_nohup_ignores_sighup_and_still_stops_on_sigterm(tmp_path):
     assert code == 128 + signal.SIGTERM, err
     assert "SIGTERM: stopping after this step" in err and "SIGHUP" not in err
     assert load_checkpoint(run_dir / "checkpoint.pt")["step"] < 1000
+
+
+@needs_data
+def test_compare_stops_at_a_signal_and_shows_the_variants_that_finished(tmp_path):
+    out = tmp_path / "compare"
+    child = Child([sys.executable, "-m", "attnlab.cli", "compare", "names", "--budget", "1",
+                   "--out", str(out), "--d-model", "16", "--layers", "1", "--d-ff", "32",
+                   "--val-every", "20", "--json"])  # fmt: skip
+    with child.changed:  # the second variant's first validation: the first one is done
+        child.changed.wait_for(
+            lambda: (
+                sum(line.startswith("step     20 ") for line in child.lines["stderr"]) >= 2
+                or "stderr" in child.closed
+            ),
+            600,
+        )
+    child.proc.send_signal(signal.SIGINT)
+    code, stdout, err = child.finish()
+    assert code == 128 + signal.SIGINT, err
+    assert "Traceback" not in err
+    variants = ["attnlab", "torch", "gru"]
+    rows = json.loads(stdout[stdout.index("[") :])  # the variants that finished, in order
+    done = len(rows)
+    assert 1 <= done < len(variants) and [r["variant"] for r in rows] == variants[:done]
+    ours = [line for line in err.splitlines() if line.startswith("attnlab:")]
+    assert ours == [err.splitlines()[-1]]  # one line, the last
+    assert f"interrupted during variant {variants[done]!r}" in ours[0]
+    assert not [v for v in variants[done + 1 :] if (out / v).exists()]  # none started after
 
 
 def test_a_stopped_run_can_still_report(tmp_path):
