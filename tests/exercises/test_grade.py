@@ -283,3 +283,32 @@ def test_check_stopped_by_sighup_kills_its_checking_process_and_says_so(tmp_path
     assert code == 128 + signal.SIGHUP, err
     assert err == "attnlab: interrupted by SIGHUP\n" and out == ""
     wait_until(lambda: not alive(int(looping.read_text())), "the student's process to end")
+
+
+def test_a_csv_written_by_another_grade_meanwhile_is_kept_and_ours_goes_beside_it(
+    capsys, monkeypatch, tmp_path
+):
+    from attnlab.exercises import runner
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "alice.py").write_text("x = 1\n")
+    grades = tmp_path / "grades.csv"
+    theirs = "student,total\nzed,9\n"
+
+    def another_grade_finishes_first(practical, path, parts, timeout, launches=None):
+        grades.write_text(theirs)  # a second `grade --csv grades.csv`, started at the same time
+        return runner.FileReport(practical, path)
+
+    monkeypatch.setattr(runner, "check_file", another_grade_finishes_first)
+    args = ["exercise", "grade", str(subs), "--csv", str(grades), "--practical", "encoder"]
+    code, out, err = run_cli(capsys, *args)
+    kept = tmp_path / "grades-2.csv"
+    assert_one_line_error(code, err, f"{grades} was written by another process while grading")
+    assert f"these grades are in {kept}" in err
+    assert grades.read_text() == theirs  # not replaced: no --overwrite
+    assert [row["student"] for row in csv.DictReader(kept.open())] == ["alice"]
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
+    code, out, err = run_cli(capsys, *args, "--overwrite")  # told to: replaced
+    assert code == 0, err
+    assert [row["student"] for row in csv.DictReader(grades.open())] == ["alice"]

@@ -286,7 +286,7 @@ def grade(
                 row.update({f"{name}:{p['part']}": GRADES[str(p["status"])] for p in report.parts})
         row["total"] = str(sum(row[c] == "pass" for c in columns))
         rows.append(row)
-    _write_csv(csv_path, ["student", *columns, "total"], rows)
+    _write_csv(csv_path, ["student", *columns, "total"], rows, overwrite)
     return rows
 
 
@@ -331,9 +331,29 @@ def _students(submissions: Path) -> dict[str, Path]:
     return students
 
 
-def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]], overwrite: bool) -> None:
+    """Write the grades; without ``overwrite``, a CSV that another process (a second ``grade
+    --csv`` of the same name) wrote while these grades were made is kept, and these go beside
+    it, under the first free name ``NAME-2.csv``, ``NAME-3.csv``, ...: one sentence says so."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_text(path, text.getvalue())
+    try:
+        write_text(path, text.getvalue(), replace=overwrite)
+        return
+    except FileExistsError:
+        pass
+    for n in range(2, 10_000):
+        kept = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        try:
+            write_text(kept, text.getvalue(), replace=False)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise OutputError(f"{path} was written by another process while grading")
+    raise OutputError(
+        f"{path} was written by another process while grading, and is kept: these grades "
+        f"are in {kept}"
+    )
