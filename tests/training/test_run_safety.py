@@ -14,7 +14,9 @@ from safetensors.torch import load_file, save_file
 
 import attnlab.files
 from attnlab.cli import main
+from attnlab.errors import RunDirError
 from attnlab.training.checkpoint import load_checkpoint
+from attnlab.training.lock import RunLock
 
 from ..cli_helpers import assert_one_line_error, run_cli
 from ..data_sets import needs_data
@@ -61,6 +63,45 @@ def test_two_resumes_of_one_run_exactly_one_runs(tmp_path):
     assert_one_line_error(code, err, f"in use by another attnlab process (PID {first.proc.pid})")
     first.proc.send_signal(signal.SIGTERM)
     assert first.finish()[0] == 128 + signal.SIGTERM
+
+
+def test_eval_save_is_refused_while_the_run_trains_but_eval_reads(capsys, tmp_path):
+    run_dir = tmp_path / "training"
+    child = start_training(run_dir, 1000, "--val-every", "20", "--epochs", "100000")
+    try:
+        child.wait_for_line(r"^step +20 ")  # a model is saved; training goes on till stopped
+        code, out, err = run_cli(capsys, "eval", str(run_dir))  # a reader: no lock needed
+        assert code == 0 and out.startswith("test set: loss"), err
+        code, _, err = run_cli(capsys, "eval", str(run_dir), "--save")
+        pid = child.proc.pid
+        assert_one_line_error(code, err, f"in use by another attnlab process (PID {pid})")
+        assert "leave out --save" in err
+    finally:
+        child.proc.send_signal(signal.SIGTERM)
+    assert child.finish()[0] == 128 + signal.SIGTERM
+    assert "test" not in json.loads((run_dir / "metrics.json").read_text())
+    code, _, err = run_cli(capsys, "eval", str(run_dir), "--save")  # the run is free now
+    assert code == 0, err
+    assert json.loads((run_dir / "metrics.json").read_text())["test"]["metrics"]
+
+
+def test_the_run_stays_locked_while_its_test_report_is_written(monkeypatch, tmp_path):
+    import attnlab.evaluation
+
+    real_evaluate_run, tries = attnlab.evaluation.evaluate_run, []
+
+    def evaluate_run(run, **kwargs):  # what `eval --save` or `--resume` would meet meanwhile
+        try:
+            RunLock(run.dir).acquire().release()
+            tries.append("free")
+        except RunDirError:
+            tries.append("locked")
+        return real_evaluate_run(run, **kwargs)
+
+    monkeypatch.setattr(attnlab.evaluation, "evaluate_run", evaluate_run)
+    assert train(tmp_path / "run", "--epochs", "1") == 0
+    assert tries == ["locked"]
+    RunLock(tmp_path / "run").acquire().release()  # and free once train returns
 
 
 def test_a_full_disk_stops_with_one_sentence_and_keeps_the_last_checkpoint(

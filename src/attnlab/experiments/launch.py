@@ -163,20 +163,20 @@ def train(
         task_obj = task_cls(task_config)  # finds (or fails to find) the data first
         task_obj.check_data_fits()
         check_fits(task_obj.build_model, "training")
-    locks: list[RunLock] = []
-    with distributed.process_group(train_config.device):
-        distributed.check_batch_split(
-            train_config.batch_size, train_config.grad_accum, distributed.world_size()
-        )
-        try:
+    locks: list[RunLock] = []  # held until the test report is written into the run too
+    try:
+        with distributed.process_group(train_config.device):
+            distributed.check_batch_split(
+                train_config.batch_size, train_config.grad_accum, distributed.world_size()
+            )
             run_dir = distributed.on_main(lambda: _claim(task_cls.name, out, resume, locks))
             trainer = _fit(task_obj, train_config, run_dir, resume, progress)
-        finally:
-            for lock in locks:
-                lock.release()
-        if not distributed.is_main():
-            return None
-    return _finish(run_dir, trainer, train_config, report_on_stop)
+            if not distributed.is_main():
+                return None
+        return _finish(run_dir, trainer, train_config, report_on_stop)
+    finally:
+        for lock in locks:
+            lock.release()
 
 
 def _fit(
