@@ -56,9 +56,11 @@ class Interrupted(KeyboardInterrupt):
     raises KeyboardInterrupt: the ``finally`` blocks and ``with`` exits on the way out run
     (temporary files removed, child processes killed, locks released). Being a
     KeyboardInterrupt, whatever handles Ctrl-C handles it too; the ``attnlab`` command
-    prints one line and exits with ``128 + signum``.
+    prints one line, ending with ``note`` (what was kept, what to do next), and exits with
+    ``128 + signum``.
     """
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, note: str = ""):
         super().__init__(signum)
         self.signum = signum
+        self.note = note

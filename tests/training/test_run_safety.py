@@ -104,6 +104,31 @@ def test_the_run_stays_locked_while_its_test_report_is_written(monkeypatch, tmp_
     RunLock(tmp_path / "run").acquire().release()  # and free once train returns
 
 
+def test_ctrl_c_during_the_test_report_says_the_run_is_saved(capsys, monkeypatch, tmp_path):
+    import attnlab.evaluation
+
+    real_evaluate_run = attnlab.evaluation.evaluate_run
+
+    def interrupted(run, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C once training is done, while the report is made
+
+    monkeypatch.setattr(attnlab.evaluation, "evaluate_run", interrupted)
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli(
+        capsys, "train", "reverse", "--out", str(run_dir), "--no-progress", *SMALL, "--epochs", "1"
+    )
+    assert code == 128 + signal.SIGINT
+    ours = [line for line in err.splitlines() if line.startswith("attnlab:")]
+    assert ours == [
+        f"attnlab: interrupted: the test report was not written; the trained run is saved in "
+        f"{run_dir}, and attnlab eval {run_dir} --save writes the report"
+    ]
+    assert "test set:" not in out
+    monkeypatch.setattr(attnlab.evaluation, "evaluate_run", real_evaluate_run)
+    code, out, err = run_cli(capsys, "eval", str(run_dir), "--save")  # as it says: it works
+    assert code == 0 and out.startswith("test set: loss"), err
+
+
 def test_a_full_disk_stops_with_one_sentence_and_keeps_the_last_checkpoint(
     capsys, monkeypatch, tmp_path
 ):

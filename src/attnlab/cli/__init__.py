@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # a stop signal outside the training loop (start-up, report)
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
         name = signal.Signals(signum).name
-        print("attnlab: interrupted" + ("" if name == "SIGINT" else f" by {name}"), file=sys.stderr)
+        note = f": {e.note}" if isinstance(e, Interrupted) and e.note else ""
+        how = "" if name == "SIGINT" else f" by {name}"
+        print(f"attnlab: interrupted{how}{note}", file=sys.stderr)
         return 128 + signum
     except BrokenPipeError:
         # The reader of our output went away (e.g. `attnlab generate ... | head`): stop

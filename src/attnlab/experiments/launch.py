@@ -12,6 +12,7 @@ TASK --flags`` calls the same function with the flags the user typed.
 from __future__ import annotations
 
 import dataclasses
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import torch
 
 from attnlab.configs import TrainConfig
 from attnlab.configs.layer import LAYER_DEFAULTS
-from attnlab.errors import ConfigError
+from attnlab.errors import ConfigError, Interrupted
 from attnlab.options import build, flat_fields
 from attnlab.runs import (
     Run,
@@ -173,7 +174,16 @@ def train(
             trainer = _fit(task_obj, train_config, run_dir, resume, progress)
             if not distributed.is_main():
                 return None
-        return _finish(run_dir, trainer, train_config, report_on_stop)
+        try:
+            return _finish(run_dir, trainer, train_config, report_on_stop)
+        except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: say what is kept
+            signum = getattr(e, "signum", signal.SIGINT)
+            kept = "the trained run" if trainer.stopped_by is None else "its checkpoint"
+            raise Interrupted(
+                signum,
+                f"the test report was not written; {kept} is saved in {run_dir}, and "
+                f"attnlab eval {run_dir} --save writes the report",
+            ) from None
     finally:
         for lock in locks:
             lock.release()
