@@ -61,6 +61,7 @@ def test_two_resumes_of_one_run_exactly_one_runs(tmp_path):
     second = Child(resume)
     code, _, err = second.finish()
     assert_one_line_error(code, err, f"in use by another attnlab process (PID {first.proc.pid})")
+    assert err.rstrip().endswith("wait for it to finish")  # not "choose another --out"
     first.proc.send_signal(signal.SIGTERM)
     assert first.finish()[0] == 128 + signal.SIGTERM
 

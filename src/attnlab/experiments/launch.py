@@ -116,7 +116,7 @@ def _claim(task_name: str, out: str | Path | None, resume: Path | None, locks: l
     if resume is None:
         run_dir, lock = claim_new_run_dir(task_name, out)
     else:
-        run_dir, lock = resume, RunLock(resume).acquire()
+        run_dir, lock = resume, RunLock(resume, "wait for it to finish").acquire()
     locks.append(lock)
     return run_dir
 
