@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -153,7 +154,16 @@ def test_competing_load_runs_busy_processes_only_inside_the_block():
     with competing_load(1) as children:
         assert len(children) == 1
         assert all(child.poll() is None for child in children)  # started, and still running
+        if sys.platform.startswith("linux"):  # a terminal's Ctrl-C reaches it: it ignores it
+            assert all(_ignores(child.pid, signal.SIGINT) for child in children)
     assert all(child.returncode is not None for child in children)  # killed and reaped
+
+
+def _ignores(pid: int, sig: signal.Signals) -> bool:
+    """Whether process ``pid`` ignores ``sig`` (the SigIgn mask of /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as status:
+        mask = next(line for line in status if line.startswith("SigIgn:")).split()[1]
+    return bool(int(mask, 16) >> (sig - 1) & 1)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -49,3 +49,18 @@ class Stopped(BaseException):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside the training loop, raised where the program is, as Ctrl-C
+    raises KeyboardInterrupt: the ``finally`` blocks and ``with`` exits on the way out run
+    (temporary files removed, child processes killed, locks released). Being a
+    KeyboardInterrupt, whatever handles Ctrl-C handles it too; the ``attnlab`` command
+    prints one line, ending with ``note`` (what was kept, what to do next), and exits with
+    ``128 + signum``.
+    """
+
+    def __init__(self, signum: int, note: str = ""):
+        super().__init__(signum)
+        self.signum = signum
+        self.note = note

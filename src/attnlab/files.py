@@ -8,6 +8,7 @@ is opened (reading a FIFO with no writer would wait for ever). Imports no torch.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -37,12 +38,15 @@ def check_output_file(path: Path) -> None:
         raise OutputError(f"cannot write {path}: {parent} is not writable")
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None], replace: bool = True) -> None:
     """Call ``write(tmp)`` on a temporary path beside ``path``, flush it, then rename it.
 
     The temporary file keeps ``path``'s suffix, so writers that pick a format from it (e.g.
     matplotlib) still can. An OSError (not writable, a directory, disk full) becomes an
-    :class:`~attnlab.errors.OutputError`, and the temporary file is removed.
+    :class:`~attnlab.errors.OutputError`, and the temporary file is removed. With
+    ``replace=False`` a file that another process gave the name ``path`` meanwhile is never
+    replaced: ``FileExistsError`` is raised instead (the finished file is given its name by
+    ``os.link``, which fails on an existing name, in the same atomic step).
     """
     path = Path(path)
     check_output_file(path)
@@ -61,16 +65,35 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _name_if_new(tmp, path)
+    except FileExistsError:
+        raise
     except OSError as e:
         raise OutputError(f"cannot write {path}: {_reason(e)}") from e
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def _name_if_new(tmp: Path, path: Path) -> None:
+    """Give the file ``tmp`` the name ``path`` unless a file has it (``FileExistsError``)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename (almost atomic)
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str, replace: bool = True) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path. With
+    ``replace=False``, raises ``FileExistsError`` rather than replace a file (see
+    :func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), replace)
     return Path(path)
 
 

@@ -3,9 +3,13 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from attnlab.exercises.registry import practical
 
@@ -184,3 +188,127 @@ def test_grade_refuses_an_existing_csv_before_grading_unless_told_to_overwrite(c
     assert code == 0, err
     assert [row["student"] for row in csv.DictReader(grades.open())] == ["alice"]
     assert marker.exists()
+
+
+def looping_when_imported(marker: Path, release: Path) -> str:
+    """A submission that, once imported by the checking process, leaves its PID in
+    ``marker`` and loops, swallowing the checker's time limit for its import: only a kill ends
+    it (attnlab's, or the whole check's limit, an hour away here), or ``release`` appearing."""
+    released = f"os.path.exists({str(release)!r})"
+    return (
+        f"import os\n\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\n"
+        f"while not {released}:\n"
+        f"    try:\n        while not {released}:\n            pass\n"
+        "    except BaseException:\n        pass\n"
+    )
+
+
+@pytest.fixture
+def release(tmp_path):
+    """A file whose appearance ends the loops of :func:`looping_when_imported`: made at the end
+    of the test, so that a failed one leaves no student's process spinning."""
+    path = tmp_path / "release"
+    yield path
+    path.touch()
+
+
+def wait_until(condition, what: str, timeout: float = 300) -> None:
+    """Poll for an event; ``timeout`` only guards against a hang."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return state not in ("Z", "X")
+
+
+def stop_when_imported(marker: Path, sig: signal.Signals, *args: str):
+    """``attnlab exercise ARGS`` in a process of its own, sent ``sig`` once the student's code
+    wrote ``marker``; (status, stdout, stderr)."""
+    command = [sys.executable, "-m", "attnlab", "exercise", *args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: marker.exists() and marker.read_text(), "the student's code to run")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=300)  # only a safety net: it ends at once
+    finally:
+        proc.kill()
+        proc.wait()
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_stopped_grade_kills_the_running_checks_and_starts_no_more(tmp_path, release, sig):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    looping, later = tmp_path / "looping", tmp_path / "later"
+    (subs / "a_looping.py").write_text(looping_when_imported(looping, release))
+    (subs / "b_later.py").write_text(f"open({str(later)!r}, 'w').close()\n")
+    grades = tmp_path / "grades.csv"
+    code, out, err = stop_when_imported(
+        looping, sig, "grade", str(subs), "--csv", str(grades), "--practical", "encoder",
+        "--jobs", "1", "--timeout", "600",
+    )  # fmt: skip
+    assert code == 128 + sig, err
+    assert err.strip().splitlines() == [
+        "attnlab: interrupted" + (" by SIGTERM" if sig == signal.SIGTERM else "")
+    ]
+    assert out == "" and not grades.exists()
+    # The queued check was not started, and the looping one was killed, not waited for (for
+    # the hour of its time limit) nor left running.
+    assert not later.exists()
+    wait_until(lambda: not alive(int(looping.read_text())), "the student's process to end")
+
+
+def test_check_stopped_by_sighup_kills_its_checking_process_and_says_so(tmp_path, release):
+    looping = tmp_path / "looping"
+    (tmp_path / "encoder.py").write_text(looping_when_imported(looping, release))
+    code, out, err = stop_when_imported(
+        looping, signal.SIGHUP, "check", str(tmp_path / "encoder.py"), "--timeout", "600"
+    )
+    assert code == 128 + signal.SIGHUP, err
+    assert err == "attnlab: interrupted by SIGHUP\n" and out == ""
+    wait_until(lambda: not alive(int(looping.read_text())), "the student's process to end")
+
+
+def test_a_csv_written_by_another_grade_meanwhile_is_kept_and_ours_goes_beside_it(
+    capsys, monkeypatch, tmp_path
+):
+    from attnlab.exercises import runner
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "alice.py").write_text("x = 1\n")
+    grades = tmp_path / "grades.csv"
+    theirs = "student,total\nzed,9\n"
+
+    def another_grade_finishes_first(practical, path, parts, timeout, launches=None):
+        grades.write_text(theirs)  # a second `grade --csv grades.csv`, started at the same time
+        return runner.FileReport(practical, path)
+
+    monkeypatch.setattr(runner, "check_file", another_grade_finishes_first)
+    args = ["exercise", "grade", str(subs), "--csv", str(grades), "--practical", "encoder"]
+    code, out, err = run_cli(capsys, *args)
+    kept = tmp_path / "grades-2.csv"
+    assert_one_line_error(code, err, f"{grades} was written by another process while grading")
+    assert f"these grades are in {kept}" in err
+    assert grades.read_text() == theirs  # not replaced: no --overwrite
+    assert [row["student"] for row in csv.DictReader(kept.open())] == ["alice"]
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
+    code, out, err = run_cli(capsys, *args, "--overwrite")  # told to: replaced
+    assert code == 0, err
+    assert [row["student"] for row in csv.DictReader(grades.open())] == ["alice"]

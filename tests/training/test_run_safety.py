@@ -14,9 +14,12 @@ from safetensors.torch import load_file, save_file
 
 import attnlab.files
 from attnlab.cli import main
+from attnlab.errors import RunDirError
 from attnlab.training.checkpoint import load_checkpoint
+from attnlab.training.lock import RunLock
 
 from ..cli_helpers import assert_one_line_error, run_cli
+from ..data_sets import needs_data
 from .conftest import SMALL, train
 from .test_trainer import Child, start_training
 
@@ -58,8 +61,73 @@ def test_two_resumes_of_one_run_exactly_one_runs(tmp_path):
     second = Child(resume)
     code, _, err = second.finish()
     assert_one_line_error(code, err, f"in use by another attnlab process (PID {first.proc.pid})")
+    assert err.rstrip().endswith("wait for it to finish")  # not "choose another --out"
     first.proc.send_signal(signal.SIGTERM)
     assert first.finish()[0] == 128 + signal.SIGTERM
+
+
+def test_eval_save_is_refused_while_the_run_trains_but_eval_reads(capsys, tmp_path):
+    run_dir = tmp_path / "training"
+    child = start_training(run_dir, 1000, "--val-every", "20", "--epochs", "100000")
+    try:
+        child.wait_for_line(r"^step +20 ")  # a model is saved; training goes on till stopped
+        code, out, err = run_cli(capsys, "eval", str(run_dir))  # a reader: no lock needed
+        assert code == 0 and out.startswith("test set: loss"), err
+        code, _, err = run_cli(capsys, "eval", str(run_dir), "--save")
+        pid = child.proc.pid
+        assert_one_line_error(code, err, f"in use by another attnlab process (PID {pid})")
+        assert "leave out --save" in err
+    finally:
+        child.proc.send_signal(signal.SIGTERM)
+    assert child.finish()[0] == 128 + signal.SIGTERM
+    assert "test" not in json.loads((run_dir / "metrics.json").read_text())
+    code, _, err = run_cli(capsys, "eval", str(run_dir), "--save")  # the run is free now
+    assert code == 0, err
+    assert json.loads((run_dir / "metrics.json").read_text())["test"]["metrics"]
+
+
+def test_the_run_stays_locked_while_its_test_report_is_written(monkeypatch, tmp_path):
+    import attnlab.evaluation
+
+    real_evaluate_run, tries = attnlab.evaluation.evaluate_run, []
+
+    def evaluate_run(run, **kwargs):  # what `eval --save` or `--resume` would meet meanwhile
+        try:
+            RunLock(run.dir).acquire().release()
+            tries.append("free")
+        except RunDirError:
+            tries.append("locked")
+        return real_evaluate_run(run, **kwargs)
+
+    monkeypatch.setattr(attnlab.evaluation, "evaluate_run", evaluate_run)
+    assert train(tmp_path / "run", "--epochs", "1") == 0
+    assert tries == ["locked"]
+    RunLock(tmp_path / "run").acquire().release()  # and free once train returns
+
+
+def test_ctrl_c_during_the_test_report_says_the_run_is_saved(capsys, monkeypatch, tmp_path):
+    import attnlab.evaluation
+
+    real_evaluate_run = attnlab.evaluation.evaluate_run
+
+    def interrupted(run, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C once training is done, while the report is made
+
+    monkeypatch.setattr(attnlab.evaluation, "evaluate_run", interrupted)
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli(
+        capsys, "train", "reverse", "--out", str(run_dir), "--no-progress", *SMALL, "--epochs", "1"
+    )
+    assert code == 128 + signal.SIGINT
+    ours = [line for line in err.splitlines() if line.startswith("attnlab:")]
+    assert ours == [
+        f"attnlab: interrupted: the test report was not written; the trained run is saved in "
+        f"{run_dir}, and attnlab eval {run_dir} --save writes the report"
+    ]
+    assert "test set:" not in out
+    monkeypatch.setattr(attnlab.evaluation, "evaluate_run", real_evaluate_run)
+    code, out, err = run_cli(capsys, "eval", str(run_dir), "--save")  # as it says: it works
+    assert code == 0 and out.startswith("test set: loss"), err
 
 
 def test_a_full_disk_stops_with_one_sentence_and_keeps_the_last_checkpoint(
@@ -123,6 +191,51 @@ def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path):
     assert code == 128 + signal.SIGINT
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     load_checkpoint(run_dir / "checkpoint.pt")  # whole: the one of step 100 or a later one
+
+
+def test_a_run_under_nohup_ignores_sighup_and_still_stops_on_sigterm(tmp_path):
+    run_dir = tmp_path / "nohup"
+    ignoring_sighup = (  # as nohup starts a command: SIGHUP ignored, then exec (the same PID)
+        "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'attnlab.cli', *sys.argv[1:]])"
+    )
+    child = Child([sys.executable, "-c", ignoring_sighup, "train", "reverse", "--out",
+                   str(run_dir), "--no-progress", *SMALL, "--epochs", "50"])  # fmt: skip
+    child.wait_for_line(r"^step +20 ")
+    child.proc.send_signal(signal.SIGHUP)  # the terminal closed: training goes on
+    child.proc.send_signal(signal.SIGTERM)
+    code, _, err = child.finish()
+    assert code == 128 + signal.SIGTERM, err
+    assert "SIGTERM: stopping after this step" in err and "SIGHUP" not in err
+    assert load_checkpoint(run_dir / "checkpoint.pt")["step"] < 1000
+
+
+@needs_data
+def test_compare_stops_at_a_signal_and_shows_the_variants_that_finished(tmp_path):
+    out = tmp_path / "compare"
+    child = Child([sys.executable, "-m", "attnlab.cli", "compare", "names", "--budget", "1",
+                   "--out", str(out), "--d-model", "16", "--layers", "1", "--d-ff", "32",
+                   "--val-every", "20", "--json"])  # fmt: skip
+    with child.changed:  # the second variant's first validation: the first one is done
+        child.changed.wait_for(
+            lambda: (
+                sum(line.startswith("step     20 ") for line in child.lines["stderr"]) >= 2
+                or "stderr" in child.closed
+            ),
+            600,
+        )
+    child.proc.send_signal(signal.SIGINT)
+    code, stdout, err = child.finish()
+    assert code == 128 + signal.SIGINT, err
+    assert "Traceback" not in err
+    variants = ["attnlab", "torch", "gru"]
+    rows = json.loads(stdout[stdout.index("[") :])  # the variants that finished, in order
+    done = len(rows)
+    assert 1 <= done < len(variants) and [r["variant"] for r in rows] == variants[:done]
+    ours = [line for line in err.splitlines() if line.startswith("attnlab:")]
+    assert ours == [err.splitlines()[-1]]  # one line, the last
+    assert f"interrupted during variant {variants[done]!r}" in ours[0]
+    assert not [v for v in variants[done + 1 :] if (out / v).exists()]  # none started after
 
 
 def test_a_stopped_run_can_still_report(tmp_path):

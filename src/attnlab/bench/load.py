@@ -19,7 +19,12 @@ from contextlib import contextmanager
 
 # Each child prints "ready" once its first training step is done, then loops until killed, or
 # until its parent is gone (a parent killed by a signal runs no cleanup: no orphan keeps busy).
+# It ignores Ctrl-C, which a terminal sends to the whole foreground process group: attnlab
+# stops it on its way out, and its KeyboardInterrupt would print a traceback on the terminal.
+# (It stays in attnlab's process group, so that Ctrl-Z suspends it with attnlab.)
 _BUSY_LOOP = """
+import signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 import os
 import torch
 parent = os.getppid()

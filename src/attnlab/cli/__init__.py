@@ -16,20 +16,24 @@
 Each command is a module of this package, imported only when it runs, so ``attnlab --help``
 and ``attnlab train TASK --help`` answer without importing torch. Options and positional
 inputs may come in any order. A user mistake prints one line to stderr and exits with
-status 2, without a traceback.
+status 2, without a traceback. A stop signal (Ctrl-C, SIGTERM, SIGHUP) prints one line and
+exits with 128 + its number, after the command has cleaned up (see :func:`stop_signals_raise`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from attnlab import __version__
 from attnlab.cli.common import Parser
 from attnlab.cli.stdout import discard, guarded_stdout
-from attnlab.errors import AttnlabError, Stopped
+from attnlab.errors import AttnlabError, Interrupted, Stopped
 
 COMMANDS = {
     "train": "train a model on a task",
@@ -62,6 +66,32 @@ def _top_parser() -> Parser:
     return parser
 
 
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """Inside, SIGTERM and SIGHUP raise :class:`~attnlab.errors.Interrupted`, as Ctrl-C raises
+    KeyboardInterrupt, instead of ending the process on the spot: so the command cleans up on
+    its way out (an atomic write removes its temporary file, ``exercise`` kills its checking
+    processes, a run's lock is released) and prints one line. A signal that is ignored (``nohup``
+    ignores SIGHUP) stays ignored. The training loop sets its own handlers for its duration."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set in the main thread
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {
+        sig: signal.signal(sig, interrupt)
+        for sig in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(sig) is signal.SIG_DFL
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``attnlab ARGV``; returns the exit status (argparse's own errors exit 2)."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -72,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     command = importlib.import_module(f"attnlab.cli.{_MODULES.get(top.command, top.command)}")
     args = command.parse(f"attnlab {top.command}", top.rest)
     try:
-        with guarded_stdout():
+        with stop_signals_raise(), guarded_stdout():
             return command.run(args)
     except AttnlabError as e:
         print(f"attnlab: error: {e}", file=sys.stderr)
@@ -80,9 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     except Stopped as e:  # a second stop signal during training: the files are whole
         print(f"attnlab: stopped at once by {signal.Signals(e.signum).name}", file=sys.stderr)
         return 128 + e.signum
-    except KeyboardInterrupt:  # Ctrl-C outside the training loop (start-up, the report)
-        print("attnlab: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
+    except KeyboardInterrupt as e:  # a stop signal outside the training loop (start-up, report)
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        name = signal.Signals(signum).name
+        note = f": {e.note}" if isinstance(e, Interrupted) and e.note else ""
+        how = "" if name == "SIGINT" else f" by {name}"
+        print(f"attnlab: interrupted{how}{note}", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:
         # The reader of our output went away (e.g. `attnlab generate ... | head`): stop
         # quietly, and keep Python from complaining again when it flushes stdout at exit.

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 from pathlib import Path
+from typing import Any
 
 from attnlab.cli.common import typed_options
 from attnlab.cli.tasks import parse_task
@@ -34,7 +37,7 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnlab.experiments.compare import check_variants, compare, format_table, variants_of
+    from attnlab.experiments.compare import check_variants, compare_rows, variants_of
     from attnlab.experiments.launch import configs_from
     from attnlab.runs import new_run_dir
     from attnlab.tasks import get_task
@@ -53,6 +56,35 @@ def run(args: argparse.Namespace) -> int:
     check_variants(task_cls, task_config, variants)  # before the first variant trains
     out = new_run_dir(f"compare-{task_cls.name}", args.out, resumable=False)
     print(f"comparing {', '.join(variants)} for {args.budget:g} s each in {out}", flush=True)
-    rows = compare(task_cls, task_config, train_config, variants, args.budget, out)
-    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    rows: list[dict[str, Any]] = []
+    try:
+        for row in compare_rows(task_cls, task_config, train_config, variants, args.budget, out):
+            rows.append(row)
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP (attnlab.errors.Interrupted)
+        # The finished variants are worth their minutes: show them, then say what stopped.
+        if rows:
+            _print_rows(rows, args.json)
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"attnlab: {_stopped(signum, list(variants), rows)}; the runs are in {out}",
+              file=sys.stderr)  # fmt: skip
+        return 128 + signum
+    _print_rows(rows, args.json)
     return 0
+
+
+def _stopped(signum: int, variants: list[str], rows: list[dict[str, Any]]) -> str:
+    """What a stop signal left, in words: the variant it cut short and the finished ones."""
+    name = signal.Signals(signum).name
+    stopped = "interrupted" if name == "SIGINT" else f"interrupted by {name}"
+    if len(rows) < len(variants):
+        stopped += f" during variant {variants[len(rows)]!r}"
+    if not rows:
+        return f"{stopped}: no variant finished"
+    finished = ", ".join(variants[: len(rows)])
+    return f"{stopped}: the table holds the variants that finished ({finished})"
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    from attnlab.experiments.compare import format_table
+
+    print(json.dumps(rows, indent=2) if as_json else format_table(rows))

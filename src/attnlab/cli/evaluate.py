@@ -32,8 +32,14 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> int:
     from attnlab.evaluation import evaluate_run
     from attnlab.runs import load_run
+    from attnlab.training.lock import RunLock
 
     loaded = load_run(args.run_dir, data_dir=args.data_dir)
-    report = evaluate_run(loaded, device=args.device, save=args.save)
+    if args.save:  # one writer at a time: not while the run trains (it rewrites metrics.json)
+        hint = "wait for it to finish, or leave out --save (eval reads the last saved model)"
+        with RunLock(args.run_dir, hint):
+            report = evaluate_run(loaded, device=args.device, save=True)
+    else:
+        report = evaluate_run(loaded, device=args.device)
     print(json.dumps(report, indent=2) if args.json else loaded.task.format_report(report))
     return 0

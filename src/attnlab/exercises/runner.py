@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,12 +100,56 @@ def _check_python_file(path: Path) -> None:
         raise InputError(f"{path} is empty")
 
 
-def check_file(practical: str, path: Path, parts: list[str], timeout: float) -> FileReport:
+class Launches:
+    """The checking processes that several threads start (``grade --jobs N``), so that the main
+    thread, stopped by Ctrl-C or SIGTERM, can kill them all at once (:meth:`kill_all`) and no
+    thread starts another one after that."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._children: set[subprocess.Popen] = set()
+        self._closed = False
+
+    def add(self, child: subprocess.Popen) -> None:
+        """Keep ``child`` until :meth:`discard`; one started after :meth:`kill_all` is killed."""
+        with self._lock:
+            if not self._closed:
+                self._children.add(child)
+                return
+        _kill_group(child)
+
+    def discard(self, child: subprocess.Popen) -> None:
+        with self._lock:
+            self._children.discard(child)
+
+    def kill_all(self) -> None:
+        """Kill every checking process (and all it started), now and from now on."""
+        with self._lock:
+            self._closed = True
+            children = list(self._children)
+        for child in children:
+            _kill_group(child)
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    """Kill ``child``'s process group: the launcher and the checking process it started."""
+    with contextlib.suppress(ProcessLookupError):  # it and all it started are gone
+        os.killpg(child.pid, signal.SIGKILL)
+
+
+def check_file(
+    practical: str,
+    path: Path,
+    parts: list[str],
+    timeout: float,
+    launches: Launches | None = None,
+) -> FileReport:
     """Check ``path`` as ``practical`` in a child process; ``parts`` empty means all.
 
     Each part (and the import) has ``timeout`` seconds; the whole child is killed after
     ``timeout`` per part plus the start-up allowance. Parts the child did not report get
-    ``timeout`` (it was killed) or ``error`` (it died).
+    ``timeout`` (it was killed) or ``error`` (it died). ``launches`` keeps the child while it
+    runs (see :class:`Launches`).
     """
     report = FileReport(practical, path)
     with tempfile.TemporaryDirectory(prefix="attnlab-check-") as tmp:
@@ -114,7 +159,7 @@ def check_file(practical: str, path: Path, parts: list[str], timeout: float) -> 
         command += [str(results), str(timeout), *parts]
         limit = STARTUP_S + timeout * (len(parts or part_names(practical)) + 1)
         (Path(tmp) / "work").mkdir()  # the student's working folder, beside our results
-        status = _run_child(command, Path(tmp) / "work", limit)
+        status = _run_child(command, Path(tmp) / "work", limit, launches or Launches())
         lines = results.read_text(encoding="utf-8").splitlines() if results.exists() else []
     for line in lines:
         record = json.loads(line)
@@ -126,9 +171,10 @@ def check_file(practical: str, path: Path, parts: list[str], timeout: float) -> 
     return report
 
 
-def _run_child(command: list[str], cwd: Path, limit: float) -> int | None:
+def _run_child(command: list[str], cwd: Path, limit: float, launches: Launches) -> int | None:
     """The launcher's exit status (``-N``: signal N killed it), or ``None`` when it ran past
-    ``limit`` s; either way, it and all it started are killed before this returns."""
+    ``limit`` s; either way, it and all it started are killed before this returns (also when
+    Ctrl-C or SIGTERM interrupts the wait)."""
     child = subprocess.Popen(
         command,
         cwd=cwd,
@@ -137,14 +183,15 @@ def _run_child(command: list[str], cwd: Path, limit: float) -> int | None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: killing it kills what it started
     )
+    launches.add(child)
     try:
         return child.wait(timeout=limit)
     except subprocess.TimeoutExpired:
         return None
     finally:
-        with contextlib.suppress(ProcessLookupError):  # it and all it started are gone
-            os.killpg(child.pid, signal.SIGKILL)
+        _kill_group(child)
         child.wait()
+        launches.discard(child)
 
 
 def _account_for_a_dead_child(
@@ -230,8 +277,7 @@ def grade(
     names = [n for n in PRACTICALS if any(n == m for found in checks.values() for m, _ in found)]
     columns = [f"{n}:{p}" for n in names for p in part_names(n)]
     tasks = [(s, n, f) for s, found in checks.items() for n, f in found]
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        reports = list(pool.map(lambda t: check_file(t[1], t[2], [], timeout), tasks))
+    reports = _check_all(tasks, timeout, jobs)
     rows = []
     for student in students:
         row = {"student": printable(student), **dict.fromkeys(columns, "error")}
@@ -240,8 +286,27 @@ def grade(
                 row.update({f"{name}:{p['part']}": GRADES[str(p["status"])] for p in report.parts})
         row["total"] = str(sum(row[c] == "pass" for c in columns))
         rows.append(row)
-    _write_csv(csv_path, ["student", *columns, "total"], rows)
+    _write_csv(csv_path, ["student", *columns, "total"], rows, overwrite)
     return rows
+
+
+def _check_all(tasks: list[tuple[str, str, Path]], timeout: float, jobs: int) -> list[FileReport]:
+    """The reports of ``(student, practical, file)`` checks, ``jobs`` at a time.
+
+    Ctrl-C or SIGTERM (raised in this, the main thread) cancels the checks not started and
+    kills the running ones before it goes on up: without that, leaving the pool would wait for
+    every check, queued ones included, for up to their whole time limit each.
+    """
+    launches = Launches()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        return list(pool.map(lambda t: check_file(t[1], t[2], [], timeout, launches), tasks))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        launches.kill_all()
+        raise
+    finally:
+        pool.shutdown(wait=True)  # at once after kill_all: the running checks' children are dead
 
 
 def _student_files(target: Path, practical: str | None) -> list[tuple[str, Path]]:
@@ -266,9 +331,29 @@ def _students(submissions: Path) -> dict[str, Path]:
     return students
 
 
-def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]], overwrite: bool) -> None:
+    """Write the grades; without ``overwrite``, a CSV that another process (a second ``grade
+    --csv`` of the same name) wrote while these grades were made is kept, and these go beside
+    it, under the first free name ``NAME-2.csv``, ``NAME-3.csv``, ...: one sentence says so."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_text(path, text.getvalue())
+    try:
+        write_text(path, text.getvalue(), replace=overwrite)
+        return
+    except FileExistsError:
+        pass
+    for n in range(2, 10_000):
+        kept = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        try:
+            write_text(kept, text.getvalue(), replace=False)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise OutputError(f"{path} was written by another process while grading")
+    raise OutputError(
+        f"{path} was written by another process while grading, and is kept: these grades "
+        f"are in {kept}"
+    )

@@ -9,14 +9,16 @@ full schedule.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from attnlab.configs.train import TrainConfig
-from attnlab.errors import ConfigError
+from attnlab.errors import ConfigError, Interrupted
 from attnlab.runs import load_run, write_run_config
 from attnlab.tasks.base import Task
 from attnlab.training.memory import check_fits
@@ -86,9 +88,30 @@ def compare(
 
     Rows hold the variant, test accuracy and macro-F1 (or the task's metrics), parameters,
     epochs, optimizer steps, training time and steps per second (over the whole training,
-    validations included); every run is kept in ``out/<variant>/``.
+    validations included); every run is kept in ``out/<variant>/``. See :func:`compare_rows`
+    for a stop signal.
     """
-    rows = []
+    return list(
+        compare_rows(task_cls, base_config, train_config, variants, budget_s, out, progress)
+    )
+
+
+def compare_rows(
+    task_cls: type[Task],
+    base_config: Any,
+    train_config: TrainConfig,
+    variants: dict[str, dict[str, Any]],
+    budget_s: float,
+    out: Path,
+    progress: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """The rows of :func:`compare`, each as soon as its variant is done.
+
+    A stop signal (Ctrl-C, SIGTERM, SIGHUP) stops the comparison: one that the trainer caught
+    (it finished its step and saved a checkpoint) raises :class:`~attnlab.errors.Interrupted`
+    here, as one outside training raises KeyboardInterrupt, so that a variant cut short is
+    never reported as if it had had its budget, and no later variant starts.
+    """
     for name, overrides in variants.items():
         task = task_cls(dataclasses.replace(base_config, **overrides))
         torch.manual_seed(train_config.seed)
@@ -104,24 +127,23 @@ def compare(
         started = time.perf_counter()
         trainer = Trainer(task, model, config, run_dir, progress=progress)
         trainer.fit()
+        if trainer.stopped_by is not None:
+            raise Interrupted(getattr(signal, trainer.stopped_by, signal.SIGINT))
         seconds = time.perf_counter() - started
         run = load_run(run_dir)
         device = resolve_device(config.device)
         test = run.task.splits().test
         batches = batches_on(loader(test, run.task, batch_size=config.batch_size), device)
         metrics = run.task.evaluate(run.model.to(device), batches)
-        rows.append(
-            {
-                "variant": name,
-                **{f"test_{k}": v for k, v in metrics.items()},
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "epochs": epochs,
-                "steps": trainer.step,
-                "train_seconds": seconds,
-                "steps_per_second": trainer.step / seconds,  # validations included
-            }
-        )
-    return rows
+        yield {
+            "variant": name,
+            **{f"test_{k}": v for k, v in metrics.items()},
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "epochs": epochs,
+            "steps": trainer.step,
+            "train_seconds": seconds,
+            "steps_per_second": trainer.step / seconds,  # validations included
+        }
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

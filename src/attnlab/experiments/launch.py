@@ -12,6 +12,7 @@ TASK --flags`` calls the same function with the flags the user typed.
 from __future__ import annotations
 
 import dataclasses
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import torch
 
 from attnlab.configs import TrainConfig
 from attnlab.configs.layer import LAYER_DEFAULTS
-from attnlab.errors import ConfigError
+from attnlab.errors import ConfigError, Interrupted
 from attnlab.options import build, flat_fields
 from attnlab.runs import (
     Run,
@@ -115,7 +116,7 @@ def _claim(task_name: str, out: str | Path | None, resume: Path | None, locks: l
     if resume is None:
         run_dir, lock = claim_new_run_dir(task_name, out)
     else:
-        run_dir, lock = resume, RunLock(resume).acquire()
+        run_dir, lock = resume, RunLock(resume, "wait for it to finish").acquire()
     locks.append(lock)
     return run_dir
 
@@ -163,20 +164,29 @@ def train(
         task_obj = task_cls(task_config)  # finds (or fails to find) the data first
         task_obj.check_data_fits()
         check_fits(task_obj.build_model, "training")
-    locks: list[RunLock] = []
-    with distributed.process_group(train_config.device):
-        distributed.check_batch_split(
-            train_config.batch_size, train_config.grad_accum, distributed.world_size()
-        )
-        try:
+    locks: list[RunLock] = []  # held until the test report is written into the run too
+    try:
+        with distributed.process_group(train_config.device):
+            distributed.check_batch_split(
+                train_config.batch_size, train_config.grad_accum, distributed.world_size()
+            )
             run_dir = distributed.on_main(lambda: _claim(task_cls.name, out, resume, locks))
             trainer = _fit(task_obj, train_config, run_dir, resume, progress)
-        finally:
-            for lock in locks:
-                lock.release()
-        if not distributed.is_main():
-            return None
-    return _finish(run_dir, trainer, train_config, report_on_stop)
+            if not distributed.is_main():
+                return None
+        try:
+            return _finish(run_dir, trainer, train_config, report_on_stop)
+        except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: say what is kept
+            signum = getattr(e, "signum", signal.SIGINT)
+            kept = "the trained run" if trainer.stopped_by is None else "its checkpoint"
+            raise Interrupted(
+                signum,
+                f"the test report was not written; {kept} is saved in {run_dir}, and "
+                f"attnlab eval {run_dir} --save writes the report",
+            ) from None
+    finally:
+        for lock in locks:
+            lock.release()
 
 
 def _fit(

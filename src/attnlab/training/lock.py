@@ -1,9 +1,11 @@
 """One writer per run directory: an operating-system file lock held while a run trains.
 
 ``attnlab train --out DIR`` and ``--resume DIR`` hold an exclusive ``flock`` on ``DIR/.lock``
-for the whole run; the operating system releases it when the process ends, however it ends
+for the whole run, its test report included, and ``eval DIR --save`` while it writes the
+report into the run; the operating system releases it when the process ends, however it ends
 (even ``kill -9``), so a crashed run never leaves a stale lock. A second writer gets one
-sentence naming the holder's PID. Readers (``eval``, ``predict``, ``attention``) take no lock.
+sentence naming the holder's PID. Readers (``eval`` without ``--save``, ``predict``,
+``attention``) take no lock: every file is replaced atomically, so they read whole files.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ LEFTOVERS = ".*.tmp*"  # the temporary files of attnlab.files.atomic_write
 class RunLock:
     """The exclusive lock on ``run_dir``; ``acquire()`` (or ``with``) takes it or refuses."""
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(
+        self, run_dir: str | Path, hint: str = "wait for it to finish, or choose another --out"
+    ):
         self.run_dir = Path(run_dir)
+        self.hint = hint  # what to do when another process holds the lock
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
@@ -39,8 +44,7 @@ class RunLock:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise RunDirError(
-                f"{self.run_dir} is in use by another attnlab process (PID {holder}): wait "
-                "for it to finish, or choose another --out"
+                f"{self.run_dir} is in use by another attnlab process (PID {holder}): {self.hint}"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

@@ -352,12 +352,18 @@ class Trainer:
     def _ctrl_c_finishes_the_step(self) -> Iterator[None]:
         """While inside, Ctrl-C (SIGINT), SIGTERM (what schedulers such as SLURM, Kubernetes
         and systemd send) and SIGHUP finish the current step and save a checkpoint (see
-        :meth:`_request_stop`). Signal handlers can only be set in the main thread; in any
-        other thread this does nothing."""
+        :meth:`_request_stop`). A signal this process ignores stays ignored: ``nohup attnlab
+        train ...`` keeps training when the terminal closes (SIGHUP), and so does a run started
+        in the background by a script (``&``: SIGINT ignored) when Ctrl-C is pressed. Signal
+        handlers can only be set in the main thread; in any other thread this does nothing."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = {sig: signal.signal(sig, self._request_stop) for sig in STOP_SIGNALS}
+        previous = {
+            sig: signal.signal(sig, self._request_stop)
+            for sig in STOP_SIGNALS
+            if signal.getsignal(sig) is not signal.SIG_IGN
+        }
         try:
             yield
         finally:
