@@ -174,16 +174,7 @@ def train(
             trainer = _fit(task_obj, train_config, run_dir, resume, progress)
             if not distributed.is_main():
                 return None
-        try:
-            return _finish(run_dir, trainer, train_config, report_on_stop)
-        except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: say what is kept
-            signum = getattr(e, "signum", signal.SIGINT)
-            kept = "the trained run" if trainer.stopped_by is None else "its checkpoint"
-            raise Interrupted(
-                signum,
-                f"the test report was not written; {kept} is saved in {run_dir}, and "
-                f"attnlab eval {run_dir} --save writes the report",
-            ) from None
+        return _finish(run_dir, trainer, train_config, report_on_stop)
     finally:
         for lock in locks:
             lock.release()
@@ -215,15 +206,24 @@ def _fit(
 def _finish(
     run_dir: Path, trainer: Trainer, train_config: TrainConfig, report_on_stop: bool
 ) -> TrainResult:
-    """Plot the curves and, unless a signal stopped training, write the test report."""
+    """Plot the curves and, unless a signal stopped training, write the test report; a stop
+    signal meanwhile raises :class:`Interrupted`, saying what is kept."""
     from attnlab.evaluation import evaluate_run
     from attnlab.viz import plot_training_curves
 
-    curves = plot_training_curves(
-        trainer.history, trainer.task.monitor, run_dir / "plots" / "training_curves.png"
-    )
-    run = load_run(run_dir)
-    report = None
-    if trainer.stopped_by is None or report_on_stop:
-        report = evaluate_run(run, device=train_config.device, save=True)
+    try:
+        curves = plot_training_curves(
+            trainer.history, trainer.task.monitor, run_dir / "plots" / "training_curves.png"
+        )
+        run = load_run(run_dir)
+        report = None
+        if trainer.stopped_by is None or report_on_stop:
+            report = evaluate_run(run, device=train_config.device, save=True)
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP
+        kept = "the trained run" if trainer.stopped_by is None else "its checkpoint"
+        raise Interrupted(
+            getattr(e, "signum", signal.SIGINT),
+            f"the test report was not written; {kept} is saved in {run_dir}, and "
+            f"attnlab eval {run_dir} --save writes the report",
+        ) from None
     return TrainResult(run, report, trainer.history, curves, trainer.stopped_by)
