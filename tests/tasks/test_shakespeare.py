@@ -255,6 +255,22 @@ def test_generate_compile_without_a_cxx_compiler_is_one_line(tiny_run, capsys):
     torch._dynamo.reset()
 
 
+def test_generate_cut_short_by_ctrl_c_ends_its_line(tiny_run, capsys, monkeypatch):
+    """The text written so far ends with a newline, so that the one line saying why it
+    stopped does not follow it on the same line of a terminal."""
+    from attnlab import generation
+
+    def three_tokens_then_ctrl_c(model, ids, *args, on_token, **kwargs):
+        for token in (5, 6, 7):
+            on_token(torch.tensor([token]))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generation, "generate", three_tokens_then_ctrl_c)
+    code, out, err = run_cli(capsys, "generate", str(tiny_run), "--prompt", "ROMEO:")
+    assert code == 130 and err == "attnlab: interrupted\n"
+    assert out.startswith("ROMEO:") and out.endswith("\n") and len(out) == len("ROMEO:") + 3 + 1
+
+
 def test_generate_stops_at_the_stop_string(tiny_run, capsys):
     code, out, _ = run_cli(
         capsys, "generate", str(tiny_run), "--prompt", "ROMEO:", "--stop", "e", "--seed", "0"

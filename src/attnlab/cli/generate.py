@@ -125,9 +125,12 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     prompt = "\n" if args.prompt is None else args.prompt  # nanoGPT's sample.py starts there too
     input_ids = task.encode_prompt(prompt).to(device)  # (1, T)
+    model = loaded.model.to(device)
     print(prompt, end="", flush=True)
-    _sample(args, loaded.model.to(device), input_ids, task.decode, None, _print_new(task.decode))
-    print()
+    try:
+        _sample(args, model, input_ids, task.decode, None, _print_new(task.decode))
+    finally:
+        print()  # the text ends its line, even when a stop signal cuts it short
     return 0
 
 
@@ -176,8 +179,10 @@ def _run_pretrained(args: argparse.Namespace) -> int:
     stream = _TextStream(loaded.tokenizer.decode, input_ids[0].tolist())
     model = loaded.model.to(device)
     on_token = lambda new_ids: stream.add(new_ids.tolist())  # noqa: E731
-    _sample(args, model, input_ids, loaded.tokenizer.decode, loaded.eos_ids or None, on_token)
-    stream.finish()
+    try:
+        _sample(args, model, input_ids, loaded.tokenizer.decode, loaded.eos_ids or None, on_token)
+    finally:
+        stream.finish()  # the text ends its line, even when a stop signal cuts it short
     return 0
 
 
