@@ -131,6 +131,11 @@ def read_run_config(run_dir: str | Path, expected_task: str | None = None) -> di
         raise RunDirError(f"{run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} does not exist")
+    if not (run_dir / CONFIG).is_file() and (run_dir / LOCK).exists() and _holds_nothing(run_dir):
+        raise RunDirError(
+            f"{run_dir} holds no run yet (it was stopped before it started): train into it "
+            f"again with --out {run_dir}"
+        )
     if not (run_dir / CONFIG).is_file():
         raise RunDirError(f"{run_dir} is not an attnlab run directory (it has no {CONFIG})")
     config = read_json(run_dir / CONFIG)

@@ -422,3 +422,13 @@ def test_an_unreadable_weights_file_says_permission_denied(capsys, monkeypatch, 
     monkeypatch.setattr("builtins.open", no_permission)
     code, _, err = run_cli(capsys, "predict", str(finished_run), "1 2")
     assert_one_line_error(code, err, "model.safetensors: permission denied")
+
+
+def test_resuming_a_run_stopped_before_it_started_says_to_train_it_again(capsys, tmp_path):
+    """A run killed before it wrote config.json leaves its directory with only the lock."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    RunLock(run_dir).acquire().release()
+    code, _, err = run_cli(capsys, "train", "reverse", "--resume", str(run_dir))
+    assert_one_line_error(code, err, f"{run_dir} holds no run yet (it was stopped before it ")
+    assert err.strip().endswith(f"train into it again with --out {run_dir}")
