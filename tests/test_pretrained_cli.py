@@ -99,6 +99,8 @@ def test_another_bert_directory_loads_and_equals_hf(tmp_path, minilm):
         ("wider", "has shape"),
         ("no tokenizer", "has no tokenizer.json"),
         ("smaller vocabulary", "the tokenizer belongs to another model"),
+        ("huge vocabulary", "'embeddings.word_embeddings.weight' has shape"),
+        ("huge width", "the config's sizes are too large for any model"),
     ],
 )
 def test_broken_checkpoints_give_one_sentence(checkpoint_copy, breakage, message):
@@ -114,6 +116,10 @@ def test_broken_checkpoints_give_one_sentence(checkpoint_copy, breakage, message
         config_file.write_text(json.dumps({**config, "num_hidden_layers": 7}))
     elif breakage == "wider":
         config_file.write_text(json.dumps({**config, "intermediate_size": 2048}))
+    elif breakage == "huge vocabulary":  # terabytes: refused by the file's shapes, unallocated
+        config_file.write_text(json.dumps({**config, "vocab_size": 10**12}))
+    elif breakage == "huge width":
+        config_file.write_text(json.dumps({**config, "hidden_size": 12 * 10**11}))
     elif breakage == "smaller vocabulary":
         config_file.write_text(json.dumps({**config, "vocab_size": 1000}))
     else:

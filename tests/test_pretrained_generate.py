@@ -242,6 +242,26 @@ def test_mismatched_tensor_shapes(family, request, capsys):
     assert "the weights do not match config.json" in err
 
 
+@pytest.mark.parametrize(
+    "family, field, value, message",
+    [
+        ("gpt2", "vocab_size", 10**12, "the weights do not match config.json"),
+        ("gpt2", "n_inner", 10**12, "the weights do not match config.json"),
+        ("gpt2", "n_embd", 10**12, "the config's sizes are too large for any model"),
+        ("llama", "vocab_size", 10**12, "the weights do not match config.json"),
+        ("llama", "intermediate_size", 10**12, "the weights do not match config.json"),
+    ],
+)
+def test_a_huge_size_is_checked_against_the_weights_before_allocating(
+    family, field, value, message, request, capsys
+):
+    """A size of 10**12 in config.json would be terabytes: refused by the file's shapes."""
+    folder = request.getfixturevalue(f"{family}_copy")
+    edit_config(folder, **{field: value})
+    code, _, err = generate_cli(capsys, folder)
+    assert_one_line_error(code, err, message)
+
+
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_a_missing_tensor(family, request, capsys):
     folder = request.getfixturevalue(f"{family}_copy")

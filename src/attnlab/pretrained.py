@@ -28,7 +28,8 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from attnlab.errors import AttnlabError, InputError
-from attnlab.interop.hf_bert import load_hf_state_dict
+from attnlab.interop.hf import skeleton
+from attnlab.interop.hf_bert import checked_state_dict
 from attnlab.models.bert import Bert, BertConfig, sentence_embedding
 from attnlab.options import check_depth
 from attnlab.viz.views import AttentionView
@@ -254,11 +255,13 @@ def _read_weights(path: Path, config: BertConfig) -> Bert:
         hf_state = load_file(weights_file)
     except (OSError, SafetensorError) as e:
         raise CheckpointError(f"cannot read {weights_file}: {e}") from e
-    model = Bert(config)
     try:
-        load_hf_state_dict(model, hf_state)
+        # config.json's sizes checked against the file's before the model is allocated
+        mapped = checked_state_dict(skeleton(lambda: Bert(config)), hf_state)
     except ValueError as e:
         raise CheckpointError(f"{weights_file} does not fit its config.json: {e}") from e
+    model = Bert(config)
+    model.load_state_dict(mapped)
     return model
 
 

@@ -232,6 +232,7 @@ def _read_shards(path: Path, index: Path) -> dict[str, Tensor]:
 
 def _gpt2(hf_config: Mapping[str, Any], state: dict[str, Tensor], path: Path) -> nn.Module:
     """attnlab's :class:`GPT` with the config and weights of a GPT-2 folder."""
+    from attnlab.interop.hf import skeleton
     from attnlab.interop.hf_gpt2 import gpt2_config_from_hf, gpt2_state_dict_from_hf
     from attnlab.models.gpt import GPT
 
@@ -241,25 +242,29 @@ def _gpt2(hf_config: Mapping[str, Any], state: dict[str, Tensor], path: Path) ->
     try:
         config = gpt2_config_from_hf(SimpleNamespace(**values))
         mapped = gpt2_state_dict_from_hf(state, config.num_layers)
+        # config.json's sizes checked against the file's before the model is allocated
+        _check_shapes(skeleton(lambda: GPT(config)), mapped)
     except (TypeError, ValueError) as e:
         raise InputError(f"{path} cannot be loaded as a GPT-2: {_sentence(e)}") from e
     model = GPT(config)
-    _check_shapes(model, mapped)
     model.load_state_dict(mapped)
     return model
 
 
 def _llama(hf_config: Mapping[str, Any], state: dict[str, Tensor], path: Path) -> nn.Module:
     """attnlab's :class:`Llama` with the config and weights of a Llama folder."""
-    from attnlab.interop.hf_llama import llama_config_from_hf, load_hf_state_dict
+    from attnlab.interop.hf import skeleton
+    from attnlab.interop.hf_llama import checked_state_dict, llama_config_from_hf
     from attnlab.models.llama import Llama
 
     try:
         config = llama_config_from_hf(hf_config)
-        model = Llama(config)
-        load_hf_state_dict(model, state)
+        # config.json's sizes checked against the file's before the model is allocated
+        mapped = checked_state_dict(skeleton(lambda: Llama(config)), state)
     except InputError as e:
         raise InputError(f"{path} cannot be loaded as a Llama: {_sentence(e)}") from e
+    model = Llama(config)
+    model.load_state_dict(mapped)
     return model
 
 

@@ -10,7 +10,10 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
+
+from attnlab.errors import InputError
 
 # Hugging Face class name -> (module, function) of the converter that maps it.
 CONVERTERS: dict[str, tuple[str, str]] = {
@@ -46,3 +49,18 @@ def twin_of(
     model = model.to(device=first.device, dtype=first.dtype)
     load(model, hf_model.state_dict())
     return model.eval()
+
+
+def skeleton(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` on the meta device: the model's parameter shapes without their memory, to
+    check a checkpoint's tensors against its config before allocating anything.
+
+    Raises :class:`~attnlab.errors.InputError` for sizes so large that torch cannot even
+    compute a tensor's size (say ``hidden_size`` 10**12).
+    """
+    try:
+        with torch.device("meta"):
+            return build()
+    except RuntimeError as e:
+        reason = " ".join(str(e).split())
+        raise InputError(f"the config's sizes are too large for any model ({reason})") from e

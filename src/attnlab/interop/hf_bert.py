@@ -98,6 +98,14 @@ def load_hf_state_dict(bert: Bert, hf_state: dict[str, Tensor]) -> None:
     missing, unexpected or wrongly shaped tensor (a checkpoint that does not match
     ``bert.config``).
     """
+    bert.load_state_dict(checked_state_dict(bert, hf_state))
+
+
+def checked_state_dict(bert: Bert, hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``hf_state`` in ``bert``'s names, each tensor checked to have the shape ``bert``
+    needs (:func:`load_hf_state_dict` without the copy). ``bert`` may be on the meta
+    device: a checkpoint is then checked against its config without allocating the model.
+    """
     config = bert.config
     mapped = bert_state_dict_from_hf(hf_state, config.num_hidden_layers)
     for key, expected in bert.state_dict().items():
@@ -109,7 +117,7 @@ def load_hf_state_dict(bert: Bert, hf_state: dict[str, Tensor]) -> None:
                 f"max_position_embeddings={config.max_position_embeddings}) needs "
                 f"{tuple(expected.shape)}"
             )
-    bert.load_state_dict(mapped)
+    return mapped
 
 
 def bert_from_hf(model: Any) -> Bert:

@@ -143,6 +143,14 @@ def load_hf_state_dict(model: Llama, hf_state: Mapping[str, Tensor]) -> None:
     Raises :class:`~attnlab.errors.InputError` with one sentence for a missing, unexpected
     or wrongly shaped tensor (a checkpoint that does not match ``model.config``).
     """
+    model.load_state_dict(checked_state_dict(model, hf_state))
+
+
+def checked_state_dict(model: Llama, hf_state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``hf_state`` in ``model``'s names, each tensor checked to have the shape ``model``
+    needs (:func:`load_hf_state_dict` without the copy). ``model`` may be on the meta
+    device: a checkpoint is then checked against its config without allocating the model.
+    """
     config = model.config
     mapped = llama_state_dict_from_hf(
         hf_state, config.num_hidden_layers, config.tie_word_embeddings
@@ -153,7 +161,7 @@ def load_hf_state_dict(model: Llama, hf_state: Mapping[str, Tensor]) -> None:
                 f"tensor {key!r} has shape {tuple(mapped[key].shape)} but the config needs "
                 f"{tuple(expected.shape)}: the weights do not match config.json"
             )
-    model.load_state_dict(mapped)
+    return mapped
 
 
 def llama_from_hf(hf_model: Any) -> Llama:
