@@ -274,6 +274,13 @@ def test_a_missing_tensor(family, request, capsys):
     assert name in err
 
 
+@pytest.mark.parametrize("eos", ["x", [1.5], -5, [2, None]])
+def test_an_eos_token_id_that_is_not_an_id(eos, llama_copy, capsys):
+    edit_config(llama_copy, eos_token_id=eos)
+    code, _, err = generate_cli(capsys, llama_copy)
+    assert_one_line_error(code, err, "has eos_token_id")
+
+
 def test_heads_not_divisible_by_key_value_heads(llama_copy, capsys):
     edit_config(llama_copy, num_key_value_heads=3)
     code, _, err = generate_cli(capsys, llama_copy)

@@ -132,17 +132,28 @@ def load_pretrained_lm(path: str | Path) -> PretrainedLM:
         model, context_key = _gpt2(hf_config, state, path), "n_positions"
     else:
         model, context_key = _llama(hf_config, state, path), "max_position_embeddings"
-    eos = hf_config.get("eos_token_id")
-    eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
     return PretrainedLM(
         model=model.eval(),
         tokenizer=tokenizer,
         model_type=model_type,
         context=model.config.block_size,
         context_key=context_key,
-        eos_ids=tuple(int(i) for i in eos_ids),
+        eos_ids=_eos_ids(hf_config, path),
         path=path,
     )
+
+
+def _eos_ids(hf_config: Mapping[str, Any], path: Path) -> tuple[int, ...]:
+    """config.json's ``eos_token_id`` (none, an id or a list of ids) as a tuple of ids."""
+    eos = hf_config.get("eos_token_id")
+    eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
+    for i in eos_ids:
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+            raise InputError(
+                f"{path / 'config.json'} has eos_token_id {eos!r}: give a token id (a whole "
+                "number >= 0), a list of them, or null"
+            )
+    return eos_ids
 
 
 def _read_json(file: Path) -> Any:
