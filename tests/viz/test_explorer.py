@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from attnlab.errors import InputError
-from attnlab.viz import show
+from attnlab.viz import explorer, show
 from attnlab.viz.explorer import WEIGHT_SCALE, explorer_data, render_explorer, save_explorer
 from attnlab.viz.views import AttentionView
 
@@ -192,6 +192,19 @@ def test_cli_bad_input_is_one_line(capsys, reverse_run, tmp_path, args, message)
     code, _, err = run_cli(capsys, "attention", *args)
     assert_one_line_error(code, err, message)
     assert not list(tmp_path.glob("a*"))
+
+
+def test_a_page_too_large_is_refused_before_it_is_built(capsys, reverse_run, tmp_path, monkeypatch):
+    """MiniLM on all its 512 positions still fits; a view over the limit is one sentence and
+    writes nothing (the limit is lowered here: a real one would need gigabytes)."""
+    assert explorer.MAX_WEIGHTS >= 6 * 12 * 512 * 512
+    monkeypatch.setattr(explorer, "MAX_WEIGHTS", 10)
+    with pytest.raises(InputError, match="would hold 18 attention weights"):
+        render_explorer(AttentionView(random_maps(2, 1, 3, 3), ["a"] * 3, ["b"] * 3))
+    out = tmp_path / "view.html"
+    code, _, err = run_cli(capsys, "attention", str(reverse_run), "3 1 4 1 5", "--out", str(out))
+    assert_one_line_error(code, err, "shorten the input, or write a .png")
+    assert not out.exists()
 
 
 def _needs_minilm() -> None:

@@ -14,7 +14,8 @@ cross-attention) in two ways:
 Everything (script, style, data) is inlined: the file opens offline, from ``file://``, and
 makes no network request. The weights are embedded as JSON integers in units of
 ``1 / WEIGHT_SCALE`` (4 decimals), and the page is drawn on ``<canvas>`` elements, so a view
-of 256 tokens stays responsive.
+of 256 tokens stays responsive. Views of more than :data:`MAX_WEIGHTS` weights in all are
+refused with an :class:`~attnlab.errors.InputError` before the page is built.
 
     html = render_explorer(task.attention_views(model, "3 1 4 1 5"))
     save_explorer(views, "view.html")
@@ -34,11 +35,16 @@ from typing import Any
 
 import torch
 
+from attnlab.errors import InputError
 from attnlab.files import write_text
 from attnlab.viz.views import AttentionView, check_views
 
 # Weights are stored as round(weight * WEIGHT_SCALE): 4 decimals, and short JSON integers.
 WEIGHT_SCALE = 10_000
+# At most this many weights in one page: MiniLM (6 layers x 12 heads) on its full 512 tokens
+# is 18.9 million (a 49 MB page); a 24-layer, 16-head BERT at 512 would be 100 million, a
+# 400 MB page built from gigabytes of Python integers.
+MAX_WEIGHTS = 2**25
 _ASSETS = ("explorer.html", "explorer.css", "explorer.js")
 
 
@@ -86,6 +92,7 @@ def explorer_data(
     "weights"}]}`` where ``weights[layer][head][query][key]`` is ``round(weight * scale)``.
     """
     checked = check_views(views)
+    _check_size(checked)
     return {
         "title": title,
         "scale": WEIGHT_SCALE,
@@ -152,6 +159,16 @@ def show(
 def _asset(name: str) -> str:
     """The text of a file shipped in ``attnlab/viz/explorer_assets/``."""
     return (resources.files("attnlab.viz") / "explorer_assets" / name).read_text(encoding="utf-8")
+
+
+def _check_size(checked: list[tuple[AttentionView, list[torch.Tensor]]]) -> None:
+    """Refuse views of more than :data:`MAX_WEIGHTS` weights, before building the page."""
+    total = sum(m.numel() for _, maps in checked for m in maps)
+    if total > MAX_WEIGHTS:
+        raise InputError(
+            f"the explorer would hold {total:,} attention weights (layers x heads x tokens x "
+            f"tokens), more than its {MAX_WEIGHTS:,}: shorten the input, or write a .png"
+        )
 
 
 def _quantise(weights: torch.Tensor) -> list[list[list[int]]]:
