@@ -37,7 +37,7 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnlab.experiments.compare import check_variants, compare_rows, variants_of
+    from attnlab.experiments.compare import check_variants, compare, variants_of
     from attnlab.experiments.launch import configs_from
     from attnlab.runs import new_run_dir
     from attnlab.tasks import get_task
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"comparing {', '.join(variants)} for {args.budget:g} s each in {out}", flush=True)
     rows: list[dict[str, Any]] = []
     try:
-        for row in compare_rows(task_cls, task_config, train_config, variants, args.budget, out):
+        for row in compare(task_cls, task_config, train_config, variants, args.budget, out):
             rows.append(row)
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP (attnlab.errors.Interrupted)
         # The finished variants are worth their minutes: show them, then say what stopped.

@@ -83,29 +83,13 @@ def compare(
     budget_s: float,
     out: Path,
     progress: bool = False,
-) -> list[dict[str, Any]]:
-    """Train every variant (task-config overrides) within ``budget_s`` seconds; one row each.
+) -> Iterator[dict[str, Any]]:
+    """Train every variant (task-config overrides) within ``budget_s`` seconds; yields one row
+    each, as soon as its variant is done (``list(compare(...))`` for the table).
 
     Rows hold the variant, test accuracy and macro-F1 (or the task's metrics), parameters,
     epochs, optimizer steps, training time and steps per second (over the whole training,
-    validations included); every run is kept in ``out/<variant>/``. See :func:`compare_rows`
-    for a stop signal.
-    """
-    return list(
-        compare_rows(task_cls, base_config, train_config, variants, budget_s, out, progress)
-    )
-
-
-def compare_rows(
-    task_cls: type[Task],
-    base_config: Any,
-    train_config: TrainConfig,
-    variants: dict[str, dict[str, Any]],
-    budget_s: float,
-    out: Path,
-    progress: bool = False,
-) -> Iterator[dict[str, Any]]:
-    """The rows of :func:`compare`, each as soon as its variant is done.
+    validations included); every run is kept in ``out/<variant>/``.
 
     A stop signal (Ctrl-C, SIGTERM, SIGHUP) stops the comparison: one that the trainer caught
     (it finished its step and saved a checkpoint) raises :class:`~attnlab.errors.Interrupted`
