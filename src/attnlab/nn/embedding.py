@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.nn.dropout import Dropout
+from attnlab.nn.spec import check_whole_number
 
 # The most positions a position table may hold. Beyond it a max_len is a typo: 2^20 positions
 # of width 1024 are 4 GiB of float32, and attention over them would need a (2^20)^2 matrix of
@@ -16,18 +17,12 @@ from attnlab.nn.dropout import Dropout
 MAX_POSITIONS = 2**20
 
 
-def _check_size(name: str, value: object, low: int) -> None:
-    """Raise ``ValueError`` unless ``value`` is a whole number (not a bool) ``>= low``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be a whole number >= {low}; got {value!r}")
-
-
 def check_table(max_len: int, d_model: int, name: str = "max_len") -> None:
     """Raise ``ValueError`` unless a ``(max_len, d_model)`` position table can be made:
     ``0 <= max_len <= MAX_POSITIONS`` and ``d_model >= 1`` (checked before allocating).
     ``name`` is the config's name for ``max_len`` (e.g. ``block_size``)."""
-    _check_size(name, max_len, 0)
-    _check_size("d_model", d_model, 1)
+    check_whole_number(name, max_len, 0)
+    check_whole_number("d_model", d_model, 1)
     if max_len > MAX_POSITIONS:
         gib = max_len * d_model * 4 / 2**30
         raise ValueError(
@@ -68,8 +63,8 @@ class TokenEmbedding(nn.Module):
 
     def __init__(self, vocab_size: int, d_model: int, padding_idx: int | None = None):
         super().__init__()
-        _check_size("vocab_size", vocab_size, 1)
-        _check_size("d_model", d_model, 1)
+        check_whole_number("vocab_size", vocab_size, 1)
+        check_whole_number("d_model", d_model, 1)
         if padding_idx is not None and not 0 <= padding_idx < vocab_size:
             raise ValueError(
                 f"padding_idx must be None or an id in [0, vocab_size={vocab_size}); "

@@ -15,7 +15,7 @@ from attnlab.nn.attention import KVCache, MultiHeadAttention
 from attnlab.nn.dropout import Dropout
 from attnlab.nn.linear import Linear
 from attnlab.nn.normalization import norm_layer
-from attnlab.nn.spec import Activation, BlockSpec, spec_or_keywords
+from attnlab.nn.spec import Activation, BlockSpec, check_whole_number, spec_or_keywords
 from attnlab.nn.static_cache import StaticKVCache
 
 # Without autograd, the activation overwrites the first linear layer's fresh output in place:
@@ -35,13 +35,6 @@ _ACTIVATIONS = {
     ),
     "swiglu": lambda x: F.silu(x, inplace=not x.requires_grad),
 }
-
-
-def check_num_layers(name: str, value: object) -> None:
-    """Raise ``ValueError`` unless a layer count is a whole number ``>= 0`` (``range`` would
-    build no layer for a negative one, and fail on a float)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a whole number >= 0; got {value!r}")
 
 
 def residual(x: Tensor, sublayer_out: Tensor) -> Tensor:
@@ -250,7 +243,7 @@ class TransformerEncoder(nn.Module):
         spec: BlockSpec | None = None,
     ):
         super().__init__()
-        check_num_layers("num_layers", num_layers)
+        check_whole_number("num_layers", num_layers)
         spec = spec_or_keywords(
             spec,
             "TransformerEncoder",
@@ -440,7 +433,7 @@ class TransformerDecoder(nn.Module):
         spec: BlockSpec | None = None,
     ):
         super().__init__()
-        check_num_layers("num_layers", num_layers)
+        check_whole_number("num_layers", num_layers)
         spec = spec_or_keywords(
             spec,
             "TransformerDecoder",

@@ -21,12 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def _check_length(name: str, value: object) -> None:
-    """Raise ``ValueError`` unless a sequence length is a whole number ``>= 0`` (a symbolic
-    one under ``torch.compile`` with dynamic shapes included)."""
-    if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)) or value < 0:
-        raise ValueError(f"{name} must be a whole number >= 0; got {value!r}")
+from attnlab.nn.spec import check_whole_number
 
 
 def padding_mask(
@@ -59,7 +54,7 @@ def padding_mask(
                 f"got {tuple(lengths.shape)} {lengths.dtype}"
             )
         if max_len is not None:
-            _check_length("max_len", max_len)
+            check_whole_number("max_len", max_len)
         elif lengths.numel() == 0:
             raise ValueError("padding_mask(lengths) of an empty batch needs max_len")
         T = int(lengths.max()) if max_len is None else max_len
@@ -79,8 +74,8 @@ def causal_mask(T_q: int, T_k: int | None = None, device: torch.device | None = 
         Bool tensor ``(T_q, T_k)``, ``True`` on and below the (shifted) diagonal.
     """
     T_k = T_q if T_k is None else T_k
-    _check_length("T_q", T_q)
-    _check_length("T_k", T_k)
+    check_whole_number("T_q", T_q)
+    check_whole_number("T_k", T_k)
     if T_k < T_q:
         raise ValueError(f"causal_mask needs T_k >= T_q; got T_q={T_q}, T_k={T_k}")
     ones = torch.ones(T_q, T_k, dtype=torch.bool, device=device)
@@ -99,7 +94,7 @@ def local_mask(T: int, window: int, device: torch.device | None = None) -> Tenso
     Returns:
         Bool tensor ``(T, T)``, ``True`` on the band ``|i - j| <= window``.
     """
-    _check_length("T", T)
+    check_whole_number("T", T)
     if window < 0:
         raise ValueError(f"local_mask needs window >= 0; got {window}")
     i = torch.arange(T, device=device)

@@ -18,12 +18,22 @@ from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields
 from typing import Any, Literal
 
+import torch
+
 Activation = Literal["relu", "gelu", "gelu_tanh", "swiglu"]
 ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "gelu_tanh", "swiglu")
 Positions = Literal["absolute", "rotary"]
 POSITIONS: tuple[str, ...] = ("absolute", "rotary")
 Norm = Literal["layernorm", "rmsnorm"]
 NORMS: tuple[str, ...] = ("layernorm", "rmsnorm")
+
+
+def check_whole_number(name: str, value: object, low: int = 0) -> None:
+    """Raise ``ValueError`` unless ``value`` is a whole number (not a bool) ``>= low``: a size,
+    a length or a layer count (a symbolic one under ``torch.compile`` with dynamic shapes
+    included). ``range`` would build nothing for a negative count, and fail on a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)) or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}; got {value!r}")
 
 
 def _spec_field(

@@ -16,9 +16,8 @@ from attnlab.nn.layers import (
     DecoderLayerCache,
     TransformerDecoder,
     TransformerEncoder,
-    check_num_layers,
 )
-from attnlab.nn.spec import Activation, BlockSpec, spec_or_keywords
+from attnlab.nn.spec import Activation, BlockSpec, check_whole_number, spec_or_keywords
 
 
 class Transformer(nn.Module):
@@ -56,8 +55,8 @@ class Transformer(nn.Module):
         spec: BlockSpec | None = None,
     ):
         super().__init__()
-        check_num_layers("num_encoder_layers", num_encoder_layers)
-        check_num_layers("num_decoder_layers", num_decoder_layers)
+        check_whole_number("num_encoder_layers", num_encoder_layers)
+        check_whole_number("num_decoder_layers", num_decoder_layers)
         spec = spec_or_keywords(
             spec,
             "Transformer",
