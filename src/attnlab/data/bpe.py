@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from attnlab.data.vocab import PAD, UNK
+from attnlab.data.vocab import PAD, UNK, check_ids
 
 
 def train_bpe(
@@ -63,4 +63,6 @@ class BPEVocab:
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
         """The piece of each id, padding dropped."""
-        return [self.tokenizer.id_to_token(i) for i in ids if i != self.pad_id]
+        return [
+            self.tokenizer.id_to_token(i) for i in check_ids(ids, len(self)) if i != self.pad_id
+        ]

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from attnlab.data.download import CHUNK, cache_dir, locate, read_data_text, sha256_of
+from attnlab.data.vocab import check_ids
 from attnlab.errors import DataError
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -109,8 +111,10 @@ class CharTokenizer:
         table = np.frombuffer(self.chars.encode("utf-32-le"), dtype=np.uint32)  # (V,), sorted
         return torch.from_numpy(np.searchsorted(table, codes).astype(np.int64))  # (N,)
 
-    def decode(self, ids: list[int]) -> str:
-        return "".join(self.chars[i] for i in ids)
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of ``ids``; an id outside the vocabulary raises
+        :class:`~attnlab.errors.InputError`."""
+        return "".join(self.chars[i] for i in check_ids(ids, len(self.chars)))
 
     def state(self) -> str:
         """The characters in id order, for config.json."""

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer
 
 from attnlab.data.bpe import train_bpe
-from attnlab.data.vocab import PAD, UNK
+from attnlab.data.vocab import PAD, UNK, check_ids
 from attnlab.errors import DataError
 
 BOS, EOS = "<s>", "</s>"
@@ -57,8 +57,8 @@ class SubwordTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; special tokens (padding, start, end) are dropped."""
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return self.tokenizer.decode(check_ids(ids, len(self)), skip_special_tokens=True)
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
         """The piece of each id (for attention-map labels)."""
-        return [self.tokenizer.id_to_token(i) for i in ids]
+        return [self.tokenizer.id_to_token(i) for i in check_ids(ids, len(self))]

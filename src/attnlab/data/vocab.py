@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 
+from attnlab.errors import InputError
+
 PAD, UNK = "<pad>", "<unk>"
+
+
+def check_ids(ids: Iterable[int], vocab_size: int) -> list[int]:
+    """``ids`` as a list of ints, each checked to lie in ``0 .. vocab_size - 1``.
+
+    Raises :class:`~attnlab.errors.InputError` naming the first id that is not a whole
+    number or lies outside the vocabulary: Python would read ``-1`` as the last entry.
+    """
+    checked = []
+    for i in ids:
+        try:
+            index = operator.index(i)
+        except TypeError:
+            raise InputError(f"token id {i!r} is not a whole number") from None
+        if isinstance(i, bool) or not 0 <= index < vocab_size:
+            raise InputError(
+                f"token id {i!r} is outside the vocabulary: ids run from 0 to {vocab_size - 1}"
+            )
+        checked.append(index)
+    return checked
 
 
 class CharVocab:
@@ -28,8 +51,11 @@ class CharVocab:
         return [self.stoi.get(ch, self.unk_id) for ch in text]
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
-        """The token of each id (``<unk>`` for unknown characters), padding dropped."""
-        return [self.itos[i] for i in ids if i != self.pad_id]
+        """The token of each id (``<unk>`` for unknown characters), padding dropped.
+
+        Raises :class:`~attnlab.errors.InputError` for an id outside the vocabulary.
+        """
+        return [self.itos[i] for i in check_ids(ids, len(self)) if i != self.pad_id]
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> CharVocab:

@@ -1,0 +1,47 @@
+"""Every tokenizer refuses a token id outside its vocabulary with an InputError, where Python
+would read -1 as the last entry and a large id would be an IndexError, None or an
+OverflowError from the Rust tokenizer."""
+
+import pytest
+import torch
+
+from attnlab.data.bpe import BPEVocab
+from attnlab.data.shakespeare import CharTokenizer
+from attnlab.data.subword import SubwordTokenizer
+from attnlab.data.vocab import CharVocab
+from attnlab.errors import InputError
+
+TEXTS = ["hello world", "le monde"] * 20
+
+
+def _lookups():
+    """(name, vocabulary size, function of a list of ids) for each tokenizer's id lookups."""
+    char_vocab = CharVocab.from_texts(TEXTS)
+    char_tokenizer = CharTokenizer("abc\n")
+    subword = SubwordTokenizer.train(TEXTS, 40)
+    bpe = BPEVocab.train(TEXTS, 40)
+    return [
+        ("CharVocab.tokens", len(char_vocab), char_vocab.tokens),
+        ("CharTokenizer.decode", 4, char_tokenizer.decode),
+        ("SubwordTokenizer.decode", len(subword), subword.decode),
+        ("SubwordTokenizer.tokens", len(subword), subword.tokens),
+        ("BPEVocab.tokens", len(bpe), bpe.tokens),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_ids_outside_the_vocabulary_are_refused_naming_the_id(index: int) -> None:
+    name, size, lookup = _lookups()[index]
+    for bad in (-1, size, 10**30):
+        with pytest.raises(InputError, match=rf"token id {bad} is outside the vocabulary"):
+            lookup([2, bad])
+    with pytest.raises(InputError, match="token id 1.5 is not a whole number"):
+        lookup([1.5])
+
+
+def test_ids_in_range_still_decode_including_tensor_elements() -> None:
+    tokenizer = CharTokenizer("abc\n")
+    assert tokenizer.decode([3, 1, 0]) == "ca\n"  # sorted: "\n", a, b, c
+    assert tokenizer.decode(torch.tensor([1, 2])) == "ab"
+    vocab = CharVocab.from_texts(["ab"])
+    assert vocab.tokens([0, 1, 2, 3]) == ["<unk>", "a", "b"]
