@@ -92,6 +92,9 @@ def test_defaults_are_the_papers_base_model():
             r"rotary positions .* d_head = d_model / num_heads must be even; got d_head=3",
         ),
         ({"rope_theta": 0.5}, r"rope_theta must be at least 1; got 0\.5"),
+        ({"rope_theta": float("inf")}, r"rope_theta must be a finite number; got inf"),
+        ({"layer_norm_eps": float("inf")}, r"layer_norm_eps must be a finite number; got inf"),
+        ({"layer_norm_eps": float("nan")}, r"layer_norm_eps must be a finite number; got nan"),
     ],
 )
 def test_an_invalid_spec_is_a_value_error_naming_the_field(fields, message):

@@ -14,6 +14,7 @@ d_ff, dropout, ...)``) still work: they build a spec from their arguments.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields
 from typing import Any, Literal
@@ -75,6 +76,8 @@ def _check(spec_field: Field, value: Any) -> None:
         value, (int, float) if kind is float else kind
     ):
         raise ValueError(f"{name} must be {_KINDS[kind]}; got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
     choices, low, below = meta.get("choices"), meta.get("low"), meta.get("below")
     in_range = (
         (choices is None or value in choices)
