@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from attnlab import pretrained
 from attnlab.pretrained import CheckpointError, TruncationWarning, load_pretrained
@@ -101,6 +102,7 @@ def test_another_bert_directory_loads_and_equals_hf(tmp_path, minilm):
         ("smaller vocabulary", "the tokenizer belongs to another model"),
         ("huge vocabulary", "'embeddings.word_embeddings.weight' has shape"),
         ("huge width", "the config's sizes are too large for any model"),
+        ("int8 weights", "'encoder.layers.0.self_attn.out_proj.weight' holds int8 values"),
     ],
 )
 def test_broken_checkpoints_give_one_sentence(checkpoint_copy, breakage, message):
@@ -120,6 +122,11 @@ def test_broken_checkpoints_give_one_sentence(checkpoint_copy, breakage, message
         config_file.write_text(json.dumps({**config, "vocab_size": 10**12}))
     elif breakage == "huge width":
         config_file.write_text(json.dumps({**config, "hidden_size": 12 * 10**11}))
+    elif breakage == "int8 weights":  # quantized: refused, not silently cast to float
+        state = load_file(checkpoint_copy / "model.safetensors")
+        name = "encoder.layer.0.attention.output.dense.weight"
+        state[name] = state[name].to(torch.int8)
+        save_file(state, checkpoint_copy / "model.safetensors", metadata={"format": "pt"})
     elif breakage == "smaller vocabulary":
         config_file.write_text(json.dumps({**config, "vocab_size": 1000}))
     else:

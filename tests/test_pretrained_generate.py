@@ -263,6 +263,18 @@ def test_a_huge_size_is_checked_against_the_weights_before_allocating(
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_quantized_integer_weights_are_refused_not_cast_to_float(family, request, capsys):
+    """An int8 matrix copied into float weights would load, and generate nonsense."""
+    folder = request.getfixturevalue(f"{family}_copy")
+    state = load_file(folder / "model.safetensors")
+    name = "transformer.h.0.attn.c_attn.weight" if family == "gpt2" else "model.norm.weight"
+    state[name] = state[name].to(torch.int8)
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    code, _, err = generate_cli(capsys, folder)
+    assert_one_line_error(code, err, "holds int8 values: attnlab loads unquantized weights")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_a_missing_tensor(family, request, capsys):
     folder = request.getfixturevalue(f"{family}_copy")
     state = load_file(folder / "model.safetensors")

@@ -259,7 +259,7 @@ def _read_weights(path: Path, config: BertConfig) -> Bert:
         # config.json's sizes checked against the file's before the model is allocated
         mapped = checked_state_dict(skeleton(lambda: Bert(config)), hf_state)
     except ValueError as e:
-        raise CheckpointError(f"{weights_file} does not fit its config.json: {e}") from e
+        raise CheckpointError(f"{weights_file} cannot be loaded: {e}") from e
     model = Bert(config)
     model.load_state_dict(mapped)
     return model

@@ -243,7 +243,7 @@ def _read_shards(path: Path, index: Path) -> dict[str, Tensor]:
 
 def _gpt2(hf_config: Mapping[str, Any], state: dict[str, Tensor], path: Path) -> nn.Module:
     """attnlab's :class:`GPT` with the config and weights of a GPT-2 folder."""
-    from attnlab.interop.hf import skeleton
+    from attnlab.interop.hf import check_state, skeleton
     from attnlab.interop.hf_gpt2 import gpt2_config_from_hf, gpt2_state_dict_from_hf
     from attnlab.models.gpt import GPT
 
@@ -254,7 +254,7 @@ def _gpt2(hf_config: Mapping[str, Any], state: dict[str, Tensor], path: Path) ->
         config = gpt2_config_from_hf(SimpleNamespace(**values))
         mapped = gpt2_state_dict_from_hf(state, config.num_layers)
         # config.json's sizes checked against the file's before the model is allocated
-        _check_shapes(skeleton(lambda: GPT(config)), mapped)
+        check_state(skeleton(lambda: GPT(config)), mapped)
     except (TypeError, ValueError) as e:
         raise InputError(f"{path} cannot be loaded as a GPT-2: {_sentence(e)}") from e
     model = GPT(config)
@@ -277,16 +277,6 @@ def _llama(hf_config: Mapping[str, Any], state: dict[str, Tensor], path: Path) -
     model = Llama(config)
     model.load_state_dict(mapped)
     return model
-
-
-def _check_shapes(model: nn.Module, mapped: Mapping[str, Tensor]) -> None:
-    """Refuse, with one sentence, a tensor whose shape is not the one ``model`` needs."""
-    for key, expected in model.state_dict().items():
-        if key in mapped and tuple(mapped[key].shape) != tuple(expected.shape):
-            raise InputError(
-                f"tensor {key!r} has shape {tuple(mapped[key].shape)} but the config needs "
-                f"{tuple(expected.shape)}: the weights do not match config.json"
-            )
 
 
 def _sentence(error: Exception) -> str:

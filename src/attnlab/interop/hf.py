@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -64,3 +64,26 @@ def skeleton(build: Callable[[], nn.Module]) -> nn.Module:
     except RuntimeError as e:
         reason = " ".join(str(e).split())
         raise InputError(f"the config's sizes are too large for any model ({reason})") from e
+
+
+def check_state(model: nn.Module, mapped: Mapping[str, Tensor], sizes: str = "") -> None:
+    """Refuse, with one sentence, a tensor of ``mapped`` that ``model`` cannot hold as it is:
+    a shape other than the one ``model``'s config gives it (``sizes`` names that config's
+    sizes in the message), or integer values where ``model`` has floating-point weights (a
+    quantized checkpoint, which copying into float weights would silently spoil). ``model``
+    may be on the meta device, so that nothing is allocated before the check.
+    """
+    for key, expected in model.state_dict().items():
+        if key not in mapped:
+            continue
+        tensor = mapped[key]
+        if tuple(tensor.shape) != tuple(expected.shape):
+            raise InputError(
+                f"tensor {key!r} has shape {tuple(tensor.shape)} but the config{sizes} needs "
+                f"{tuple(expected.shape)}: the weights do not match config.json"
+            )
+        if expected.is_floating_point() and not tensor.is_floating_point():
+            raise InputError(
+                f"tensor {key!r} holds {str(tensor.dtype).removeprefix('torch.')} values: "
+                "attnlab loads unquantized weights (float32, float16 or bfloat16) only"
+            )

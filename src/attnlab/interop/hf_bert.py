@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from attnlab.errors import InputError
-from attnlab.interop.hf import twin_of
+from attnlab.interop.hf import check_state, twin_of
 from attnlab.models.bert import Bert, BertConfig
 
 _EMBEDDINGS = {
@@ -103,20 +103,18 @@ def load_hf_state_dict(bert: Bert, hf_state: dict[str, Tensor]) -> None:
 
 def checked_state_dict(bert: Bert, hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
     """``hf_state`` in ``bert``'s names, each tensor checked to have the shape ``bert``
-    needs (:func:`load_hf_state_dict` without the copy). ``bert`` may be on the meta
-    device: a checkpoint is then checked against its config without allocating the model.
+    needs, and floating point (:func:`load_hf_state_dict` without the copy). ``bert`` may be
+    on the meta device: a checkpoint is then checked against its config without allocating
+    the model.
     """
     config = bert.config
     mapped = bert_state_dict_from_hf(hf_state, config.num_hidden_layers)
-    for key, expected in bert.state_dict().items():
-        if tuple(mapped[key].shape) != tuple(expected.shape):
-            raise InputError(
-                f"weight {key!r} has shape {tuple(mapped[key].shape)} but the config "
-                f"(hidden_size={config.hidden_size}, intermediate_size="
-                f"{config.intermediate_size}, vocab_size={config.vocab_size}, "
-                f"max_position_embeddings={config.max_position_embeddings}) needs "
-                f"{tuple(expected.shape)}"
-            )
+    sizes = (
+        f" (hidden_size={config.hidden_size}, intermediate_size={config.intermediate_size}, "
+        f"vocab_size={config.vocab_size}, max_position_embeddings="
+        f"{config.max_position_embeddings})"
+    )
+    check_state(bert, mapped, sizes)
     return mapped
 
 

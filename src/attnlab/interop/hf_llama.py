@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from attnlab.errors import InputError
-from attnlab.interop.hf import twin_of
+from attnlab.interop.hf import check_state, twin_of
 from attnlab.models.llama import Llama, LlamaConfig
 
 _TOP = {"model.embed_tokens.weight": "token_embedding.weight", "model.norm.weight": "norm.weight"}
@@ -148,19 +148,15 @@ def load_hf_state_dict(model: Llama, hf_state: Mapping[str, Tensor]) -> None:
 
 def checked_state_dict(model: Llama, hf_state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """``hf_state`` in ``model``'s names, each tensor checked to have the shape ``model``
-    needs (:func:`load_hf_state_dict` without the copy). ``model`` may be on the meta
-    device: a checkpoint is then checked against its config without allocating the model.
+    needs, and floating point (:func:`load_hf_state_dict` without the copy). ``model`` may be
+    on the meta device: a checkpoint is then checked against its config without allocating
+    the model.
     """
     config = model.config
     mapped = llama_state_dict_from_hf(
         hf_state, config.num_hidden_layers, config.tie_word_embeddings
     )
-    for key, expected in model.state_dict().items():
-        if tuple(mapped[key].shape) != tuple(expected.shape):
-            raise InputError(
-                f"tensor {key!r} has shape {tuple(mapped[key].shape)} but the config needs "
-                f"{tuple(expected.shape)}: the weights do not match config.json"
-            )
+    check_state(model, mapped)
     return mapped
 
 
