@@ -145,16 +145,16 @@ def check_mask(mask: Tensor, B: int, H: int, T_q: int, T_k: int) -> None:
     message names the expected and the received shapes.
     """
     require_bool_mask(mask)
-    expected = (
-        f"(T_q, T_k) = ({T_q}, {T_k}) or (B|1, H|1, T_q|1, T_k) = ({B}|1, {H}|1, {T_q}|1, {T_k})"
-    )
     shape = tuple(mask.shape)
     if mask.dim() == 2:
         ok = shape == (T_q, T_k)
     elif mask.dim() == 4:
-        ok = all(m in (1, full) for m, full in zip(shape[:3], (B, H, T_q), strict=True))
-        ok = ok and shape[3] == T_k
+        fits = [m == 1 or m == full for m, full in zip(shape[:3], (B, H, T_q), strict=True)]
+        ok = all(fits) and shape[3] == T_k
     else:
         ok = False
-    if not ok:
-        raise ValueError(f"attention mask of shape {shape} does not fit: expected {expected}")
+    if not ok:  # the message is formatted here only: formatting sizes fixes them in a graph
+        expected = f"({T_q}, {T_k}) or (B|1, H|1, T_q|1, T_k) = ({B}|1, {H}|1, {T_q}|1, {T_k})"
+        raise ValueError(
+            f"attention mask of shape {shape} does not fit: expected (T_q, T_k) = {expected}"
+        )
