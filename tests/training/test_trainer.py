@@ -308,3 +308,32 @@ def test_stopping_at_once_leaves_the_log_writers_alone(tmp_path, monkeypatch):
     write_run_config(tmp_path, task, config, model)
     with pytest.raises(Stopped):
         Trainer(task, model, config, tmp_path, progress=False).fit()
+
+
+def test_a_second_signal_while_the_best_weights_are_written_stops_once_the_files_agree(
+    tmp_path, monkeypatch
+):
+    """Both signals strike while model.safetensors is written. Stopping there left a
+    checkpoint.pt and metrics.json one validation older than the best weights; the stop
+    now waits until the checkpoint of the same step is written."""
+    from attnlab.training import trainer as trainer_module
+
+    task = ReverseTask(ReverseConfig(train_size=100, val_size=20, test_size=20))
+    model = task.build_model()
+    config = TrainConfig(epochs=2, batch_size=25, val_every=2)
+    write_run_config(tmp_path, task, config, model)
+    trainer = Trainer(task, model, config, tmp_path, progress=False)
+    real_save_weights = trainer_module.save_weights
+
+    def struck_save_weights(*args, **kwargs):
+        real_save_weights(*args, **kwargs)
+        trainer._request_stop(signal.SIGINT, None)  # the first: stop after this step
+        trainer._request_stop(signal.SIGINT, None)  # the second: stop at once
+
+    monkeypatch.setattr(trainer_module, "save_weights", struck_save_weights)
+    with pytest.raises(Stopped):
+        trainer.fit()
+    checkpoint = load_checkpoint(tmp_path / "checkpoint.pt")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert checkpoint["step"] == 2  # the first validation's step, not one more
+    assert metrics["best"]["step"] == metrics["history"][-1]["step"] == 2

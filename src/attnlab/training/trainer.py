@@ -148,6 +148,8 @@ class Trainer:
         self.device = distributed.process_device(config.device)
         check_precision(self.device, config.precision)
         self._stop_requested = False  # a stop signal reached this process
+        self._files_open = False  # the run's files are being written: a stop waits for them
+        self._stop_after_files: int | None = None  # the signal that waits for the files
         self._stopping = False  # some process was asked to stop: all stop after this step
         self.stopped_by: str | None = None  # the signal that stopped training early
 
@@ -207,6 +209,19 @@ class Trainer:
                 save_checkpoint(self.run_dir / CHECKPOINT, self._state(rng_states))
                 self._write_metrics()
         self.checkpoint_step = self.step
+
+    @contextlib.contextmanager
+    def _files_kept_together(self) -> Iterator[None]:
+        """A second stop signal while a validation's files are written (the best weights,
+        the checkpoint, the metrics) stops training once they are all written, so that
+        ``model.safetensors`` is never newer than ``checkpoint.pt`` and ``metrics.json``."""
+        self._files_open = True
+        try:
+            yield
+        finally:
+            self._files_open = False
+        if self._stop_after_files is not None:
+            raise Stopped(self._stop_after_files)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -372,6 +387,9 @@ class Trainer:
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
+        if self._stop_requested and self._files_open:
+            self._stop_after_files = signum  # stop at once, as soon as the files agree
+            return
         if self._stop_requested:  # a second signal stops at once (the files stay whole)
             raise Stopped(signum)
         self._stop_requested = True
@@ -502,32 +520,39 @@ class Trainer:
             with autocast(self.device, self.config.precision):
                 metrics = self.task.evaluate(self.model, batches_on(val_loader, self.device))
             self.model.train()
-            entry = {"step": self.step, "epoch": epoch + 1, "lr": lr, **train_stats}
-            entry.update({f"val_{k}": v for k, v in metrics.items()})
-            self.history.append(entry)
-            self._log({f"val/{k}": v for k, v in metrics.items()})
-            score = [metrics[self.task.monitor], -metrics["loss"]]  # ties go to the lower loss
-            if not math.isfinite(metrics["loss"]):
-                self.bad_validations += 1  # never the best: training stops below, unsaved
-            elif self.best is None or score > self.best:
-                self.best, self.best_step, self.bad_validations = score, self.step, 0
-                with self._writing():
-                    save_weights(self.run_dir / MODEL, self.model, {"step": str(self.step)})
-            else:
-                self.bad_validations += 1
-        self.history, self.best, self.best_step, self.bad_validations = (
-            distributed.broadcast_object(
-                (self.history, self.best, self.best_step, self.bad_validations)
+        with self._files_kept_together():
+            if distributed.is_main():
+                entry = {"step": self.step, "epoch": epoch + 1, "lr": lr, **train_stats}
+                self._record(entry, metrics)
+            self.history, self.best, self.best_step, self.bad_validations = (
+                distributed.broadcast_object(
+                    (self.history, self.best, self.best_step, self.bad_validations)
+                )
             )
-        )
-        val_loss = self.history[-1]["val_loss"]
-        if not math.isfinite(val_loss):
-            raise TrainingError(
-                f"the validation loss became {val_loss} at step {self.step}, so training "
-                f"stopped; {self._last_good()} — try a lower --lr or a --grad-clip"
-            )
-        self._save_checkpoint()
+            val_loss = self.history[-1]["val_loss"]
+            if not math.isfinite(val_loss):
+                raise TrainingError(
+                    f"the validation loss became {val_loss} at step {self.step}, so training "
+                    f"stopped; {self._last_good()} — try a lower --lr or a --grad-clip"
+                )
+            self._save_checkpoint()
         return self.history[-1]
+
+    def _record(self, entry: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Add a validation's ``metrics`` to the history (after ``entry``: step, epoch,
+        training statistics) and TensorBoard, and save the weights if they are the best so
+        far (rank 0)."""
+        self.history.append({**entry, **{f"val_{k}": v for k, v in metrics.items()}})
+        self._log({f"val/{k}": v for k, v in metrics.items()})
+        score = [metrics[self.task.monitor], -metrics["loss"]]  # ties go to the lower loss
+        if not math.isfinite(metrics["loss"]):
+            self.bad_validations += 1  # never the best: training stops in _validate, unsaved
+        elif self.best is None or score > self.best:
+            self.best, self.best_step, self.bad_validations = score, self.step, 0
+            with self._writing():
+                save_weights(self.run_dir / MODEL, self.model, {"step": str(self.step)})
+        else:
+            self.bad_validations += 1
 
     def _describe(self, entry: dict) -> str:
         metrics = "  ".join(
