@@ -8,6 +8,8 @@ Needs the docs extra (``pip install -e ".[docs]"``); without it these tests skip
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -232,7 +234,7 @@ def _bash_commands(markdown: str) -> list[str]:
     """The commands of the fenced ```bash blocks, in order (``&&`` chains split apart)."""
     commands = []
     for block in re.findall(r"^```bash\n(.*?)^```", markdown, flags=re.S | re.M):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             commands.extend(part.strip() for part in line.split(" && ") if part.strip())
     return commands
@@ -349,6 +351,131 @@ def test_a_python_example_runs_and_prints_what_its_page_shows(
     assert done.returncode == 0, done.stderr[-4000:]
     if shown is not None:
         assert done.stdout.splitlines() == shown.splitlines()
+
+
+# --- Every attnlab command of the pages parses: its command, task, options and values exist
+
+# Inline code that names a command or an option in prose, not a command line to run.
+NOT_COMMAND_LINES = {"attnlab bench --load", "attnlab exercise check"}
+# A task page's inline options (`--window 0`) are options of this task's commands.
+TASK_OF_PAGE = {
+    "tasks/reverse.md": "reverse",
+    "tasks/names.md": "names",
+    "tasks/digits.md": "digits",
+    "tasks/shakespeare.md": "shakespeare",
+    "tasks/llama.md": "shakespeare",
+    "tasks/translate.md": "translate-small",
+}
+
+
+def _attnlab_argv(command: str) -> list[str] | None:
+    """``command``'s arguments after ``attnlab``, launcher prefixes (``time``, ``torchrun ...
+    -m``, ``VAR=value``) dropped; None for a line that runs no attnlab command."""
+    words = shlex.split(command)
+    while words and (words[0] == "time" or re.fullmatch(r"[A-Z_]+=\S*", words[0])):
+        words = words[1:]
+    if words[:1] == ["torchrun"] and "-m" in words:
+        words = words[words.index("-m") + 1 :]
+    return words[1:] if words[:1] == ["attnlab"] else None
+
+
+def _page_command_lines(markdown: str) -> list[str]:
+    """The attnlab command lines of a page: its ```bash blocks, the ``$ `` lines of its
+    ```text blocks (a command and what it printed), and inline code holding a whole command
+    line (not a synopsis with ``[...]``, a placeholder such as TASK or N, or an elided
+    ``...``)."""
+    lines = _bash_commands(markdown)
+    for block in re.findall(r"^```text\n(.*?)^```", markdown, flags=re.S | re.M):
+        lines += [line[2:] for line in block.splitlines() if line.startswith("$ ")]
+    prose = re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M).replace("\n", " ")
+    for span in [s for s in re.findall(r"`([^`]+)`", prose) if re.search(r"\battnlab ", s)]:
+        elided = re.search(r'(?<!")\.\.\.', span) or re.search(r"\[|\b(TASK|SUITE|[A-Z])\b", span)
+        if not elided and len(span.split()) > 2 and span not in NOT_COMMAND_LINES:
+            lines.append(span)
+    return [line for line in lines if _attnlab_argv(line) is not None]
+
+
+def _parse_error(argv: list[str]) -> str | None:
+    """What ``attnlab ARGV`` says when it cannot parse its arguments, or (``train`` and
+    ``compare``) when the task and training configs refuse a value; None if all is well.
+    ``--layer`` is left out of the configs: its file is the reader's own."""
+    from attnlab.cli import parse_command
+    from attnlab.cli.common import typed_options
+    from attnlab.configs import TrainConfig
+    from attnlab.errors import ConfigError
+    from attnlab.experiments.launch import configs_from
+    from attnlab.tasks import get_task
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            command, args = parse_command(argv)
+    except SystemExit as e:
+        return None if e.code == 0 else err.getvalue().strip() or f"exit status {e.code}"
+    if argv[0] in ("train", "compare"):
+        task_cls = get_task(args.task)
+        options = typed_options(args, task_cls.Config, TrainConfig)
+        options.pop("layer", None)
+        try:
+            configs_from(task_cls, options)
+        except ConfigError as e:
+            return str(e)
+    return None
+
+
+def _option_names(argv: list[str]) -> set[str]:
+    """The ``--options`` that ``attnlab ARGV --help`` lists (none if the command is unknown)."""
+    from attnlab.cli import parse_command
+
+    out = io.StringIO()
+    quiet = contextlib.redirect_stderr(io.StringIO())
+    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(out), quiet:
+        parse_command([*argv, "--help"])
+    return set(re.findall(r"--[a-z][a-z0-9-]*", out.getvalue()))
+
+
+def test_every_attnlab_command_of_the_pages_parses() -> None:
+    checked, failures = 0, []
+    for page in sorted(DOCS.rglob("*.md")):
+        if DOCS / "api" in page.parents:
+            continue
+        for line in _page_command_lines(page.read_text()):
+            checked += 1
+            error = _parse_error(_attnlab_argv(line))
+            if error:
+                failures.append(f"{page.relative_to(DOCS)}: {line}: {error}")
+    assert checked > 80  # the commands of every page were found
+    assert failures == []
+
+
+def test_every_option_a_task_page_names_exists() -> None:
+    unknown = []
+    for page, task in TASK_OF_PAGE.items():
+        options = _option_names(["train", task]) | _option_names(["compare", task])
+        prose = re.sub(r"^```.*?^```", "", (DOCS / page).read_text(), flags=re.S | re.M)
+        named = re.findall(r"`--[^`]*`", prose)
+        unknown += [f"{page}: {o}" for o in re.findall(r"--[a-z][a-z0-9-]*", " ".join(named))
+                    if o not in options]  # fmt: skip
+    assert unknown == []
+
+
+def test_the_command_checks_see_a_wrong_option_and_skip_a_synopsis() -> None:
+    text = (
+        "```bash\nattnlab train names --windw 1   # typo\n"
+        "torchrun --nproc_per_node=2 -m attnlab train reverse \\\n    --device cpu\n```\n"
+        "Run `attnlab bench [encoder gpt]` or `time attnlab train digits --no-progress`, "
+        "`attnlab train TASK`, `attnlab train names ...`.\n"
+    )
+    lines = _page_command_lines(text)
+    assert lines == [
+        "attnlab train names --windw 1",
+        "torchrun --nproc_per_node=2 -m attnlab train reverse      --device cpu",
+        "time attnlab train digits --no-progress",
+    ]
+    assert "unrecognized arguments: --windw 1" in _parse_error(_attnlab_argv(lines[0]))
+    assert _parse_error(_attnlab_argv(lines[1])) is None
+    assert _parse_error(["train", "names", "--model", "lstm"])  # a value out of its choices
+    assert "--window" in _option_names(["train", "names"])
 
 
 # --- The walkthrough notebook -----------------------------------------------------------

@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from types import ModuleType
 
 from attnlab import __version__
 from attnlab.cli.common import Parser
@@ -92,15 +93,22 @@ def stop_signals_raise() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run ``attnlab ARGV``; returns the exit status (argparse's own errors exit 2)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+def parse_command(argv: list[str]) -> tuple[ModuleType, argparse.Namespace]:
+    """The command module and its parsed options for ``attnlab ARGV``, without running it:
+    argparse exits with status 2 on an unknown command, option or bad value (0 after --help).
+    """
     parser = _top_parser()
     if not argv:
         parser.error(f"give a COMMAND: {', '.join(COMMANDS)}")
     top = parser.parse_args(argv)
     command = importlib.import_module(f"attnlab.cli.{_MODULES.get(top.command, top.command)}")
-    args = command.parse(f"attnlab {top.command}", top.rest)
+    return command, command.parse(f"attnlab {top.command}", top.rest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``attnlab ARGV``; returns the exit status (argparse's own errors exit 2)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command, args = parse_command(argv)
     try:
         with stop_signals_raise(), guarded_stdout():
             return command.run(args)
