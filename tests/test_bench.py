@@ -83,6 +83,16 @@ def test_table_has_one_row_per_result_with_ratio_and_mfu(monkeypatch):
     assert lines[4].split()[6:] == ["2.00x", "TFLOP/s", "0.5", "MFU", "25.0%"]
 
 
+@pytest.mark.parametrize("threads, said", [(1, "1 CPU thread"), (2, "2 CPU threads")])
+def test_the_table_header_counts_the_threads_in_words(monkeypatch, threads, said):
+    suite = types.ModuleType("fake_suite")
+    suite.run = lambda options: [BenchResult("fake", "a", "ms", 2.0, 3.0, "ref")]
+    monkeypatch.setitem(sys.modules, "fake_suite", suite)
+    monkeypatch.setitem(attnlab.bench.SUITES, "fake", "fake_suite")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert run_bench(["fake"], BenchOptions()).table().splitlines()[0].endswith(f", {said}")
+
+
 # A tiny GPT for the FLOP counts: 1 layer, d_model 4, 2 heads, d_ff 16, vocabulary 7, T = 3.
 TINY = dict(vocab_size=7, block_size=3, num_layers=1, num_heads=2, d_model=4, d_ff=16, bias=False)
 TWO_LAYERS = dict(

@@ -39,15 +39,18 @@ def option(
     high: float | None = None,
     below: float | None = None,
     resumable: bool = False,
+    metavar: str | None = None,
 ) -> Any:
     """A dataclass field with its help text and what values it allows.
 
     ``low``/``high`` are inclusive bounds, ``below`` an exclusive upper bound (a dropout rate
     is below 1). ``resumable=True``: ``--resume`` may change it (it does not change what the
-    saved run means, e.g. the number of epochs or the device).
+    saved run means, e.g. the number of epochs or the device). ``metavar``: the value's name
+    in ``--help`` (default: from its type or choices).
     """
     metadata = {"help": help, "choices": choices, "low": low, "high": high, "below": below}
-    return dataclasses.field(default=default, metadata={**metadata, "resumable": resumable})
+    metadata |= {"resumable": resumable, "metavar": metavar}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def nested(factory: Callable[[], Any], help: str) -> Any:  # noqa: A002

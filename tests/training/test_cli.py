@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -135,6 +136,18 @@ def test_console_script_exit_status_and_help():
     ):
         assert flag in help_text
     assert "(default: 0.002)" in help_text  # the task's own default learning rate
+
+
+@pytest.mark.parametrize("command", [["train", "names"], ["compare", "names"], ["bench"]])
+def test_help_names_a_folder_dir_and_says_no_empty_default(command):
+    help_text = subprocess.run(
+        [sys.executable, "-m", "attnlab.cli", *command, "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    assert "--data-dir DIR " in help_text  # the docs' --data-dir DIR
+    assert "(default: )" not in help_text  # no --data-dir, no --layer: nothing to show
 
 
 def test_positional_inputs_may_come_before_or_after_options(capsys, trained_run):

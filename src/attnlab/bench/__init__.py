@@ -67,7 +67,7 @@ class BenchReport:
         lines = [
             f"device {env['device']} ({env['device_name']}), precision {self.options.precision}"
             f"{', compiled' if self.options.compile else ''}, torch {env['torch']}, "
-            f"{env['threads']} CPU threads"
+            f"{env['threads']} CPU thread{'' if env['threads'] == 1 else 's'}"
         ]
         columns = ["suite", "case", "unit", "attnlab", "reference", "vs", "ratio", "extras"]
         rows = [

@@ -32,10 +32,10 @@ class Parser(argparse.ArgumentParser):
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show each option's default, except where there is none."""
+    """Show each option's default, except where there is none (None or empty text)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None:
+        if action.default is None or action.default == "":
             return action.help or ""
         return super()._get_help_string(action)
 
@@ -70,11 +70,9 @@ def add_config_options(
         default = defaults.get(field.name, default)
         help_text = field.metadata.get("help", "")
         rule = allowed(field)
-        shown = (
-            f"{help_text}; {rule} (default: {default})"
-            if rule
-            else f"{help_text} (default: {default})"
-        )
+        shown = f"{help_text}; {rule}" if rule else help_text
+        if default != "":  # an empty text default (no --data-dir, no --layer) goes unsaid
+            shown += f" (default: {default})"
         if isinstance(default, bool):
             group.add_argument(
                 flag(field.name),

@@ -1,14 +1,14 @@
 """``attnlab exercise``: practicals to write yourself, a checker that says what is wrong, grading.
 
   attnlab exercise start DIR [--part encoder ...]   write the skeleton files to fill in
-  attnlab exercise check DIR_OR_FILE [--part NAME ...] [--json]
-                                                    check each part; a failure names the
+  attnlab exercise check DIR_OR_FILE [--part NAME ...] [--practical NAME] [--json]
+                 [--timeout S]                      check each part; a failure names the
                                                     likely mistake (exit 0: all pass, 1: some
                                                     fail, 2: a file does not import, a name is
                                                     missing or a signature differs)
   attnlab exercise solve DIR [--part encoder ...]   write the reference solutions (teachers)
   attnlab exercise grade SUBMISSIONS_DIR --csv grades.csv [--timeout S] [--overwrite]
-                                                    check every student (one .py file or one
+                 [--practical NAME] [--jobs N]      check every student (one .py file or one
                                                     folder each), each in its own process; an
                                                     existing CSV is replaced only with
                                                     --overwrite

@@ -8,7 +8,6 @@ probing the class happen when the model is built (:mod:`attnlab.tasks.user_layer
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,7 @@ LAYER_DEFAULTS = {"window": 0, "norm_first": False}
 
 def layer_option() -> Any:
     """The ``layer`` field of a task config ('' = attnlab's own layer)."""
-    declared = option("", LAYER_HELP)
-    return dataclasses.field(
-        default="", metadata={**declared.metadata, "metavar": "FILE.py:ClassName"}
-    )
+    return option("", LAYER_HELP, metavar="FILE.py:ClassName")
 
 
 def checked_layer_spec(spec: str) -> str:

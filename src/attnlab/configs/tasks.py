@@ -46,7 +46,7 @@ def size(**defaults: Any) -> Any:
 
 
 def _data_dir(what: str) -> Any:
-    return option("", f"folder holding {what}")
+    return option("", f"folder holding {what}", metavar="DIR")
 
 
 @dataclass

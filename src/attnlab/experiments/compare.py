@@ -131,14 +131,14 @@ def compare(
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The rows as an aligned text table."""
+    """The rows as an aligned text table (no trailing blanks after the last column)."""
     columns = list(rows[0])
     cells = [[_cell(row[c]) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _cell(value: Any) -> str:
