@@ -9,6 +9,7 @@ or ``timeout``.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import itertools
 import traceback
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor
 
 from attnlab.exercises.core import (
+    CASE_ATTRIBUTE,
     Mistake,
     Part,
     Practical,
@@ -56,9 +58,10 @@ def signature_problem(template: ModuleType, impl: ModuleType, name: str) -> str 
     expected, actual = _lookup(template, name), _lookup(impl, name)
     owner = name.split(".")[0]
     if _lookup(impl, owner) is None:
-        return f"{owner} is missing"
+        return f"{owner} is missing{_similar(owner, impl, template)}"
     if actual is None:
-        return f"{name} is missing"
+        similar = _similar(name.split(".")[-1], _lookup(impl, owner), _lookup(template, owner))
+        return f"{name} is missing{similar}"
     if inspect.isclass(expected):
         if not inspect.isclass(actual):
             return f"{name} must be a class"
@@ -69,6 +72,20 @@ def signature_problem(template: ModuleType, impl: ModuleType, name: str) -> str 
     if want != got:
         return f"{name} must take ({', '.join(want)}), not ({', '.join(got)})"
     return None
+
+
+def _similar(name: str, owner: object, template: object) -> str:
+    """`` (the file has EncoderLayer: keep the template's names)`` when ``owner`` (the
+    student's module or class) defines a name close to the missing ``name`` that its twin in
+    the template does not define (a class renamed, not another class of the template); else
+    ``""``."""
+    names = [n for n in dir(owner) if not n.startswith("__") and not hasattr(template, n)]
+    close = [n for n in names if n.lower() == name.lower()]
+    close = close or difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if not close:
+        close = [n for n in names if len(n) > 3 and (n in name or name in n)][:1]
+    where = "the file" if isinstance(owner, ModuleType) else "the class"
+    return f" ({where} has {close[0]}: keep the template's names)" if close else ""
 
 
 def _lookup(module: ModuleType, name: str) -> object | None:
@@ -209,10 +226,10 @@ def check_part(
         return Verdict(part.name, "error", str(e))
     except PartTimeout:
         raise
-    except Exception as e:
-        return Verdict(part.name, "fail", f"raised {_describe(e, student_file)}")
+    except BaseException as e:  # sys.exit() or KeyboardInterrupt too: the other parts go on
+        return Verdict(part.name, "fail", describe(e, student_file))
     want = diagnoser.expected(part)
-    problem = _shape_problem(got, want)
+    problem = _shape_problem(got, want, part.outputs)
     tensors = len(got) == len(want) and all(isinstance(a, Tensor) for a in got)
     if problem and not tensors:
         return Verdict(part.name, "fail", problem)
@@ -224,28 +241,48 @@ def check_part(
     if problem:
         return Verdict(part.name, "fail", problem)
     if not deterministic:
-        return Verdict(part.name, "fail", "two calls in eval mode give different outputs")
-    return Verdict(part.name, "fail", _value_problem(got, want))
+        return Verdict(
+            part.name,
+            "fail",
+            "two calls in eval mode give different outputs (dropout that ignores eval mode, "
+            "such as F.dropout without training=self.training, does this)",
+        )
+    return Verdict(part.name, "fail", _value_problem(got, want, part.outputs))
 
 
-def _shape_problem(got: tuple[object, ...], want: tuple[Tensor, ...]) -> str | None:
+def _which(i: int, count: int, labels: tuple[str, ...]) -> str:
+    """How a message names output ``i`` of ``count``: ``the output``, ``output 2 of 4``, or
+    ``output 2 of 4 (the attention weights, with the mask)`` when the part labels it."""
+    name = f"output {i + 1} of {count}" if count > 1 else "the output"
+    return f"{name} ({labels[i]})" if i < len(labels) else name
+
+
+def _shape_problem(
+    got: tuple[object, ...], want: tuple[Tensor, ...], labels: tuple[str, ...] = ()
+) -> str | None:
+    """One sentence on the first output that is not a tensor of the reference's shape and kind
+    of dtype; ``None`` when all are."""
     if len(got) != len(want):
         return f"returned {len(got)} outputs, expected {len(want)}"
     for i, (a, b) in enumerate(zip(got, want, strict=True)):
-        which = f"output {i + 1} of {len(want)}" if len(want) > 1 else "the output"
+        which, shape = _which(i, len(want), labels), tuple(b.shape)
+        if a is None:
+            return f"{which} is None (a missing return?), expected a tensor of shape {shape}"
         if not isinstance(a, Tensor):
-            return f"{which} is a {type(a).__name__}, expected a tensor of shape {tuple(b.shape)}"
+            return f"{which} is a {type(a).__name__}, expected a tensor of shape {shape}"
         if a.shape != b.shape:
             return f"{which} has shape {tuple(a.shape)}, expected {tuple(b.shape)}"
-        if not (a.is_floating_point() or a.dtype == torch.bool) and b.is_floating_point():
-            return f"{which} has dtype {a.dtype}, expected floating point"
+        if a.dtype != b.dtype and (b.is_floating_point() or b.dtype == torch.bool):
+            return f"{which} has dtype {a.dtype}, expected {b.dtype}"
     return None
 
 
-def _value_problem(got: tuple[Tensor, ...], want: tuple[Tensor, ...]) -> str:
+def _value_problem(
+    got: tuple[Tensor, ...], want: tuple[Tensor, ...], labels: tuple[str, ...] = ()
+) -> str:
     for i, (a, b) in enumerate(zip(got, want, strict=True)):
         a, b = a.detach().double(), b.detach().double()
-        which = f" in output {i + 1}" if len(want) > 1 else ""
+        which = f" in {_which(i, len(want), labels)}" if len(want) > 1 or labels else ""
         if a.isnan().any() and not b.isnan().any():
             return f"the values are wrong{which}: NaN where the reference has numbers"
         if not torch.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True):
@@ -258,14 +295,27 @@ def _value_problem(got: tuple[Tensor, ...], want: tuple[Tensor, ...]) -> str:
     return "the values are wrong"
 
 
-def _describe(error: Exception, student_file: Path) -> str:
-    """``TypeError: message (encoder.py, line 42)``: the last line of the student's file."""
-    text = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(
-        ": "
-    )
+def one_line(text: str, limit: int = 200) -> str:
+    """The first line of ``text``, cut to ``limit`` characters (an exception's message can be
+    a whole screen)."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 3].rstrip() + "..."
+
+
+def describe(error: BaseException, student_file: Path) -> str:
+    """``raised TypeError: message (encoder.py, line 42)``, the last line of the student's file
+    in the traceback; ``calls sys.exit(3) (...)`` for a ``sys.exit``. A part that labels the
+    call that failed (:func:`attnlab.exercises.core.case`) has that label in front:
+    ``with a batch of 1: raised ...``."""
+    if isinstance(error, SystemExit):
+        code = "" if error.code is None else repr(error.code)
+        text = f"calls sys.exit({code})"
+    else:
+        text = f"raised {type(error).__name__}: {one_line(str(error))}".rstrip(": ")
     frames = [
         f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == student_file
     ]
     if frames:
         text += f" ({student_file.name}, line {frames[-1].lineno})"
-    return text
+    label = getattr(error, CASE_ATTRIBUTE, None)
+    return f"{label}: {text}" if label else text

@@ -25,7 +25,14 @@ from typing import IO
 
 import torch
 
-from attnlab.exercises.checker import Diagnoser, PartTimeout, Verdict, check_part, signature_problem
+from attnlab.exercises.checker import (
+    Diagnoser,
+    PartTimeout,
+    Verdict,
+    check_part,
+    one_line,
+    signature_problem,
+)
 from attnlab.exercises.registry import practical as get_practical
 
 
@@ -64,7 +71,7 @@ def import_student(path: Path, timeout: float) -> tuple[ModuleType | None, str |
         frames = traceback.extract_tb(e.__traceback__)
         line = next((f.lineno for f in reversed(frames) if Path(f.filename) == path), None)
         where = f" at line {line}" if line else ""
-        return None, f"it raises {type(e).__name__}{where} when it is imported: {e}"
+        return None, f"it raises {type(e).__name__}{where} when it is imported: {one_line(str(e))}"
     return module, None
 
 
@@ -99,7 +106,9 @@ def check(name: str, path: Path, out: IO[str], timeout: float, only: list[str]) 
             try:
                 verdict = check_part(diagnoser, part, module, path, lambda: alarm(timeout))
             except PartTimeout:
-                verdict = Verdict(part.name, "timeout", f"took longer than {timeout:g} s")
+                verdict = Verdict(
+                    part.name, "timeout", f"took longer than {timeout:g} s (an endless loop?)"
+                )
         write(out, {"event": "part", **verdict.as_dict()})
 
 

@@ -35,7 +35,8 @@ import inspect
 import math
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -59,12 +60,16 @@ class Part:
     missing one, or one whose signature differs from the template's, makes the part an error
     (not checked) instead of a failure. Defaults to the class and method of ``name``.
     ``summary``: one line of what the part does, for listings.
+    ``outputs``: what each of ``run``'s outputs is (``"the attention weights, with the
+    mask"``), so that a message names it: ``output 2 of 4 (the attention weights, with the
+    mask) has shape ...``. Empty: outputs are named by their number only.
     """
 
     name: str
     run: Callable[[ModuleType, int], Outputs]
     uses: tuple[str, ...] = ()
     summary: str = ""
+    outputs: tuple[str, ...] = ()
 
     def needed_names(self) -> tuple[str, ...]:
         if self.uses:
@@ -239,6 +244,22 @@ def load_same_weights(obj: nn.Module, state: dict[str, Tensor], owner: str) -> N
                 f"expected {tuple(value.shape)}"
             )
     obj.load_state_dict(state)
+
+
+CASE_ATTRIBUTE = "attnlab_case"
+
+
+@contextmanager
+def case(label: str) -> Iterator[None]:
+    """Label the calls of a part's ``run`` made in this block (``"with a batch of 1"``): an
+    exception raised in it is reported with the label in front, so that the student knows
+    which of the part's calls failed."""
+    try:
+        yield
+    except Exception as e:
+        if not hasattr(e, CASE_ATTRIBUTE):
+            setattr(e, CASE_ATTRIBUTE, label)
+        raise
 
 
 def as_tuple(outputs: Outputs) -> tuple[Tensor, ...]:
