@@ -123,3 +123,85 @@ def test_dropout_on_in_eval_mode_outside_the_catalogue_is_named_as_a_likely_caus
         "two calls in eval mode give different outputs (dropout that ignores eval mode, such "
         "as F.dropout without training=self.training, does this)"
     )
+
+
+def test_a_pair_returned_as_one_tensor_is_named_with_the_call(tmp_path):
+    path = plant(
+        tmp_path / "attention.py",
+        "attention",
+        {"return (out, attention) if return_attention else out": "return out"},
+    )
+    _, verdicts = check_here("attention", path, ("MultiheadAttention.forward",))
+    assert verdicts["MultiheadAttention.forward"]["message"] == (
+        "MultiheadAttention(x, mask, return_attention=True) returned a Tensor of shape "
+        "(2, 5, 12), expected a tuple (output, attention)"
+    )
+
+
+def test_an_output_of_the_wrong_shape_is_named_by_what_it_is(tmp_path):
+    """Attention weights averaged over the heads, as nn.MultiheadAttention returns them."""
+    path = plant(
+        tmp_path / "attention.py",
+        "attention",
+        {"return attention @ v, attention  #": "return attention @ v, attention.mean(dim=1)  #"},
+    )
+    _, verdicts = check_here("attention", path, ("scaled_dot_product",))
+    assert verdicts["scaled_dot_product"]["message"] == (
+        "output 2 of 4 (the attention weights, with the mask) has shape (2, 5, 5), "
+        "expected (2, 3, 5, 5)"
+    )
+
+
+def test_a_layer_that_breaks_on_a_batch_of_one_is_caught(tmp_path):
+    """squeeze() drops the batch axis only when the batch holds one sequence."""
+    old = "x = self.gamma2 * self.norm(x + self.dropout(self.feed_forward(x))) + self.beta2\n"
+    path = plant(tmp_path / "encoder.py", "encoder", {old: old + "        x = x.squeeze()\n"})
+    _, verdicts = check_here("encoder", path, ("TransformerEncoderLayer.forward",))
+    assert verdicts["TransformerEncoderLayer.forward"]["message"] == (
+        "output 3 of 4 (with a batch of 1) has shape (7, 12), expected (1, 7, 12)"
+    )
+
+
+def test_a_call_that_raises_on_an_edge_case_says_which_case(tmp_path):
+    """The heads split with T read from the mask's last axis: right until T is not 7."""
+    path = plant(
+        tmp_path / "encoder.py",
+        "encoder",
+        {"B, T, _ = x.shape\n        q, k, v": "B, T = x.size(0), 7\n        q, k, v"},
+    )
+    _, verdicts = check_here("encoder", path, ("TransformerEncoderLayer.forward",))
+    message = verdicts["TransformerEncoderLayer.forward"]["message"]
+    assert message.startswith("with a sequence of length 1: raised RuntimeError: "), message
+
+
+def test_a_causal_mask_of_integers_or_wrong_for_one_position_is_named(tmp_path):
+    causal = "return torch.ones(T, T, dtype=torch.bool).tril()"
+    path = plant(
+        tmp_path / "decoder.py", "decoder", {causal: "return torch.ones(T, T).tril().long()"}
+    )
+    _, verdicts = check_here("decoder", path, ("causal_mask",))
+    assert verdicts["causal_mask"]["message"] == (
+        "causal_mask(6) returned a torch.int64 tensor, expected torch.bool"
+    )
+    one = "torch.ones(T, T, dtype=torch.bool).tril(diagonal=-1) if T == 1 else "
+    path = plant(
+        tmp_path / "decoder.py", "decoder", {causal: causal.replace("return ", f"return {one}")}
+    )
+    _, verdicts = check_here("decoder", path, ("causal_mask",))
+    assert verdicts["causal_mask"]["message"].startswith(
+        "the values are wrong in output 3 of 3 (the mask for 1 position)"
+    )
+
+
+def test_an_exception_that_a_known_mistake_raises_too_gets_its_hint(tmp_path):
+    """Keys from the decoder break the first decoding step (a target of length 1 against a
+    memory mask of 5): the same error as the catalogue's variant, so the same hint."""
+    cross = "attended = self.cross_attn(x, memory, mask=memory_mask)"
+    path = plant(
+        tmp_path / "decoder.py",
+        "decoder",
+        {cross: "attended = self.cross_attn(x, memory=x, mask=memory_mask)"},
+    )
+    _, verdicts = check_here("decoder", path, ("DecoderLayer.forward",))
+    verdict = verdicts["DecoderLayer.forward"]
+    assert verdict["mistake"] == "cross-attention-on-decoder", verdict

@@ -27,6 +27,7 @@ from attnlab.exercises.core import (
     Mistake,
     Part,
     Practical,
+    ReturnError,
     WeightsMismatchError,
     as_tuple,
     made_together,
@@ -119,6 +120,7 @@ class Diagnoser:
         self.reference = practical.solution_module()
         self._outputs: dict[tuple[str, str], tuple[tuple[Tensor, ...], bool]] = {}
         self._broken: dict[str, ModuleType] = {}
+        self._failures: dict[tuple[str, str], Exception] = {}
 
     def outputs(self, part: Part, impl: ModuleType, key: str) -> tuple[tuple[Tensor, ...], bool]:
         """``(outputs, deterministic)`` of ``part`` for ``impl``, cached under ``key``."""
@@ -129,18 +131,47 @@ class Diagnoser:
     def expected(self, part: Part) -> tuple[Tensor, ...]:
         return self.outputs(part, self.reference, "reference")[0]
 
+    def relevant(self, part: Part) -> list[Mistake]:
+        """The mistakes made in ``part`` or in a part it uses."""
+        return [m for m in self.practical.mistakes if m.part in (part.name, *part.needed_names())]
+
     def matches(self, part: Part, got: tuple[Tensor, ...], deterministic: bool) -> list[Mistake]:
         """The catalogue's mistakes whose broken variant gives what the student gives; when
         none does, the pairs of mistakes made together that do (see :func:`made_together`).
         Only mistakes made in ``part`` or in a part it uses are tried."""
-        relevant = [
-            m for m in self.practical.mistakes if m.part in (part.name, *part.needed_names())
-        ]
+        relevant = self.relevant(part)
         found = self._matching(part, relevant, got, deterministic)
         if found:
             return found
         pairs = [made_together(a, b) for a, b in itertools.combinations(relevant, 2)]
         return self._matching(part, [p for p in pairs if p is not None], got, deterministic)
+
+    def matches_error(self, part: Part, error: Exception) -> list[Mistake]:
+        """The mistakes whose broken variant raises what the student's code raised on
+        ``part``: the same exception type with the same message (a mistake that breaks one
+        of the part's calls, e.g. keys from the decoder with a memory mask of another
+        length)."""
+        found = []
+        for mistake in self.relevant(part):
+            try:
+                self._variant(part, mistake)
+            except Exception as theirs:
+                if _same_error(theirs, error):
+                    found.append(mistake)
+        return found
+
+    def _variant(self, part: Part, mistake: Mistake) -> tuple[tuple[Tensor, ...], bool]:
+        """The outputs of ``part`` with ``mistake`` made; raises what that variant raises
+        (remembered, so that it runs once)."""
+        if (mistake.name, part.name) in self._failures:
+            raise self._failures[mistake.name, part.name]
+        try:
+            if mistake.name not in self._broken:
+                self._broken[mistake.name] = mistake.broken()
+            return self.outputs(part, self._broken[mistake.name], mistake.name)
+        except Exception as e:
+            self._failures[mistake.name, part.name] = e
+            raise
 
     def _matching(
         self, part: Part, mistakes: list[Mistake], got: tuple[Tensor, ...], deterministic: bool
@@ -148,11 +179,7 @@ class Diagnoser:
         found = []
         for mistake in mistakes:
             try:
-                if mistake.name not in self._broken:
-                    self._broken[mistake.name] = mistake.broken()
-                theirs, theirs_deterministic = self.outputs(
-                    part, self._broken[mistake.name], mistake.name
-                )
+                theirs, theirs_deterministic = self._variant(part, mistake)
             except Exception:  # a mistake this part cannot even run with: no match
                 continue
             if not theirs_deterministic:
@@ -165,6 +192,10 @@ class Diagnoser:
             ):
                 found.append(mistake)
         return found
+
+
+def _same_error(first: BaseException, second: BaseException) -> bool:
+    return type(first) is type(second) and str(first) == str(second)
 
 
 def run_twice(part: Part, impl: ModuleType) -> tuple[tuple[Tensor, ...], bool]:
@@ -224,8 +255,16 @@ def check_part(
         return Verdict(part.name, "todo", "not written yet (TODO)")
     except WeightsMismatchError as e:
         return Verdict(part.name, "error", str(e))
+    except ReturnError as e:
+        return Verdict(part.name, "fail", str(e))
     except PartTimeout:
         raise
+    except Exception as e:
+        mistakes = diagnoser.matches_error(part, e)
+        if mistakes:
+            hint = "; or ".join(m.hint for m in mistakes)
+            return Verdict(part.name, "fail", hint, mistakes[0].name)
+        return Verdict(part.name, "fail", describe(e, student_file))
     except BaseException as e:  # sys.exit() or KeyboardInterrupt too: the other parts go on
         return Verdict(part.name, "fail", describe(e, student_file))
     want = diagnoser.expected(part)

@@ -246,6 +246,26 @@ def load_same_weights(obj: nn.Module, state: dict[str, Tensor], owner: str) -> N
     obj.load_state_dict(state)
 
 
+class ReturnError(Exception):
+    """A call in a part's ``run`` returned something of the wrong kind (one tensor where a
+    pair is due): its message, one sentence, is the verdict."""
+
+
+def unpack(result: object, names: tuple[str, ...], call: str) -> tuple[object, ...]:
+    """``result`` as the ``len(names)`` things ``call`` returns; :class:`ReturnError` naming
+    what it returned instead (``MultiheadAttention(x, return_attention=True) returned a
+    Tensor of shape (2, 5, 12), expected a tuple (output, attention)``)."""
+    if isinstance(result, tuple | list) and len(result) == len(names):
+        return tuple(result)
+    if isinstance(result, tuple | list):
+        what = f"{len(result)} values"
+    elif isinstance(result, Tensor):
+        what = f"a Tensor of shape {tuple(result.shape)}"
+    else:
+        what = "None" if result is None else f"a {type(result).__name__}"
+    raise ReturnError(f"{call} returned {what}, expected a tuple ({', '.join(names)})")
+
+
 CASE_ATTRIBUTE = "attnlab_case"
 
 

@@ -18,7 +18,15 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from attnlab.exercises.core import Mistake, Part, Practical, instantiate, substitute
+from attnlab.exercises.core import (
+    Mistake,
+    Part,
+    Practical,
+    case,
+    instantiate,
+    substitute,
+    unpack,
+)
 from attnlab.exercises.practicals import encoder as encoder_practical
 from attnlab.exercises.solutions import attention as solution
 
@@ -42,14 +50,21 @@ def _mask() -> Tensor:
 def scaled_dot_product(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
     """``(values, attention)`` with the mask, then without."""
     q, k, v = (_randn(seed + i, B, H, T, D_K) for i in range(3))
-    return (*impl.scaled_dot_product(q, k, v, _mask()), *impl.scaled_dot_product(q, k, v))
+    pair = ("values", "attention")
+    masked = unpack(impl.scaled_dot_product(q, k, v, _mask()), pair, _SDP.format("mask"))
+    return (*masked, *unpack(impl.scaled_dot_product(q, k, v), pair, _SDP.format("None")))
 
 
 def multihead_attention(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
-    """``(output, attention)`` with the mask, then the output without it."""
+    """``(output, attention)`` with the mask, then the output without it, then the output
+    for a batch of one sequence."""
     mha = instantiate(impl, solution, "MultiheadAttention", seed, EMBED_DIM, H)
     x = _randn(seed, B, T, EMBED_DIM)
-    return (*mha(x, mask=_mask(), return_attention=True), mha(x))
+    call = "MultiheadAttention(x, mask, return_attention=True)"
+    masked = unpack(mha(x, mask=_mask(), return_attention=True), ("output", "attention"), call)
+    with case("with a batch of 1"):
+        one_sequence = mha(x[:1], mask=_mask()[:1])
+    return (*masked, mha(x), one_sequence)
 
 
 def encoder_block(impl: ModuleType, seed: int) -> Tensor:
@@ -70,15 +85,32 @@ def cosine_warmup(impl: ModuleType, seed: int) -> Tensor:
     return torch.tensor(rates, dtype=torch.float64)  # (MAX_ITERS + 1,)
 
 
+_SDP = "scaled_dot_product(q, k, v, {})"
 _MHA = ("MultiheadAttention", "MultiheadAttention.forward", "scaled_dot_product")
 
 PARTS = [
-    Part("scaled_dot_product", scaled_dot_product, summary="softmax(q k^T / sqrt(d_k)) v"),
+    Part(
+        "scaled_dot_product",
+        scaled_dot_product,
+        summary="softmax(q k^T / sqrt(d_k)) v",
+        outputs=(
+            "the values, with the mask",
+            "the attention weights, with the mask",
+            "the values, without a mask",
+            "the attention weights, without a mask",
+        ),
+    ),
     Part(
         "MultiheadAttention.forward",
         multihead_attention,
         uses=_MHA,
         summary="heads from the stacked projection",
+        outputs=(
+            "the output, with the mask",
+            "the attention weights, with the mask",
+            "the output, without a mask or return_attention",
+            "the output, with a batch of 1",
+        ),
     ),
     Part(
         "EncoderBlock.forward",

@@ -4,7 +4,9 @@ The sizes are all different (``B=3, T=5, S=7, d_model=12, H=4, d_ff=20``). The t
 is the causal one, built here (so that a wrong ``causal_mask`` fails its own part only); the
 source padding mask hides the last 0, 2 and 1 of 5 memory positions. Cross-attention is also
 run over a memory of 7 positions without a mask, where keys taken from the decoder give other
-shapes of scores. Dropout is 0.1 and every object is in eval mode.
+shapes of scores. Dropout is 0.1 and every object is in eval mode. The layer also runs on a
+target of one position (the first step of decoding), and the causal mask is also asked for
+one position.
 
 Greedy decoding runs on :class:`CopyModel`, a tiny deterministic model whose answer is known:
 it copies each source sequence and then says eos. Its sequences end at different steps, and
@@ -20,7 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attnlab.exercises.core import Mistake, Part, Practical, instantiate, substitute
+from attnlab.exercises.core import (
+    Mistake,
+    Part,
+    Practical,
+    ReturnError,
+    case,
+    instantiate,
+    substitute,
+)
 from attnlab.exercises.solutions import decoder as solution
 
 B, T, S, D_MODEL, H, D_FF, DROPOUT = 3, 5, 7, 12, 4, 20, 0.1
@@ -43,11 +53,17 @@ def _layer(impl: ModuleType, seed: int):
     return instantiate(impl, solution, "DecoderLayer", seed, D_MODEL, H, D_FF, DROPOUT)
 
 
-def causal_mask(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
-    """The mask for 6 positions, and attention under it (a float mask would add, not hide)."""
+def causal_mask(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The mask for 6 positions, attention under it (a float mask would add, not hide), and
+    the mask for 1 position (the first step of decoding)."""
     mask = impl.causal_mask(6)
+    if isinstance(mask, Tensor) and not (mask.dtype == torch.bool or mask.is_floating_point()):
+        raise ReturnError(f"causal_mask(6) returned a {mask.dtype} tensor, expected torch.bool")
     q, k, v = (_randn(seed + i, 2, 3, 6, 4) for i in range(3))
-    return mask, F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    with case("the mask for 6 positions"):
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    with case("with T = 1"):
+        return mask, attended, impl.causal_mask(1)
 
 
 def self_attention_block(impl: ModuleType, seed: int) -> Tensor:
@@ -68,10 +84,15 @@ def feed_forward_block(impl: ModuleType, seed: int) -> Tensor:
     return _layer(impl, seed).feed_forward_block(_randn(seed, B, T, D_MODEL))
 
 
-def layer_forward(impl: ModuleType, seed: int) -> Tensor:
+def layer_forward(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
+    """The layer over a target of ``T`` positions, then over its first position only (the
+    first step of decoding)."""
     tgt_mask = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
     x, memory = _randn(seed, B, T, D_MODEL), _randn(seed + 1, B, T, D_MODEL)
-    return _layer(impl, seed)(x, memory, tgt_mask, _padding_mask(MEMORY_LENGTHS, T))
+    layer, padding = _layer(impl, seed), _padding_mask(MEMORY_LENGTHS, T)
+    with case("with a target of length 1"):
+        first = layer(x[:, :1], memory, tgt_mask[:1, :1], padding)
+    return layer(x, memory, tgt_mask, padding), first
 
 
 class CopyModel:
@@ -124,13 +145,23 @@ _BLOCKS = tuple(
 )
 
 PARTS = [
-    Part("causal_mask", causal_mask, summary="position i sees j <= i"),
+    Part(
+        "causal_mask",
+        causal_mask,
+        summary="position i sees j <= i",
+        outputs=("the mask for 6 positions", "attention under it", "the mask for 1 position"),
+    ),
     *(
-        Part(name, run, uses=(*_GIVEN, name), summary=summary)
-        for name, run, summary in (
-            (_BLOCKS[0], self_attention_block, "masked self-attention, post-LN"),
-            (_BLOCKS[1], cross_attention_block, "attention over the memory, post-LN"),
-            (_BLOCKS[2], feed_forward_block, "feed-forward, post-LN"),
+        Part(name, run, uses=(*_GIVEN, name), summary=summary, outputs=outputs)
+        for name, run, summary, outputs in (
+            (_BLOCKS[0], self_attention_block, "masked self-attention, post-LN", ()),
+            (
+                _BLOCKS[1],
+                cross_attention_block,
+                "attention over the memory, post-LN",
+                (f"over a memory of {S} positions, no mask", f"over a padded memory of {T}"),
+            ),
+            (_BLOCKS[2], feed_forward_block, "feed-forward, post-LN", ()),
         )
     ),
     Part(
@@ -138,8 +169,14 @@ PARTS = [
         layer_forward,
         uses=(*_GIVEN, *_BLOCKS, f"{_LAYER}.forward"),
         summary="the whole layer",
+        outputs=(f"a target of {T} positions", "a target of 1 position"),
     ),
-    Part("greedy_decode", greedy_decode, summary="argmax, fed back, until eos"),
+    Part(
+        "greedy_decode",
+        greedy_decode,
+        summary="argmax, fed back, until eos",
+        outputs=(f"with max_len {MAX_LEN}", "with max_len 5"),
+    ),
 ]
 
 _CAUSAL = "return torch.ones(T, T, dtype=torch.bool).tril()"

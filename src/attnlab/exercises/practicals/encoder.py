@@ -3,7 +3,9 @@
 The sizes are all different (``B=3, T=7, d_model=12, H=2, d_k=6, d_ff=20``) and the padding
 mask hides the last 2, 1 and 4 positions of the three sequences, so that a transposed axis or
 an ignored, inverted or late mask changes the numbers. Dropout is 0.1 and every object is in
-eval mode: dropout that still acts makes two calls differ.
+eval mode: dropout that still acts makes two calls differ. The whole layer also runs on a
+batch of one sequence and on sequences of one token, where ``squeeze()`` and sizes written
+as numbers break.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from attnlab.exercises.core import Mistake, Part, Practical, instantiate, substitute
+from attnlab.exercises.core import (
+    Mistake,
+    Part,
+    Practical,
+    case,
+    instantiate,
+    substitute,
+    unpack,
+)
 from attnlab.exercises.solutions import encoder as solution
 
 B, T, D_MODEL, H, D_FF, DROPOUT = 3, 7, 12, 2, 20, 0.1
@@ -44,7 +54,8 @@ def positional_encoding(impl: ModuleType, seed: int) -> Tensor:
 
 
 def predicting_qkv(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
-    return tuple(_layer(impl, seed).predicting_qkv(_randn(seed, B, T, D_MODEL)))
+    qkv = _layer(impl, seed).predicting_qkv(_randn(seed, B, T, D_MODEL))
+    return unpack(qkv, ("q", "k", "v"), "predicting_qkv(x)")
 
 
 def self_attention(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
@@ -62,10 +73,16 @@ def feed_forward(impl: ModuleType, seed: int) -> Tensor:
     return _layer(impl, seed).feed_forward(_randn(seed, B, T, D_MODEL))
 
 
-def layer_forward(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
-    """With the mask and without: a wrong softmax axis gives NaN with a mask and -inf."""
+def layer_forward(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
+    """With the mask and without (a wrong softmax axis gives NaN with a mask and -inf), then
+    the edge cases: a batch of one sequence, and sequences of one token."""
     layer, x = _layer(impl, seed), _randn(seed, B, T, D_MODEL)
-    return layer(x, _mask()), layer(x)
+    outputs = layer(x, _mask()), layer(x)
+    with case("with a batch of 1"):
+        one_sequence = layer(x[:1], _mask()[:1])
+    with case("with a sequence of length 1"):
+        one_token = layer(x[:, :1])
+    return (*outputs, one_sequence, one_token)
 
 
 def concat_cls(impl: ModuleType, seed: int) -> Tensor:
@@ -89,10 +106,22 @@ _ENCODER_METHODS = tuple(
     f"TransformerEncoder.{m}" for m in ("concat_cls", "add_positional_encoding", "forward")
 )
 
+_MASKED = ("with the mask", "without a mask")
+
 PARTS = [
     Part("PositionalEncoding.forward", positional_encoding, summary="sinusoidal positions"),
-    Part(f"{_LAYER}.predicting_qkv", predicting_qkv, summary="q, k, v split into heads"),
-    Part(f"{_LAYER}.self_attention", self_attention, summary="scaled dot-product attention"),
+    Part(
+        f"{_LAYER}.predicting_qkv",
+        predicting_qkv,
+        summary="q, k, v split into heads",
+        outputs=("q", "k", "v"),
+    ),
+    Part(
+        f"{_LAYER}.self_attention",
+        self_attention,
+        summary="scaled dot-product attention",
+        outputs=_MASKED,
+    ),
     Part(f"{_LAYER}.norm", norm, summary="layer normalisation"),
     Part(f"{_LAYER}.feed_forward", feed_forward, summary="position-wise feed-forward"),
     Part(
@@ -100,6 +129,7 @@ PARTS = [
         layer_forward,
         uses=(_LAYER, *_LAYER_METHODS),
         summary="the whole layer",
+        outputs=(*_MASKED, "with a batch of 1", "with a sequence of length 1"),
     ),
     Part("TransformerEncoder.concat_cls", concat_cls, summary="the CLS token in front"),
     Part(
@@ -123,6 +153,7 @@ PARTS = [
             *_LAYER_METHODS,
         ),
         summary="the whole encoder",
+        outputs=_MASKED,
     ),
 ]
 
