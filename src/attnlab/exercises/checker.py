@@ -29,11 +29,11 @@ from attnlab.exercises.core import (
     Practical,
     ReturnError,
     WeightsMismatchError,
-    as_tuple,
     made_together,
+    one_line,
 )
+from attnlab.exercises.probes import InputChangedError, probe, same_twice
 
-SEED = 0
 ATOL = RTOL = 1e-4
 
 
@@ -121,6 +121,7 @@ class Diagnoser:
         self._outputs: dict[tuple[str, str], tuple[tuple[Tensor, ...], bool]] = {}
         self._broken: dict[str, ModuleType] = {}
         self._failures: dict[tuple[str, str], Exception] = {}
+        self.probed: dict[str, object] = {}  # the reference's results of the probes, by part
 
     def outputs(self, part: Part, impl: ModuleType, key: str) -> tuple[tuple[Tensor, ...], bool]:
         """``(outputs, deterministic)`` of ``part`` for ``impl``, cached under ``key``."""
@@ -199,21 +200,9 @@ def _same_error(first: BaseException, second: BaseException) -> bool:
 
 
 def run_twice(part: Part, impl: ModuleType) -> tuple[tuple[Tensor, ...], bool]:
-    """The part's outputs under two global seeds, and whether the two calls agreed."""
-    with torch.random.fork_rng():
-        torch.manual_seed(1)
-        first = as_tuple(part.run(impl, SEED))
-        torch.manual_seed(2)
-        second = as_tuple(part.run(impl, SEED))
-    same = len(first) == len(second) and all(
-        isinstance(a, Tensor)
-        and isinstance(b, Tensor)
-        and a.shape == b.shape
-        and torch.equal(a.isnan(), b.isnan())
-        and torch.equal(a.nan_to_num(), b.nan_to_num())
-        for a, b in zip(first, second, strict=True)
-    )
-    return first, same
+    """The part's outputs under two global seeds in eval mode, and whether the two calls
+    agreed; :class:`InputChangedError` when the code changed an input in place."""
+    return same_twice(part, impl, train=False)
 
 
 def _close(got: tuple[Tensor, ...], want: tuple[Tensor, ...], strict: bool) -> bool:
@@ -255,7 +244,7 @@ def check_part(
         return Verdict(part.name, "todo", "not written yet (TODO)")
     except WeightsMismatchError as e:
         return Verdict(part.name, "error", str(e))
-    except ReturnError as e:
+    except (ReturnError, InputChangedError) as e:
         return Verdict(part.name, "fail", str(e))
     except PartTimeout:
         raise
@@ -273,7 +262,7 @@ def check_part(
     if problem and not tensors:
         return Verdict(part.name, "fail", problem)
     if not problem and deterministic and _close(got, want, strict=True):
-        return Verdict(part.name, "pass")
+        return _probed(diagnoser, part, impl, student_file, limit)
     mistakes = diagnoser.matches(part, got, deterministic)  # some change shapes (greedy decoding)
     if mistakes:
         return Verdict(part.name, "fail", "; or ".join(m.hint for m in mistakes), mistakes[0].name)
@@ -287,6 +276,24 @@ def check_part(
             "such as F.dropout without training=self.training, does this)",
         )
     return Verdict(part.name, "fail", _value_problem(got, want, part.outputs))
+
+
+def _probed(
+    diagnoser: Diagnoser,
+    part: Part,
+    impl: ModuleType,
+    student_file: Path,
+    limit: Callable[[], AbstractContextManager],
+) -> Verdict:
+    """The verdict on a part whose outputs are right: ``pass`` unless a probe of
+    :mod:`attnlab.exercises.probes` (backward pass, train mode) finds a problem."""
+    try:
+        problem = probe(diagnoser, part, impl, student_file, limit, describe)
+    except PartTimeout:
+        raise
+    except BaseException as e:  # the student's code, in a run the probes did not expect
+        problem = describe(e, student_file)
+    return Verdict(part.name, "fail", problem) if problem else Verdict(part.name, "pass")
 
 
 def _which(i: int, count: int, labels: tuple[str, ...]) -> str:
@@ -332,13 +339,6 @@ def _value_problem(
                 f"at index {where}) and match no mistake the checker knows"
             )
     return "the values are wrong"
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    """The first line of ``text``, cut to ``limit`` characters (an exception's message can be
-    a whole screen)."""
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return first if len(first) <= limit else first[: limit - 3].rstrip() + "..."
 
 
 def describe(error: BaseException, student_file: Path) -> str:

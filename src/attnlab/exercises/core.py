@@ -14,7 +14,11 @@ The contract, for whoever writes a practical (``attnlab/exercises/practicals/<na
   variant, all used alike — with the *same* weights (use :func:`instantiate`), and returns
   the outputs to compare. ``run`` must not depend on global random state except through
   what it builds itself: the checker calls it twice under different global seeds, and a part
-  whose outputs differ (dropout left on in eval mode) is caught that way.
+  whose outputs differ (dropout left on in eval mode) is caught that way. Hand every input
+  tensor over through :func:`randn` or :func:`given`: the checker's probes
+  (:mod:`attnlab.exercises.probes`) see whether the code changed one in place, and make them
+  leaves that require grad for a backward pass; in train mode :func:`instantiate` builds
+  train-mode objects, to see dropout act.
 * Each :class:`Mistake` is a deliberately broken copy of the solution, usually made by
   :func:`substitute` (a text substitution in the solution's source, so the broken variant is
   exactly the student's likely mistake, propagated to every part that uses it). When a part
@@ -99,7 +103,9 @@ class Practical:
 
     ``name`` is also the file name the student's work has (``encoder`` -> ``encoder.py``);
     ``template`` and ``solution`` are module names under ``attnlab.exercises.templates`` and
-    ``attnlab.exercises.solutions``.
+    ``attnlab.exercises.solutions``. ``complete``: the classes the template hands out written
+    (the decoder's attention): when the checker runs a part in train mode to see the
+    student's dropout act, their own dropout stays off.
     """
 
     name: str
@@ -108,6 +114,7 @@ class Practical:
     solution: str
     parts: list[Part]
     mistakes: list[Mistake] = field(default_factory=list)
+    complete: tuple[str, ...] = ()
 
     def template_module(self) -> ModuleType:
         return importlib.import_module(f"attnlab.exercises.templates.{self.template}")
@@ -207,7 +214,8 @@ def instantiate(
     *args: object,
     **kwargs: object,
 ) -> nn.Module:
-    """``impl.<name>(*args, **kwargs)`` in eval mode, holding the reference's weights.
+    """``impl.<name>(*args, **kwargs)`` in eval mode (train mode in a :func:`recording` that
+    asks for it), holding the reference's weights.
 
     The reference object ``reference.<name>(*args, **kwargs)`` is built and given random
     weights from ``seed`` (:func:`randomize_`); its ``state_dict`` is loaded into the object
@@ -218,7 +226,14 @@ def instantiate(
     randomize_(ref, torch.Generator().manual_seed(seed))
     obj = getattr(impl, name)(*args, **kwargs)
     load_same_weights(obj, ref.state_dict(), name)
-    return obj.eval()
+    if _recording is None:
+        return obj.eval()
+    _recording.modules.append((name, obj))
+    obj.train(_recording.train)
+    for module in obj.modules():
+        if type(module).__name__ in _recording.frozen:
+            module.eval()
+    return obj
 
 
 def load_same_weights(obj: nn.Module, state: dict[str, Tensor], owner: str) -> None:
@@ -266,6 +281,58 @@ def unpack(result: object, names: tuple[str, ...], call: str) -> tuple[object, .
     raise ReturnError(f"{call} returned {what}, expected a tuple ({', '.join(names)})")
 
 
+@dataclass
+class Recording:
+    """What a part's ``run`` made while :func:`recording`, for the checker's probes.
+
+    ``inputs``: each tensor handed to the code under test (:func:`given`) with a copy made
+    before it was handed over, to see whether the code changed it in place. ``modules``: the
+    objects :func:`instantiate` built, by class name. ``train``: build them in train mode,
+    except their submodules of a class named in ``frozen``. ``grad``: make floating-point
+    inputs leaves that require grad, for a backward pass.
+    """
+
+    train: bool = False
+    grad: bool = False
+    frozen: tuple[str, ...] = ()
+    inputs: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    modules: list[tuple[str, nn.Module]] = field(default_factory=list)
+
+
+_recording: Recording | None = None
+
+
+@contextmanager
+def recording(
+    train: bool = False, grad: bool = False, frozen: tuple[str, ...] = ()
+) -> Iterator[Recording]:
+    """Record the inputs and objects of the part runs in this block (see :class:`Recording`).
+    Parts run outside of any recording build eval-mode objects and plain inputs."""
+    global _recording
+    previous, _recording = _recording, Recording(train, grad, frozen)
+    try:
+        yield _recording
+    finally:
+        _recording = previous
+
+
+def given(tensor: Tensor) -> Tensor:
+    """``tensor`` as an input handed to the code under test: recorded with a copy in a
+    :func:`recording` (a leaf that requires grad when it asks for gradients)."""
+    if _recording is None:
+        return tensor
+    if _recording.grad and tensor.is_floating_point():
+        tensor = tensor.detach().requires_grad_()
+    _recording.inputs.append((tensor, tensor.detach().clone()))
+    return tensor
+
+
+def randn(seed: int, *shape: int) -> Tensor:
+    """A standard normal input of ``shape`` from ``seed`` (global random state untouched),
+    handed over with :func:`given`."""
+    return given(torch.randn(shape, generator=torch.Generator().manual_seed(seed)))
+
+
 CASE_ATTRIBUTE = "attnlab_case"
 
 
@@ -280,6 +347,13 @@ def case(label: str) -> Iterator[None]:
         if not hasattr(e, CASE_ATTRIBUTE):
             setattr(e, CASE_ATTRIBUTE, label)
         raise
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """The first line of ``text``, cut to ``limit`` characters (an exception's message can be
+    a whole screen)."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 3].rstrip() + "..."
 
 
 def as_tuple(outputs: Outputs) -> tuple[Tensor, ...]:

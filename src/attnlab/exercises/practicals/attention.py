@@ -23,7 +23,9 @@ from attnlab.exercises.core import (
     Part,
     Practical,
     case,
+    given,
     instantiate,
+    randn,
     substitute,
     unpack,
 )
@@ -35,21 +37,17 @@ EMBED_DIM = H * D_K
 WARMUP, MAX_ITERS, BASE_LR = 6, 40, 0.5
 
 
-def _randn(seed: int, *shape: int) -> Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-
-
 def _mask() -> Tensor:
     """Bool ``(B, 1, T, T)``, ``True`` = may attend: pair ``(i, j)`` of sequence ``b`` is hidden
     where ``(i + j + b) % 3 == 0``; every row and column has both kinds."""
     i = torch.arange(T)
     b = torch.arange(B)
-    return ((i[:, None] + i[None, :] + b[:, None, None]) % 3 != 0).unsqueeze(1)
+    return given(((i[:, None] + i[None, :] + b[:, None, None]) % 3 != 0).unsqueeze(1))
 
 
 def scaled_dot_product(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
     """``(values, attention)`` with the mask, then without."""
-    q, k, v = (_randn(seed + i, B, H, T, D_K) for i in range(3))
+    q, k, v = (randn(seed + i, B, H, T, D_K) for i in range(3))
     pair = ("values", "attention")
     masked = unpack(impl.scaled_dot_product(q, k, v, _mask()), pair, _SDP.format("mask"))
     return (*masked, *unpack(impl.scaled_dot_product(q, k, v), pair, _SDP.format("None")))
@@ -59,7 +57,7 @@ def multihead_attention(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
     """``(output, attention)`` with the mask, then the output without it, then the output
     for a batch of one sequence."""
     mha = instantiate(impl, solution, "MultiheadAttention", seed, EMBED_DIM, H)
-    x = _randn(seed, B, T, EMBED_DIM)
+    x = randn(seed, B, T, EMBED_DIM)
     call = "MultiheadAttention(x, mask, return_attention=True)"
     masked = unpack(mha(x, mask=_mask(), return_attention=True), ("output", "attention"), call)
     with case("with a batch of 1"):
@@ -69,7 +67,7 @@ def multihead_attention(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
 
 def encoder_block(impl: ModuleType, seed: int) -> Tensor:
     block = instantiate(impl, solution, "EncoderBlock", seed, EMBED_DIM, H, D_FF, DROPOUT)
-    return block(_randn(seed, B, T, EMBED_DIM), mask=_mask())
+    return block(randn(seed, B, T, EMBED_DIM), mask=_mask())
 
 
 def cosine_warmup(impl: ModuleType, seed: int) -> Tensor:

@@ -28,7 +28,9 @@ from attnlab.exercises.core import (
     Practical,
     ReturnError,
     case,
+    given,
     instantiate,
+    randn,
     substitute,
 )
 from attnlab.exercises.solutions import decoder as solution
@@ -40,13 +42,10 @@ SOURCE_LENGTHS = (6, 3, 4)
 MAX_LEN = 10  # bos + the longest source + eos = 8 tokens: decoding stops before MAX_LEN
 
 
-def _randn(seed: int, *shape: int) -> Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-
-
 def _padding_mask(lengths: tuple[int, ...], width: int) -> Tensor:
     """Bool ``(B, 1, 1, width)``: ``True`` at the first ``lengths[b]`` positions."""
-    return (torch.arange(width) < torch.tensor(lengths)[:, None]).view(len(lengths), 1, 1, width)
+    mask = torch.arange(width) < torch.tensor(lengths)[:, None]  # (B, width)
+    return given(mask.view(len(lengths), 1, 1, width))
 
 
 def _layer(impl: ModuleType, seed: int):
@@ -59,7 +58,7 @@ def causal_mask(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     mask = impl.causal_mask(6)
     if isinstance(mask, Tensor) and not (mask.dtype == torch.bool or mask.is_floating_point()):
         raise ReturnError(f"causal_mask(6) returned a {mask.dtype} tensor, expected torch.bool")
-    q, k, v = (_randn(seed + i, 2, 3, 6, 4) for i in range(3))
+    q, k, v = (randn(seed + i, 2, 3, 6, 4) for i in range(3))
     with case("the mask for 6 positions"):
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     with case("with T = 1"):
@@ -67,28 +66,28 @@ def causal_mask(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def self_attention_block(impl: ModuleType, seed: int) -> Tensor:
-    tgt_mask = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
-    return _layer(impl, seed).self_attention_block(_randn(seed, B, T, D_MODEL), tgt_mask)
+    tgt_mask = given(torch.ones(T, T, dtype=torch.bool).tril())  # (T, T)
+    return _layer(impl, seed).self_attention_block(randn(seed, B, T, D_MODEL), tgt_mask)
 
 
 def cross_attention_block(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
     """Over a memory of ``S`` positions without a mask, then over a padded one of ``T``."""
     layer = _layer(impl, seed)
-    x = _randn(seed, B, T, D_MODEL)
-    memory, padded = _randn(seed + 1, B, S, D_MODEL), _randn(seed + 2, B, T, D_MODEL)
+    x = randn(seed, B, T, D_MODEL)
+    memory, padded = randn(seed + 1, B, S, D_MODEL), randn(seed + 2, B, T, D_MODEL)
     padding = _padding_mask(MEMORY_LENGTHS, T)
     return layer.cross_attention_block(x, memory), layer.cross_attention_block(x, padded, padding)
 
 
 def feed_forward_block(impl: ModuleType, seed: int) -> Tensor:
-    return _layer(impl, seed).feed_forward_block(_randn(seed, B, T, D_MODEL))
+    return _layer(impl, seed).feed_forward_block(randn(seed, B, T, D_MODEL))
 
 
 def layer_forward(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
     """The layer over a target of ``T`` positions, then over its first position only (the
     first step of decoding)."""
-    tgt_mask = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
-    x, memory = _randn(seed, B, T, D_MODEL), _randn(seed + 1, B, T, D_MODEL)
+    tgt_mask = given(torch.ones(T, T, dtype=torch.bool).tril())  # (T, T)
+    x, memory = randn(seed, B, T, D_MODEL), randn(seed + 1, B, T, D_MODEL)
     layer, padding = _layer(impl, seed), _padding_mask(MEMORY_LENGTHS, T)
     with case("with a target of length 1"):
         first = layer(x[:, :1], memory, tgt_mask[:1, :1], padding)
@@ -130,7 +129,7 @@ def greedy_decode(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
     generator = torch.Generator().manual_seed(seed)
     src = torch.randint(3, VOCAB, (B, max(SOURCE_LENGTHS)), generator=generator)  # (B, S)
     src_mask = _padding_mask(SOURCE_LENGTHS, src.size(1))
-    src = src.masked_fill(~src_mask.view_as(src), 0)  # padding id 0
+    src = given(src.masked_fill(~src_mask.view_as(src), 0))  # padding id 0
     model = CopyModel(seed)
     return (
         impl.greedy_decode(model, src, src_mask, MAX_LEN, BOS, EOS),
@@ -262,4 +261,5 @@ PRACTICAL = Practical(
     solution="decoder",
     parts=PARTS,
     mistakes=MISTAKES,
+    complete=("MultiHeadAttention", "FeedForward"),
 )

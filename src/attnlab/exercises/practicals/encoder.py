@@ -20,7 +20,9 @@ from attnlab.exercises.core import (
     Part,
     Practical,
     case,
+    given,
     instantiate,
+    randn,
     substitute,
     unpack,
 )
@@ -31,13 +33,9 @@ D_K = D_MODEL // H
 LENGTHS = (5, 6, 3)
 
 
-def _randn(seed: int, *shape: int) -> Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-
-
 def _mask() -> Tensor:
     """Bool ``(B, 1, 1, T)``: ``True`` for the real tokens (the first ``LENGTHS[b]``)."""
-    return (torch.arange(T) < torch.tensor(LENGTHS).unsqueeze(1)).view(B, 1, 1, T)
+    return given((torch.arange(T) < torch.tensor(LENGTHS).unsqueeze(1)).view(B, 1, 1, T))
 
 
 def _layer(impl: ModuleType, seed: int):
@@ -50,33 +48,33 @@ def _encoder(impl: ModuleType, seed: int):
 
 def positional_encoding(impl: ModuleType, seed: int) -> Tensor:
     pe = instantiate(impl, solution, "PositionalEncoding", seed, D_MODEL, 50)
-    return pe(_randn(seed, B, T, D_MODEL))
+    return pe(randn(seed, B, T, D_MODEL))
 
 
 def predicting_qkv(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
-    qkv = _layer(impl, seed).predicting_qkv(_randn(seed, B, T, D_MODEL))
+    qkv = _layer(impl, seed).predicting_qkv(randn(seed, B, T, D_MODEL))
     return unpack(qkv, ("q", "k", "v"), "predicting_qkv(x)")
 
 
 def self_attention(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
     """Once with the padding mask, once without (a NaN-free view of the softmax axis)."""
     layer = _layer(impl, seed)
-    q, k, v = (_randn(seed + i, B, H, T, D_K) for i in range(3))
+    q, k, v = (randn(seed + i, B, H, T, D_K) for i in range(3))
     return layer.self_attention(q, k, v, D_K, _mask()), layer.self_attention(q, k, v, D_K, None)
 
 
 def norm(impl: ModuleType, seed: int) -> Tensor:
-    return _layer(impl, seed).norm(3 * _randn(seed, B, T, D_MODEL) + 1)
+    return _layer(impl, seed).norm(3 * randn(seed, B, T, D_MODEL) + 1)
 
 
 def feed_forward(impl: ModuleType, seed: int) -> Tensor:
-    return _layer(impl, seed).feed_forward(_randn(seed, B, T, D_MODEL))
+    return _layer(impl, seed).feed_forward(randn(seed, B, T, D_MODEL))
 
 
 def layer_forward(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
     """With the mask and without (a wrong softmax axis gives NaN with a mask and -inf), then
     the edge cases: a batch of one sequence, and sequences of one token."""
-    layer, x = _layer(impl, seed), _randn(seed, B, T, D_MODEL)
+    layer, x = _layer(impl, seed), randn(seed, B, T, D_MODEL)
     outputs = layer(x, _mask()), layer(x)
     with case("with a batch of 1"):
         one_sequence = layer(x[:1], _mask()[:1])
@@ -86,15 +84,15 @@ def layer_forward(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
 
 
 def concat_cls(impl: ModuleType, seed: int) -> Tensor:
-    return _encoder(impl, seed).concat_cls(_randn(seed, B, T, D_MODEL))
+    return _encoder(impl, seed).concat_cls(randn(seed, B, T, D_MODEL))
 
 
 def add_positional_encoding(impl: ModuleType, seed: int) -> Tensor:
-    return _encoder(impl, seed).add_positional_encoding(_randn(seed, B, T, D_MODEL))
+    return _encoder(impl, seed).add_positional_encoding(randn(seed, B, T, D_MODEL))
 
 
 def encoder_forward(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
-    encoder, x = _encoder(impl, seed), _randn(seed, B, T, D_MODEL)
+    encoder, x = _encoder(impl, seed), randn(seed, B, T, D_MODEL)
     return encoder(x, _mask()), encoder(x)
 
 
