@@ -164,6 +164,8 @@ _SCALE = "scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)"
 _MASK = 'scores = scores.masked_fill(~mask, float("-inf"))'
 _SOFTMAX = "weights = torch.softmax(scores, dim=-1)"
 _ATTENTION = f"{_LAYER}.self_attention"
+_MERGE = "merged = heads.transpose(1, 2).reshape(B, T, self.d_model)"
+_FFN_SUM = "self.norm(x + self.dropout(self.feed_forward(x)))"
 _FORWARD = """        attended = self.dropout(self.w_o(merged))
         x = self.gamma1 * self.norm(x + attended) + self.beta1
         x = self.gamma2 * self.norm(x + self.dropout(self.feed_forward(x))) + self.beta2
@@ -228,11 +230,32 @@ MISTAKES = [
         {_SCALE: "scores = q @ k.transpose(-2, -1) / d_k"},
     ),
     _mistake(
+        "scaled-by-sqrt-d_model",
+        _ATTENTION,
+        "the scores are divided by sqrt(d_model): divide by sqrt(d_k), the width of one head "
+        "(d_model / H)",
+        {_SCALE: "scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_model)"},
+    ),
+    _mistake(
+        "scaled-by-d_model",
+        _ATTENTION,
+        "the scores are divided by d_model: the paper divides by sqrt(d_k), the square root "
+        "of one head's width",
+        {_SCALE: "scores = q @ k.transpose(-2, -1) / self.d_model"},
+    ),
+    _mistake(
         "softmax-wrong-axis",
         _ATTENTION,
         "the softmax runs over the wrong axis: each query's weights over the keys (the last "
         "axis) must sum to 1",
         {_SOFTMAX: "weights = torch.softmax(scores, dim=-2)"},
+    ),
+    _mistake(
+        "softmax-over-heads",
+        _ATTENTION,
+        "the softmax runs over the heads (dim=1): each query's weights over the keys (the "
+        "last axis, dim=-1) must sum to 1",
+        {_SOFTMAX: "weights = torch.softmax(scores, dim=1)"},
     ),
     _mistake(
         "mask-inverted",
@@ -256,6 +279,13 @@ MISTAKES = [
             _SOFTMAX: f"{_SOFTMAX}\n        if mask is not None:\n"
             "            weights = weights.masked_fill(~mask, 0.0)",
         },
+    ),
+    _mistake(
+        "mask-filled-with-zero",
+        _ATTENTION,
+        "the hidden scores are set to 0, not -inf: after the softmax a score of 0 still gets "
+        "weight; fill with float('-inf') (or a very negative number such as -1e9)",
+        {_MASK: "scores = scores.masked_fill(~mask, 0.0)"},
     ),
     _mistake(
         "dropout-in-eval",
@@ -298,11 +328,53 @@ MISTAKES = [
         },
     ),
     _mistake(
+        "gelu-not-relu",
+        f"{_LAYER}.feed_forward",
+        "the feed-forward uses GELU: the paper's is ReLU, max(0, x W1 + b1) (section 3.3)",
+        {
+            "torch.relu(self.linear1(x))": "torch.nn.functional.gelu(self.linear1(x))",
+        },
+    ),
+    _mistake(
+        "heads-merged-wrong",
+        f"{_LAYER}.forward",
+        "the heads are merged in the wrong order: bring each position's heads together, "
+        "(B, H, T, d_k) -> (B, T, H, d_k), before reshaping to (B, T, d_model)",
+        {_MERGE: "merged = heads.reshape(B, T, self.d_model)"},
+    ),
+    _mistake(
+        "no-output-projection",
+        f"{_LAYER}.forward",
+        "the output projection W^O (w_o) is missing: the merged heads go through it, "
+        "MultiHead(Q, K, V) = Concat(head_1, ..., head_H) W^O (section 3.2.2)",
+        {"self.dropout(self.w_o(merged))": "self.dropout(merged)"},
+    ),
+    _mistake(
         "no-residual",
         f"{_LAYER}.forward",
-        "a residual connection is missing: each sublayer's output is added to its input "
-        "before the norm, LayerNorm(x + Sublayer(x))",
+        "the residual connection around the self-attention is missing: its output is added "
+        "to its input before the norm, LayerNorm(x + MultiHead(x))",
         {"self.norm(x + attended)": "self.norm(attended)"},
+    ),
+    _mistake(
+        "no-residual-feed-forward",
+        f"{_LAYER}.forward",
+        "the residual connection around the feed-forward is missing: its output is added to "
+        "its input before the norm, LayerNorm(x + FFN(x))",
+        {_FFN_SUM: "self.norm(self.dropout(self.feed_forward(x)))"},
+    ),
+    _mistake(
+        "residual-from-layer-input",
+        f"{_LAYER}.forward",
+        "the feed-forward's residual adds the layer's input: add the feed-forward's own "
+        "input, the output of the attention sublayer, LayerNorm(x + FFN(x)) with that x",
+        {
+            "x = self.gamma1 * self.norm(x + attended) + self.beta1": (
+                "h = self.gamma1 * self.norm(x + attended) + self.beta1"
+            ),
+            f"{_FFN_SUM} + self.beta2": _FFN_SUM.replace("feed_forward(x)", "feed_forward(h)")
+            + " + self.beta2",
+        },
     ),
     _mistake(
         "pre-ln",
