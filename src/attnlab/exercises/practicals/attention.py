@@ -8,7 +8,8 @@ is in eval mode. The scheduler runs past its warmup to ``max_iters``, with ``war
 ``max_iters`` such that a missing warmup or a cosine of the wrong period shows.
 
 Mistakes of concepts the encoder practical also has (no scaling, the softmax axis, the mask
-polarity, splitting heads, the residual connection, pre-LN) reuse its hints.
+polarity and filling, splitting heads, the residual connections, GELU, pre-LN) reuse its
+hints.
 """
 
 from __future__ import annotations
@@ -65,9 +66,11 @@ def multihead_attention(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
     return (*masked, mha(x), one_sequence)
 
 
-def encoder_block(impl: ModuleType, seed: int) -> Tensor:
+def encoder_block(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
+    """With the mask, then without (where a softmax over the heads is not all NaN)."""
     block = instantiate(impl, solution, "EncoderBlock", seed, EMBED_DIM, H, D_FF, DROPOUT)
-    return block(randn(seed, B, T, EMBED_DIM), mask=_mask())
+    x = randn(seed, B, T, EMBED_DIM)
+    return block(x, mask=_mask()), block(x)
 
 
 def cosine_warmup(impl: ModuleType, seed: int) -> Tensor:
@@ -115,6 +118,7 @@ PARTS = [
         encoder_block,
         uses=("EncoderBlock", "EncoderBlock.forward", *_MHA),
         summary="attention and feed-forward, post-LN",
+        outputs=("with the mask", "without a mask"),
     ),
     Part(
         "CosineWarmupScheduler.get_lr_factor",
@@ -160,6 +164,25 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         _hint("mask-inverted"),
         {_MASK: 'scores = scores.masked_fill(mask, float("-inf"))'},
     ),
+    "softmax-over-heads": (
+        "scaled_dot_product",
+        _hint("softmax-over-heads"),
+        {_SOFTMAX: "attention = scores.softmax(dim=1)"},
+    ),
+    "mask-filled-with-zero": (
+        "scaled_dot_product",
+        _hint("mask-filled-with-zero"),
+        {_MASK: "scores = scores.masked_fill(~mask, 0.0)"},
+    ),
+    "mask-after-softmax": (
+        "scaled_dot_product",
+        _hint("mask-after-softmax"),
+        {
+            _MASK: "pass",
+            _SOFTMAX: f"{_SOFTMAX}\n    if mask is not None:\n"
+            "        attention = attention.masked_fill(~mask, 0.0)",
+        },
+    ),
     "heads-split-wrong": (
         "MultiheadAttention.forward",
         _hint("heads-split-wrong"),
@@ -183,6 +206,28 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "the heads are merged in the wrong order: bring each position's heads together, "
         "(B, H, T, d_k) -> (B, T, H, d_k), before reshaping to (B, T, embed_dim)",
         {_MERGE: "values = values.reshape(B, T, self.embed_dim)"},
+    ),
+    "no-output-projection": (
+        "MultiheadAttention.forward",
+        "the output projection W^O (o_proj) is missing: the merged heads go through it, "
+        "MultiHead(Q, K, V) = Concat(head_1, ..., head_H) W^O (section 3.2.2)",
+        {"out = self.o_proj(values)": "out = values"},
+    ),
+    "block-mask-unused": (
+        "EncoderBlock.forward",
+        "the mask is not passed to the self-attention: call self_attn(x, mask=mask), or the "
+        "hidden positions are attended to",
+        {"self.self_attn(x, mask=mask)": "self.self_attn(x)"},
+    ),
+    "gelu-not-relu": (
+        "EncoderBlock.forward",
+        _hint("gelu-not-relu"),
+        {"nn.ReLU(inplace=True),": "nn.GELU(),"},
+    ),
+    "no-residual-feed-forward": (
+        "EncoderBlock.forward",
+        _hint("no-residual-feed-forward"),
+        {_FEED: "return self.norm2(self.dropout(self.linear_net(x)))"},
     ),
     "no-residual": (
         "EncoderBlock.forward",
