@@ -134,7 +134,8 @@ class Diagnoser:
 
     def relevant(self, part: Part) -> list[Mistake]:
         """The mistakes made in ``part`` or in a part it uses."""
-        return [m for m in self.practical.mistakes if m.part in (part.name, *part.needed_names())]
+        names = (part.name, *part.needed_names())
+        return [m for m in self.practical.mistakes if m.part in names or set(m.also) & set(names)]
 
     def matches(self, part: Part, got: tuple[Tensor, ...], deterministic: bool) -> list[Mistake]:
         """The catalogue's mistakes whose broken variant gives what the student gives; when

@@ -87,7 +87,8 @@ class Mistake:
     """A known mistake: ``broken()`` returns the solution module with that mistake made.
 
     ``part`` names the part where the mistake is made (the hint may also be printed for parts
-    that use it, when their outputs match the broken variant's). ``hint`` is one sentence
+    that use it, when their outputs match the broken variant's); ``also``, other parts where
+    the same mistake is made (pre-LN in each block of a layer). ``hint`` is one sentence
     that tells the student what to look at, without giving the answer away.
     """
 
@@ -95,6 +96,7 @@ class Mistake:
     part: str
     hint: str
     broken: Callable[[], ModuleType]
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -181,14 +183,15 @@ def substitute(solution: str, changes: dict[str, str]) -> Substitution:
 def made_together(first: Mistake, second: Mistake) -> Mistake | None:
     """Both mistakes in one copy of the solution (students often make two at once), with both
     hints; ``None`` unless both are substitutions of the same solution that rewrite different
-    code. Its ``part`` is the first mistake's."""
+    code. Its ``part`` is the first mistake's, its ``also`` the other parts of both."""
     if not isinstance(first.broken, Substitution) or not isinstance(second.broken, Substitution):
         return None
     broken = first.broken.together_with(second.broken)
     if broken is None:
         return None
     hint = f"two mistakes: {first.hint}; and {second.hint}"
-    return Mistake(f"{first.name}+{second.name}", first.part, hint, broken)
+    also = tuple(dict.fromkeys((*first.also, second.part, *second.also)))
+    return Mistake(f"{first.name}+{second.name}", first.part, hint, broken, also)
 
 
 def randomize_(module: nn.Module, generator: torch.Generator) -> None:

@@ -184,6 +184,8 @@ _CROSS = "attended = self.cross_attn(x, memory, mask=memory_mask)"
 _LOOP = "while tgt.size(1) < max_len and not finished.all():"
 _FILL = "        next_id = next_id.masked_fill(finished, eos_id)  # finished sequences repeat eos\n"
 _DECODE = "logits = model.decode(memory, src_mask, tgt)"
+_SELF_CALL = "x = self.self_attention_block(x, tgt_mask)"
+_CROSS_CALL = "x = self.cross_attention_block(x, memory, memory_mask)"
 
 # The planted mistakes: name -> (part, hint, {old: new} in the solution's source).
 CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -211,11 +213,37 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "added to the attention scores instead of hiding keys",
         {_CAUSAL: "return torch.ones(T, T).tril()"},
     ),
+    "causal-reversed": (
+        "causal_mask",
+        "the causal mask is reversed (triu for tril): True must be where j <= i, the position "
+        "itself and the past, not where j >= i",
+        {_CAUSAL: "return torch.ones(T, T, dtype=torch.bool).triu()"},
+    ),
+    "causal-additive-float": (
+        "causal_mask",
+        "the mask is PyTorch's additive float mask (0 where allowed, -inf for the future, as "
+        "nn.Transformer.generate_square_subsequent_mask makes it): attnlab's masks are bool, "
+        "True = may attend",
+        {_CAUSAL: 'return torch.triu(torch.full((T, T), float("-inf")), diagonal=1)'},
+    ),
     "target-mask-unused": (
         f"{_LAYER}.self_attention_block",
         "the target mask is not passed to the self-attention: without it each position sees "
         "the tokens after it",
         {_SELF: "self.self_attn(x)"},
+    ),
+    "target-mask-inverted": (
+        f"{_LAYER}.self_attention_block",
+        "the target mask is inverted before the self-attention: True already means 'may "
+        "attend', so pass tgt_mask as it is (torch.nn.MultiheadAttention's masks are the "
+        "other way round)",
+        {_SELF: "self.self_attn(x, mask=~tgt_mask)"},
+    ),
+    "no-residual-self-attention": (
+        f"{_LAYER}.self_attention_block",
+        "the residual connection around the masked self-attention is missing: "
+        "norm1(x + dropout1(self_attn(x)))",
+        {"self.norm1(x + self.dropout1(": "self.norm1(self.dropout1("},
     ),
     "cross-attention-on-decoder": (
         f"{_LAYER}.cross_attention_block",
@@ -228,6 +256,70 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "the memory mask is not passed to the cross-attention: padded source positions must "
         "get no attention",
         {_CROSS: "attended = self.cross_attn(x, memory)"},
+    ),
+    "cross-queries-from-memory": (
+        f"{_LAYER}.cross_attention_block",
+        "the cross-attention's queries come from the memory and its keys and values from x: "
+        "it is the other way round, cross_attn(x, memory), queries from the decoder "
+        "(section 3.2.3)",
+        {_CROSS: "attended = self.cross_attn(memory, x, mask=memory_mask)"},
+    ),
+    "no-residual-cross-attention": (
+        f"{_LAYER}.cross_attention_block",
+        "the residual connection around the cross-attention is missing: "
+        "norm2(x + dropout2(cross_attn(x, memory)))",
+        {"self.norm2(x + self.dropout2(attended))": "self.norm2(self.dropout2(attended))"},
+    ),
+    "no-residual-feed-forward": (
+        f"{_LAYER}.feed_forward_block",
+        "the residual connection around the feed-forward is missing: "
+        "norm3(x + dropout3(feed_forward(x)))",
+        {"self.norm3(x + self.dropout3(": "self.norm3(self.dropout3("},
+    ),
+    "pre-ln": (
+        _BLOCKS[0],
+        "the LayerNorm comes before the sublayers (pre-LN): the paper normalises after the "
+        "residual sum, LayerNorm(x + Sublayer(x)), in each of the three blocks",
+        {
+            f"self.norm1(x + self.dropout1({_SELF}))": (
+                "x + self.dropout1(self.self_attn(self.norm1(x), mask=tgt_mask))"
+            ),
+            _CROSS: "attended = self.cross_attn(self.norm2(x), memory, mask=memory_mask)",
+            "self.norm2(x + self.dropout2(attended))": "x + self.dropout2(attended)",
+            "self.norm3(x + self.dropout3(self.feed_forward(x)))": (
+                "x + self.dropout3(self.feed_forward(self.norm3(x)))"
+            ),
+        },
+    ),
+    "cross-gets-target-mask": (
+        f"{_LAYER}.forward",
+        "the cross-attention gets the target mask: it takes memory_mask (the source's "
+        "padding); tgt_mask is the self-attention's",
+        {_CROSS_CALL: "x = self.cross_attention_block(x, memory, tgt_mask)"},
+    ),
+    "sublayers-out-of-order": (
+        f"{_LAYER}.forward",
+        "the sublayers are in the wrong order: masked self-attention first, then the "
+        "cross-attention over the memory, then the feed-forward (section 3.1)",
+        {f"{_SELF_CALL}\n        {_CROSS_CALL}": f"{_CROSS_CALL}\n        {_SELF_CALL}"},
+    ),
+    "max-len-ignored": (
+        "greedy_decode",
+        "decoding does not stop at max_len: a target holds at most max_len tokens, bos_id "
+        "included, even when no sequence has produced eos_id",
+        {_LOOP: "while not finished.all():"},
+    ),
+    "max-len-off-by-one": (
+        "greedy_decode",
+        "decoding goes one token past max_len: the targets hold at most max_len tokens, "
+        "bos_id included",
+        {_LOOP: "while tgt.size(1) <= max_len and not finished.all():"},
+    ),
+    "stops-at-first-eos": (
+        "greedy_decode",
+        "decoding stops when the first sequence ends: go on until every sequence has "
+        "produced eos_id",
+        {_LOOP: "while tgt.size(1) < max_len and not finished.any():"},
     ),
     "no-eos-stop": (
         "greedy_decode",
@@ -249,8 +341,11 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
     ),
 }
 
+# Mistakes made in more parts than their own: name -> the other parts.
+ALSO = {"pre-ln": _BLOCKS[1:]}
+
 MISTAKES = [
-    Mistake(name, part, hint, substitute("decoder", changes))
+    Mistake(name, part, hint, substitute("decoder", changes), ALSO.get(name, ()))
     for name, (part, hint, changes) in CATALOGUE.items()
 ]
 
