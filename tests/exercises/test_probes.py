@@ -91,3 +91,21 @@ def test_correct_code_written_with_its_own_dropout_and_out_of_place_ops_passes(t
     path = plant(tmp_path / "encoder.py", "encoder", changes)
     _, verdicts = check_here("encoder", path)
     assert {v["status"] for v in verdicts.values()} == {"pass"}, verdicts
+
+
+def test_a_float_cast_inside_the_code_is_caught_with_float64_inputs(tmp_path):
+    """.float() is a no-op on float32 inputs: with float64 ones it breaks the next matmul."""
+    changes = {_SOFTMAX: "weights = torch.softmax(scores.float(), dim=-1)"}
+    path = plant(tmp_path / "encoder.py", "encoder", changes)
+    text = message("encoder", path, ATTENTION)
+    assert text.startswith("with float64 inputs and weights: raised RuntimeError: "), text
+    assert "(encoder.py, line " in text
+
+
+def test_an_output_cast_to_float32_is_named_with_both_dtypes(tmp_path):
+    changes = {"return x + pe.unsqueeze(0).to(x.dtype)": "return (x + pe.unsqueeze(0)).float()"}
+    path = plant(tmp_path / "encoder.py", "encoder", changes)
+    assert message("encoder", path, "PositionalEncoding.forward") == (
+        "with float64 inputs and weights, the output has dtype torch.float32, expected "
+        "torch.float64"
+    )

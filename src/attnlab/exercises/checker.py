@@ -12,29 +12,24 @@ from __future__ import annotations
 import difflib
 import inspect
 import itertools
-import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 
-import torch
 from torch import Tensor
 
+from attnlab.exercises.compare import close, describe, shape_problem, value_problem
 from attnlab.exercises.core import (
-    CASE_ATTRIBUTE,
     Mistake,
     Part,
     Practical,
     ReturnError,
     WeightsMismatchError,
     made_together,
-    one_line,
 )
 from attnlab.exercises.probes import InputChangedError, probe, same_twice
-
-ATOL = RTOL = 1e-4
 
 
 class PartTimeout(BaseException):
@@ -189,8 +184,8 @@ class Diagnoser:
                     found.append(mistake)
             elif (
                 deterministic
-                and not _close(theirs, self.expected(part), strict=True)
-                and _close(got, theirs, strict=False)
+                and not close(theirs, self.expected(part), strict=True)
+                and close(got, theirs, strict=False)
             ):
                 found.append(mistake)
         return found
@@ -204,26 +199,6 @@ def run_twice(part: Part, impl: ModuleType) -> tuple[tuple[Tensor, ...], bool]:
     """The part's outputs under two global seeds in eval mode, and whether the two calls
     agreed; :class:`InputChangedError` when the code changed an input in place."""
     return same_twice(part, impl, train=False)
-
-
-def _close(got: tuple[Tensor, ...], want: tuple[Tensor, ...], strict: bool) -> bool:
-    """Same shapes and values (NaN equal to NaN).
-
-    ``strict=False`` lets a NaN in ``want`` match a number too, as long as something matches:
-    a broken variant's fully masked row is NaN with -inf where a student's -1e9 gives numbers.
-    """
-    if len(got) != len(want):
-        return False
-    compared = 0
-    for a, b in zip(got, want, strict=True):
-        if a.shape != b.shape:
-            return False
-        a, b = a.detach().double(), b.detach().double()
-        keep = torch.ones_like(b, dtype=torch.bool) if strict else ~b.isnan() | a.isnan()
-        if not torch.allclose(a[keep], b[keep], rtol=RTOL, atol=ATOL, equal_nan=True):
-            return False
-        compared += int(keep.sum())
-    return compared > 0
 
 
 def check_part(
@@ -258,11 +233,11 @@ def check_part(
     except BaseException as e:  # sys.exit() or KeyboardInterrupt too: the other parts go on
         return Verdict(part.name, "fail", describe(e, student_file))
     want = diagnoser.expected(part)
-    problem = _shape_problem(got, want, part.outputs)
+    problem = shape_problem(got, want, part.outputs)
     tensors = len(got) == len(want) and all(isinstance(a, Tensor) for a in got)
     if problem and not tensors:
         return Verdict(part.name, "fail", problem)
-    if not problem and deterministic and _close(got, want, strict=True):
+    if not problem and deterministic and close(got, want, strict=True):
         return _probed(diagnoser, part, impl, student_file, limit)
     mistakes = diagnoser.matches(part, got, deterministic)  # some change shapes (greedy decoding)
     if mistakes:
@@ -276,7 +251,7 @@ def check_part(
             "two calls in eval mode give different outputs (dropout that ignores eval mode, "
             "such as F.dropout without training=self.training, does this)",
         )
-    return Verdict(part.name, "fail", _value_problem(got, want, part.outputs))
+    return Verdict(part.name, "fail", value_problem(got, want, part.outputs))
 
 
 def _probed(
@@ -289,73 +264,9 @@ def _probed(
     """The verdict on a part whose outputs are right: ``pass`` unless a probe of
     :mod:`attnlab.exercises.probes` (backward pass, train mode) finds a problem."""
     try:
-        problem = probe(diagnoser, part, impl, student_file, limit, describe)
+        problem = probe(diagnoser, part, impl, student_file, limit)
     except PartTimeout:
         raise
     except BaseException as e:  # the student's code, in a run the probes did not expect
         problem = describe(e, student_file)
     return Verdict(part.name, "fail", problem) if problem else Verdict(part.name, "pass")
-
-
-def _which(i: int, count: int, labels: tuple[str, ...]) -> str:
-    """How a message names output ``i`` of ``count``: ``the output``, ``output 2 of 4``, or
-    ``output 2 of 4 (the attention weights, with the mask)`` when the part labels it."""
-    name = f"output {i + 1} of {count}" if count > 1 else "the output"
-    return f"{name} ({labels[i]})" if i < len(labels) else name
-
-
-def _shape_problem(
-    got: tuple[object, ...], want: tuple[Tensor, ...], labels: tuple[str, ...] = ()
-) -> str | None:
-    """One sentence on the first output that is not a tensor of the reference's shape and kind
-    of dtype; ``None`` when all are."""
-    if len(got) != len(want):
-        return f"returned {len(got)} outputs, expected {len(want)}"
-    for i, (a, b) in enumerate(zip(got, want, strict=True)):
-        which, shape = _which(i, len(want), labels), tuple(b.shape)
-        if a is None:
-            return f"{which} is None (a missing return?), expected a tensor of shape {shape}"
-        if not isinstance(a, Tensor):
-            return f"{which} is a {type(a).__name__}, expected a tensor of shape {shape}"
-        if a.shape != b.shape:
-            return f"{which} has shape {tuple(a.shape)}, expected {tuple(b.shape)}"
-        if a.dtype != b.dtype and (b.is_floating_point() or b.dtype == torch.bool):
-            return f"{which} has dtype {a.dtype}, expected {b.dtype}"
-    return None
-
-
-def _value_problem(
-    got: tuple[Tensor, ...], want: tuple[Tensor, ...], labels: tuple[str, ...] = ()
-) -> str:
-    for i, (a, b) in enumerate(zip(got, want, strict=True)):
-        a, b = a.detach().double(), b.detach().double()
-        which = f" in {_which(i, len(want), labels)}" if len(want) > 1 or labels else ""
-        if a.isnan().any() and not b.isnan().any():
-            return f"the values are wrong{which}: NaN where the reference has numbers"
-        if not torch.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True):
-            error = (a - b).abs().nan_to_num(nan=float("inf"))
-            where = tuple(int(j) for j in torch.unravel_index(error.argmax(), error.shape))
-            return (
-                f"the values are wrong{which} (largest difference {error.max():.3g} "
-                f"at index {where}) and match no mistake the checker knows"
-            )
-    return "the values are wrong"
-
-
-def describe(error: BaseException, student_file: Path) -> str:
-    """``raised TypeError: message (encoder.py, line 42)``, the last line of the student's file
-    in the traceback; ``calls sys.exit(3) (...)`` for a ``sys.exit``. A part that labels the
-    call that failed (:func:`attnlab.exercises.core.case`) has that label in front:
-    ``with a batch of 1: raised ...``."""
-    if isinstance(error, SystemExit):
-        code = "" if error.code is None else repr(error.code)
-        text = f"calls sys.exit({code})"
-    else:
-        text = f"raised {type(error).__name__}: {one_line(str(error))}".rstrip(": ")
-    frames = [
-        f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == student_file
-    ]
-    if frames:
-        text += f" ({student_file.name}, line {frames[-1].lineno})"
-    label = getattr(error, CASE_ATTRIBUTE, None)
-    return f"{label}: {text}" if label else text

@@ -30,9 +30,9 @@ from attnlab.exercises.checker import (
     PartTimeout,
     Verdict,
     check_part,
-    one_line,
     signature_problem,
 )
+from attnlab.exercises.core import one_line
 from attnlab.exercises.registry import practical as get_practical
 
 

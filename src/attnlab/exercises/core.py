@@ -232,6 +232,8 @@ def instantiate(
     if _recording is None:
         return obj.eval()
     _recording.modules.append((name, obj))
+    if _recording.dtype is not None:
+        obj.to(_recording.dtype)
     obj.train(_recording.train)
     for module in obj.modules():
         if type(module).__name__ in _recording.frozen:
@@ -292,12 +294,14 @@ class Recording:
     before it was handed over, to see whether the code changed it in place. ``modules``: the
     objects :func:`instantiate` built, by class name. ``train``: build them in train mode,
     except their submodules of a class named in ``frozen``. ``grad``: make floating-point
-    inputs leaves that require grad, for a backward pass.
+    inputs leaves that require grad, for a backward pass. ``dtype``: the floating-point dtype
+    of the inputs and objects (``None``: as made, float32).
     """
 
     train: bool = False
     grad: bool = False
     frozen: tuple[str, ...] = ()
+    dtype: torch.dtype | None = None
     inputs: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     modules: list[tuple[str, nn.Module]] = field(default_factory=list)
 
@@ -307,12 +311,15 @@ _recording: Recording | None = None
 
 @contextmanager
 def recording(
-    train: bool = False, grad: bool = False, frozen: tuple[str, ...] = ()
+    train: bool = False,
+    grad: bool = False,
+    frozen: tuple[str, ...] = (),
+    dtype: torch.dtype | None = None,
 ) -> Iterator[Recording]:
     """Record the inputs and objects of the part runs in this block (see :class:`Recording`).
     Parts run outside of any recording build eval-mode objects and plain inputs."""
     global _recording
-    previous, _recording = _recording, Recording(train, grad, frozen)
+    previous, _recording = _recording, Recording(train, grad, frozen, dtype)
     try:
         yield _recording
     finally:
@@ -324,6 +331,8 @@ def given(tensor: Tensor) -> Tensor:
     :func:`recording` (a leaf that requires grad when it asks for gradients)."""
     if _recording is None:
         return tensor
+    if _recording.dtype is not None and tensor.is_floating_point():
+        tensor = tensor.to(_recording.dtype)
     if _recording.grad and tensor.is_floating_point():
         tensor = tensor.detach().requires_grad_()
     _recording.inputs.append((tensor, tensor.detach().clone()))

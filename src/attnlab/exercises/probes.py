@@ -10,7 +10,9 @@ the part again, the reference's code and the student's alike, and compare what t
   that autograd needs; a gradient that does not reach a parameter or input the reference's
   reaches means the graph was cut (``.detach()``, ``.data``, ``torch.no_grad()``);
 * :func:`dropout_problem`: two calls in train mode; the reference's differ (dropout acts),
-  so a student's that agree have no dropout.
+  so a student's that agree have no dropout;
+* :func:`float64_problem`: inputs and weights in float64, where a ``.float()`` or a tensor
+  made in float32 inside the code raises a dtype error or gives float32 outputs.
 
 Like :mod:`attnlab.exercises.checker`, this runs only in the child process.
 """
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from attnlab.exercises.compare import close, describe, shape_problem, value_problem
 from attnlab.exercises.core import Part, as_tuple, recording
 
 if TYPE_CHECKING:
@@ -41,12 +44,16 @@ class InputChangedError(Exception):
 
 
 def run_recorded(
-    part: Part, impl: ModuleType, train: bool = False, frozen: tuple[str, ...] = ()
+    part: Part,
+    impl: ModuleType,
+    train: bool = False,
+    frozen: tuple[str, ...] = (),
+    dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, ...]:
     """``part.run(impl, SEED)``'s outputs (objects in train mode if ``train``, but for the
-    classes named in ``frozen``); raises :class:`InputChangedError` when the code changed one
-    of the part's inputs in place."""
-    with recording(train=train, frozen=frozen) as record:
+    classes named in ``frozen``; inputs and objects in ``dtype``); raises
+    :class:`InputChangedError` when the code changed one of the part's inputs in place."""
+    with recording(train=train, frozen=frozen, dtype=dtype) as record:
         outputs = as_tuple(part.run(impl, SEED))
     for tensor, copy in record.inputs:
         if not torch.equal(tensor.nan_to_num(), copy.nan_to_num()):
@@ -93,11 +100,7 @@ def _weighted_sum(outputs: tuple[object, ...]) -> Tensor | None:
 
 
 def backward_problem(
-    reference: dict[str, Tensor | None],
-    part: Part,
-    impl: ModuleType,
-    student_file: Path,
-    describe: Callable[[BaseException, Path], str],
+    reference: dict[str, Tensor | None], part: Part, impl: ModuleType, student_file: Path
 ) -> str | None:
     """One sentence when the backward pass of the student's ``part`` fails, or does not
     bring ``reference``'s gradients (:func:`gradients` of the reference); else ``None``."""
@@ -171,27 +174,44 @@ def dropout_problem(
     return None
 
 
+def float64_problem(
+    reference: tuple[Tensor, ...], part: Part, impl: ModuleType, student_file: Path
+) -> str | None:
+    """One sentence when the student's ``part`` with float64 inputs and weights raises, or
+    does not give ``reference`` (the reference's outputs in float64); else ``None``."""
+    try:
+        got = run_recorded(part, impl, dtype=torch.float64)
+    except Exception as e:
+        return f"with float64 inputs and weights: {describe(e, student_file)}"
+    problem = shape_problem(got, reference, part.outputs)
+    if problem is None and not close(got, reference, strict=True):
+        problem = value_problem(got, reference, part.outputs, unknown="")
+    return f"with float64 inputs and weights, {problem}" if problem else None
+
+
 def probe(
     diagnoser: Diagnoser,
     part: Part,
     impl: ModuleType,
     student_file: Path,
     limit: Callable[[], AbstractContextManager],
-    describe: Callable[[BaseException, Path], str],
 ) -> str | None:
     """The first problem the probes find in the student's ``part`` (whose outputs are right),
     or ``None``. The reference's results are kept in ``diagnoser.probed``; only the student's
     code runs inside ``limit()``."""
     frozen = diagnoser.practical.complete
     if part.name not in diagnoser.probed:
-        varies = not same_twice(part, diagnoser.reference, True, frozen)[1]
-        diagnoser.probed[part.name] = (gradients(part, diagnoser.reference), varies)
-    want, varies = diagnoser.probed[part.name]
+        reference = diagnoser.reference
+        varies = not same_twice(part, reference, True, frozen)[1]
+        in_float64 = run_recorded(part, reference, dtype=torch.float64)
+        diagnoser.probed[part.name] = (gradients(part, reference), varies, in_float64)
+    want, varies, in_float64 = diagnoser.probed[part.name]
     with limit():
-        problem = backward_problem(want, part, impl, student_file, describe)
+        problem = backward_problem(want, part, impl, student_file)
         if problem:
             return problem
         try:
-            return dropout_problem(varies, part, impl, frozen)
+            problem = dropout_problem(varies, part, impl, frozen)
         except Exception as e:
             return f"in train mode: {describe(e, student_file)}"
+        return problem or float64_problem(in_float64, part, impl, student_file)
