@@ -205,3 +205,16 @@ def test_an_exception_that_a_known_mistake_raises_too_gets_its_hint(tmp_path):
     _, verdicts = check_here("decoder", path, ("DecoderLayer.forward",))
     verdict = verdicts["DecoderLayer.forward"]
     assert verdict["mistake"] == "cross-attention-on-decoder", verdict
+
+
+def test_outputs_returned_in_the_wrong_order_are_named(tmp_path):
+    path = plant(
+        tmp_path / "attention.py",
+        "attention",
+        {"return attention @ v, attention  #": "return attention, attention @ v  #"},
+    )
+    _, verdicts = check_here("attention", path, ("scaled_dot_product",))
+    assert verdicts["scaled_dot_product"]["message"] == (
+        "output 1 of 4 (the values, with the mask) holds what output 2 of 4 (the attention "
+        "weights, with the mask) should: the outputs are returned in the wrong order"
+    )

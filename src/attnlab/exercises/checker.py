@@ -20,7 +20,13 @@ from types import ModuleType
 
 from torch import Tensor
 
-from attnlab.exercises.compare import close, describe, shape_problem, value_problem
+from attnlab.exercises.compare import (
+    close,
+    describe,
+    order_problem,
+    shape_problem,
+    value_problem,
+)
 from attnlab.exercises.core import (
     Mistake,
     Part,
@@ -242,6 +248,7 @@ def check_part(
     mistakes = diagnoser.matches(part, got, deterministic)  # some change shapes (greedy decoding)
     if mistakes:
         return Verdict(part.name, "fail", "; or ".join(m.hint for m in mistakes), mistakes[0].name)
+    problem = (order_problem(got, want, part.outputs) if tensors else None) or problem
     if problem:
         return Verdict(part.name, "fail", problem)
     if not deterministic:

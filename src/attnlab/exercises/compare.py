@@ -6,6 +6,7 @@ process that checks a student's file.
 
 from __future__ import annotations
 
+import itertools
 import traceback
 from pathlib import Path
 
@@ -61,6 +62,25 @@ def shape_problem(
             return f"{named} has shape {tuple(a.shape)}, expected {tuple(b.shape)}"
         if a.dtype != b.dtype and (b.is_floating_point() or b.dtype == torch.bool):
             return f"{named} has dtype {a.dtype}, expected {b.dtype}"
+    return None
+
+
+def order_problem(
+    got: tuple[Tensor, ...], want: tuple[Tensor, ...], labels: tuple[str, ...] = ()
+) -> str | None:
+    """One sentence when the outputs are the reference's in another order (``return attention,
+    values`` for ``return values, attention``); else ``None``. Parts have at most a handful
+    of outputs, so every order is tried."""
+    if len(got) != len(want) or not 1 < len(got) <= 5:
+        return None
+    for order in itertools.permutations(range(len(want))):
+        reordered = tuple(want[j] for j in order)
+        if list(order) != sorted(order) and close(got, reordered, strict=True):
+            i = next(i for i, j in enumerate(order) if i != j)
+            return (
+                f"{which(i, len(want), labels)} holds what {which(order[i], len(want), labels)} "
+                "should: the outputs are returned in the wrong order"
+            )
     return None
 
 
