@@ -198,6 +198,7 @@ class Diagnoser:
 
 
 def _same_error(first: BaseException, second: BaseException) -> bool:
+    """Whether two exceptions are the same failure: one type, one message."""
     return type(first) is type(second) and str(first) == str(second)
 
 
