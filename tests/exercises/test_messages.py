@@ -218,3 +218,19 @@ def test_outputs_returned_in_the_wrong_order_are_named(tmp_path):
         "output 1 of 4 (the values, with the mask) holds what output 2 of 4 (the attention "
         "weights, with the mask) should: the outputs are returned in the wrong order"
     )
+
+
+def test_a_pair_of_catalogue_mistakes_that_loops_forever_does_not_stop_the_check(tmp_path):
+    """Ignoring max_len and not feeding the argmax back never ends: the checker tries that
+    pair when no single mistake matches, and must give up on it, not hang."""
+    loop = "while tgt.size(1) < max_len and not finished.all():"
+    fill = "next_id = next_id.masked_fill(finished, eos_id)"
+    path = plant(
+        tmp_path / "decoder.py",
+        "decoder",
+        {loop: "while not finished.all():", fill: "next_id = next_id.masked_fill(finished, 5)"},
+    )
+    _, verdicts = check_here("decoder", path, ("greedy_decode",))
+    assert verdicts["greedy_decode"]["message"] == (
+        "output 2 of 2 (with max_len 5) has shape (3, 8), expected (3, 5)"
+    )

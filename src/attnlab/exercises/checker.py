@@ -113,11 +113,25 @@ def _parameters(function: Callable) -> list[str]:
     return shown
 
 
-class Diagnoser:
-    """Runs the parts for the reference and the catalogue's broken variants, on demand."""
+class VariantTimeoutError(Exception):
+    """A broken variant ran past its time limit (two mistakes together can loop forever, e.g.
+    decoding that ignores max_len and never feeds back the eos): no match."""
 
-    def __init__(self, practical: Practical):
+
+class Diagnoser:
+    """Runs the parts for the reference and the catalogue's broken variants, on demand.
+
+    ``variant_limit()`` bounds each run of a variant (the child's alarm, raising
+    :class:`PartTimeout`): a variant that runs past it matches nothing.
+    """
+
+    def __init__(
+        self,
+        practical: Practical,
+        variant_limit: Callable[[], AbstractContextManager] = nullcontext,
+    ):
         self.practical = practical
+        self.variant_limit = variant_limit
         self.reference = practical.solution_module()
         self._outputs: dict[tuple[str, str], tuple[tuple[Tensor, ...], bool]] = {}
         self._broken: dict[str, ModuleType] = {}
@@ -171,7 +185,11 @@ class Diagnoser:
         try:
             if mistake.name not in self._broken:
                 self._broken[mistake.name] = mistake.broken()
-            return self.outputs(part, self._broken[mistake.name], mistake.name)
+            try:
+                with self.variant_limit():
+                    return self.outputs(part, self._broken[mistake.name], mistake.name)
+            except PartTimeout:
+                raise VariantTimeoutError(mistake.name) from None
         except Exception as e:
             self._failures[mistake.name, part.name] = e
             raise
