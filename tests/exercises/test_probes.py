@@ -21,8 +21,8 @@ def test_an_input_scaled_in_place_is_named_with_its_shape(tmp_path):
     path = plant(tmp_path / "encoder.py", "encoder", changes)
     assert message("encoder", path, ATTENTION) == (
         "it overwrites a tensor it was given, of shape (3, 2, 7, 6), in place (+=, /=, "
-        "masked_fill_, ...): its caller, and autograd, still need it; compute a new tensor "
-        "instead (x = x + ...)"
+        "masked_fill_, ...): its caller may still need it, and so may autograd; compute a new "
+        "tensor instead (x = x + ...)"
     )
 
 

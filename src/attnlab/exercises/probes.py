@@ -59,8 +59,8 @@ def run_recorded(
         if not torch.equal(tensor.nan_to_num(), copy.nan_to_num()):
             raise InputChangedError(
                 f"it overwrites a tensor it was given, of shape {tuple(tensor.shape)}, in place "
-                "(+=, /=, masked_fill_, ...): its caller, and autograd, still need it; compute "
-                "a new tensor instead (x = x + ...)"
+                "(+=, /=, masked_fill_, ...): its caller may still need it, and so may "
+                "autograd; compute a new tensor instead (x = x + ...)"
             )
     return outputs
 
