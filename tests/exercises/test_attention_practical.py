@@ -180,6 +180,17 @@ STUDENT_STYLE = {
         _SPLIT: "        qkv = qkv.reshape(B, T, self.num_heads, 3 * self.head_dim)\n"
         "        q, k, v = qkv.permute(0, 2, 1, 3).chunk(3, dim=-1)\n"
     },
+    "mask-filled-with-zero": {_MASK: "scores = scores.masked_fill(mask == 0, 0)"},
+    "mask-after-softmax": {
+        _MASK: "pass",
+        "attention = scores.softmax(dim=-1)": (
+            "attention = F.softmax(scores, dim=-1)\n"
+            "    attention = attention * mask if mask is not None else attention"
+        ),
+    },
+    "no-output-projection": {
+        "out = self.o_proj(values)": "out = values  # W^O: TODO later",
+    },
     "no-warmup": {
         "        if epoch <= self.warmup:\n            factor *= epoch / self.warmup\n": ""
     },

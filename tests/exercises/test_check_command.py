@@ -52,7 +52,8 @@ def test_a_missing_class_and_a_wrong_signature_leave_the_other_parts_checked(cap
     code, out, err = run_cli(capsys, "exercise", "check", str(path))
     assert code == 2
     assert err.splitlines() == [  # one line for both problems
-        "attnlab: error: encoder.py: PositionalEncoding is missing; "
+        "attnlab: error: encoder.py: PositionalEncoding is missing (the file has "
+        "PositionEncoding: keep the template's names); "
         "TransformerEncoderLayer.norm must take (self, x), not (self, x, eps)"
     ]
     lines = dict(
@@ -64,7 +65,10 @@ def test_a_missing_class_and_a_wrong_signature_leave_the_other_parts_checked(cap
     assert lines["TransformerEncoderLayer.norm"].startswith(
         "not checked: TransformerEncoderLayer.norm must take"
     )
-    assert lines["PositionalEncoding.forward"] == "not checked: PositionalEncoding is missing"
+    assert lines["PositionalEncoding.forward"] == (
+        "not checked: PositionalEncoding is missing (the file has PositionEncoding: keep the "
+        "template's names)"
+    )
 
 
 def test_part_selects_parts_by_name_or_method(capsys, tmp_path):

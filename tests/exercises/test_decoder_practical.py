@@ -218,6 +218,36 @@ STUDENT_STYLE = {
 """
     },
     "argmax-not-fed-back": {"logits[:, -1].argmax(dim=-1)": "logits[:, 0].argmax(dim=-1)"},
+    "causal-reversed": {_CAUSAL: "return torch.triu(torch.ones(T, T)).bool()"},
+    "causal-additive-float": {_CAUSAL: "return nn.Transformer.generate_square_subsequent_mask(T)"},
+    "target-mask-inverted": {
+        "self.self_attn(x, mask=tgt_mask)": "self.self_attn(x, mask=tgt_mask.logical_not())"
+    },
+    "cross-queries-from-memory": {
+        "self.cross_attn(x, memory, mask=memory_mask)": (
+            "self.cross_attn(memory, memory=x, mask=memory_mask)"
+        )
+    },
+    "sublayers-out-of-order": {
+        "x = self.self_attention_block(x, tgt_mask)\n"
+        "        x = self.cross_attention_block(x, memory, memory_mask)\n"
+        "        return self.feed_forward_block(x)": (
+            "h = self.cross_attention_block(x, memory, memory_mask)\n"
+            "        h = self.self_attention_block(h, tgt_mask)\n"
+            "        return self.feed_forward_block(h)"
+        )
+    },
+    "stops-at-first-eos": {
+        "while tgt.size(1) < max_len and not finished.all():": (
+            "while tgt.size(1) < max_len:\n        if finished.any():\n            break"
+        )
+    },
+    "max-len-ignored": {
+        "while tgt.size(1) < max_len and not finished.all():": "while True:",
+        "        finished |= next_id == eos_id\n": (
+            "        finished |= next_id == eos_id\n        if finished.all():\n            break\n"
+        ),
+    },
 }
 
 

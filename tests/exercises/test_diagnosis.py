@@ -88,6 +88,21 @@ STUDENT_STYLE = {
             "var = ((x - mean) ** 2).sum(-1, keepdim=True) / (x.size(-1) - 1)"
         )
     },
+    "scaled-by-sqrt-d_model": {"/ math.sqrt(d_k)": "/ (q.size(1) * q.size(-1)) ** 0.5"},
+    "softmax-over-heads": {"torch.softmax(scores, dim=-1)": "scores.softmax(1)"},
+    "mask-filled-with-zero": {
+        'scores.masked_fill(~mask, float("-inf"))': "scores.masked_fill(mask == 0, 0)"
+    },
+    "heads-merged-wrong": {
+        "heads.transpose(1, 2).reshape(B, T, self.d_model)": "heads.contiguous().view(B, T, -1)"
+    },
+    "gelu-not-relu": {"torch.relu(self.linear1(x))": "torch.nn.GELU()(self.linear1(x))"},
+    "no-residual-feed-forward": {
+        "x = self.gamma2 * self.norm(x + self.dropout(self.feed_forward(x))) + self.beta2": (
+            "ff = self.dropout(self.feed_forward(x))\n"
+            "        x = self.gamma2 * self.norm(ff) + self.beta2"
+        )
+    },
     "cls-appended": {
         "torch.cat([cls, x], dim=1)": "torch.cat((x, self.cls_token.repeat(x.size(0), 1, 1)), 1)"
     },

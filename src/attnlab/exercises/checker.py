@@ -9,29 +9,33 @@ or ``timeout``.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import itertools
-import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 
-import torch
 from torch import Tensor
 
+from attnlab.exercises.compare import (
+    close,
+    describe,
+    order_problem,
+    shape_problem,
+    value_problem,
+)
 from attnlab.exercises.core import (
     Mistake,
     Part,
     Practical,
+    ReturnError,
     WeightsMismatchError,
-    as_tuple,
     made_together,
 )
-
-SEED = 0
-ATOL = RTOL = 1e-4
+from attnlab.exercises.probes import InputChangedError, probe, same_twice
 
 
 class PartTimeout(BaseException):
@@ -56,9 +60,10 @@ def signature_problem(template: ModuleType, impl: ModuleType, name: str) -> str 
     expected, actual = _lookup(template, name), _lookup(impl, name)
     owner = name.split(".")[0]
     if _lookup(impl, owner) is None:
-        return f"{owner} is missing"
+        return f"{owner} is missing{_similar(owner, impl, template)}"
     if actual is None:
-        return f"{name} is missing"
+        similar = _similar(name.split(".")[-1], _lookup(impl, owner), _lookup(template, owner))
+        return f"{name} is missing{similar}"
     if inspect.isclass(expected):
         if not inspect.isclass(actual):
             return f"{name} must be a class"
@@ -69,6 +74,20 @@ def signature_problem(template: ModuleType, impl: ModuleType, name: str) -> str 
     if want != got:
         return f"{name} must take ({', '.join(want)}), not ({', '.join(got)})"
     return None
+
+
+def _similar(name: str, owner: object, template: object) -> str:
+    """`` (the file has EncoderLayer: keep the template's names)`` when ``owner`` (the
+    student's module or class) defines a name close to the missing ``name`` that its twin in
+    the template does not define (a class renamed, not another class of the template); else
+    ``""``."""
+    names = [n for n in dir(owner) if not n.startswith("__") and not hasattr(template, n)]
+    close = [n for n in names if n.lower() == name.lower()]
+    close = close or difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if not close:
+        close = [n for n in names if len(n) > 3 and (n in name or name in n)][:1]
+    where = "the file" if isinstance(owner, ModuleType) else "the class"
+    return f" ({where} has {close[0]}: keep the template's names)" if close else ""
 
 
 def _lookup(module: ModuleType, name: str) -> object | None:
@@ -94,14 +113,30 @@ def _parameters(function: Callable) -> list[str]:
     return shown
 
 
-class Diagnoser:
-    """Runs the parts for the reference and the catalogue's broken variants, on demand."""
+class VariantTimeoutError(Exception):
+    """A broken variant ran past its time limit (two mistakes together can loop forever, e.g.
+    decoding that ignores max_len and never feeds back the eos): no match."""
 
-    def __init__(self, practical: Practical):
+
+class Diagnoser:
+    """Runs the parts for the reference and the catalogue's broken variants, on demand.
+
+    ``variant_limit()`` bounds each run of a variant (the child's alarm, raising
+    :class:`PartTimeout`): a variant that runs past it matches nothing.
+    """
+
+    def __init__(
+        self,
+        practical: Practical,
+        variant_limit: Callable[[], AbstractContextManager] = nullcontext,
+    ):
         self.practical = practical
+        self.variant_limit = variant_limit
         self.reference = practical.solution_module()
         self._outputs: dict[tuple[str, str], tuple[tuple[Tensor, ...], bool]] = {}
         self._broken: dict[str, ModuleType] = {}
+        self._failures: dict[tuple[str, str], Exception] = {}
+        self.probed: dict[str, object] = {}  # the reference's results of the probes, by part
 
     def outputs(self, part: Part, impl: ModuleType, key: str) -> tuple[tuple[Tensor, ...], bool]:
         """``(outputs, deterministic)`` of ``part`` for ``impl``, cached under ``key``."""
@@ -112,18 +147,52 @@ class Diagnoser:
     def expected(self, part: Part) -> tuple[Tensor, ...]:
         return self.outputs(part, self.reference, "reference")[0]
 
+    def relevant(self, part: Part) -> list[Mistake]:
+        """The mistakes made in ``part`` or in a part it uses."""
+        names = (part.name, *part.needed_names())
+        return [m for m in self.practical.mistakes if m.part in names or set(m.also) & set(names)]
+
     def matches(self, part: Part, got: tuple[Tensor, ...], deterministic: bool) -> list[Mistake]:
         """The catalogue's mistakes whose broken variant gives what the student gives; when
         none does, the pairs of mistakes made together that do (see :func:`made_together`).
         Only mistakes made in ``part`` or in a part it uses are tried."""
-        relevant = [
-            m for m in self.practical.mistakes if m.part in (part.name, *part.needed_names())
-        ]
+        relevant = self.relevant(part)
         found = self._matching(part, relevant, got, deterministic)
         if found:
             return found
         pairs = [made_together(a, b) for a, b in itertools.combinations(relevant, 2)]
         return self._matching(part, [p for p in pairs if p is not None], got, deterministic)
+
+    def matches_error(self, part: Part, error: Exception) -> list[Mistake]:
+        """The mistakes whose broken variant raises what the student's code raised on
+        ``part``: the same exception type with the same message (a mistake that breaks one
+        of the part's calls, e.g. keys from the decoder with a memory mask of another
+        length)."""
+        found = []
+        for mistake in self.relevant(part):
+            try:
+                self._variant(part, mistake)
+            except Exception as theirs:
+                if _same_error(theirs, error):
+                    found.append(mistake)
+        return found
+
+    def _variant(self, part: Part, mistake: Mistake) -> tuple[tuple[Tensor, ...], bool]:
+        """The outputs of ``part`` with ``mistake`` made; raises what that variant raises
+        (remembered, so that it runs once)."""
+        if (mistake.name, part.name) in self._failures:
+            raise self._failures[mistake.name, part.name]
+        try:
+            if mistake.name not in self._broken:
+                self._broken[mistake.name] = mistake.broken()
+            try:
+                with self.variant_limit():
+                    return self.outputs(part, self._broken[mistake.name], mistake.name)
+            except PartTimeout:
+                raise VariantTimeoutError(mistake.name) from None
+        except Exception as e:
+            self._failures[mistake.name, part.name] = e
+            raise
 
     def _matching(
         self, part: Part, mistakes: list[Mistake], got: tuple[Tensor, ...], deterministic: bool
@@ -131,11 +200,7 @@ class Diagnoser:
         found = []
         for mistake in mistakes:
             try:
-                if mistake.name not in self._broken:
-                    self._broken[mistake.name] = mistake.broken()
-                theirs, theirs_deterministic = self.outputs(
-                    part, self._broken[mistake.name], mistake.name
-                )
+                theirs, theirs_deterministic = self._variant(part, mistake)
             except Exception:  # a mistake this part cannot even run with: no match
                 continue
             if not theirs_deterministic:
@@ -143,49 +208,22 @@ class Diagnoser:
                     found.append(mistake)
             elif (
                 deterministic
-                and not _close(theirs, self.expected(part), strict=True)
-                and _close(got, theirs, strict=False)
+                and not close(theirs, self.expected(part), strict=True)
+                and close(got, theirs, strict=False)
             ):
                 found.append(mistake)
         return found
 
 
+def _same_error(first: BaseException, second: BaseException) -> bool:
+    """Whether two exceptions are the same failure: one type, one message."""
+    return type(first) is type(second) and str(first) == str(second)
+
+
 def run_twice(part: Part, impl: ModuleType) -> tuple[tuple[Tensor, ...], bool]:
-    """The part's outputs under two global seeds, and whether the two calls agreed."""
-    with torch.random.fork_rng():
-        torch.manual_seed(1)
-        first = as_tuple(part.run(impl, SEED))
-        torch.manual_seed(2)
-        second = as_tuple(part.run(impl, SEED))
-    same = len(first) == len(second) and all(
-        isinstance(a, Tensor)
-        and isinstance(b, Tensor)
-        and a.shape == b.shape
-        and torch.equal(a.isnan(), b.isnan())
-        and torch.equal(a.nan_to_num(), b.nan_to_num())
-        for a, b in zip(first, second, strict=True)
-    )
-    return first, same
-
-
-def _close(got: tuple[Tensor, ...], want: tuple[Tensor, ...], strict: bool) -> bool:
-    """Same shapes and values (NaN equal to NaN).
-
-    ``strict=False`` lets a NaN in ``want`` match a number too, as long as something matches:
-    a broken variant's fully masked row is NaN with -inf where a student's -1e9 gives numbers.
-    """
-    if len(got) != len(want):
-        return False
-    compared = 0
-    for a, b in zip(got, want, strict=True):
-        if a.shape != b.shape:
-            return False
-        a, b = a.detach().double(), b.detach().double()
-        keep = torch.ones_like(b, dtype=torch.bool) if strict else ~b.isnan() | a.isnan()
-        if not torch.allclose(a[keep], b[keep], rtol=RTOL, atol=ATOL, equal_nan=True):
-            return False
-        compared += int(keep.sum())
-    return compared > 0
+    """The part's outputs under two global seeds in eval mode, and whether the two calls
+    agreed; :class:`InputChangedError` when the code changed an input in place."""
+    return same_twice(part, impl, train=False)
 
 
 def check_part(
@@ -207,65 +245,54 @@ def check_part(
         return Verdict(part.name, "todo", "not written yet (TODO)")
     except WeightsMismatchError as e:
         return Verdict(part.name, "error", str(e))
+    except (ReturnError, InputChangedError) as e:
+        return Verdict(part.name, "fail", str(e))
     except PartTimeout:
         raise
     except Exception as e:
-        return Verdict(part.name, "fail", f"raised {_describe(e, student_file)}")
+        mistakes = diagnoser.matches_error(part, e)
+        if mistakes:
+            hint = "; or ".join(m.hint for m in mistakes)
+            return Verdict(part.name, "fail", hint, mistakes[0].name)
+        return Verdict(part.name, "fail", describe(e, student_file))
+    except BaseException as e:  # sys.exit() or KeyboardInterrupt too: the other parts go on
+        return Verdict(part.name, "fail", describe(e, student_file))
     want = diagnoser.expected(part)
-    problem = _shape_problem(got, want)
+    problem = shape_problem(got, want, part.outputs)
     tensors = len(got) == len(want) and all(isinstance(a, Tensor) for a in got)
     if problem and not tensors:
         return Verdict(part.name, "fail", problem)
-    if not problem and deterministic and _close(got, want, strict=True):
-        return Verdict(part.name, "pass")
+    if not problem and deterministic and close(got, want, strict=True):
+        return _probed(diagnoser, part, impl, student_file, limit)
     mistakes = diagnoser.matches(part, got, deterministic)  # some change shapes (greedy decoding)
     if mistakes:
         return Verdict(part.name, "fail", "; or ".join(m.hint for m in mistakes), mistakes[0].name)
+    problem = (order_problem(got, want, part.outputs) if tensors else None) or problem
     if problem:
         return Verdict(part.name, "fail", problem)
     if not deterministic:
-        return Verdict(part.name, "fail", "two calls in eval mode give different outputs")
-    return Verdict(part.name, "fail", _value_problem(got, want))
+        return Verdict(
+            part.name,
+            "fail",
+            "two calls in eval mode give different outputs (dropout that ignores eval mode, "
+            "such as F.dropout without training=self.training, does this)",
+        )
+    return Verdict(part.name, "fail", value_problem(got, want, part.outputs))
 
 
-def _shape_problem(got: tuple[object, ...], want: tuple[Tensor, ...]) -> str | None:
-    if len(got) != len(want):
-        return f"returned {len(got)} outputs, expected {len(want)}"
-    for i, (a, b) in enumerate(zip(got, want, strict=True)):
-        which = f"output {i + 1} of {len(want)}" if len(want) > 1 else "the output"
-        if not isinstance(a, Tensor):
-            return f"{which} is a {type(a).__name__}, expected a tensor of shape {tuple(b.shape)}"
-        if a.shape != b.shape:
-            return f"{which} has shape {tuple(a.shape)}, expected {tuple(b.shape)}"
-        if not (a.is_floating_point() or a.dtype == torch.bool) and b.is_floating_point():
-            return f"{which} has dtype {a.dtype}, expected floating point"
-    return None
-
-
-def _value_problem(got: tuple[Tensor, ...], want: tuple[Tensor, ...]) -> str:
-    for i, (a, b) in enumerate(zip(got, want, strict=True)):
-        a, b = a.detach().double(), b.detach().double()
-        which = f" in output {i + 1}" if len(want) > 1 else ""
-        if a.isnan().any() and not b.isnan().any():
-            return f"the values are wrong{which}: NaN where the reference has numbers"
-        if not torch.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True):
-            error = (a - b).abs().nan_to_num(nan=float("inf"))
-            where = tuple(int(j) for j in torch.unravel_index(error.argmax(), error.shape))
-            return (
-                f"the values are wrong{which} (largest difference {error.max():.3g} "
-                f"at index {where}) and match no mistake the checker knows"
-            )
-    return "the values are wrong"
-
-
-def _describe(error: Exception, student_file: Path) -> str:
-    """``TypeError: message (encoder.py, line 42)``: the last line of the student's file."""
-    text = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(
-        ": "
-    )
-    frames = [
-        f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == student_file
-    ]
-    if frames:
-        text += f" ({student_file.name}, line {frames[-1].lineno})"
-    return text
+def _probed(
+    diagnoser: Diagnoser,
+    part: Part,
+    impl: ModuleType,
+    student_file: Path,
+    limit: Callable[[], AbstractContextManager],
+) -> Verdict:
+    """The verdict on a part whose outputs are right: ``pass`` unless a probe of
+    :mod:`attnlab.exercises.probes` (backward pass, train mode) finds a problem."""
+    try:
+        problem = probe(diagnoser, part, impl, student_file, limit)
+    except PartTimeout:
+        raise
+    except BaseException as e:  # the student's code, in a run the probes did not expect
+        problem = describe(e, student_file)
+    return Verdict(part.name, "fail", problem) if problem else Verdict(part.name, "pass")

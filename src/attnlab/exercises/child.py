@@ -25,8 +25,17 @@ from typing import IO
 
 import torch
 
-from attnlab.exercises.checker import Diagnoser, PartTimeout, Verdict, check_part, signature_problem
+from attnlab.exercises.checker import (
+    Diagnoser,
+    PartTimeout,
+    Verdict,
+    check_part,
+    signature_problem,
+)
+from attnlab.exercises.core import one_line
 from attnlab.exercises.registry import practical as get_practical
+
+VARIANT_S = 2.0  # a catalogue variant runs in milliseconds: one that takes this long loops
 
 
 @contextmanager
@@ -64,7 +73,7 @@ def import_student(path: Path, timeout: float) -> tuple[ModuleType | None, str |
         frames = traceback.extract_tb(e.__traceback__)
         line = next((f.lineno for f in reversed(frames) if Path(f.filename) == path), None)
         where = f" at line {line}" if line else ""
-        return None, f"it raises {type(e).__name__}{where} when it is imported: {e}"
+        return None, f"it raises {type(e).__name__}{where} when it is imported: {one_line(str(e))}"
     return module, None
 
 
@@ -90,7 +99,7 @@ def check(name: str, path: Path, out: IO[str], timeout: float, only: list[str]) 
         problems[needed] = signature_problem(template, module, needed)
     for problem in dict.fromkeys(p for p in problems.values() if p):
         write(out, {"event": "problem", "message": problem})
-    diagnoser = Diagnoser(practical)
+    diagnoser = Diagnoser(practical, lambda: alarm(VARIANT_S))
     for part in parts:
         missing = next((problems[n] for n in part.needed_names() if problems[n]), None)
         if missing:
@@ -99,7 +108,9 @@ def check(name: str, path: Path, out: IO[str], timeout: float, only: list[str]) 
             try:
                 verdict = check_part(diagnoser, part, module, path, lambda: alarm(timeout))
             except PartTimeout:
-                verdict = Verdict(part.name, "timeout", f"took longer than {timeout:g} s")
+                verdict = Verdict(
+                    part.name, "timeout", f"took longer than {timeout:g} s (an endless loop?)"
+                )
         write(out, {"event": "part", **verdict.as_dict()})
 
 

@@ -14,7 +14,11 @@ The contract, for whoever writes a practical (``attnlab/exercises/practicals/<na
   variant, all used alike — with the *same* weights (use :func:`instantiate`), and returns
   the outputs to compare. ``run`` must not depend on global random state except through
   what it builds itself: the checker calls it twice under different global seeds, and a part
-  whose outputs differ (dropout left on in eval mode) is caught that way.
+  whose outputs differ (dropout left on in eval mode) is caught that way. Hand every input
+  tensor over through :func:`randn` or :func:`given`: the checker's probes
+  (:mod:`attnlab.exercises.probes`) see whether the code changed one in place, and make them
+  leaves that require grad for a backward pass; in train mode :func:`instantiate` builds
+  train-mode objects, to see dropout act.
 * Each :class:`Mistake` is a deliberately broken copy of the solution, usually made by
   :func:`substitute` (a text substitution in the solution's source, so the broken variant is
   exactly the student's likely mistake, propagated to every part that uses it). When a part
@@ -35,7 +39,8 @@ import inspect
 import math
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -59,12 +64,16 @@ class Part:
     missing one, or one whose signature differs from the template's, makes the part an error
     (not checked) instead of a failure. Defaults to the class and method of ``name``.
     ``summary``: one line of what the part does, for listings.
+    ``outputs``: what each of ``run``'s outputs is (``"the attention weights, with the
+    mask"``), so that a message names it: ``output 2 of 4 (the attention weights, with the
+    mask) has shape ...``. Empty: outputs are named by their number only.
     """
 
     name: str
     run: Callable[[ModuleType, int], Outputs]
     uses: tuple[str, ...] = ()
     summary: str = ""
+    outputs: tuple[str, ...] = ()
 
     def needed_names(self) -> tuple[str, ...]:
         if self.uses:
@@ -78,7 +87,8 @@ class Mistake:
     """A known mistake: ``broken()`` returns the solution module with that mistake made.
 
     ``part`` names the part where the mistake is made (the hint may also be printed for parts
-    that use it, when their outputs match the broken variant's). ``hint`` is one sentence
+    that use it, when their outputs match the broken variant's); ``also``, other parts where
+    the same mistake is made (pre-LN in each block of a layer). ``hint`` is one sentence
     that tells the student what to look at, without giving the answer away.
     """
 
@@ -86,6 +96,7 @@ class Mistake:
     part: str
     hint: str
     broken: Callable[[], ModuleType]
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,9 @@ class Practical:
 
     ``name`` is also the file name the student's work has (``encoder`` -> ``encoder.py``);
     ``template`` and ``solution`` are module names under ``attnlab.exercises.templates`` and
-    ``attnlab.exercises.solutions``.
+    ``attnlab.exercises.solutions``. ``complete``: the classes the template hands out written
+    (the decoder's attention): when the checker runs a part in train mode to see the
+    student's dropout act, their own dropout stays off.
     """
 
     name: str
@@ -103,6 +116,7 @@ class Practical:
     solution: str
     parts: list[Part]
     mistakes: list[Mistake] = field(default_factory=list)
+    complete: tuple[str, ...] = ()
 
     def template_module(self) -> ModuleType:
         return importlib.import_module(f"attnlab.exercises.templates.{self.template}")
@@ -169,14 +183,15 @@ def substitute(solution: str, changes: dict[str, str]) -> Substitution:
 def made_together(first: Mistake, second: Mistake) -> Mistake | None:
     """Both mistakes in one copy of the solution (students often make two at once), with both
     hints; ``None`` unless both are substitutions of the same solution that rewrite different
-    code. Its ``part`` is the first mistake's."""
+    code. Its ``part`` is the first mistake's, its ``also`` the other parts of both."""
     if not isinstance(first.broken, Substitution) or not isinstance(second.broken, Substitution):
         return None
     broken = first.broken.together_with(second.broken)
     if broken is None:
         return None
     hint = f"two mistakes: {first.hint}; and {second.hint}"
-    return Mistake(f"{first.name}+{second.name}", first.part, hint, broken)
+    also = tuple(dict.fromkeys((*first.also, second.part, *second.also)))
+    return Mistake(f"{first.name}+{second.name}", first.part, hint, broken, also)
 
 
 def randomize_(module: nn.Module, generator: torch.Generator) -> None:
@@ -202,7 +217,8 @@ def instantiate(
     *args: object,
     **kwargs: object,
 ) -> nn.Module:
-    """``impl.<name>(*args, **kwargs)`` in eval mode, holding the reference's weights.
+    """``impl.<name>(*args, **kwargs)`` in eval mode (train mode in a :func:`recording` that
+    asks for it), holding the reference's weights.
 
     The reference object ``reference.<name>(*args, **kwargs)`` is built and given random
     weights from ``seed`` (:func:`randomize_`); its ``state_dict`` is loaded into the object
@@ -213,7 +229,16 @@ def instantiate(
     randomize_(ref, torch.Generator().manual_seed(seed))
     obj = getattr(impl, name)(*args, **kwargs)
     load_same_weights(obj, ref.state_dict(), name)
-    return obj.eval()
+    if _recording is None:
+        return obj.eval()
+    _recording.modules.append((name, obj))
+    if _recording.dtype is not None:
+        obj.to(_recording.dtype)
+    obj.train(_recording.train)
+    for module in obj.modules():
+        if type(module).__name__ in _recording.frozen:
+            module.eval()
+    return obj
 
 
 def load_same_weights(obj: nn.Module, state: dict[str, Tensor], owner: str) -> None:
@@ -239,6 +264,108 @@ def load_same_weights(obj: nn.Module, state: dict[str, Tensor], owner: str) -> N
                 f"expected {tuple(value.shape)}"
             )
     obj.load_state_dict(state)
+
+
+class ReturnError(Exception):
+    """A call in a part's ``run`` returned something of the wrong kind (one tensor where a
+    pair is due): its message, one sentence, is the verdict."""
+
+
+def unpack(result: object, names: tuple[str, ...], call: str) -> tuple[object, ...]:
+    """``result`` as the ``len(names)`` things ``call`` returns; :class:`ReturnError` naming
+    what it returned instead (``MultiheadAttention(x, return_attention=True) returned a
+    Tensor of shape (2, 5, 12), expected a tuple (output, attention)``)."""
+    if isinstance(result, tuple | list) and len(result) == len(names):
+        return tuple(result)
+    if isinstance(result, tuple | list):
+        what = f"{len(result)} values"
+    elif isinstance(result, Tensor):
+        what = f"a Tensor of shape {tuple(result.shape)}"
+    else:
+        what = "None" if result is None else f"a {type(result).__name__}"
+    raise ReturnError(f"{call} returned {what}, expected a tuple ({', '.join(names)})")
+
+
+@dataclass
+class Recording:
+    """What a part's ``run`` made while :func:`recording`, for the checker's probes.
+
+    ``inputs``: each tensor handed to the code under test (:func:`given`) with a copy made
+    before it was handed over, to see whether the code changed it in place. ``modules``: the
+    objects :func:`instantiate` built, by class name. ``train``: build them in train mode,
+    except their submodules of a class named in ``frozen``. ``grad``: make floating-point
+    inputs leaves that require grad, for a backward pass. ``dtype``: the floating-point dtype
+    of the inputs and objects (``None``: as made, float32).
+    """
+
+    train: bool = False
+    grad: bool = False
+    frozen: tuple[str, ...] = ()
+    dtype: torch.dtype | None = None
+    inputs: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    modules: list[tuple[str, nn.Module]] = field(default_factory=list)
+
+
+_recording: Recording | None = None
+
+
+@contextmanager
+def recording(
+    train: bool = False,
+    grad: bool = False,
+    frozen: tuple[str, ...] = (),
+    dtype: torch.dtype | None = None,
+) -> Iterator[Recording]:
+    """Record the inputs and objects of the part runs in this block (see :class:`Recording`).
+    Parts run outside of any recording build eval-mode objects and plain inputs."""
+    global _recording
+    previous, _recording = _recording, Recording(train, grad, frozen, dtype)
+    try:
+        yield _recording
+    finally:
+        _recording = previous
+
+
+def given(tensor: Tensor) -> Tensor:
+    """``tensor`` as an input handed to the code under test: recorded with a copy in a
+    :func:`recording` (a leaf that requires grad when it asks for gradients)."""
+    if _recording is None:
+        return tensor
+    if _recording.dtype is not None and tensor.is_floating_point():
+        tensor = tensor.to(_recording.dtype)
+    if _recording.grad and tensor.is_floating_point():
+        tensor = tensor.detach().requires_grad_()
+    _recording.inputs.append((tensor, tensor.detach().clone()))
+    return tensor
+
+
+def randn(seed: int, *shape: int) -> Tensor:
+    """A standard normal input of ``shape`` from ``seed`` (global random state untouched),
+    handed over with :func:`given`."""
+    return given(torch.randn(shape, generator=torch.Generator().manual_seed(seed)))
+
+
+CASE_ATTRIBUTE = "attnlab_case"
+
+
+@contextmanager
+def case(label: str) -> Iterator[None]:
+    """Label the calls of a part's ``run`` made in this block (``"with a batch of 1"``): an
+    exception raised in it is reported with the label in front, so that the student knows
+    which of the part's calls failed."""
+    try:
+        yield
+    except Exception as e:
+        if not hasattr(e, CASE_ATTRIBUTE):
+            setattr(e, CASE_ATTRIBUTE, label)
+        raise
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """The first line of ``text``, cut to ``limit`` characters (an exception's message can be
+    a whole screen)."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 3].rstrip() + "..."
 
 
 def as_tuple(outputs: Outputs) -> tuple[Tensor, ...]:

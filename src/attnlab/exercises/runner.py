@@ -229,6 +229,8 @@ def _why_it_stopped(status: int | None, limit: float) -> tuple[str, str]:
             "its parent process or its process group?)",
             "error",
         )
+    if status > 128:  # the launcher's way of saying that signal status - 128 killed the check
+        return f"the checking process was killed by {_signal_name(status - 128)}", "error"
     return f"the checking process died (exit status {status})", "error"
 
 

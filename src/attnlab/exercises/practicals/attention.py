@@ -8,7 +8,8 @@ is in eval mode. The scheduler runs past its warmup to ``max_iters``, with ``war
 ``max_iters`` such that a missing warmup or a cosine of the wrong period shows.
 
 Mistakes of concepts the encoder practical also has (no scaling, the softmax axis, the mask
-polarity, splitting heads, the residual connection, pre-LN) reuse its hints.
+polarity and filling, splitting heads, the residual connections, GELU, pre-LN) reuse its
+hints.
 """
 
 from __future__ import annotations
@@ -18,7 +19,17 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from attnlab.exercises.core import Mistake, Part, Practical, instantiate, substitute
+from attnlab.exercises.core import (
+    Mistake,
+    Part,
+    Practical,
+    case,
+    given,
+    instantiate,
+    randn,
+    substitute,
+    unpack,
+)
 from attnlab.exercises.practicals import encoder as encoder_practical
 from attnlab.exercises.solutions import attention as solution
 
@@ -27,34 +38,39 @@ EMBED_DIM = H * D_K
 WARMUP, MAX_ITERS, BASE_LR = 6, 40, 0.5
 
 
-def _randn(seed: int, *shape: int) -> Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-
-
 def _mask() -> Tensor:
     """Bool ``(B, 1, T, T)``, ``True`` = may attend: pair ``(i, j)`` of sequence ``b`` is hidden
     where ``(i + j + b) % 3 == 0``; every row and column has both kinds."""
     i = torch.arange(T)
     b = torch.arange(B)
-    return ((i[:, None] + i[None, :] + b[:, None, None]) % 3 != 0).unsqueeze(1)
+    return given(((i[:, None] + i[None, :] + b[:, None, None]) % 3 != 0).unsqueeze(1))
 
 
 def scaled_dot_product(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
     """``(values, attention)`` with the mask, then without."""
-    q, k, v = (_randn(seed + i, B, H, T, D_K) for i in range(3))
-    return (*impl.scaled_dot_product(q, k, v, _mask()), *impl.scaled_dot_product(q, k, v))
+    q, k, v = (randn(seed + i, B, H, T, D_K) for i in range(3))
+    pair = ("values", "attention")
+    masked = unpack(impl.scaled_dot_product(q, k, v, _mask()), pair, _SDP.format("mask"))
+    return (*masked, *unpack(impl.scaled_dot_product(q, k, v), pair, _SDP.format("None")))
 
 
 def multihead_attention(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
-    """``(output, attention)`` with the mask, then the output without it."""
+    """``(output, attention)`` with the mask, then the output without it, then the output
+    for a batch of one sequence."""
     mha = instantiate(impl, solution, "MultiheadAttention", seed, EMBED_DIM, H)
-    x = _randn(seed, B, T, EMBED_DIM)
-    return (*mha(x, mask=_mask(), return_attention=True), mha(x))
+    x = randn(seed, B, T, EMBED_DIM)
+    call = "MultiheadAttention(x, mask, return_attention=True)"
+    masked = unpack(mha(x, mask=_mask(), return_attention=True), ("output", "attention"), call)
+    with case("with a batch of 1"):
+        one_sequence = mha(x[:1], mask=_mask()[:1])
+    return (*masked, mha(x), one_sequence)
 
 
-def encoder_block(impl: ModuleType, seed: int) -> Tensor:
+def encoder_block(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
+    """With the mask, then without (where a softmax over the heads is not all NaN)."""
     block = instantiate(impl, solution, "EncoderBlock", seed, EMBED_DIM, H, D_FF, DROPOUT)
-    return block(_randn(seed, B, T, EMBED_DIM), mask=_mask())
+    x = randn(seed, B, T, EMBED_DIM)
+    return block(x, mask=_mask()), block(x)
 
 
 def cosine_warmup(impl: ModuleType, seed: int) -> Tensor:
@@ -70,21 +86,39 @@ def cosine_warmup(impl: ModuleType, seed: int) -> Tensor:
     return torch.tensor(rates, dtype=torch.float64)  # (MAX_ITERS + 1,)
 
 
+_SDP = "scaled_dot_product(q, k, v, {})"
 _MHA = ("MultiheadAttention", "MultiheadAttention.forward", "scaled_dot_product")
 
 PARTS = [
-    Part("scaled_dot_product", scaled_dot_product, summary="softmax(q k^T / sqrt(d_k)) v"),
+    Part(
+        "scaled_dot_product",
+        scaled_dot_product,
+        summary="softmax(q k^T / sqrt(d_k)) v",
+        outputs=(
+            "the values, with the mask",
+            "the attention weights, with the mask",
+            "the values, without a mask",
+            "the attention weights, without a mask",
+        ),
+    ),
     Part(
         "MultiheadAttention.forward",
         multihead_attention,
         uses=_MHA,
         summary="heads from the stacked projection",
+        outputs=(
+            "the output, with the mask",
+            "the attention weights, with the mask",
+            "the output, without a mask or return_attention",
+            "the output, with a batch of 1",
+        ),
     ),
     Part(
         "EncoderBlock.forward",
         encoder_block,
         uses=("EncoderBlock", "EncoderBlock.forward", *_MHA),
         summary="attention and feed-forward, post-LN",
+        outputs=("with the mask", "without a mask"),
     ),
     Part(
         "CosineWarmupScheduler.get_lr_factor",
@@ -130,6 +164,25 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         _hint("mask-inverted"),
         {_MASK: 'scores = scores.masked_fill(mask, float("-inf"))'},
     ),
+    "softmax-over-heads": (
+        "scaled_dot_product",
+        _hint("softmax-over-heads"),
+        {_SOFTMAX: "attention = scores.softmax(dim=1)"},
+    ),
+    "mask-filled-with-zero": (
+        "scaled_dot_product",
+        _hint("mask-filled-with-zero"),
+        {_MASK: "scores = scores.masked_fill(~mask, 0.0)"},
+    ),
+    "mask-after-softmax": (
+        "scaled_dot_product",
+        _hint("mask-after-softmax"),
+        {
+            _MASK: "pass",
+            _SOFTMAX: f"{_SOFTMAX}\n    if mask is not None:\n"
+            "        attention = attention.masked_fill(~mask, 0.0)",
+        },
+    ),
     "heads-split-wrong": (
         "MultiheadAttention.forward",
         _hint("heads-split-wrong"),
@@ -153,6 +206,28 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "the heads are merged in the wrong order: bring each position's heads together, "
         "(B, H, T, d_k) -> (B, T, H, d_k), before reshaping to (B, T, embed_dim)",
         {_MERGE: "values = values.reshape(B, T, self.embed_dim)"},
+    ),
+    "no-output-projection": (
+        "MultiheadAttention.forward",
+        "the output projection W^O (o_proj) is missing: the merged heads go through it, "
+        "MultiHead(Q, K, V) = Concat(head_1, ..., head_H) W^O (section 3.2.2)",
+        {"out = self.o_proj(values)": "out = values"},
+    ),
+    "block-mask-unused": (
+        "EncoderBlock.forward",
+        "the mask is not passed to the self-attention: call self_attn(x, mask=mask), or the "
+        "hidden positions are attended to",
+        {"self.self_attn(x, mask=mask)": "self.self_attn(x)"},
+    ),
+    "gelu-not-relu": (
+        "EncoderBlock.forward",
+        _hint("gelu-not-relu"),
+        {"nn.ReLU(inplace=True),": "nn.GELU(),"},
+    ),
+    "no-residual-feed-forward": (
+        "EncoderBlock.forward",
+        _hint("no-residual-feed-forward"),
+        {_FEED: "return self.norm2(self.dropout(self.linear_net(x)))"},
     ),
     "no-residual": (
         "EncoderBlock.forward",

@@ -4,7 +4,9 @@ The sizes are all different (``B=3, T=5, S=7, d_model=12, H=4, d_ff=20``). The t
 is the causal one, built here (so that a wrong ``causal_mask`` fails its own part only); the
 source padding mask hides the last 0, 2 and 1 of 5 memory positions. Cross-attention is also
 run over a memory of 7 positions without a mask, where keys taken from the decoder give other
-shapes of scores. Dropout is 0.1 and every object is in eval mode.
+shapes of scores. Dropout is 0.1 and every object is in eval mode. The layer also runs on a
+target of one position (the first step of decoding), and the causal mask is also asked for
+one position.
 
 Greedy decoding runs on :class:`CopyModel`, a tiny deterministic model whose answer is known:
 it copies each source sequence and then says eos. Its sequences end at different steps, and
@@ -20,7 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attnlab.exercises.core import Mistake, Part, Practical, instantiate, substitute
+from attnlab.exercises.core import (
+    Mistake,
+    Part,
+    Practical,
+    ReturnError,
+    case,
+    given,
+    instantiate,
+    randn,
+    substitute,
+)
 from attnlab.exercises.solutions import decoder as solution
 
 B, T, S, D_MODEL, H, D_FF, DROPOUT = 3, 5, 7, 12, 4, 20, 0.1
@@ -30,48 +42,56 @@ SOURCE_LENGTHS = (6, 3, 4)
 MAX_LEN = 10  # bos + the longest source + eos = 8 tokens: decoding stops before MAX_LEN
 
 
-def _randn(seed: int, *shape: int) -> Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-
-
 def _padding_mask(lengths: tuple[int, ...], width: int) -> Tensor:
     """Bool ``(B, 1, 1, width)``: ``True`` at the first ``lengths[b]`` positions."""
-    return (torch.arange(width) < torch.tensor(lengths)[:, None]).view(len(lengths), 1, 1, width)
+    mask = torch.arange(width) < torch.tensor(lengths)[:, None]  # (B, width)
+    return given(mask.view(len(lengths), 1, 1, width))
 
 
 def _layer(impl: ModuleType, seed: int):
     return instantiate(impl, solution, "DecoderLayer", seed, D_MODEL, H, D_FF, DROPOUT)
 
 
-def causal_mask(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
-    """The mask for 6 positions, and attention under it (a float mask would add, not hide)."""
+def causal_mask(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The mask for 6 positions, attention under it (a float mask would add, not hide), and
+    the mask for 1 position (the first step of decoding)."""
     mask = impl.causal_mask(6)
-    q, k, v = (_randn(seed + i, 2, 3, 6, 4) for i in range(3))
-    return mask, F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if isinstance(mask, Tensor) and not (mask.dtype == torch.bool or mask.is_floating_point()):
+        raise ReturnError(f"causal_mask(6) returned a {mask.dtype} tensor, expected torch.bool")
+    q, k, v = (randn(seed + i, 2, 3, 6, 4) for i in range(3))
+    with case("the mask for 6 positions"):
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    with case("with T = 1"):
+        return mask, attended, impl.causal_mask(1)
 
 
 def self_attention_block(impl: ModuleType, seed: int) -> Tensor:
-    tgt_mask = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
-    return _layer(impl, seed).self_attention_block(_randn(seed, B, T, D_MODEL), tgt_mask)
+    tgt_mask = given(torch.ones(T, T, dtype=torch.bool).tril())  # (T, T)
+    return _layer(impl, seed).self_attention_block(randn(seed, B, T, D_MODEL), tgt_mask)
 
 
 def cross_attention_block(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
     """Over a memory of ``S`` positions without a mask, then over a padded one of ``T``."""
     layer = _layer(impl, seed)
-    x = _randn(seed, B, T, D_MODEL)
-    memory, padded = _randn(seed + 1, B, S, D_MODEL), _randn(seed + 2, B, T, D_MODEL)
+    x = randn(seed, B, T, D_MODEL)
+    memory, padded = randn(seed + 1, B, S, D_MODEL), randn(seed + 2, B, T, D_MODEL)
     padding = _padding_mask(MEMORY_LENGTHS, T)
     return layer.cross_attention_block(x, memory), layer.cross_attention_block(x, padded, padding)
 
 
 def feed_forward_block(impl: ModuleType, seed: int) -> Tensor:
-    return _layer(impl, seed).feed_forward_block(_randn(seed, B, T, D_MODEL))
+    return _layer(impl, seed).feed_forward_block(randn(seed, B, T, D_MODEL))
 
 
-def layer_forward(impl: ModuleType, seed: int) -> Tensor:
-    tgt_mask = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
-    x, memory = _randn(seed, B, T, D_MODEL), _randn(seed + 1, B, T, D_MODEL)
-    return _layer(impl, seed)(x, memory, tgt_mask, _padding_mask(MEMORY_LENGTHS, T))
+def layer_forward(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
+    """The layer over a target of ``T`` positions, then over its first position only (the
+    first step of decoding)."""
+    tgt_mask = given(torch.ones(T, T, dtype=torch.bool).tril())  # (T, T)
+    x, memory = randn(seed, B, T, D_MODEL), randn(seed + 1, B, T, D_MODEL)
+    layer, padding = _layer(impl, seed), _padding_mask(MEMORY_LENGTHS, T)
+    with case("with a target of length 1"):
+        first = layer(x[:, :1], memory, tgt_mask[:1, :1], padding)
+    return layer(x, memory, tgt_mask, padding), first
 
 
 class CopyModel:
@@ -109,7 +129,7 @@ def greedy_decode(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
     generator = torch.Generator().manual_seed(seed)
     src = torch.randint(3, VOCAB, (B, max(SOURCE_LENGTHS)), generator=generator)  # (B, S)
     src_mask = _padding_mask(SOURCE_LENGTHS, src.size(1))
-    src = src.masked_fill(~src_mask.view_as(src), 0)  # padding id 0
+    src = given(src.masked_fill(~src_mask.view_as(src), 0))  # padding id 0
     model = CopyModel(seed)
     return (
         impl.greedy_decode(model, src, src_mask, MAX_LEN, BOS, EOS),
@@ -124,13 +144,23 @@ _BLOCKS = tuple(
 )
 
 PARTS = [
-    Part("causal_mask", causal_mask, summary="position i sees j <= i"),
+    Part(
+        "causal_mask",
+        causal_mask,
+        summary="position i sees j <= i",
+        outputs=("the mask for 6 positions", "attention under it", "the mask for 1 position"),
+    ),
     *(
-        Part(name, run, uses=(*_GIVEN, name), summary=summary)
-        for name, run, summary in (
-            (_BLOCKS[0], self_attention_block, "masked self-attention, post-LN"),
-            (_BLOCKS[1], cross_attention_block, "attention over the memory, post-LN"),
-            (_BLOCKS[2], feed_forward_block, "feed-forward, post-LN"),
+        Part(name, run, uses=(*_GIVEN, name), summary=summary, outputs=outputs)
+        for name, run, summary, outputs in (
+            (_BLOCKS[0], self_attention_block, "masked self-attention, post-LN", ()),
+            (
+                _BLOCKS[1],
+                cross_attention_block,
+                "attention over the memory, post-LN",
+                (f"over a memory of {S} positions, no mask", f"over a padded memory of {T}"),
+            ),
+            (_BLOCKS[2], feed_forward_block, "feed-forward, post-LN", ()),
         )
     ),
     Part(
@@ -138,8 +168,14 @@ PARTS = [
         layer_forward,
         uses=(*_GIVEN, *_BLOCKS, f"{_LAYER}.forward"),
         summary="the whole layer",
+        outputs=(f"a target of {T} positions", "a target of 1 position"),
     ),
-    Part("greedy_decode", greedy_decode, summary="argmax, fed back, until eos"),
+    Part(
+        "greedy_decode",
+        greedy_decode,
+        summary="argmax, fed back, until eos",
+        outputs=(f"with max_len {MAX_LEN}", "with max_len 5"),
+    ),
 ]
 
 _CAUSAL = "return torch.ones(T, T, dtype=torch.bool).tril()"
@@ -148,6 +184,8 @@ _CROSS = "attended = self.cross_attn(x, memory, mask=memory_mask)"
 _LOOP = "while tgt.size(1) < max_len and not finished.all():"
 _FILL = "        next_id = next_id.masked_fill(finished, eos_id)  # finished sequences repeat eos\n"
 _DECODE = "logits = model.decode(memory, src_mask, tgt)"
+_SELF_CALL = "x = self.self_attention_block(x, tgt_mask)"
+_CROSS_CALL = "x = self.cross_attention_block(x, memory, memory_mask)"
 
 # The planted mistakes: name -> (part, hint, {old: new} in the solution's source).
 CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -175,11 +213,37 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "added to the attention scores instead of hiding keys",
         {_CAUSAL: "return torch.ones(T, T).tril()"},
     ),
+    "causal-reversed": (
+        "causal_mask",
+        "the causal mask is reversed (triu for tril): True must be where j <= i, the position "
+        "itself and the past, not where j >= i",
+        {_CAUSAL: "return torch.ones(T, T, dtype=torch.bool).triu()"},
+    ),
+    "causal-additive-float": (
+        "causal_mask",
+        "the mask is PyTorch's additive float mask (0 where allowed, -inf for the future, as "
+        "nn.Transformer.generate_square_subsequent_mask makes it): attnlab's masks are bool, "
+        "True = may attend",
+        {_CAUSAL: 'return torch.triu(torch.full((T, T), float("-inf")), diagonal=1)'},
+    ),
     "target-mask-unused": (
         f"{_LAYER}.self_attention_block",
         "the target mask is not passed to the self-attention: without it each position sees "
         "the tokens after it",
         {_SELF: "self.self_attn(x)"},
+    ),
+    "target-mask-inverted": (
+        f"{_LAYER}.self_attention_block",
+        "the target mask is inverted before the self-attention: True already means 'may "
+        "attend', so pass tgt_mask as it is (torch.nn.MultiheadAttention's masks are the "
+        "other way round)",
+        {_SELF: "self.self_attn(x, mask=~tgt_mask)"},
+    ),
+    "no-residual-self-attention": (
+        f"{_LAYER}.self_attention_block",
+        "the residual connection around the masked self-attention is missing: "
+        "norm1(x + dropout1(self_attn(x)))",
+        {"self.norm1(x + self.dropout1(": "self.norm1(self.dropout1("},
     ),
     "cross-attention-on-decoder": (
         f"{_LAYER}.cross_attention_block",
@@ -192,6 +256,70 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "the memory mask is not passed to the cross-attention: padded source positions must "
         "get no attention",
         {_CROSS: "attended = self.cross_attn(x, memory)"},
+    ),
+    "cross-queries-from-memory": (
+        f"{_LAYER}.cross_attention_block",
+        "the cross-attention's queries come from the memory and its keys and values from x: "
+        "it is the other way round, cross_attn(x, memory), queries from the decoder "
+        "(section 3.2.3)",
+        {_CROSS: "attended = self.cross_attn(memory, x, mask=memory_mask)"},
+    ),
+    "no-residual-cross-attention": (
+        f"{_LAYER}.cross_attention_block",
+        "the residual connection around the cross-attention is missing: "
+        "norm2(x + dropout2(cross_attn(x, memory)))",
+        {"self.norm2(x + self.dropout2(attended))": "self.norm2(self.dropout2(attended))"},
+    ),
+    "no-residual-feed-forward": (
+        f"{_LAYER}.feed_forward_block",
+        "the residual connection around the feed-forward is missing: "
+        "norm3(x + dropout3(feed_forward(x)))",
+        {"self.norm3(x + self.dropout3(": "self.norm3(self.dropout3("},
+    ),
+    "pre-ln": (
+        _BLOCKS[0],
+        "the LayerNorm comes before the sublayers (pre-LN): the paper normalises after the "
+        "residual sum, LayerNorm(x + Sublayer(x)), in each of the three blocks",
+        {
+            f"self.norm1(x + self.dropout1({_SELF}))": (
+                "x + self.dropout1(self.self_attn(self.norm1(x), mask=tgt_mask))"
+            ),
+            _CROSS: "attended = self.cross_attn(self.norm2(x), memory, mask=memory_mask)",
+            "self.norm2(x + self.dropout2(attended))": "x + self.dropout2(attended)",
+            "self.norm3(x + self.dropout3(self.feed_forward(x)))": (
+                "x + self.dropout3(self.feed_forward(self.norm3(x)))"
+            ),
+        },
+    ),
+    "cross-gets-target-mask": (
+        f"{_LAYER}.forward",
+        "the cross-attention gets the target mask: it takes memory_mask (the source's "
+        "padding); tgt_mask is the self-attention's",
+        {_CROSS_CALL: "x = self.cross_attention_block(x, memory, tgt_mask)"},
+    ),
+    "sublayers-out-of-order": (
+        f"{_LAYER}.forward",
+        "the sublayers are in the wrong order: masked self-attention first, then the "
+        "cross-attention over the memory, then the feed-forward (section 3.1)",
+        {f"{_SELF_CALL}\n        {_CROSS_CALL}": f"{_CROSS_CALL}\n        {_SELF_CALL}"},
+    ),
+    "max-len-ignored": (
+        "greedy_decode",
+        "decoding does not stop at max_len: a target holds at most max_len tokens, bos_id "
+        "included, even when no sequence has produced eos_id",
+        {_LOOP: "while not finished.all():"},
+    ),
+    "max-len-off-by-one": (
+        "greedy_decode",
+        "decoding goes one token past max_len: the targets hold at most max_len tokens, "
+        "bos_id included",
+        {_LOOP: "while tgt.size(1) <= max_len and not finished.all():"},
+    ),
+    "stops-at-first-eos": (
+        "greedy_decode",
+        "decoding stops when the first sequence ends: go on until every sequence has "
+        "produced eos_id",
+        {_LOOP: "while tgt.size(1) < max_len and not finished.any():"},
     ),
     "no-eos-stop": (
         "greedy_decode",
@@ -213,8 +341,11 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
     ),
 }
 
+# Mistakes made in more parts than their own: name -> the other parts.
+ALSO = {"pre-ln": _BLOCKS[1:]}
+
 MISTAKES = [
-    Mistake(name, part, hint, substitute("decoder", changes))
+    Mistake(name, part, hint, substitute("decoder", changes), ALSO.get(name, ()))
     for name, (part, hint, changes) in CATALOGUE.items()
 ]
 
@@ -225,4 +356,5 @@ PRACTICAL = Practical(
     solution="decoder",
     parts=PARTS,
     mistakes=MISTAKES,
+    complete=("MultiHeadAttention", "FeedForward"),
 )

@@ -3,7 +3,9 @@
 The sizes are all different (``B=3, T=7, d_model=12, H=2, d_k=6, d_ff=20``) and the padding
 mask hides the last 2, 1 and 4 positions of the three sequences, so that a transposed axis or
 an ignored, inverted or late mask changes the numbers. Dropout is 0.1 and every object is in
-eval mode: dropout that still acts makes two calls differ.
+eval mode: dropout that still acts makes two calls differ. The whole layer also runs on a
+batch of one sequence and on sequences of one token, where ``squeeze()`` and sizes written
+as numbers break.
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from attnlab.exercises.core import Mistake, Part, Practical, instantiate, substitute
+from attnlab.exercises.core import (
+    Mistake,
+    Part,
+    Practical,
+    case,
+    given,
+    instantiate,
+    randn,
+    substitute,
+    unpack,
+)
 from attnlab.exercises.solutions import encoder as solution
 
 B, T, D_MODEL, H, D_FF, DROPOUT = 3, 7, 12, 2, 20, 0.1
@@ -21,13 +33,9 @@ D_K = D_MODEL // H
 LENGTHS = (5, 6, 3)
 
 
-def _randn(seed: int, *shape: int) -> Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-
-
 def _mask() -> Tensor:
     """Bool ``(B, 1, 1, T)``: ``True`` for the real tokens (the first ``LENGTHS[b]``)."""
-    return (torch.arange(T) < torch.tensor(LENGTHS).unsqueeze(1)).view(B, 1, 1, T)
+    return given((torch.arange(T) < torch.tensor(LENGTHS).unsqueeze(1)).view(B, 1, 1, T))
 
 
 def _layer(impl: ModuleType, seed: int):
@@ -40,44 +48,51 @@ def _encoder(impl: ModuleType, seed: int):
 
 def positional_encoding(impl: ModuleType, seed: int) -> Tensor:
     pe = instantiate(impl, solution, "PositionalEncoding", seed, D_MODEL, 50)
-    return pe(_randn(seed, B, T, D_MODEL))
+    return pe(randn(seed, B, T, D_MODEL))
 
 
 def predicting_qkv(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
-    return tuple(_layer(impl, seed).predicting_qkv(_randn(seed, B, T, D_MODEL)))
+    qkv = _layer(impl, seed).predicting_qkv(randn(seed, B, T, D_MODEL))
+    return unpack(qkv, ("q", "k", "v"), "predicting_qkv(x)")
 
 
 def self_attention(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
     """Once with the padding mask, once without (a NaN-free view of the softmax axis)."""
     layer = _layer(impl, seed)
-    q, k, v = (_randn(seed + i, B, H, T, D_K) for i in range(3))
+    q, k, v = (randn(seed + i, B, H, T, D_K) for i in range(3))
     return layer.self_attention(q, k, v, D_K, _mask()), layer.self_attention(q, k, v, D_K, None)
 
 
 def norm(impl: ModuleType, seed: int) -> Tensor:
-    return _layer(impl, seed).norm(3 * _randn(seed, B, T, D_MODEL) + 1)
+    return _layer(impl, seed).norm(3 * randn(seed, B, T, D_MODEL) + 1)
 
 
 def feed_forward(impl: ModuleType, seed: int) -> Tensor:
-    return _layer(impl, seed).feed_forward(_randn(seed, B, T, D_MODEL))
+    return _layer(impl, seed).feed_forward(randn(seed, B, T, D_MODEL))
 
 
-def layer_forward(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
-    """With the mask and without: a wrong softmax axis gives NaN with a mask and -inf."""
-    layer, x = _layer(impl, seed), _randn(seed, B, T, D_MODEL)
-    return layer(x, _mask()), layer(x)
+def layer_forward(impl: ModuleType, seed: int) -> tuple[Tensor, ...]:
+    """With the mask and without (a wrong softmax axis gives NaN with a mask and -inf), then
+    the edge cases: a batch of one sequence, and sequences of one token."""
+    layer, x = _layer(impl, seed), randn(seed, B, T, D_MODEL)
+    outputs = layer(x, _mask()), layer(x)
+    with case("with a batch of 1"):
+        one_sequence = layer(x[:1], _mask()[:1])
+    with case("with a sequence of length 1"):
+        one_token = layer(x[:, :1])
+    return (*outputs, one_sequence, one_token)
 
 
 def concat_cls(impl: ModuleType, seed: int) -> Tensor:
-    return _encoder(impl, seed).concat_cls(_randn(seed, B, T, D_MODEL))
+    return _encoder(impl, seed).concat_cls(randn(seed, B, T, D_MODEL))
 
 
 def add_positional_encoding(impl: ModuleType, seed: int) -> Tensor:
-    return _encoder(impl, seed).add_positional_encoding(_randn(seed, B, T, D_MODEL))
+    return _encoder(impl, seed).add_positional_encoding(randn(seed, B, T, D_MODEL))
 
 
 def encoder_forward(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
-    encoder, x = _encoder(impl, seed), _randn(seed, B, T, D_MODEL)
+    encoder, x = _encoder(impl, seed), randn(seed, B, T, D_MODEL)
     return encoder(x, _mask()), encoder(x)
 
 
@@ -89,10 +104,22 @@ _ENCODER_METHODS = tuple(
     f"TransformerEncoder.{m}" for m in ("concat_cls", "add_positional_encoding", "forward")
 )
 
+_MASKED = ("with the mask", "without a mask")
+
 PARTS = [
     Part("PositionalEncoding.forward", positional_encoding, summary="sinusoidal positions"),
-    Part(f"{_LAYER}.predicting_qkv", predicting_qkv, summary="q, k, v split into heads"),
-    Part(f"{_LAYER}.self_attention", self_attention, summary="scaled dot-product attention"),
+    Part(
+        f"{_LAYER}.predicting_qkv",
+        predicting_qkv,
+        summary="q, k, v split into heads",
+        outputs=("q", "k", "v"),
+    ),
+    Part(
+        f"{_LAYER}.self_attention",
+        self_attention,
+        summary="scaled dot-product attention",
+        outputs=_MASKED,
+    ),
     Part(f"{_LAYER}.norm", norm, summary="layer normalisation"),
     Part(f"{_LAYER}.feed_forward", feed_forward, summary="position-wise feed-forward"),
     Part(
@@ -100,6 +127,7 @@ PARTS = [
         layer_forward,
         uses=(_LAYER, *_LAYER_METHODS),
         summary="the whole layer",
+        outputs=(*_MASKED, "with a batch of 1", "with a sequence of length 1"),
     ),
     Part("TransformerEncoder.concat_cls", concat_cls, summary="the CLS token in front"),
     Part(
@@ -123,6 +151,7 @@ PARTS = [
             *_LAYER_METHODS,
         ),
         summary="the whole encoder",
+        outputs=_MASKED,
     ),
 ]
 
@@ -135,6 +164,8 @@ _SCALE = "scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)"
 _MASK = 'scores = scores.masked_fill(~mask, float("-inf"))'
 _SOFTMAX = "weights = torch.softmax(scores, dim=-1)"
 _ATTENTION = f"{_LAYER}.self_attention"
+_MERGE = "merged = heads.transpose(1, 2).reshape(B, T, self.d_model)"
+_FFN_SUM = "self.norm(x + self.dropout(self.feed_forward(x)))"
 _FORWARD = """        attended = self.dropout(self.w_o(merged))
         x = self.gamma1 * self.norm(x + attended) + self.beta1
         x = self.gamma2 * self.norm(x + self.dropout(self.feed_forward(x))) + self.beta2
@@ -199,11 +230,32 @@ MISTAKES = [
         {_SCALE: "scores = q @ k.transpose(-2, -1) / d_k"},
     ),
     _mistake(
+        "scaled-by-sqrt-d_model",
+        _ATTENTION,
+        "the scores are divided by sqrt(d_model): divide by sqrt(d_k), the width of one head "
+        "(d_model / H)",
+        {_SCALE: "scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_model)"},
+    ),
+    _mistake(
+        "scaled-by-d_model",
+        _ATTENTION,
+        "the scores are divided by d_model: the paper divides by sqrt(d_k), the square root "
+        "of one head's width",
+        {_SCALE: "scores = q @ k.transpose(-2, -1) / self.d_model"},
+    ),
+    _mistake(
         "softmax-wrong-axis",
         _ATTENTION,
         "the softmax runs over the wrong axis: each query's weights over the keys (the last "
         "axis) must sum to 1",
         {_SOFTMAX: "weights = torch.softmax(scores, dim=-2)"},
+    ),
+    _mistake(
+        "softmax-over-heads",
+        _ATTENTION,
+        "the softmax runs over the heads (dim=1): each query's weights over the keys (the "
+        "last axis, dim=-1) must sum to 1",
+        {_SOFTMAX: "weights = torch.softmax(scores, dim=1)"},
     ),
     _mistake(
         "mask-inverted",
@@ -227,6 +279,13 @@ MISTAKES = [
             _SOFTMAX: f"{_SOFTMAX}\n        if mask is not None:\n"
             "            weights = weights.masked_fill(~mask, 0.0)",
         },
+    ),
+    _mistake(
+        "mask-filled-with-zero",
+        _ATTENTION,
+        "the hidden scores are set to 0, not -inf: after the softmax a score of 0 still gets "
+        "weight; fill with float('-inf') (or a very negative number such as -1e9)",
+        {_MASK: "scores = scores.masked_fill(~mask, 0.0)"},
     ),
     _mistake(
         "dropout-in-eval",
@@ -269,11 +328,53 @@ MISTAKES = [
         },
     ),
     _mistake(
+        "gelu-not-relu",
+        f"{_LAYER}.feed_forward",
+        "the feed-forward uses GELU: the paper's is ReLU, max(0, x W1 + b1) (section 3.3)",
+        {
+            "torch.relu(self.linear1(x))": "torch.nn.functional.gelu(self.linear1(x))",
+        },
+    ),
+    _mistake(
+        "heads-merged-wrong",
+        f"{_LAYER}.forward",
+        "the heads are merged in the wrong order: bring each position's heads together, "
+        "(B, H, T, d_k) -> (B, T, H, d_k), before reshaping to (B, T, d_model)",
+        {_MERGE: "merged = heads.reshape(B, T, self.d_model)"},
+    ),
+    _mistake(
+        "no-output-projection",
+        f"{_LAYER}.forward",
+        "the output projection W^O (w_o) is missing: the merged heads go through it, "
+        "MultiHead(Q, K, V) = Concat(head_1, ..., head_H) W^O (section 3.2.2)",
+        {"self.dropout(self.w_o(merged))": "self.dropout(merged)"},
+    ),
+    _mistake(
         "no-residual",
         f"{_LAYER}.forward",
-        "a residual connection is missing: each sublayer's output is added to its input "
-        "before the norm, LayerNorm(x + Sublayer(x))",
+        "the residual connection around the self-attention is missing: its output is added "
+        "to its input before the norm, LayerNorm(x + MultiHead(x))",
         {"self.norm(x + attended)": "self.norm(attended)"},
+    ),
+    _mistake(
+        "no-residual-feed-forward",
+        f"{_LAYER}.forward",
+        "the residual connection around the feed-forward is missing: its output is added to "
+        "its input before the norm, LayerNorm(x + FFN(x))",
+        {_FFN_SUM: "self.norm(self.dropout(self.feed_forward(x)))"},
+    ),
+    _mistake(
+        "residual-from-layer-input",
+        f"{_LAYER}.forward",
+        "the feed-forward's residual adds the layer's input: add the feed-forward's own "
+        "input, the output of the attention sublayer, LayerNorm(x + FFN(x)) with that x",
+        {
+            "x = self.gamma1 * self.norm(x + attended) + self.beta1": (
+                "h = self.gamma1 * self.norm(x + attended) + self.beta1"
+            ),
+            f"{_FFN_SUM} + self.beta2": _FFN_SUM.replace("feed_forward(x)", "feed_forward(h)")
+            + " + self.beta2",
+        },
     ),
     _mistake(
         "pre-ln",
