@@ -76,8 +76,6 @@ def _check(spec_field: Field, value: Any) -> None:
         value, (int, float) if kind is float else kind
     ):
         raise ValueError(f"{name} must be {_KINDS[kind]}; got {value!r}")
-    if kind is float and not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
     choices, low, below = meta.get("choices"), meta.get("low"), meta.get("below")
     in_range = (
         (choices is None or value in choices)
@@ -86,6 +84,8 @@ def _check(spec_field: Field, value: Any) -> None:
     )
     if not in_range:
         raise ValueError(f"{name} must be {_allowed(meta)}; got {value!r}")
+    if kind is float and not math.isfinite(value):  # beyond a range's reach: inf, or no range
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
 
 
 @dataclass(frozen=True)
