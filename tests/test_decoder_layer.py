@@ -23,6 +23,7 @@ import attnlab.exercises.solutions.decoder as solution
 from attnlab.generation import beam_search, greedy_search
 from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
 from tests.cli_helpers import assert_one_line_error, run_cli
+from tests.data_sets import write_tutorial_pairs
 
 SOLUTION = f"{Path(solution.__file__)}:DecoderLayer"
 TINY = [
@@ -32,19 +33,11 @@ TINY = [
 ]  # fmt: skip
 
 
-def write_pairs(folder: Path) -> Path:
-    """An ``eng-fra.txt`` of 60 distinct pairs the tutorial's subset keeps."""
-    folder.mkdir()
-    words = [a + b + c for a in "bcdfg" for b in "aeiou" for c in "lmnr"][:60]
-    (folder / "eng-fra.txt").write_text("".join(f"I am {w}.\tJe suis {w}.\n" for w in words))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def decoder_run(tmp_path_factory):
     """A translate-small run of a copy of the solution's layer, trained a few steps."""
     root = tmp_path_factory.mktemp("decoder")
-    data = write_pairs(root / "data")
+    data = write_tutorial_pairs(root / "data")
     layer_file = root / "my_decoder.py"
     layer_file.write_text(Path(solution.__file__).read_text())
     from attnlab.cli import main
@@ -196,7 +189,7 @@ def test_a_decoder_layer_that_does_not_fit_gets_one_sentence(tmp_path, capsys, s
     for name, source in BAD_LAYERS.items():
         (tmp_path / name).write_text(textwrap.dedent(source))
     (tmp_path / "notes.txt").write_text("not python\n")
-    data = write_pairs(tmp_path / "data")
+    data = write_tutorial_pairs(tmp_path / "data")
     file, _, name = spec.partition(":")
     layer = f"{tmp_path / file}:{name}" if name else str(tmp_path / file)
     out = tmp_path / "run"
@@ -206,3 +199,22 @@ def test_a_decoder_layer_that_does_not_fit_gets_one_sentence(tmp_path, capsys, s
     )  # fmt: skip
     assert_one_line_error(code, err, pattern)
     assert not out.exists()  # refused before any run directory was made
+
+
+def test_compare_puts_the_decoder_layer_beside_attnlabs(tmp_path, capsys):
+    data = write_tutorial_pairs(tmp_path / "data")
+    code, out, err = run_cli(
+        capsys, "compare", "translate-small", "--decoder-layer", SOLUTION, "--data-dir",
+        str(data), "--budget", "1", "--json", "--out", str(tmp_path / "runs"), *TINY[:-1],
+    )  # fmt: skip
+    assert code == 0, err
+    rows = json.loads(out[out.index("[") :])
+    assert [row["variant"] for row in rows] == ["yours", "attnlab"]
+    assert "test_bleu" in rows[0]
+    # the same architecture twice: the solution's LayerNorms and linear layers are attnlab's
+    assert rows[0]["parameters"] == rows[1]["parameters"]
+
+
+def test_compare_of_a_translation_task_needs_a_decoder_layer(capsys):
+    code, _, err = run_cli(capsys, "compare", "translate-small", "--budget", "1")
+    assert_one_line_error(code, err, "give --decoder-layer FILE.py:ClassName")
