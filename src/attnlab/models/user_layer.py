@@ -126,15 +126,10 @@ def load_layer_class(spec: str, sha256: str | None = None) -> type[nn.Module]:
     return found
 
 
-class UserLayerEncoder(nn.Module):
-    """``num_layers`` of a user's layer class, stacked as :class:`~attnlab.nn.TransformerEncoder`
-    stacks attnlab's (section 3.1), with a final LayerNorm if ``final_norm`` (pre-LN layers).
-
-    Each layer is built as ``layer_class(d_model, num_heads, d_ff, dropout)`` and called as
-    ``layer(x, mask=mask)``. Input and output ``(B, T, d_model)``; ``mask`` bool
-    ``(B, 1, 1, T)``, ``True`` = may attend. A user's layer returns no attention weights, so
-    ``return_attention=True`` raises ``ValueError``.
-    """
+class _UserLayerStack(nn.Module):
+    """``num_layers`` of a user's layer class, each built as ``layer_class(d_model, num_heads,
+    d_ff, dropout)``, and a final LayerNorm if ``final_norm`` (pre-LN layers need one, as
+    attnlab's pre-LN stacks have)."""
 
     def __init__(
         self,
@@ -152,6 +147,17 @@ class UserLayerEncoder(nn.Module):
         )
         self.norm = nn.LayerNorm(d_model) if final_norm else None
 
+
+class UserLayerEncoder(_UserLayerStack):
+    """``num_layers`` of a user's layer class, stacked as :class:`~attnlab.nn.TransformerEncoder`
+    stacks attnlab's (section 3.1), with a final LayerNorm if ``final_norm`` (pre-LN layers).
+
+    Each layer is built as ``layer_class(d_model, num_heads, d_ff, dropout)`` and called as
+    ``layer(x, mask=mask)``. Input and output ``(B, T, d_model)``; ``mask`` bool
+    ``(B, 1, 1, T)``, ``True`` = may attend. A user's layer returns no attention weights, so
+    ``return_attention=True`` raises ``ValueError``.
+    """
+
     def forward(
         self, x: Tensor, mask: Tensor | None = None, return_attention: bool = False
     ) -> Tensor:
@@ -162,7 +168,7 @@ class UserLayerEncoder(nn.Module):
         return x if self.norm is None else self.norm(x)
 
 
-class UserLayerDecoder(nn.Module):
+class UserLayerDecoder(_UserLayerStack):
     """``num_layers`` of a user's decoder layer class, stacked as
     :class:`~attnlab.nn.TransformerDecoder` stacks attnlab's (section 3.1), with a final
     LayerNorm if ``final_norm`` (pre-LN layers), and called as it is.
@@ -176,22 +182,6 @@ class UserLayerDecoder(nn.Module):
     ``None``: decoding re-reads the prefix at each step) and returns no attention weights, so
     ``cache`` and ``return_attention=True`` raise ``ValueError``.
     """
-
-    def __init__(
-        self,
-        num_layers: int,
-        layer_class: type[nn.Module],
-        d_model: int,
-        num_heads: int,
-        d_ff: int,
-        dropout: float,
-        final_norm: bool = False,
-    ):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            layer_class(d_model, num_heads, d_ff, dropout) for _ in range(num_layers)
-        )
-        self.norm = nn.LayerNorm(d_model) if final_norm else None
 
     def make_cache(self) -> None:
         """No cache: a user's layer computes attention over the whole prefix at every step."""
