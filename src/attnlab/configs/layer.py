@@ -2,10 +2,10 @@
 translation tasks (imports no torch).
 
 The option names a class of the user's own that replaces attnlab's encoder (or decoder)
-layer; the config
-checks the form of the value and the file (it exists, it is a ``.py`` file) and stores the
-file's absolute path, so a run reloads it from any working directory. Importing the file and
-probing the class happen when the model is built (:mod:`attnlab.tasks.user_layer`).
+layer; the config checks the form of the value and the file (it exists, it is a ``.py``
+file) and stores the file's absolute path, so a run reloads it from any working directory.
+Importing the file and probing the class happen when the model is built
+(:mod:`attnlab.tasks.user_layer`).
 """
 
 from __future__ import annotations
