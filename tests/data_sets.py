@@ -1,6 +1,7 @@
 """The real data sets (names, eng-fra, tinyshakespeare) for the tests that need them."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -10,3 +11,12 @@ REASON = (
     "tinyshakespeare/ (see docs/testing.md)"
 )
 needs_data = pytest.mark.skipif(not DATA_ROOT, reason=REASON)
+
+
+def write_tutorial_pairs(folder: Path) -> Path:
+    """A small ``eng-fra.txt`` in a new ``folder``: 60 distinct "I am xxx." pairs that the
+    translate-small subset keeps (a few seconds of the translation pipeline)."""
+    folder.mkdir()
+    words = [a + b + c for a in "bcdfg" for b in "aeiou" for c in "lmnr"][:60]
+    (folder / "eng-fra.txt").write_text("".join(f"I am {w}.\tJe suis {w}.\n" for w in words))
+    return folder

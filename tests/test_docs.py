@@ -398,7 +398,8 @@ def _page_command_lines(markdown: str) -> list[str]:
 def _parse_error(argv: list[str]) -> str | None:
     """What ``attnlab ARGV`` says when it cannot parse its arguments, or (``train`` and
     ``compare``) when the task and training configs refuse a value; None if all is well.
-    ``--layer`` is left out of the configs: its file is the reader's own."""
+    ``--layer`` and ``--decoder-layer`` are left out of the configs: their files are the
+    reader's own."""
     from attnlab.cli import parse_command
     from attnlab.cli.common import typed_options
     from attnlab.configs import TrainConfig
@@ -416,6 +417,7 @@ def _parse_error(argv: list[str]) -> str | None:
         task_cls = get_task(args.task)
         options = typed_options(args, task_cls.Config, TrainConfig)
         options.pop("layer", None)
+        options.pop("decoder_layer", None)
         try:
             configs_from(task_cls, options)
         except ConfigError as e:

@@ -124,7 +124,11 @@ class _LanguageModelStepper:
 
 
 class _Seq2SeqStepper:
-    """Next-token logits of an encoder-decoder for a batch of sources (encoded once)."""
+    """Next-token logits of an encoder-decoder for a batch of sources (encoded once).
+
+    A model whose ``make_cache()`` is ``None`` (a user's decoder layer, which keeps no
+    key/value cache) is decoded as with ``use_cache=False``: each step re-reads the prefix.
+    """
 
     def __init__(self, model: nn.Module, src: Tensor, use_cache: bool):
         self.model = model

@@ -1,7 +1,7 @@
 """Every ``attnlab`` command of docs/students.md runs, in the order the page gives them.
 
 A student's work is simulated by the reference solutions (copied over the skeletons after
-``start``); train and compare get small flags so that they take seconds.
+``start``); train and compare get small flags (per task) so that they take seconds.
 """
 
 import csv
@@ -13,13 +13,18 @@ from pathlib import Path
 from attnlab.exercises.registry import available, practical
 
 from ..cli_helpers import run_cli
+from ..data_sets import write_tutorial_pairs
 
 PAGE = Path(__file__).parents[2] / "docs" / "students.md"
-SMALL = {
-    "train": "--d-model 16 --heads 2 --d-ff 32 --layers 1 --max-len 12 --epochs 1 "
-    "--max-steps 3 --batch-size 256 --warmup 1 --no-progress --out run",
-    "compare": "--d-model 16 --heads 2 --d-ff 32 --layers 1 --max-len 12 --epochs 1 "
-    "--max-steps 3 --batch-size 256 --warmup 1 --budget 1 --out compared",
+TINY = "--d-model 16 --heads 2 --d-ff 32 --layers 1 --epochs 1 --max-steps 3 --warmup 1"
+NAMES = f"{TINY} --max-len 12 --batch-size 256"
+# translate-small reads 60 pairs of its own (write_tutorial_pairs), not the 11,439 real ones
+TRANSLATE = f"{TINY} --data-dir pairs --max-tokens 8 --bpe-vocab 100 --batch-size 16 --beam 2"
+SMALL = {  # (command, task) -> its small flags
+    ("train", "names"): f"{NAMES} --no-progress --out run",
+    ("compare", "names"): f"{NAMES} --budget 1 --out compared",
+    ("train", "translate-small"): f"{TRANSLATE} --no-progress --out run-translate",
+    ("compare", "translate-small"): f"{TRANSLATE} --budget 1 --out compared-translate",
 }
 
 
@@ -40,6 +45,7 @@ def run_page_commands(capsys, tmp_path, monkeypatch, wanted: tuple[str, ...]) ->
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my").mkdir()
     fill_in(tmp_path / "my")
+    write_tutorial_pairs(tmp_path / "pairs")
     for args in commands():
         if args[0] not in wanted:
             continue
@@ -48,7 +54,7 @@ def run_page_commands(capsys, tmp_path, monkeypatch, wanted: tuple[str, ...]) ->
         if args[:2] == ["exercise", "grade"]:
             (tmp_path / "submissions" / "alice").mkdir(parents=True)
             fill_in(tmp_path / "submissions" / "alice")
-        code, out, err = run_cli(capsys, *args, *SMALL.get(args[0], "").split())
+        code, out, err = run_cli(capsys, *args, *SMALL.get(tuple(args[:2]), "").split())
         assert code == 0, (args, out, err)
         if args[:2] == ["exercise", "start"]:
             fill_in(tmp_path / "my")
@@ -57,7 +63,8 @@ def run_page_commands(capsys, tmp_path, monkeypatch, wanted: tuple[str, ...]) ->
 def test_the_page_gives_these_commands():
     assert [c[:2] for c in commands()] == [
         ["exercise", "start"], ["exercise", "check"], ["exercise", "check"],
-        ["train", "names"], ["compare", "names"], ["exercise", "solve"], ["exercise", "grade"],
+        ["train", "names"], ["compare", "names"], ["train", "translate-small"],
+        ["compare", "translate-small"], ["exercise", "solve"], ["exercise", "grade"],
     ]  # fmt: skip
 
 
@@ -71,3 +78,4 @@ def test_the_pages_exercise_commands_work(capsys, tmp_path, monkeypatch):
 def test_the_pages_train_and_compare_commands_work(capsys, tmp_path, monkeypatch):
     run_page_commands(capsys, tmp_path, monkeypatch, ("train", "compare"))
     assert (tmp_path / "run" / "config.json").is_file()
+    assert (tmp_path / "run-translate" / "config.json").is_file()

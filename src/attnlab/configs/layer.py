@@ -1,9 +1,11 @@
-"""The ``--layer FILE.py:ClassName`` option of the encoder tasks (imports no torch).
+"""The ``--layer FILE.py:ClassName`` option of the encoder tasks and ``--decoder-layer`` of the
+translation tasks (imports no torch).
 
-The option names a class of the user's own that replaces attnlab's encoder layer; the config
-checks the form of the value and the file (it exists, it is a ``.py`` file) and stores the
-file's absolute path, so a run reloads it from any working directory. Importing the file and
-probing the class happen when the model is built (:mod:`attnlab.tasks.user_layer`).
+The option names a class of the user's own that replaces attnlab's encoder (or decoder)
+layer; the config checks the form of the value and the file (it exists, it is a ``.py``
+file) and stores the file's absolute path, so a run reloads it from any working directory.
+Importing the file and probing the class happen when the model is built
+(:mod:`attnlab.tasks.user_layer`).
 """
 
 from __future__ import annotations
@@ -22,24 +24,37 @@ LAYER_HELP = (
     "reload a changed file"
 )
 
-# With --layer, these task options default to what the encoder practical's layer expects
-# (a padding mask only, and the paper's post-LN), unless given explicitly.
+DECODER_LAYER_HELP = (
+    "your own decoder layer, FILE.py:ClassName, in place of attnlab's; the class must be an "
+    "nn.Module built as Layer(d_model, num_heads, d_ff, dropout) whose forward(x, memory, "
+    "tgt_mask=None, memory_mask=None) maps x (B, T, d_model), memory (B, S, d_model), a bool "
+    "causal mask (T, T) and a bool source padding mask (B, 1, 1, S), True = may attend, to "
+    "(B, T, d_model). --norm-first defaults to False with it (the practical's post-LN layer). "
+    "The run records the file's path and sha256 and refuses to reload a changed file"
+)
+
+# The task-config fields that name a user's layer.
+LAYER_FIELDS = ("layer", "decoder_layer")
+
+# With --layer or --decoder-layer, these task options default to what the practicals' layers
+# expect (a padding mask only, and the paper's post-LN), unless given explicitly.
 LAYER_DEFAULTS = {"window": 0, "norm_first": False}
 
 
-def layer_option() -> Any:
-    """The ``layer`` field of a task config ('' = attnlab's own layer)."""
-    return option("", LAYER_HELP, metavar="FILE.py:ClassName")
+def layer_option(help: str = LAYER_HELP) -> Any:
+    """The ``layer`` (or ``decoder_layer``) field of a task config ('' = attnlab's own)."""
+    return option("", help, metavar="FILE.py:ClassName")
 
 
-def checked_layer_spec(spec: str) -> str:
-    """``"FILE.py:ClassName"`` with FILE made absolute; ConfigError if malformed or missing."""
+def checked_layer_spec(spec: str, flag: str = "--layer") -> str:
+    """``"FILE.py:ClassName"`` with FILE made absolute; ConfigError, naming ``flag``, if
+    malformed or missing."""
     file, sep, name = spec.rpartition(":")
     if not sep or not file or not name.isidentifier():
-        raise ConfigError(f"--layer takes FILE.py:ClassName; got {spec!r}")
+        raise ConfigError(f"{flag} takes FILE.py:ClassName; got {spec!r}")
     path = Path(file).expanduser()
     if not path.exists():
-        raise ConfigError(f"--layer: the file {path} does not exist")
+        raise ConfigError(f"{flag}: the file {path} does not exist")
     if not path.is_file() or path.suffix != ".py":
-        raise ConfigError(f"--layer: {path} is not a Python file (FILE.py:ClassName)")
+        raise ConfigError(f"{flag}: {path} is not a Python file (FILE.py:ClassName)")
     return f"{path.resolve()}:{name}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnlab.configs.layer import checked_layer_spec, layer_option
+from attnlab.configs.layer import DECODER_LAYER_HELP, checked_layer_spec, layer_option
 from attnlab.errors import ConfigError
 from attnlab.options import MAX_SEED, check_fields, nested, option
 
@@ -238,9 +238,12 @@ class TranslateConfig:
     )
     beam: int = option(4, "beam size of the test report's beam-search BLEU", low=1, high=1000)
     length_penalty: float = option(0.6, "length penalty alpha of beam search", low=0, high=10)
+    decoder_layer: str = layer_option(DECODER_LAYER_HELP)
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.decoder_layer:
+            self.decoder_layer = checked_layer_spec(self.decoder_layer, "--decoder-layer")
 
 
 @dataclass

@@ -36,10 +36,23 @@ LAYER_VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+# With a decoder layer of the user's (``--decoder-layer``): that layer and attnlab's, in the
+# same encoder-decoder otherwise.
+DECODER_LAYER_VARIANTS: dict[str, dict[str, Any]] = {
+    "yours": {},
+    "attnlab": {"decoder_layer": ""},
+}
+
+
 def variants_of(task_cls: type[Task], base_config: Any) -> dict[str, dict[str, Any]]:
     """The variants to compare: :data:`LAYER_VARIANTS` when the base config has a user's
-    ``layer``, else the task's own."""
-    return LAYER_VARIANTS if getattr(base_config, "layer", "") else task_cls.variants
+    ``layer``, :data:`DECODER_LAYER_VARIANTS` when it has a ``decoder_layer``, else the task's
+    own (none for the translation tasks)."""
+    if getattr(base_config, "layer", ""):
+        return LAYER_VARIANTS
+    if getattr(base_config, "decoder_layer", ""):
+        return DECODER_LAYER_VARIANTS
+    return task_cls.variants
 
 
 def check_variants(

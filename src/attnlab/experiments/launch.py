@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from attnlab.configs import TrainConfig
-from attnlab.configs.layer import LAYER_DEFAULTS
+from attnlab.configs.layer import LAYER_DEFAULTS, LAYER_FIELDS
 from attnlab.errors import ConfigError, Interrupted
 from attnlab.options import build, flat_fields
 from attnlab.runs import (
@@ -75,7 +75,8 @@ def split_options(task_cls: type[Task], options: dict[str, Any]) -> tuple[dict, 
 
 
 def _layer_defaults(task_cls: type[Task]) -> dict[str, Any]:
-    """The task options that default otherwise with ``--layer`` (:data:`LAYER_DEFAULTS`)."""
+    """The task options that default otherwise with ``--layer`` or ``--decoder-layer``
+    (:data:`LAYER_DEFAULTS`)."""
     names = {field.name for field, _ in flat_fields(task_cls.Config)}
     return {name: value for name, value in LAYER_DEFAULTS.items() if name in names}
 
@@ -83,11 +84,11 @@ def _layer_defaults(task_cls: type[Task]) -> dict[str, Any]:
 def configs_from(task_cls: type[Task], options: dict[str, Any]) -> tuple[Any, TrainConfig]:
     """The task config and the training config (with the task's defaults) of ``options``.
 
-    With a ``layer`` of the user's, ``window`` and ``norm_first`` default to 0 and False (a
-    padding mask only, post-LN: the encoder practical's layer) unless given.
+    With a ``layer`` or ``decoder_layer`` of the user's, ``window`` and ``norm_first`` default
+    to 0 and False (a padding mask only, post-LN: the practicals' layers) unless given.
     """
     task_values, train_values = split_options(task_cls, options)
-    if task_values.get("layer"):
+    if any(task_values.get(name) for name in LAYER_FIELDS):
         task_values = {**_layer_defaults(task_cls), **task_values}
     task_config = build(task_cls.Config, task_values)
     return task_config, build(TrainConfig, {**task_cls.train_defaults, **train_values})

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from attnlab.models.user_layer import UserLayerEncoder, load_layer_class
+from attnlab.models.user_layer import UserLayerDecoder, UserLayerEncoder, load_layer_class
 from attnlab.nn import (
     BlockSpec,
     LearnedPositionalEncoding,
@@ -108,3 +108,22 @@ def encoder_from_config(config: Any) -> nn.Module:
     encoder_cls = TorchTransformerEncoder if backend == "torch" else TransformerEncoder
     spec = config.block_spec()
     return encoder_cls(config.num_layers, spec=spec, final_norm=spec.norm_first)
+
+
+def user_decoder_from_config(config: Any) -> UserLayerDecoder | None:
+    """The stack of ``config.num_decoder_layers`` of the user's decoder layer class named by
+    ``config.decoder_layer`` (``"FILE.py:ClassName"``, checked against its
+    ``decoder_layer_sha256``), with a final LayerNorm if ``config.norm_first`` as attnlab's
+    pre-LN stacks have; ``None`` when the config has no such layer (attnlab's own)."""
+    if not getattr(config, "decoder_layer", None):
+        return None
+    layer_class = load_layer_class(config.decoder_layer, config.decoder_layer_sha256)
+    return UserLayerDecoder(
+        config.num_decoder_layers,
+        layer_class,
+        config.d_model,
+        config.num_heads,
+        config.d_ff,
+        config.dropout,
+        final_norm=config.norm_first,
+    )

@@ -13,6 +13,7 @@ from attnlab.models.common import (
     check_positional,
     check_token_ids,
     positional_encoding,
+    user_decoder_from_config,
 )
 from attnlab.nn import BlockSpec, DecoderLayerCache, TokenEmbedding, Transformer, padding_mask
 from attnlab.nn.embedding import check_table
@@ -28,6 +29,9 @@ class Seq2SeqConfig:
     (section 3.4). ``pad_id`` marks padding in both languages; ``bos_id`` starts every
     decoder input ("outputs shifted right") and ``eos_id`` ends every target. ``pad_id`` and
     ``bos_id`` must be ids of the target vocabulary (``pad_id`` of the source one too).
+    ``decoder_layer`` (``"FILE.py:ClassName"``) stacks a user's decoder layer class instead of
+    attnlab's (:mod:`attnlab.models.user_layer`; ``decoder_layer_sha256``: the file's hash,
+    checked when the model is built).
     """
 
     src_vocab_size: int
@@ -47,6 +51,8 @@ class Seq2SeqConfig:
     max_len: int = 256
     share_embeddings: bool = False
     tie_output: bool = True
+    decoder_layer: str | None = None
+    decoder_layer_sha256: str | None = None
 
     def __post_init__(self) -> None:
         sizes = ("src_vocab_size", "tgt_vocab_size", "max_len")
@@ -90,7 +96,8 @@ class Seq2SeqTransformer(nn.Module):
     it comes after every real token, so the causal mask already hides it from them.
 
     Decoding: :meth:`encode` once, then :meth:`decode` step by step with the caches of
-    :meth:`make_cache` (see :mod:`attnlab.generation`).
+    :meth:`make_cache` (see :mod:`attnlab.generation`); a user's decoder layer has no cache,
+    and each step re-reads the whole prefix.
     """
 
     def __init__(self, config: Seq2SeqConfig):
@@ -108,6 +115,7 @@ class Seq2SeqTransformer(nn.Module):
             num_encoder_layers=c.num_encoder_layers,
             num_decoder_layers=c.num_decoder_layers,
             spec=c.block_spec(),
+            custom_decoder=user_decoder_from_config(c),
         )
         self.generator = None if c.tie_output else Linear(c.d_model, c.tgt_vocab_size)
 
@@ -174,8 +182,9 @@ class Seq2SeqTransformer(nn.Module):
             return self.generator(hidden)
         return linear(hidden, self.tgt_embed.weight)  # tied weights, section 3.4
 
-    def make_cache(self) -> list[DecoderLayerCache]:
-        """Empty key/value caches for step-by-step decoding, one per decoder layer."""
+    def make_cache(self) -> list[DecoderLayerCache] | None:
+        """Empty key/value caches for step-by-step decoding, one per decoder layer; ``None``
+        with a user's decoder layer (``config.decoder_layer``), which keeps no cache."""
         return self.transformer.decoder.make_cache()
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:

@@ -1,19 +1,28 @@
-"""Your own encoder layer in attnlab's models: load it from a file, stack it like attnlab's.
+"""Your own encoder or decoder layer in attnlab's models: load it from a file, stack it like
+attnlab's.
 
 ``attnlab train names --layer my_layer.py:TransformerEncoderLayer`` builds the model with your
-class in place of :class:`~attnlab.nn.EncoderLayer`. The class must follow the constructor
-contract of the encoder practical (``attnlab exercise start``):
+class in place of :class:`~attnlab.nn.EncoderLayer`; ``attnlab train translate-small
+--decoder-layer my/decoder.py:DecoderLayer`` puts yours in place of
+:class:`~attnlab.nn.DecoderLayer`. The class must follow the constructor contract of the
+encoder or the decoder practical (``attnlab exercise start``):
 
 * ``Layer(d_model: int, num_heads: int, d_ff: int, dropout: float)``, an ``nn.Module``;
-* ``forward(x, mask=None)`` with ``x: (B, T, d_model)`` and ``mask`` bool ``(B, 1, 1, T)``,
-  ``True`` = may attend (a padding mask), or ``None``; it returns ``(B, T, d_model)``.
+* an encoder layer's ``forward(x, mask=None)`` with ``x: (B, T, d_model)`` and ``mask`` bool
+  ``(B, 1, 1, T)``, ``True`` = may attend (a padding mask), or ``None``; it returns
+  ``(B, T, d_model)``;
+* a decoder layer's ``forward(x, memory, tgt_mask=None, memory_mask=None)`` with
+  ``x: (B, T, d_model)``, the encoder output ``memory: (B, S, d_model)``, ``tgt_mask`` bool
+  ``(T, T)`` (the causal mask) and ``memory_mask`` bool ``(B, 1, 1, S)`` (the source padding
+  mask), ``True`` = may attend; it returns ``(B, T, d_model)``.
 
 The file is one self-contained Python file (it may import torch and installed packages); it
 runs inside the training process, as any code you train does. A run records the file's
 absolute path, the class name and the file's sha256, so reloading the run (``attnlab eval``,
-``predict``, ``--resume``) imports the same file again, and refuses it if it has changed.
+``predict``, ``translate``, ``--resume``) imports the same file again, and refuses it if it
+has changed.
 
-This module imports only torch and the standard library (it is part of
+This module imports only torch, :mod:`attnlab.nn` and the standard library (it is part of
 :mod:`attnlab.models`); its :class:`LayerError` is a ``ValueError`` with one sentence, which
 :mod:`attnlab.tasks.user_layer` turns into attnlab's own error for the command line.
 """
@@ -27,11 +36,20 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import torch
 from torch import Tensor, nn
+
+from attnlab.nn.masks import causal_mask
 
 CONTRACT = (
     "Layer(d_model, num_heads, d_ff, dropout), an nn.Module whose forward(x, mask=None) maps "
     "x (B, T, d_model) and a bool padding mask (B, 1, 1, T), True = may attend, "
+    "to (B, T, d_model)"
+)
+DECODER_CONTRACT = (
+    "Layer(d_model, num_heads, d_ff, dropout), an nn.Module whose forward(x, memory, "
+    "tgt_mask=None, memory_mask=None) maps x (B, T, d_model), memory (B, S, d_model), a bool "
+    "causal mask (T, T) and a bool source padding mask (B, 1, 1, S), True = may attend, "
     "to (B, T, d_model)"
 )
 
@@ -108,15 +126,10 @@ def load_layer_class(spec: str, sha256: str | None = None) -> type[nn.Module]:
     return found
 
 
-class UserLayerEncoder(nn.Module):
-    """``num_layers`` of a user's layer class, stacked as :class:`~attnlab.nn.TransformerEncoder`
-    stacks attnlab's (section 3.1), with a final LayerNorm if ``final_norm`` (pre-LN layers).
-
-    Each layer is built as ``layer_class(d_model, num_heads, d_ff, dropout)`` and called as
-    ``layer(x, mask=mask)``. Input and output ``(B, T, d_model)``; ``mask`` bool
-    ``(B, 1, 1, T)``, ``True`` = may attend. A user's layer returns no attention weights, so
-    ``return_attention=True`` raises ``ValueError``.
-    """
+class _UserLayerStack(nn.Module):
+    """``num_layers`` of a user's layer class, each built as ``layer_class(d_model, num_heads,
+    d_ff, dropout)``, and a final LayerNorm if ``final_norm`` (pre-LN layers need one, as
+    attnlab's pre-LN stacks have)."""
 
     def __init__(
         self,
@@ -134,6 +147,17 @@ class UserLayerEncoder(nn.Module):
         )
         self.norm = nn.LayerNorm(d_model) if final_norm else None
 
+
+class UserLayerEncoder(_UserLayerStack):
+    """``num_layers`` of a user's layer class, stacked as :class:`~attnlab.nn.TransformerEncoder`
+    stacks attnlab's (section 3.1), with a final LayerNorm if ``final_norm`` (pre-LN layers).
+
+    Each layer is built as ``layer_class(d_model, num_heads, d_ff, dropout)`` and called as
+    ``layer(x, mask=mask)``. Input and output ``(B, T, d_model)``; ``mask`` bool
+    ``(B, 1, 1, T)``, ``True`` = may attend. A user's layer returns no attention weights, so
+    ``return_attention=True`` raises ``ValueError``.
+    """
+
     def forward(
         self, x: Tensor, mask: Tensor | None = None, return_attention: bool = False
     ) -> Tensor:
@@ -141,4 +165,47 @@ class UserLayerEncoder(nn.Module):
             raise ValueError("a layer of your own returns no attention weights to show")
         for layer in self.layers:
             x = layer(x, mask=mask)  # (B, T, d_model)
+        return x if self.norm is None else self.norm(x)
+
+
+class UserLayerDecoder(_UserLayerStack):
+    """``num_layers`` of a user's decoder layer class, stacked as
+    :class:`~attnlab.nn.TransformerDecoder` stacks attnlab's (section 3.1), with a final
+    LayerNorm if ``final_norm`` (pre-LN layers), and called as it is.
+
+    Each layer is built as ``layer_class(d_model, num_heads, d_ff, dropout)`` and called as
+    ``layer(x, memory, tgt_mask=..., memory_mask=...)``: ``tgt_mask`` is the causal mask
+    ``(T, T)`` when ``is_causal`` (else ``self_mask`` as given), ``memory_mask`` the source
+    padding mask ``(B, 1, 1, S)``, all ``True`` where no source padding mask is given; bool,
+    ``True`` = may attend. Input ``x (B, T, d_model)`` and ``memory (B, S, d_model)``, output
+    ``(B, T, d_model)``. A user's layer keeps no key/value cache (:meth:`make_cache` is
+    ``None``: decoding re-reads the prefix at each step) and returns no attention weights, so
+    ``cache`` and ``return_attention=True`` raise ``ValueError``.
+    """
+
+    def make_cache(self) -> None:
+        """No cache: a user's layer computes attention over the whole prefix at every step."""
+        return None
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None,
+        self_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        is_causal: bool = False,
+        cache: list | None = None,
+        return_attention: bool = False,
+    ) -> Tensor:
+        if return_attention:
+            raise ValueError("a decoder layer of your own returns no attention weights to show")
+        if cache is not None:
+            raise ValueError("a decoder layer of your own keeps no key/value cache")
+        T = x.size(1)
+        tgt_mask = causal_mask(T, device=x.device) if is_causal else self_mask  # (T, T)
+        if memory_mask is None:  # every source position may be attended to
+            B, S = memory.shape[:2]
+            memory_mask = torch.ones(B, 1, 1, S, dtype=torch.bool, device=memory.device)
+        for layer in self.layers:
+            x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask)  # (B, T, d_model)
         return x if self.norm is None else self.norm(x)

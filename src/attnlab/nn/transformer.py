@@ -29,7 +29,9 @@ class Transformer(nn.Module):
     :class:`~attnlab.nn.BlockSpec` handed whole to both stacks and on to every layer.
     ``final_norm`` puts a LayerNorm after each stack; it defaults to ``norm_first`` (pre-LN
     stacks need it; the paper's post-LN stacks already end in one). ``nn.Transformer`` always
-    has them: :func:`attnlab.interop.from_torch` sets ``final_norm=True``.
+    has them: :func:`attnlab.interop.from_torch` sets ``final_norm=True``. ``custom_decoder``,
+    as in ``nn.Transformer``, is a decoder stack to use instead of attnlab's (called as
+    :class:`~attnlab.nn.TransformerDecoder` is, e.g. a stack of a student's layers).
 
     Call: ``transformer(src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
     tgt_is_causal=False)`` with ``src: (B, S, d_model)``, ``tgt: (B, T, d_model)``;
@@ -53,6 +55,7 @@ class Transformer(nn.Module):
         final_norm: bool | None = None,
         *,
         spec: BlockSpec | None = None,
+        custom_decoder: nn.Module | None = None,
     ):
         super().__init__()
         check_whole_number("num_encoder_layers", num_encoder_layers)
@@ -70,7 +73,9 @@ class Transformer(nn.Module):
         )
         final_norm = spec.norm_first if final_norm is None else final_norm
         self.encoder = TransformerEncoder(num_encoder_layers, spec=spec, final_norm=final_norm)
-        self.decoder = TransformerDecoder(num_decoder_layers, spec=spec, final_norm=final_norm)
+        self.decoder = custom_decoder
+        if custom_decoder is None:
+            self.decoder = TransformerDecoder(num_decoder_layers, spec=spec, final_norm=final_norm)
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
         """The memory ``(B, S, d_model)`` of a source ``(B, S, d_model)``."""

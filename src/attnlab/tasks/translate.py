@@ -20,6 +20,10 @@ sentence: all translations of a sentence are in one split. One BPE tokenizer (Hu
 ``tokenizers``) is trained on the training split of both languages, and saved in the run's
 config.json, so source and target share one embedding matrix, which is also the output
 projection (section 3.4). BLEU and chrF (sacrebleu) are computed on detokenised text.
+
+``--decoder-layer FILE.py:ClassName`` trains a decoder layer of your own in place of attnlab's
+(its contract: ``attnlab.models.user_layer``); it keeps no key/value cache, so decoding
+re-reads the prefix at each step, and it shows no attention maps.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
 from attnlab.tasks.base import AttentionView, Splits, Task
 from attnlab.tasks.common import model_device, shown, spread
 from attnlab.tasks.registry import register
+from attnlab.tasks.user_layer import user_decoder_layer_fields
 
 VAL_FRACTION = TEST_FRACTION = 0.05
 SPLIT_NAMES = ("training", "validation", "test")
@@ -175,6 +180,7 @@ class _TranslateBase(Task):
     # -- model, loss, metrics -----------------------------------------------------------
     def build_model(self) -> nn.Module:
         c, t = self.config, self.tokenizer
+        layer = user_decoder_layer_fields(c.decoder_layer, c.size) if c.decoder_layer else {}
         return Seq2SeqTransformer(
             Seq2SeqConfig(
                 src_vocab_size=len(t),
@@ -192,6 +198,7 @@ class _TranslateBase(Task):
                 max_len=c.max_tokens + 2,
                 share_embeddings=True,
                 tie_output=True,
+                **layer,
             )
         )
 
@@ -294,7 +301,9 @@ class _TranslateBase(Task):
             "tokens": {"test_pairs": len(sources)},
             "samples": samples,
         }
-        if plots_dir is not None:
+        if model.config.decoder_layer:
+            report["attention_note"] = "not plotted: your decoder layer returns no attention maps"
+        elif plots_dir is not None:
             from attnlab.viz.heatmaps import plot_attention_views
 
             views = self.attention_views(model, sources[picks[0]])
@@ -311,6 +320,8 @@ class _TranslateBase(Task):
             lines.append(f"    {beam_key + ':':<10} {sample[beam_key]}")
         if "attention_png" in report:
             lines.append(f"attention (encoder, decoder, cross): {report['attention_png']}")
+        if "attention_note" in report:
+            lines.append(f"attention: {report['attention_note']}")
         return "\n".join(lines)
 
     # -- users' inputs ------------------------------------------------------------------
@@ -377,6 +388,10 @@ class _TranslateBase(Task):
         The decoder reads its own greedy translation. Each decoder row is labelled with the
         token that position produces (its input is the token before it).
         """
+        if model.config.decoder_layer:
+            raise InputError(
+                "this run trained your own decoder layer, which returns no attention maps"
+            )
         device = model_device(model)
         src = self.encode_source(text).to(device)  # (1, S)
         output = greedy_search(model, src, max_new_tokens=self.config.max_tokens + 1)  # (1, T)

@@ -1,11 +1,13 @@
-"""Check a user's ``--layer FILE.py:ClassName`` against the contract before the model is built.
+"""Check a user's ``--layer`` or ``--decoder-layer FILE.py:ClassName`` against its contract
+before the model is built.
 
-:func:`user_layer_fields` imports the file, builds one layer at the task's size and runs a
-tiny probe forward, so that a layer that does not fit gets one sentence naming what is wrong
-(no such file, not a .py file, an error while importing, no such class, not an
+:func:`user_layer_fields` (an encoder layer) and :func:`user_decoder_layer_fields` (a decoder
+layer) import the file, build one layer at the task's size and run a tiny probe forward with
+the masks the model will give it, so that a layer that does not fit gets one sentence naming
+what is wrong (no such file, not a .py file, an error while importing, no such class, not an
 ``nn.Module``, a constructor that refuses ``(d_model, num_heads, d_ff, dropout)``, a forward
 that fails or returns a non-tensor or the wrong shape), before the full model is allocated.
-The contract itself is stated in :mod:`attnlab.models.user_layer`.
+The contracts themselves are stated in :mod:`attnlab.models.user_layer`.
 """
 
 from __future__ import annotations
@@ -18,22 +20,24 @@ from torch import Tensor, nn
 from attnlab.errors import ConfigError
 from attnlab.models.user_layer import (
     CONTRACT,
+    DECODER_CONTRACT,
     LayerError,
     file_sha256,
     load_layer_class,
     split_layer_spec,
 )
+from attnlab.nn.masks import causal_mask
 
-PROBE_BATCH, PROBE_LEN = 2, 3
+PROBE_BATCH, PROBE_LEN, PROBE_SOURCE_LEN = 2, 3, 4
 
 
-def _construct(layer_class: type[nn.Module], size: Any) -> nn.Module:
+def _construct(layer_class: type[nn.Module], size: Any, contract: str) -> nn.Module:
     name = layer_class.__name__
     try:
         return layer_class(size.d_model, size.heads, size.d_ff, size.dropout)
     except TypeError as e:
         raise ConfigError(
-            f"{name}(d_model, num_heads, d_ff, dropout) failed ({e}): the layer must be {CONTRACT}"
+            f"{name}(d_model, num_heads, d_ff, dropout) failed ({e}): the layer must be {contract}"
         ) from e
     except Exception as e:
         raise ConfigError(
@@ -42,24 +46,48 @@ def _construct(layer_class: type[nn.Module], size: Any) -> nn.Module:
         ) from e
 
 
-def _probe(layer: nn.Module, d_model: int) -> None:
-    """One forward on ``(2, 3, d_model)`` with a padding mask; ConfigError if it misfits."""
-    name = type(layer).__name__
-    generator = torch.Generator().manual_seed(0)
+def _padding_mask(length: int) -> Tensor:
+    """A padding mask ``(2, 1, 1, length)`` whose second sequence ends in padding."""
+    mask = torch.ones(PROBE_BATCH, 1, 1, length, dtype=torch.bool)  # (B, 1, 1, length)
+    mask[1, ..., -1] = False
+    return mask
+
+
+def _encoder_inputs(d_model: int, generator: torch.Generator) -> tuple[tuple, dict]:
+    """An encoder layer's probe: ``x (2, 3, d_model)`` and a padding mask ``(2, 1, 1, 3)``."""
     x = torch.randn(PROBE_BATCH, PROBE_LEN, d_model, generator=generator)  # (B, T, d_model)
-    mask = torch.ones(PROBE_BATCH, 1, 1, PROBE_LEN, dtype=torch.bool)  # (B, 1, 1, T)
-    mask[1, ..., -1] = False  # the second sequence ends in padding
+    return (x,), {"mask": _padding_mask(PROBE_LEN)}
+
+
+def _decoder_inputs(d_model: int, generator: torch.Generator) -> tuple[tuple, dict]:
+    """A decoder layer's probe: ``x (2, 3, d_model)``, ``memory (2, 4, d_model)`` (a source of
+    another length), the causal mask ``(3, 3)`` and a source padding mask ``(2, 1, 1, 4)``."""
+    x = torch.randn(PROBE_BATCH, PROBE_LEN, d_model, generator=generator)  # (B, T, d_model)
+    memory = torch.randn(PROBE_BATCH, PROBE_SOURCE_LEN, d_model, generator=generator)  # (B, S, .)
+    masks = {"tgt_mask": causal_mask(PROBE_LEN), "memory_mask": _padding_mask(PROBE_SOURCE_LEN)}
+    return (x, memory), masks
+
+
+def _described(name: str, args: tuple, kwargs: dict) -> str:
+    """``Layer.forward(x (2, 3, 16), mask=(2, 1, 1, 3))``: the call, with its shapes."""
+    shown = [f"{n} {tuple(a.shape)}" for n, a in zip(("x", "memory"), args, strict=False)]
+    shown += [f"{n}={tuple(a.shape)}" for n, a in kwargs.items()]
+    return f"{name}.forward({', '.join(shown)})"
+
+
+def _probe(layer: nn.Module, args: tuple, kwargs: dict) -> None:
+    """One forward on the probe inputs; ConfigError if the layer misfits."""
+    name = type(layer).__name__
     try:
-        out = layer.eval()(x, mask=mask)
+        out = layer.eval()(*args, **kwargs)
     except Exception as e:
-        raise ConfigError(
-            f"{name}.forward(x (2, 3, {d_model}), mask=(2, 1, 1, 3)) raised {type(e).__name__}: {e}"
-        ) from e
+        raise ConfigError(f"{_described(name, args, kwargs)} raised {type(e).__name__}: {e}") from e
     if not isinstance(out, Tensor):
         raise ConfigError(
             f"{name}.forward must return one tensor (B, T, d_model); it returned a "
             f"{type(out).__name__}"
         )
+    x = args[0]
     if tuple(out.shape) != tuple(x.shape):
         raise ConfigError(
             f"{name}.forward returned shape {tuple(out.shape)} for x of shape "
@@ -67,17 +95,33 @@ def _probe(layer: nn.Module, d_model: int) -> None:
         )
 
 
-def user_layer_fields(spec: str, size: Any) -> dict[str, str]:
-    """The model-config fields ``{"layer", "layer_sha256"}`` of a checked user layer.
-
-    ``size`` is the task's :class:`~attnlab.configs.ModelSize`. The probe runs on the CPU
-    with its own random numbers (the caller's seeded weights stay as they would be without
-    it), even inside a ``meta``-device context. Raises :class:`~attnlab.errors.ConfigError`.
-    """
+def _checked_sha256(spec: str, size: Any, flag: str, contract: str, inputs: Any) -> str:
+    """Load, build and probe the layer ``spec``; the sha256 of its file."""
     try:
         layer_class = load_layer_class(spec)
     except LayerError as e:
-        raise ConfigError(f"--layer: {e}") from e
+        raise ConfigError(f"{flag}: {e}") from e
+    # The probe runs on the CPU with its own random numbers (the caller's seeded weights stay
+    # as they would be without it), even inside a ``meta``-device context.
     with torch.device("cpu"), torch.random.fork_rng(devices=[]), torch.no_grad():
-        _probe(_construct(layer_class, size), size.d_model)
-    return {"layer": spec, "layer_sha256": file_sha256(split_layer_spec(spec)[0])}
+        layer = _construct(layer_class, size, contract)
+        _probe(layer, *inputs(size.d_model, torch.Generator().manual_seed(0)))
+    return file_sha256(split_layer_spec(spec)[0])
+
+
+def user_layer_fields(spec: str, size: Any) -> dict[str, str]:
+    """The model-config fields ``{"layer", "layer_sha256"}`` of a checked encoder layer.
+
+    ``size`` is the task's :class:`~attnlab.configs.ModelSize`. Raises
+    :class:`~attnlab.errors.ConfigError` (one sentence).
+    """
+    sha256 = _checked_sha256(spec, size, "--layer", CONTRACT, _encoder_inputs)
+    return {"layer": spec, "layer_sha256": sha256}
+
+
+def user_decoder_layer_fields(spec: str, size: Any) -> dict[str, str]:
+    """The model-config fields ``{"decoder_layer", "decoder_layer_sha256"}`` of a checked
+    decoder layer (probed with the causal mask ``(T, T)`` and a source padding mask
+    ``(B, 1, 1, S)``, ``S != T``). Raises :class:`~attnlab.errors.ConfigError`."""
+    sha256 = _checked_sha256(spec, size, "--decoder-layer", DECODER_CONTRACT, _decoder_inputs)
+    return {"decoder_layer": spec, "decoder_layer_sha256": sha256}
