@@ -222,6 +222,35 @@ def test_predict_and_attention(tiny_run, capsys, tmp_path):
     assert_one_line_error(code, err, "the model sees at most 16 at a time")
 
 
+def test_attention_maps_that_do_not_fit_in_memory_are_refused_before_the_forward(
+    tiny_run, capsys, tmp_path, monkeypatch
+):
+    """A long-context model's maps (layers x heads x T x T floats) can be tens of GB: they
+    are checked against the memory available before the model runs. Here the machine is
+    made one byte too small for the maps of a 6-character text, and for nothing else."""
+    from attnlab import machine
+    from attnlab.tasks import shakespeare
+
+    size = json.loads((tiny_run / "config.json").read_text())["task_config"]["size"]
+    maps_bytes = size["layers"] * size["heads"] * 6 * 6 * 4  # float32 weights
+    real_check = machine.check_memory
+
+    def one_byte_short_for_maps(needed: int, what: str, advice: str) -> None:
+        if what.startswith("the attention maps"):
+            monkeypatch.setattr(machine, "available_memory", lambda: maps_bytes - 1)
+        real_check(needed, what, advice)
+
+    monkeypatch.setattr(shakespeare, "check_memory", one_byte_short_for_maps)
+    code, _, err = run_cli(
+        capsys, "attention", str(tiny_run), "ROMEO:", "--out", str(tmp_path / "a.html")
+    )
+    layers, heads = size["layers"], size["heads"]
+    assert_one_line_error(
+        code, err, f"the attention maps of 6 characters ({layers} layers x {heads} heads x 6 x 6"
+    )
+    assert "give a shorter text" in err and not (tmp_path / "a.html").exists()
+
+
 # -- generate ------------------------------------------------------------------------------
 
 

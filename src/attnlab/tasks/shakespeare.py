@@ -213,6 +213,13 @@ class ShakespeareTask(Task):
                 f"the prompt has {ids.size(1)} characters; the model sees at most "
                 f"{self.config.block_size} at a time (block_size)"
             )
+        T, size = ids.size(1), self.config.size
+        check_memory(  # a long-context model (trained on a GPU) inspected on a laptop
+            size.layers * size.heads * T * T * 4,
+            f"the attention maps of {T:,} characters ({size.layers} layers x {size.heads} "
+            f"heads x {T:,} x {T:,} weights)",
+            "give a shorter text",
+        )
         device = model_device(model)
         _, maps = model(ids.to(device), return_attention=True)  # each (1, H, T, T)
         labels = [_visible(ch) for ch in text]
