@@ -29,7 +29,7 @@ DECODER_LAYER_HELP = (
     "nn.Module built as Layer(d_model, num_heads, d_ff, dropout) whose forward(x, memory, "
     "tgt_mask=None, memory_mask=None) maps x (B, T, d_model), memory (B, S, d_model), a bool "
     "causal mask (T, T) and a bool source padding mask (B, 1, 1, S), True = may attend, to "
-    "(B, T, d_model). --norm-first defaults to False with it (the practical's post-LN layer). "
+    "(B, T, d_model). --norm-first defaults to False with it (post-LN, as in the paper). "
     "The run records the file's path and sha256 and refuses to reload a changed file"
 )
 
