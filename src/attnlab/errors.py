@@ -4,6 +4,8 @@ The ``attnlab`` command prints the message of any :class:`AttnlabError` without 
 and exits with status 2. Shape mistakes in :mod:`attnlab.nn` raise plain ``ValueError``.
 """
 
+import re
+
 
 class AttnlabError(Exception):
     """Base class: a mistake the user can fix (bad input, missing data, wrong run directory)."""
@@ -36,6 +38,32 @@ class CompileError(AttnlabError):
 
 class OutputError(AttnlabError):
     """A file cannot be written: a directory is in the way, no permission, or a full disk."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation that failed: torch's ``OutOfMemoryError`` (CUDA),
+    the CPU allocator's ``RuntimeError`` (under a memory limit such as ``ulimit -v``), MPS's,
+    or Python's ``MemoryError``. Tells by name and message, so that it imports no torch."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    message = str(error)
+    return isinstance(error, RuntimeError) and (
+        "can't allocate memory" in message or "out of memory" in message
+    )
+
+
+def out_of_memory_sentence(error: BaseException) -> str:
+    """What ran out, in words (``the GPU ran out of memory (an allocation of 2.00 GiB
+    failed)``), from torch's message, without its lines of advice on the CUDA allocator."""
+    message = str(error)
+    where = "the GPU" if "CUDA" in message else "the MPS device" if "MPS" in message else None
+    size = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGT]i?B|\d+ bytes)", message)
+    if size and size.group(1).endswith(" bytes"):
+        size_text = f"{int(size.group(1).split()[0]) / 1024**3:.2f} GiB"
+    else:
+        size_text = size.group(1) if size else None
+    failed = f" (an allocation of {size_text} failed)" if size_text else ""
+    return f"{where or 'the machine'} ran out of memory{failed}"
 
 
 class Stopped(BaseException):

@@ -32,9 +32,22 @@ def check_memory(needed: int, what: str, advice: str) -> None:
     """Refuse, with a :class:`ConfigError`, to allocate ``needed`` bytes for ``what`` (e.g.
     "the generated data") when this machine has less available; ``advice`` says what to
     choose instead."""
-    available = available_memory()
+    refuse_if_short(needed, available_memory(), what, advice)
+
+
+def refuse_if_short(
+    needed: int,
+    available: int | None,
+    what: str,
+    advice: str,
+    where: str = "this machine",
+    bound: str = "about",
+) -> None:
+    """Refuse, with a :class:`ConfigError`, ``needed`` bytes for ``what`` when ``where`` (a
+    machine or a device) has less ``available``; ``None`` (not known) refuses nothing.
+    ``bound`` ("about", "at least") says how exact ``needed`` is."""
     if available is not None and needed > available:
         raise ConfigError(
-            f"{what} needs about {needed / GB:,.1f} GB, and this machine has "
+            f"{what} needs {bound} {needed / GB:,.1f} GB, and {where} has "
             f"{available / GB:,.1f} GB available ({advice})"
         )

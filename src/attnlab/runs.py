@@ -46,6 +46,17 @@ def _holds_nothing(path: Path) -> bool:
     return all(p.name == LOCK or p.match(LEFTOVERS) for p in path.iterdir())
 
 
+def remove_unused_run_dir(path: Path, lock: RunLock) -> None:
+    """Remove a run directory of ours that a refused start left holding nothing but its
+    lock (e.g. a step too large for the memory): a refused ``attnlab train`` leaves no
+    empty timestamped directory behind. One that holds anything else is kept."""
+    if path.is_dir() and _holds_nothing(path):
+        for leftover in path.iterdir():
+            leftover.unlink(missing_ok=True)
+        lock.release()
+        path.rmdir()
+
+
 def new_run_dir(task_name: str, out: str | Path | None = None, resumable: bool = True) -> Path:
     """``out`` if given (created if needed; it must be empty), else ``runs/<task>/<timestamp>/``.
 

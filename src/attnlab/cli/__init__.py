@@ -34,7 +34,13 @@ from types import ModuleType
 from attnlab import __version__
 from attnlab.cli.common import Parser
 from attnlab.cli.stdout import discard, guarded_stdout
-from attnlab.errors import AttnlabError, Interrupted, Stopped
+from attnlab.errors import (
+    AttnlabError,
+    Interrupted,
+    Stopped,
+    is_out_of_memory,
+    out_of_memory_sentence,
+)
 
 COMMANDS = {
     "train": "train a model on a task",
@@ -125,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         how = "" if name == "SIGINT" else f" by {name}"
         print(f"attnlab: interrupted{how}{note}", file=sys.stderr)
         return 128 + signum
+    except (RuntimeError, MemoryError) as e:  # an allocation failed outside training
+        if not is_out_of_memory(e):
+            raise
+        print(f"attnlab: error: {out_of_memory_sentence(e)}: try smaller inputs", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # The reader of our output went away (e.g. `attnlab generate ... | head`): stop
         # quietly, and keep Python from complaining again when it flushes stdout at exit.

@@ -21,7 +21,7 @@ import torch
 
 from attnlab.configs import TrainConfig
 from attnlab.configs.layer import LAYER_DEFAULTS, LAYER_FIELDS
-from attnlab.errors import ConfigError, Interrupted
+from attnlab.errors import AttnlabError, ConfigError, Interrupted
 from attnlab.options import build, flat_fields
 from attnlab.runs import (
     Run,
@@ -30,6 +30,7 @@ from attnlab.runs import (
     claim_new_run_dir,
     load_run,
     read_run_config,
+    remove_unused_run_dir,
     train_config_of,
     write_run_config,
 )
@@ -172,7 +173,12 @@ def train(
                 train_config.batch_size, train_config.grad_accum, distributed.world_size()
             )
             run_dir = distributed.on_main(lambda: _claim(task_cls.name, out, resume, locks))
-            trainer = _fit(task_obj, train_config, run_dir, resume, progress)
+            try:
+                trainer = _fit(task_obj, train_config, run_dir, resume, progress)
+            except AttnlabError:
+                if out is None and resume is None and distributed.is_main():
+                    remove_unused_run_dir(run_dir, locks[0])  # the timestamped one made here
+                raise
             if not distributed.is_main():
                 return None
         return _finish(run_dir, trainer, train_config, report_on_stop)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
@@ -38,7 +39,14 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from attnlab.configs.train import TrainConfig
-from attnlab.errors import OutputError, RunDirError, Stopped, TrainingError
+from attnlab.errors import (
+    OutputError,
+    RunDirError,
+    Stopped,
+    TrainingError,
+    is_out_of_memory,
+    out_of_memory_sentence,
+)
 from attnlab.tasks.base import Task
 from attnlab.training import distributed
 from attnlab.training.checkpoint import (
@@ -53,7 +61,9 @@ from attnlab.training.checkpoint import (
 )
 from attnlab.training.devices import autocast, check_precision, grad_scaler, resolve_device
 from attnlab.training.distributed import EpochBatchSampler, check_batch_split
+from attnlab.training.memory import check_step_fits
 from attnlab.training.schedules import build_scheduler
+from attnlab.training.stop_watch import watch_stop_signals
 
 __all__ = [
     "EpochBatchSampler",
@@ -151,6 +161,9 @@ class Trainer:
         self._files_open = False  # the run's files are being written: a stop waits for them
         self._stop_after_files: int | None = None  # the signal that waits for the files
         self._stopping = False  # some process was asked to stop: all stop after this step
+        self._acknowledged = threading.Lock()  # held once the first stop signal is answered
+        self._second_taken = threading.Event()  # the main thread took a second stop signal
+        self._files_lock = threading.RLock()  # held while the run's files are written
         self.stopped_by: str | None = None  # the signal that stopped training early
 
     # -- state that a checkpoint carries ------------------------------------------------
@@ -215,11 +228,12 @@ class Trainer:
         """A second stop signal while a validation's files are written (the best weights,
         the checkpoint, the metrics) stops training once they are all written, so that
         ``model.safetensors`` is never newer than ``checkpoint.pt`` and ``metrics.json``."""
-        self._files_open = True
-        try:
-            yield
-        finally:
-            self._files_open = False
+        with self._files_lock:
+            self._files_open = True
+            try:
+                yield
+            finally:
+                self._files_open = False
         if self._stop_after_files is not None:
             raise Stopped(self._stop_after_files)
 
@@ -229,7 +243,8 @@ class Trainer:
         with one sentence naming the cause and the last good checkpoint. The file being
         written is left as it was, and its temporary file is removed (atomic_write)."""
         try:
-            yield
+            with self._files_lock:
+                yield
         except OutputError as e:
             stop = f"training stopped at step {self.step}"
             raise TrainingError(f"{e}: {stop}; {self._last_good()}") from e
@@ -271,6 +286,7 @@ class Trainer:
         cfg = self.config
         self.model.to(self.device)
         train_loader, sampler, val_loader = self._loaders()
+        self._check_step_fits(train_loader.dataset, val_loader.batch_size)
         steps_per_epoch = sampler.steps_per_epoch
         total_steps = cfg.epochs * steps_per_epoch
         last_step = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps
@@ -304,6 +320,14 @@ class Trainer:
             # forever. Leave them (their threads are daemons); the checkpoint is whole.
             stopped_at_once = True
             raise
+        except (RuntimeError, MemoryError) as e:
+            if not is_out_of_memory(e):
+                raise
+            raise TrainingError(
+                f"{out_of_memory_sentence(e)} at step {self.step + 1}, so training stopped "
+                f"(choose a smaller --batch-size, a larger --grad-accum, shorter sequences or "
+                f"a smaller model); {self._last_good()}"
+            ) from e
         finally:
             if not stopped_at_once:
                 bar.close()
@@ -327,6 +351,13 @@ class Trainer:
         micro_batch = cfg.batch_size // (processes * cfg.grad_accum)
         val_loader = loader(splits.val, self.task, batch_size=micro_batch)
         return train_loader, sampler, val_loader
+
+    def _check_step_fits(self, train_set: Any, micro_batch: int) -> None:
+        """Refuse a micro-batch whose training step cannot fit in the device's free memory,
+        before the first step fills it (see :func:`attnlab.training.memory.check_step_fits`);
+        measured on the first ``micro_batch`` training examples."""
+        first = next(iter(loader(train_set, self.task, batch_size=micro_batch)))
+        check_step_fits(self.task, first, self.device, self.config.precision)
 
     def _start(self, total_steps: int, resume: bool) -> None:
         """Build the optimizer, LR schedule and gradient scaler and start the bookkeeping at
@@ -380,24 +411,47 @@ class Trainer:
             if signal.getsignal(sig) is not signal.SIG_IGN
         }
         try:
-            yield
+            with watch_stop_signals(
+                set(previous), self._acknowledge, self._second_taken, self._stop_now
+            ):
+                yield
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
     def _request_stop(self, signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if self._stop_requested and self._files_open:
-            self._stop_after_files = signum  # stop at once, as soon as the files agree
-            return
         if self._stop_requested:  # a second signal stops at once (the files stay whole)
+            self._second_taken.set()
+            if self._files_open:
+                self._stop_after_files = signum  # as soon as the files agree
+                return
             raise Stopped(signum)
         self._stop_requested = True
-        self.stopped_by = name
-        self._print(
-            f"{name}: stopping after this step and saving a checkpoint ({name} again "
-            "to stop at once)."
-        )
+        self.stopped_by = signal.Signals(signum).name
+        self._acknowledge(signum)
+
+    def _acknowledge(self, signum: int) -> None:
+        """Say once (from the handler, or at once from the watching thread while the main
+        thread is inside a long operation) that the first stop signal was heard."""
+        if self._acknowledged.acquire(blocking=False):
+            name = signal.Signals(signum).name
+            self._print(
+                f"{name}: stopping after this step and saving a checkpoint ({name} again "
+                "to stop at once)."
+            )
+
+    def _stop_now(self, signum: int) -> None:
+        """A second stop signal that the main thread cannot take (it is inside one long
+        operation): end the process from the watching thread, once any run file being
+        written is whole. The step in progress is lost; the last checkpoint is kept."""
+        with self._files_lock:
+            name = signal.Signals(signum).name
+            sys.stderr.write(
+                f"attnlab: stopped at once by {name} during step {self.step + 1}, which is "
+                f"lost; {self._last_good()}\n"
+            )
+            sys.stderr.flush()
+            os._exit(128 + signum)
 
     def _print(self, message: str) -> None:
         """Print on rank 0 only (without breaking the progress bar)."""
