@@ -408,6 +408,7 @@ def _filter_logits(logits: Tensor, top_k: int | None, top_p: float | None) -> Te
         cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # (B, V)
         # Drop a token if the tokens before it already reach top_p (the first always stays).
         drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= top_p  # (B, V)
+        drop_sorted[:, 0] = False  # also when top_p rounds to 0 in float32 (1e-300)
         drop = drop_sorted.scatter(1, order, drop_sorted)  # back to vocabulary order
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
@@ -454,7 +455,12 @@ def _next_token(
     else a sample from the softmax of ``logits / temperature`` within top-k and top-p."""
     if temperature == 0:
         return logits.argmax(dim=-1)  # (B,)
-    logits = _filter_logits(logits / temperature, top_k, top_p)
+    # Shifted so that the largest logit is 0, and a temperature that rounds to 0 in the
+    # logits' dtype (1e-300) kept at its smallest number: the other logits go to -inf and the
+    # likeliest token(s) share the probability, instead of inf - inf or 0 / 0.
+    shifted = logits - logits.max(dim=-1, keepdim=True).values  # (B, V)
+    temperature = max(temperature, torch.finfo(logits.dtype).tiny)
+    logits = _filter_logits(shifted / temperature, top_k, top_p)
     probs = logits.softmax(dim=-1)  # (B, V)
     return torch.multinomial(probs, 1, generator=generator)[:, 0]  # (B,)
 

@@ -69,6 +69,16 @@ def test_top_k_and_top_p_keep_only_the_allowed_tokens():
     assert torch.isfinite(_filter_logits(logits, None, 0.01)[0, 0])  # the best always stays
 
 
+@pytest.mark.parametrize("settings", [{"temperature": 1e-300}, {"top_p": 1e-300}])
+def test_the_smallest_temperature_or_nucleus_is_greedy_not_nan(settings):
+    """Logits / 1e-300 overflowed to inf - inf = nan, and a top_p of 1e-300 rounds to 0 in
+    float32 and dropped every token: both crashed torch.multinomial. Their limit is greedy."""
+    model = _gpt()
+    prompt = torch.tensor([[4, 5, 6]])
+    sampled = generate(model, prompt, 12, **{"temperature": 1.0, **settings}, seed=0)
+    assert torch.equal(sampled, generate(model, prompt, 12, temperature=0))
+
+
 def test_sampling_with_top_k_one_is_greedy():
     model = _gpt()
     prompt = torch.tensor([[4, 5, 6]])
