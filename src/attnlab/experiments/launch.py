@@ -11,8 +11,10 @@ TASK --flags`` calls the same function with the flags the user typed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,18 +175,26 @@ def train(
                 train_config.batch_size, train_config.grad_accum, distributed.world_size()
             )
             run_dir = distributed.on_main(lambda: _claim(task_cls.name, out, resume, locks))
-            try:
+            with _removed_if_refused(run_dir, locks, made_here=out is None and resume is None):
                 trainer = _fit(task_obj, train_config, run_dir, resume, progress)
-            except AttnlabError:
-                if out is None and resume is None and distributed.is_main():
-                    remove_unused_run_dir(run_dir, locks[0])  # the timestamped one made here
-                raise
             if not distributed.is_main():
                 return None
         return _finish(run_dir, trainer, train_config, report_on_stop)
     finally:
         for lock in locks:
             lock.release()
+
+
+@contextlib.contextmanager
+def _removed_if_refused(run_dir: Path, locks: list[RunLock], made_here: bool) -> Iterator[None]:
+    """A start refused before training writes anything (a step too large for the memory)
+    removes the timestamped run directory made for it (``made_here``), on rank 0."""
+    try:
+        yield
+    except AttnlabError:
+        if made_here and distributed.is_main():
+            remove_unused_run_dir(run_dir, locks[0])
+        raise
 
 
 def _fit(

@@ -312,7 +312,7 @@ class Trainer:
         )
         stopped_at_once = False
         try:
-            with self._ctrl_c_finishes_the_step():
+            with self._ctrl_c_finishes_the_step(), self._out_of_memory_stops():
                 self._loop(train_loader, sampler, val_loader, bar, val_every, last_step)
         except Stopped:
             # A second signal raises wherever the main thread is, perhaps inside TensorBoard's
@@ -320,14 +320,6 @@ class Trainer:
             # forever. Leave them (their threads are daemons); the checkpoint is whole.
             stopped_at_once = True
             raise
-        except (RuntimeError, MemoryError) as e:
-            if not is_out_of_memory(e):
-                raise
-            raise TrainingError(
-                f"{out_of_memory_sentence(e)} at step {self.step + 1}, so training stopped "
-                f"(choose a smaller --batch-size, a larger --grad-accum, shorter sequences or "
-                f"a smaller model); {self._last_good()}"
-            ) from e
         finally:
             if not stopped_at_once:
                 bar.close()
@@ -418,6 +410,22 @@ class Trainer:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    @contextlib.contextmanager
+    def _out_of_memory_stops(self) -> Iterator[None]:
+        """An allocation that fails in a step or a validation (a CUDA out-of-memory error, a
+        CPU allocation past ``ulimit -v``) stops training with one sentence naming the step
+        and the last good checkpoint."""
+        try:
+            yield
+        except (RuntimeError, MemoryError) as e:
+            if not is_out_of_memory(e):
+                raise
+            raise TrainingError(
+                f"{out_of_memory_sentence(e)} at step {self.step + 1}, so training stopped "
+                f"(choose a smaller --batch-size, a larger --grad-accum, shorter sequences or "
+                f"a smaller model); {self._last_good()}"
+            ) from e
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         if self._stop_requested:  # a second signal stops at once (the files stay whole)
