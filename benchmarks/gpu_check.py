@@ -135,6 +135,7 @@ DRY_TEST_FILES = [
     "tests/test_gpt.py",
     "tests/models/test_bert.py",
     "tests/training/test_precision.py",
+    "tests/training/test_memory.py",
 ]
 
 

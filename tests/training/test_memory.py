@@ -128,13 +128,33 @@ def test_the_cli_refuses_before_making_a_run_directory(capsys, monkeypatch, tmp_
 # -- an allocation that fails anyway ---------------------------------------------------------
 
 
-def test_a_real_cpu_allocation_failure_is_recognised():
+def test_a_real_allocation_failure_is_recognised(device):
     with pytest.raises(RuntimeError) as caught:
-        torch.empty(2**62, dtype=torch.uint8)  # 4 EiB: refused by the allocator at once
+        torch.empty(2**62, dtype=torch.uint8, device=device)  # 4 EiB: refused at once
     assert is_out_of_memory(caught.value)
-    assert out_of_memory_sentence(caught.value) == (
-        "the machine ran out of memory (an allocation of 4294967296.00 GiB failed)"
-    )
+    where = "the GPU" if device.type == "cuda" else "the machine"
+    assert out_of_memory_sentence(caught.value).startswith(f"{where} ran out of memory (an ")
+
+
+def _total_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    with open("/proc/meminfo") as f:
+        return int(next(line for line in f if line.startswith("MemTotal:")).split()[1]) * 1024
+
+
+def test_the_free_memory_is_the_devices_own(device):
+    """On CUDA the GPU's free memory, not the host's: at most the device's total."""
+    assert 0 < memory.available_on(device) <= _total_memory(device)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_free_memory_shrinks_by_what_is_allocated():
+    cuda = torch.device("cuda")
+    free = memory.available_on(cuda)
+    block = torch.empty(2 * GB, dtype=torch.uint8, device=cuda)
+    assert memory.available_on(cuda) <= free - 2 * GB + 64 * 1024**2  # allocator slack
+    del block
 
 
 def test_cuda_and_python_out_of_memory_are_recognised_and_other_errors_are_not():
