@@ -6,17 +6,16 @@ import torch
 from torch import nn
 
 from attnlab.errors import ConfigError, TrainingError, is_out_of_memory, out_of_memory_sentence
-from attnlab.runs import write_run_config
 from attnlab.tasks import get_task
 from attnlab.tasks.reverse import ReverseConfig, ReverseTask
-from attnlab.training import TrainConfig, Trainer, memory
+from attnlab.training import memory
 from attnlab.training.checkpoint import load_checkpoint
 from attnlab.training.memory import SURE_SHARE, activation_bytes, check_step_fits
 from attnlab.training.trainer import loader
 
 from ..cli_helpers import assert_one_line_error, run_cli
 from ..data_sets import needs_data
-from .conftest import SMALL
+from .conftest import SMALL, trainer_with_a_struck_step
 
 GB = 1024**3
 
@@ -172,26 +171,12 @@ def test_cuda_and_python_out_of_memory_are_recognised_and_other_errors_are_not()
     assert not is_out_of_memory(ValueError("out of memory"))
 
 
-def _trainer_whose_step_runs_out_of_memory(tmp_path, at_call: int):
-    task = ReverseTask(ReverseConfig(train_size=500, val_size=50, test_size=50))
-    model = task.build_model()
-    config = TrainConfig(epochs=1, batch_size=25, val_every=5)
-    write_run_config(tmp_path, task, config, model)
-    real_loss, calls = task.loss, []
-
-    def loss_that_runs_out(model, batch):
-        if batch[0].device.type != "meta":  # the meta-device count before training is free
-            calls.append(1)
-            if len(calls) == at_call:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.")
-        return real_loss(model, batch)
-
-    task.loss = loss_that_runs_out
-    return Trainer(task, model, config, tmp_path, progress=False)
+def _out_of_memory(loss):
+    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.")
 
 
 def test_running_out_of_memory_in_a_step_stops_in_one_sentence_keeping_the_checkpoint(tmp_path):
-    trainer = _trainer_whose_step_runs_out_of_memory(tmp_path, at_call=13)
+    trainer = trainer_with_a_struck_step(tmp_path, 13, _out_of_memory)
     with pytest.raises(TrainingError) as caught:
         trainer.fit()
     assert str(caught.value) == (

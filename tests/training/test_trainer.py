@@ -20,7 +20,7 @@ from attnlab.tasks.reverse import ReverseConfig, ReverseTask
 from attnlab.training import TrainConfig, Trainer
 from attnlab.training.checkpoint import load_checkpoint
 
-from .conftest import train
+from .conftest import train, trainer_with_a_struck_step
 
 
 class Child:
@@ -156,21 +156,9 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
-    task = ReverseTask(ReverseConfig(train_size=500, val_size=50, test_size=50))
-    model = task.build_model()
-    config = TrainConfig(epochs=1, batch_size=25, val_every=5)
-    write_run_config(tmp_path, task, config, model)
-    real_loss, calls = task.loss, []
-
-    def loss_that_diverges(model, batch):
-        if batch[0].device.type != "meta":  # the memory count before training: not a step
-            calls.append(1)
-        loss = real_loss(model, batch)
-        return loss * float("nan") if len(calls) == 13 else loss
-
-    task.loss = loss_that_diverges
+    trainer = trainer_with_a_struck_step(tmp_path, 13, lambda loss: loss * float("nan"))
     with pytest.raises(TrainingError, match=r"loss became nan at step 13.*checkpoint \(step 10\)"):
-        Trainer(task, model, config, tmp_path, progress=False).fit()
+        trainer.fit()
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["step"] == 10
     assert all(torch.isfinite(t).all() for t in state["model"].values())
