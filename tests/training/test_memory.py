@@ -194,3 +194,16 @@ def test_an_allocation_failure_outside_training_is_one_line(capsys, monkeypatch,
     monkeypatch.setattr(ReverseTask, "predict", allocate_too_much)
     code, _, err = run_cli(capsys, "predict", str(trained_run), "1 2 3")
     assert_one_line_error(code, err, "attnlab: error: the machine ran out of memory")
+
+
+@needs_data
+def test_compare_refuses_a_step_too_large_before_any_variant_runs(capsys, monkeypatch, tmp_path):
+    """Its timing probe ran a full batch's step before the trainer's check: with
+    --block-size 100000 it filled the memory as training had."""
+    monkeypatch.setattr(memory, "available_on", lambda device: 1000)
+    out = tmp_path / "cmp"
+    code, _, err = run_cli(
+        capsys, "compare", "shakespeare", "--block-size", "32", "--out", str(out)
+    )
+    assert_one_line_error(code, err, "variant 'gpt': one training step on a micro-batch of 12")
+    assert not out.exists()

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             f"attnlab compare {task_cls.name} compares a decoder layer of your own with "
             "attnlab's: give --decoder-layer FILE.py:ClassName"
         )
-    check_variants(task_cls, task_config, variants)  # before the first variant trains
+    check_variants(task_cls, task_config, variants, train_config)  # before any trains
     out = new_run_dir(f"compare-{task_cls.name}", args.out, resumable=False)
     print(f"comparing {', '.join(variants)} for {args.budget:g} s each in {out}", flush=True)
     rows: list[dict[str, Any]] = []

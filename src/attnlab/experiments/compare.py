@@ -21,7 +21,7 @@ from attnlab.configs.train import TrainConfig
 from attnlab.errors import ConfigError, Interrupted
 from attnlab.runs import load_run, write_run_config
 from attnlab.tasks.base import Task
-from attnlab.training.memory import check_fits
+from attnlab.training.memory import check_fits, check_step_fits
 from attnlab.training.trainer import Trainer, batches_on, build_optimizer, loader, resolve_device
 
 TIMED_STEPS = 10
@@ -56,16 +56,25 @@ def variants_of(task_cls: type[Task], base_config: Any) -> dict[str, dict[str, A
 
 
 def check_variants(
-    task_cls: type[Task], base_config: Any, variants: dict[str, dict[str, Any]]
+    task_cls: type[Task],
+    base_config: Any,
+    variants: dict[str, dict[str, Any]],
+    train_config: TrainConfig,
 ) -> None:
-    """Build every variant's task, check its data, and build its model on the meta device, so
-    that options one variant refuses (e.g. ``--kv-heads 3`` of a Llama with 4 heads) stop the
-    comparison before any variant trains; raises the variant's own ConfigError, naming it."""
+    """Build every variant's task, check its data, and build its model and run one training
+    step of the timing probe's batch on the meta device, so that options one variant refuses
+    (``--kv-heads 3`` of a Llama with 4 heads, a ``--block-size`` whose step cannot fit in
+    memory) stop the comparison before any variant trains; raises the variant's own
+    ConfigError, naming it."""
+    device = resolve_device(train_config.device)
     for name, overrides in variants.items():
         try:
             task = task_cls(dataclasses.replace(base_config, **overrides))
             task.check_data_fits()
             check_fits(task.build_model, "training")
+            probe_batch = loader(task.splits().train, task, batch_size=train_config.batch_size)
+            batch = next(iter(probe_batch))
+            check_step_fits(task, batch, device, "fp32")  # the timing probe runs in float32
         except ConfigError as e:
             raise ConfigError(f"variant {name!r}: {e}") from e
 
