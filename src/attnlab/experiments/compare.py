@@ -9,6 +9,7 @@ full schedule.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import signal
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from attnlab.configs.train import TrainConfig
 from attnlab.errors import ConfigError, Interrupted
 from attnlab.runs import load_run, write_run_config
 from attnlab.tasks.base import Task
+from attnlab.training.devices import autocast
 from attnlab.training.memory import check_fits, check_step_fits
 from attnlab.training.trainer import Trainer, batches_on, build_optimizer, loader, resolve_device
 
@@ -62,7 +64,7 @@ def check_variants(
     train_config: TrainConfig,
 ) -> None:
     """Build every variant's task, check its data, and build its model and run one training
-    step of the timing probe's batch on the meta device, so that options one variant refuses
+    step of a micro-batch on the meta device, so that options one variant refuses
     (``--kv-heads 3`` of a Llama with 4 heads, a ``--block-size`` whose step cannot fit in
     memory) stop the comparison before any variant trains; raises the variant's own
     ConfigError, naming it."""
@@ -72,29 +74,49 @@ def check_variants(
             task = task_cls(dataclasses.replace(base_config, **overrides))
             task.check_data_fits()
             check_fits(task.build_model, "training")
-            probe_batch = loader(task.splits().train, task, batch_size=train_config.batch_size)
-            batch = next(iter(probe_batch))
-            check_step_fits(task, batch, device, "fp32")  # the timing probe runs in float32
+            micro_batch = train_config.batch_size // train_config.grad_accum
+            batch = next(iter(loader(task.splits().train, task, batch_size=micro_batch)))
+            check_step_fits(task, batch, device, train_config.precision)
         except ConfigError as e:
             raise ConfigError(f"variant {name!r}: {e}") from e
 
 
 def seconds_per_step(task: Task, model: torch.nn.Module, config: TrainConfig) -> float:
     """The mean time of a few training steps of a fresh copy of ``model``, after a warm-up step
-    (with a training split of a single batch, that one step, warm-up included)."""
+    (with a training split of a single batch, that one step, warm-up included).
+
+    Each step is the trainer's: ``grad_accum`` micro-batches, their forward pass under the
+    run's ``precision``; on CUDA it is timed between two synchronisations, so that the time
+    is the kernels' and not only their launch."""
     device = resolve_device(config.device)
     probe = type(model)(model.config).to(device).train()
     optimizer = build_optimizer(probe, config)
-    train = loader(task.splits().train, task, batch_size=config.batch_size, shuffle=False)
+    micro_batch = config.batch_size // config.grad_accum
+    train = loader(task.splits().train, task, batch_size=micro_batch, shuffle=False)
+    batches = batches_on(train, device)
     times = []
-    for _, batch in zip(range(TIMED_STEPS + 1), batches_on(train, device), strict=False):
+    for _ in range(TIMED_STEPS + 1):
+        micro_batches = list(itertools.islice(batches, config.grad_accum))
+        if not micro_batches:
+            break
+        _synchronize(device)
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        task.loss(probe, batch).backward()
+        for batch in micro_batches:
+            with autocast(device, config.precision):
+                loss = task.loss(probe, batch)
+            loss.backward()
         optimizer.step()
+        _synchronize(device)
         times.append(time.perf_counter() - started)
     timed = times[1:] or times  # the first step warms up (allocations, kernel choice)
     return sum(timed) / len(timed)
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels (CUDA runs them after the call returns)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def compare(
