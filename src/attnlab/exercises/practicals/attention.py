@@ -234,6 +234,16 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         _hint("no-residual"),
         {_ATTEND: "x = self.norm1(self.dropout(self.self_attn(x, mask=mask)))"},
     ),
+    "no-dropout-attention-output": (
+        "EncoderBlock.forward",
+        _hint("no-dropout-attention-output"),
+        {_ATTEND: "x = self.norm1(x + self.self_attn(x, mask=mask))"},
+    ),
+    "no-dropout-feed-forward-output": (
+        "EncoderBlock.forward",
+        _hint("no-dropout-feed-forward-output"),
+        {_FEED: "return self.norm2(x + self.linear_net(x))"},
+    ),
     "pre-ln": (
         "EncoderBlock.forward",
         _hint("pre-ln"),
@@ -256,8 +266,11 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
     ),
 }
 
+# Mistakes seen in train mode only (see Mistake.train).
+TRAIN = {"no-dropout-attention-output", "no-dropout-feed-forward-output"}
+
 MISTAKES = [
-    Mistake(name, part, hint, substitute("attention", changes))
+    Mistake(name, part, hint, substitute("attention", changes), train=name in TRAIN)
     for name, (part, hint, changes) in CATALOGUE.items()
 ]
 

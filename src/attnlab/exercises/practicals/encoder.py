@@ -5,7 +5,8 @@ mask hides the last 2, 1 and 4 positions of the three sequences, so that a trans
 an ignored, inverted or late mask changes the numbers. Dropout is 0.1 and every object is in
 eval mode: dropout that still acts makes two calls differ. The whole layer also runs on a
 batch of one sequence and on sequences of one token, where ``squeeze()`` and sizes written
-as numbers break.
+as numbers break. A dropout left out of the layer is a mistake seen in train mode only: the
+student's layer and the variant without it run from the same random state.
 """
 
 from __future__ import annotations
@@ -156,8 +157,10 @@ PARTS = [
 ]
 
 
-def _mistake(name: str, part: str, hint: str, changes: dict[str, str]) -> Mistake:
-    return Mistake(name, part, hint, substitute("encoder", changes))
+def _mistake(
+    name: str, part: str, hint: str, changes: dict[str, str], train: bool = False
+) -> Mistake:
+    return Mistake(name, part, hint, substitute("encoder", changes), train=train)
 
 
 _SCALE = "scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)"
@@ -174,6 +177,12 @@ _PRE_LN_FORWARD = """        attended = self.dropout(self.w_o(merged))
         x = x + attended
         x = x + self.dropout(self.feed_forward(self.gamma2 * self.norm(x) + self.beta2))
 """
+
+DROPOUT_HINT = (
+    "the dropout on {}'s output is missing: in train mode each sublayer's output goes "
+    "through dropout before the residual sum, LayerNorm(x + Dropout(Sublayer(x))) "
+    "(section 5.4)"
+)
 
 MISTAKES = [
     _mistake(
@@ -375,6 +384,20 @@ MISTAKES = [
             f"{_FFN_SUM} + self.beta2": _FFN_SUM.replace("feed_forward(x)", "feed_forward(h)")
             + " + self.beta2",
         },
+    ),
+    _mistake(
+        "no-dropout-attention-output",
+        f"{_LAYER}.forward",
+        DROPOUT_HINT.format("the self-attention"),
+        {"attended = self.dropout(self.w_o(merged))": "attended = self.w_o(merged)"},
+        train=True,
+    ),
+    _mistake(
+        "no-dropout-feed-forward-output",
+        f"{_LAYER}.forward",
+        DROPOUT_HINT.format("the feed-forward"),
+        {_FFN_SUM: "self.norm(x + self.feed_forward(x))"},
+        train=True,
     ),
     _mistake(
         "pre-ln",
