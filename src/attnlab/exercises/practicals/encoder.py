@@ -216,6 +216,23 @@ MISTAKES = [
         },
     ),
     _mistake(
+        "sin-cos-concatenated",
+        "PositionalEncoding.forward",
+        "the sines and cosines are concatenated (all sines, then all cosines): the paper "
+        "interleaves them, the sine at each even feature 2i and the cosine at 2i + 1",
+        {
+            "pe[:, 0::2] = torch.sin(angle)": "pe[:, : self.d_model // 2] = torch.sin(angle)",
+            "pe[:, 1::2] = torch.cos(angle)": "pe[:, self.d_model // 2 :] = torch.cos(angle)",
+        },
+    ),
+    _mistake(
+        "positions-from-one",
+        "PositionalEncoding.forward",
+        "the positions start at 1: the first token is at position 0, where the encoding is "
+        "sin(0) = 0 and cos(0) = 1",
+        {"torch.arange(T, device=x.device)": "torch.arange(1, T + 1, device=x.device)"},
+    ),
+    _mistake(
         "heads-split-wrong",
         f"{_LAYER}.predicting_qkv",
         "the heads are split along the wrong dimension: view the projection as "
@@ -251,6 +268,12 @@ MISTAKES = [
         "the scores are divided by d_model: the paper divides by sqrt(d_k), the square root "
         "of one head's width",
         {_SCALE: "scores = q @ k.transpose(-2, -1) / self.d_model"},
+    ),
+    _mistake(
+        "scores-multiplied",
+        _ATTENTION,
+        "the scores are multiplied by sqrt(d_k): divide q k^T by sqrt(d_k) (section 3.2.1)",
+        {_SCALE: "scores = q @ k.transpose(-2, -1) * math.sqrt(d_k)"},
     ),
     _mistake(
         "softmax-wrong-axis",
@@ -325,6 +348,13 @@ MISTAKES = [
                 "var = x.var(dim=1, keepdim=True, unbiased=False)"
             ),
         },
+    ),
+    _mistake(
+        "divided-by-variance",
+        f"{_LAYER}.norm",
+        "the features are divided by the variance: divide by the standard deviation, "
+        "sqrt(var + eps)",
+        {"return (x - mean) / torch.sqrt(var + 1e-5)": "return (x - mean) / (var + 1e-5)"},
     ),
     _mistake(
         "no-relu",
@@ -412,6 +442,30 @@ MISTAKES = [
         },
     ),
     _mistake(
+        "no-gain-bias",
+        f"{_LAYER}.forward",
+        "the LayerNorms' gain and bias are missing: each norm is scaled and shifted, "
+        "gamma * norm(...) + beta (gamma1, beta1 after the attention, gamma2, beta2 after the "
+        "feed-forward)",
+        {
+            "x = self.gamma1 * self.norm(x + attended) + self.beta1": (
+                "x = self.norm(x + attended)"
+            ),
+            f"x = self.gamma2 * {_FFN_SUM} + self.beta2": f"x = {_FFN_SUM}",
+        },
+    ),
+    _mistake(
+        "gain-bias-reused",
+        f"{_LAYER}.forward",
+        "the second LayerNorm reuses the first one's gain and bias: after the feed-forward "
+        "it is gamma2 * norm(...) + beta2",
+        {
+            f"x = self.gamma2 * {_FFN_SUM} + self.beta2": (
+                f"x = self.gamma1 * {_FFN_SUM} + self.beta1"
+            ),
+        },
+    ),
+    _mistake(
         "cls-appended",
         "TransformerEncoder.concat_cls",
         "the CLS token is appended at the end: it goes in front, at position 0",
@@ -433,6 +487,29 @@ MISTAKES = [
         "TransformerEncoder.forward",
         "the CLS token is masked out: its new mask column must be True (may attend)",
         {"torch.ones_like(mask[..., :1])": "torch.zeros_like(mask[..., :1])"},
+    ),
+    _mistake(
+        "cls-column-appended",
+        "TransformerEncoder.forward",
+        "the mask's new column for the CLS token is appended at the end: the CLS token is at "
+        "position 0, so its column goes in front",
+        {"torch.cat([cls_column, mask], dim=-1)": "torch.cat([mask, cls_column], dim=-1)"},
+    ),
+    _mistake(
+        "no-positional-encoding",
+        "TransformerEncoder.forward",
+        "the positional encoding is not added: without it the layers cannot tell the "
+        "positions apart (section 3.5)",
+        {
+            "self.add_positional_encoding(self.concat_cls(x))": "self.concat_cls(x)",
+        },
+    ),
+    _mistake(
+        "layers-not-chained",
+        "TransformerEncoder.forward",
+        "every layer gets the encoder's input: feed each layer's output to the next one, "
+        "x = layer(x, mask)",
+        {"x = layer(x, mask)\n        return x": "out = layer(x, mask)\n        return out"},
     ),
 ]
 
