@@ -187,6 +187,10 @@ _DECODE = "logits = model.decode(memory, src_mask, tgt)"
 _SELF_CALL = "x = self.self_attention_block(x, tgt_mask)"
 _CROSS_CALL = "x = self.cross_attention_block(x, memory, memory_mask)"
 
+_NORM_HINT = (
+    "the {}'s residual sum goes through another sublayer's LayerNorm: each sublayer has a "
+    "LayerNorm of its own, {} here"
+)
 _DROPOUT_HINT = (
     "the dropout on the {}'s output is missing: in train mode it goes through dropout "
     "before the residual sum, {} (section 5.4)"
@@ -280,6 +284,20 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "the residual connection around the feed-forward is missing: "
         "norm3(x + dropout3(feed_forward(x)))",
         {"self.norm3(x + self.dropout3(": "self.norm3(self.dropout3("},
+    ),
+    "norm1-in-cross-attention": (
+        _BLOCKS[1],
+        _NORM_HINT.format("cross-attention", "norm2"),
+        {"self.norm2(x + self.dropout2(attended))": "self.norm1(x + self.dropout2(attended))"},
+    ),
+    "norm2-in-feed-forward": (
+        _BLOCKS[2],
+        _NORM_HINT.format("feed-forward", "norm3"),
+        {
+            "self.norm3(x + self.dropout3(self.feed_forward(x)))": (
+                "self.norm2(x + self.dropout3(self.feed_forward(x)))"
+            )
+        },
     ),
     "no-dropout-self-attention": (
         _BLOCKS[0],
