@@ -194,6 +194,17 @@ STUDENT_STYLE = {
     "no-warmup": {
         "        if epoch <= self.warmup:\n            factor *= epoch / self.warmup\n": ""
     },
+    "scores-multiplied": {_SCALE: "scores = torch.matmul(q, k.transpose(-1, -2)) * d_k**0.5"},
+    "norm1-reused": {
+        "return self.norm2(x + self.dropout(self.linear_net(x)))": (
+            "return self.norm1(self.dropout(self.linear_net(x)) + x)"
+        )
+    },
+    "warmup-replaces-cosine": {
+        "        if epoch <= self.warmup:\n            factor *= epoch / self.warmup\n": (
+            "        if epoch <= self.warmup:\n            return epoch / self.warmup\n"
+        )
+    },
 }
 
 

@@ -242,6 +242,16 @@ STUDENT_STYLE = {
             "while tgt.size(1) < max_len:\n        if finished.any():\n            break"
         )
     },
+    "norm1-in-cross-attention": {
+        "return self.norm2(x + self.dropout2(attended))": (
+            "return self.norm1(self.dropout2(attended) + x)"
+        )
+    },
+    "norm2-in-feed-forward": {
+        "return self.norm3(x + self.dropout3(self.feed_forward(x)))": (
+            "return self.norm2(x + self.dropout2(self.feed_forward(x)))"
+        )
+    },
     "max-len-ignored": {
         "while tgt.size(1) < max_len and not finished.all():": "while True:",
         "        finished |= next_id == eos_id\n": (

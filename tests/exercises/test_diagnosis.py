@@ -106,6 +106,48 @@ STUDENT_STYLE = {
     "cls-appended": {
         "torch.cat([cls, x], dim=1)": "torch.cat((x, self.cls_token.repeat(x.size(0), 1, 1)), 1)"
     },
+    "sin-cos-concatenated": {
+        "pe[:, 0::2] = torch.sin(angle)\n        pe[:, 1::2] = torch.cos(angle)": (
+            "pe = torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)"
+        )
+    },
+    "positions-from-one": {
+        "position = torch.arange(T, device=x.device).unsqueeze(1)": (
+            "position = torch.arange(T, device=x.device).unsqueeze(1) + 1"
+        )
+    },
+    "scores-multiplied": {"/ math.sqrt(d_k)": "* d_k**0.5"},
+    "divided-by-variance": {
+        "return (x - mean) / torch.sqrt(var + 1e-5)": (
+            "return (x - mean) / (x.var(-1, keepdim=True, unbiased=False) + 1e-5)"
+        )
+    },
+    "no-gain-bias": {
+        "x = self.gamma1 * self.norm(x + attended) + self.beta1": "x = self.norm(attended + x)",
+        "x = self.gamma2 * self.norm(x + self.dropout(self.feed_forward(x))) + self.beta2": (
+            "x = self.norm(self.dropout(self.feed_forward(x)) + x)"
+        ),
+    },
+    "gain-bias-reused": {
+        "x = self.gamma2 * self.norm(x + self.dropout(self.feed_forward(x))) + self.beta2": (
+            "x = self.norm(x + self.dropout(self.feed_forward(x))) * self.gamma1 + self.beta1"
+        )
+    },
+    "cls-column-appended": {
+        "mask = torch.cat([cls_column, mask], dim=-1)": (
+            "mask = torch.nn.functional.pad(mask, (0, 1), value=True)"
+        )
+    },
+    "no-positional-encoding": {
+        "x = self.add_positional_encoding(self.concat_cls(x))": (
+            "x = torch.cat([self.cls_token.expand(x.size(0), -1, -1), x], 1)"
+        )
+    },
+    "layers-not-chained": {
+        "for layer in self.layers:\n            x = layer(x, mask)\n        return x": (
+            "outputs = [layer(x, mask) for layer in self.layers]\n        return outputs[-1]"
+        )
+    },
 }
 
 

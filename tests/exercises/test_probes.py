@@ -2,6 +2,8 @@
 (attnlab.exercises.probes) name an input changed in place, a backward pass broken by an
 in-place operation, a gradient cut from the graph, and dropout that is missing."""
 
+from attnlab.exercises.registry import practical
+
 from .helpers import check_here, plant
 
 ATTENTION = "TransformerEncoderLayer.self_attention"
@@ -67,15 +69,83 @@ def test_missing_dropout_is_named_from_two_calls_in_train_mode(tmp_path):
 
 
 def test_missing_dropout_is_found_behind_the_given_classes_own_dropout(tmp_path):
-    """The given FeedForward has dropout of its own: it stays off in the probe, so that the
-    block's missing dropout3 shows."""
+    """The given FeedForward has dropout of its own: it stays off in train mode, so that the
+    block's missing dropout3 is named, in the block and in the whole layer."""
     block = "return self.norm3(x + self.dropout3(self.feed_forward(x)))"
     path = plant(
-        tmp_path / "decoder.py", "decoder", {block: "return self.norm3(x + self.feed_forward(x))"}
+        tmp_path / "decoder.py", "decoder", {block: "return self.norm3(self.feed_forward(x) + x)"}
     )
-    assert message("decoder", path, "DecoderLayer.feed_forward_block").startswith(
-        "dropout is missing: in train mode two calls give the same outputs"
+    expected = hint("decoder", "no-dropout-feed-forward")
+    _, verdicts = check_here("decoder", path)
+    for part in ("DecoderLayer.feed_forward_block", "DecoderLayer.forward"):
+        assert verdicts[part]["message"] == expected, verdicts[part]
+
+
+def hint(name: str, mistake: str) -> str:
+    return next(m.hint for m in practical(name).mistakes if m.name == mistake)
+
+
+def test_a_dropout_left_out_of_a_whole_layer_is_named_behind_the_attentions_dropout(tmp_path):
+    """The attention weights' dropout makes two train-mode calls differ all the same: the
+    layer is run beside the variant without the dropout, from the same random state."""
+    changes = {
+        "        attended = self.dropout(self.w_o(merged))\n": "",
+        "self.norm(x + attended)": "self.norm(self.w_o(merged) + x)",
+    }
+    path = plant(tmp_path / "encoder.py", "encoder", changes)
+    _, verdicts = check_here("encoder", path)
+    failing = {p: v["message"] for p, v in verdicts.items() if v["status"] != "pass"}
+    expected = hint("encoder", "no-dropout-attention-output")
+    assert failing == {
+        "TransformerEncoderLayer.forward": expected,
+        "TransformerEncoder.forward": expected,
+    }
+
+
+def test_both_dropouts_left_out_of_the_encoder_block_are_named_together(tmp_path):
+    changes = {
+        "x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))": (
+            "x = self.norm1(self.self_attn(x, mask=mask) + x)"
+        ),
+        "return self.norm2(x + self.dropout(self.linear_net(x)))": (
+            "return self.norm2(x + self.linear_net(x))"
+        ),
+    }
+    path = plant(tmp_path / "attention.py", "attention", changes)
+    first = hint("attention", "no-dropout-attention-output")
+    second = hint("attention", "no-dropout-feed-forward-output")
+    assert message("attention", path, "EncoderBlock.forward") == (
+        f"two mistakes: {first}; and {second}"
     )
+
+
+def test_a_dropout_left_out_of_a_decoder_layer_written_inline_is_named(tmp_path):
+    """The blocks are right, but forward does the self-attention itself, without dropout1."""
+    changes = {
+        "x = self.self_attention_block(x, tgt_mask)": (
+            "x = self.norm1(x + self.self_attn(x, mask=tgt_mask))"
+        )
+    }
+    path = plant(tmp_path / "decoder.py", "decoder", changes)
+    _, verdicts = check_here("decoder", path)
+    failing = {p: v["message"] for p, v in verdicts.items() if v["status"] != "pass"}
+    assert failing == {"DecoderLayer.forward": hint("decoder", "no-dropout-self-attention")}
+
+
+def test_a_layer_whose_dropout_draws_other_masks_passes(tmp_path):
+    """Dropout on the attention's output drawn by hand (torch.rand_like, not the reference's
+    bernoulli_): no mistake can be named from the numbers, and the layer passes."""
+    changes = {
+        "attended = self.dropout(self.w_o(merged))": (
+            "attended = self.w_o(merged)\n"
+            "        if self.training:\n"
+            "            keep = torch.rand_like(attended) >= self.dropout.p\n"
+            "            attended = attended * keep / (1 - self.dropout.p)"
+        ),
+    }
+    path = plant(tmp_path / "encoder.py", "encoder", changes)
+    _, verdicts = check_here("encoder", path)
+    assert {v["status"] for v in verdicts.values()} == {"pass"}, verdicts
 
 
 def test_correct_code_written_with_its_own_dropout_and_out_of_place_ops_passes(tmp_path):

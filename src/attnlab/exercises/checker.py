@@ -35,7 +35,13 @@ from attnlab.exercises.core import (
     WeightsMismatchError,
     made_together,
 )
-from attnlab.exercises.probes import InputChangedError, probe, same_twice
+from attnlab.exercises.probes import (
+    InputChangedError,
+    probe,
+    same_runs,
+    same_twice,
+    seeded_runs,
+)
 
 
 class PartTimeout(BaseException):
@@ -136,6 +142,7 @@ class Diagnoser:
         self._outputs: dict[tuple[str, str], tuple[tuple[Tensor, ...], bool]] = {}
         self._broken: dict[str, ModuleType] = {}
         self._failures: dict[tuple[str, str], Exception] = {}
+        self._train_runs: dict[tuple[str, str], tuple[tuple[Tensor, ...], ...]] = {}
         self.probed: dict[str, object] = {}  # the reference's results of the probes, by part
 
     def outputs(self, part: Part, impl: ModuleType, key: str) -> tuple[tuple[Tensor, ...], bool]:
@@ -147,10 +154,15 @@ class Diagnoser:
     def expected(self, part: Part) -> tuple[Tensor, ...]:
         return self.outputs(part, self.reference, "reference")[0]
 
-    def relevant(self, part: Part) -> list[Mistake]:
-        """The mistakes made in ``part`` or in a part it uses."""
+    def relevant(self, part: Part, train: bool = False) -> list[Mistake]:
+        """The mistakes made in ``part`` or in a part it uses: those seen in eval mode, or
+        with ``train`` those seen in train mode only (:attr:`Mistake.train`)."""
         names = (part.name, *part.needed_names())
-        return [m for m in self.practical.mistakes if m.part in names or set(m.also) & set(names)]
+        return [
+            m
+            for m in self.practical.mistakes
+            if m.train == train and (m.part in names or set(m.also) & set(names))
+        ]
 
     def matches(self, part: Part, got: tuple[Tensor, ...], deterministic: bool) -> list[Mistake]:
         """The catalogue's mistakes whose broken variant gives what the student gives; when
@@ -183,16 +195,66 @@ class Diagnoser:
         if (mistake.name, part.name) in self._failures:
             raise self._failures[mistake.name, part.name]
         try:
-            if mistake.name not in self._broken:
-                self._broken[mistake.name] = mistake.broken()
             try:
                 with self.variant_limit():
-                    return self.outputs(part, self._broken[mistake.name], mistake.name)
+                    return self.outputs(part, self._module(mistake), mistake.name)
             except PartTimeout:
                 raise VariantTimeoutError(mistake.name) from None
         except Exception as e:
             self._failures[mistake.name, part.name] = e
             raise
+
+    def _module(self, mistake: Mistake) -> ModuleType:
+        """The solution with ``mistake`` made (built once)."""
+        if mistake.name not in self._broken:
+            self._broken[mistake.name] = mistake.broken()
+        return self._broken[mistake.name]
+
+    def train_mistake(
+        self, part: Part, impl: ModuleType, limit: Callable[[], AbstractContextManager]
+    ) -> Mistake | None:
+        """The train-mode mistake (a dropout left out), or pair of them made together, whose
+        variant gives what the student's ``part`` gives in train mode from the same two
+        random states, where the reference's gives other numbers; ``None`` when there is
+        none, or when the student's code draws its dropout masks otherwise (then nothing can
+        be said from the numbers). Only the student's code runs inside ``limit()``."""
+        mistakes = self.relevant(part, train=True)
+        if not mistakes:
+            return None
+        try:
+            with limit():
+                got = seeded_runs(part, impl, True, self.practical.complete)
+        except Exception:  # the train-mode probe of probe() names it
+            return None
+        if same_runs(got, self._seeded(part, self.reference, "reference")):
+            return None
+        pairs = [made_together(a, b) for a, b in itertools.combinations(mistakes, 2)]
+        return self._train_matching(part, mistakes, got) or self._train_matching(
+            part, [p for p in pairs if p is not None], got
+        )
+
+    def _train_matching(
+        self, part: Part, mistakes: list[Mistake], got: tuple[tuple[Tensor, ...], ...]
+    ) -> Mistake | None:
+        """The first of ``mistakes`` whose variant's train-mode runs are ``got`` and not the
+        reference's."""
+        reference = self._seeded(part, self.reference, "reference")
+        for mistake in mistakes:
+            try:
+                with self.variant_limit():
+                    theirs = self._seeded(part, self._module(mistake), mistake.name)
+            except (Exception, PartTimeout):  # a variant that cannot run matches nothing
+                continue
+            if not same_runs(theirs, reference) and same_runs(got, theirs):
+                return mistake
+        return None
+
+    def _seeded(self, part: Part, impl: ModuleType, key: str) -> tuple[tuple[Tensor, ...], ...]:
+        """:func:`seeded_runs` of ``part`` in train mode for ``impl``, cached under ``key``."""
+        if (key, part.name) not in self._train_runs:
+            runs = seeded_runs(part, impl, True, self.practical.complete)
+            self._train_runs[key, part.name] = runs
+        return self._train_runs[key, part.name]
 
     def _matching(
         self, part: Part, mistakes: list[Mistake], got: tuple[Tensor, ...], deterministic: bool
@@ -287,9 +349,13 @@ def _probed(
     student_file: Path,
     limit: Callable[[], AbstractContextManager],
 ) -> Verdict:
-    """The verdict on a part whose outputs are right: ``pass`` unless a probe of
+    """The verdict on a part whose outputs are right: ``pass`` unless a train-mode mistake
+    of the catalogue matches (:meth:`Diagnoser.train_mistake`) or a probe of
     :mod:`attnlab.exercises.probes` (backward pass, train mode) finds a problem."""
     try:
+        mistake = diagnoser.train_mistake(part, impl, limit)
+        if mistake:
+            return Verdict(part.name, "fail", mistake.hint, mistake.name)
         problem = probe(diagnoser, part, impl, student_file, limit)
     except PartTimeout:
         raise

@@ -89,7 +89,10 @@ class Mistake:
     ``part`` names the part where the mistake is made (the hint may also be printed for parts
     that use it, when their outputs match the broken variant's); ``also``, other parts where
     the same mistake is made (pre-LN in each block of a layer). ``hint`` is one sentence
-    that tells the student what to look at, without giving the answer away.
+    that tells the student what to look at, without giving the answer away. ``train``: the
+    mistake shows in train mode only (a dropout left out), so its variant is compared with
+    the student's code in train mode, both run from the same random state, and only when the
+    student's eval-mode outputs are right.
     """
 
     name: str
@@ -97,6 +100,7 @@ class Mistake:
     hint: str
     broken: Callable[[], ModuleType]
     also: tuple[str, ...] = ()
+    train: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,15 +187,17 @@ def substitute(solution: str, changes: dict[str, str]) -> Substitution:
 def made_together(first: Mistake, second: Mistake) -> Mistake | None:
     """Both mistakes in one copy of the solution (students often make two at once), with both
     hints; ``None`` unless both are substitutions of the same solution that rewrite different
-    code. Its ``part`` is the first mistake's, its ``also`` the other parts of both."""
+    code, and both are seen in the same mode (:attr:`Mistake.train`). Its ``part`` is the
+    first mistake's, its ``also`` the other parts of both."""
     if not isinstance(first.broken, Substitution) or not isinstance(second.broken, Substitution):
         return None
     broken = first.broken.together_with(second.broken)
-    if broken is None:
+    if broken is None or first.train != second.train:
         return None
     hint = f"two mistakes: {first.hint}; and {second.hint}"
     also = tuple(dict.fromkeys((*first.also, second.part, *second.also)))
-    return Mistake(f"{first.name}+{second.name}", first.part, hint, broken, also)
+    name = f"{first.name}+{second.name}"
+    return Mistake(name, first.part, hint, broken, also, train=first.train)
 
 
 def randomize_(module: nn.Module, generator: torch.Generator) -> None:

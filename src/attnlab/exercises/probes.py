@@ -10,7 +10,8 @@ the part again, the reference's code and the student's alike, and compare what t
   that autograd needs; a gradient that does not reach a parameter or input the reference's
   reaches means the graph was cut (``.detach()``, ``.data``, ``torch.no_grad()``);
 * :func:`dropout_problem`: two calls in train mode; the reference's differ (dropout acts),
-  so a student's that agree have no dropout;
+  so a student's that agree have no dropout (a dropout left out where another one still
+  acts is named by the checker's train-mode mistakes, :meth:`Diagnoser.train_mistake`);
 * :func:`float64_problem`: inputs and weights in float64, where a ``.float()`` or a tensor
   made in float32 inside the code raises a dtype error or gives float32 outputs.
 
@@ -135,16 +136,35 @@ def backward_problem(
     return None
 
 
-def same_twice(
+def seeded_runs(
     part: Part, impl: ModuleType, train: bool, frozen: tuple[str, ...] = ()
-) -> tuple[tuple[Tensor, ...], bool]:
-    """The part's outputs under two global seeds, and whether the two calls agreed (see
-    :func:`run_recorded` for ``train`` and ``frozen``)."""
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """The part's outputs from two global random states, seeds 1 and 2 (see
+    :func:`run_recorded` for ``train`` and ``frozen``). Code whose dropout draws the
+    reference's masks in the reference's order gives the reference's numbers in train mode."""
     with torch.random.fork_rng():
         torch.manual_seed(1)
         first = run_recorded(part, impl, train, frozen)
         torch.manual_seed(2)
         second = run_recorded(part, impl, train, frozen)
+    return first, second
+
+
+def same_runs(got: tuple[tuple[object, ...], ...], want: tuple[tuple[Tensor, ...], ...]) -> bool:
+    """Whether each run of :func:`seeded_runs` in ``got`` gives the tensors of its twin in
+    ``want``: the same shapes, kinds of dtype and values."""
+    return all(
+        shape_problem(a, b) is None and close(a, b, strict=True)
+        for a, b in zip(got, want, strict=True)
+    )
+
+
+def same_twice(
+    part: Part, impl: ModuleType, train: bool, frozen: tuple[str, ...] = ()
+) -> tuple[tuple[Tensor, ...], bool]:
+    """The part's outputs under two global seeds, and whether the two calls agreed (see
+    :func:`run_recorded` for ``train`` and ``frozen``)."""
+    first, second = seeded_runs(part, impl, train, frozen)
     same = len(first) == len(second) and all(
         isinstance(a, Tensor)
         and isinstance(b, Tensor)

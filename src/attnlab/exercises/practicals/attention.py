@@ -154,6 +154,11 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         _hint("no-scaling"),
         {_SCALE: "scores = q @ k.transpose(-2, -1)"},
     ),
+    "scores-multiplied": (
+        "scaled_dot_product",
+        _hint("scores-multiplied"),
+        {_SCALE: "scores = q @ k.transpose(-2, -1) * math.sqrt(d_k)"},
+    ),
     "softmax-wrong-axis": (
         "scaled_dot_product",
         _hint("softmax-wrong-axis"),
@@ -234,6 +239,22 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         _hint("no-residual"),
         {_ATTEND: "x = self.norm1(self.dropout(self.self_attn(x, mask=mask)))"},
     ),
+    "norm1-reused": (
+        "EncoderBlock.forward",
+        "the feed-forward's residual sum goes through norm1: each sublayer has a LayerNorm of "
+        "its own, norm2 after the feed-forward",
+        {_FEED: "return self.norm1(x + self.dropout(self.linear_net(x)))"},
+    ),
+    "no-dropout-attention-output": (
+        "EncoderBlock.forward",
+        _hint("no-dropout-attention-output"),
+        {_ATTEND: "x = self.norm1(x + self.self_attn(x, mask=mask))"},
+    ),
+    "no-dropout-feed-forward-output": (
+        "EncoderBlock.forward",
+        _hint("no-dropout-feed-forward-output"),
+        {_FEED: "return self.norm2(x + self.linear_net(x))"},
+    ),
     "pre-ln": (
         "EncoderBlock.forward",
         _hint("pre-ln"),
@@ -248,6 +269,12 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "epoch / warmup, so the learning rate starts at 0",
         {_WARMUP: ""},
     ),
+    "warmup-replaces-cosine": (
+        "CosineWarmupScheduler.get_lr_factor",
+        "during the warmup the factor is epoch / warmup alone: it multiplies the cosine's "
+        "factor, 0.5 * (1 + cos(pi * epoch / max_iters)) * epoch / warmup",
+        {"factor *= epoch / self.warmup": "factor = epoch / self.warmup"},
+    ),
     "cosine-wrong-period": (
         "CosineWarmupScheduler.get_lr_factor",
         "the cosine has the wrong period: the factor must fall from 1 to 0 over max_iters "
@@ -256,8 +283,11 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
     ),
 }
 
+# Mistakes seen in train mode only (see Mistake.train).
+TRAIN = {"no-dropout-attention-output", "no-dropout-feed-forward-output"}
+
 MISTAKES = [
-    Mistake(name, part, hint, substitute("attention", changes))
+    Mistake(name, part, hint, substitute("attention", changes), train=name in TRAIN)
     for name, (part, hint, changes) in CATALOGUE.items()
 ]
 

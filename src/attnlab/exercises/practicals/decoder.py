@@ -187,6 +187,15 @@ _DECODE = "logits = model.decode(memory, src_mask, tgt)"
 _SELF_CALL = "x = self.self_attention_block(x, tgt_mask)"
 _CROSS_CALL = "x = self.cross_attention_block(x, memory, memory_mask)"
 
+_NORM_HINT = (
+    "the {}'s residual sum goes through another sublayer's LayerNorm: each sublayer has a "
+    "LayerNorm of its own, {} here"
+)
+_DROPOUT_HINT = (
+    "the dropout on the {}'s output is missing: in train mode it goes through dropout "
+    "before the residual sum, {} (section 5.4)"
+)
+
 # The planted mistakes: name -> (part, hint, {old: new} in the solution's source).
 CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
     "causal-diagonal-excluded": (
@@ -276,6 +285,43 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "norm3(x + dropout3(feed_forward(x)))",
         {"self.norm3(x + self.dropout3(": "self.norm3(self.dropout3("},
     ),
+    "norm1-in-cross-attention": (
+        _BLOCKS[1],
+        _NORM_HINT.format("cross-attention", "norm2"),
+        {"self.norm2(x + self.dropout2(attended))": "self.norm1(x + self.dropout2(attended))"},
+    ),
+    "norm2-in-feed-forward": (
+        _BLOCKS[2],
+        _NORM_HINT.format("feed-forward", "norm3"),
+        {
+            "self.norm3(x + self.dropout3(self.feed_forward(x)))": (
+                "self.norm2(x + self.dropout3(self.feed_forward(x)))"
+            )
+        },
+    ),
+    "no-dropout-self-attention": (
+        _BLOCKS[0],
+        _DROPOUT_HINT.format("masked self-attention", "norm1(x + dropout1(self_attn(x)))"),
+        {
+            "self.norm1(x + self.dropout1(self.self_attn(x, mask=tgt_mask)))": (
+                "self.norm1(x + self.self_attn(x, mask=tgt_mask))"
+            )
+        },
+    ),
+    "no-dropout-cross-attention": (
+        _BLOCKS[1],
+        _DROPOUT_HINT.format("cross-attention", "norm2(x + dropout2(cross_attn(x, memory)))"),
+        {"self.norm2(x + self.dropout2(attended))": "self.norm2(x + attended)"},
+    ),
+    "no-dropout-feed-forward": (
+        _BLOCKS[2],
+        _DROPOUT_HINT.format("feed-forward", "norm3(x + dropout3(feed_forward(x)))"),
+        {
+            "self.norm3(x + self.dropout3(self.feed_forward(x)))": (
+                "self.norm3(x + self.feed_forward(x))"
+            )
+        },
+    ),
     "pre-ln": (
         _BLOCKS[0],
         "the LayerNorm comes before the sublayers (pre-LN): the paper normalises after the "
@@ -343,9 +389,11 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
 
 # Mistakes made in more parts than their own: name -> the other parts.
 ALSO = {"pre-ln": _BLOCKS[1:]}
+# Mistakes seen in train mode only (see Mistake.train).
+TRAIN = {"no-dropout-self-attention", "no-dropout-cross-attention", "no-dropout-feed-forward"}
 
 MISTAKES = [
-    Mistake(name, part, hint, substitute("decoder", changes), ALSO.get(name, ()))
+    Mistake(name, part, hint, substitute("decoder", changes), ALSO.get(name, ()), name in TRAIN)
     for name, (part, hint, changes) in CATALOGUE.items()
 ]
 

@@ -5,7 +5,8 @@ mask hides the last 2, 1 and 4 positions of the three sequences, so that a trans
 an ignored, inverted or late mask changes the numbers. Dropout is 0.1 and every object is in
 eval mode: dropout that still acts makes two calls differ. The whole layer also runs on a
 batch of one sequence and on sequences of one token, where ``squeeze()`` and sizes written
-as numbers break.
+as numbers break. A dropout left out of the layer is a mistake seen in train mode only: the
+student's layer and the variant without it run from the same random state.
 """
 
 from __future__ import annotations
@@ -156,8 +157,10 @@ PARTS = [
 ]
 
 
-def _mistake(name: str, part: str, hint: str, changes: dict[str, str]) -> Mistake:
-    return Mistake(name, part, hint, substitute("encoder", changes))
+def _mistake(
+    name: str, part: str, hint: str, changes: dict[str, str], train: bool = False
+) -> Mistake:
+    return Mistake(name, part, hint, substitute("encoder", changes), train=train)
 
 
 _SCALE = "scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)"
@@ -174,6 +177,12 @@ _PRE_LN_FORWARD = """        attended = self.dropout(self.w_o(merged))
         x = x + attended
         x = x + self.dropout(self.feed_forward(self.gamma2 * self.norm(x) + self.beta2))
 """
+
+DROPOUT_HINT = (
+    "the dropout on {}'s output is missing: in train mode each sublayer's output goes "
+    "through dropout before the residual sum, LayerNorm(x + Dropout(Sublayer(x))) "
+    "(section 5.4)"
+)
 
 MISTAKES = [
     _mistake(
@@ -205,6 +214,23 @@ MISTAKES = [
             "T = x.size(1)": "T = x.size(0)",
             "pe.unsqueeze(0).to(x.dtype)": "pe.unsqueeze(1).to(x.dtype)",
         },
+    ),
+    _mistake(
+        "sin-cos-concatenated",
+        "PositionalEncoding.forward",
+        "the sines and cosines are concatenated (all sines, then all cosines): the paper "
+        "interleaves them, the sine at each even feature 2i and the cosine at 2i + 1",
+        {
+            "pe[:, 0::2] = torch.sin(angle)": "pe[:, : self.d_model // 2] = torch.sin(angle)",
+            "pe[:, 1::2] = torch.cos(angle)": "pe[:, self.d_model // 2 :] = torch.cos(angle)",
+        },
+    ),
+    _mistake(
+        "positions-from-one",
+        "PositionalEncoding.forward",
+        "the positions start at 1: the first token is at position 0, where the encoding is "
+        "sin(0) = 0 and cos(0) = 1",
+        {"torch.arange(T, device=x.device)": "torch.arange(1, T + 1, device=x.device)"},
     ),
     _mistake(
         "heads-split-wrong",
@@ -242,6 +268,12 @@ MISTAKES = [
         "the scores are divided by d_model: the paper divides by sqrt(d_k), the square root "
         "of one head's width",
         {_SCALE: "scores = q @ k.transpose(-2, -1) / self.d_model"},
+    ),
+    _mistake(
+        "scores-multiplied",
+        _ATTENTION,
+        "the scores are multiplied by sqrt(d_k): divide q k^T by sqrt(d_k) (section 3.2.1)",
+        {_SCALE: "scores = q @ k.transpose(-2, -1) * math.sqrt(d_k)"},
     ),
     _mistake(
         "softmax-wrong-axis",
@@ -318,6 +350,13 @@ MISTAKES = [
         },
     ),
     _mistake(
+        "divided-by-variance",
+        f"{_LAYER}.norm",
+        "the features are divided by the variance: divide by the standard deviation, "
+        "sqrt(var + eps)",
+        {"return (x - mean) / torch.sqrt(var + 1e-5)": "return (x - mean) / (var + 1e-5)"},
+    ),
+    _mistake(
         "no-relu",
         f"{_LAYER}.feed_forward",
         "the ReLU between the two linear layers is missing (section 3.3: max(0, x W1 + b1))",
@@ -377,6 +416,20 @@ MISTAKES = [
         },
     ),
     _mistake(
+        "no-dropout-attention-output",
+        f"{_LAYER}.forward",
+        DROPOUT_HINT.format("the self-attention"),
+        {"attended = self.dropout(self.w_o(merged))": "attended = self.w_o(merged)"},
+        train=True,
+    ),
+    _mistake(
+        "no-dropout-feed-forward-output",
+        f"{_LAYER}.forward",
+        DROPOUT_HINT.format("the feed-forward"),
+        {_FFN_SUM: "self.norm(x + self.feed_forward(x))"},
+        train=True,
+    ),
+    _mistake(
         "pre-ln",
         f"{_LAYER}.forward",
         "the LayerNorm comes before the sublayers (pre-LN): the paper normalises after the "
@@ -386,6 +439,30 @@ MISTAKES = [
                 "q, k, v = self.predicting_qkv(self.gamma1 * self.norm(x) + self.beta1)"
             ),
             _FORWARD: _PRE_LN_FORWARD,
+        },
+    ),
+    _mistake(
+        "no-gain-bias",
+        f"{_LAYER}.forward",
+        "the LayerNorms' gain and bias are missing: each norm is scaled and shifted, "
+        "gamma * norm(...) + beta (gamma1, beta1 after the attention, gamma2, beta2 after the "
+        "feed-forward)",
+        {
+            "x = self.gamma1 * self.norm(x + attended) + self.beta1": (
+                "x = self.norm(x + attended)"
+            ),
+            f"x = self.gamma2 * {_FFN_SUM} + self.beta2": f"x = {_FFN_SUM}",
+        },
+    ),
+    _mistake(
+        "gain-bias-reused",
+        f"{_LAYER}.forward",
+        "the second LayerNorm reuses the first one's gain and bias: after the feed-forward "
+        "it is gamma2 * norm(...) + beta2",
+        {
+            f"x = self.gamma2 * {_FFN_SUM} + self.beta2": (
+                f"x = self.gamma1 * {_FFN_SUM} + self.beta1"
+            ),
         },
     ),
     _mistake(
@@ -410,6 +487,29 @@ MISTAKES = [
         "TransformerEncoder.forward",
         "the CLS token is masked out: its new mask column must be True (may attend)",
         {"torch.ones_like(mask[..., :1])": "torch.zeros_like(mask[..., :1])"},
+    ),
+    _mistake(
+        "cls-column-appended",
+        "TransformerEncoder.forward",
+        "the mask's new column for the CLS token is appended at the end: the CLS token is at "
+        "position 0, so its column goes in front",
+        {"torch.cat([cls_column, mask], dim=-1)": "torch.cat([mask, cls_column], dim=-1)"},
+    ),
+    _mistake(
+        "no-positional-encoding",
+        "TransformerEncoder.forward",
+        "the positional encoding is not added: without it the layers cannot tell the "
+        "positions apart (section 3.5)",
+        {
+            "self.add_positional_encoding(self.concat_cls(x))": "self.concat_cls(x)",
+        },
+    ),
+    _mistake(
+        "layers-not-chained",
+        "TransformerEncoder.forward",
+        "every layer gets the encoder's input: feed each layer's output to the next one, "
+        "x = layer(x, mask)",
+        {"x = layer(x, mask)\n        return x": "out = layer(x, mask)\n        return out"},
     ),
 ]
 
