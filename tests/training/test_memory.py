@@ -6,6 +6,8 @@ import torch
 from torch import nn
 
 from attnlab.errors import ConfigError, TrainingError, is_out_of_memory, out_of_memory_sentence
+from attnlab.evaluation import evaluate_run
+from attnlab.runs import load_run
 from attnlab.tasks import get_task
 from attnlab.tasks.reverse import ReverseConfig, ReverseTask
 from attnlab.training import memory
@@ -15,7 +17,7 @@ from attnlab.training.trainer import loader
 
 from ..cli_helpers import assert_one_line_error, run_cli
 from ..data_sets import needs_data
-from .conftest import SMALL, trainer_with_a_struck_step
+from .conftest import SMALL, train, trainer_with_a_struck_step
 
 GB = 1024**3
 
@@ -207,3 +209,26 @@ def test_compare_refuses_a_step_too_large_before_any_variant_runs(capsys, monkey
     )
     assert_one_line_error(code, err, "variant 'gpt': one training step on a micro-batch of 12")
     assert not out.exists()
+
+
+def test_evaluation_takes_the_micro_batches_training_proved_to_fit(tmp_path):
+    """eval took whole --batch-size batches: a run trained with --grad-accum 8 on a GPU then
+    needed 8 times the memory of any step it had run. The metrics do not depend on it."""
+    out = tmp_path / "run"
+    assert train(out, "--epochs", "1", "--grad-accum", "5") == 0  # batches of 50, micro 10
+    run = load_run(out)
+    real_report, sizes = run.task.report, []
+
+    def recording_report(model, test, batches, plots):
+        def seen():
+            for batch in batches:
+                sizes.append(len(batch[0]))
+                yield batch
+
+        return real_report(model, test, seen(), plots)
+
+    run.task.report = recording_report
+    metrics = evaluate_run(run)["metrics"]
+    assert sizes == [10] * 10  # the 100 test examples
+    whole_batches = loader(run.task.splits().test, run.task, batch_size=50)
+    assert metrics == pytest.approx(run.task.evaluate(run.model.eval(), whole_batches), rel=1e-6)

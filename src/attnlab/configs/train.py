@@ -96,6 +96,12 @@ class TrainConfig:
         False, "run the training forward pass through torch.compile", resumable=True
     )
 
+    @property
+    def micro_batch_size(self) -> int:
+        """The examples of one forward pass in a single process: ``batch_size / grad_accum``
+        (a size known to fit, since training ran it, so evaluation batches take it too)."""
+        return self.batch_size // self.grad_accum
+
     def __post_init__(self) -> None:
         check_fields(self)
         if not self.lr > 0:

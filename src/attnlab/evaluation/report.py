@@ -21,7 +21,7 @@ def evaluate_run(run: Run, device: str = "auto", save: bool = False) -> dict[str
     target = resolve_device(device)
     model = run.model.to(target).eval()
     test = run.task.splits().test
-    test_loader = loader(test, run.task, batch_size=run.train_config.batch_size)
+    test_loader = loader(test, run.task, batch_size=run.train_config.micro_batch_size)
     plots = run.dir / "plots" if save else None
     report = run.task.report(model, test, batches_on(test_loader, target), plots)
     if save:

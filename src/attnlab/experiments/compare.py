@@ -74,7 +74,7 @@ def check_variants(
             task = task_cls(dataclasses.replace(base_config, **overrides))
             task.check_data_fits()
             check_fits(task.build_model, "training")
-            micro_batch = train_config.batch_size // train_config.grad_accum
+            micro_batch = train_config.micro_batch_size
             batch = next(iter(loader(task.splits().train, task, batch_size=micro_batch)))
             check_step_fits(task, batch, device, train_config.precision)
         except ConfigError as e:
@@ -91,8 +91,7 @@ def seconds_per_step(task: Task, model: torch.nn.Module, config: TrainConfig) ->
     device = resolve_device(config.device)
     probe = type(model)(model.config).to(device).train()
     optimizer = build_optimizer(probe, config)
-    micro_batch = config.batch_size // config.grad_accum
-    train = loader(task.splits().train, task, batch_size=micro_batch, shuffle=False)
+    train = loader(task.splits().train, task, batch_size=config.micro_batch_size, shuffle=False)
     batches = batches_on(train, device)
     times = []
     for _ in range(TIMED_STEPS + 1):
@@ -161,7 +160,7 @@ def compare(
         run = load_run(run_dir)
         device = resolve_device(config.device)
         test = run.task.splits().test
-        batches = batches_on(loader(test, run.task, batch_size=config.batch_size), device)
+        batches = batches_on(loader(test, run.task, batch_size=config.micro_batch_size), device)
         metrics = run.task.evaluate(run.model.to(device), batches)
         yield {
             "variant": name,
