@@ -288,7 +288,7 @@ def test_check_stopped_by_sighup_kills_its_checking_process_and_says_so(tmp_path
 def test_a_csv_written_by_another_grade_meanwhile_is_kept_and_ours_goes_beside_it(
     capsys, monkeypatch, tmp_path
 ):
-    from attnlab.exercises import runner
+    from attnlab.exercises import grading, runner
 
     subs = tmp_path / "subs"
     subs.mkdir()
@@ -300,7 +300,7 @@ def test_a_csv_written_by_another_grade_meanwhile_is_kept_and_ours_goes_beside_i
         grades.write_text(theirs)  # a second `grade --csv grades.csv`, started at the same time
         return runner.FileReport(practical, path)
 
-    monkeypatch.setattr(runner, "check_file", another_grade_finishes_first)
+    monkeypatch.setattr(grading, "check_file", another_grade_finishes_first)
     args = ["exercise", "grade", str(subs), "--csv", str(grades), "--practical", "encoder"]
     code, out, err = run_cli(capsys, *args)
     kept = tmp_path / "grades-2.csv"
@@ -312,3 +312,62 @@ def test_a_csv_written_by_another_grade_meanwhile_is_kept_and_ours_goes_beside_i
     code, out, err = run_cli(capsys, *args, "--overwrite")  # told to: replaced
     assert code == 0, err
     assert [row["student"] for row in csv.DictReader(grades.open())] == ["alice"]
+
+
+def test_a_stopped_grading_keeps_its_grades_and_resume_grades_only_the_others(
+    capsys, tmp_path, release
+):
+    """Ctrl-C after two of four students kept nothing: an hour of grading was lost."""
+    subs, imported = tmp_path / "subs", tmp_path / "imported"
+    subs.mkdir()
+    counting = f"import math\n\nopen({str(imported)!r}, 'a').write('a')\n"
+    plant(subs / "a_good.py", "encoder", {"import math\n": counting})
+    plant(
+        subs / "b_broken.py",
+        "encoder",
+        {"torch.cat([cls, x], dim=1)": "torch.cat([x, cls], dim=1)"},
+    )
+    looping = tmp_path / "looping"
+    (subs / "c_looping.py").write_text(looping_when_imported(looping, release))
+    plant(subs / "d_later.py", "encoder", {})
+    grades = tmp_path / "grades.csv"
+    args = ["grade", str(subs), "--csv", str(grades), "--practical", "encoder", "--jobs", "1"]
+    code, out, err = stop_when_imported(looping, signal.SIGINT, *args, "--timeout", "600")
+    assert code == 128 + signal.SIGINT, err
+    assert err.strip().splitlines() == [
+        f"attnlab: interrupted: the grades of 2 of 4 students are in {grades}; the same "
+        "command with --resume grades the others"
+    ]
+    assert out.splitlines() == ["a_good: 9 of 9 parts pass", "b_broken: 7 of 9 parts pass"]
+    assert [row["student"] for row in csv.DictReader(grades.open())] == ["a_good", "b_broken"]
+    assert imported.read_text() == "a"  # a_good was checked once
+
+    release.touch()  # the looping student's import now ends
+    code, out, err = run_cli(capsys, "exercise", *args, "--resume")
+    assert code == 0, err
+    assert out.splitlines() == ["c_looping: 0 of 9 parts pass", "d_later: 9 of 9 parts pass",
+                                f"wrote {grades}"]  # fmt: skip
+    assert imported.read_text() == "a"  # not checked again
+    straight = tmp_path / "straight.csv"
+    code, _, err = run_cli(capsys, "exercise", "grade", str(subs), "--csv", str(straight),
+                           "--practical", "encoder")  # fmt: skip
+    assert code == 0, err
+    assert grades.read_text() == straight.read_text()  # as if it had never stopped
+
+
+def test_resume_refuses_a_csv_that_is_not_this_gradings(capsys, tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    plant(subs / "alice.py", "encoder", {})
+    grades = tmp_path / "grades.csv"
+    args = ["exercise", "grade", str(subs), "--csv", str(grades), "--practical", "encoder",
+            "--resume"]  # fmt: skip
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, f"--resume: {grades} does not exist")
+    grades.write_text("name,score\nbob,3\n")
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, f"--resume: {grades} is not a CSV of grades")
+    grades.write_text("student,attention:scaled_dot_product_attention,total\nbob,pass,1\n")
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, "holds other columns than these submissions' parts")
+    assert grades.read_text().startswith("student,attention:")  # left as it was

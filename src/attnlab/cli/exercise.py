@@ -9,9 +9,10 @@
   attnlab exercise solve DIR [--part encoder ...]   write the reference solutions (teachers)
   attnlab exercise grade SUBMISSIONS_DIR --csv grades.csv [--timeout S] [--overwrite]
                  [--practical NAME] [--jobs N]      check every student (one .py file or one
-                                                    folder each), each in its own process; an
+                 [--resume]                         folder each), each in its own process; an
                                                     existing CSV is replaced only with
-                                                    --overwrite
+                                                    --overwrite; a stopped grading keeps its
+                                                    grades, and --resume grades the others
 
 Practicals: encoder (the names practical), attention (the reversal practical), decoder (the
 translation practical); a practical's file is named after it (encoder.py). A student's code
@@ -84,6 +85,11 @@ def _grade_options(parser: Parser) -> None:
     parser.add_argument("--csv", type=Path, required=True, metavar="FILE", help="grades to write")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the --csv file if it exists"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the grades of a stopped grading in --csv and grade the other students",
     )
     parser.add_argument(
         "--practical", metavar="NAME", help="the practical of files named after students"
@@ -177,19 +183,21 @@ def _print_report(report: FileReport, several: bool) -> None:
 
 
 def _grade(args: argparse.Namespace) -> int:
+    from attnlab.exercises.grading import grade
     from attnlab.exercises.registry import PRACTICALS
-    from attnlab.exercises.runner import grade
     from attnlab.files import printable
 
     if args.practical is not None and args.practical not in PRACTICALS:
         raise InputError(f"no practical '{args.practical}' (choose from {', '.join(PRACTICALS)})")
     if args.jobs < 1:
         raise InputError("--jobs must be at least 1")
-    rows = grade(
-        args.submissions, args.csv, args.timeout, args.practical, args.jobs, args.overwrite
-    )
-    parts = len(rows[0]) - 2
-    for row in rows:
-        print(f"{row['student']}: {row['total']} of {parts} parts pass")
+
+    def report(row: dict[str, str]) -> None:  # as soon as a student's checks end
+        print(f"{row['student']}: {row['total']} of {len(row) - 2} parts pass", flush=True)
+
+    grade(
+        args.submissions, args.csv, args.timeout, args.practical, args.jobs, args.overwrite,
+        args.resume, on_student=report,
+    )  # fmt: skip
     print(f"wrote {printable(str(args.csv))}")
     return 0

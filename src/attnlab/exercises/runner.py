@@ -1,5 +1,5 @@
 """Check students' files, each in a child process with a time limit (the parent never imports
-a submission), and grade a folder of submissions into a CSV.
+a submission); :mod:`attnlab.exercises.grading` grades a folder of them with it.
 
 It finds files, starts ``python -m attnlab.exercises.child`` (through
 :mod:`attnlab.exercises.launcher`, so that a submission that kills its parent does not kill
@@ -10,8 +10,6 @@ code) only to know their parts.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import os
 import signal
@@ -19,18 +17,16 @@ import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from attnlab.errors import InputError, OutputError
+from attnlab.errors import InputError
 from attnlab.exercises.registry import PRACTICALS
 from attnlab.exercises.registry import practical as get_practical
-from attnlab.files import check_output_file, printable, read_text, write_text
+from attnlab.files import read_text
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 STARTUP_S = 60.0  # importing torch and attnlab in the child, on a slow machine
-GRADES = {"pass": "pass", "fail": "fail", "todo": "fail", "error": "error", "timeout": "timeout"}
 
 
 @dataclass
@@ -245,117 +241,3 @@ def _signal_name(number: int) -> str:
 def part_names(practical: str) -> list[str]:
     """The names of the practical's parts, in order."""
     return [p.name for p in get_practical(practical).parts]
-
-
-def grade(
-    submissions: Path,
-    csv_path: Path,
-    timeout: float,
-    practical: str | None = None,
-    jobs: int = 2,
-    overwrite: bool = False,
-) -> list[dict[str, str]]:
-    """Check every student in ``submissions`` (one file or one folder each) and write the CSV.
-
-    One row per student, one column per part (``pass``, ``fail``, ``error``, ``timeout``), and
-    ``total``, the number of parts passed. Each file is checked in its own process. A
-    student's name is their file's or folder's, with any byte that is not UTF-8 written as
-    ``\\xNN`` (see :func:`~attnlab.files.printable`). An existing ``csv_path`` (last week's
-    grades, say) raises :class:`OutputError` before anyone is graded, unless ``overwrite``.
-    """
-    check_output_file(csv_path)
-    if csv_path.exists() and not overwrite:
-        raise OutputError(
-            f"{csv_path} already exists: choose another --csv, or pass --overwrite to replace it"
-        )
-    students = _students(submissions)
-    unnamed = [p.name for p in students.values() if p.is_file() and p.stem not in PRACTICALS]
-    if unnamed and not practical:
-        raise InputError(
-            f"give --practical NAME: {unnamed[0]} is not named after a practical, so the "
-            "checker cannot tell which one it is"
-        )
-    checks = {student: _student_files(target, practical) for student, target in students.items()}
-    names = [n for n in PRACTICALS if any(n == m for found in checks.values() for m, _ in found)]
-    columns = [f"{n}:{p}" for n in names for p in part_names(n)]
-    tasks = [(s, n, f) for s, found in checks.items() for n, f in found]
-    reports = _check_all(tasks, timeout, jobs)
-    rows = []
-    for student in students:
-        row = {"student": printable(student), **dict.fromkeys(columns, "error")}
-        for (owner, name, _), report in zip(tasks, reports, strict=True):
-            if owner == student:
-                row.update({f"{name}:{p['part']}": GRADES[str(p["status"])] for p in report.parts})
-        row["total"] = str(sum(row[c] == "pass" for c in columns))
-        rows.append(row)
-    _write_csv(csv_path, ["student", *columns, "total"], rows, overwrite)
-    return rows
-
-
-def _check_all(tasks: list[tuple[str, str, Path]], timeout: float, jobs: int) -> list[FileReport]:
-    """The reports of ``(student, practical, file)`` checks, ``jobs`` at a time.
-
-    Ctrl-C or SIGTERM (raised in this, the main thread) cancels the checks not started and
-    kills the running ones before it goes on up: without that, leaving the pool would wait for
-    every check, queued ones included, for up to their whole time limit each.
-    """
-    launches = Launches()
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-    try:
-        return list(pool.map(lambda t: check_file(t[1], t[2], [], timeout, launches), tasks))
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        launches.kill_all()
-        raise
-    finally:
-        pool.shutdown(wait=True)  # at once after kill_all: the running checks' children are dead
-
-
-def _student_files(target: Path, practical: str | None) -> list[tuple[str, Path]]:
-    """A student's practical files; none (all their parts graded ``error``) when the
-    submission is empty or holds none."""
-    try:
-        return practical_files(target, practical)
-    except InputError:
-        return []
-
-
-def _students(submissions: Path) -> dict[str, Path]:
-    if not submissions.is_dir():
-        raise InputError(f"{submissions} is not a folder of submissions")
-    students = {
-        (p.stem if p.is_file() else p.name): p
-        for p in sorted(submissions.iterdir())
-        if not p.name.startswith((".", "__")) and (p.is_dir() or p.suffix == ".py")
-    }
-    if not students:
-        raise InputError(f"{submissions} holds no submissions (one .py file or folder each)")
-    return students
-
-
-def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]], overwrite: bool) -> None:
-    """Write the grades; without ``overwrite``, a CSV that another process (a second ``grade
-    --csv`` of the same name) wrote while these grades were made is kept, and these go beside
-    it, under the first free name ``NAME-2.csv``, ``NAME-3.csv``, ...: one sentence says so."""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    try:
-        write_text(path, text.getvalue(), replace=overwrite)
-        return
-    except FileExistsError:
-        pass
-    for n in range(2, 10_000):
-        kept = path.with_name(f"{path.stem}-{n}{path.suffix}")
-        try:
-            write_text(kept, text.getvalue(), replace=False)
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise OutputError(f"{path} was written by another process while grading")
-    raise OutputError(
-        f"{path} was written by another process while grading, and is kept: these grades "
-        f"are in {kept}"
-    )
