@@ -306,3 +306,30 @@ def test_a_data_dir_without_the_data_is_refused_before_any_suite_runs(
     (tmp_path / "input.txt").mkdir()
     code, _, err = run_cli(capsys, "bench", "encoder", "--data-dir", str(tmp_path))
     assert_one_line_error(code, err, f"cannot read {tmp_path / 'input.txt'}: it is a directory")
+
+
+def test_a_stopped_bench_prints_the_suites_that_finished(capsys, monkeypatch):
+    """Ctrl-C in the fourth suite of a long bench printed nothing: every result was lost."""
+    finished = types.ModuleType("finished_suite")
+    finished.run = lambda options: [
+        BenchResult("first", "a", "ms", 2.0, 3.0, "ref", higher_is_better=False)
+    ]
+    stopped = types.ModuleType("stopped_suite")
+
+    def run_until_ctrl_c(options):
+        raise KeyboardInterrupt
+
+    stopped.run = run_until_ctrl_c
+    monkeypatch.setitem(sys.modules, "finished_suite", finished)
+    monkeypatch.setitem(sys.modules, "stopped_suite", stopped)
+    monkeypatch.setitem(attnlab.bench.SUITES, "first", "finished_suite")
+    monkeypatch.setitem(attnlab.bench.SUITES, "second", "stopped_suite")
+    code, out, err = run_cli(capsys, "bench", "first", "second", "--device", "cpu")
+    assert code == 130
+    assert out.splitlines()[3].split() == ["first", "a", "ms", "2", "3", "ref", "1.50x"]
+    assert err == (
+        "attnlab: interrupted: the results above are those of the suites that finished (first)\n"
+    )
+    code, out, err = run_cli(capsys, "bench", "second", "--device", "cpu", "--json")
+    assert code == 130 and json.loads(out)["results"] == []
+    assert err == "attnlab: interrupted: no suite had finished\n"

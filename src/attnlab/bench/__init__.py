@@ -101,15 +101,19 @@ class BenchReport:
         return "\n".join(lines)
 
 
-def run_bench(names: list[str], options: BenchOptions) -> BenchReport:
-    """Run the named suites (all of them if ``names`` is empty), in the order given."""
+def run_bench(
+    names: list[str], options: BenchOptions, report: BenchReport | None = None
+) -> BenchReport:
+    """Run the named suites (all of them if ``names`` is empty), in the order given, adding
+    their results to ``report`` (a new one by default) as each suite ends: a caller stopped
+    by Ctrl-C still holds the results of the suites that finished."""
     names = names or list(SUITES)
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         raise AttnlabError(
             f"unknown benchmark suite {unknown[0]!r}: choose from {', '.join(SUITES)}"
         )
-    report = BenchReport(options)
+    report = BenchReport(options) if report is None else report
     for name in dict.fromkeys(names):  # each once, in order
         try:
             module = importlib.import_module(SUITES[name])

@@ -8,10 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+from typing import TYPE_CHECKING
 
 from attnlab.cli.common import Parser, add_device_option, flag
 from attnlab.configs.train import PRECISIONS
-from attnlab.errors import InputError
+from attnlab.errors import InputError, Interrupted
+
+if TYPE_CHECKING:  # the bench package imports torch: only when the command runs
+    from attnlab.bench import BenchReport
 
 LIMITS = {"repeats": 10**6, "threads": 4096, "peak_tflops": 10**7}
 MAX_LOAD = 64  # competing processes of --load
@@ -59,7 +64,7 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from attnlab.bench import run_bench
+    from attnlab.bench import BenchReport, run_bench
     from attnlab.bench.common import BenchOptions
     from attnlab.training.devices import check_precision, resolve_device
 
@@ -93,6 +98,23 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         load=args.load,
     )
-    report = run_bench(args.suites, options)
-    print(json.dumps(report.as_json(), indent=2) if args.json else report.table())
+    report = BenchReport(options)
+    try:
+        run_bench(args.suites, options, report)
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: keep the suites that finished
+        _print(report, args.json)
+        raise Interrupted(getattr(e, "signum", signal.SIGINT), _stopped(report)) from None
+    _print(report, args.json)
     return 0
+
+
+def _print(report: BenchReport, as_json: bool) -> None:
+    print(json.dumps(report.as_json(), indent=2) if as_json else report.table(), flush=True)
+
+
+def _stopped(report: BenchReport) -> str:
+    """What a stop signal left, in words: the suites whose results are shown."""
+    finished = list(dict.fromkeys(r.suite for r in report.results))
+    if not finished:
+        return "no suite had finished"
+    return f"the results above are those of the suites that finished ({', '.join(finished)})"
