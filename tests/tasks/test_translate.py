@@ -232,3 +232,37 @@ def test_a_max_tokens_that_leaves_a_split_empty_is_one_line(capsys, tmp_path):
         cls(cls.Config(data_dir=str(data), bpe_vocab=100, max_tokens=needed - 1))
     splits = cls(cls.Config(data_dir=str(data), bpe_vocab=100, max_tokens=needed)).splits()
     assert min(len(splits.train), len(splits.val), len(splits.test)) >= 1
+
+
+def test_translations_are_printed_as_they_are_made_and_ctrl_c_keeps_them(
+    small_run, capsys, monkeypatch, tmp_path
+):
+    """A file of 10,000 sentences printed nothing until the last was translated, and Ctrl-C
+    an hour in lost every translation."""
+    from attnlab.tasks import translate
+
+    real_search, calls = translate.greedy_search, []
+
+    def search_until_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_search(*args, **kwargs)
+
+    monkeypatch.setattr(translate, "greedy_search", search_until_ctrl_c)
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("je suis fatigue .\nil est grand .\n")
+    code, out, err = run_cli(capsys, "translate", str(small_run), "--file", str(sentences))
+    assert code == 130 and err == "attnlab: interrupted\n"
+    [line] = out.splitlines()
+    assert line.startswith("je suis fatigue .  ->  ")
+
+
+def test_a_bad_sentence_is_refused_before_any_is_translated(small_run, capsys, monkeypatch):
+    from attnlab.tasks import translate
+
+    calls = []
+    monkeypatch.setattr(translate, "greedy_search", lambda *args, **kwargs: calls.append(1))
+    code, out, err = run_cli(capsys, "translate", str(small_run), "je suis .", "   ", "il est .")
+    assert_one_line_error(code, err, "nothing to translate")
+    assert calls == [] and out == ""

@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
             f"{args.run_dir} is a {loaded.task.name} run; attnlab translate needs a translate "
             "or translate-small run"
         )
-    translations = loaded.task.translate(loaded.model, items, beam=args.beam)
-    print_predictions(loaded.task, translations, args.json)
+    translations = loaded.task.translations(loaded.model, items, beam=args.beam)
+    if args.json:
+        print_predictions(loaded.task, list(translations), as_json=True)
+        return 0
+    for translation in translations:  # each as soon as it is made: Ctrl-C keeps those printed
+        print(loaded.task.format_prediction(translation), flush=True)
     return 0

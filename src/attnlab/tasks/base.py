@@ -9,6 +9,7 @@ adding a task never edits the trainer: write a subclass and decorate it with
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -177,6 +178,10 @@ class Translator(Protocol):
     def translate(
         self, model: nn.Module, sentences: list[str], beam: int = 1
     ) -> list[dict[str, Any]]: ...
+
+    def translations(
+        self, model: nn.Module, sentences: list[str], beam: int = 1
+    ) -> Iterator[dict[str, Any]]: ...
 
 
 @runtime_checkable

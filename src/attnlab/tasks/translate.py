@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import sys
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -348,32 +349,42 @@ class _TranslateBase(Task):
 
     @torch.no_grad()
     def translate(self, model: nn.Module, texts: list[str], beam: int = 1) -> list[dict[str, Any]]:
-        """Translate each text (greedy with ``beam=1``, else beam search).
+        """Translate each text (greedy with ``beam=1``, else beam search); see
+        :meth:`translations`."""
+        return list(self.translations(model, texts, beam))
 
-        The beam can hold at most one hypothesis per vocabulary entry: a wider one is an
-        InputError."""
+    def translations(
+        self, model: nn.Module, texts: list[str], beam: int = 1
+    ) -> Iterator[dict[str, Any]]:
+        """Each text's translation as soon as it is made (``attnlab translate --file`` prints
+        it then). Every text is read first, so a bad one (empty, or a beam wider than the
+        vocabulary) is an InputError before any translation is made."""
         if beam > len(self.tokenizer):
             raise InputError(
                 f"--beam must be at most the vocabulary size {len(self.tokenizer):,}; got {beam}"
             )
         device = model_device(model)
-        out = []
-        for text in texts:
-            src = self.encode_source(text).to(device)  # (1, S)
-            limit = self.config.max_tokens + 1
-            if beam == 1:
-                ids = greedy_search(model, src, max_new_tokens=limit)
-            else:
-                ids = beam_search(model, src, beam, self.config.length_penalty, limit)
-            out.append(
-                {
-                    "source": text.strip(),
-                    "translation": self._texts(ids)[0],
-                    "direction": self.config.direction,
-                    "beam": beam,
-                }
-            )
-        return out
+        sources = [self.encode_source(text).to(device) for text in texts]  # (1, S) each
+        limit = self.config.max_tokens + 1
+        return (
+            self._translation(model, text, src, beam, limit)
+            for text, src in zip(texts, sources, strict=True)
+        )
+
+    def _translation(
+        self, model: nn.Module, text: str, src: Tensor, beam: int, limit: int
+    ) -> dict[str, Any]:
+        """One text's translation of its source ids ``src (1, S)``, at most ``limit`` tokens."""
+        if beam == 1:
+            ids = greedy_search(model, src, max_new_tokens=limit)
+        else:
+            ids = beam_search(model, src, beam, self.config.length_penalty, limit)
+        return {
+            "source": text.strip(),
+            "translation": self._texts(ids)[0],
+            "direction": self.config.direction,
+            "beam": beam,
+        }
 
     def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
         return self.translate(model, texts, beam=1)
