@@ -1,6 +1,7 @@
 """attnlab's GPT: the shape and cache contract, tied weights, GPT-2 initialisation, and equality
 with Hugging Face's GPT2LMHeadModel."""
 
+import functools
 import math
 
 import pytest
@@ -221,3 +222,31 @@ def test_input_ids_beyond_the_vocabulary_are_named_not_an_index_error():
         model(torch.tensor([[0, 37]]))
     with pytest.raises(ValueError, match="input_ids must be integer token ids .*torch.float32"):
         model(torch.tensor([[0.0, 1.0]]))
+
+
+def test_bench_training_case_compiles_forward_and_loss_in_one_graph(monkeypatch):
+    """--compile compiles each side's forward pass and its loss together (dynamo's "eager"
+    backend: the same graph capture as inductor, without compiling C++)."""
+    pytest.importorskip("transformers")
+    dynamo = pytest.importorskip("torch._dynamo")
+    from attnlab.bench.common import BenchOptions
+    from attnlab.bench.gpt import gpt2_small_training
+
+    captured = []
+
+    def counting_backend(graph, example_inputs):
+        captured.append(graph)
+        return graph.forward
+
+    monkeypatch.setattr(
+        torch, "compile", functools.partial(torch.compile, backend=counting_backend)
+    )
+    dynamo.reset()
+    tiny = GPTConfig(vocab_size=50, block_size=16, num_layers=1, num_heads=2, d_model=16)
+    options = BenchOptions(device="cpu", repeats=1, compile=True, precision="bf16")
+    result = gpt2_small_training(options, tiny, batch=(2, 16))
+    dynamo.reset()
+    assert result.attnlab > 0 and result.reference > 0
+    ops = [{str(n.target) for n in g.graph.nodes} for g in captured]
+    with_loss = [targets for targets in ops if any("cross_entropy" in t for t in targets)]
+    assert len(with_loss) == 2  # attnlab's graph and Hugging Face's each end in the loss
