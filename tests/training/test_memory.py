@@ -189,6 +189,20 @@ def test_running_out_of_memory_in_a_step_stops_in_one_sentence_keeping_the_check
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 10
 
 
+def test_running_out_of_memory_in_a_validation_names_it(tmp_path):
+    trainer = trainer_with_a_struck_step(tmp_path, 0, _out_of_memory)  # no step is struck
+    real_evaluate, validations = trainer.task.evaluate, []
+
+    def evaluate_until_out_of_memory(model, batches):
+        validations.append(1)
+        return _out_of_memory(None) if len(validations) == 2 else real_evaluate(model, batches)
+
+    trainer.task.evaluate = evaluate_until_out_of_memory
+    with pytest.raises(TrainingError, match=r"memory \(.*\) in the validation at step 10, so "):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 5
+
+
 def test_an_allocation_failure_outside_training_is_one_line(capsys, monkeypatch, trained_run):
     def allocate_too_much(*args, **kwargs):
         return torch.empty(2**62, dtype=torch.uint8)

@@ -161,6 +161,7 @@ class Trainer:
         self._files_open = False  # the run's files are being written: a stop waits for them
         self._stop_after_files: int | None = None  # the signal that waits for the files
         self._stopping = False  # some process was asked to stop: all stop after this step
+        self._validating = False  # the model is being validated (not trained)
         self._acknowledged = threading.Lock()  # held once the first stop signal is answered
         self._second_taken = threading.Event()  # the main thread took a second stop signal
         self._files_lock = threading.RLock()  # held while the run's files are written
@@ -421,8 +422,13 @@ class Trainer:
         except (RuntimeError, MemoryError) as e:
             if not is_out_of_memory(e):
                 raise
+            where = (
+                f"in the validation at step {self.step}"
+                if self._validating
+                else f"at step {self.step + 1}"
+            )
             raise TrainingError(
-                f"{out_of_memory_sentence(e)} at step {self.step + 1}, so training stopped "
+                f"{out_of_memory_sentence(e)} {where}, so training stopped "
                 f"(choose a smaller --batch-size, a larger --grad-accum, shorter sequences or "
                 f"a smaller model); {self._last_good()}"
             ) from e
@@ -579,8 +585,10 @@ class Trainer:
         """
         if distributed.is_main():
             self.model.eval()
+            self._validating = True  # an allocation that fails here names the validation
             with autocast(self.device, self.config.precision):
                 metrics = self.task.evaluate(self.model, batches_on(val_loader, self.device))
+            self._validating = False
             self.model.train()
         with self._files_kept_together():
             if distributed.is_main():
