@@ -74,15 +74,20 @@ def grade(
             raise  # no new grade to keep
         kept = [rows[printable(s)] for s in students if printable(s) in rows]
         _write_csv(csv_path, header, kept, replace=overwrite or resume)
-        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-        raise Interrupted(
-            signum,
-            f"the grades of {len(kept)} of {len(students)} students are in {csv_path}; "
-            "the same command with --resume grades the others",
-        ) from None
+        raise _stopped(e, f"{len(kept)} of {len(students)}", csv_path) from None
     ordered = [rows[printable(s)] for s in students]
     _write_csv(csv_path, header, ordered, replace=overwrite or resume)
     return ordered
+
+
+def _stopped(stop: KeyboardInterrupt, counts: str, csv_path: Path) -> Interrupted:
+    """The stop signal that ended a grading, saying where the ``counts`` grades made are."""
+    signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+    return Interrupted(
+        signum,
+        f"the grades of {counts} students are in {csv_path}; the same command with --resume "
+        "grades the others",
+    )
 
 
 def _checks(students: dict[str, Path], practical: str | None) -> dict[str, list[tuple[str, Path]]]:
