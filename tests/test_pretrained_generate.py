@@ -386,3 +386,24 @@ assert "transformers" not in sys.modules, "transformers was imported"
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_weights_or_a_model_the_memory_cannot_hold_are_refused_before_allocating(
+    family, request, capsys, monkeypatch
+):
+    """A 7B folder (14 GB of weights, then 28 GB of float32 model) on a 16 GB laptop ended in
+    the kernel's OOM killer. Here the machine has one byte too few for one, then the other."""
+    from attnlab import machine
+
+    folder = request.getfixturevalue(f"{family}_copy")
+    capsys.readouterr()  # transformers' progress bar, from saving the folder
+    weights = (folder / "model.safetensors").stat().st_size
+    parameters = sum(p.numel() for p in load_pretrained_lm(folder).model.parameters())
+    monkeypatch.setattr(machine, "available_memory", lambda: weights - 1)
+    code, _, err = generate_cli(capsys, folder)
+    assert_one_line_error(code, err, f"reading the weights of {folder} needs about")
+    free = iter([weights, parameters * 4 - 1])  # room for the weights, then not for the model
+    monkeypatch.setattr(machine, "available_memory", lambda: next(free))
+    code, _, err = generate_cli(capsys, folder)
+    assert_one_line_error(code, err, f"the model of {folder} ({parameters:,} parameters in")

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.errors import ConfigError, InputError
+from attnlab.machine import check_memory
 from attnlab.options import check_depth
 
 SUPPORTED = ("gpt2", "llama")
@@ -127,6 +128,11 @@ def load_pretrained_lm(path: str | Path) -> PretrainedLM:
             f"supported: {', '.join(SUPPORTED)}"
         )
     tokenizer = _read_tokenizer(path)
+    check_memory(  # a 7B model's 14 GB of weights on a laptop: one sentence, not the OOM killer
+        sum(f.stat().st_size for f in _weight_files(path)),
+        f"reading the weights of {path}",
+        "choose a smaller model, or close what holds the memory",
+    )
     state = read_safetensors(path)
     if model_type == "gpt2":
         model, context_key = _gpt2(hf_config, state, path), "n_positions"
@@ -203,6 +209,23 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
     )
 
 
+def _weight_files(path: Path) -> list[Path]:
+    """The folder's weight files: ``model.safetensors``, else its shards (``*.safetensors``)."""
+    single = path / "model.safetensors"
+    return [single] if single.is_file() else sorted(path.glob("*.safetensors"))
+
+
+def _check_model_fits(skeleton_model: nn.Module, path: Path) -> None:
+    """Refuse a model whose float32 weights do not fit beside the tensors already read,
+    before it is allocated (``skeleton_model`` is on the meta device)."""
+    parameters = sum(p.numel() for p in skeleton_model.parameters())
+    check_memory(
+        parameters * 4,
+        f"the model of {path} ({parameters:,} parameters in float32)",
+        "choose a smaller model, or close what holds the memory",
+    )
+
+
 def _load_file(file: Path) -> dict[str, Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -254,9 +277,11 @@ def _gpt2(hf_config: Mapping[str, Any], state: dict[str, Tensor], path: Path) ->
         config = gpt2_config_from_hf(SimpleNamespace(**values))
         mapped = gpt2_state_dict_from_hf(state, config.num_layers)
         # config.json's sizes checked against the file's before the model is allocated
-        check_state(skeleton(lambda: GPT(config)), mapped)
+        shapes = skeleton(lambda: GPT(config))
+        check_state(shapes, mapped)
     except (TypeError, ValueError) as e:
         raise InputError(f"{path} cannot be loaded as a GPT-2: {_sentence(e)}") from e
+    _check_model_fits(shapes, path)
     model = GPT(config)
     model.load_state_dict(mapped)
     return model
@@ -271,9 +296,11 @@ def _llama(hf_config: Mapping[str, Any], state: dict[str, Tensor], path: Path) -
     try:
         config = llama_config_from_hf(hf_config)
         # config.json's sizes checked against the file's before the model is allocated
-        mapped = checked_state_dict(skeleton(lambda: Llama(config)), state)
+        shapes = skeleton(lambda: Llama(config))
+        mapped = checked_state_dict(shapes, state)
     except InputError as e:
         raise InputError(f"{path} cannot be loaded as a Llama: {_sentence(e)}") from e
+    _check_model_fits(shapes, path)
     model = Llama(config)
     model.load_state_dict(mapped)
     return model
