@@ -16,6 +16,7 @@ state and the numerically delicate operations (softmax, layer norm, losses) in f
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 
@@ -92,3 +93,15 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     ``step(optimizer)`` is ``optimizer.step()``: the training loop has one code path.
     """
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) tuple / list / dict batch to ``device`` (``meta``
+    included: shapes only, for the memory check)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from attnlab.machine import available_memory, check_memory, refuse_if_short
 from attnlab.tasks.base import Task
+from attnlab.training.devices import to_device
 
 BYTES_PER_PARAMETER = {"inference": 4, "training": 16}  # fp32 weights (+ grads, 2 Adam moments)
 BYTES_PER_ACTIVATION = {"fp32": 4, "bf16": 2, "fp16": 2}  # what autocast's matmuls write
@@ -94,19 +95,8 @@ def activation_bytes(
     for module in model.modules():
         if next(module.children(), None) is None:  # a leaf: its output is one activation
             module.register_forward_hook(count)
-    loss(model, _to_meta(batch))
+    loss(model, to_device(batch, torch.device("meta")))
     return total
-
-
-def _to_meta(batch: Any) -> Any:
-    """The same (nested) batch with every tensor on the meta device (shapes only)."""
-    if isinstance(batch, Tensor):
-        return batch.to("meta")
-    if isinstance(batch, dict):
-        return {k: _to_meta(v) for k, v in batch.items()}
-    if isinstance(batch, list | tuple):
-        return type(batch)(_to_meta(v) for v in batch)
-    return batch
 
 
 def check_step_fits(task: Task, batch: Any, device: torch.device, precision: str) -> None:

@@ -59,7 +59,13 @@ from attnlab.training.checkpoint import (
     save_weights,
     write_json,
 )
-from attnlab.training.devices import autocast, check_precision, grad_scaler, resolve_device
+from attnlab.training.devices import (
+    autocast,
+    check_precision,
+    grad_scaler,
+    resolve_device,
+    to_device,
+)
 from attnlab.training.distributed import EpochBatchSampler, check_batch_split
 from attnlab.training.memory import check_step_fits
 from attnlab.training.schedules import build_scheduler
@@ -74,17 +80,6 @@ __all__ = [
     "resolve_device",
     "to_device",
 ]
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) tuple / list / dict batch to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, list | tuple):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
 
 
 def batches_on(loader: Iterable[Any], device: torch.device) -> Iterator[Any]:
