@@ -2,6 +2,8 @@
 (attnlab.exercises.probes) name an input changed in place, a backward pass broken by an
 in-place operation, a gradient cut from the graph, and dropout that is missing."""
 
+import pytest
+
 from attnlab.exercises.registry import practical
 
 from .helpers import check_here, plant
@@ -132,32 +134,31 @@ def test_a_dropout_left_out_of_a_decoder_layer_written_inline_is_named(tmp_path)
     assert failing == {"DecoderLayer.forward": hint("decoder", "no-dropout-self-attention")}
 
 
-def test_a_layer_whose_dropout_draws_other_masks_passes(tmp_path):
-    """Dropout on the attention's output drawn by hand (torch.rand_like, not the reference's
-    bernoulli_): no mistake can be named from the numbers, and the layer passes."""
-    changes = {
+# Correct code written another way, which must pass: the attention's output dropout drawn
+# by hand (torch.rand_like, not the reference's bernoulli_: no mistake can be named from the
+# numbers), and the weights' dropout drawn by hand with a NaN guard out of place.
+_DRAWN_BY_HAND = {
+    "output-dropout": {
         "attended = self.dropout(self.w_o(merged))": (
             "attended = self.w_o(merged)\n"
             "        if self.training:\n"
             "            keep = torch.rand_like(attended) >= self.dropout.p\n"
             "            attended = attended * keep / (1 - self.dropout.p)"
         ),
-    }
-    path = plant(tmp_path / "encoder.py", "encoder", changes)
-    _, verdicts = check_here("encoder", path)
-    assert {v["status"] for v in verdicts.values()} == {"pass"}, verdicts
-
-
-def test_correct_code_written_with_its_own_dropout_and_out_of_place_ops_passes(tmp_path):
-    """Dropout drawn by hand from the global generator, and a NaN guard out of place."""
-    changes = {
+    },
+    "weights-dropout-and-nan-guard": {
         "weights = self.dropout(weights)": (
             "if self.training:\n"
             "            keep = torch.rand_like(weights) >= self.dropout.p\n"
             "            weights = weights * keep / (1 - self.dropout.p)\n"
             "        weights = weights.nan_to_num(0.0)"
         ),
-    }
+    },
+}
+
+
+@pytest.mark.parametrize("changes", _DRAWN_BY_HAND.values(), ids=list(_DRAWN_BY_HAND))
+def test_correct_code_with_its_own_dropout_passes(tmp_path, changes):
     path = plant(tmp_path / "encoder.py", "encoder", changes)
     _, verdicts = check_here("encoder", path)
     assert {v["status"] for v in verdicts.values()} == {"pass"}, verdicts
