@@ -5,12 +5,15 @@ import dataclasses
 import math
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from attnlab.configs import CARDS, ModelSize, TrainConfig
-from attnlab.errors import ConfigError
-from attnlab.options import build, flat_dict, flat_fields, from_json
+# A test extra, absent where only the test suite's CUDA cases run (benchmarks/gpu_check.py).
+pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from attnlab.configs import CARDS, ModelSize, TrainConfig  # noqa: E402
+from attnlab.errors import ConfigError  # noqa: E402
+from attnlab.options import build, flat_dict, flat_fields, from_json  # noqa: E402
 
 CONFIGS = [TrainConfig, ModelSize, *(card.config for card in CARDS.values())]
 

@@ -1,10 +1,14 @@
 """Properties of the encoder that hold for any input (checked with hypothesis)."""
 
+import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from attnlab.nn import (
+# A test extra, absent where only the test suite's CUDA cases run (benchmarks/gpu_check.py).
+pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from attnlab.nn import (  # noqa: E402
     EncoderLayer,
     TransformerEncoder,
     causal_mask,
