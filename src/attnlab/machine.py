@@ -11,6 +11,7 @@ import os
 from attnlab.errors import ConfigError
 
 GB = 1024**3
+MB = 1024**2
 
 
 def available_memory() -> int | None:
@@ -48,6 +49,17 @@ def refuse_if_short(
     ``bound`` ("about", "at least") says how exact ``needed`` is."""
     if available is not None and needed > available:
         raise ConfigError(
-            f"{what} needs {bound} {needed / GB:,.1f} GB, and {where} has "
-            f"{available / GB:,.1f} GB available ({advice})"
+            f"{what} needs {bound} {size_in_words(needed)}, and {where} has "
+            f"{size_in_words(available)} available ({advice})"
         )
+
+
+def size_in_words(n_bytes: int) -> str:
+    """``n_bytes`` as GB with one decimal ("30.5 GB"), as MB below 1 GB ("312 MB") and in
+    bytes below 1 MB, so a small size never reads "0.0 GB"; GB and MB are binary (2**30 and
+    2**20 bytes)."""
+    if n_bytes >= GB:
+        return f"{n_bytes / GB:,.1f} GB"
+    if n_bytes >= MB:
+        return f"{n_bytes / MB:,.0f} MB"
+    return f"{n_bytes:,} bytes"

@@ -7,6 +7,7 @@ from torch import nn
 
 from attnlab.errors import ConfigError, TrainingError, is_out_of_memory, out_of_memory_sentence
 from attnlab.evaluation import evaluate_run
+from attnlab.machine import refuse_if_short
 from attnlab.runs import load_run
 from attnlab.tasks import get_task
 from attnlab.tasks.reverse import ReverseConfig, ReverseTask
@@ -95,6 +96,21 @@ def test_a_step_larger_than_the_free_memory_is_refused(monkeypatch):
         check_step_fits(task, batch, torch.device("cpu"), "fp32")
     monkeypatch.setattr(memory, "available_on", lambda device: int(needed) + 10**7)
     check_step_fits(task, batch, torch.device("cpu"), "fp32")  # fits: no error
+
+
+@pytest.mark.parametrize(
+    ("needed", "available", "said"),
+    [
+        (int(30.5 * 2**30), int(22.8 * 2**30), "needs about 30.5 GB, and this machine has 22.8 GB"),
+        (2**30, 300 * 2**20, "needs about 1.0 GB, and this machine has 300 MB available"),
+        (5 * 2**20, 4096, "needs about 5 MB, and this machine has 4,096 bytes available"),
+    ],
+)
+def test_a_refusal_states_sizes_in_units_that_do_not_round_to_zero(needed, available, said):
+    with pytest.raises(ConfigError, match=said) as refused:
+        refuse_if_short(needed, available, "the data", "choose less")
+    assert "0.0 GB" not in str(refused.value)
+    refuse_if_short(available, available, "the data", "choose less")  # exactly fits: no error
 
 
 @needs_data
