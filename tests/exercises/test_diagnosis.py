@@ -57,6 +57,24 @@ STUDENT_STYLE = {
         "q @ k.transpose(-2, -1) / math.sqrt(d_k)": "torch.matmul(q, k.transpose(-1, -2))"
     },
     "scaled-by-d_k": {"/ math.sqrt(d_k)": "/ float(d_k)"},
+    "queries-keys-swapped": {
+        "q @ k.transpose(-2, -1) / math.sqrt(d_k)": (
+            "torch.matmul(k, q.transpose(-1, -2)) / math.sqrt(d_k)"
+        )
+    },
+    "one-projection-for-qkv": {
+        "return split_heads(self.w_q(x)), split_heads(self.w_k(x)), split_heads(self.w_v(x))": (
+            "q = split_heads(self.w_q(x))\n        return q, q, q"
+        )
+    },
+    "norm-inside-residual": {
+        "x = self.gamma1 * self.norm(x + attended) + self.beta1": (
+            "x = self.gamma1 * self.norm(attended) + self.beta1 + x"
+        ),
+        "x = self.gamma2 * self.norm(x + self.dropout(self.feed_forward(x))) + self.beta2": (
+            "x = x + (self.norm(self.dropout(self.feed_forward(x))) * self.gamma2 + self.beta2)"
+        ),
+    },
     "softmax-wrong-axis": {
         'scores.masked_fill(~mask, float("-inf"))': "scores.masked_fill(mask == 0, -1e9)",
         "torch.softmax(scores, dim=-1)": "scores.softmax(dim=2)",

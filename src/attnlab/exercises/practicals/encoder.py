@@ -177,6 +177,10 @@ _PRE_LN_FORWARD = """        attended = self.dropout(self.w_o(merged))
         x = x + attended
         x = x + self.dropout(self.feed_forward(self.gamma2 * self.norm(x) + self.beta2))
 """
+_NORM_INSIDE_FORWARD = """        attended = self.dropout(self.w_o(merged))
+        x = x + self.gamma1 * self.norm(attended) + self.beta1
+        x = x + self.gamma2 * self.norm(self.dropout(self.feed_forward(x))) + self.beta2
+"""
 
 DROPOUT_HINT = (
     "the dropout on {}'s output is missing: in train mode each sublayer's output goes "
@@ -242,6 +246,24 @@ MISTAKES = [
                 "t.view(B, self.num_heads, T, self.d_k)"
             ),
         },
+    ),
+    _mistake(
+        "one-projection-for-qkv",
+        f"{_LAYER}.predicting_qkv",
+        "the keys and values are made with W_q too: each has its own projection, "
+        "Q = x W_q, K = x W_k, V = x W_v (section 3.2.2)",
+        {
+            "split_heads(self.w_k(x)), split_heads(self.w_v(x))": (
+                "split_heads(self.w_q(x)), split_heads(self.w_q(x))"
+            ),
+        },
+    ),
+    _mistake(
+        "queries-keys-swapped",
+        _ATTENTION,
+        "the scores are k q^T, the transpose of q k^T: row i must hold query i's scores "
+        "against every key, q @ k.transpose(-2, -1)",
+        {_SCALE: "scores = k @ q.transpose(-2, -1) / math.sqrt(d_k)"},
     ),
     _mistake(
         "no-scaling",
@@ -440,6 +462,14 @@ MISTAKES = [
             ),
             _FORWARD: _PRE_LN_FORWARD,
         },
+    ),
+    _mistake(
+        "norm-inside-residual",
+        f"{_LAYER}.forward",
+        "the LayerNorm is applied to the sublayer's output and the input added afterwards, "
+        "x + LayerNorm(Sublayer(x)): the paper normalises the residual sum, "
+        "LayerNorm(x + Sublayer(x)) (section 3.1)",
+        {_FORWARD: _NORM_INSIDE_FORWARD},
     ),
     _mistake(
         "no-gain-bias",
