@@ -159,6 +159,11 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         _hint("scores-multiplied"),
         {_SCALE: "scores = q @ k.transpose(-2, -1) * math.sqrt(d_k)"},
     ),
+    "queries-keys-swapped": (
+        "scaled_dot_product",
+        _hint("queries-keys-swapped"),
+        {_SCALE: "scores = k @ q.transpose(-2, -1) / math.sqrt(d_k)"},
+    ),
     "softmax-wrong-axis": (
         "scaled_dot_product",
         _hint("softmax-wrong-axis"),
