@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from attnlab import pretrained
+from attnlab import machine, pretrained
 from attnlab.pretrained import CheckpointError, TruncationWarning, load_pretrained
 from tests.cli_helpers import assert_one_line_error, run_cli
 
@@ -211,3 +211,17 @@ def test_non_bert_directory_and_empty_text_give_one_line_and_status_2(capsys, tm
     assert_one_line_error(code, err, "is not a BERT checkpoint")
     code, _, err = run_cli(capsys, "similarity", "", "b")
     assert_one_line_error(code, err, "text 1 is empty")
+
+
+def test_a_model_the_memory_cannot_hold_is_refused_before_reading_or_building_it(
+    capsys, monkeypatch, minilm
+):
+    weights = (minilm.path / "model.safetensors").stat().st_size
+    parameters = sum(p.numel() for p in minilm.model.parameters())
+    monkeypatch.setattr(machine, "available_memory", lambda: weights - 1)
+    code, _, err = run_cli(capsys, "embed", "a text", "--pretrained", "minilm")
+    assert_one_line_error(code, err, f"reading the weights of {minilm.path} needs about")
+    free = iter([weights, parameters * 4 - 1])  # room for the weights, then not for the model
+    monkeypatch.setattr(machine, "available_memory", lambda: next(free))
+    code, _, err = run_cli(capsys, "embed", "a text", "--pretrained", "minilm")
+    assert_one_line_error(code, err, f"the model of {minilm.path} ({parameters:,} parameters in")

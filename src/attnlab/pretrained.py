@@ -30,6 +30,7 @@ from torch import Tensor
 from attnlab.errors import AttnlabError, InputError
 from attnlab.interop.hf import skeleton
 from attnlab.interop.hf_bert import checked_state_dict
+from attnlab.machine import check_memory
 from attnlab.models.bert import Bert, BertConfig, sentence_embedding
 from attnlab.options import check_depth
 from attnlab.viz.views import AttentionView
@@ -251,15 +252,27 @@ def _read_weights(path: Path, config: BertConfig) -> Bert:
             f"{path} has no model.safetensors"
             f"{pickled if (path / 'pytorch_model.bin').exists() else ''}"
         )
+    check_memory(
+        weights_file.stat().st_size,
+        f"reading the weights of {path}",
+        "choose a smaller model, or close what holds the memory",
+    )
     try:
         hf_state = load_file(weights_file)
     except (OSError, SafetensorError) as e:
         raise CheckpointError(f"cannot read {weights_file}: {e}") from e
     try:
+        skeleton_model = skeleton(lambda: Bert(config))  # on the meta device: no memory
         # config.json's sizes checked against the file's before the model is allocated
-        mapped = checked_state_dict(skeleton(lambda: Bert(config)), hf_state)
+        mapped = checked_state_dict(skeleton_model, hf_state)
     except ValueError as e:
         raise CheckpointError(f"{weights_file} cannot be loaded: {e}") from e
+    parameters = sum(p.numel() for p in skeleton_model.parameters())
+    check_memory(
+        parameters * 4,
+        f"the model of {path} ({parameters:,} parameters in float32)",
+        "choose a smaller model, or close what holds the memory",
+    )
     model = Bert(config)
     model.load_state_dict(mapped)
     return model
