@@ -18,6 +18,8 @@ PRACTICALS = {
     "attention": "the reversal practical: scaled dot-product, multi-head attention, encoder "
     "block, warm-up schedule",
     "decoder": "the translation practical: causal mask, decoder layer, greedy decoding",
+    "llama": "today's blocks: RMSNorm, rotary positions, SwiGLU, grouped-query attention, "
+    "the pre-norm Llama block",
 }
 
 
