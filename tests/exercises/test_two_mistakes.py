@@ -111,3 +111,16 @@ def test_pairs_of_the_encoder_practicals_mistakes_are_named(tmp_path, pair):
 )
 def test_pairs_of_the_decoder_practicals_mistakes_are_named(tmp_path, pair):
     assert_pair_named("decoder", *pair, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [
+        ("rmsnorm-eps-outside-sqrt", "swiglu-gelu"),  # no part but the block uses both
+        ("gqa-heads-tiled", "no-scaling"),  # the attention and the block name both
+        ("rotary-base-1000", "no-residual-feed-forward"),
+    ],
+    ids="+".join,
+)
+def test_pairs_of_the_llama_practicals_mistakes_are_named(tmp_path, pair):
+    assert_pair_named("llama", *pair, tmp_path)
