@@ -15,6 +15,7 @@ from attnlab.nn import BlockSpec, EncoderLayer, FeedForward, MultiHeadAttention,
 from attnlab.nn.attention import repeat_kv
 from attnlab.nn.rotary import RotaryEmbedding
 
+from ..conftest import fp32_atol
 from .helpers import check_here, plant
 
 LLAMA = practical("llama")
@@ -115,7 +116,8 @@ def test_grouped_query_attention_equals_attnlabs():
     torch.testing.assert_close(attn(x), reference(x, is_causal=True))
 
 
-def test_llama_block_equals_attnlabs_encoder_layer_with_the_llama_spec():
+def test_llama_block_equals_attnlabs_encoder_layer_with_the_llama_spec(device):
+    """On every device: the solution builds its rotary tables and mask where x is."""
     block = random_block()
     reference = EncoderLayer(spec=spec()).eval()
     attention = attnlab_attention_state(block.self_attn)
@@ -127,8 +129,10 @@ def test_llama_block_equals_attnlabs_encoder_layer_with_the_llama_spec():
         **{f"feed_forward.{k}": v for k, v in feed_forward.items()},
     }
     reference.load_state_dict(state)
-    x = torch.randn(B, T, D)
-    torch.testing.assert_close(block(x), reference(x, is_causal=True))
+    block, reference = block.to(device), reference.to(device)
+    x = torch.randn(B, T, D, device=device)
+    atol = fp32_atol(device, 1e-5)
+    torch.testing.assert_close(block(x), reference(x, is_causal=True), atol=atol, rtol=1.3e-6)
 
 
 def test_llama_block_equals_hugging_faces_decoder_layer():
@@ -259,7 +263,8 @@ def test_correct_variants_written_another_way_pass(tmp_path):
         _REPEAT: "B, H_kv, T, d = x.shape\n"
         "    return x[:, :, None].expand(B, H_kv, groups, T, d).reshape(B, H_kv * groups, T, d)",
         "        scores = q @ k.transpose(-2, -1) / math.sqrt(d_head)  # (B, H, T, T)\n"
-        "        causal = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T): True where j <= i\n"
+        "        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()"
+        "  # (T, T): j <= i\n"
         '        scores = scores.masked_fill(~causal, float("-inf"))\n'
         "        heads = scores.softmax(dim=-1) @ v  # (B, H, T, d_head)\n": (
             "        heads = F.scaled_dot_product_attention(q, k, v, is_causal=True)\n"

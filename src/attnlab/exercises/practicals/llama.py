@@ -134,7 +134,8 @@ PARTS = [
 ]
 
 _MEAN_SQUARE = "x32.pow(2).mean(dim=-1, keepdim=True)"
-_THETA = "theta = base ** (-torch.arange(0, d_head, 2).float() / d_head)"
+_THETA = "theta = base ** (-even / d_head)"
+_EVEN = "even = torch.arange(0, d_head, 2, device=device).float()"
 _HALVES = "angles = torch.cat((angles, angles), dim=-1)"
 _ROTATE_HALF = """    x1, x2 = x.chunk(2, dim=-1)  # each (B, H, T, d_head / 2)
     rotated_half = torch.cat((-x2, x1), dim=-1)  # (B, H, T, d_head)
@@ -190,25 +191,25 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "rotary_cos_sin",
         "the rotary base is 1000: theta_i = base^(-2i / d_head) with the base given, whose "
         "default is 10000 as in RoFormer section 3.2.2 and Llama",
-        {_THETA: "theta = 1000.0 ** (-torch.arange(0, d_head, 2).float() / d_head)"},
+        {_THETA: "theta = 1000.0 ** (-even / d_head)"},
     ),
     "rotary-base-ignored": (
         "rotary_cos_sin",
         "the base argument is ignored: theta_i = base^(-2i / d_head) uses the base it is "
         "given (Llama's rope_theta), not a fixed 10000",
-        {_THETA: "theta = 10000.0 ** (-torch.arange(0, d_head, 2).float() / d_head)"},
+        {_THETA: "theta = 10000.0 ** (-even / d_head)"},
     ),
     "rotary-exponent-i": (
         "rotary_cos_sin",
         "the frequencies' exponent is -i / d_head: it is -2i / d_head for pair i "
         "(RoFormer section 3.2.2), the even numbers torch.arange(0, d_head, 2) over d_head",
-        {_THETA: "theta = base ** (-torch.arange(d_head // 2).float() / d_head)"},
+        {_EVEN: "even = torch.arange(d_head // 2, device=device).float()"},
     ),
     "rotary-no-offset": (
         "rotary_cos_sin",
         "the positions do not begin at start: the angles are those of positions start .. "
         "start + T - 1, the new tokens after start cached ones",
-        {"torch.arange(start, start + T)": "torch.arange(T)"},
+        {"torch.arange(start, start + T, device=device)": "torch.arange(T, device=device)"},
     ),
     "rotary-interleaved": (
         "apply_rotary",

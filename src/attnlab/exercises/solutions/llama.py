@@ -59,7 +59,11 @@ class RMSNorm(nn.Module):
 
 
 def rotary_cos_sin(
-    T: int, d_head: int, base: float = 10000.0, start: int = 0
+    T: int,
+    d_head: int,
+    base: float = 10000.0,
+    start: int = 0,
+    device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The rotary angles of positions ``start .. start + T - 1`` (RoFormer section 3.2.2).
 
@@ -70,11 +74,12 @@ def rotary_cos_sin(
     gives the positions of new tokens after ``start`` cached ones.
 
     Returns:
-        ``(cos, sin)``, each ``(T, d_head)``: ``cos[t, j]`` is ``cos((start + t) theta_i)``
-        with ``i = j mod (d_head / 2)``.
+        ``(cos, sin)``, each ``(T, d_head)`` on ``device`` (the queries' and keys' device):
+        ``cos[t, j]`` is ``cos((start + t) theta_i)`` with ``i = j mod (d_head / 2)``.
     """
-    theta = base ** (-torch.arange(0, d_head, 2).float() / d_head)  # (d_head / 2,)
-    positions = torch.arange(start, start + T).float()  # (T,)
+    even = torch.arange(0, d_head, 2, device=device).float()  # (d_head / 2,): 2i
+    theta = base ** (-even / d_head)  # (d_head / 2,)
+    positions = torch.arange(start, start + T, device=device).float()  # (T,)
     angles = positions[:, None] * theta[None, :]  # (T, d_head / 2)
     angles = torch.cat((angles, angles), dim=-1)  # (T, d_head): pair i is (i, i + d_head / 2)
     return angles.cos(), angles.sin()
@@ -183,11 +188,11 @@ class GroupedQueryAttention(nn.Module):
         q = self.w_q(x).view(B, T, H, d_head).transpose(1, 2)  # (B, H, T, d_head)
         k = self.w_k(x).view(B, T, H_kv, d_head).transpose(1, 2)  # (B, H_kv, T, d_head)
         v = self.w_v(x).view(B, T, H_kv, d_head).transpose(1, 2)  # (B, H_kv, T, d_head)
-        cos, sin = rotary_cos_sin(T, d_head, self.rope_theta)  # each (T, d_head)
+        cos, sin = rotary_cos_sin(T, d_head, self.rope_theta, device=x.device)  # (T, d_head)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         k, v = repeat_kv(k, H), repeat_kv(v, H)  # each (B, H, T, d_head)
         scores = q @ k.transpose(-2, -1) / math.sqrt(d_head)  # (B, H, T, T)
-        causal = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T): True where j <= i
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # (T, T): j <= i
         scores = scores.masked_fill(~causal, float("-inf"))
         heads = scores.softmax(dim=-1) @ v  # (B, H, T, d_head)
         heads = heads.transpose(1, 2).reshape(B, T, H * d_head)  # (B, T, H d_head)

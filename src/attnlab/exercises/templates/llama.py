@@ -57,7 +57,11 @@ class RMSNorm(nn.Module):
 
 
 def rotary_cos_sin(
-    T: int, d_head: int, base: float = 10000.0, start: int = 0
+    T: int,
+    d_head: int,
+    base: float = 10000.0,
+    start: int = 0,
+    device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The rotary angles of positions ``start .. start + T - 1`` (RoFormer section 3.2.2).
 
@@ -68,8 +72,8 @@ def rotary_cos_sin(
     gives the positions of new tokens after ``start`` cached ones.
 
     Returns:
-        ``(cos, sin)``, each ``(T, d_head)``: ``cos[t, j]`` is ``cos((start + t) theta_i)``
-        with ``i = j mod (d_head / 2)``.
+        ``(cos, sin)``, each ``(T, d_head)`` on ``device`` (the queries' and keys' device):
+        ``cos[t, j]`` is ``cos((start + t) theta_i)`` with ``i = j mod (d_head / 2)``.
     """
     raise NotImplementedError("TODO: theta_i, the angles m theta_i, each half of d_head")
 
