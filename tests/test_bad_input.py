@@ -277,6 +277,16 @@ HAND_EDITED = {
         lambda c: with_model(c, max_len=0),
         "config.json was edited: its task gives a model with max_len = ",
     ),
+    "a size past PyTorch's 64-bit counts": (  # the meta build raised, with C++ frames
+        lambda c: with_model(c, d_model=2**40),
+        "the model config in config.json is invalid (a tensor of this model would hold more "
+        "than 2**63 numbers",
+    ),
+    "a size past 64 bits": (
+        lambda c: with_model(c, d_model=10**20),
+        "the model config in config.json is invalid (a tensor of this model would hold more "
+        "than 2**63 numbers",
+    ),
     "a train config that is a list": (lambda c: {**c, "train": []}, NOT_A_RUN),
     "an unknown optimizer": (
         lambda c: {**c, "train": {**c["train"], "optimizer": "x"}},
