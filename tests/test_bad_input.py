@@ -287,6 +287,11 @@ HAND_EDITED = {
         "the model config in config.json is invalid (a tensor of this model would hold more "
         "than 2**63 numbers",
     ),
+    "a number of 5,000 digits": (  # json's own refusal is a ValueError, not a JSONDecodeError
+        lambda c: json.dumps(c).replace('"seq_len": 16', '"seq_len": ' + "9" * 5000),
+        "config.json is not the JSON of an attnlab run (it holds a number of more than 4,300 "
+        "digits)",
+    ),
     "a train config that is a list": (lambda c: {**c, "train": []}, NOT_A_RUN),
     "an unknown optimizer": (
         lambda c: {**c, "train": {**c["train"], "optimizer": "x"}},

@@ -342,6 +342,18 @@ def test_a_broken_index(sharded, capsys):
     assert_one_line_error(code, err, "has no weight_map")
 
 
+@pytest.mark.parametrize(
+    "text, reason",
+    [("[" * 100_000 + "]" * 100_000, "nested too deep"),
+     ('{"n_layer": ' + "9" * 5000 + "}", "it holds a number of more than 4,300 digits")],
+    ids=["nested too deep", "5,000 digits"],
+)  # fmt: skip
+def test_a_config_json_python_cannot_parse(gpt2_copy, capsys, text, reason):
+    (gpt2_copy / "config.json").write_text(text)
+    code, _, err = generate_cli(capsys, gpt2_copy)
+    assert_one_line_error(code, err, f"config.json: {reason}")
+
+
 def test_an_index_naming_a_missing_shard(sharded, capsys):
     next(sharded.glob("model-00001-of-*.safetensors")).unlink()
     code, _, err = generate_cli(capsys, sharded)

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from attnlab.errors import RunDirError
-from attnlab.files import atomic_write
+from attnlab.files import atomic_write, parse_json
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -46,11 +46,11 @@ def read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunDirError(f"{path} is missing: is {path.parent} an attnlab run directory?")
     try:
-        return json.loads(path.read_text())
+        return parse_json(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunDirError(f"{path} is not valid JSON ({e})") from e
-    except RecursionError as e:
-        raise RunDirError(f"{path} is not the JSON of an attnlab run (nested too deep)") from e
+    except ValueError as e:  # nested too deep, or a number too long
+        raise RunDirError(f"{path} is not the JSON of an attnlab run ({e})") from e
 
 
 def _unique_tensors(model: nn.Module) -> dict[str, Tensor]:
