@@ -427,3 +427,51 @@ def test_a_folder_in_place_of_a_data_file_is_one_line(capsys, tmp_path, task, na
     )
     assert_one_line_error(code, err, f"cannot read {data_file}: it is a directory")
     assert not out.exists()  # refused before a run directory is made
+
+
+def run_copy(run, tmp_path) -> Path:
+    """A copy of ``run``'s files (not its plots or TensorBoard folders)."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.json", "model.safetensors", "checkpoint.pt", "metrics.json"):
+        (copy / name).write_bytes((run / name).read_bytes())
+    return copy
+
+
+# A path of a run put where the run writes the other kind: (name, what to put there).
+IN_THE_WAY = {
+    "model.safetensors": "folder",
+    "checkpoint.pt": "folder",
+    "metrics.json": "folder",
+    "plots": "file",
+    "tensorboard": "file",
+}
+
+
+@pytest.mark.parametrize("name, kind", IN_THE_WAY.items(), ids=IN_THE_WAY.keys())
+def test_resume_refuses_a_path_in_the_way_before_training(capsys, run, tmp_path, name, kind):
+    """A folder where a resumed run writes a file used to stop it at its next checkpoint,
+    losing the steps since the last one (a file where it writes TensorBoard's folder: a
+    traceback after training)."""
+    copy = run_copy(run, tmp_path)
+    (copy / name).unlink(missing_ok=True)
+    if kind == "folder":
+        (copy / name).mkdir()
+    else:
+        (copy / name).write_text("in the way\n")
+    before = (copy / "config.json").read_bytes()
+    code, _, err = run_cli(
+        capsys, "train", "reverse", "--resume", str(copy), "--epochs", "2", "--no-progress"
+    )
+    assert_one_line_error(code, err, f"{copy / name} is in the way: the run writes a ")
+    assert (copy / "config.json").read_bytes() == before  # refused before training began
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
+def test_a_folder_in_place_of_a_run_file_is_named_as_such(capsys, run, tmp_path, name):
+    """It used to be reported as missing ("the run has no saved model yet")."""
+    copy = run_copy(run, tmp_path)
+    (copy / name).unlink()
+    (copy / name).mkdir()
+    code, _, err = run_cli(capsys, "predict", str(copy), "1 2 3")
+    assert_one_line_error(code, err, f"cannot read {copy / name}: it is a directory")

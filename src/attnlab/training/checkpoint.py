@@ -41,8 +41,17 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
+def refuse_non_file(path: Path) -> None:
+    """Refuse a file of a run directory that is there but is a folder, a FIFO or a device
+    (which a reader would call missing, or wait on for ever)."""
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise RunDirError(f"cannot read {path}: it is {kind}, where the run keeps a file")
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """Read a JSON file of a run directory, with a clear error if it is missing or corrupt."""
+    refuse_non_file(path)
     if not path.is_file():
         raise RunDirError(f"{path} is missing: is {path.parent} an attnlab run directory?")
     try:
@@ -98,6 +107,7 @@ def check_tensors(path: Path, tensors: dict[str, Any], expected: dict[str, Tenso
 def load_weights(path: Path, model: nn.Module) -> None:
     """Load safetensors weights into ``model``; missing, unreadable, truncated or foreign
     files, wrong dtypes and NaN or infinite values are errors of one sentence."""
+    refuse_non_file(path)
     if not path.is_file():
         raise RunDirError(f"{path} is missing: the run has no saved model yet")
     try:
@@ -119,6 +129,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a resume state written by :func:`save_checkpoint`, refusing pickled objects."""
+    refuse_non_file(path)
     if not path.is_file():
         raise RunDirError(f"{path} is missing: there is no checkpoint to resume from")
     try:
