@@ -248,6 +248,7 @@ def test_mismatched_tensor_shapes(family, request, capsys):
         ("gpt2", "vocab_size", 10**12, "the weights do not match config.json"),
         ("gpt2", "n_inner", 10**12, "the weights do not match config.json"),
         ("gpt2", "n_embd", 10**12, "the config's sizes are too large for any model"),
+        ("gpt2", "n_embd", 12 * 2**60, "too large for any model (a size past 2**63)"),
         ("llama", "vocab_size", 10**12, "the weights do not match config.json"),
         ("llama", "intermediate_size", 10**12, "the weights do not match config.json"),
     ],
