@@ -162,6 +162,12 @@ OUR_OWN = [
         "beam must be at most the vocabulary size, 100 here (--bpe-vocab 100); got 1000",
     ),  # fmt: skip
     ([], "give a COMMAND: train, compare, eval"),
+    # an empty value where the default is "not given" ("$DATA" unset) was taken for the default
+    (["train", "names", "--data-dir", "", "--out", "{tmp}/n"], "argument --data-dir: it is empty"),
+    (train("--layer", "", *TINY_REVERSE), "argument --layer: it is empty: give a value, or"),
+    (["compare", "names", "--data-dir", ""], "argument --data-dir: it is empty"),
+    (["eval", "{run}", "--data-dir", ""], "argument --data-dir: it is empty"),
+    (["bench", "gpt", "--quick", "--data-dir", ""], "argument --data-dir: it is empty"),
     # compare
     (["compare", "names", "--budget", "0"], "--budget must be a positive number"),
     (["compare", "names", "--budget", "nan"], "--budget must be a positive number"),
