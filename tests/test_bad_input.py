@@ -481,3 +481,27 @@ def test_a_folder_in_place_of_a_run_file_is_named_as_such(capsys, run, tmp_path,
     (copy / name).mkdir()
     code, _, err = run_cli(capsys, "predict", str(copy), "1 2 3")
     assert_one_line_error(code, err, f"cannot read {copy / name}: it is a directory")
+
+
+EMPTY_PATHS = [
+    ["exercise", "start", ""],
+    ["exercise", "solve", ""],
+    ["exercise", "check", ""],
+    ["exercise", "grade", "", "--csv", "grades.csv"],
+    ["exercise", "grade", ".", "--csv", ""],
+    ["train", "reverse", "--out", "", *TINY_REVERSE],
+    ["train", "reverse", "--resume", ""],
+    ["compare", "names", "--out", ""],
+]
+
+
+@pytest.mark.parametrize("argv", EMPTY_PATHS, ids=" ".join)
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(
+    capsys, monkeypatch, tmp_path, argv
+):
+    """Path("") is ".": exercise start "$DIR" with DIR unset wrote the skeletons into the
+    current folder, and train --out "" trained into it when it was empty."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, ": it is empty: give a path")
+    assert list(tmp_path.iterdir()) == []

@@ -129,6 +129,14 @@ def given_text(value: str) -> str:
     return text(value)
 
 
+def given_path(value: str) -> Path:
+    """An argparse type: a path that is not empty. ``Path("")`` is the current folder, so
+    ``attnlab exercise start "$DIR"`` with ``DIR`` unset wrote its files there."""
+    if not value:
+        raise argparse.ArgumentTypeError("it is empty: give a path")
+    return Path(value)
+
+
 def add_device_option(parser: argparse.ArgumentParser, extra: str = "") -> None:
     parser.add_argument("--device", default="auto", help=f"auto, cpu, cuda, cuda:N{extra}")
 
