@@ -162,6 +162,12 @@ OUR_OWN = [
         "beam must be at most the vocabulary size, 100 here (--bpe-vocab 100); got 1000",
     ),  # fmt: skip
     ([], "give a COMMAND: train, compare, eval"),
+    # an empty value where the default is "not given" ("$DATA" unset) was taken for the default
+    (["train", "names", "--data-dir", "", "--out", "{tmp}/n"], "argument --data-dir: it is empty"),
+    (train("--layer", "", *TINY_REVERSE), "argument --layer: it is empty: give a value, or"),
+    (["compare", "names", "--data-dir", ""], "argument --data-dir: it is empty"),
+    (["eval", "{run}", "--data-dir", ""], "argument --data-dir: it is empty"),
+    (["bench", "gpt", "--quick", "--data-dir", ""], "argument --data-dir: it is empty"),
     # compare
     (["compare", "names", "--budget", "0"], "--budget must be a positive number"),
     (["compare", "names", "--budget", "nan"], "--budget must be a positive number"),
@@ -276,6 +282,21 @@ HAND_EDITED = {
     "a size the task config does not give": (
         lambda c: with_model(c, max_len=0),
         "config.json was edited: its task gives a model with max_len = ",
+    ),
+    "a size past PyTorch's 64-bit counts": (  # the meta build raised, with C++ frames
+        lambda c: with_model(c, d_model=2**40),
+        "the model config in config.json is invalid (a tensor of this model would hold more "
+        "than 2**63 numbers",
+    ),
+    "a size past 64 bits": (
+        lambda c: with_model(c, d_model=10**20),
+        "the model config in config.json is invalid (a tensor of this model would hold more "
+        "than 2**63 numbers",
+    ),
+    "a number of 5,000 digits": (  # json's own refusal is a ValueError, not a JSONDecodeError
+        lambda c: json.dumps(c).replace('"seq_len": 16', '"seq_len": ' + "9" * 5000),
+        "config.json is not the JSON of an attnlab run (it holds a number of more than 4,300 "
+        "digits)",
     ),
     "a train config that is a list": (lambda c: {**c, "train": []}, NOT_A_RUN),
     "an unknown optimizer": (
@@ -412,3 +433,75 @@ def test_a_folder_in_place_of_a_data_file_is_one_line(capsys, tmp_path, task, na
     )
     assert_one_line_error(code, err, f"cannot read {data_file}: it is a directory")
     assert not out.exists()  # refused before a run directory is made
+
+
+def run_copy(run, tmp_path) -> Path:
+    """A copy of ``run``'s files (not its plots or TensorBoard folders)."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.json", "model.safetensors", "checkpoint.pt", "metrics.json"):
+        (copy / name).write_bytes((run / name).read_bytes())
+    return copy
+
+
+# A path of a run put where the run writes the other kind: (name, what to put there).
+IN_THE_WAY = {
+    "model.safetensors": "folder",
+    "checkpoint.pt": "folder",
+    "metrics.json": "folder",
+    "plots": "file",
+    "tensorboard": "file",
+}
+
+
+@pytest.mark.parametrize("name, kind", IN_THE_WAY.items(), ids=IN_THE_WAY.keys())
+def test_resume_refuses_a_path_in_the_way_before_training(capsys, run, tmp_path, name, kind):
+    """A folder where a resumed run writes a file used to stop it at its next checkpoint,
+    losing the steps since the last one (a file where it writes TensorBoard's folder: a
+    traceback after training)."""
+    copy = run_copy(run, tmp_path)
+    (copy / name).unlink(missing_ok=True)
+    if kind == "folder":
+        (copy / name).mkdir()
+    else:
+        (copy / name).write_text("in the way\n")
+    before = (copy / "config.json").read_bytes()
+    code, _, err = run_cli(
+        capsys, "train", "reverse", "--resume", str(copy), "--epochs", "2", "--no-progress"
+    )
+    assert_one_line_error(code, err, f"{copy / name} is in the way: the run writes a ")
+    assert (copy / "config.json").read_bytes() == before  # refused before training began
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
+def test_a_folder_in_place_of_a_run_file_is_named_as_such(capsys, run, tmp_path, name):
+    """It used to be reported as missing ("the run has no saved model yet")."""
+    copy = run_copy(run, tmp_path)
+    (copy / name).unlink()
+    (copy / name).mkdir()
+    code, _, err = run_cli(capsys, "predict", str(copy), "1 2 3")
+    assert_one_line_error(code, err, f"cannot read {copy / name}: it is a directory")
+
+
+EMPTY_PATHS = [
+    ["exercise", "start", ""],
+    ["exercise", "solve", ""],
+    ["exercise", "check", ""],
+    ["exercise", "grade", "", "--csv", "grades.csv"],
+    ["exercise", "grade", ".", "--csv", ""],
+    ["train", "reverse", "--out", "", *TINY_REVERSE],
+    ["train", "reverse", "--resume", ""],
+    ["compare", "names", "--out", ""],
+]
+
+
+@pytest.mark.parametrize("argv", EMPTY_PATHS, ids=" ".join)
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(
+    capsys, monkeypatch, tmp_path, argv
+):
+    """Path("") is ".": exercise start "$DIR" with DIR unset wrote the skeletons into the
+    current folder, and train --out "" trained into it when it was empty."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, ": it is empty: give a path")
+    assert list(tmp_path.iterdir()) == []

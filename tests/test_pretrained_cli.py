@@ -102,6 +102,9 @@ def test_another_bert_directory_loads_and_equals_hf(tmp_path, minilm):
         ("smaller vocabulary", "the tokenizer belongs to another model"),
         ("huge vocabulary", "'embeddings.word_embeddings.weight' has shape"),
         ("huge width", "the config's sizes are too large for any model"),
+        ("width past 2**63", "the config's sizes are too large for any model \\(a size past 2"),
+        ("nested too deep", "config.json: nested too deep"),
+        ("5,000 digits", "config.json: it holds a number of more than 4,300 digits"),
         ("int8 weights", "'encoder.layers.0.self_attn.out_proj.weight' holds int8 values"),
     ],
 )
@@ -122,6 +125,13 @@ def test_broken_checkpoints_give_one_sentence(checkpoint_copy, breakage, message
         config_file.write_text(json.dumps({**config, "vocab_size": 10**12}))
     elif breakage == "huge width":
         config_file.write_text(json.dumps({**config, "hidden_size": 12 * 10**11}))
+    elif breakage == "width past 2**63":  # torch's TypeError message carries its C++ stack
+        config_file.write_text(json.dumps({**config, "hidden_size": 12 * 2**60}))
+    elif breakage == "nested too deep":
+        config_file.write_text("[" * 100_000 + "]" * 100_000)
+    elif breakage == "5,000 digits":
+        text = json.dumps({**config, "hidden_size": 0})
+        config_file.write_text(text.replace('"hidden_size": 0', '"hidden_size": ' + "9" * 5000))
     elif breakage == "int8 weights":  # quantized: refused, not silently cast to float
         state = load_file(checkpoint_copy / "model.safetensors")
         name = "encoder.layer.0.attention.output.dense.weight"

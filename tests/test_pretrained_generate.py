@@ -248,6 +248,7 @@ def test_mismatched_tensor_shapes(family, request, capsys):
         ("gpt2", "vocab_size", 10**12, "the weights do not match config.json"),
         ("gpt2", "n_inner", 10**12, "the weights do not match config.json"),
         ("gpt2", "n_embd", 10**12, "the config's sizes are too large for any model"),
+        ("gpt2", "n_embd", 12 * 2**60, "too large for any model (a size past 2**63)"),
         ("llama", "vocab_size", 10**12, "the weights do not match config.json"),
         ("llama", "intermediate_size", 10**12, "the weights do not match config.json"),
     ],
@@ -340,6 +341,18 @@ def test_a_broken_index(sharded, capsys):
     (sharded / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}}))
     code, _, err = generate_cli(capsys, sharded)
     assert_one_line_error(code, err, "has no weight_map")
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [("[" * 100_000 + "]" * 100_000, "nested too deep"),
+     ('{"n_layer": ' + "9" * 5000 + "}", "it holds a number of more than 4,300 digits")],
+    ids=["nested too deep", "5,000 digits"],
+)  # fmt: skip
+def test_a_config_json_python_cannot_parse(gpt2_copy, capsys, text, reason):
+    (gpt2_copy / "config.json").write_text(text)
+    code, _, err = generate_cli(capsys, gpt2_copy)
+    assert_one_line_error(code, err, f"config.json: {reason}")
 
 
 def test_an_index_naming_a_missing_shard(sharded, capsys):

@@ -9,17 +9,35 @@ is opened (reading a FIFO with no writer would wait for ever). Imports no torch.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from attnlab.errors import AttnlabError, InputError, OutputError
 
 
 def _reason(e: OSError) -> str:
     return e.strerror or str(e)
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads(text)``, refusing every text it cannot read with a ``ValueError`` of one
+    line: a ``JSONDecodeError``, or JSON nested deeper than Python's recursion limit, or an
+    integer of more digits than Python converts (4,300), which ``json`` raises otherwise."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError as e:
+        raise ValueError("nested too deep") from e
+    except ValueError as e:
+        digits = sys.get_int_max_str_digits()
+        raise ValueError(f"it holds a number of more than {digits:,} digits") from e
 
 
 def check_output_file(path: Path) -> None:

@@ -17,7 +17,6 @@ No ``transformers`` and no network are needed. The weights are mapped onto attnl
 from __future__ import annotations
 
 import importlib.util
-import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from attnlab.errors import AttnlabError, InputError
+from attnlab.files import parse_json
 from attnlab.interop.hf import skeleton
 from attnlab.interop.hf_bert import checked_state_dict
 from attnlab.machine import check_memory
@@ -207,8 +207,8 @@ def _read_config(path: Path) -> BertConfig:
     if not config_file.is_file():
         raise CheckpointError(f"{path} is not a BERT checkpoint directory: it has no config.json")
     try:
-        hf_config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        hf_config = parse_json(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: not UTF-8, not JSON, too deep, too long
         raise CheckpointError(f"cannot read {config_file}: {e}") from e
     model_type = hf_config.get("model_type") if isinstance(hf_config, dict) else None
     if model_type != "bert":

@@ -17,7 +17,6 @@ sentence naming the file.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.errors import ConfigError, InputError
+from attnlab.files import parse_json
 from attnlab.machine import check_memory
 from attnlab.options import check_depth
 
@@ -164,8 +164,8 @@ def _eos_ids(hf_config: Mapping[str, Any], path: Path) -> tuple[int, ...]:
 
 def _read_json(file: Path) -> Any:
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return parse_json(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: not UTF-8, not JSON, too deep, too long
         raise InputError(f"cannot read {file}: {e}") from e
 
 

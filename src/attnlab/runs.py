@@ -24,7 +24,16 @@ from attnlab.files import printable
 from attnlab.models import MODELS
 from attnlab.options import check_annotated, check_depth, from_json
 from attnlab.tasks import Task, get_task, task_names
-from attnlab.training.checkpoint import CONFIG, MODEL, load_weights, read_json, write_json
+from attnlab.training.checkpoint import (
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    MODEL,
+    load_weights,
+    read_json,
+    refuse_non_file,
+    write_json,
+)
 from attnlab.training.lock import LEFTOVERS, LOCK, RunLock
 from attnlab.training.memory import check_fits
 
@@ -147,6 +156,7 @@ def read_run_config(run_dir: str | Path, expected_task: str | None = None) -> di
             f"{run_dir} holds no run yet (it was stopped before it started): train into it "
             f"again with --out {run_dir}"
         )
+    refuse_non_file(run_dir / CONFIG)
     if not (run_dir / CONFIG).is_file():
         raise RunDirError(f"{run_dir} is not an attnlab run directory (it has no {CONFIG})")
     config = read_json(run_dir / CONFIG)
@@ -155,6 +165,23 @@ def read_run_config(run_dir: str | Path, expected_task: str | None = None) -> di
     if expected_task is not None and config["task"] != expected_task:
         raise RunDirError(f"{run_dir} is a run of task {config['task']!r}, not {expected_task!r}")
     return config
+
+
+# What a run writes into its directory, and what kind each is.
+RUN_PATHS = {CONFIG: "file", MODEL: "file", CHECKPOINT: "file", METRICS: "file",
+             "plots": "folder", "tensorboard": "folder"}  # fmt: skip
+
+
+def check_run_paths(run_dir: Path) -> None:
+    """Refuse, before a resumed run trains, a folder where the run writes a file, or a file
+    (a FIFO, a device) where it writes a folder: training would stop at the next checkpoint,
+    or at the end, and lose the steps it made since the last one."""
+    for name, kind in RUN_PATHS.items():
+        path = run_dir / name
+        if path.exists() and not (path.is_file() if kind == "file" else path.is_dir()):
+            raise RunDirError(
+                f"{path} is in the way: the run writes a {kind} there; move it away, then resume"
+            )
 
 
 def _looks_like_a_run(config: Any) -> bool:

@@ -11,7 +11,7 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
-from attnlab.cli.common import Parser, add_device_option, flag
+from attnlab.cli.common import Parser, add_device_option, flag, given_text
 from attnlab.configs.train import PRECISIONS
 from attnlab.errors import InputError, Interrupted
 
@@ -43,7 +43,8 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--data-dir",
-        default="",
+        default=None,  # not "": argparse would pass a text default through given_text
+        type=given_text,
         metavar="DIR",
         help="folder holding tiny Shakespeare's input.txt, for the gpt suite's training case; "
         "checked before any suite runs (default: $ATTNLAB_DATA_DIR/tinyshakespeare, else the "
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         repeats=args.repeats,
         peak_tflops=args.peak_tflops,
-        data_dir=args.data_dir,
+        data_dir=args.data_dir or "",
         load=args.load,
     )
     report = BenchReport(options)

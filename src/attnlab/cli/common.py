@@ -82,6 +82,8 @@ def add_config_options(
             )
             continue
         value_type = type(default) if default is not None else str
+        if default == "":  # "" is "not given" (no --data-dir, no --layer): not a value to type
+            value_type = given_text
         group.add_argument(
             flag(field.name),
             type=value_type,
@@ -114,6 +116,25 @@ def text(value: str) -> str:
     except UnicodeEncodeError as e:
         raise argparse.ArgumentTypeError(f"'{printable(value)}' is not UTF-8 text") from e
     return value
+
+
+def given_text(value: str) -> str:
+    """An argparse type for an option whose default is "not given" (``--data-dir``,
+    ``--layer``): an empty value, as ``--data-dir "$DATA"`` with ``DATA`` unset passes, is
+    refused rather than taken silently for the default."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(
+            "it is empty: give a value, or leave the option out for its default"
+        )
+    return text(value)
+
+
+def given_path(value: str) -> Path:
+    """An argparse type: a path that is not empty. ``Path("")`` is the current folder, so
+    ``attnlab exercise start "$DIR"`` with ``DIR`` unset wrote its files there."""
+    if not value:
+        raise argparse.ArgumentTypeError("it is empty: give a path")
+    return Path(value)
 
 
 def add_device_option(parser: argparse.ArgumentParser, extra: str = "") -> None:

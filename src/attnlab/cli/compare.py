@@ -11,10 +11,9 @@ import dataclasses
 import json
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
-from attnlab.cli.common import typed_options
+from attnlab.cli.common import given_path, typed_options
 from attnlab.cli.tasks import parse_task
 from attnlab.configs import CARDS, TrainConfig
 from attnlab.errors import InputError
@@ -31,7 +30,7 @@ def _compare_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--budget", type=float, default=120.0, help="seconds per variant")
     group.add_argument(
         "--out",
-        type=Path,
+        type=given_path,
         default=None,
         help="folder for the runs; default: runs/compare-<task>/<timestamp>/",
     )

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from attnlab.cli.common import Parser, add_device_option
+from attnlab.cli.common import Parser, add_device_option, given_text
 
 
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
@@ -23,6 +23,7 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--data-dir",
         default=None,
+        type=given_text,
         metavar="DIR",
         help="the data set's folder, if it is not where the run found it in training",
     )

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from attnlab.cli.common import Parser
+from attnlab.cli.common import Parser, given_path
 from attnlab.errors import InputError, OutputError
 
 if TYPE_CHECKING:
@@ -60,12 +60,14 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
 
 
 def _files_options(parser: Parser) -> None:
-    parser.add_argument("dir", type=Path, metavar="DIR", help="folder to write the files into")
+    parser.add_argument(
+        "dir", type=given_path, metavar="DIR", help="folder to write the files into"
+    )
     parser.add_argument("--part", nargs="+", metavar="NAME", help="only these practicals")
 
 
 def _check_options(parser: Parser) -> None:
-    parser.add_argument("target", type=Path, metavar="DIR_OR_FILE", help="your work")
+    parser.add_argument("target", type=given_path, metavar="DIR_OR_FILE", help="your work")
     parser.add_argument("--part", nargs="+", metavar="NAME", help="only these parts")
     parser.add_argument("--practical", metavar="NAME", help="for a file named otherwise")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -80,9 +82,14 @@ def _check_options(parser: Parser) -> None:
 
 def _grade_options(parser: Parser) -> None:
     parser.add_argument(
-        "submissions", type=Path, metavar="SUBMISSIONS_DIR", help="one .py file or folder each"
+        "submissions",
+        type=given_path,
+        metavar="SUBMISSIONS_DIR",
+        help="one .py file or folder each",
     )
-    parser.add_argument("--csv", type=Path, required=True, metavar="FILE", help="grades to write")
+    parser.add_argument(
+        "--csv", type=given_path, required=True, metavar="FILE", help="grades to write"
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the --csv file if it exists"
     )

@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from pathlib import Path
 
-from attnlab.cli.common import typed_options
+from attnlab.cli.common import given_path, typed_options
 from attnlab.cli.tasks import parse_task
 from attnlab.configs import CARDS, TrainConfig
 
@@ -16,11 +15,14 @@ from attnlab.configs import CARDS, TrainConfig
 def _run_options(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("run directory")
     run.add_argument(
-        "--out", type=Path, default=None, help="run directory; default: runs/<task>/<timestamp>/"
+        "--out",
+        type=given_path,
+        default=None,
+        help="run directory; default: runs/<task>/<timestamp>/",
     )
     run.add_argument(
         "--resume",
-        type=Path,
+        type=given_path,
         default=None,
         metavar="RUN_DIR",
         help="continue RUN_DIR from its last checkpoint",

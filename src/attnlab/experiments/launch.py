@@ -29,6 +29,7 @@ from attnlab.runs import (
     Run,
     build_model,
     build_task,
+    check_run_paths,
     claim_new_run_dir,
     load_run,
     read_run_config,
@@ -100,6 +101,7 @@ def configs_from(task_cls: type[Task], options: dict[str, Any]) -> tuple[Any, Tr
 def _resumed(task_cls: type[Task], resume: Path, options: dict[str, Any]) -> tuple:
     """The task and training config of a run to continue, with the allowed overrides."""
     config = read_run_config(resume, expected_task=task_cls.name)
+    check_run_paths(resume)
     _, train_values = split_options(task_cls, options)
     refused = sorted(set(options) - resumable_fields())
     if refused:

@@ -56,13 +56,16 @@ def skeleton(build: Callable[[], nn.Module]) -> nn.Module:
     check a checkpoint's tensors against its config before allocating anything.
 
     Raises :class:`~attnlab.errors.InputError` for sizes so large that torch cannot even
-    compute a tensor's size (say ``hidden_size`` 10**12).
+    compute a tensor's size (say ``hidden_size`` 10**12), or hold one in 64 bits (2**63,
+    a ``TypeError`` whose message carries torch's C++ stack).
     """
     try:
         with torch.device("meta"):
             return build()
-    except RuntimeError as e:
-        reason = " ".join(str(e).split())
+    except (RuntimeError, TypeError) as e:
+        if isinstance(e, TypeError) and "Overflow" not in str(e):
+            raise
+        reason = "a size past 2**63" if isinstance(e, TypeError) else " ".join(str(e).split())
         raise InputError(f"the config's sizes are too large for any model ({reason})") from e
 
 

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from attnlab.errors import RunDirError
-from attnlab.files import atomic_write
+from attnlab.files import atomic_write, parse_json
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -41,16 +41,25 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
+def refuse_non_file(path: Path) -> None:
+    """Refuse a file of a run directory that is there but is a folder, a FIFO or a device
+    (which a reader would call missing, or wait on for ever)."""
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise RunDirError(f"cannot read {path}: it is {kind}, where the run keeps a file")
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """Read a JSON file of a run directory, with a clear error if it is missing or corrupt."""
+    refuse_non_file(path)
     if not path.is_file():
         raise RunDirError(f"{path} is missing: is {path.parent} an attnlab run directory?")
     try:
-        return json.loads(path.read_text())
+        return parse_json(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunDirError(f"{path} is not valid JSON ({e})") from e
-    except RecursionError as e:
-        raise RunDirError(f"{path} is not the JSON of an attnlab run (nested too deep)") from e
+    except ValueError as e:  # nested too deep, or a number too long
+        raise RunDirError(f"{path} is not the JSON of an attnlab run ({e})") from e
 
 
 def _unique_tensors(model: nn.Module) -> dict[str, Tensor]:
@@ -98,6 +107,7 @@ def check_tensors(path: Path, tensors: dict[str, Any], expected: dict[str, Tenso
 def load_weights(path: Path, model: nn.Module) -> None:
     """Load safetensors weights into ``model``; missing, unreadable, truncated or foreign
     files, wrong dtypes and NaN or infinite values are errors of one sentence."""
+    refuse_non_file(path)
     if not path.is_file():
         raise RunDirError(f"{path} is missing: the run has no saved model yet")
     try:
@@ -119,6 +129,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a resume state written by :func:`save_checkpoint`, refusing pickled objects."""
+    refuse_non_file(path)
     if not path.is_file():
         raise RunDirError(f"{path} is missing: there is no checkpoint to resume from")
     try:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnlab.errors import ConfigError
 from attnlab.machine import available_memory, check_memory, refuse_if_short
 from attnlab.tasks.base import Task
 from attnlab.training.devices import to_device
@@ -34,9 +35,18 @@ def count_parameters(build: Callable[[], nn.Module]) -> int:
 
 
 def _count(build: Callable[[], nn.Module]) -> tuple[int, int]:
-    """``(parameters, bytes of buffers)`` of ``build()``, built on the meta device."""
-    with torch.device("meta"):
-        model = build()
+    """``(parameters, bytes of buffers)`` of ``build()``, built on the meta device. A size
+    past PyTorch's 64-bit counts (a hand-edited ``d_model`` of 2**40) is a ConfigError."""
+    try:
+        with torch.device("meta"):
+            model = build()
+    except (TypeError, RuntimeError) as e:
+        if "overflow" not in str(e).lower():
+            raise
+        raise ConfigError(
+            "a tensor of this model would hold more than 2**63 numbers, more than PyTorch can "
+            "count: choose a smaller --d-model, --d-ff or vocabulary"
+        ) from e
     buffer_bytes = sum(b.numel() * b.element_size() for b in model.buffers())
     return sum(p.numel() for p in model.parameters()), buffer_bytes
 
