@@ -27,6 +27,7 @@ from attnlab.runs import load_run, write_run_config
 from attnlab.tasks import get_task
 from attnlab.training.trainer import Trainer, batches_on, loader
 from tests.cli_helpers import assert_one_line_error, run_cli
+from tests.conftest import fp32_atol
 from tests.tasks.test_shakespeare import text_dir  # noqa: F401
 
 SOLUTION = f"{Path(solution.__file__)}:LlamaBlock"
@@ -82,18 +83,20 @@ def llama_pair(block_size: int = 12) -> tuple[Llama, Llama]:
     return yours, ours
 
 
-def test_the_solutions_blocks_with_attnlabs_weights_give_attnlabs_logits():
-    yours, ours = llama_pair()
+def test_the_solutions_blocks_with_attnlabs_weights_give_attnlabs_logits(device):
+    """On every device: the solution builds its rotary tables and mask where x is."""
+    yours, ours = (model.to(device) for model in llama_pair())
     assert type(yours.layers[0]).__name__ == "LlamaBlock"
-    ids = torch.randint(0, 40, (3, 12))
-    torch.testing.assert_close(yours(ids), ours(ids), atol=1e-5, rtol=1e-5)
+    ids = torch.randint(0, 40, (3, 12), device=device)
+    atol = fp32_atol(device, 1e-5)
+    torch.testing.assert_close(yours(ids), ours(ids), atol=atol, rtol=1e-5)
 
 
-def test_generation_recomputes_the_context_and_gives_the_text_of_attnlabs_cache():
+def test_generation_recomputes_the_context_and_gives_the_text_of_attnlabs_cache(device):
     """Past the window of 12 positions too (the context slides by half a window)."""
-    yours, ours = llama_pair()
+    yours, ours = (model.to(device) for model in llama_pair())
     assert yours.make_cache() is None and ours.make_cache() is not None
-    prompt = torch.randint(0, 40, (2, 4))
+    prompt = torch.randint(0, 40, (2, 4), device=device)
     for sampling in ({"temperature": 0}, {"temperature": 1.0, "top_k": 10, "seed": 7}):
         cached = generate(ours, prompt, 30, use_cache=True, **sampling)
         recomputed = generate(yours, prompt, 30, **sampling)  # use_cache=True: no cache to use
@@ -163,6 +166,9 @@ def test_a_llama_block_run_reloads_generates_resumes_and_refuses_a_changed_file(
     )
     assert code == 0, err
     assert out.startswith("ROMEO:") and len(out.rstrip("\n")) >= len("ROMEO:") + 1
+    code, out, err = run_cli(capsys, "generate", str(run_dir), "--compile")
+    assert_one_line_error(code, err, "drop --compile")
+    assert out == ""
     code, _, err = run_cli(capsys, "attention", str(run_dir), "ROMEO")
     assert_one_line_error(code, err, "returns no attention maps")
     resume = ["train", "shakespeare", "--resume", str(run_dir), "--max-steps=6"]
