@@ -20,3 +20,15 @@ def write_tutorial_pairs(folder: Path) -> Path:
     words = [a + b + c for a in "bcdfg" for b in "aeiou" for c in "lmnr"][:60]
     (folder / "eng-fra.txt").write_text("".join(f"I am {w}.\tJe suis {w}.\n" for w in words))
     return folder
+
+
+def write_short_shakespeare(folder: Path) -> Path:
+    """A Shakespeare-like ``input.txt`` in a new ``folder``: the real text cut to 40,000
+    characters if the data sets are there, else one speech repeated."""
+    folder.mkdir(exist_ok=True)
+    if DATA_ROOT:
+        text = Path(DATA_ROOT, "tinyshakespeare", "input.txt").read_text()[:40_000]
+    else:
+        text = "ROMEO:\nBut soft, what light through yonder window breaks?\n\n" * 700
+    (folder / "input.txt").write_text(text)
+    return folder

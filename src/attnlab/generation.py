@@ -10,7 +10,9 @@ Two kinds of model share the machinery below through a small "stepper" that answ
 question — the logits of the next token given the tokens so far:
 
 * decoder-only language models (:class:`attnlab.models.GPT`): ``model(ids, cache=...)``,
-  ``model.make_cache()``, ``model.config.block_size`` — see :func:`generate`;
+  ``model.make_cache()``, ``model.config.block_size`` — see :func:`generate`; a model whose
+  ``make_cache()`` is ``None`` (a Llama of a user's blocks) keeps no cache, and every step
+  recomputes the whole context;
 * encoder-decoders (:class:`attnlab.models.Seq2SeqTransformer`): ``encode``, ``decode``,
   ``make_cache`` and the ``bos_id / eos_id / pad_id`` of its config — see
   :func:`greedy_search` and :func:`beam_search`.
@@ -517,7 +519,9 @@ def generate(
         temperature, top_k, top_p: sampling controls (see above).
         use_cache: reuse keys and values between steps (same tokens, faster). Past
             ``block_size`` tokens the window slides by half a block at a time (see
-            :class:`_LanguageModelStepper`), on both paths alike.
+            :class:`_LanguageModelStepper`), on both paths alike. A model whose
+            ``make_cache()`` is ``None`` (blocks of a user's, which keep no cache) is
+            decoded without a cache whatever ``use_cache`` says.
         seed: seeds a private random generator (the global one is left alone).
         stop: with ``decode`` (ids -> text), stop once every row's new text contains it.
         eos_id: stop once every row has produced this token (or one of these tokens).
@@ -527,7 +531,8 @@ def generate(
             shapes (for ``torch.compile`` and CUDA graphs).
         compile: static caches, and every decoding step through :func:`torch.compile` (one
             graph; the first step compiles for seconds, on the CPU with a C++ compiler, else
-            :class:`~attnlab.errors.CompileError`). Both need ``use_cache``; same tokens.
+            :class:`~attnlab.errors.CompileError`). Both need ``use_cache`` and a model that
+            keeps a cache (else :class:`~attnlab.errors.InputError`); same tokens.
 
     Returns:
         ``(B, T + n)`` ids, the prompt followed by ``n <= max_new_tokens`` new tokens.
@@ -556,9 +561,17 @@ def _stepper(
     compile: bool,
 ) -> _LanguageModelStepper:
     """The stepper of :func:`generate`: with ``static_cache`` or ``compile``, static caches
-    with room for the prompt and every new token (at most the window)."""
+    with room for the prompt and every new token (at most the window); without a cache when
+    the model keeps none (``make_cache()`` is ``None``)."""
     if compile and not use_cache:
         raise InputError("compiling needs the key/value cache (use_cache=True)")
+    keeps_cache = model.make_cache() is not None  # growing caches: empty, nothing allocated
+    if (static_cache or compile) and not keeps_cache:
+        raise InputError(
+            "this model's blocks (your own) keep no key/value cache, which static caches and "
+            "compiling need: generate without them"
+        )
+    use_cache = use_cache and keeps_cache
     static = None
     if static_cache or compile:
         static = (input_ids.size(0), input_ids.size(1) + max_new_tokens)  # (B, positions)

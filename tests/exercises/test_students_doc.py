@@ -13,18 +13,24 @@ from pathlib import Path
 from attnlab.exercises.registry import available, practical
 
 from ..cli_helpers import run_cli
-from ..data_sets import write_tutorial_pairs
+from ..data_sets import write_short_shakespeare, write_tutorial_pairs
 
 PAGE = Path(__file__).parents[2] / "docs" / "students.md"
 TINY = "--d-model 16 --heads 2 --d-ff 32 --layers 1 --epochs 1 --max-steps 3 --warmup 1"
 NAMES = f"{TINY} --max-len 12 --batch-size 256"
 # translate-small reads 60 pairs of its own (write_tutorial_pairs), not the 11,439 real ones
 TRANSLATE = f"{TINY} --data-dir pairs --max-tokens 8 --bpe-vocab 100 --batch-size 16 --beam 2"
+# shakespeare reads a 40,000-character text of its own (write_short_shakespeare); the page's
+# `attnlab generate RUN` reads the run that `train shakespeare` writes to RUN
+LLAMA = f"{TINY} --kv-heads 1 --block-size 16 --train-blocks 96 --val-blocks 24 --data-dir text"
 SMALL = {  # (command, task) -> its small flags
     ("train", "names"): f"{NAMES} --no-progress --out run",
     ("compare", "names"): f"{NAMES} --budget 1 --out compared",
     ("train", "translate-small"): f"{TRANSLATE} --no-progress --out run-translate",
     ("compare", "translate-small"): f"{TRANSLATE} --budget 1 --out compared-translate",
+    ("train", "shakespeare"): f"{LLAMA} --no-progress --out RUN",
+    ("compare", "shakespeare"): f"{LLAMA} --budget 1 --out compared-llama",
+    ("generate", "RUN"): "--max-new-tokens 20",
 }
 
 
@@ -46,6 +52,7 @@ def run_page_commands(capsys, tmp_path, monkeypatch, wanted: tuple[str, ...]) ->
     (tmp_path / "my").mkdir()
     fill_in(tmp_path / "my")
     write_tutorial_pairs(tmp_path / "pairs")
+    write_short_shakespeare(tmp_path / "text")
     for args in commands():
         if args[0] not in wanted:
             continue
@@ -64,7 +71,8 @@ def test_the_page_gives_these_commands():
     assert [c[:2] for c in commands()] == [
         ["exercise", "start"], ["exercise", "check"], ["exercise", "check"],
         ["train", "names"], ["compare", "names"], ["train", "translate-small"],
-        ["compare", "translate-small"], ["exercise", "solve"], ["exercise", "grade"],
+        ["compare", "translate-small"], ["train", "shakespeare"], ["compare", "shakespeare"],
+        ["generate", "RUN"], ["exercise", "solve"], ["exercise", "grade"],
         ["exercise", "grade"],  # --resume: every student is graded already, nothing to check
     ]  # fmt: skip
 
@@ -77,6 +85,7 @@ def test_the_pages_exercise_commands_work(capsys, tmp_path, monkeypatch):
 
 
 def test_the_pages_train_and_compare_commands_work(capsys, tmp_path, monkeypatch):
-    run_page_commands(capsys, tmp_path, monkeypatch, ("train", "compare"))
+    run_page_commands(capsys, tmp_path, monkeypatch, ("train", "compare", "generate"))
     assert (tmp_path / "run" / "config.json").is_file()
     assert (tmp_path / "run-translate" / "config.json").is_file()
+    assert (tmp_path / "RUN" / "config.json").is_file()

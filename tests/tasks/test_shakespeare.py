@@ -21,7 +21,7 @@ from attnlab.models import GPT
 from attnlab.tasks.shakespeare import ShakespeareConfig, ShakespeareTask
 
 from ..cli_helpers import assert_one_line_error, run_cli
-from ..data_sets import DATA_ROOT, needs_data
+from ..data_sets import DATA_ROOT, needs_data, write_short_shakespeare
 
 # A tiny GPT on short blocks: 200 steps of 12 blocks at a constant rate, validated twice;
 # enough to learn more than the character frequencies (see the eval test).
@@ -157,13 +157,7 @@ def test_a_text_too_short_for_the_block_size_is_one_line(capsys, tmp_path):
 @pytest.fixture(scope="module")
 def text_dir(tmp_path_factory):
     """A small Shakespeare-like text (the real one if available, cut to 40,000 characters)."""
-    folder = tmp_path_factory.mktemp("text")
-    if DATA_ROOT:
-        text = Path(DATA_ROOT, "tinyshakespeare", "input.txt").read_text()[:40_000]
-    else:
-        text = "ROMEO:\nBut soft, what light through yonder window breaks?\n\n" * 700
-    (folder / "input.txt").write_text(text)
-    return folder
+    return write_short_shakespeare(tmp_path_factory.mktemp("text"))
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """``attnlab compare TASK``: train every variant of a task (e.g. names: attnlab encoder, torch
 encoder layers, GRU) on the same split, each for as many epochs as fit in --budget seconds,
 and print one table. With ``--layer FILE.py:ClassName`` the rows are your layer, attnlab's
-and torch's ``nn.TransformerEncoderLayer``; the translation tasks compare only with
-``--decoder-layer FILE.py:ClassName``: your decoder layer and attnlab's."""
+and torch's ``nn.TransformerEncoderLayer`` (on shakespeare, ``--arch llama --layer``: your Llama
+block and attnlab's); the translation tasks compare only with ``--decoder-layer
+FILE.py:ClassName``: your decoder layer and attnlab's."""
 
 from __future__ import annotations
 
@@ -46,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.experiments.launch import configs_from
     from attnlab.runs import new_run_dir
     from attnlab.tasks import get_task
-    from attnlab.tasks.user_layer import user_decoder_layer_fields, user_layer_fields
     from attnlab.training.devices import check_precision, resolve_device
 
     if not 0 < args.budget < 10**7:
@@ -55,17 +55,15 @@ def run(args: argparse.Namespace) -> int:
     options = typed_options(args, task_cls.Config, TrainConfig)
     task_config, train_config = configs_from(task_cls, options)
     check_precision(resolve_device(train_config.device), train_config.precision)
-    if getattr(task_config, "layer", ""):  # a layer that does not fit: before any run directory
-        user_layer_fields(task_config.layer, task_config.size)
-    if getattr(task_config, "decoder_layer", ""):
-        user_decoder_layer_fields(task_config.decoder_layer, task_config.size)
     variants = variants_of(task_cls, task_config)
     if not variants:
         raise InputError(
             f"attnlab compare {task_cls.name} compares a decoder layer of your own with "
             "attnlab's: give --decoder-layer FILE.py:ClassName"
         )
-    check_variants(task_cls, task_config, variants, train_config)  # before any trains
+    # Before any variant trains and before any run directory: a layer of the user's that does
+    # not fit is refused here, as its variant's model is built.
+    check_variants(task_cls, task_config, variants, train_config)
     out = new_run_dir(f"compare-{task_cls.name}", args.out, resumable=False)
     print(f"comparing {', '.join(variants)} for {args.budget:g} s each in {out}", flush=True)
     rows: list[dict[str, Any]] = []

@@ -126,6 +126,11 @@ def run(args: argparse.Namespace) -> int:
     prompt = "\n" if args.prompt is None else args.prompt  # nanoGPT's sample.py starts there too
     input_ids = task.encode_prompt(prompt).to(device)  # (1, T)
     model = loaded.model.to(device)
+    if args.compile and model.make_cache() is None:  # before the prompt is printed
+        raise InputError(
+            "--compile needs the key/value cache, which this run's blocks (your own) do not "
+            "keep: drop --compile"
+        )
     print(prompt, end="", flush=True)
     try:
         _sample(args, model, input_ids, task.decode, None, _print_new(task.decode))

@@ -12,7 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnlab.configs.layer import DECODER_LAYER_HELP, checked_layer_spec, layer_option
+from attnlab.configs.layer import (
+    DECODER_LAYER_HELP,
+    LLAMA_LAYER_HELP,
+    checked_layer_spec,
+    layer_option,
+)
 from attnlab.errors import ConfigError
 from attnlab.options import MAX_SEED, check_fields, nested, option
 
@@ -206,6 +211,7 @@ class ShakespeareConfig:
         low=1,
         high=4096,
     )
+    layer: str = layer_option(LLAMA_LAYER_HELP)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -213,6 +219,18 @@ class ShakespeareConfig:
             raise ConfigError(
                 f"kv_heads must divide heads; got kv_heads={self.kv_heads}, heads={self.size.heads}"
             )
+        if self.layer:
+            self.layer = checked_layer_spec(self.layer)
+            if self.arch != "llama":
+                raise ConfigError(
+                    "--layer takes a Llama block of your own (the llama practical's "
+                    "LlamaBlock): add --arch llama"
+                )
+            if self.size.dropout:
+                raise ConfigError(
+                    f"--layer: a Llama block of your own has no dropout; drop --dropout "
+                    f"{self.size.dropout:g} (shakespeare's default is 0)"
+                )
 
 
 @dataclass

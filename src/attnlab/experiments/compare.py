@@ -38,6 +38,14 @@ LAYER_VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+# With a Llama block of the user's (``--arch llama --layer``, shakespeare): that block and
+# attnlab's, in the same Llama otherwise (torch has no twin of a Llama block).
+LLAMA_LAYER_VARIANTS: dict[str, dict[str, Any]] = {
+    "yours": {},
+    "attnlab": {"layer": ""},
+}
+
+
 # With a decoder layer of the user's (``--decoder-layer``): that layer and attnlab's, in the
 # same encoder-decoder otherwise.
 DECODER_LAYER_VARIANTS: dict[str, dict[str, Any]] = {
@@ -48,9 +56,12 @@ DECODER_LAYER_VARIANTS: dict[str, dict[str, Any]] = {
 
 def variants_of(task_cls: type[Task], base_config: Any) -> dict[str, dict[str, Any]]:
     """The variants to compare: :data:`LAYER_VARIANTS` when the base config has a user's
-    ``layer``, :data:`DECODER_LAYER_VARIANTS` when it has a ``decoder_layer``, else the task's
-    own (none for the translation tasks)."""
+    ``layer`` (:data:`LLAMA_LAYER_VARIANTS` when that is a Llama block, ``arch="llama"``),
+    :data:`DECODER_LAYER_VARIANTS` when it has a ``decoder_layer``, else the task's own (none
+    for the translation tasks)."""
     if getattr(base_config, "layer", ""):
+        if getattr(base_config, "arch", "") == "llama":
+            return LLAMA_LAYER_VARIANTS
         return LAYER_VARIANTS
     if getattr(base_config, "decoder_layer", ""):
         return DECODER_LAYER_VARIANTS

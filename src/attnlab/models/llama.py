@@ -17,7 +17,9 @@ section 2.2) adds a fourth::
   heads, so the key/value cache is smaller;
 
 and no biases anywhere. Each block is attnlab's :class:`~attnlab.nn.EncoderLayer` with a
-causal mask, built from the :class:`~attnlab.nn.BlockSpec` of :meth:`LlamaConfig.block_spec`.
+causal mask, built from the :class:`~attnlab.nn.BlockSpec` of :meth:`LlamaConfig.block_spec`,
+or a block class of the user's (``LlamaConfig.layer``; the contract is the llama practical's,
+see :mod:`attnlab.models.user_layer`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.models.common import check_counts
+from attnlab.models.user_layer import load_layer_class
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, RMSNorm, StaticKVCache
 from attnlab.nn.embedding import embed_tokens
 from attnlab.nn.linear import Linear, linear
@@ -44,6 +47,11 @@ class LlamaConfig:
     :attr:`block_size`, the name :func:`attnlab.generation.generate` reads). ``dropout`` is
     attnlab's: on the attention weights, inside the feed-forward network and on each
     sublayer's output (Llama has none).
+
+    ``layer="FILE.py:ClassName"`` builds every block from a user's class instead of attnlab's
+    (the llama practical's ``LlamaBlock``; :mod:`attnlab.models.user_layer`), as
+    ``Layer(*user_block_args())``; ``layer_sha256`` is the file's hash, checked on loading.
+    Such blocks have no dropout, no key/value cache, no padding mask and no attention maps.
     """
 
     vocab_size: int = 32000
@@ -58,9 +66,15 @@ class LlamaConfig:
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02
     dropout: float = 0.0
+    layer: str | None = None
+    layer_sha256: str | None = None
 
     def __post_init__(self) -> None:
         check_counts(self, ("vocab_size", "max_position_embeddings", "num_hidden_layers"))
+        if self.layer and self.dropout:
+            raise ValueError(
+                f"a Llama block of your own (layer) has no dropout; got dropout={self.dropout}"
+            )
         if self.num_attention_heads >= 1 and self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size must be divisible by num_attention_heads; got {self.hidden_size} "
@@ -78,6 +92,19 @@ class LlamaConfig:
     def block_size(self) -> int:
         """The context window: ``max_position_embeddings``."""
         return self.max_position_embeddings
+
+    def user_block_args(self) -> tuple[int, int, int, int, float, float]:
+        """The arguments a user's block class is built with: ``(d_model, num_heads,
+        num_kv_heads, d_ff, eps, rope_theta)``, the llama practical's ``LlamaBlock``."""
+        kv_heads = self.num_key_value_heads or self.num_attention_heads
+        return (
+            self.hidden_size,
+            self.num_attention_heads,
+            kv_heads,
+            self.intermediate_size,
+            self.rms_norm_eps,
+            self.rope_theta,
+        )
 
     def block_spec(self) -> BlockSpec:
         """The :class:`~attnlab.nn.BlockSpec` of every block: pre-norm RMSNorm, rotary
@@ -117,6 +144,11 @@ class Llama(nn.Module):
     * ``return_attention=True`` returns ``(logits, maps)``, the causal attention weights of
       every layer, ``(B, H, T, T_k)`` each (computed on the explicit path).
 
+    With a user's block class (``config.layer``) each block is called as ``block(x)`` on the
+    whole sequence: :meth:`make_cache` is ``None`` (generation recomputes the context at
+    each step), and ``cache``, ``attention_mask`` and ``return_attention`` raise
+    ``ValueError``.
+
     Initialisation as Hugging Face's: every weight matrix and embedding
     ``N(0, initializer_range)``, the RMSNorm gains one.
     """
@@ -128,8 +160,11 @@ class Llama(nn.Module):
         self.config = config
         spec = config.block_spec()
         self.token_embedding = nn.Embedding(config.vocab_size, config.hidden_size)
+        # A user's block class (its file's hash checked), else attnlab's EncoderLayer.
+        user_block = load_layer_class(config.layer, config.layer_sha256) if config.layer else None
         self.layers = nn.ModuleList(
-            EncoderLayer(spec=spec) for _ in range(config.num_hidden_layers)
+            EncoderLayer(spec=spec) if user_block is None else user_block(*config.user_block_args())
+            for _ in range(config.num_hidden_layers)
         )
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.lm_head = None
@@ -153,12 +188,14 @@ class Llama(nn.Module):
 
     def make_cache(
         self, batch_size: int | None = None, max_len: int | None = None
-    ) -> list[KVCache] | list[StaticKVCache]:
+    ) -> list[KVCache] | list[StaticKVCache] | None:
         """Empty key/value caches, one per layer, for :func:`attnlab.generation.generate`:
         growing :class:`~attnlab.nn.KVCache` s, or with ``batch_size``
         :class:`~attnlab.nn.StaticKVCache` s preallocated for ``max_len`` positions (default
         and at most the context window, ``max_position_embeddings``): fixed shapes at every
-        decoding step."""
+        decoding step. ``None`` with a user's block class, which keeps no cache."""
+        if self.config.layer:
+            return None
         if batch_size is None:
             return [KVCache() for _ in self.layers]
         window = min(
@@ -176,6 +213,8 @@ class Llama(nn.Module):
         attention_mask: Tensor | None = None,
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        if self.config.layer:
+            return self._forward_user_blocks(input_ids, cache, attention_mask, return_attention)
         start = self._check_input(input_ids, cache)  # position of input_ids[:, 0]
         static = bool(cache) and isinstance(cache[0], StaticKVCache)
         keys = cache[0].max_len if static else None  # static caches attend over whole buffers
@@ -207,6 +246,27 @@ class Llama(nn.Module):
                 x = out  # (B, T, hidden_size)
         logits = linear(self.norm(x), self.lm_head_weight)  # (B, T, vocab_size)
         return (logits, maps) if return_attention else logits
+
+    def _forward_user_blocks(
+        self,
+        input_ids: Tensor,
+        cache: list | None,
+        attention_mask: Tensor | None,
+        return_attention: bool,
+    ) -> Tensor:
+        """Logits ``(B, T, vocab_size)`` through the user's blocks, each called as
+        ``block(x)`` on the whole sequence (it attends causally itself)."""
+        if cache is not None:
+            raise ValueError("a Llama block of your own keeps no key/value cache")
+        if attention_mask is not None:
+            raise ValueError("a Llama block of your own takes no padding mask (attention_mask)")
+        if return_attention:
+            raise ValueError("a Llama block of your own returns no attention weights to show")
+        self._check_input(input_ids, None)
+        x = embed_tokens(self.token_embedding, input_ids, "input_ids")  # (B, T, hidden_size)
+        for layer in self.layers:
+            x = layer(x)  # (B, T, hidden_size)
+        return linear(self.norm(x), self.lm_head_weight)  # (B, T, vocab_size)
 
     def _check_input(
         self, input_ids: Tensor, cache: list[KVCache] | list[StaticKVCache] | None

@@ -1,11 +1,13 @@
-"""Your own encoder or decoder layer in attnlab's models: load it from a file, stack it like
-attnlab's.
+"""Your own encoder layer, decoder layer or Llama block in attnlab's models: load it from a
+file, stack it like attnlab's.
 
 ``attnlab train names --layer my_layer.py:TransformerEncoderLayer`` builds the model with your
 class in place of :class:`~attnlab.nn.EncoderLayer`; ``attnlab train translate-small
 --decoder-layer my/decoder.py:DecoderLayer`` puts yours in place of
-:class:`~attnlab.nn.DecoderLayer`. The class must follow the constructor contract of the
-encoder or the decoder practical (``attnlab exercise start``):
+:class:`~attnlab.nn.DecoderLayer`; ``attnlab train shakespeare --arch llama --layer
+my/llama.py:LlamaBlock`` puts yours in place of attnlab's Llama block in
+:class:`~attnlab.models.Llama`. The class must follow the constructor contract of the
+encoder, the decoder or the llama practical (``attnlab exercise start``):
 
 * ``Layer(d_model: int, num_heads: int, d_ff: int, dropout: float)``, an ``nn.Module``;
 * an encoder layer's ``forward(x, mask=None)`` with ``x: (B, T, d_model)`` and ``mask`` bool
@@ -14,13 +16,20 @@ encoder or the decoder practical (``attnlab exercise start``):
 * a decoder layer's ``forward(x, memory, tgt_mask=None, memory_mask=None)`` with
   ``x: (B, T, d_model)``, the encoder output ``memory: (B, S, d_model)``, ``tgt_mask`` bool
   ``(T, T)`` (the causal mask) and ``memory_mask`` bool ``(B, 1, 1, S)`` (the source padding
-  mask), ``True`` = may attend; it returns ``(B, T, d_model)``.
+  mask), ``True`` = may attend; it returns ``(B, T, d_model)``;
+* a Llama block is built as ``Layer(d_model: int, num_heads: int, num_kv_heads: int, d_ff:
+  int, eps: float, rope_theta: float)`` (``d_ff``: the SwiGLU hidden width; ``eps``: the
+  RMSNorms'; ``rope_theta``: the rotary base) and has no dropout; its ``forward(x)`` takes
+  ``x: (B, T, d_model)``, the whole sequence from position 0, and returns ``(B, T,
+  d_model)``, attending causally (position ``t`` reads positions ``<= t`` only): it builds
+  its rotary tables and causal mask itself, on ``x``'s device. It keeps no key/value cache,
+  so generation recomputes the whole context at every step.
 
 The file is one self-contained Python file (it may import torch and installed packages); it
 runs inside the training process, as any code you train does. A run records the file's
 absolute path, the class name and the file's sha256, so reloading the run (``attnlab eval``,
-``predict``, ``translate``, ``--resume``) imports the same file again, and refuses it if it
-has changed.
+``predict``, ``translate``, ``generate``, ``--resume``) imports the same file again, and
+refuses it if it has changed.
 
 This module imports only torch, :mod:`attnlab.nn` and the standard library (it is part of
 :mod:`attnlab.models`); its :class:`LayerError` is a ``ValueError`` with one sentence, which
@@ -51,6 +60,11 @@ DECODER_CONTRACT = (
     "tgt_mask=None, memory_mask=None) maps x (B, T, d_model), memory (B, S, d_model), a bool "
     "causal mask (T, T) and a bool source padding mask (B, 1, 1, S), True = may attend, "
     "to (B, T, d_model)"
+)
+LLAMA_CONTRACT = (
+    "Layer(d_model, num_heads, num_kv_heads, d_ff, eps, rope_theta), an nn.Module whose "
+    "forward(x) maps x (B, T, d_model) to (B, T, d_model), attending causally (position t "
+    "reads positions <= t only)"
 )
 
 _MODULES: dict[tuple[Path, str], ModuleType] = {}  # (file, sha256) -> its module, imported once

@@ -2,7 +2,10 @@
 
 ``--arch llama`` trains a Llama-style model of the same size instead (rotary positions,
 RMSNorm, SwiGLU, grouped-query attention; see :func:`llama_config`), with the same data and
-schedule, so that ``attnlab compare shakespeare`` sets the two side by side.
+schedule, so that ``attnlab compare shakespeare`` sets the two side by side. ``--arch llama
+--layer FILE.py:ClassName`` builds that Llama from a block class of your own (the llama
+practical's ``LlamaBlock``; its contract: ``attnlab.models.user_layer``), and ``attnlab
+compare shakespeare --arch llama --layer ...`` sets it beside attnlab's Llama block.
 
 The defaults are nanoGPT's "baby GPT" for a CPU (``shakespeare_char`` with ``--block_size=64
 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --dropout=0.0``): 4
@@ -34,6 +37,7 @@ The best checkpoint is chosen by next-character accuracy (ties by the lower loss
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -59,6 +63,7 @@ from attnlab.models import GPT, GPTConfig, Llama, LlamaConfig
 from attnlab.tasks.base import AttentionView, Splits, Task
 from attnlab.tasks.common import CrossEntropyTally, model_device, spread
 from attnlab.tasks.registry import register
+from attnlab.tasks.user_layer import user_llama_block_fields
 
 # How predict and the report's sample continue a prompt: readable, and the same every time.
 SAMPLE_CHARS = 200
@@ -134,10 +139,14 @@ class ShakespeareTask(Task):
     # -- model, loss, metrics -----------------------------------------------------------
     def build_model(self) -> nn.Module:
         """The baby GPT, or with ``--arch llama`` a :class:`~attnlab.models.Llama` of the same
-        depth, width and heads (see :func:`llama_config`)."""
+        depth, width and heads (see :func:`llama_config`), with ``--layer`` the user's block
+        class in it (checked first)."""
         c = self.config
         if c.arch == "llama":
-            return Llama(llama_config(c, vocab_size=len(self.tokenizer)))
+            config = llama_config(c, vocab_size=len(self.tokenizer))
+            if c.layer:
+                config = dataclasses.replace(config, **user_llama_block_fields(c.layer, config))
+            return Llama(config)
         return GPT(
             GPTConfig(
                 vocab_size=len(self.tokenizer),
@@ -207,6 +216,10 @@ class ShakespeareTask(Task):
 
     @torch.no_grad()
     def attention(self, model: nn.Module, text: str) -> AttentionView:
+        if self.config.layer:
+            raise InputError(
+                "this run trained your own Llama block, which returns no attention maps"
+            )
         ids = self.encode_prompt(text)  # (1, T)
         if ids.size(1) > self.config.block_size:
             raise InputError(

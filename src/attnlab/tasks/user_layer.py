@@ -1,26 +1,31 @@
 """Check a user's ``--layer`` or ``--decoder-layer FILE.py:ClassName`` against its contract
 before the model is built.
 
-:func:`user_layer_fields` (an encoder layer) and :func:`user_decoder_layer_fields` (a decoder
-layer) import the file, build one layer at the task's size and run a tiny probe forward with
-the masks the model will give it, so that a layer that does not fit gets one sentence naming
-what is wrong (no such file, not a .py file, an error while importing, no such class, not an
-``nn.Module``, a constructor that refuses ``(d_model, num_heads, d_ff, dropout)``, a forward
-that fails or returns a non-tensor or the wrong shape), before the full model is allocated.
-The contracts themselves are stated in :mod:`attnlab.models.user_layer`.
+:func:`user_layer_fields` (an encoder layer), :func:`user_decoder_layer_fields` (a decoder
+layer) and :func:`user_llama_block_fields` (a Llama block) import the file, build one layer
+at the task's size and run a tiny probe forward with the masks the model will give it, so
+that a layer that does not fit gets one sentence naming what is wrong (no such file, not a
+.py file, an error while importing, no such class, not an ``nn.Module``, a constructor that
+refuses its contract's arguments, a forward that fails or returns a non-tensor or the wrong
+shape, and for a Llama block one whose earlier outputs read later positions), before the
+full model is allocated. The contracts themselves are stated in
+:mod:`attnlab.models.user_layer`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from attnlab.errors import ConfigError
+from attnlab.models.llama import LlamaConfig
 from attnlab.models.user_layer import (
     CONTRACT,
     DECODER_CONTRACT,
+    LLAMA_CONTRACT,
     LayerError,
     file_sha256,
     load_layer_class,
@@ -30,20 +35,25 @@ from attnlab.nn.masks import causal_mask
 
 PROBE_BATCH, PROBE_LEN, PROBE_SOURCE_LEN = 2, 3, 4
 
+# The names of the constructor arguments of each contract, for the messages.
+LAYER_ARGS = ("d_model", "num_heads", "d_ff", "dropout")
+LLAMA_ARGS = ("d_model", "num_heads", "num_kv_heads", "d_ff", "eps", "rope_theta")
 
-def _construct(layer_class: type[nn.Module], size: Any, contract: str) -> nn.Module:
+
+def _construct(
+    layer_class: type[nn.Module], args: tuple, names: tuple[str, ...], contract: str
+) -> nn.Module:
+    """``layer_class(*args)``; ConfigError naming the arguments ``names`` if it fails."""
     name = layer_class.__name__
     try:
-        return layer_class(size.d_model, size.heads, size.d_ff, size.dropout)
+        return layer_class(*args)
     except TypeError as e:
         raise ConfigError(
-            f"{name}(d_model, num_heads, d_ff, dropout) failed ({e}): the layer must be {contract}"
+            f"{name}({', '.join(names)}) failed ({e}): the layer must be {contract}"
         ) from e
     except Exception as e:
-        raise ConfigError(
-            f"{name}({size.d_model}, {size.heads}, {size.d_ff}, {size.dropout}) raised "
-            f"{type(e).__name__}: {e}"
-        ) from e
+        shown = ", ".join(str(a) for a in args)
+        raise ConfigError(f"{name}({shown}) raised {type(e).__name__}: {e}") from e
 
 
 def _padding_mask(length: int) -> Tensor:
@@ -68,6 +78,12 @@ def _decoder_inputs(d_model: int, generator: torch.Generator) -> tuple[tuple, di
     return (x, memory), masks
 
 
+def _llama_inputs(d_model: int, generator: torch.Generator) -> tuple[tuple, dict]:
+    """A Llama block's probe: ``x (2, 3, d_model)`` alone (the block masks causally itself)."""
+    x = torch.randn(PROBE_BATCH, PROBE_LEN, d_model, generator=generator)  # (B, T, d_model)
+    return (x,), {}
+
+
 def _described(name: str, args: tuple, kwargs: dict) -> str:
     """``Layer.forward(x (2, 3, 16), mask=(2, 1, 1, 3))``: the call, with its shapes."""
     shown = [f"{n} {tuple(a.shape)}" for n, a in zip(("x", "memory"), args, strict=False)]
@@ -75,8 +91,8 @@ def _described(name: str, args: tuple, kwargs: dict) -> str:
     return f"{name}.forward({', '.join(shown)})"
 
 
-def _probe(layer: nn.Module, args: tuple, kwargs: dict) -> None:
-    """One forward on the probe inputs; ConfigError if the layer misfits."""
+def _probe(layer: nn.Module, args: tuple, kwargs: dict) -> Tensor:
+    """One forward on the probe inputs, its output; ConfigError if the layer misfits."""
     name = type(layer).__name__
     try:
         out = layer.eval()(*args, **kwargs)
@@ -93,10 +109,32 @@ def _probe(layer: nn.Module, args: tuple, kwargs: dict) -> None:
             f"{name}.forward returned shape {tuple(out.shape)} for x of shape "
             f"{tuple(x.shape)}; it must return (B, T, d_model), the shape of x"
         )
+    return out
 
 
-def _checked_sha256(spec: str, size: Any, flag: str, contract: str, inputs: Any) -> str:
-    """Load, build and probe the layer ``spec``; the sha256 of its file."""
+def _check_causal(layer: nn.Module, x: Tensor, out: Tensor) -> None:
+    """ConfigError unless changing the last position of ``x (B, T, d_model)`` leaves the
+    outputs ``out (B, T, d_model)`` of the earlier positions as they were."""
+    changed = x.clone()
+    changed[:, -1] += 1.0  # (B, T, d_model): only the last position differs
+    if not torch.allclose(layer(changed)[:, :-1], out[:, :-1], atol=1e-5):
+        name = type(layer).__name__
+        raise ConfigError(
+            f"{name}.forward is not causal: changing the last of {x.size(1)} positions changed "
+            "the outputs of the earlier ones (mask the future: position t reads positions "
+            "<= t only)"
+        )
+
+
+Construct = Callable[[type[nn.Module]], nn.Module]
+Inputs = Callable[[int, torch.Generator], tuple[tuple, dict]]
+
+
+def _checked_sha256(
+    spec: str, construct: Construct, d_model: int, flag: str, inputs: Inputs, causal: bool = False
+) -> str:
+    """Load the layer ``spec``, build it with ``construct(layer_class)`` and probe it on
+    ``inputs(d_model, generator)`` (and its causality if ``causal``); its file's sha256."""
     try:
         layer_class = load_layer_class(spec)
     except LayerError as e:
@@ -104,9 +142,18 @@ def _checked_sha256(spec: str, size: Any, flag: str, contract: str, inputs: Any)
     # The probe runs on the CPU with its own random numbers (the caller's seeded weights stay
     # as they would be without it), even inside a ``meta``-device context.
     with torch.device("cpu"), torch.random.fork_rng(devices=[]), torch.no_grad():
-        layer = _construct(layer_class, size, contract)
-        _probe(layer, *inputs(size.d_model, torch.Generator().manual_seed(0)))
+        layer = construct(layer_class)
+        args, kwargs = inputs(d_model, torch.Generator().manual_seed(0))
+        out = _probe(layer, args, kwargs)
+        if causal:
+            _check_causal(layer, args[0], out)
     return file_sha256(split_layer_spec(spec)[0])
+
+
+def _sized(size: Any, contract: str) -> Construct:
+    """Builds a layer class as ``Layer(d_model, num_heads, d_ff, dropout)`` of ``size``."""
+    args = (size.d_model, size.heads, size.d_ff, size.dropout)
+    return lambda layer_class: _construct(layer_class, args, LAYER_ARGS, contract)
 
 
 def user_layer_fields(spec: str, size: Any) -> dict[str, str]:
@@ -115,7 +162,7 @@ def user_layer_fields(spec: str, size: Any) -> dict[str, str]:
     ``size`` is the task's :class:`~attnlab.configs.ModelSize`. Raises
     :class:`~attnlab.errors.ConfigError` (one sentence).
     """
-    sha256 = _checked_sha256(spec, size, "--layer", CONTRACT, _encoder_inputs)
+    sha256 = _checked_sha256(spec, _sized(size, CONTRACT), size.d_model, "--layer", _encoder_inputs)
     return {"layer": spec, "layer_sha256": sha256}
 
 
@@ -123,5 +170,22 @@ def user_decoder_layer_fields(spec: str, size: Any) -> dict[str, str]:
     """The model-config fields ``{"decoder_layer", "decoder_layer_sha256"}`` of a checked
     decoder layer (probed with the causal mask ``(T, T)`` and a source padding mask
     ``(B, 1, 1, S)``, ``S != T``). Raises :class:`~attnlab.errors.ConfigError`."""
-    sha256 = _checked_sha256(spec, size, "--decoder-layer", DECODER_CONTRACT, _decoder_inputs)
+    construct = _sized(size, DECODER_CONTRACT)
+    sha256 = _checked_sha256(spec, construct, size.d_model, "--decoder-layer", _decoder_inputs)
     return {"decoder_layer": spec, "decoder_layer_sha256": sha256}
+
+
+def user_llama_block_fields(spec: str, config: LlamaConfig) -> dict[str, str]:
+    """The Llama-config fields ``{"layer", "layer_sha256"}`` of a checked Llama block, built
+    as ``Layer(*config.user_block_args())`` (the llama practical's ``LlamaBlock``), probed
+    with ``x (2, 3, d_model)`` alone and checked to be causal. Raises
+    :class:`~attnlab.errors.ConfigError` (one sentence)."""
+    args = config.user_block_args()
+
+    def construct(layer_class: type[nn.Module]) -> nn.Module:
+        return _construct(layer_class, args, LLAMA_ARGS, LLAMA_CONTRACT)
+
+    sha256 = _checked_sha256(
+        spec, construct, config.hidden_size, "--layer", _llama_inputs, causal=True
+    )
+    return {"layer": spec, "layer_sha256": sha256}
