@@ -34,8 +34,9 @@ DECODER_LAYER_HELP = (
 )
 
 LLAMA_LAYER_HELP = (
-    "your own Llama block, FILE.py:ClassName (the llama practical's LlamaBlock), in place of "
-    "attnlab's; needs --arch llama and --dropout 0. The class must be an nn.Module built as "
+    "your own Llama block, FILE.py:ClassName (such as the LlamaBlock of the llama.py that "
+    "attnlab exercise start writes), in place of attnlab's; needs --arch llama and --dropout "
+    "0. The class must be an nn.Module built as "
     "Layer(d_model, num_heads, num_kv_heads, d_ff, eps, rope_theta), where num_kv_heads is "
     "--kv-heads and d_ff the SwiGLU width (2/3 of --d-ff, rounded up to a multiple of 8), "
     "whose forward(x) maps x (B, T, d_model) to (B, T, d_model), attending causally. "

@@ -223,8 +223,8 @@ class ShakespeareConfig:
             self.layer = checked_layer_spec(self.layer)
             if self.arch != "llama":
                 raise ConfigError(
-                    "--layer takes a Llama block of your own (the llama practical's "
-                    "LlamaBlock): add --arch llama"
+                    "--layer takes a Llama block of your own (such as the LlamaBlock of "
+                    "the llama.py that attnlab exercise start writes): add --arch llama"
                 )
             if self.size.dropout:
                 raise ConfigError(

@@ -3,9 +3,10 @@
 ``--arch llama`` trains a Llama-style model of the same size instead (rotary positions,
 RMSNorm, SwiGLU, grouped-query attention; see :func:`llama_config`), with the same data and
 schedule, so that ``attnlab compare shakespeare`` sets the two side by side. ``--arch llama
---layer FILE.py:ClassName`` builds that Llama from a block class of your own (the llama
-practical's ``LlamaBlock``; its contract: ``attnlab.models.user_layer``), and ``attnlab
-compare shakespeare --arch llama --layer ...`` sets it beside attnlab's Llama block.
+--layer FILE.py:ClassName`` builds that Llama from a block class of your own (such as the
+``LlamaBlock`` of the ``llama.py`` that ``attnlab exercise start`` writes; see --layer below),
+and ``attnlab compare shakespeare --arch llama --layer ...`` sets it beside attnlab's Llama
+block.
 
 The defaults are nanoGPT's "baby GPT" for a CPU (``shakespeare_char`` with ``--block_size=64
 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --dropout=0.0``): 4
