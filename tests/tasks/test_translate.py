@@ -123,7 +123,8 @@ def test_attention_png_has_three_kinds(small_run, capsys, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["   "], "nothing to translate"),
+        (["   "], "nothing to translate in '   ': give a sentence"),
+        (["ж中🙂"], "in 'ж中🙂', normalised as the training data: it keeps no word"),
         (["je suis", "--beam", "0"], "--beam must be at least 1"),
         (["je suis", "--beam", "999"], "--beam must be at most the vocabulary size"),
         ([], "no input"),

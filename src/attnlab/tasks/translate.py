@@ -330,7 +330,10 @@ class _TranslateBase(Task):
         """A user's sentence -> source ids ``(1, S)``; refuses empty input, cuts long input."""
         sentence = self.normalize(text)
         if not sentence:
-            raise InputError(f"nothing to translate in {shown(text)}: give a sentence")
+            kept = ": give a sentence"
+            if text.strip():  # signs the training data's normalisation drops, e.g. "ж中"
+                kept = ", normalised as the training data: it keeps no word; give a sentence"
+            raise InputError(f"nothing to translate in {shown(text)}{kept}")
         ids = self.tokenizer.encode(sentence)
         if self.tokenizer.unk_id in ids:
             print(
