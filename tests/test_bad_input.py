@@ -270,6 +270,14 @@ HAND_EDITED = {
         lambda c: with_task(c, colour="red"),
         "the task config in config.json is invalid: ReverseConfig has no field 'colour'",
     ),
+    "an unknown model field": (  # was Python's "__init__() got an unexpected keyword"
+        lambda c: with_model(c, colour="red"),
+        "the model config in config.json is invalid (TokenPredictorConfig has no field 'colour')",
+    ),
+    "a model field removed": (
+        lambda c: {**c, "model": {**c["model"], "config": {"d_model": 32}}},
+        "the model config in config.json is invalid (TokenPredictorConfig needs a value for",
+    ),
     "a huge model": (
         lambda c: with_model(c, d_model=100_000, num_heads=1),
         "the model config in config.json is invalid (the model has 40,0",  # 40 billion

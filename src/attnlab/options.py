@@ -106,7 +106,16 @@ def check_annotated(cls: type, values: Mapping[str, Any]) -> None:
     """Refuse a value of ``values`` whose type does not fit the annotation of the field of
     dataclass ``cls`` it is meant for (``int``, ``float``, ``bool``, ``str``, ``X | None``, a
     ``Literal``), with a :class:`ConfigError`: for configs without :func:`option` metadata
-    (the models'), read back from a hand-editable ``config.json``."""
+    (the models'), read back from a hand-editable ``config.json``. A name that is not a field,
+    or a field without a default that is missing, is refused too."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in values:
+        if name not in fields:
+            raise ConfigError(f"{cls.__name__} has no field {name!r}")
+    for name, f in fields.items():
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if f.init and no_default and name not in values:
+            raise ConfigError(f"{cls.__name__} needs a value for {name!r}, and it has none")
     hints = typing.get_type_hints(cls)
     for name, value in values.items():
         if name in hints and not _fits(hints[name], value):
