@@ -221,6 +221,10 @@ OUR_OWN = [
     (["bench", "--precision", "fp8"], "invalid choice: 'fp8'"),
     (["bench", "no-such-suite"], "no-such-suite"),
     (["bench", "--device", "cuda:7"], "--device cuda:7 was asked for"),
+    (["bench", "--device", "cpu:99"], "--device cpu:99: PyTorch sees the CPUs as one device, cpu"),
+    # grade: each job is a process that loads PyTorch
+    (["exercise", "grade", "{tmp}", "--csv", "{tmp}/g.csv", "--jobs", "0"], "--jobs must be"),
+    (["exercise", "grade", "{tmp}", "--csv", "{tmp}/g.csv", "--jobs", "100000"], "got 100000"),
     (["bench", "--device", "cpu", "--precision", "fp16"], "--precision fp16 needs a CUDA GPU"),
     (["bench", "gpt", "--quick", "--data-dir", "{tmp}/no"], "--data-dir {tmp}/no does not exist"),
     (["bench", "gpt", "--quick", "--data-dir", "{tmp}"], "holds no input.txt file of the tiny"),

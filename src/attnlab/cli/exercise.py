@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -196,8 +197,12 @@ def _grade(args: argparse.Namespace) -> int:
 
     if args.practical is not None and args.practical not in PRACTICALS:
         raise InputError(f"no practical '{args.practical}' (choose from {', '.join(PRACTICALS)})")
-    if args.jobs < 1:
-        raise InputError("--jobs must be at least 1")
+    most_jobs = max(2, os.cpu_count() or 1)
+    if not 1 <= args.jobs <= most_jobs:
+        raise InputError(
+            f"--jobs must be from 1 to {most_jobs} (this machine's CPUs: each check is a "
+            f"process that loads PyTorch, so more at once only adds memory); got {args.jobs}"
+        )
 
     def report(row: dict[str, str]) -> None:  # as soon as a student's checks end
         print(f"{row['student']}: {row['total']} of {len(row) - 2} parts pass", flush=True)

@@ -50,6 +50,8 @@ def resolve_device(name: str) -> torch.device:
                 f"{torch.cuda.device_count()} CUDA GPU(s): cuda:0 .. "
                 f"cuda:{torch.cuda.device_count() - 1}"
             )
+    elif device.type == "cpu" and device.index not in (None, 0):  # torch ignores the index
+        raise AttnlabError(f"--device {name}: PyTorch sees the CPUs as one device, cpu")
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise AttnlabError(f"--device {name} was asked for, but this PyTorch sees no Apple MPS")
     elif device.type not in ("cpu", "cuda", "mps"):
