@@ -118,6 +118,21 @@ def test_a_short_run_beats_the_majority_class(names_run):
 
 
 @needs_data
+def test_a_run_whose_task_was_edited_to_another_model_is_refused(capsys, names_run, tmp_path):
+    """config.json's task config edited to "model": "gru" beside the saved transformer: the
+    run used to load as the transformer, silently not what its config says."""
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    config = json.loads((names_run / "config.json").read_text())
+    config["task_config"]["model"] = "gru"
+    (edited / "config.json").write_text(json.dumps(config))
+    (edited / "model.safetensors").write_bytes((names_run / "model.safetensors").read_bytes())
+    code, _, err = run_cli(capsys, "predict", str(edited), "Nakamura")
+    assert_one_line_error(
+        code, err, "config.json was edited: its task gives a GRUClassifier, but the model saved"
+    )
+
+
 def test_predict_top3_with_unseen_characters(capsys, names_run):
     code, out, err = run_cli(
         capsys,

@@ -225,10 +225,15 @@ def _check_state_fits_model(task: Task, config: dict[str, Any]) -> None:
     the meta device, so nothing is allocated."""
     try:
         with torch.device("meta"):
-            expected = dataclasses.asdict(task.build_model().config)
+            built = task.build_model()
     except Exception as e:
         raise RunDirError(f"the task state in config.json is invalid ({_reason(e)})") from e
-    saved = config["model"]["config"]
+    if type(built).__name__ != config["model"]["class"]:  # e.g. "model": "gru" edited in
+        raise RunDirError(
+            f"config.json was edited: its task gives a {type(built).__name__}, but the model "
+            f"saved is a {config['model']['class']}"
+        )
+    expected, saved = dataclasses.asdict(built.config), config["model"]["config"]
     for field, value in expected.items():
         if field in saved and saved[field] != value:
             raise RunDirError(
