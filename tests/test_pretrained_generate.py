@@ -101,7 +101,15 @@ def _save(model, tokenizer, folder, **save_options):
         for name, p in model.named_parameters():
             if "ln_" in name or "norm" in name:
                 p.add_(0.2 * torch.randn_like(p))
-    model.eval().save_pretrained(folder, **save_options)
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # its bar on stderr would land in the first test's capsys
+    try:
+        model.eval().save_pretrained(folder, **save_options)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     tokenizer.save(str(folder / "tokenizer.json"))
     return model, tokenizer
 
@@ -410,7 +418,6 @@ def test_weights_or_a_model_the_memory_cannot_hold_are_refused_before_allocating
     from attnlab import machine
 
     folder = request.getfixturevalue(f"{family}_copy")
-    capsys.readouterr()  # transformers' progress bar, from saving the folder
     weights = (folder / "model.safetensors").stat().st_size
     parameters = sum(p.numel() for p in load_pretrained_lm(folder).model.parameters())
     monkeypatch.setattr(machine, "available_memory", lambda: weights - 1)
