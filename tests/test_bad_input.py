@@ -504,6 +504,12 @@ EMPTY_PATHS = [
     ["train", "reverse", "--out", "", *TINY_REVERSE],
     ["train", "reverse", "--resume", ""],
     ["compare", "names", "--out", ""],
+    ["attention", "runs/r", "1 2", "--out", ""],  # was "--out must be a .png ...; got ."
+    ["predict", "", "1 2"],
+    ["eval", ""],
+    ["translate", "", "je suis"],
+    ["generate", ""],
+    ["generate", "--pretrained", ""],
 ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attnlab.cli.common import Parser, text, warnings_as_notices
+from attnlab.cli.common import Parser, given_path, text, warnings_as_notices
 from attnlab.errors import InputError
 from attnlab.files import check_output_file
 
@@ -29,7 +29,7 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=given_path,
         default=Path("attention.png"),
         help="output: .html (interactive explorer) or .png (heatmaps)",
     )

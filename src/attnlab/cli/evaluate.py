@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from attnlab.cli.common import Parser, add_device_option, given_text
+from attnlab.cli.common import Parser, add_device_option, given_path, given_text
 
 
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     parser = Parser(prog=prog, description=__doc__)
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
+    parser.add_argument("run_dir", type=given_path, metavar="RUN_DIR", help="a run directory")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument(
         "--save",

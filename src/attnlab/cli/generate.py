@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from attnlab.cli.common import Parser, add_device_option, text
+from attnlab.cli.common import Parser, add_device_option, given_path, text
 from attnlab.errors import InputError, RunDirError
 
 if TYPE_CHECKING:
@@ -27,11 +26,15 @@ MAX_NEW_TOKENS = 10**6
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     parser = Parser(prog=prog, description=__doc__)
     parser.add_argument(
-        "run_dir", type=Path, nargs="?", metavar="RUN_DIR", help="a run directory (or --pretrained)"
+        "run_dir",
+        type=given_path,
+        nargs="?",
+        metavar="RUN_DIR",
+        help="a run directory (or --pretrained)",
     )
     parser.add_argument(
         "--pretrained",
-        type=Path,
+        type=given_path,
         default=None,
         metavar="DIR",
         help="instead of RUN_DIR: a local Hugging Face GPT-2 or Llama folder (config.json, "

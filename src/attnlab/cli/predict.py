@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from attnlab.cli.common import Parser, add_file_option, inputs, print_predictions, text
+from attnlab.cli.common import Parser, add_file_option, given_path, inputs, print_predictions, text
 
 
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     parser = Parser(prog=prog, description=__doc__)
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
+    parser.add_argument("run_dir", type=given_path, metavar="RUN_DIR", help="a run directory")
     parser.add_argument("inputs", nargs="*", type=text, metavar="INPUT", help='e.g. "3 1 4 1 5"')
     add_file_option(parser, "inputs")
     parser.add_argument("--json", action="store_true", help="print JSON")

@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from attnlab.cli.common import Parser, add_file_option, inputs, print_predictions, text
+from attnlab.cli.common import Parser, add_file_option, given_path, inputs, print_predictions, text
 from attnlab.errors import InputError
 
 MAX_BEAM = 1000
@@ -14,7 +13,7 @@ MAX_BEAM = 1000
 
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
     parser = Parser(prog=prog, description=__doc__)
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a translation run")
+    parser.add_argument("run_dir", type=given_path, metavar="RUN_DIR", help="a translation run")
     parser.add_argument(
         "inputs", nargs="*", type=text, metavar="SENTENCE", help='e.g. "I am cold."'
     )

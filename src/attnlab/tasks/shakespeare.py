@@ -1,7 +1,7 @@
 """Tiny Shakespeare: a character-level GPT that writes Shakespeare-like text.
 
-``--arch llama`` trains a Llama-style model of the same size instead (rotary positions,
-RMSNorm, SwiGLU, grouped-query attention; see :func:`llama_config`), with the same data and
+``--arch llama`` trains a Llama-style model of the same depth, width and heads instead
+(rotary positions, RMSNorm, SwiGLU, grouped-query attention), with the same data and
 schedule, so that ``attnlab compare shakespeare`` sets the two side by side. ``--arch llama
 --layer FILE.py:ClassName`` builds that Llama from a block class of your own (such as the
 ``LlamaBlock`` of the ``llama.py`` that ``attnlab exercise start`` writes; see --layer below),
