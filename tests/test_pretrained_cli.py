@@ -235,3 +235,12 @@ def test_a_model_the_memory_cannot_hold_is_refused_before_reading_or_building_it
     monkeypatch.setattr(machine, "available_memory", lambda: next(free))
     code, _, err = run_cli(capsys, "embed", "a text", "--pretrained", "minilm")
     assert_one_line_error(code, err, f"the model of {minilm.path} ({parameters:,} parameters in")
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors", "tokenizer.json"])
+def test_a_folder_in_place_of_a_checkpoint_file_is_named_as_such(checkpoint_copy, name):
+    """It used to be reported as missing ("has no model.safetensors")."""
+    (checkpoint_copy / name).unlink()
+    (checkpoint_copy / name).mkdir()
+    with pytest.raises(CheckpointError, match="it is a directory, where a checkpoint keeps"):
+        load_pretrained(str(checkpoint_copy))

@@ -427,3 +427,12 @@ def test_weights_or_a_model_the_memory_cannot_hold_are_refused_before_allocating
     monkeypatch.setattr(machine, "available_memory", lambda: next(free))
     code, _, err = generate_cli(capsys, folder)
     assert_one_line_error(code, err, f"the model of {folder} ({parameters:,} parameters in")
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors", "tokenizer.json"])
+def test_a_folder_in_place_of_a_model_file_is_named_as_such(gpt2_copy, capsys, name):
+    """It used to be reported as missing ("has neither model.safetensors nor ...")."""
+    (gpt2_copy / name).unlink()
+    (gpt2_copy / name).mkdir()
+    code, _, err = generate_cli(capsys, gpt2_copy)
+    assert_one_line_error(code, err, "it is a directory, where a model folder keeps a file")

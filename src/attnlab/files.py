@@ -125,6 +125,15 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def refuse_non_file(path: Path, error: type[AttnlabError], role: str) -> None:
+    """Refuse, with an ``error`` naming ``role`` (e.g. "the run keeps a file"), a path that
+    is there but is a folder, a FIFO or a device, which a reader would call missing, or wait
+    on for ever; a missing path is left to the caller."""
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise error(f"cannot read {path}: it is {kind}, where {role}")
+
+
 def read_text(path: Path, error: type[AttnlabError] = InputError) -> str:
     """The UTF-8 text of a regular file (a leading byte-order mark removed); anything else
     (a directory, a FIFO, a device, bytes that are not UTF-8) is an ``error`` naming it."""

@@ -27,7 +27,7 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from attnlab.errors import AttnlabError, InputError
-from attnlab.files import parse_json
+from attnlab.files import parse_json, refuse_non_file
 from attnlab.interop.hf import skeleton
 from attnlab.interop.hf_bert import checked_state_dict
 from attnlab.machine import check_memory
@@ -204,6 +204,7 @@ def load_pretrained(name_or_path: str | Path, device: str | torch.device = "cpu"
 def _read_config(path: Path) -> BertConfig:
     """The :class:`BertConfig` of ``path/config.json``, a Hugging Face BERT config."""
     config_file = path / "config.json"
+    refuse_non_file(config_file, CheckpointError, "a checkpoint keeps a file")
     if not config_file.is_file():
         raise CheckpointError(f"{path} is not a BERT checkpoint directory: it has no config.json")
     try:
@@ -226,6 +227,7 @@ def _read_config(path: Path) -> BertConfig:
 def _read_tokenizer(path: Path, config: BertConfig) -> Tokenizer:
     """The WordPiece tokenizer of ``path/tokenizer.json``, no larger than the model's vocabulary."""
     tokenizer_file = path / "tokenizer.json"
+    refuse_non_file(tokenizer_file, CheckpointError, "a checkpoint keeps a file")
     if not tokenizer_file.is_file():
         raise CheckpointError(f"{path} has no tokenizer.json (the WordPiece tokenizer)")
     try:
@@ -246,6 +248,7 @@ def _read_weights(path: Path, config: BertConfig) -> Bert:
     from safetensors.torch import load_file
 
     weights_file = path / "model.safetensors"
+    refuse_non_file(weights_file, CheckpointError, "a checkpoint keeps a file")
     if not weights_file.is_file():
         pickled = " (attnlab does not load pickled pytorch_model.bin files)"
         raise CheckpointError(

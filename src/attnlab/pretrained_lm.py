@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.errors import ConfigError, InputError
-from attnlab.files import parse_json
+from attnlab.files import parse_json, refuse_non_file
 from attnlab.machine import check_memory
 from attnlab.options import check_depth
 
@@ -172,6 +172,7 @@ def _read_json(file: Path) -> Any:
 def _read_config(path: Path) -> dict[str, Any]:
     """The dict of ``path/config.json``."""
     config_file = path / "config.json"
+    refuse_non_file(config_file, InputError, "a model folder keeps a file")
     if not config_file.is_file():
         raise InputError(f"{path} is not a Hugging Face model folder: it has no config.json")
     config = _read_json(config_file)
@@ -185,6 +186,7 @@ def _read_tokenizer(path: Path) -> PretrainedTokenizer:
     from tokenizers import Tokenizer
 
     tokenizer_file = path / "tokenizer.json"
+    refuse_non_file(tokenizer_file, InputError, "a model folder keeps a file")
     if not tokenizer_file.is_file():
         raise InputError(
             f"{path} has no tokenizer.json (attnlab reads the tokenizer from that file only)"
@@ -198,6 +200,8 @@ def _read_tokenizer(path: Path) -> PretrainedTokenizer:
 def read_safetensors(path: Path) -> dict[str, Tensor]:
     """Every tensor of the folder: ``model.safetensors``, else the shards of the index."""
     single, index = path / "model.safetensors", path / INDEX_FILE
+    for file in (single, index):
+        refuse_non_file(file, InputError, "a model folder keeps a file")
     if single.is_file():
         return _load_file(single)
     if index.is_file():

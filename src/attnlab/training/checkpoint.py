@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from attnlab import files
 from attnlab.errors import RunDirError
 from attnlab.files import atomic_write, parse_json
 
@@ -44,9 +45,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def refuse_non_file(path: Path) -> None:
     """Refuse a file of a run directory that is there but is a folder, a FIFO or a device
     (which a reader would call missing, or wait on for ever)."""
-    if path.exists() and not path.is_file():
-        kind = "a directory" if path.is_dir() else "not a regular file"
-        raise RunDirError(f"cannot read {path}: it is {kind}, where the run keeps a file")
+    files.refuse_non_file(path, RunDirError, "the run keeps a file")
 
 
 def read_json(path: Path) -> dict[str, Any]:
