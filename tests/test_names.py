@@ -118,18 +118,36 @@ def test_a_short_run_beats_the_majority_class(names_run):
 
 
 @needs_data
+def edited_copy(run, tmp_path, edit):
+    """A copy of ``run`` whose config.json ``edit`` (config -> None) changed in place."""
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    config = json.loads((run / "config.json").read_text())
+    edit(config)
+    (edited / "config.json").write_text(json.dumps(config))
+    (edited / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes())
+    return edited
+
+
 def test_a_run_whose_task_was_edited_to_another_model_is_refused(capsys, names_run, tmp_path):
     """config.json's task config edited to "model": "gru" beside the saved transformer: the
     run used to load as the transformer, silently not what its config says."""
-    edited = tmp_path / "edited"
-    edited.mkdir()
-    config = json.loads((names_run / "config.json").read_text())
-    config["task_config"]["model"] = "gru"
-    (edited / "config.json").write_text(json.dumps(config))
-    (edited / "model.safetensors").write_bytes((names_run / "model.safetensors").read_bytes())
+    edited = edited_copy(names_run, tmp_path, lambda c: c["task_config"].update(model="gru"))
     code, _, err = run_cli(capsys, "predict", str(edited), "Nakamura")
     assert_one_line_error(
         code, err, "config.json was edited: its task gives a GRUClassifier, but the model saved"
+    )
+
+
+@pytest.mark.parametrize("languages", [[0, 1, 2], ["Greek"], ["Greek", "Greek"], "Greek", [""]])
+def test_a_run_whose_languages_were_edited_to_non_names_is_refused(
+    capsys, names_run, tmp_path, languages
+):
+    """Integers for languages used to be printed as the predicted classes."""
+    edited = edited_copy(names_run, tmp_path, lambda c: c["task_state"].update(languages=languages))
+    code, _, err = run_cli(capsys, "predict", str(edited), "Nakamura")
+    assert_one_line_error(
+        code, err, "the task state in config.json is invalid (its languages must be two names"
     )
 
 

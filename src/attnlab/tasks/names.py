@@ -108,7 +108,14 @@ class NamesTask(Task):
     @classmethod
     def from_state(cls, config: NamesConfig, state: dict[str, Any]) -> NamesTask:
         vocab_cls = BPEVocab if config.tokenizer == "bpe" else CharVocab
-        return cls(config, vocab_cls.from_state(state["vocab"]), state["languages"])
+        languages = state["languages"]
+        if not (
+            isinstance(languages, list)
+            and all(isinstance(name, str) and name for name in languages)
+            and len(set(languages)) == len(languages) >= 2
+        ):
+            raise ValueError("its languages must be two names or more, each once")
+        return cls(config, vocab_cls.from_state(state["vocab"]), languages)
 
     # -- data ---------------------------------------------------------------------------
     def _pair_splits(self) -> tuple[list, list, list]:
