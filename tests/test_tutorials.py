@@ -1,10 +1,10 @@
-"""The tutorial notebooks of the three practicals (docs/tutorials/) run from top to bottom.
+"""The tutorial notebooks of the four practicals (docs/tutorials/) run from top to bottom.
 
 Each notebook starts its practical, walks through the parts with attnlab's blocks, runs the
 checker on the skeleton (every part fails), on the reference solutions (every part passes)
 and on a planted mistake (its hint), and ends with a short training run. The notebooks
 assert those exit statuses themselves, so a cell that fails fails the test. They are kept
-without outputs in the repository; together they take two to three minutes on 2 cores.
+without outputs in the repository; together they take about three minutes on 2 cores.
 """
 
 import json
@@ -14,9 +14,14 @@ from pathlib import Path
 import pytest
 
 TUTORIALS = Path(__file__).parent.parent / "docs" / "tutorials"
-PRACTICALS = ("encoder", "attention", "decoder")
+PRACTICALS = ("encoder", "attention", "decoder", "llama")
 # the mistake each notebook plants, and the words of the checker's hint for it
-HINTS = {"encoder": "not scaled", "attention": "wrong axis", "decoder": "off by one"}
+HINTS = {
+    "encoder": "not scaled",
+    "attention": "wrong axis",
+    "decoder": "off by one",
+    "llama": "heads are tiled",
+}
 
 
 def _stdout(cell) -> str:
