@@ -510,18 +510,15 @@ def generate(
     ``top_p`` nucleus, and samples from the softmax of what remains.
 
     Args:
-        model: a decoder-only LM (e.g. :class:`attnlab.models.GPT`) in eval mode:
-            ``model(ids (B, T), cache=None) -> logits (B, T, vocab)``, ``model.make_cache()``
-            and ``model.config.block_size``.
+        model: a decoder-only LM (e.g. :class:`attnlab.models.GPT`) in eval mode: ``model(ids
+            (B, T), cache=None) -> logits (B, T, vocab)``, ``make_cache()``, ``config.block_size``.
         input_ids: the prompt ``(B, T)``, at least one token per row, each id in
             ``[0, model.config.vocab_size)`` (checked once, before decoding).
         max_new_tokens: how many tokens to add.
         temperature, top_k, top_p: sampling controls (see above).
-        use_cache: reuse keys and values between steps (same tokens, faster). Past
-            ``block_size`` tokens the window slides by half a block at a time (see
-            :class:`_LanguageModelStepper`), on both paths alike. A model whose
-            ``make_cache()`` is ``None`` (blocks of a user's, which keep no cache) is
-            decoded without a cache whatever ``use_cache`` says.
+        use_cache: reuse keys and values between steps (same tokens, faster; ignored when
+            ``make_cache()`` is ``None``: a user's blocks). Past ``block_size`` tokens the
+            window slides by half a block at a time (:class:`_LanguageModelStepper`).
         seed: seeds a private random generator (the global one is left alone).
         stop: with ``decode`` (ids -> text), stop once every row's new text contains it.
         eos_id: stop once every row has produced this token (or one of these tokens).
