@@ -139,6 +139,15 @@ def test_a_run_whose_task_was_edited_to_another_model_is_refused(capsys, names_r
     )
 
 
+def test_a_char_run_edited_to_the_bpe_tokenizer_is_refused(capsys, names_run, tmp_path):
+    """It used to say "('list' object is not an instance of 'str')"."""
+    edited = edited_copy(names_run, tmp_path, lambda c: c["task_config"].update(tokenizer="bpe"))
+    code, _, err = run_cli(capsys, "predict", str(edited), "Nakamura")
+    assert_one_line_error(
+        code, err, "(its vocabulary is a list, not the JSON text of a bpe tokenizer (was its"
+    )
+
+
 @pytest.mark.parametrize("languages", [[0, 1, 2], ["Greek"], ["Greek", "Greek"], "Greek", [""]])
 def test_a_run_whose_languages_were_edited_to_non_names_is_refused(
     capsys, names_run, tmp_path, languages

@@ -48,7 +48,13 @@ class BPEVocab:
 
     @classmethod
     def from_state(cls, state: str) -> BPEVocab:
-        """Rebuild from :meth:`state`."""
+        """Rebuild from :meth:`state`; anything but a tokenizer's JSON text (a character
+        vocabulary's list, say) is a ``ValueError`` of one sentence."""
+        if not isinstance(state, str):
+            raise ValueError(
+                f"its vocabulary is a {type(state).__name__}, not the JSON text of a bpe "
+                "tokenizer (was its tokenizer edited?)"
+            )
         return cls(Tokenizer.from_str(state))
 
     def state(self) -> str:
