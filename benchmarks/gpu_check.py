@@ -25,7 +25,9 @@ The steps (``--dry-run``: the same commands on the CPU with tiny sizes, for CI):
 6. ``attnlab bench encoder`` and ``attnlab bench bert --size minilm-random`` (MiniLM's shape
    with random weights: the GPU machine has no MiniLM weights package);
 7. ``attnlab bench generate --quick --compile``: the Llama's compiled decoding steps in static
-   caches against Hugging Face's compiled static-cache ``generate`` and against eager decoding.
+   caches against Hugging Face's compiled static-cache ``generate`` and against eager decoding;
+8. ``attnlab train shakespeare --arch llama --layer .../solutions/llama.py:LlamaBlock``: a
+   student's Llama block (the llama practical's reference solution) in the real pipeline.
 
 Exit status: 0 when no step failed (skipped steps do not fail the check), else 1.
 """
@@ -87,6 +89,11 @@ SHAKESPEARE = {
            "--block-size", "32"],
 }  # fmt: skip
 
+# A student's Llama block (the llama practical's reference solution stands in for it) in the
+# real pipeline: its own attention, no key/value cache.
+SOLUTION = Path(__file__).resolve().parent.parent / "src/attnlab/exercises/solutions/llama.py"
+YOUR_BLOCK = ["--arch", "llama", "--layer", f"{SOLUTION}:LlamaBlock"]
+
 
 def steps(dry: bool, out: Path) -> list[Step]:
     """The check's steps in order of importance (the budget may cut the last ones short)."""
@@ -132,6 +139,7 @@ def steps(dry: bool, out: Path) -> list[Step]:
             150,
             "bench",
         ),
+        train_step("train-llama-your-block", "shakespeare", shakespeare + YOUR_BLOCK, out, 120),
     ]
 
 
