@@ -36,3 +36,14 @@ def check_here(name: str, path: Path, only: tuple[str, ...] = ()) -> tuple[list[
     records = [json.loads(line) for line in out.getvalue().splitlines()]
     problems = [r["message"] for r in records if r["event"] == "problem"]
     return problems, {r["part"]: r for r in records if r["event"] == "part"}
+
+
+def assert_only_hint(name: str, verdicts: dict, mistake: str) -> None:
+    """In practical ``name``'s ``verdicts``: the part of ``mistake`` fails, and every failing
+    part fails as that mistake, with its hint."""
+    mistakes = {m.name: m for m in practical(name).mistakes}
+    failing = {part: v for part, v in verdicts.items() if v["status"] != "pass"}
+    assert mistakes[mistake].part in failing, verdicts
+    for part, verdict in failing.items():
+        assert (verdict["status"], verdict["mistake"]) == ("fail", mistake), (part, verdict)
+        assert verdict["message"] == mistakes[mistake].hint, (part, verdict)

@@ -16,7 +16,7 @@ from attnlab.exercises.registry import practical
 from attnlab.exercises.solutions import attention as solution
 
 from ..cli_helpers import run_cli
-from .helpers import check_here, plant
+from .helpers import assert_only_hint, check_here, plant
 
 ATTENTION = practical("attention")
 HINTS = {m.name: m.hint for m in ATTENTION.mistakes}
@@ -129,15 +129,6 @@ def test_the_catalogue_has_distinct_hints_on_known_parts():
     assert {m.part for m in ATTENTION.mistakes} == {p.name for p in ATTENTION.parts}
 
 
-def assert_only_hint(verdicts: dict, mistake: str) -> None:
-    failing = {name: v for name, v in verdicts.items() if v["status"] != "pass"}
-    part = next(m.part for m in ATTENTION.mistakes if m.name == mistake)
-    assert part in failing, verdicts
-    for name, verdict in failing.items():
-        assert (verdict["status"], verdict["mistake"]) == ("fail", mistake), (name, verdict)
-        assert verdict["message"] == HINTS[mistake], (name, verdict)
-
-
 def test_the_solution_passes_and_the_template_is_all_todo(tmp_path):
     problems, verdicts = check_here("attention", plant(tmp_path / "attention.py", "attention", {}))
     assert problems == []
@@ -157,7 +148,7 @@ def test_a_planted_catalogue_mistake_gets_its_own_hint(tmp_path, mistake):
         "attention", plant(tmp_path / "attention.py", "attention", changes)
     )
     assert problems == []
-    assert_only_hint(verdicts, mistake)
+    assert_only_hint("attention", verdicts, mistake)
 
 
 _SCALE = "scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)"
@@ -216,7 +207,7 @@ def test_a_mistake_written_another_way_is_recognised(tmp_path, mistake):
     path = plant(tmp_path / "attention.py", "attention", text_changes)
     problems, verdicts = check_here("attention", path)
     assert problems == []
-    assert_only_hint(verdicts, mistake)
+    assert_only_hint("attention", verdicts, mistake)
 
 
 def test_a_correct_variant_written_another_way_passes(tmp_path):

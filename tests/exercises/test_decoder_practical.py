@@ -17,7 +17,7 @@ from attnlab.exercises.solutions import decoder as solution
 from attnlab.generation import greedy_search
 from attnlab.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
 
-from .helpers import check_here, plant
+from .helpers import assert_only_hint, check_here, plant
 
 DECODER = practical("decoder")
 HINTS = {m.name: m.hint for m in DECODER.mistakes}
@@ -168,15 +168,6 @@ def test_the_catalogue_has_distinct_hints_on_known_parts():
     assert {m.part for m in DECODER.mistakes} <= {p.name for p in DECODER.parts}
 
 
-def assert_only_hint(verdicts: dict, mistake: str) -> None:
-    failing = {name: v for name, v in verdicts.items() if v["status"] != "pass"}
-    part = next(m.part for m in DECODER.mistakes if m.name == mistake)
-    assert part in failing, verdicts
-    for name, verdict in failing.items():
-        assert (verdict["status"], verdict["mistake"]) == ("fail", mistake), (name, verdict)
-        assert verdict["message"] == HINTS[mistake], (name, verdict)
-
-
 def test_the_solution_passes_and_the_template_is_all_todo(tmp_path):
     problems, verdicts = check_here("decoder", plant(tmp_path / "decoder.py", "decoder", {}))
     assert problems == []
@@ -194,7 +185,7 @@ def test_a_planted_catalogue_mistake_gets_its_own_hint(tmp_path, mistake):
     changes = practical_module.CATALOGUE[mistake][2]
     problems, verdicts = check_here("decoder", plant(tmp_path / "decoder.py", "decoder", changes))
     assert problems == []
-    assert_only_hint(verdicts, mistake)
+    assert_only_hint("decoder", verdicts, mistake)
 
 
 _CAUSAL = "return torch.ones(T, T, dtype=torch.bool).tril()"
@@ -266,7 +257,7 @@ def test_a_mistake_written_another_way_is_recognised(tmp_path, mistake):
     path = plant(tmp_path / "decoder.py", "decoder", STUDENT_STYLE[mistake])
     problems, verdicts = check_here("decoder", path)
     assert problems == []
-    assert_only_hint(verdicts, mistake)
+    assert_only_hint("decoder", verdicts, mistake)
 
 
 def test_correct_variants_written_another_way_pass(tmp_path):

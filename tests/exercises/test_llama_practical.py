@@ -16,7 +16,7 @@ from attnlab.nn.attention import repeat_kv
 from attnlab.nn.rotary import RotaryEmbedding
 
 from ..conftest import fp32_atol
-from .helpers import check_here, plant
+from .helpers import assert_only_hint, check_here, plant
 
 LLAMA = practical("llama")
 HINTS = {m.name: m.hint for m in LLAMA.mistakes}
@@ -180,15 +180,6 @@ def test_the_template_keeps_the_solutions_init_methods():
         assert theirs.__code__.co_code == getattr(solution, name).__init__.__code__.co_code
 
 
-def assert_only_hint(verdicts: dict, mistake: str) -> None:
-    failing = {name: v for name, v in verdicts.items() if v["status"] != "pass"}
-    part = next(m.part for m in LLAMA.mistakes if m.name == mistake)
-    assert part in failing, verdicts
-    for name, verdict in failing.items():
-        assert (verdict["status"], verdict["mistake"]) == ("fail", mistake), (name, verdict)
-        assert verdict["message"] == HINTS[mistake], (name, verdict)
-
-
 def test_the_solution_passes_and_the_template_is_all_todo(tmp_path):
     problems, verdicts = check_here("llama", plant(tmp_path / "llama.py", "llama", {}))
     assert problems == []
@@ -206,7 +197,7 @@ def test_a_planted_catalogue_mistake_gets_its_own_hint(tmp_path, mistake):
     changes = practical_module.CATALOGUE[mistake][2]
     problems, verdicts = check_here("llama", plant(tmp_path / "llama.py", "llama", changes))
     assert problems == []
-    assert_only_hint(verdicts, mistake)
+    assert_only_hint("llama", verdicts, mistake)
 
 
 _NORM = """        x32 = x.float()  # (..., d_model), normalised in float32
@@ -252,7 +243,7 @@ def test_a_mistake_written_another_way_is_recognised(tmp_path, mistake):
     path = plant(tmp_path / "llama.py", "llama", STUDENT_STYLE[mistake])
     problems, verdicts = check_here("llama", path)
     assert problems == []
-    assert_only_hint(verdicts, mistake)
+    assert_only_hint("llama", verdicts, mistake)
 
 
 def test_correct_variants_written_another_way_pass(tmp_path):
