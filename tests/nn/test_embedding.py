@@ -47,6 +47,20 @@ def test_positional_encodings_add_positions_with_offset():
 
 
 @pytest.mark.parametrize("cls", [SinusoidalPositionalEncoding, LearnedPositionalEncoding])
+def test_a_tensor_offset_adds_the_rows_of_the_same_positions(cls):
+    # A static cache's position tensor (compiled decoding steps): the table's rows 4..6.
+    pe = cls(8, max_len=20)
+    table = sinusoidal_table(20, 8) if cls is SinusoidalPositionalEncoding else None
+    table = pe.embedding.weight.detach() if table is None else table
+    x = torch.randn(2, 3, 8)
+    torch.testing.assert_close(pe(x, offset=torch.tensor(4)), x + table[4:7])
+    with pytest.raises(ValueError, match=r"0-d integer tensor; got torch.float32 of shape \(\)"):
+        pe(x, offset=torch.tensor(4.0))
+    with pytest.raises(ValueError, match=r"0-d integer tensor; got torch.int64 of shape \(1,\)"):
+        pe(x, offset=torch.tensor([4]))
+
+
+@pytest.mark.parametrize("cls", [SinusoidalPositionalEncoding, LearnedPositionalEncoding])
 def test_too_long_sequence_names_both_lengths(cls):
     pe = cls(8, max_len=10)
     with pytest.raises(ValueError, match=r"sequence length 11 exceeds the maximum length 10"):

@@ -158,15 +158,8 @@ class GPT(nn.Module):
             raise ValueError(f"input_ids must have shape (B, T); got {tuple(input_ids.shape)}")
         if cache is not None and len(cache) != len(self.layers):
             raise ValueError(f"cache has {len(cache)} layers; the model has {len(self.layers)}")
-        start = len(cache[0]) if cache else 0  # position of input_ids[:, 0]
-        end = start + input_ids.size(1)
-        if end > self.config.block_size:
-            raise ValueError(
-                f"positions {start}..{end - 1} do not fit the context window of "
-                f"{self.config.block_size} tokens (block_size): crop the input or slide the window"
-            )
         tokens = embed_tokens(self.token_embedding, input_ids, "input_ids")  # (B, T, d_model)
-        x = self.positions(tokens, offset=start)  # (B, T, d_model)
+        x = self.positions(tokens, offset=self._start(input_ids, cache))  # (B, T, d_model)
         maps = []
         for i, layer in enumerate(self.layers):
             layer_cache = None if cache is None else cache[i]
@@ -177,6 +170,26 @@ class GPT(nn.Module):
                 x = layer(x, is_causal=True, cache=layer_cache)  # (B, T, d_model)
         logits = linear(self.norm(x), self.lm_head_weight)  # (B, T, vocab_size)
         return (logits, maps) if return_attention else logits
+
+    def _start(
+        self, input_ids: Tensor, cache: list[KVCache] | list[StaticKVCache] | None
+    ) -> int | Tensor:
+        """The position of ``input_ids[:, 0]``, after checking that the tokens fit the window.
+
+        With static caches it is their ``position`` tensor, never read back to Python: a
+        compiled decoding step then serves every position with one graph (torch < 2.5 would
+        bake the value read at tracing into the graph), and the caches, which hold at most
+        ``block_size`` positions, check the window themselves."""
+        if cache is not None and len(cache) > 0 and isinstance(cache[0], StaticKVCache):
+            return cache[0].position  # () integer tensor
+        start = len(cache[0]) if cache else 0
+        end = start + input_ids.size(1)
+        if end > self.config.block_size:
+            raise ValueError(
+                f"positions {start}..{end - 1} do not fit the context window of "
+                f"{self.config.block_size} tokens (block_size): crop the input or slide the window"
+            )
+        return start
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Number of parameters; ``non_embedding=True`` leaves out the position table.

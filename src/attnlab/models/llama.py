@@ -216,7 +216,7 @@ class Llama(nn.Module):
         if self.config.layer:
             return self._forward_user_blocks(input_ids, cache, attention_mask, return_attention)
         start = self._check_input(input_ids, cache)  # position of input_ids[:, 0]
-        static = bool(cache) and isinstance(cache[0], StaticKVCache)
+        static = cache is not None and len(cache) > 0 and isinstance(cache[0], StaticKVCache)
         keys = cache[0].max_len if static else None  # static caches attend over whole buffers
         positions, mask = self._padding(attention_mask, input_ids, start, keys)
         if positions is None:

@@ -115,23 +115,41 @@ class _PositionalEncoding(nn.Module):
         self.max_len = max_len
         self.dropout = Dropout(dropout)
 
-    def positions(self, T: int, offset: int) -> Tensor:
-        """Encodings of positions ``offset .. offset + T - 1``, shape ``(T, d_model)``."""
+    def rows(self) -> Tensor:
+        """The table of encodings, one row per position: ``(max_len, d_model)``."""
         raise NotImplementedError
 
-    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+    def positions(self, T: int, offset: int | Tensor) -> Tensor:
+        """Encodings of positions ``offset .. offset + T - 1``, shape ``(T, d_model)``."""
+        if isinstance(offset, Tensor):  # gathered, not sliced: the offset stays in a tensor
+            index = offset + torch.arange(T, device=offset.device)  # (T,)
+            return self.rows().index_select(0, index)  # (T, d_model)
+        return self.rows()[offset : offset + T]  # (T, d_model)
+
+    def forward(self, x: Tensor, offset: int | Tensor = 0) -> Tensor:
         """Add the encodings of positions ``offset, offset + 1, ...`` to ``x``, then dropout.
 
         Input and output: ``(B, T, d_model)``. ``offset`` is the position of ``x[:, 0]``
-        (non-zero when decoding one token at a time with a key/value cache).
+        (non-zero when decoding one token at a time with a key/value cache): a whole number,
+        or a 0-d integer tensor such as a :class:`~attnlab.nn.StaticKVCache`'s ``position``.
+        A tensor offset is never read back to Python, so one compiled decoding step serves
+        every position; it is checked against ``max_len`` only by the gather itself (the
+        static cache checks its own room).
         """
         if x.dim() != 3 or x.size(-1) != self.d_model:
             raise ValueError(
                 f"x must have shape (B, T, d_model={self.d_model}); got {tuple(x.shape)}"
             )
+        T = x.size(1)
+        if isinstance(offset, Tensor):
+            if offset.dim() != 0 or offset.is_floating_point() or offset.dtype == torch.bool:
+                raise ValueError(
+                    f"a tensor offset must be a 0-d integer tensor; got {offset.dtype} of "
+                    f"shape {tuple(offset.shape)}"
+                )
+            return self.dropout(x + self.positions(T, offset))  # (B, T, d_model)
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ValueError(f"offset must be a whole number >= 0; got {offset!r}")
-        T = x.size(1)
         if offset + T > self.max_len:
             raise ValueError(
                 f"sequence length {offset + T} exceeds the maximum length {self.max_len} "
@@ -151,8 +169,8 @@ class SinusoidalPositionalEncoding(_PositionalEncoding):
         super().__init__(d_model, max_len, dropout)
         self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
 
-    def positions(self, T: int, offset: int) -> Tensor:
-        return self.table[offset : offset + T]  # (T, d_model)
+    def rows(self) -> Tensor:
+        return self.table  # (max_len, d_model)
 
 
 class LearnedPositionalEncoding(_PositionalEncoding):
@@ -172,8 +190,8 @@ class LearnedPositionalEncoding(_PositionalEncoding):
         self.embedding = nn.Embedding(max_len, d_model)
         nn.init.normal_(self.embedding.weight, mean=0.0, std=init_std)
 
-    def positions(self, T: int, offset: int) -> Tensor:
-        return self.embedding.weight[offset : offset + T]  # (T, d_model)
+    def rows(self) -> Tensor:
+        return self.embedding.weight  # (max_len, d_model)
 
 
 class PatchEmbedding(nn.Module):
