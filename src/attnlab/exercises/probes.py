@@ -108,7 +108,10 @@ def backward_problem(
     try:
         theirs = gradients(part, impl)
     except Exception as e:
-        inplace = re.search(r"modified by an inplace operation.*?output \d+ of (\w+)", str(e))
+        # "output 0 of SoftmaxBackward0" (torch 2.3 names the backward node), later "of Softmax"
+        inplace = re.search(
+            r"modified by an inplace operation.*?output \d+ of (\w+?)(?:Backward\d*)?\b", str(e)
+        )
         if inplace:
             return (
                 "the backward pass fails: an in-place operation (+=, mul_, masked_fill_, "
