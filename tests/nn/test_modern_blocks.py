@@ -88,7 +88,7 @@ def test_rotary_equals_hugging_face_llama():
     from transformers import LlamaConfig
 
     config = LlamaConfig(hidden_size=64, num_attention_heads=4, rope_theta=500.0)
-    hf_rotary = llama.LlamaRotaryEmbedding(config)
+    hf_rotary = llama.LlamaRotaryEmbedding(config=config)
     ours = RotaryEmbedding(16, base=500.0)
     q, k = torch.randn(2, 4, 6, 16), torch.randn(2, 2, 6, 16)
     positions = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 0, 0, 1, 2, 3]])  # (B, T)
@@ -175,7 +175,18 @@ def test_as_many_key_value_heads_as_heads_is_torch_multi_head_attention():
 
 
 @pytest.mark.parametrize("mask_kind", ["none", "causal", "padding and causal"])
-@pytest.mark.parametrize("fused_gqa", [True, False])
+@pytest.mark.parametrize(
+    "fused_gqa",
+    [
+        pytest.param(
+            True,
+            marks=pytest.mark.skipif(
+                not attention_module._FUSED_HAS_GQA, reason="enable_gqa arrived in torch 2.5"
+            ),
+        ),
+        False,
+    ],
+)
 def test_grouped_explicit_and_fused_paths_agree(mask_kind, fused_gqa, monkeypatch):
     # fused_gqa=False: the torch < 2.5 path, which repeats the key/value heads itself.
     monkeypatch.setattr(attention_module, "_FUSED_HAS_GQA", fused_gqa)
@@ -251,16 +262,28 @@ def test_cross_attention_with_grouped_heads_reuses_its_cache():
 # -- RMSNorm and SwiGLU ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("eps", [1e-6, 1e-2])
-def test_rms_norm_equals_torch(eps):
+def _random_rms_norm(eps: float) -> RMSNorm:
     ours = RMSNorm(24, eps=eps)
     with torch.no_grad():
         ours.weight.normal_()
+    return ours
+
+
+@pytest.mark.parametrize("eps", [1e-6, 1e-2])
+@pytest.mark.skipif(not hasattr(nn, "RMSNorm"), reason="torch.nn.RMSNorm arrived in torch 2.4")
+def test_rms_norm_equals_torch(eps):
+    ours = _random_rms_norm(eps)
     reference = nn.RMSNorm(24, eps=eps)
     reference.load_state_dict(ours.state_dict())
     x = 3 * torch.randn(2, 5, 24) + 1
     torch.testing.assert_close(ours(x), reference(x))
-    # by hand: x / sqrt(mean(x^2) + eps) * g, no re-centring
+
+
+@pytest.mark.parametrize("eps", [1e-6, 1e-2])
+def test_rms_norm_equals_a_hand_computation(eps):
+    ours = _random_rms_norm(eps)
+    x = 3 * torch.randn(2, 5, 24) + 1
+    # x / sqrt(mean(x^2) + eps) * g, no re-centring
     by_hand = x / torch.sqrt((x**2).mean(-1, keepdim=True) + eps) * ours.weight
     torch.testing.assert_close(ours(x), by_hand)
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import attnlab.interop
+import attnlab.nn.attention as attention_module
 from attnlab.interop import from_torch
 from attnlab.nn import BlockSpec, combine_masks, local_mask, padding_mask
 from attnlab.nn.torch_twin import TorchTransformerEncoder
@@ -24,7 +25,20 @@ def masks() -> dict:
     }
 
 
-@pytest.mark.parametrize("mask_kind", ["none", "padding", "padding and window"])
+@pytest.mark.parametrize(
+    "mask_kind",
+    [
+        "none",
+        "padding",
+        pytest.param(
+            "padding and window",  # queries past a row's end may attend to no key
+            marks=pytest.mark.skipif(
+                not attention_module._FUSED_ZEROES_EMPTY_ROWS,
+                reason="torch < 2.5's layers give NaN for a query that may attend to no key",
+            ),
+        ),
+    ],
+)
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_outputs_and_attention_maps_equal_attnlabs_encoder_with_the_same_weights(
     mask_kind, norm_first, device

@@ -112,7 +112,9 @@ class TorchTransformerEncoder(nn.Module):
     With ``return_attention=True`` it returns ``(output, [weights of each layer, (B, H, T, T)])``,
     the weights computed by each layer's own ``nn.MultiheadAttention`` (``need_weights=True``;
     a query row with no allowed key gets zeros, as in attnlab). Input and output:
-    ``(B, T, d_model)``.
+    ``(B, T, d_model)``. Before torch 2.5, torch's own layers give NaN in the output row of a
+    query that may attend to no key (possible with a full mask, not with padding alone), where
+    attnlab's encoder attends to nothing (zeros) and keeps the residual.
     """
 
     def __init__(
