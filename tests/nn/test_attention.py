@@ -49,6 +49,18 @@ def test_explicit_and_fused_paths_agree(mask_kind, device):
     assert (explicit - fused).abs().max() <= fp32_atol(device, 1e-5)  # CUDA: 1e-4
 
 
+@pytest.mark.parametrize("shape", [(5, 1), (1, 1, 5, 1), (2, 1, 5, 1)])
+def test_a_mask_broadcast_along_the_keys_gives_the_explicit_result(shape, device):
+    # One entry per query, the same for every key: torch 2.3's CPU kernel read such a mask
+    # out of bounds, giving values that changed from call to call.
+    q, k, v = (t.to(device) for t in qkv(T_q=5, T_k=7))
+    mask = (torch.rand(shape) > 0.4).to(device)  # False: a query that may see no key
+    explicit, _ = scaled_dot_product_attention(q, k, v, mask)
+    for _ in range(5):
+        fused = fused_scaled_dot_product_attention(q, k, v, mask)
+        assert (explicit - fused).abs().max() <= fp32_atol(device, 1e-5)  # CUDA: 1e-4
+
+
 def test_fused_is_causal_equals_explicit_causal_mask():
     q, k, v = qkv(T_q=6, T_k=6)
     explicit, _ = scaled_dot_product_attention(q, k, v, causal_mask(6))

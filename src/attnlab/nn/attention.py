@@ -130,6 +130,10 @@ def fused_scaled_dot_product_attention(
     mask to the scores, masking nothing).
     """
     _check_attention_inputs(q, k, v, mask)
+    if mask is not None and mask.size(-1) == 1 and k.size(-2) > 1:
+        # torch 2.3's CPU kernel reads a mask that broadcasts along the keys out of bounds
+        # (wrong values that change from call to call): hand it one entry per key.
+        mask = mask.expand(*mask.shape[:-1], k.size(-2)).contiguous()  # (..., T_q, T_k)
     grouped = k.size(1) != q.size(1)
     if grouped and not _FUSED_HAS_GQA:
         k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # each (B, H, T_k, d)
