@@ -2,11 +2,13 @@
 their first checkpoint, foreign and corrupt checkpoints, read-only run directories."""
 
 import errno
+import fcntl
 import json
 import os
 import shutil
 import signal
 import sys
+import threading
 
 import pytest
 import torch
@@ -49,6 +51,20 @@ def test_two_trainings_into_one_directory_exactly_one_runs(tmp_path):
     _, _, err = next(r for r in results if r[0] == 2)
     assert_one_line_error(2, err, f"in use by another attnlab process (PID {winner.proc.pid})")
     assert len(list((run_dir / "tensorboard").iterdir())) == 1  # one run's log, not two
+
+
+def test_a_holder_that_has_not_yet_written_its_pid_is_named_once_it_has(tmp_path):
+    # The race the test above can meet: the winner holds the lock, its PID not yet written.
+    fd = os.open(tmp_path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    writer = threading.Timer(0.05, os.write, (fd, b"4242\n"))
+    writer.start()
+    try:
+        with pytest.raises(RunDirError, match=r"in use by another attnlab process \(PID 4242\)"):
+            RunLock(tmp_path).acquire()
+    finally:
+        writer.join()
+        os.close(fd)
 
 
 def test_two_resumes_of_one_run_exactly_one_runs(tmp_path):

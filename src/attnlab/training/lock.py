@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -41,7 +42,7 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            holder = _holder(fd)
             os.close(fd)
             raise RunDirError(
                 f"{self.run_dir} is in use by another attnlab process (PID {holder}): {self.hint}"
@@ -69,3 +70,15 @@ class RunLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _holder(fd: int) -> str:
+    """The PID that the lock's holder records in it, or ``"unknown"``. The holder writes it
+    just after taking the lock, so a process refused in between finds the file empty: it
+    reads again for up to a second before giving up."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if holder or time.monotonic() > deadline:
+            return holder or "unknown"
+        time.sleep(0.01)
