@@ -76,16 +76,40 @@ def level(module: str) -> int:
     return next(lvl for prefix, lvl in LEVELS.items() if module.startswith(prefix))
 
 
+def module_name(path: Path) -> str:
+    """``attnlab.nn.attention`` for ``.../attnlab/nn/attention.py`` (``attnlab.nn`` for its
+    ``__init__.py``, ``attnlab`` for the package's own files)."""
+    module = "attnlab." + ".".join(path.relative_to(SRC).with_suffix("").parts)
+    return module.removesuffix(".__init__").removesuffix(".__main__")
+
+
 def test_imports_flow_one_way_through_the_levels():
     for path in sorted(SRC.rglob("*.py")):
-        module = "attnlab." + ".".join(path.relative_to(SRC).with_suffix("").parts)
-        module = module.removesuffix(".__init__").removesuffix(".__main__")
+        module = module_name(path)
         if module == "attnlab":
             continue  # attnlab/__init__.py names its lazy attributes as strings only
         own = level(module)
         for imported in imported_modules(path):
             if imported.startswith("attnlab"):
                 assert level(imported) <= own, f"{module} (level {own}) imports {imported}"
+
+
+# Standard-library modules that exist on Linux and macOS only. The attnlab command needs a
+# POSIX system (run-directory locks, stop signals), and says so on Windows; the library below
+# the training loop (attnlab.nn, attnlab.models, generation, data, interop) must not.
+POSIX_ONLY = {"fcntl", "resource", "termios", "pwd", "grp", "posix", "pty", "tty"}
+
+
+def test_the_library_below_the_training_loop_imports_nothing_posix_only():
+    below = [
+        path
+        for path in sorted(SRC.rglob("*.py"))
+        if level(module_name(path)) < LEVELS["attnlab.training"]
+    ]
+    assert len(below) > 40  # the walk found the library
+    for path in below:
+        strays = imported_modules(path) & POSIX_ONLY
+        assert not strays, f"{path.relative_to(SRC)} imports {sorted(strays)}"
 
 
 def loaded_after(code: str) -> dict:

@@ -111,6 +111,15 @@ def test_a_run_of_another_task_cannot_be_resumed_as_reverse(capsys, trained_run,
     assert_one_line_error(code, err, "is not the config of an attnlab run")
 
 
+@pytest.mark.parametrize("argv", [["train", "reverse"], ["exercise", "check", "my"], ["--help"]])
+def test_on_windows_every_command_is_one_sentence_pointing_to_wsl(capsys, monkeypatch, argv):
+    monkeypatch.setattr(os, "name", "nt")  # what Python reports on Windows
+    code, out, err = run_cli(capsys, *argv)
+    assert out == ""
+    assert_one_line_error(code, err, "the attnlab command runs on Linux and macOS, not on Windows")
+    assert "run it in WSL" in err
+
+
 def test_console_script_exit_status_and_help():
     result = subprocess.run(
         [sys.executable, "-m", "attnlab.cli", "predict", "/no/such/run", "1"],

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -111,8 +112,18 @@ def parse_command(argv: list[str]) -> tuple[ModuleType, argparse.Namespace]:
     return command, command.parse(f"attnlab {top.command}", top.rest)
 
 
+NOT_POSIX = (
+    "the attnlab command runs on Linux and macOS, not on Windows (it locks run directories with "
+    "flock and stops cleanly on POSIX signals): run it in WSL (the library, attnlab.nn and "
+    "attnlab.models, needs no POSIX)"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``attnlab ARGV``; returns the exit status (argparse's own errors exit 2)."""
+    if os.name != "posix":
+        print(f"attnlab: error: {NOT_POSIX}", file=sys.stderr)
+        return 2
     argv = sys.argv[1:] if argv is None else list(argv)
     command, args = parse_command(argv)
     try:
