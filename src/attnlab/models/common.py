@@ -44,6 +44,17 @@ def check_token_ids(config: Any, vocab_size: int, vocab_name: str, names: Iterab
             )
 
 
+def check_window(start: int, length: int, window: int, field: str) -> None:
+    """Refuse ``length`` tokens at positions ``start ..`` past a context ``window`` (the
+    config's ``field``) with a ``ValueError`` that says what to do."""
+    end = start + length
+    if end > window:
+        raise ValueError(
+            f"positions {start}..{end - 1} do not fit the context window of {window} tokens "
+            f"({field}): crop the input or slide the window"
+        )
+
+
 def check_positional(kind: Any) -> None:
     """Raise ``ValueError`` unless ``kind`` names a positional encoding."""
     if kind not in ("sinusoidal", "learned"):

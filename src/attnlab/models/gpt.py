@@ -25,7 +25,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from attnlab.models.common import check_counts
+from attnlab.models.common import check_counts, check_window
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, LearnedPositionalEncoding, StaticKVCache
 from attnlab.nn.embedding import check_table, embed_tokens
 from attnlab.nn.linear import linear
@@ -183,12 +183,7 @@ class GPT(nn.Module):
         if cache is not None and len(cache) > 0 and isinstance(cache[0], StaticKVCache):
             return cache[0].position  # () integer tensor
         start = len(cache[0]) if cache else 0
-        end = start + input_ids.size(1)
-        if end > self.config.block_size:
-            raise ValueError(
-                f"positions {start}..{end - 1} do not fit the context window of "
-                f"{self.config.block_size} tokens (block_size): crop the input or slide the window"
-            )
+        check_window(start, input_ids.size(1), self.config.block_size, "block_size")
         return start
 
     def num_parameters(self, non_embedding: bool = False) -> int:

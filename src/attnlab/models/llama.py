@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.common import check_counts
+from attnlab.models.common import check_counts, check_window
 from attnlab.models.user_layer import load_layer_class
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, RMSNorm, StaticKVCache
 from attnlab.nn.embedding import embed_tokens
@@ -277,13 +277,9 @@ class Llama(nn.Module):
         if cache is not None and len(cache) != len(self.layers):
             raise ValueError(f"cache has {len(cache)} layers; the model has {len(self.layers)}")
         start = len(cache[0]) if cache else 0
-        end = start + input_ids.size(1)
-        if end > self.config.max_position_embeddings:
-            raise ValueError(
-                f"positions {start}..{end - 1} do not fit the context window of "
-                f"{self.config.max_position_embeddings} tokens (max_position_embeddings): crop "
-                "the input or slide the window"
-            )
+        check_window(
+            start, input_ids.size(1), self.config.max_position_embeddings, "max_position_embeddings"
+        )
         return start
 
     @staticmethod
