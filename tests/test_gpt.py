@@ -13,6 +13,7 @@ from attnlab.models import GPT, MODELS, GPTConfig
 from attnlab.training.checkpoint import load_weights, save_weights
 
 from .conftest import fp32_atol
+from .hugging_face import transformers_or_skip
 
 SMALL = GPTConfig(vocab_size=37, block_size=24, num_layers=2, num_heads=4, d_model=32)
 
@@ -132,7 +133,7 @@ def test_greedy_generation_is_the_same_with_and_without_the_cache_past_the_windo
 
 
 def hf_gpt2(**overrides):
-    transformers = pytest.importorskip("transformers")
+    transformers = transformers_or_skip()
     settings = dict(vocab_size=97, n_positions=32, n_embd=64, n_layer=3, n_head=4)
     settings.update(bos_token_id=None, eos_token_id=None)  # no special tokens in this vocabulary
     config = transformers.GPT2Config(**{**settings, **overrides})
@@ -183,7 +184,7 @@ def test_from_hf_refuses_what_gpt_cannot_represent():
 
 
 def test_state_dict_mapping_checks_every_tensor():
-    pytest.importorskip("transformers")
+    transformers_or_skip()
     from attnlab.interop.hf_gpt2 import gpt2_state_dict_from_hf
 
     state = hf_gpt2().state_dict()
@@ -201,7 +202,7 @@ def test_state_dict_mapping_checks_every_tensor():
 
 
 def test_bench_training_throughput_case_runs_on_a_tiny_config():
-    pytest.importorskip("transformers")
+    transformers_or_skip()
     from attnlab.bench.common import BenchOptions, BenchSkipped
     from attnlab.bench.gpt import gpt2_small_training, run
 
@@ -227,7 +228,7 @@ def test_input_ids_beyond_the_vocabulary_are_named_not_an_index_error():
 def test_bench_training_case_compiles_forward_and_loss_in_one_graph(monkeypatch):
     """--compile compiles each side's forward pass and its loss together (dynamo's "eager"
     backend: the same graph capture as inductor, without compiling C++)."""
-    pytest.importorskip("transformers")
+    transformers_or_skip()
     dynamo = pytest.importorskip("torch._dynamo")
     from attnlab.bench.common import BenchOptions
     from attnlab.bench.gpt import gpt2_small_training

@@ -13,7 +13,9 @@ from attnlab.interop.hf_llama import llama_config_from_hf, load_hf_state_dict
 from attnlab.models import MODELS, Llama, LlamaConfig
 from attnlab.nn import RMSNorm
 
-transformers = pytest.importorskip("transformers")
+from .hugging_face import transformers_or_skip
+
+transformers = transformers_or_skip(module_level=True)
 
 TINY = dict(
     vocab_size=100,

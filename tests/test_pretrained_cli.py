@@ -13,6 +13,8 @@ from attnlab import machine, pretrained
 from attnlab.pretrained import CheckpointError, TruncationWarning, load_pretrained
 from tests.cli_helpers import assert_one_line_error, run_cli
 
+from .hugging_face import transformers_or_skip
+
 LONG_TEXT = "attention " * 700  # about 700 WordPieces: more than MiniLM's 512 positions
 
 
@@ -68,7 +70,7 @@ def test_empty_text_is_refused(minilm):
 
 def test_another_bert_directory_loads_and_equals_hf(tmp_path, minilm):
     """``load_pretrained(PATH)``: a small random BERT saved by transformers, MiniLM's tokenizer."""
-    transformers = pytest.importorskip("transformers")
+    transformers = transformers_or_skip()
     config = transformers.BertConfig(
         vocab_size=30522,
         hidden_size=32,

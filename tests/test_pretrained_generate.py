@@ -13,8 +13,9 @@ import torch
 from attnlab.errors import InputError
 from attnlab.pretrained_lm import load_pretrained_lm
 from tests.cli_helpers import assert_one_line_error, run_cli
+from tests.hugging_face import transformers_or_skip
 
-transformers = pytest.importorskip("transformers")
+transformers = transformers_or_skip(module_level=True)
 tokenizers = pytest.importorskip("tokenizers")
 from safetensors.torch import load_file, save_file  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402

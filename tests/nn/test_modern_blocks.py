@@ -30,6 +30,8 @@ from attnlab.nn import (
 )
 from attnlab.nn.torch_twin import TorchTransformerEncoder
 
+from ..hugging_face import transformers_or_skip
+
 # -- rotary positions --------------------------------------------------------------------------
 
 
@@ -84,8 +86,9 @@ def test_rotary_scores_depend_only_on_the_offset():
 
 
 def test_rotary_equals_hugging_face_llama():
-    llama = pytest.importorskip("transformers.models.llama.modeling_llama")
+    transformers_or_skip()
     from transformers import LlamaConfig
+    from transformers.models.llama import modeling_llama as llama
 
     config = LlamaConfig(hidden_size=64, num_attention_heads=4, rope_theta=500.0)
     hf_rotary = llama.LlamaRotaryEmbedding(config=config)

@@ -9,6 +9,8 @@ from attnlab.generation import generate
 from attnlab.models import GPT, GPTConfig, Llama, LlamaConfig
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, MultiHeadAttention, StaticKVCache
 
+from ..hugging_face import transformers_or_skip
+
 LLAMA_SPEC = BlockSpec(
     d_model=32,
     num_heads=4,
@@ -79,7 +81,7 @@ def test_generation_with_static_caches_equals_no_cache_past_the_window(build):
 
 
 def test_llama_static_cache_greedy_equals_hugging_face():
-    transformers = pytest.importorskip("transformers")
+    transformers = transformers_or_skip()
     from attnlab.interop import from_hf
 
     torch.manual_seed(0)

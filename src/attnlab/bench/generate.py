@@ -25,13 +25,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from attnlab.bench.common import BenchOptions, BenchResult, interleaved_medians
+from attnlab.bench.common import (
+    BenchOptions,
+    BenchResult,
+    interleaved_medians,
+    transformers_problem,
+)
 from attnlab.bench.gpt import hf_gpt2
 from attnlab.errors import InputError
 from attnlab.generation import generate
@@ -76,7 +80,7 @@ def generation(options: BenchOptions) -> list[BenchResult]:
         seconds = interleaved_medians(sides, device, repeats)
         for side, s in seconds.items():
             rates[side, batch, use_cache] = batch * new_tokens / s
-    return _generation_results(rates, new_tokens, hf_installed=reference is not None)
+    return _generation_results(rates, new_tokens, hf_problem=transformers_problem())
 
 
 def _generation_models(device: torch.device) -> tuple[GPT, nn.Module | None]:
@@ -163,17 +167,17 @@ def hf_generate_call(
 
 
 def _generation_results(
-    rates: dict[tuple[str, int, bool], float], new_tokens: int, hf_installed: bool
+    rates: dict[tuple[str, int, bool], float], new_tokens: int, hf_problem: str | None
 ) -> list[BenchResult]:
     """Four rows: attnlab vs Hugging Face at batch 1 with the cache, then without, then
     attnlab's cache vs none, then attnlab vs Hugging Face at batch 32 with the cache.
 
     ``rates`` maps ``(side, batch, use_cache)`` to tokens/s (all sequences together), side
-    "attnlab" or "hf" (absent when Hugging Face is not installed).
+    "attnlab" or "hf" (absent when ``hf_problem`` says why Hugging Face cannot run here).
     """
     reference_name = "HF GPT2LMHeadModel.generate"
-    if not hf_installed:
-        reference_name = "HF GPT2LMHeadModel (transformers not installed)"
+    if hf_problem is not None:
+        reference_name = f"HF GPT2LMHeadModel ({hf_problem})"
 
     def versus_hf(batch: int, use_cache: bool) -> BenchResult:
         label = "KV cache" if use_cache else "no cache"
@@ -221,7 +225,7 @@ LLAMA_REFERENCE = "HF LlamaForCausalLM.generate"
 
 def llama_generation(options: BenchOptions) -> list[BenchResult]:
     """The Llama rows of the module docstring (none without ``transformers``)."""
-    if importlib.util.find_spec("transformers") is None:
+    if transformers_problem() is not None:
         return []
     device = torch.device(options.device)
     new_tokens = 100 if options.quick else 500

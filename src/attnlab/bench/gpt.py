@@ -25,7 +25,6 @@ side's forward pass together with its loss.
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import tempfile
 import time
@@ -37,7 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnlab.bench.common import BenchOptions, BenchResult, BenchSkipped, interleaved_medians
+from attnlab.bench.common import (
+    BenchOptions,
+    BenchResult,
+    BenchSkipped,
+    interleaved_medians,
+    transformers_problem,
+)
 from attnlab.bench.flops import gpt_flops_per_token, mfu, peak_flops
 from attnlab.errors import DataError, InputError
 from attnlab.models import GPTConfig
@@ -130,9 +135,10 @@ class _TimedShakespeare(ShakespeareTask):
 
 
 def hf_gpt2(config: GPTConfig) -> nn.Module | None:
-    """A randomly initialised Hugging Face ``GPT2LMHeadModel`` of ``config`` (None without
-    ``transformers``): GPT-2's layout, no dropout, sdpa attention, no special tokens."""
-    if importlib.util.find_spec("transformers") is None:
+    """A randomly initialised Hugging Face ``GPT2LMHeadModel`` of ``config`` (None where
+    :func:`~attnlab.bench.common.transformers_problem` finds one): GPT-2's layout, no dropout,
+    sdpa attention, no special tokens."""
+    if transformers_problem() is not None:
         return None
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -174,7 +180,9 @@ def gpt2_small_training(
     torch.manual_seed(0)
     reference = hf_gpt2(config)
     if reference is None:
-        raise BenchSkipped("the gpt2-small case needs transformers (pip install transformers)")
+        raise BenchSkipped(
+            f"the gpt2-small case needs Hugging Face's GPT-2: {transformers_problem()}"
+        )
     from attnlab.interop import from_hf
 
     ours = from_hf(reference).to(device).train()
