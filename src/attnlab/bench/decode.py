@@ -61,7 +61,7 @@ def run(options: BenchOptions) -> list[BenchResult]:
     for batch in (1, 32):
         src = sources[:batch]
 
-        def decode(use_cache: bool, src=src) -> None:
+        def decode(use_cache: bool, src: torch.Tensor = src) -> None:
             with autocast(device, options.precision):
                 greedy_search(model, src, max_new_tokens=new_tokens, use_cache=use_cache)
 

@@ -203,7 +203,7 @@ class _TextStream:
     character (U+FFFD) waits for the next token.
     """
 
-    def __init__(self, decode, ids: list[int]):
+    def __init__(self, decode: Callable[[list[int]], str], ids: list[int]) -> None:
         self.decode, self.ids, self.printed = decode, list(ids), ""
         self._flush()
 

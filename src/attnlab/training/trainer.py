@@ -473,7 +473,18 @@ class Trainer:
             for name, value in scalars.items():
                 self.writer.add_scalar(name, value, self.step)
 
-    def _loop(self, train_loader, sampler, val_loader, bar, val_every, last_step):
+    def _loop(
+        self,
+        train_loader: DataLoader,
+        sampler: EpochBatchSampler,
+        val_loader: DataLoader,
+        bar: tqdm,
+        val_every: int,
+        last_step: int,
+    ) -> None:
+        """Train until ``last_step``, a stop signal or early stopping: one optimizer step per
+        ``grad_accum`` micro-batches, validating every ``val_every`` steps and at each epoch's
+        end."""
         cfg = self.config
         steps_per_epoch = sampler.steps_per_epoch
         loss_sum, loss_count, examples, started = 0.0, 0, 0, time.perf_counter()
@@ -571,7 +582,7 @@ class Trainer:
         self.step += 1
         return loss_value, grad_norm, lr, int(step_tokens)
 
-    def _validate(self, val_loader, epoch: int, lr: float, train_stats: dict) -> dict:
+    def _validate(self, val_loader: DataLoader, epoch: int, lr: float, train_stats: dict) -> dict:
         """Validate on rank 0 (the others wait), keep the best weights, write a checkpoint.
 
         The validation metrics are computed by rank 0 alone on the whole validation set, so

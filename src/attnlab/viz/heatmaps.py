@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from attnlab.viz.figures import new_figure, save_figure
 from attnlab.viz.views import AttentionView, check_views
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure, SubFigure
+
 
 def _draw_grid(
-    fig, maps: list[Tensor], query_labels: list[str], key_labels: list[str], title: str
+    fig: Figure | SubFigure,
+    maps: list[Tensor],
+    query_labels: list[str],
+    key_labels: list[str],
+    title: str,
 ) -> None:
     """Draw a layer x head grid of heatmaps into ``fig`` (a figure or a subfigure)."""
     num_layers, num_heads = len(maps), maps[0].size(0)
