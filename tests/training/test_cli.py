@@ -66,7 +66,21 @@ def test_eval_json_and_text(capsys, trained_run):
     code, out, _ = run_cli(capsys, "eval", str(trained_run), "--json")
     assert code == 0
     report = json.loads(out)
-    assert 0.0 <= report["metrics"]["sequence_accuracy"] <= 1.0
+    # by hand, from the model and the test split: the loss and accuracies over the answer
+    # positions (targets that are not padding), a sequence right when all its tokens are
+    run = attnlab.load_run(trained_run)
+    tokens, targets = run.task.splits().test.tensors
+    with torch.no_grad():
+        logits = run.model(tokens, mask=padding_mask(tokens, run.task.pad_id))
+    answer = targets != IGNORE
+    right = logits.argmax(-1) == targets
+    expected = {
+        "loss": torch.nn.functional.cross_entropy(logits[answer], targets[answer]).item(),
+        "token_accuracy": right[answer].float().mean().item(),
+        "sequence_accuracy": (right | ~answer).all(-1).float().mean().item(),
+    }
+    assert report["metrics"] == pytest.approx(expected, rel=1e-5)
+    assert 0 < expected["token_accuracy"] < 1  # neither all wrong nor all right
     assert len(report["samples"]) == 3 and "distribution" in report["samples"][0]
     code, out, _ = run_cli(capsys, "eval", str(trained_run))
     assert code == 0 and out.startswith("test set: loss")
