@@ -22,6 +22,7 @@ import torch
 import attnlab.exercises.solutions.decoder as solution
 from attnlab.generation import beam_search, greedy_search
 from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
+from attnlab.nn import TransformerDecoder, padding_mask
 from tests.cli_helpers import assert_one_line_error, run_cli
 from tests.data_sets import write_tutorial_pairs
 
@@ -125,9 +126,27 @@ def test_the_solutions_layer_with_attnlabs_weights_gives_attnlabs_logits():
 
 
 def test_pre_ln_stacks_of_a_users_layer_end_in_a_norm_as_attnlabs():
-    ours, yours = seq2seq_pair(norm_first=True)
-    assert ours.transformer.decoder.norm is not None
-    assert yours.transformer.decoder.norm is not None
+    ours, yours = seq2seq_pair(norm_first=True)  # the load was strict: both have decoder.norm
+    # The solution's layer is post-LN whatever norm_first says; the stack around it must end
+    # in a LayerNorm as attnlab's pre-LN stacks do. The reference: attnlab's own decoder stack
+    # of post-LN layers with a final norm, holding the same weights (a gain and a shift on the
+    # final norm, so that leaving it out, or applying it twice, shows).
+    stack = yours.transformer.decoder
+    with torch.no_grad():
+        stack.norm.weight.normal_()
+        stack.norm.bias.normal_()
+    reference = TransformerDecoder(2, 16, 2, 32, dropout=0.0, final_norm=True).eval()
+    reference.load_state_dict(stack.state_dict())
+    generator = torch.Generator().manual_seed(2)
+    x, memory = (
+        torch.randn(3, 6, 16, generator=generator),
+        torch.randn(3, 7, 16, generator=generator),
+    )
+    memory_mask = padding_mask(torch.tensor([7, 5, 2]))
+    with torch.no_grad():
+        got = stack(x, memory, memory_mask=memory_mask, is_causal=True)
+        expected = reference(x, memory, memory_mask=memory_mask, is_causal=True)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 BAD_LAYERS = {

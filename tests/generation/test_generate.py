@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attnlab.errors import CompileError, InputError
-from attnlab.generation import _filter_logits, generate
+from attnlab.generation import _filter_logits, _next_token, generate
 from attnlab.models import GPT, GPTConfig, Llama, LlamaConfig
 
 
@@ -67,6 +67,33 @@ def test_top_k_and_top_p_keep_only_the_allowed_tokens():
     top_p = _filter_logits(logits, top_k=None, top_p=0.8)
     assert torch.isfinite(top_p[0, :3]).all() and torch.isinf(top_p[0, 3])
     assert torch.isfinite(_filter_logits(logits, None, 0.01)[0, 0])  # the best always stays
+
+
+@pytest.mark.parametrize(
+    "temperature, top_k, top_p, kept",
+    [
+        (1.0, None, None, 4),
+        (0.5, None, None, 4),
+        (2.0, 2, None, 2),
+        (1.0, None, 0.8, 3),  # 0.5 + 0.25 < 0.8: the third token is needed
+        (0.5, None, 0.8, 2),  # at T = 0.5 the first two hold 0.72 + 0.18: the nucleus is 2
+    ],
+)
+def test_samples_follow_the_softmax_of_the_logits_over_temperature_in_the_kept_tokens(
+    temperature, top_k, top_p, kept
+):
+    """What is sampled, not only which logits are masked: softmax(logits / T) is p^(1/T)
+    renormalised, and top-k and top-p keep the likeliest tokens of that tempered distribution
+    (Holtzman et al. apply the nucleus after the temperature)."""
+    p = torch.tensor([0.5, 0.25, 0.15, 0.1])
+    expected = p ** (1 / temperature)
+    expected[kept:] = 0
+    expected /= expected.sum()
+    n = 100_000
+    logits = p.log().expand(n, 4) + 3.0  # one row per draw; a shift of the logits is no change
+    ids = _next_token(logits, temperature, top_k, top_p, torch.Generator().manual_seed(0))
+    frequencies = torch.bincount(ids, minlength=4) / n
+    torch.testing.assert_close(frequencies, expected, atol=0.006, rtol=0)  # ~4 standard errors
 
 
 @pytest.mark.parametrize("settings", [{"temperature": 1e-300}, {"top_p": 1e-300}])

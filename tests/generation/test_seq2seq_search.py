@@ -116,12 +116,28 @@ def _sequence_log_prob(model, src_row, target):
     return log_probs.gather(1, tgt.T).sum().item()
 
 
+def gnmt_length_penalty(length: int, alpha: float) -> float:
+    """Wu et al. 2016, section 7: lp(Y) = (5 + |Y|)^alpha / (5 + 1)^alpha."""
+    return (5 + length) ** alpha / 6**alpha
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0, 2.0])
+def test_the_length_penalty_is_gnmts(alpha):
+    lengths = torch.arange(1.0, 12.0)
+    expected = torch.tensor([gnmt_length_penalty(int(n), alpha) for n in lengths])
+    torch.testing.assert_close(length_penalty_factor(lengths, alpha), expected)
+    # by hand: length 1 is never penalised, and length 7 is (12 / 6)^alpha = 2^alpha
+    assert length_penalty_factor(torch.tensor(1.0), alpha).item() == pytest.approx(1.0)
+    assert length_penalty_factor(torch.tensor(7.0), alpha).item() == pytest.approx(2**alpha)
+
+
 @pytest.mark.parametrize("use_cache", [True, False])
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
 def test_beam_search_with_a_full_beam_is_exhaustive_search(alpha, use_cache):
     """With a beam as wide as the set of all hypotheses, beam search must return the
     best-scoring one: compare with brute-force enumeration on a 5-token vocabulary, scored
-    by teacher-forced passes of the whole model (no cache), with and without a cache."""
+    by teacher-forced passes of the whole model (no cache) and GNMT's length penalty written
+    out, with and without a cache."""
     vocab, steps = 5, 3  # pad, bos, eos, and two real tokens
     model = _model(vocab=vocab, seed=3)
     with torch.no_grad():  # eos is reachable early: finished hypotheses compete with long ones
@@ -145,7 +161,7 @@ def test_beam_search_with_a_full_beam_is_exhaustive_search(alpha, use_cache):
                 if n < steps and body[-1] != EOS:
                     continue
                 lp = _sequence_log_prob(model, src[b], list(body))
-                score = lp / length_penalty_factor(torch.tensor(float(n)), alpha).item()
+                score = lp / gnmt_length_penalty(n, alpha)
                 if score > best_score:
                     best, best_score = list(body), score
         row = [t for t in found[b].tolist() if t != PAD]

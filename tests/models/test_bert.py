@@ -185,6 +185,10 @@ def test_from_hf_equals_a_random_small_bert_model(hidden_act, device):
         attn_implementation="eager",
     )
     hf = transformers.BertModel(hf_config).eval()
+    with torch.no_grad():  # a random init has zero biases and unit norms: make them count
+        for name, p in hf.named_parameters():
+            if "LayerNorm" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
     ours = from_hf(hf).to(device)
     hf.to(device)
     assert isinstance(ours, Bert) and not ours.training

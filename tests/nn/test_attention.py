@@ -125,11 +125,32 @@ def test_mha_init_is_xavier_uniform_with_zero_bias():
 def test_mha_attention_dropout_only_in_training():
     mha = MultiHeadAttention(d_model=16, num_heads=2, dropout=0.5)
     x = torch.randn(2, 5, 16)
-    _, weights = mha(x, need_weights=True)
-    assert (weights == 0).any()  # some weights dropped, survivors scaled by 2
+    _, dropped = mha(x, need_weights=True)
     mha.eval()
     _, weights = mha(x, need_weights=True)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 5))
+    # some weights dropped, the survivors scaled by 1 / (1 - p) = 2
+    kept = dropped != 0
+    assert 0.3 < kept.float().mean() < 0.7
+    torch.testing.assert_close(dropped[kept], 2 * weights[kept])
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_mha_attention_dropout_keeps_the_expected_output_on_both_paths(need_weights):
+    # Inverted dropout on the weights: each row of the batch draws its own mask, and the mean
+    # output over many rows is the eval output (the output is linear in the weights). The
+    # fused path (need_weights=False) hands dropout to torch's kernel: it must be passed.
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(d_model=16, num_heads=2, dropout=0.5)
+    with torch.no_grad():
+        mha.out_proj.bias.zero_()
+    x = torch.randn(1, 5, 16).expand(4000, 5, 16)
+    with torch.no_grad():
+        trained = mha(x, need_weights=need_weights)
+        trained = trained[0] if need_weights else trained
+        expected = mha.eval()(x[:1])
+    assert trained.std(0).min() > 0.05  # the rows differ: dropout was applied
+    torch.testing.assert_close(trained.mean(0, keepdim=True), expected, atol=0.04, rtol=0)
 
 
 def test_mha_rejects_bad_shapes_naming_them():

@@ -67,10 +67,18 @@ def test_encoder_returns_every_layers_attention():
 
 
 def test_final_norm_is_optional():
-    assert TransformerEncoder(1, 8, 2).norm is None
-    enc = TransformerEncoder(1, 8, 2, final_norm=True).eval()
-    out = enc(torch.randn(3, 4, 8))
-    torch.testing.assert_close(out.mean(-1), torch.zeros(3, 4), atol=1e-5, rtol=0)
+    # Pre-LN layers: their output is not normalised (a post-LN stack ends in its last layer's
+    # norm2, so a final norm that was never applied would go unnoticed there).
+    assert TransformerEncoder(1, 8, 2, norm_first=True).norm is None
+    enc = TransformerEncoder(1, 8, 2, 16, dropout=0.0, norm_first=True, final_norm=True).eval()
+    with torch.no_grad():  # a gain and a shift that the comparison below can see
+        enc.norm.weight.normal_()
+        enc.norm.bias.normal_()
+    x = torch.randn(3, 4, 8)
+    stack_output = enc.layers[0](x)
+    assert stack_output.mean(-1).abs().max() > 0.01  # the layer alone does not normalise
+    expected = F.layer_norm(stack_output, (8,), enc.norm.weight, enc.norm.bias, eps=1e-5)
+    torch.testing.assert_close(enc(x), expected)
 
 
 def test_layers_reject_bad_input():

@@ -7,26 +7,56 @@ import subprocess
 import sys
 
 import pytest
+import torch
+
+import attnlab
+from attnlab.nn import padding_mask
+from attnlab.tasks.common import IGNORE
 
 from ..cli_helpers import assert_one_line_error, run_cli
 from .conftest import SMALL, train
 
 
+def model_answers(run_dir, examples: int) -> tuple[list[str], list[list[int]], list[list[float]]]:
+    """Inputs of the run's own test examples as the text a user types, and what the model
+    answers for each, read where training put the answer: the target positions that are not
+    padding (the reversal first, then padding; the model has seen only 2 epochs, so its
+    answers are not all right). Returns (texts, answers, probabilities of the answers)."""
+    run = attnlab.load_run(run_dir)
+    tokens, targets = run.task.splits().test[:examples]  # (N, T) each, left-padded inputs
+    pad = run.task.pad_id
+    with torch.no_grad():
+        probs = run.model(tokens, mask=padding_mask(tokens, pad)).softmax(-1)  # (N, T, 10)
+    answer = targets != IGNORE  # (N, T)
+    texts = [" ".join(str(int(t)) for t in row[row != pad]) for row in tokens]
+    best, chosen = probs.max(-1)
+    answers = [chosen[i][answer[i]].tolist() for i in range(examples)]
+    confidences = [best[i][answer[i]].tolist() for i in range(examples)]
+    return texts, answers, confidences
+
+
 def test_predict_prints_one_line_per_input(capsys, trained_run):
-    code, out, _ = run_cli(capsys, "predict", str(trained_run), "3 1 4 1 5", "9 8 7")
+    texts, answers, confidences = model_answers(trained_run, 3)
+    code, out, _ = run_cli(capsys, "predict", str(trained_run), *texts)
     assert code == 0
     lines = out.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith("3 1 4 1 5  ->  ")
+    assert len(lines) == 3
+    for line, text, answer, confidence in zip(lines, texts, answers, confidences, strict=True):
+        shown = f"{text}  ->  {' '.join(map(str, answer))}   (lowest per-token probability "
+        assert line == f"{shown}{min(confidence):.3f})"
 
 
 def test_predict_json_from_file_and_stdin(capsys, trained_run, tmp_path, monkeypatch):
+    texts, answers, confidences = model_answers(trained_run, 4)
     inputs = tmp_path / "inputs.txt"
-    inputs.write_text("1 2 3\n\n4 5 6 7\n")
+    inputs.write_text(f"{texts[0]}\n\n{chr(10).join(texts[1:])}\n")  # a blank line is skipped
     code, out, _ = run_cli(capsys, "predict", str(trained_run), "--file", str(inputs), "--json")
     assert code == 0
     predictions = json.loads(out)
-    assert [p["input"] for p in predictions] == [[1, 2, 3], [4, 5, 6, 7]]
-    assert [len(p["prediction"]) for p in predictions] == [3, 4]
+    assert [p["input"] for p in predictions] == [list(map(int, t.split())) for t in texts]
+    assert [p["prediction"] for p in predictions] == answers
+    for p, confidence in zip(predictions, confidences, strict=True):
+        assert p["confidence"] == pytest.approx(confidence, abs=5e-5)  # rounded to 4 places
     monkeypatch.setattr(sys, "stdin", io.StringIO(inputs.read_text()))
     code, out, _ = run_cli(capsys, "predict", str(trained_run), "--file", "-", "--json")
     assert code == 0 and json.loads(out) == predictions
@@ -36,7 +66,21 @@ def test_eval_json_and_text(capsys, trained_run):
     code, out, _ = run_cli(capsys, "eval", str(trained_run), "--json")
     assert code == 0
     report = json.loads(out)
-    assert 0.0 <= report["metrics"]["sequence_accuracy"] <= 1.0
+    # by hand, from the model and the test split: the loss and accuracies over the answer
+    # positions (targets that are not padding), a sequence right when all its tokens are
+    run = attnlab.load_run(trained_run)
+    tokens, targets = run.task.splits().test.tensors
+    with torch.no_grad():
+        logits = run.model(tokens, mask=padding_mask(tokens, run.task.pad_id))
+    answer = targets != IGNORE
+    right = logits.argmax(-1) == targets
+    expected = {
+        "loss": torch.nn.functional.cross_entropy(logits[answer], targets[answer]).item(),
+        "token_accuracy": right[answer].float().mean().item(),
+        "sequence_accuracy": (right | ~answer).all(-1).float().mean().item(),
+    }
+    assert report["metrics"] == pytest.approx(expected, rel=1e-5)
+    assert 0 < expected["token_accuracy"] < 1  # neither all wrong nor all right
     assert len(report["samples"]) == 3 and "distribution" in report["samples"][0]
     code, out, _ = run_cli(capsys, "eval", str(trained_run))
     assert code == 0 and out.startswith("test set: loss")
