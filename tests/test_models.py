@@ -4,6 +4,8 @@ import torch
 from attnlab.models import (
     BertConfig,
     GPTConfig,
+    GRUClassifier,
+    GRUClassifierConfig,
     Seq2SeqConfig,
     SequenceClassifier,
     SequenceClassifierConfig,
@@ -134,6 +136,22 @@ BAD_CONFIGS = {
         lambda: BertConfig(num_attention_heads=0),
         "num_attention_heads must be at least 1; got 0",
     ),
+    "gru pad_id": (  # was nn.Embedding's bare AssertionError
+        lambda: GRUClassifierConfig(vocab_size=10, num_classes=2, pad_id=10),
+        r"pad_id must be an id in \[0, vocab_size=10\); got 10",
+    ),
+    "gru vocab": (  # was an IndexError while zeroing the padding row
+        lambda: GRUClassifierConfig(vocab_size=0, num_classes=2),
+        "vocab_size must be at least 1; got 0",
+    ),
+    "gru classes": (  # was built, with a head of no outputs
+        lambda: GRUClassifierConfig(vocab_size=10, num_classes=0),
+        "num_classes must be at least 1; got 0",
+    ),
+    "gru dropout": (
+        lambda: GRUClassifierConfig(vocab_size=10, num_classes=2, dropout=float("nan")),
+        r"dropout must be in \[0, 1\); got nan",
+    ),
 }
 
 
@@ -173,3 +191,30 @@ def test_sequence_classifier_names_tokens_of_the_wrong_rank():
     model = SequenceClassifier(classifier(d_model=8, num_heads=2))
     with pytest.raises(ValueError, match=r"tokens must have shape \(B, T\); got \(1, 2, 3\)"):
         model(torch.ones(1, 2, 3, dtype=torch.long))  # "too many values to unpack" before
+
+
+def gru() -> GRUClassifier:
+    return GRUClassifier(GRUClassifierConfig(vocab_size=10, num_classes=3, d_embed=4, hidden=4))
+
+
+@pytest.mark.parametrize(
+    "tokens, message",
+    [
+        (torch.tensor([[3, 10]]), r"tokens must be ids in \[0, 10\) .*got ids from 3 to 10"),
+        (torch.tensor([[3.0, 4.0]]), "tokens must be integer token ids .*torch.float32"),
+        (torch.tensor([3, 4]), r"tokens must have shape \(B, T\); got \(2,\)"),
+    ],
+)
+def test_gru_classifier_names_tokens_it_cannot_read(tokens, message):
+    # IndexError "index out of range in self", torch's dtype RuntimeError and "Dimension out
+    # of range" before
+    with pytest.raises(ValueError, match=message):
+        gru()(tokens)
+
+
+def test_gru_classifier_takes_an_empty_batch_and_rows_without_positions():
+    # "Cannot pack empty tensors" before, for both
+    model = gru().eval()
+    assert model(torch.zeros(0, 5, dtype=torch.long)).shape == (0, 3)
+    no_positions = model(torch.zeros(2, 0, dtype=torch.long))  # (2, 3)
+    assert torch.equal(no_positions, model(torch.zeros(2, 4, dtype=torch.long)))  # padding only
