@@ -24,6 +24,7 @@ see :mod:`attnlab.models.user_layer`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -86,6 +87,9 @@ class LlamaConfig:
                 f"num_attention_heads must be divisible by num_key_value_heads; got "
                 f"{self.num_attention_heads} and {kv_heads}"
             )
+        std = self.initializer_range
+        if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 <= std < math.inf:
+            raise ValueError(f"initializer_range must be a finite number >= 0; got {std!r}")
         self.block_spec()  # the remaining checks: positive sizes, an even head width
 
     @property
