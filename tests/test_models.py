@@ -242,7 +242,7 @@ HUGE_CONFIGS = {
     "gpt vocab": (lambda: gpt(vocab_size=2**40), "vocab_size must be at most 16,777,216"),
     "llama width": (
         lambda: LlamaConfig(hidden_size=2**40, num_attention_heads=1),
-        "d_model must be at most 65,536",
+        "hidden_size must be at most 65,536",
     ),
     "seq2seq layers": (
         lambda: seq2seq(num_encoder_layers=10**9),

@@ -19,7 +19,7 @@ from attnlab.nn import (
     SinusoidalPositionalEncoding,
     TransformerEncoder,
 )
-from attnlab.nn.spec import MAX_D_MODEL
+from attnlab.nn.spec import MAX_D_FF, MAX_D_MODEL
 from attnlab.nn.torch_twin import TorchTransformerEncoder
 
 # The most layers a config may stack (attnlab.options.MAX_LAYERS, which models may not
@@ -41,7 +41,8 @@ _MOST = {
         ("vocab_size", "src_vocab_size", "tgt_vocab_size", "type_vocab_size", "num_classes"),
         MAX_ENTRIES,
     ),
-    **dict.fromkeys(("input_dim", "d_embed", "hidden"), MAX_D_MODEL),
+    **dict.fromkeys(("input_dim", "d_embed", "hidden", "hidden_size"), MAX_D_MODEL),
+    "intermediate_size": MAX_D_FF,  # Hugging Face's names of BlockSpec's d_model and d_ff
 }
 
 

@@ -71,7 +71,8 @@ class LlamaConfig:
     layer_sha256: str | None = None
 
     def __post_init__(self) -> None:
-        check_counts(self, ("vocab_size", "max_position_embeddings", "num_hidden_layers"))
+        sizes = ("vocab_size", "hidden_size", "intermediate_size", "max_position_embeddings")
+        check_counts(self, (*sizes, "num_hidden_layers"))
         if self.layer and self.dropout:
             raise ValueError(
                 f"a Llama block of your own (layer) has no dropout; got dropout={self.dropout}"
