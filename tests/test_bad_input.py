@@ -282,9 +282,9 @@ HAND_EDITED = {
         lambda c: {**c, "model": {**c["model"], "config": {"d_model": 32}}},
         "the model config in config.json is invalid (TokenPredictorConfig needs a value for",
     ),
-    "a huge model": (
-        lambda c: with_model(c, d_model=100_000, num_heads=1),
-        "the model config in config.json is invalid (the model has 40,0",  # 40 billion
+    "a huge model": (  # the widest d_model a config allows, and more memory than there is
+        lambda c: with_model(c, d_model=65_536, num_heads=1),
+        "the model config in config.json is invalid (the model has ",
     ),
     "a billion layers": (  # refused before even the meta device builds them
         lambda c: with_model(c, num_layers=10**9),
@@ -297,13 +297,12 @@ HAND_EDITED = {
     ),
     "a size past PyTorch's 64-bit counts": (  # the meta build raised, with C++ frames
         lambda c: with_model(c, d_model=2**40),
-        "the model config in config.json is invalid (a tensor of this model would hold more "
-        "than 2**63 numbers",
+        "the model config in config.json is invalid (d_model must be at most 65,536; got "
+        "1,099,511,627,776)",
     ),
     "a size past 64 bits": (
         lambda c: with_model(c, d_model=10**20),
-        "the model config in config.json is invalid (a tensor of this model would hold more "
-        "than 2**63 numbers",
+        "the model config in config.json is invalid (d_model must be at most 65,536; got ",
     ),
     "a number of 5,000 digits": (  # json's own refusal is a ValueError, not a JSONDecodeError
         lambda c: json.dumps(c).replace('"seq_len": 16', '"seq_len": ' + "9" * 5000),

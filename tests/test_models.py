@@ -4,6 +4,9 @@ import torch
 from attnlab.models import (
     BertConfig,
     GPTConfig,
+    GRUClassifier,
+    GRUClassifierConfig,
+    LlamaConfig,
     Seq2SeqConfig,
     SequenceClassifier,
     SequenceClassifierConfig,
@@ -134,6 +137,34 @@ BAD_CONFIGS = {
         lambda: BertConfig(num_attention_heads=0),
         "num_attention_heads must be at least 1; got 0",
     ),
+    "gru pad_id": (  # was nn.Embedding's bare AssertionError
+        lambda: GRUClassifierConfig(vocab_size=10, num_classes=2, pad_id=10),
+        r"pad_id must be an id in \[0, vocab_size=10\); got 10",
+    ),
+    "gru vocab": (  # was an IndexError while zeroing the padding row
+        lambda: GRUClassifierConfig(vocab_size=0, num_classes=2),
+        "vocab_size must be at least 1; got 0",
+    ),
+    "gru classes": (  # was built, with a head of no outputs
+        lambda: GRUClassifierConfig(vocab_size=10, num_classes=0),
+        "num_classes must be at least 1; got 0",
+    ),
+    "llama init nan": (  # was torch's "normal expects std >= 0.0" once allocated
+        lambda: LlamaConfig(initializer_range=float("nan")),
+        "initializer_range must be a finite number >= 0; got nan",
+    ),
+    "predictor max_len": (  # was accepted, then refused by the model's position table
+        lambda: TokenPredictorConfig(num_classes=2, vocab_size=5, max_len=10**12),
+        "max_len must be at most 1,048,576 positions; got",
+    ),
+    "classifier window True": (  # was a window of 1
+        lambda: classifier(window=True),
+        "window must be None or a whole number >= 0; got True",
+    ),
+    "gru dropout": (
+        lambda: GRUClassifierConfig(vocab_size=10, num_classes=2, dropout=float("nan")),
+        r"dropout must be in \[0, 1\); got nan",
+    ),
 }
 
 
@@ -173,3 +204,78 @@ def test_sequence_classifier_names_tokens_of_the_wrong_rank():
     model = SequenceClassifier(classifier(d_model=8, num_heads=2))
     with pytest.raises(ValueError, match=r"tokens must have shape \(B, T\); got \(1, 2, 3\)"):
         model(torch.ones(1, 2, 3, dtype=torch.long))  # "too many values to unpack" before
+
+
+def gru() -> GRUClassifier:
+    return GRUClassifier(GRUClassifierConfig(vocab_size=10, num_classes=3, d_embed=4, hidden=4))
+
+
+@pytest.mark.parametrize(
+    "tokens, message",
+    [
+        (torch.tensor([[3, 10]]), r"tokens must be ids in \[0, 10\) .*got ids from 3 to 10"),
+        (torch.tensor([[3.0, 4.0]]), "tokens must be integer token ids .*torch.float32"),
+        (torch.tensor([3, 4]), r"tokens must have shape \(B, T\); got \(2,\)"),
+    ],
+)
+def test_gru_classifier_names_tokens_it_cannot_read(tokens, message):
+    # IndexError "index out of range in self", torch's dtype RuntimeError and "Dimension out
+    # of range" before
+    with pytest.raises(ValueError, match=message):
+        gru()(tokens)
+
+
+def test_gru_classifier_takes_an_empty_batch_and_rows_without_positions():
+    # "Cannot pack empty tensors" before, for both
+    model = gru().eval()
+    assert model(torch.zeros(0, 5, dtype=torch.long)).shape == (0, 3)
+    no_positions = model(torch.zeros(2, 0, dtype=torch.long))  # (2, 3)
+    assert torch.equal(no_positions, model(torch.zeros(2, 4, dtype=torch.long)))  # padding only
+
+
+# Each was accepted by the config: the model then tried to allocate terabytes (the machine's
+# allocator refused, or the OOM killer came), or to build a billion layers for hours.
+HUGE_CONFIGS = {
+    "gpt d_model": (lambda: gpt(d_model=2**40, num_heads=1), "d_model must be at most 65,536"),
+    "gpt d_ff": (lambda: gpt(d_ff=2**40), "d_ff must be at most 262,144"),
+    "gpt layers": (lambda: gpt(num_layers=10**9), "num_layers must be at most 10,000"),
+    "gpt vocab": (lambda: gpt(vocab_size=2**40), "vocab_size must be at most 16,777,216"),
+    "llama width": (
+        lambda: LlamaConfig(hidden_size=2**40, num_attention_heads=1),
+        "hidden_size must be at most 65,536",
+    ),
+    "seq2seq layers": (
+        lambda: seq2seq(num_encoder_layers=10**9),
+        "num_encoder_layers must be at most 10,000",
+    ),
+    "bert vocab": (lambda: BertConfig(vocab_size=10**12), "vocab_size must be at most"),
+    "vit patch": (
+        lambda: ViTConfig(image_size=2**21, patch_size=2**21),
+        r"patch_size\*\*2 \* in_channels \(the values of a patch\) must be at most 262,144",
+    ),
+    "vit patches": (
+        lambda: ViTConfig(image_size=2**21, patch_size=1),
+        r"\(image_size / patch_size\)\*\*2 \+ 1 must be at most 1,048,576 positions",
+    ),
+    "predictor features": (
+        lambda: TokenPredictorConfig(num_classes=2, input_dim=2**40),
+        "input_dim must be at most 65,536",
+    ),
+    "gru hidden": (
+        lambda: GRUClassifierConfig(vocab_size=10, num_classes=2, hidden=2**40),
+        "hidden must be at most 65,536",
+    ),
+}
+
+
+@pytest.mark.parametrize("make, message", HUGE_CONFIGS.values(), ids=HUGE_CONFIGS.keys())
+def test_a_config_too_large_for_any_machine_is_refused_before_allocating(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_the_models_bound_on_layers_is_the_loaders():
+    from attnlab.models.common import MAX_LAYERS
+    from attnlab.options import MAX_LAYERS as LOADERS_MAX_LAYERS
+
+    assert MAX_LAYERS == LOADERS_MAX_LAYERS

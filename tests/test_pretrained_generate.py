@@ -254,18 +254,18 @@ def test_mismatched_tensor_shapes(family, request, capsys):
 @pytest.mark.parametrize(
     "family, field, value, message",
     [
-        ("gpt2", "vocab_size", 10**12, "the weights do not match config.json"),
-        ("gpt2", "n_inner", 10**12, "the weights do not match config.json"),
-        ("gpt2", "n_embd", 10**12, "the config's sizes are too large for any model"),
-        ("gpt2", "n_embd", 12 * 2**60, "too large for any model (a size past 2**63)"),
-        ("llama", "vocab_size", 10**12, "the weights do not match config.json"),
-        ("llama", "intermediate_size", 10**12, "the weights do not match config.json"),
+        ("gpt2", "vocab_size", 10**12, "vocab_size must be at most 16,777,216"),
+        ("gpt2", "n_inner", 10**12, "d_ff must be at most 262,144"),
+        ("gpt2", "n_embd", 10**12, "d_model must be at most 65,536"),
+        ("gpt2", "n_embd", 12 * 2**60, "d_model must be at most 65,536"),
+        ("llama", "vocab_size", 10**12, "vocab_size must be at most 16,777,216"),
+        ("llama", "intermediate_size", 10**12, "intermediate_size must be at most 262,144"),
     ],
 )
-def test_a_huge_size_is_checked_against_the_weights_before_allocating(
+def test_a_huge_size_is_refused_by_the_config_before_allocating(
     family, field, value, message, request, capsys
 ):
-    """A size of 10**12 in config.json would be terabytes: refused by the file's shapes."""
+    """A size of 10**12 in config.json would be terabytes: refused by the model's config."""
     folder = request.getfixturevalue(f"{family}_copy")
     edit_config(folder, **{field: value})
     code, _, err = generate_cli(capsys, folder)

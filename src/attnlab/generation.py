@@ -168,16 +168,32 @@ def _check_whole(name: str, value: Any) -> None:
         raise InputError(f"{name} must be a whole number; got {value!r}")
 
 
-def _check_ids(ids: Any, vocab_size: int | None, name: str, length: str = "T") -> None:
-    """Refuse ``ids`` unless they are integer token ids ``(B, T)``, ``T >= 1``, each in
-    ``[0, vocab_size)``. Runs once per call, before decoding (one device sync): on a GPU an
-    id beyond the embedding would otherwise end in a device-side assert."""
+def _check_real(name: str, value: Any) -> None:
+    """Refuse a setting that is not a finite real number (a string, ``None``, a bool, nan or
+    inf), naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number; got {value!r}")
+
+
+def _check_ids(
+    model: nn.Module, ids: Any, vocab_size: int | None, name: str, length: str = "T"
+) -> None:
+    """Refuse ``ids`` unless they are integer token ids ``(B, T)``, ``T >= 1``, on the device
+    of ``model``'s weights, each in ``[0, vocab_size)``. Runs once per call, before decoding
+    (one device sync): on a GPU an id beyond the embedding would otherwise end in a
+    device-side assert, and ids on another device fail deep inside the first step."""
     if not isinstance(ids, Tensor):
         raise InputError(f"{name} must be a tensor of token ids; got {type(ids).__name__}")
     if ids.dim() != 2 or ids.size(1) == 0:
         raise InputError(f"{name} must be (B, {length}) with {length} >= 1; got {tuple(ids.shape)}")
     if ids.dtype not in (torch.int64, torch.int32):
         raise InputError(f"{name} must be integer token ids (torch.long); got dtype {ids.dtype}")
+    weight = next(model.parameters(), None)
+    if weight is not None and weight.device != ids.device:
+        raise InputError(
+            f"{name} is on {ids.device} but the model is on {weight.device}: move one to the "
+            f"other (e.g. {name}.to({str(weight.device)!r}))"
+        )
     if vocab_size is None or ids.numel() == 0:
         return
     low, high = int(ids.min()), int(ids.max())
@@ -216,7 +232,7 @@ def _check_source(model: nn.Module, src: Any) -> None:
     integer ids of its source vocabulary, empty, or longer than its ``max_len``."""
     _check_model(model, seq2seq=True)
     config = model.config
-    _check_ids(src, getattr(config, "src_vocab_size", None), "src", length="S")
+    _check_ids(model, src, getattr(config, "src_vocab_size", None), "src", length="S")
     max_len = getattr(config, "max_len", None)
     if max_len is not None and src.size(1) > max_len:
         raise InputError(
@@ -225,6 +241,10 @@ def _check_source(model: nn.Module, src: Any) -> None:
 
 
 # -- encoder-decoder search ----------------------------------------------------------------
+
+# The most hypotheses beam search keeps per source (the paper's is 4). Every one is a row of
+# the decoder's batch, so a typo such as 10**9 would allocate the source that many times over.
+MAX_BEAM = 1000
 
 
 def _never_predicted(logits: Tensor, config) -> Tensor:
@@ -257,7 +277,8 @@ def greedy_search(
     Args:
         model: a :class:`~attnlab.models.Seq2SeqTransformer` (in eval mode).
         src: source ids ``(B, S)``, padded with ``pad_id``; ``1 <= S <= max_len`` and each id
-            in ``[0, src_vocab_size)`` (checked once, before decoding: an InputError).
+            in ``[0, src_vocab_size)``, on the model's device (checked once, before
+            decoding: an InputError).
         max_new_tokens: at most this many target tokens (default ``2 S + 10``, capped by the
             model's ``max_len``).
         use_cache: reuse keys and values between steps (same tokens, faster).
@@ -352,18 +373,17 @@ def beam_search(
     Args:
         model: a :class:`~attnlab.models.Seq2SeqTransformer` (in eval mode).
         src: source ids ``(B, S)``, padded with ``pad_id``.
-        beam_size: hypotheses kept per source.
-        length_penalty: ``alpha`` of the GNMT length penalty.
+        beam_size: hypotheses kept per source, at most :data:`MAX_BEAM` (1000).
+        length_penalty: ``alpha`` of the GNMT length penalty, a finite number.
         max_new_tokens, use_cache: as for :func:`greedy_search`.
 
     Returns:
         The best target ids per source ``(B, T)``, as :func:`greedy_search` returns them.
     """
     _check_whole("beam_size", beam_size)
-    if beam_size < 1:
-        raise InputError(f"beam size must be at least 1; got {beam_size}")
-    if not math.isfinite(length_penalty):
-        raise InputError(f"length_penalty must be a finite number; got {length_penalty}")
+    if not 1 <= beam_size <= MAX_BEAM:
+        raise InputError(f"beam size must be in 1 .. {MAX_BEAM:,}; got {beam_size}")
+    _check_real("length_penalty", length_penalty)
     _check_source(model, src)
     limit = _max_new_tokens(model, src, max_new_tokens)
     c = model.config
@@ -425,6 +445,8 @@ def _check_generate_args(
     top_p: float | None,
     stop: str | None,
     decode: Callable[[list[int]], str] | None,
+    seed: int | None = None,
+    eos_id: int | Sequence[int] | None = None,
 ) -> None:
     """Refuse the arguments of :func:`generate` that it cannot honour, one message each."""
     _check_model(model, seq2seq=False)
@@ -433,17 +455,40 @@ def _check_generate_args(
         _check_whole("top_k", top_k)
     if max_new_tokens < 0:
         raise InputError(f"max_new_tokens must be 0 or more; got {max_new_tokens}")
-    if not math.isfinite(temperature):
-        raise InputError(f"temperature must be a finite number; got {temperature}")
+    _check_real("temperature", temperature)
     if temperature < 0:
         raise InputError(f"temperature must be 0 or more; got {temperature}")
     if top_k is not None and top_k < 1:
         raise InputError(f"top_k must be at least 1; got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise InputError(f"top_p must be in (0, 1]; got {top_p}")
-    _check_ids(input_ids, getattr(model.config, "vocab_size", None), "input_ids")
+    if top_p is not None and not (isinstance(top_p, numbers.Real) and 0.0 < top_p <= 1.0):
+        raise InputError(f"top_p must be in (0, 1]; got {top_p!r}")
+    _check_ids(model, input_ids, getattr(model.config, "vocab_size", None), "input_ids")
     if stop is not None and decode is None:
         raise InputError("stop needs decode, to turn the new ids into text")
+    _check_seed(seed)
+    _check_eos_ids(eos_id)
+
+
+def _check_seed(seed: Any) -> None:
+    """Refuse a seed that is not a whole number in the range of torch's ``manual_seed``."""
+    if seed is None:
+        return
+    _check_whole("seed", seed)
+    if not -(2**63) <= seed < 2**64:
+        raise InputError(f"seed must be in [-2**63, 2**64); got {seed}")
+
+
+def _check_eos_ids(eos_id: Any) -> None:
+    """Refuse an ``eos_id`` that is not ``None``, a token id or a sequence of token ids (whole
+    numbers >= 0)."""
+    if eos_id is None:
+        return
+    ids = [eos_id] if isinstance(eos_id, numbers.Integral) else eos_id
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+        raise InputError(f"eos_id must be a token id or a list of them; got {eos_id!r}")
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0:
+            raise InputError(f"eos_id must hold token ids (whole numbers >= 0); got {eos_id!r}")
 
 
 def _next_token(
@@ -478,7 +523,7 @@ def _contains_stop(
 
 def _id_tensor(ids: int | Sequence[int], like: Tensor) -> Tensor:
     """One id or several as a 1-D tensor on ``like``'s device and of its dtype."""
-    return torch.tensor([ids] if isinstance(ids, int) else list(ids)).to(like)
+    return torch.tensor([ids] if isinstance(ids, numbers.Integral) else list(ids)).to(like)
 
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:
@@ -513,7 +558,8 @@ def generate(
         model: a decoder-only LM (e.g. :class:`attnlab.models.GPT`) in eval mode: ``model(ids
             (B, T), cache=None) -> logits (B, T, vocab)``, ``make_cache()``, ``config.block_size``.
         input_ids: the prompt ``(B, T)``, at least one token per row, each id in
-            ``[0, model.config.vocab_size)`` (checked once, before decoding).
+            ``[0, model.config.vocab_size)``, on the model's device (checked once, before
+            decoding).
         max_new_tokens: how many tokens to add.
         temperature, top_k, top_p: sampling controls (see above).
         use_cache: reuse keys and values between steps (same tokens, faster; ignored when
@@ -534,7 +580,9 @@ def generate(
     Returns:
         ``(B, T + n)`` ids, the prompt followed by ``n <= max_new_tokens`` new tokens.
     """
-    _check_generate_args(model, input_ids, max_new_tokens, temperature, top_k, top_p, stop, decode)
+    _check_generate_args(
+        model, input_ids, max_new_tokens, temperature, top_k, top_p, stop, decode, seed, eos_id
+    )
     generator = None if seed is None else _generator(seed, input_ids.device)
     stepper = _stepper(model, input_ids, max_new_tokens, use_cache, static_cache, compile)
     finish, ids = _Finish(input_ids, eos_id, stop, decode), input_ids

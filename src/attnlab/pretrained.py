@@ -85,6 +85,8 @@ class PretrainedBert:
         Raises :class:`attnlab.errors.InputError` for an empty list or an empty text; warns
         with :class:`TruncationWarning` for a text longer than ``max_length`` tokens.
         """
+        if not isinstance(texts, (str, Sequence)):
+            raise InputError(f"texts must be a string or a list of strings; got {texts!r}")
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts:
             raise InputError("no text given: give at least one non-empty text")
@@ -118,8 +120,11 @@ class PretrainedBert:
 
         The recipe of sentence-transformers' all-MiniLM-L6-v2 (mean pooling, then
         ``Normalize``), on attnlab's encoder; a single string gives ``(1, D)``. Texts are
-        run ``batch_size`` at a time, each batch padded to its longest text.
+        run ``batch_size`` at a time (a whole number >= 1), each batch padded to its longest
+        text.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a whole number >= 1; got {batch_size!r}")
         batch = self.tokenize(texts)
         device = next(self.model.parameters()).device
         rows = []
@@ -187,8 +192,10 @@ def load_pretrained(name_or_path: str | Path, device: str | torch.device = "cpu"
     docstring); no network, no pickle, no ``transformers``. Raises :class:`CheckpointError`
     with one sentence for a missing directory, a directory that is not a BERT checkpoint
     (no ``config.json``, another ``model_type``, missing weights, wrong shapes) or a missing
-    tokenizer or one with more tokens than the model.
+    tokenizer or one with more tokens than the model; :class:`~attnlab.errors.InputError`
+    for a ``device`` this PyTorch cannot use (checked first).
     """
+    device = _usable_device(device)
     path = resolve_checkpoint(name_or_path)
     if not path.exists():
         raise CheckpointError(f"checkpoint directory {path} does not exist")
@@ -199,6 +206,22 @@ def load_pretrained(name_or_path: str | Path, device: str | torch.device = "cpu"
     model = _read_weights(path, config)
     name = "MiniLM" if str(name_or_path).lower() == "minilm" else path.name
     return PretrainedBert(model.to(device), tokenizer, path, name)
+
+
+def _usable_device(device: str | torch.device) -> torch.device:
+    """``device`` as a :class:`torch.device`, after checking that this PyTorch can allocate
+    there: a device name torch does not know, or a GPU it does not see, is one sentence
+    instead of torch's RuntimeError or the bare AssertionError of a CPU-only build."""
+    try:
+        usable = torch.device(device)
+        torch.empty(0, device=usable)
+    except (RuntimeError, AssertionError, TypeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(
+            f"device {device!r} cannot be used here ({reason}): use 'cpu', or 'cuda' where "
+            "PyTorch sees a GPU"
+        ) from None
+    return usable
 
 
 def _read_config(path: Path) -> BertConfig:

@@ -288,3 +288,30 @@ def test_an_encoder_decoder_given_to_generate_is_pointed_to_the_searches():
     # an AttributeError before: 'Seq2SeqConfig' object has no attribute 'block_size'
     with pytest.raises(InputError, match="got a Seq2SeqTransformer; an encoder-decoder decodes"):
         generate(model, torch.tensor([[3, 4]]), 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"temperature": "0.7"}, "temperature must be a finite number; got '0.7'"),
+        ({"temperature": None}, "temperature must be a finite number; got None"),
+        ({"top_p": "0.9"}, r"top_p must be in \(0, 1\]; got '0.9'"),
+        ({"seed": 1.5}, "seed must be a whole number; got 1.5"),
+        ({"seed": 2**70}, r"seed must be in \[-2\*\*63, 2\*\*64\); got"),
+        ({"eos_id": 2.0}, "eos_id must be a token id or a list of them; got 2.0"),
+        ({"eos_id": "2"}, "eos_id must be a token id or a list of them; got '2'"),
+        ({"eos_id": [2, -1]}, r"eos_id must hold token ids \(whole numbers >= 0\); got \[2, -1\]"),
+    ],
+)
+def test_settings_of_the_wrong_kind_are_named_not_left_to_python_or_torch(kwargs, message):
+    # TypeError "must be real number, not str", "'float' object is not iterable" or torch's
+    # "manual_seed expected a long" before: none said which argument.
+    with pytest.raises(InputError, match=message):
+        generate(_gpt(), torch.tensor([[1]]), 2, **kwargs)
+
+
+def test_a_prompt_on_another_device_than_the_model_is_refused_before_decoding():
+    # The meta device stands in for a GPU: the prompt's device is not the model's.
+    prompt = torch.tensor([[1, 2]], device="meta")
+    with pytest.raises(InputError, match="input_ids is on meta but the model is on cpu"):
+        generate(_gpt(), prompt, 2)

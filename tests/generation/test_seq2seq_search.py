@@ -245,3 +245,15 @@ def test_a_language_model_given_to_a_search_is_pointed_to_generate(search):
     # an AttributeError before: 'GPT' object has no attribute 'encode'
     with pytest.raises(InputError, match="got a GPT; a decoder-only language model continues"):
         search(model.eval(), torch.tensor([[3, 4]]))
+
+
+def test_a_beam_beyond_the_largest_is_refused_before_anything_is_allocated():
+    # beam_size=10**9 copied the source a billion times over (the machine ran out of memory).
+    with pytest.raises(InputError, match="beam size must be in 1 .. 1,000; got 1000000000"):
+        beam_search(_model(), _sources(), beam_size=10**9)
+
+
+@pytest.mark.parametrize("value", ["0.6", None])
+def test_a_length_penalty_that_is_not_a_number_is_named(value):
+    with pytest.raises(InputError, match="length_penalty must be a finite number; got"):
+        beam_search(_model(), _sources(), length_penalty=value)

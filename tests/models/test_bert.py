@@ -310,3 +310,29 @@ def test_ids_beyond_their_vocabularies_are_named_not_an_index_error():
         model(torch.tensor([[1, 50]]))
     with pytest.raises(ValueError, match=r"token_type_ids must be ids in \[0, 2\) .*from 0 to 2"):
         model(ids, token_type_ids=torch.tensor([[0, 1, 2]]))
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:99", 3.5])
+def test_a_device_torch_cannot_use_is_refused_before_the_checkpoint_is_read(tmp_path, device):
+    # torch's RuntimeError, or on a CPU-only build a bare AssertionError, once the model was
+    # loaded; the folder is not even read now
+    from attnlab.pretrained import load_pretrained
+
+    with pytest.raises(InputError, match=f"device {device!r} cannot be used here"):
+        load_pretrained(tmp_path / "no-such-checkpoint", device=device)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5, True])
+def test_pretrained_embed_names_a_batch_size_it_cannot_use(tmp_path, batch_size):
+    # "range() arg 3 must not be zero", torch.cat's "expected a non-empty list" or a
+    # TypeError before
+    from tokenizers import Tokenizer, models
+
+    from attnlab.pretrained import PretrainedBert
+
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    pretrained = PretrainedBert(Bert(small_config()), tokenizer, tmp_path, "small")
+    with pytest.raises(InputError, match="batch_size must be a whole number >= 1; got"):
+        pretrained.embed(["a text"], batch_size=batch_size)
+    with pytest.raises(InputError, match="texts must be a string or a list of strings; got 3"):
+        pretrained.embed(3)  # "'int' object is not iterable" before

@@ -136,6 +136,7 @@ def test_sinusoidal_table_refuses_sizes_it_cannot_build():
         ((5, 0), "d_model must be a whole number >= 1; got 0"),  # was a ZeroDivisionError
         ((-1, 8), "vocab_size must be a whole number >= 1; got -1"),
         ((5, 8, 10), r"padding_idx must be None or an id in \[0, vocab_size=5\); got 10"),
+        ((5, 8, 1.5), r"padding_idx must be None or an id in \[0, vocab_size=5\); got 1.5"),
     ],
 )
 def test_token_embedding_refuses_sizes_it_cannot_build(args, message):

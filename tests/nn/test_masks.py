@@ -70,8 +70,10 @@ def test_local_mask_is_the_band_of_width_window():
     ]
     torch.testing.assert_close(local_mask(5, 0), torch.eye(5, dtype=torch.bool))
     assert local_mask(5, 4).all()
-    with pytest.raises(ValueError, match="window >= 0"):
+    with pytest.raises(ValueError, match="window must be a whole number >= 0; got -1"):
         local_mask(3, -1)
+    with pytest.raises(ValueError, match="window must be a whole number >= 0; got nan"):
+        local_mask(3, float("nan"))  # was a mask of all False: every query attended to nothing
 
 
 @pytest.mark.parametrize(

@@ -370,3 +370,10 @@ def test_torch_has_no_swiglu():
     spec = BlockSpec(d_model=16, num_heads=4, d_ff=32, activation="swiglu")
     with pytest.raises(ValueError, match="activations relu and gelu; got 'swiglu'"):
         TorchTransformerEncoder(1, spec=spec)
+
+
+@pytest.mark.parametrize("base", [0.0, float("nan"), float("inf"), 0.5])
+def test_rotary_embedding_refuses_a_base_that_gives_no_frequencies(base):
+    # base 0 or nan was accepted, and every rotated query and key came out nan
+    with pytest.raises(ValueError, match="base must be a finite number >= 1; got"):
+        RotaryEmbedding(8, base=base)

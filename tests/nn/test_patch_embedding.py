@@ -82,12 +82,26 @@ def test_equals_a_strided_convolution(image_size, patch_size, channels):
         (8, 3, "image size 8x8 is not divisible by the patch size 3"),
         ((6, 10), 4, "image size 6x10 is not divisible by the patch size 4"),
         (28, 5, "image size 28x28 is not divisible by the patch size 5"),
-        (8, 0, "image size 8x8 is not divisible by the patch size 0"),
     ],
 )
 def test_image_size_not_divisible_by_patch_size(image_size, patch_size, message):
     with pytest.raises(ValueError, match=message):
         PatchEmbedding(image_size, patch_size, 1, 8)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((8, 0, 1, 8), "patch_size must be a whole number >= 1; got 0"),
+        ((-8, 2, 1, 8), "image height must be a whole number >= 1; got -8"),  # was 16 patches
+        ((8, 2, 0, 8), "in_channels must be a whole number >= 1; got 0"),  # was built
+        ((8, 2, 1, 0), "d_model must be a whole number >= 1; got 0"),  # was built
+        ((8, 2.0, 1, 8), "patch_size must be a whole number >= 1; got 2.0"),  # torch's TypeError
+    ],
+)
+def test_patch_embedding_refuses_sizes_it_cannot_build(args, message):
+    with pytest.raises(ValueError, match=message):
+        PatchEmbedding(*args)
 
 
 @pytest.mark.parametrize(

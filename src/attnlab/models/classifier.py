@@ -55,7 +55,8 @@ class SequenceClassifierConfig:
         check_counts(self, ("vocab_size", "num_classes", "num_layers", "max_len"))
         check_token_ids(self, self.vocab_size, "vocab_size", ("pad_id",))
         check_positional(self.positional)
-        if self.window is not None and (not isinstance(self.window, int) or self.window < 0):
+        window = self.window
+        if window is not None and (type(window) is not int or window < 0):  # a bool is no width
             raise ValueError(f"window must be None or a whole number >= 0; got {self.window!r}")
         self.block_spec()  # the block's fields (d_model, num_heads, ...), before allocating
         check_table(self.max_len, self.d_model)  # a typo such as 10**12

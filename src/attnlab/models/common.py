@@ -19,18 +19,46 @@ from attnlab.nn import (
     SinusoidalPositionalEncoding,
     TransformerEncoder,
 )
+from attnlab.nn.spec import MAX_D_FF, MAX_D_MODEL
 from attnlab.nn.torch_twin import TorchTransformerEncoder
+
+# The most layers a config may stack (attnlab.options.MAX_LAYERS, which models may not
+# import): each layer is a Python object, so a typo such as 10**9 would take hours and all the
+# memory to build, even on the meta device.
+MAX_LAYERS = 10_000
+# The most entries of a vocabulary, classes of a head or input features: the largest
+# published vocabularies hold about 262,000 tokens; 10**12 is a typo, a table of terabytes.
+MAX_ENTRIES = 2**24
+# The largest value of each config field that counts layers, entries or widths (the widths of
+# the blocks themselves are BlockSpec's to check): beyond it the field is a typo, refused
+# before anything is allocated.
+_MOST = {
+    **dict.fromkeys(
+        ("num_layers", "num_encoder_layers", "num_decoder_layers", "num_hidden_layers"),
+        MAX_LAYERS,
+    ),
+    **dict.fromkeys(
+        ("vocab_size", "src_vocab_size", "tgt_vocab_size", "type_vocab_size", "num_classes"),
+        MAX_ENTRIES,
+    ),
+    **dict.fromkeys(("input_dim", "d_embed", "hidden", "hidden_size"), MAX_D_MODEL),
+    "intermediate_size": MAX_D_FF,  # Hugging Face's names of BlockSpec's d_model and d_ff
+}
 
 
 def check_counts(config: Any, names: Iterable[str]) -> None:
     """Raise ``ValueError`` unless each field ``names`` of ``config`` is a whole number >= 1
-    (a size, a count of layers or classes), naming the field and its value."""
+    (a size, a count of layers or classes), at most its bound in ``_MOST`` if it has one
+    (:data:`MAX_LAYERS` layers, :data:`MAX_ENTRIES` vocabulary entries or classes), naming
+    the field and its value."""
     for name in names:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{name} must be a whole number; got {value!r}")
         if value < 1:
             raise ValueError(f"{name} must be at least 1; got {value}")
+        if name in _MOST and value > _MOST[name]:
+            raise ValueError(f"{name} must be at most {_MOST[name]:,}; got {value:,}")
 
 
 def check_token_ids(config: Any, vocab_size: int, vocab_name: str, names: Iterable[str]) -> None:

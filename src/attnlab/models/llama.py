@@ -24,6 +24,7 @@ see :mod:`attnlab.models.user_layer`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -70,7 +71,8 @@ class LlamaConfig:
     layer_sha256: str | None = None
 
     def __post_init__(self) -> None:
-        check_counts(self, ("vocab_size", "max_position_embeddings", "num_hidden_layers"))
+        sizes = ("vocab_size", "hidden_size", "intermediate_size", "max_position_embeddings")
+        check_counts(self, (*sizes, "num_hidden_layers"))
         if self.layer and self.dropout:
             raise ValueError(
                 f"a Llama block of your own (layer) has no dropout; got dropout={self.dropout}"
@@ -86,6 +88,9 @@ class LlamaConfig:
                 f"num_attention_heads must be divisible by num_key_value_heads; got "
                 f"{self.num_attention_heads} and {kv_heads}"
             )
+        std = self.initializer_range
+        if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 <= std < math.inf:
+            raise ValueError(f"initializer_range must be a finite number >= 0; got {std!r}")
         self.block_spec()  # the remaining checks: positive sizes, an even head width
 
     @property

@@ -15,6 +15,7 @@ from attnlab.models.common import (
     positional_encoding,
 )
 from attnlab.nn import BlockSpec, TokenEmbedding
+from attnlab.nn.embedding import check_table
 
 
 @dataclass
@@ -47,9 +48,10 @@ class TokenPredictorConfig:
         if (self.vocab_size is None) == (self.input_dim is None):
             raise ValueError("set exactly one of vocab_size (token ids) and input_dim (features)")
         inputs = "vocab_size" if self.input_dim is None else "input_dim"
-        check_counts(self, (inputs, "num_classes", "num_layers"))
+        check_counts(self, (inputs, "num_classes", "num_layers", "max_len"))
         check_positional(self.positional)
         self.block_spec()  # the block's fields (d_model, num_heads, ...), before allocating
+        check_table(self.max_len, self.d_model)  # a typo such as 10**12
 
     def block_spec(self) -> BlockSpec:
         """The :class:`~attnlab.nn.BlockSpec` handed to every encoder layer."""

@@ -10,6 +10,8 @@ from torch import Tensor, nn
 
 from attnlab.models.common import check_counts, encoder_block_spec, encoder_from_config
 from attnlab.nn import BlockSpec, LearnedPositionalEncoding, PatchEmbedding
+from attnlab.nn.embedding import check_table
+from attnlab.nn.spec import MAX_D_FF
 
 
 @dataclass
@@ -41,6 +43,13 @@ class ViTConfig:
                 f"{self.patch_size}: patches must tile the image exactly"
             )
         self.block_spec()  # the block's fields (d_model, num_heads, ...), before allocating
+        patch_values = self.patch_size**2 * self.in_channels
+        if patch_values > MAX_D_FF:  # the patch projection's input width: a typo
+            raise ValueError(
+                f"patch_size**2 * in_channels (the values of a patch) must be at most "
+                f"{MAX_D_FF:,}; got {patch_values:,}"
+            )
+        check_table(self.num_patches + 1, self.d_model, "(image_size / patch_size)**2 + 1")
 
     @property
     def num_patches(self) -> int:

@@ -65,7 +65,11 @@ class TokenEmbedding(nn.Module):
         super().__init__()
         check_whole_number("vocab_size", vocab_size, 1)
         check_whole_number("d_model", d_model, 1)
-        if padding_idx is not None and not 0 <= padding_idx < vocab_size:
+        if padding_idx is not None and (
+            isinstance(padding_idx, bool)
+            or not isinstance(padding_idx, int)
+            or not 0 <= padding_idx < vocab_size
+        ):
             raise ValueError(
                 f"padding_idx must be None or an id in [0, vocab_size={vocab_size}); "
                 f"got {padding_idx!r}"
@@ -221,7 +225,10 @@ class PatchEmbedding(nn.Module):
     ):
         super().__init__()
         H, W = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if patch_size < 1 or H % patch_size or W % patch_size:
+        sizes = {"image height": H, "image width": W, "patch_size": patch_size}
+        for name, value in {**sizes, "in_channels": in_channels, "d_model": d_model}.items():
+            check_whole_number(name, value, 1)
+        if H % patch_size or W % patch_size:
             raise ValueError(
                 f"image size {H}x{W} is not divisible by the patch size {patch_size}: "
                 "patches must tile the image exactly"

@@ -17,6 +17,8 @@ weights. Both are the same rotation of a permuted basis.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -37,7 +39,8 @@ class RotaryEmbedding(nn.Module):
 
     Args:
         d_head: the width of one head (even).
-        base: ``theta_i = base^(-2i / d_head)``; 10000 in RoFormer and Llama.
+        base: ``theta_i = base^(-2i / d_head)``, a finite number >= 1 (as
+            :class:`~attnlab.nn.BlockSpec`'s ``rope_theta``); 10000 in RoFormer and Llama.
 
     Call: ``rotary(x, positions)`` with ``x: (B, H, T, d_head)`` and integer ``positions``
     ``(T,)`` (shared by the batch) or ``(B, T)`` (one row per sequence, e.g. left-padded
@@ -50,6 +53,9 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         if d_head % 2:
             raise ValueError(f"rotary positions need an even d_head; got {d_head}")
+        if isinstance(base, bool) or not isinstance(base, (int, float)) or not 1 <= base < math.inf:
+            # base 0 or nan gives infinite or nan frequencies: every rotated query nan
+            raise ValueError(f"base must be a finite number >= 1; got {base!r}")
         exponents = torch.arange(0, d_head, 2, dtype=torch.float32) / d_head  # (d_head / 2,)
         self.register_buffer("inv_freq", 1.0 / base**exponents, persistent=False)
         self.d_head = d_head

@@ -28,6 +28,12 @@ POSITIONS: tuple[str, ...] = ("absolute", "rotary")
 Norm = Literal["layernorm", "rmsnorm"]
 NORMS: tuple[str, ...] = ("layernorm", "rmsnorm")
 
+# The widest block a spec describes. Beyond them a size is a typo (d_model=2**40 is a matrix
+# of 2**80 numbers); the widest published models have d_model 18,432 and d_ff 73,728 (PaLM).
+# The same bounds as the task configs' ModelSize (attnlab.configs).
+MAX_D_MODEL = 65_536
+MAX_D_FF = 262_144
+
 
 def check_whole_number(name: str, value: object, low: int = 0) -> None:
     """Raise ``ValueError`` unless ``value`` is a whole number (not a bool) ``>= low``: a size,
@@ -43,13 +49,15 @@ def _spec_field(
     *,
     choices: tuple[str, ...] | None = None,
     low: float | None = None,
+    high: float | None = None,
     below: float | None = None,
     kind: type | None = None,
 ) -> Any:
     """A field whose metadata says what it allows (the keys of :func:`attnlab.options.option`,
-    which ``attnlab.nn`` may not import). ``low`` is inclusive, ``below`` exclusive. ``kind``
-    is the type of an optional field (default ``None``); other fields have their default's."""
-    metadata = {"help": help, "choices": choices, "low": low, "high": None, "below": below}
+    which ``attnlab.nn`` may not import). ``low`` and ``high`` are inclusive, ``below``
+    exclusive. ``kind`` is the type of an optional field (default ``None``); other fields
+    have their default's."""
+    metadata = {"help": help, "choices": choices, "low": low, "high": high, "below": below}
     return field(default=default, metadata={**metadata, "kind": kind or type(default)})
 
 
@@ -84,6 +92,8 @@ def _check(spec_field: Field, value: Any) -> None:
     )
     if not in_range:
         raise ValueError(f"{name} must be {_allowed(meta)}; got {value!r}")
+    if meta.get("high") is not None and value > meta["high"]:  # a typo, before allocating
+        raise ValueError(f"{name} must be at most {meta['high']:,}; got {value:,}")
     if kind is float and not math.isfinite(value):  # beyond a range's reach: inf, or no range
         raise ValueError(f"{name} must be a finite number; got {value!r}")
 
@@ -126,12 +136,14 @@ class BlockSpec:
 
     :attr:`attention_dropout_rate`, :attr:`ffn_dropout_rate` and :attr:`kv_heads` are the
     values in use, with ``None`` resolved. Each field's metadata holds its help text and
-    allowed values; a value outside them raises ``ValueError`` when the spec is made.
+    allowed values; a value outside them raises ``ValueError`` when the spec is made, before
+    any module allocates (``d_model`` at most :data:`MAX_D_MODEL`, ``d_ff`` at most
+    :data:`MAX_D_FF`: beyond them a size is a typo).
     """
 
-    d_model: int = _spec_field(512, "model width, a multiple of num_heads", low=1)
+    d_model: int = _spec_field(512, "model width, a multiple of num_heads", low=1, high=MAX_D_MODEL)
     num_heads: int = _spec_field(8, "number of attention heads h", low=1)
-    d_ff: int = _spec_field(2048, "hidden width of the feed-forward network", low=1)
+    d_ff: int = _spec_field(2048, "hidden width of the feed-forward network", low=1, high=MAX_D_FF)
     dropout: float = _spec_field(
         0.1, "residual dropout on each sublayer's output", low=0.0, below=1.0
     )
