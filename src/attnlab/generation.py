@@ -30,6 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.errors import CompileError, InputError
+from attnlab.nn import MultiHeadAttention
+from attnlab.nn.dropout import Dropout
 
 
 def _inference(search: Callable) -> Callable:
@@ -225,6 +227,24 @@ def _check_model(model: nn.Module, seq2seq: bool) -> None:
             "generate continues a decoder-only language model (make_cache, and block_size in "
             f"its config); got a {type(model).__name__}{other}"
         )
+    _check_no_dropout(model)
+
+
+def _check_no_dropout(model: nn.Module) -> None:
+    """Refuse a model whose dropout is on (training mode): decoding would zero activations at
+    random, so each call would give other, worse tokens for the same input."""
+    for module in model.modules():
+        if isinstance(module, (nn.Dropout, Dropout)):
+            rate = module.p
+        elif isinstance(module, MultiHeadAttention):
+            rate = module.dropout
+        else:
+            continue
+        if module.training and rate > 0:
+            raise InputError(
+                f"the model is in training mode, where its dropout ({rate}) makes decoding "
+                "random: call model.eval() before decoding"
+            )
 
 
 def _check_source(model: nn.Module, src: Any) -> None:
@@ -275,7 +295,8 @@ def greedy_search(
     """Greedy decoding of an encoder-decoder: at each step the most likely next token.
 
     Args:
-        model: a :class:`~attnlab.models.Seq2SeqTransformer` (in eval mode).
+        model: a :class:`~attnlab.models.Seq2SeqTransformer` in eval mode (one whose dropout
+            is on, in training mode, is refused with an InputError).
         src: source ids ``(B, S)``, padded with ``pad_id``; ``1 <= S <= max_len`` and each id
             in ``[0, src_vocab_size)``, on the model's device (checked once, before
             decoding: an InputError).
@@ -371,7 +392,8 @@ def beam_search(
     ``beam_size=1`` is exactly :func:`greedy_search`.
 
     Args:
-        model: a :class:`~attnlab.models.Seq2SeqTransformer` (in eval mode).
+        model: a :class:`~attnlab.models.Seq2SeqTransformer` in eval mode (one whose dropout
+            is on, in training mode, is refused with an InputError).
         src: source ids ``(B, S)``, padded with ``pad_id``.
         beam_size: hypotheses kept per source, at most :data:`MAX_BEAM` (1000).
         length_penalty: ``alpha`` of the GNMT length penalty, a finite number.
@@ -555,8 +577,9 @@ def generate(
     ``top_p`` nucleus, and samples from the softmax of what remains.
 
     Args:
-        model: a decoder-only LM (e.g. :class:`attnlab.models.GPT`) in eval mode: ``model(ids
-            (B, T), cache=None) -> logits (B, T, vocab)``, ``make_cache()``, ``config.block_size``.
+        model: a decoder-only LM (e.g. :class:`attnlab.models.GPT`) in eval mode (one whose
+            dropout is on is refused): ``model(ids (B, T), cache=None) -> logits (B, T,
+            vocab)``, ``make_cache()``, ``config.block_size``.
         input_ids: the prompt ``(B, T)``, at least one token per row, each id in
             ``[0, model.config.vocab_size)``, on the model's device (checked once, before
             decoding).

@@ -315,3 +315,16 @@ def test_a_prompt_on_another_device_than_the_model_is_refused_before_decoding():
     prompt = torch.tensor([[1, 2]], device="meta")
     with pytest.raises(InputError, match="input_ids is on meta but the model is on cpu"):
         generate(_gpt(), prompt, 2)
+
+
+def test_a_model_whose_dropout_is_on_is_refused_and_one_without_dropout_is_not():
+    # Forgetting model.eval() used to decode with dropout: another, worse sample every call.
+    torch.manual_seed(0)
+    sizes = {"vocab_size": 50, "block_size": 16, "num_layers": 1, "num_heads": 2, "d_model": 16}
+    prompt = torch.tensor([[1, 2, 3]])
+    with pytest.raises(InputError, match=r"training mode, where its dropout \(0.1\) makes"):
+        generate(GPT(GPTConfig(**sizes, dropout=0.1)), prompt, 5, temperature=0)
+    no_dropout = GPT(GPTConfig(**sizes, dropout=0.0))  # training mode
+    assert no_dropout.training
+    tokens = generate(no_dropout, prompt, 5, temperature=0)
+    assert torch.equal(tokens, generate(no_dropout.eval(), prompt, 5, temperature=0))

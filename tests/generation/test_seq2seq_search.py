@@ -13,7 +13,7 @@ from attnlab.models import Seq2SeqConfig, Seq2SeqTransformer
 PAD, BOS, EOS = 0, 1, 2
 
 
-def _model(vocab=11, norm_first=False, seed=0, **overrides) -> Seq2SeqTransformer:
+def _model(vocab=11, norm_first=False, seed=0, dropout=0.0, **overrides) -> Seq2SeqTransformer:
     torch.manual_seed(seed)
     config = Seq2SeqConfig(
         src_vocab_size=vocab,
@@ -23,7 +23,7 @@ def _model(vocab=11, norm_first=False, seed=0, **overrides) -> Seq2SeqTransforme
         num_encoder_layers=2,
         num_decoder_layers=2,
         d_ff=64,
-        dropout=0.0,
+        dropout=dropout,
         norm_first=norm_first,
         max_len=64,
         **overrides,
@@ -257,3 +257,12 @@ def test_a_beam_beyond_the_largest_is_refused_before_anything_is_allocated():
 def test_a_length_penalty_that_is_not_a_number_is_named(value):
     with pytest.raises(InputError, match="length_penalty must be a finite number; got"):
         beam_search(_model(), _sources(), length_penalty=value)
+
+
+@pytest.mark.parametrize("search", [greedy_search, beam_search])
+def test_a_model_in_training_mode_with_dropout_is_refused(search):
+    model = _model(dropout=0.1).train()  # residual and attention dropout on
+    with pytest.raises(InputError, match=r"call model.eval\(\) before decoding"):
+        search(model, _sources(), max_new_tokens=3)
+    model.eval()
+    assert search(model, _sources(), max_new_tokens=3).size(0) == 4
