@@ -199,6 +199,17 @@ def test_keys_and_values_that_do_not_fit_the_queries_are_named(attention):
         attention(q, k, v[:, :, :5])
 
 
+@pytest.mark.parametrize(
+    "attention", [scaled_dot_product_attention, fused_scaled_dot_product_attention]
+)
+@pytest.mark.parametrize("dropout_p", [-0.1, 1.5, float("nan")])
+def test_a_dropout_rate_outside_zero_to_one_is_refused_on_both_paths(attention, dropout_p):
+    # The written-out path ignored -0.1 and nan (no dropout); the fused one named flash kernels.
+    q, k, v = qkv(T_q=4, T_k=4)
+    with pytest.raises(ValueError, match=rf"dropout_p must be in \[0, 1\]; got {dropout_p}"):
+        attention(q, k, v, dropout_p=dropout_p)
+
+
 def test_token_ids_given_to_attention_are_refused_naming_the_embedding():
     mha = MultiHeadAttention(8, 2)
     with pytest.raises(ValueError, match="x must be a float tensor .*got dtype torch.int64"):

@@ -60,9 +60,14 @@ def repeat_kv(x: Tensor, num_heads: int) -> Tensor:
     return x if groups == 1 else x.repeat_interleave(groups, dim=1)  # (B, H, T, d)
 
 
-def _check_attention_inputs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
+def _check_attention_inputs(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float
+) -> None:
     """Raise ``ValueError`` unless ``q (..., T_q, d_k)``, ``k (..., T_k, d_k)`` and
-    ``v (..., T_k, d_v)`` fit each other and ``mask`` is bool (shape and dtype reads only)."""
+    ``v (..., T_k, d_v)`` fit each other, ``mask`` is bool and ``dropout_p`` is in ``[0, 1]``
+    (shape and dtype reads only)."""
+    if not 0.0 <= dropout_p <= 1.0:  # also nan
+        raise ValueError(f"dropout_p must be in [0, 1]; got {dropout_p}")
     if q.size(-1) != k.size(-1):
         raise ValueError(
             f"q and k must have the same width d_k (last size); got q {tuple(q.shape)} and "
@@ -94,9 +99,10 @@ def scaled_dot_product_attention(
         ``(output, weights)``: output ``(B, H, T_q, d_v)`` and weights ``(B, H, T_q, T_k)``.
         A query row with no allowed key gets all-zero weights, hence a zero output (never NaN).
 
-    Raises ``ValueError`` for a mask that is not bool, or keys and values that do not fit.
+    Raises ``ValueError`` for a mask that is not bool, keys and values that do not fit, or a
+    ``dropout_p`` outside ``[0, 1]``.
     """
-    _check_attention_inputs(q, k, v, mask)
+    _check_attention_inputs(q, k, v, mask, dropout_p)
     k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # each (B, H, T_k, d)
     d_k = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  # (B, H, T_q, T_k)
@@ -129,7 +135,7 @@ def fused_scaled_dot_product_attention(
     explicit path. A mask that is not bool raises ``ValueError`` (torch would add a float
     mask to the scores, masking nothing).
     """
-    _check_attention_inputs(q, k, v, mask)
+    _check_attention_inputs(q, k, v, mask, dropout_p)
     if mask is not None and mask.size(-1) == 1 and k.size(-2) > 1:
         # torch 2.3's CPU kernel reads a mask that broadcasts along the keys out of bounds
         # (wrong values that change from call to call): hand it one entry per key.
