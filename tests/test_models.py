@@ -165,6 +165,22 @@ BAD_CONFIGS = {
         lambda: GRUClassifierConfig(vocab_size=10, num_classes=2, dropout=float("nan")),
         r"dropout must be in \[0, 1\); got nan",
     ),
+    "gru bidirectional": (
+        lambda: GRUClassifierConfig(vocab_size=10, num_classes=2, bidirectional=1),
+        "bidirectional must be true or false; got 1",
+    ),
+    "llama tie_word_embeddings": (  # "no" was true: the output tied to the embedding
+        lambda: LlamaConfig(tie_word_embeddings="no"),
+        "tie_word_embeddings must be true or false; got 'no'",
+    ),
+    "seq2seq tie_output": (
+        lambda: Seq2SeqConfig(src_vocab_size=9, tgt_vocab_size=9, tie_output="false"),
+        "tie_output must be true or false; got 'false'",
+    ),
+    "seq2seq share_embeddings": (
+        lambda: Seq2SeqConfig(src_vocab_size=9, tgt_vocab_size=9, share_embeddings=0),
+        "share_embeddings must be true or false; got 0",
+    ),
 }
 
 

@@ -61,6 +61,15 @@ def check_counts(config: Any, names: Iterable[str]) -> None:
             raise ValueError(f"{name} must be at most {_MOST[name]:,}; got {value:,}")
 
 
+def check_flags(config: Any, names: Iterable[str]) -> None:
+    """Raise ``ValueError`` unless each field ``names`` of ``config`` is ``True`` or ``False``
+    (a string such as ``"no"`` would otherwise count as true), naming the field."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false; got {value!r}")
+
+
 def check_token_ids(config: Any, vocab_size: int, vocab_name: str, names: Iterable[str]) -> None:
     """Raise ``ValueError`` unless each id field ``names`` of ``config`` (``pad_id``, ...) is
     a whole number in ``[0, vocab_size)``; ``vocab_name`` names the size in the message."""

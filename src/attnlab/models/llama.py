@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.common import check_counts, check_window
+from attnlab.models.common import check_counts, check_flags, check_window
 from attnlab.models.user_layer import load_layer_class
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, RMSNorm, StaticKVCache
 from attnlab.nn.embedding import embed_tokens
@@ -73,6 +73,7 @@ class LlamaConfig:
     def __post_init__(self) -> None:
         sizes = ("vocab_size", "hidden_size", "intermediate_size", "max_position_embeddings")
         check_counts(self, (*sizes, "num_hidden_layers"))
+        check_flags(self, ("tie_word_embeddings",))
         if self.layer and self.dropout:
             raise ValueError(
                 f"a Llama block of your own (layer) has no dropout; got dropout={self.dropout}"

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from attnlab.models.common import check_counts, check_token_ids
+from attnlab.models.common import check_counts, check_flags, check_token_ids
 from attnlab.nn.embedding import embed_tokens
 
 
@@ -36,8 +36,7 @@ class GRUClassifierConfig:
             raise ValueError(f"dropout must be a number in [0, 1); got {dropout!r}")
         if not (math.isfinite(dropout) and 0 <= dropout < 1):
             raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
-        if not isinstance(self.bidirectional, bool):
-            raise ValueError(f"bidirectional must be true or false; got {self.bidirectional!r}")
+        check_flags(self, ("bidirectional",))
 
 
 class GRUClassifier(nn.Module):

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from attnlab.models.common import (
     check_counts,
+    check_flags,
     check_positional,
     check_token_ids,
     positional_encoding,
@@ -62,6 +63,7 @@ class Seq2SeqConfig:
         check_token_ids(self, self.tgt_vocab_size, "tgt_vocab_size", ("pad_id", "bos_id"))
         check_token_ids(self, self.src_vocab_size, "src_vocab_size", ("pad_id",))
         check_positional(self.positional)
+        check_flags(self, ("share_embeddings", "tie_output"))
         self.block_spec()  # the block's fields (d_model, num_heads, ...), before allocating
         check_table(self.max_len, self.d_model)  # a typo such as 10**12
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
