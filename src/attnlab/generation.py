@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.errors import CompileError, InputError
+from attnlab.machine import available_on, refuse_if_short
 from attnlab.nn import MultiHeadAttention
 from attnlab.nn.dropout import Dropout
 
@@ -594,7 +595,9 @@ def generate(
         on_token: called after each step with the new tokens ``(B,)``, e.g. to stream them.
         static_cache: preallocate one :class:`~attnlab.nn.StaticKVCache` per layer for the
             prompt and the new tokens (at most the window), so that every step has the same
-            shapes (for ``torch.compile`` and CUDA graphs).
+            shapes (for ``torch.compile`` and CUDA graphs); caches larger than the memory
+            free on the model's device are refused before allocating (a
+            :class:`~attnlab.errors.ConfigError`).
         compile: static caches, and every decoding step through :func:`torch.compile` (one
             graph; the first step compiles for seconds, on the CPU with a C++ compiler, else
             :class:`~attnlab.errors.CompileError`). Both need ``use_cache`` and a model that
@@ -643,7 +646,26 @@ def _stepper(
     static = None
     if static_cache or compile:
         static = (input_ids.size(0), input_ids.size(1) + max_new_tokens)  # (B, positions)
+        _check_static_caches_fit(model, *static)
     return _LanguageModelStepper(model, use_cache, static, compiled=compile)
+
+
+def _check_static_caches_fit(model: nn.Module, batch_size: int, positions: int) -> None:
+    """Refuse, before allocating them, static caches larger than the memory free on the
+    model's device: each layer keeps keys and values ``(B, H_kv, positions, d_head)``, for
+    at most the context window's positions."""
+    one_entry = model.make_cache(batch_size=1, max_len=1)  # one row, one position per layer
+    entry_bytes = sum(2 * cache.k.numel() * cache.k.element_size() for cache in one_entry)
+    window = min(positions, model.config.block_size)
+    device = next(model.parameters()).device
+    refuse_if_short(
+        entry_bytes * batch_size * window,
+        available_on(device),
+        f"static key/value caches for {batch_size:,} row{'s' * (batch_size > 1)} of "
+        f"{window:,} positions",
+        "generate fewer tokens, a smaller batch, or without static caches",
+        where="this machine" if device.type == "cpu" else str(device),
+    )
 
 
 class _Finish:

@@ -7,8 +7,12 @@ sentence instead of minutes of swapping and a kill by the kernel. Imports no tor
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from attnlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 GB = 1024**3
 MB = 1024**2
@@ -27,6 +31,19 @@ def available_memory() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def available_on(device: torch.device) -> int | None:
+    """Bytes free for a new allocation on ``device``: the host's for the CPU, the GPU's own
+    for CUDA; ``None`` where it is not known (e.g. Apple's MPS)."""
+    if device.type == "cuda":
+        import torch  # only here: this module imports no torch
+
+        free, _total = torch.cuda.mem_get_info(device)
+        return free
+    if device.type == "cpu":
+        return available_memory()
+    return None
 
 
 def check_memory(needed: int, what: str, advice: str) -> None:

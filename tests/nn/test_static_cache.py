@@ -5,6 +5,8 @@ computation, and a decoding step compiles to one graph that every later step reu
 import pytest
 import torch
 
+import attnlab.generation as generation
+from attnlab.errors import ConfigError
 from attnlab.generation import generate
 from attnlab.models import GPT, GPTConfig, Llama, LlamaConfig
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, MultiHeadAttention, StaticKVCache
@@ -195,3 +197,23 @@ def test_bad_sizes_and_overflow_are_clear_errors():
     mha = MultiHeadAttention(16, 2)
     with pytest.raises(ValueError, match="cross-attention takes a KVCache"):
         mha(torch.randn(1, 1, 16), torch.randn(1, 3, 16), cache=StaticKVCache(1, 2, 4, 8))
+
+
+def test_static_caches_too_large_for_the_memory_are_refused_before_allocating(monkeypatch):
+    prompt = torch.tensor([[1, 2, 3]])
+    # A typo in the window: rotary positions need no table, so only the caches would be huge.
+    llama = Llama(
+        LlamaConfig(**{**_tiny_llama().config.__dict__, "max_position_embeddings": 2**40})
+    )
+    positions = 3 + 2**35
+    with pytest.raises(ConfigError, match=f"static key/value caches for 1 row of {positions:,}"):
+        generate(llama.eval(), prompt, 2**35, temperature=0.0, static_cache=True)
+    # By hand: 2 layers x (keys + values) x 2 key/value heads x d_head 8 x 4 bytes, for each
+    # of the 16 positions of the window (3 + 40 capped at 16) of each of the 2 rows.
+    needed = 2 * 2 * 2 * 8 * 4 * 16 * 2
+    monkeypatch.setattr(generation, "available_on", lambda device: needed - 1)
+    with pytest.raises(ConfigError, match=f"needs about {needed:,} bytes"):
+        generate(_tiny_llama(), prompt.repeat(2, 1), 40, temperature=0.0, static_cache=True)
+    monkeypatch.setattr(generation, "available_on", lambda device: needed)
+    out = generate(_tiny_llama(), prompt.repeat(2, 1), 40, temperature=0.0, static_cache=True)
+    assert out.shape == (2, 43)

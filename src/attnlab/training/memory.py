@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.errors import ConfigError
-from attnlab.machine import available_memory, check_memory, refuse_if_short
+from attnlab.machine import available_on, check_memory, refuse_if_short
 from attnlab.tasks.base import Task
 from attnlab.training.devices import to_device
 
@@ -62,17 +62,6 @@ def check_fits(build: Callable[[], nn.Module], purpose: str = "training") -> int
         "choose a smaller --d-model, --d-ff or --layers",
     )
     return parameters
-
-
-def available_on(device: torch.device) -> int | None:
-    """Bytes free for a new allocation on ``device``: the host's for the CPU, the GPU's own
-    for CUDA; ``None`` where it is not known (e.g. Apple's MPS)."""
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return free
-    if device.type == "cpu":
-        return available_memory()
-    return None
 
 
 def activation_bytes(
