@@ -291,6 +291,17 @@ def test_rms_norm_equals_a_hand_computation(eps):
     torch.testing.assert_close(ours(x), by_hand)
 
 
+def test_rms_norm_refuses_a_bad_width_or_eps_and_an_input_of_another_width():
+    with pytest.raises(ValueError, match="d_model must be a whole number >= 1; got 0"):
+        RMSNorm(0)
+    with pytest.raises(ValueError, match="eps must be a finite number >= 0; got nan"):
+        RMSNorm(8, eps=float("nan"))
+    with pytest.raises(
+        ValueError, match=r"RMSNorm\(8\) normalises inputs \(..., 8\); got \(2, 3, 5\)"
+    ):
+        RMSNorm(8)(torch.randn(2, 3, 5))  # torch: "The size of tensor a (8) must match ..."
+
+
 def test_the_spec_puts_rms_norm_everywhere_and_swiglu_in_the_feed_forward():
     spec = BlockSpec(
         d_model=16, num_heads=4, d_ff=40, norm="rmsnorm", activation="swiglu", bias=False,

@@ -8,10 +8,12 @@ the root mean square alone and scales. It is cheaper, and Llama and most later m
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
-from attnlab.nn.spec import BlockSpec
+from attnlab.nn.spec import BlockSpec, check_whole_number
 
 
 class RMSNorm(nn.Module):
@@ -22,17 +24,26 @@ class RMSNorm(nn.Module):
     inputs are normalised in float32 and the result cast back before the gain is applied, as
     Hugging Face's Llama does (so its weights give its outputs).
 
-    Args: ``d_model`` (the normalised width), ``eps`` (inside the square root).
+    Args: ``d_model`` (the normalised width, a whole number >= 1), ``eps`` (inside the
+    square root, a finite number >= 0).
 
-    Input and output: ``(..., d_model)``.
+    Input and output: ``(..., d_model)``; another last size raises ``ValueError``.
     """
 
     def __init__(self, d_model: int, eps: float = 1e-6):
         super().__init__()
+        check_whole_number("d_model", d_model, low=1)
+        if not 0 <= eps < math.inf:  # also nan
+            raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
         self.weight = nn.Parameter(torch.ones(d_model))
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.size(-1) != self.weight.size(0):  # not torch's broadcast error about "tensor a"
+            raise ValueError(
+                f"RMSNorm({self.weight.size(0)}) normalises inputs (..., {self.weight.size(0)}); "
+                f"got {tuple(x.shape)}"
+            )
         x32 = x if x.dtype == torch.float32 else x.float()
         mean_square = x32.pow(2).mean(dim=-1, keepdim=True)  # (..., 1)
         normalized = x32 * torch.rsqrt(mean_square + self.eps)  # (..., d_model)
