@@ -177,6 +177,10 @@ BAD_CONFIGS = {
         lambda: Seq2SeqConfig(src_vocab_size=9, tgt_vocab_size=9, tie_output="false"),
         "tie_output must be true or false; got 'false'",
     ),
+    "seq2seq eos_id": (  # 2.5 was accepted: a search that never stops early
+        lambda: Seq2SeqConfig(src_vocab_size=9, tgt_vocab_size=9, eos_id=2.5),
+        "eos_id must be a whole number >= 0; got 2.5",
+    ),
     "seq2seq share_embeddings": (
         lambda: Seq2SeqConfig(src_vocab_size=9, tgt_vocab_size=9, share_embeddings=0),
         "share_embeddings must be true or false; got 0",

@@ -62,6 +62,9 @@ class Seq2SeqConfig:
         # output: one outside the vocabulary is a search that never stops early (bench decode).
         check_token_ids(self, self.tgt_vocab_size, "tgt_vocab_size", ("pad_id", "bos_id"))
         check_token_ids(self, self.src_vocab_size, "src_vocab_size", ("pad_id",))
+        eos = self.eos_id
+        if isinstance(eos, bool) or not isinstance(eos, int) or eos < 0:
+            raise ValueError(f"eos_id must be a whole number >= 0; got {eos!r}")
         check_positional(self.positional)
         check_flags(self, ("share_embeddings", "tie_output"))
         self.block_spec()  # the block's fields (d_model, num_heads, ...), before allocating
