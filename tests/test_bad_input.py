@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from attnlab.cli import main
 
 from .cli_helpers import assert_one_line_error, run_cli
+from .data_sets import write_made_up_names, write_short_shakespeare, write_tutorial_pairs
 
 BIG = str(2**64)
 TINY_REVERSE = ["--train-size", "200", "--val-size", "20", "--test-size", "20",
@@ -32,6 +33,17 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bad-input") / "reverse"
     assert main(["train", "reverse", "--out", str(out), *TINY_REVERSE]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Small data sets for the tasks that read one (--data-dir {data}/text, pairs or names), so
+    that the cases refused after reading their data run where the real data sets are absent."""
+    folder = tmp_path_factory.mktemp("data")
+    write_short_shakespeare(folder / "text")
+    write_tutorial_pairs(folder / "pairs")
+    write_made_up_names(folder / "names")
+    return folder
 
 
 @pytest.fixture
@@ -120,8 +132,10 @@ FOUND_BY_FUZZING = [
             "24",
             "--val-blocks",
             "2",
+            "--data-dir",
+            "{data}/text",
         ],
-        "variant 'llama': kv_heads must divide heads",
+        "variant 'llama': kv_heads must divide heads; got kv_heads=3, heads=4",
     ),  # fmt: skip
     (
         ["compare", "names", "--device", "cpu", "--precision", "fp16", "--out", "{tmp}/cmp"],
@@ -158,7 +172,18 @@ OUR_OWN = [
     (["train", "shakespeare", "--activation", "swish"], "activation must be one of gelu"),
     (["train", "translate-small", "--direction", "de-en"], "direction must be en-fr or fr-en"),
     (
-        ["train", "translate-small", "--bpe-vocab", "100", "--beam", "1000", "--out", "{tmp}/t"],
+        [
+            "train",
+            "translate-small",
+            "--bpe-vocab",
+            "100",
+            "--beam",
+            "1000",
+            "--out",
+            "{tmp}/t",
+            "--data-dir",
+            "{data}/pairs",
+        ],
         "beam must be at most the vocabulary size, 100 here (--bpe-vocab 100); got 1000",
     ),  # fmt: skip
     ([], "give a COMMAND: train, compare, eval"),
@@ -186,7 +211,7 @@ OUR_OWN = [
     (["predict", "{run}", "--file", "{tmp}/empty.txt"], "has no non-empty lines"),
     (["predict", "{run}", "--file", "{tmp}/latin1.txt"], "it is not UTF-8 text"),
     (["predict", "{run}", "--file", "{tmp}"], "it is a directory"),
-    (["predict", "{run}", "--file", "{tmp}/missing.txt"], "No such file or directory"),
+    (["predict", "{run}", "--file", "{tmp}/missing.txt"], "cannot read {tmp}/missing.txt: No such"),
     # translate and generate: numbers and runs of the wrong kind
     (["translate", "{run}", "hi", "--beam", "0"], "--beam must be at least 1; got 0"),
     (["translate", "{run}", "hi", "--beam", "-3"], "--beam must be at least 1; got -3"),
@@ -210,7 +235,7 @@ OUR_OWN = [
     # embed and similarity: texts and checkpoints
     (["embed"], "no text: give texts"),
     (["embed", "--file", "{tmp}/fifo"], "it is not a regular file"),
-    (["embed", "hello", "--pretrained", "{tmp}/missing"], "{tmp}/missing"),
+    (["embed", "hello", "--pretrained", "{tmp}/missing"], "directory {tmp}/missing does not exist"),
     (["similarity", "only one"], "the following arguments are required: TEXT_B"),
     # bench
     (["bench", "--repeats", "0"], "--repeats must be positive"),
@@ -219,12 +244,18 @@ OUR_OWN = [
     (["bench", "--threads", "4096"], "CPUs of this machine; got 4096"),
     (["bench", "--peak-tflops", "nan"], "--peak-tflops must be positive"),
     (["bench", "--precision", "fp8"], "invalid choice: 'fp8'"),
-    (["bench", "no-such-suite"], "no-such-suite"),
+    (["bench", "no-such-suite"], "unknown benchmark suite 'no-such-suite': choose from encoder"),
     (["bench", "--device", "cuda:7"], "--device cuda:7 was asked for"),
     (["bench", "--device", "cpu:99"], "--device cpu:99: PyTorch sees the CPUs as one device, cpu"),
     # grade: each job is a process that loads PyTorch
-    (["exercise", "grade", "{tmp}", "--csv", "{tmp}/g.csv", "--jobs", "0"], "--jobs must be"),
-    (["exercise", "grade", "{tmp}", "--csv", "{tmp}/g.csv", "--jobs", "100000"], "got 100000"),
+    (
+        ["exercise", "grade", "{tmp}", "--csv", "{tmp}/g.csv", "--jobs", "0"],
+        "--jobs must be from 1",
+    ),
+    (
+        ["exercise", "grade", "{tmp}", "--csv", "{tmp}/g.csv", "--jobs", "100000"],
+        "each check is a process that loads PyTorch, so more at once only adds memory); got 100000",
+    ),
     (["bench", "--device", "cpu", "--precision", "fp16"], "--precision fp16 needs a CUDA GPU"),
     (["bench", "gpt", "--quick", "--data-dir", "{tmp}/no"], "--data-dir {tmp}/no does not exist"),
     (["bench", "gpt", "--quick", "--data-dir", "{tmp}"], "holds no input.txt file of the tiny"),
@@ -235,10 +266,10 @@ CASES = FOUND_BY_FUZZING + OUR_OWN
 
 
 @pytest.mark.parametrize("args, message", CASES, ids=[" ".join(args) for args, _ in CASES])
-def test_a_bad_input_is_one_line_and_status_2(capsys, run, paths, args, message):
+def test_a_bad_input_is_one_line_and_status_2(capsys, run, paths, data, args, message):
     (paths / "dir.png").mkdir()
     (paths / "new").write_text("a file where the run directory should go\n")
-    args = [a.format(run=run, tmp=paths) for a in args]
+    args = [a.format(run=run, tmp=paths, data=data) for a in args]
     before = sorted(p.name for p in paths.iterdir())
     code, _, err = run_cli(capsys, *args)
     assert_one_line_error(code, err, message.format(tmp=paths))
@@ -362,9 +393,10 @@ def test_a_full_standard_output_is_one_line(run):
     )
 
 
-def test_compare_into_a_full_folder_suggests_no_resume(capsys, tmp_path):
+def test_compare_into_a_full_folder_suggests_no_resume(capsys, tmp_path, data):
     (tmp_path / "old-run.txt").write_text("last week's comparison\n")
-    code, _, err = run_cli(capsys, "compare", "names", "--out", str(tmp_path))
+    argv = ["compare", "names", "--out", str(tmp_path), "--data-dir", str(data / "names")]
+    code, _, err = run_cli(capsys, *argv)
     assert_one_line_error(code, err, f"{tmp_path} already exists and is not empty")
     assert err.strip().endswith("choose another --out")  # compare has no --resume
     assert [p.name for p in tmp_path.iterdir()] == ["old-run.txt"]
@@ -390,7 +422,7 @@ def test_an_unwritable_place_is_one_line(capsys, run):
     code, _, err = run_cli(capsys, "attention", str(run), "1 2", "--out", "/proc/attn.png")
     assert_one_line_error(code, err, "cannot write /proc/attn.png")
     code, _, err = run_cli(capsys, "train", "reverse", "--out", "/proc/attnlab-run")
-    assert_one_line_error(code, err, "/proc/attnlab-run")
+    assert_one_line_error(code, err, "cannot create the run directory /proc/attnlab-run: No such")
 
 
 def test_a_gpu_index_beyond_the_machines_gpus_is_one_line(capsys, monkeypatch, tmp_path):

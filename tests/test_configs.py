@@ -54,6 +54,10 @@ def test_a_config_validates_or_raises_config_error(cls, data):
             assert value in meta["choices"]
         if meta.get("low") is not None:
             assert value >= meta["low"]
+        if meta.get("high") is not None:
+            assert value <= meta["high"]
+        if meta.get("below") is not None:
+            assert value < meta["below"]
         if isinstance(value, float):
             assert math.isfinite(value)
     assert from_json(cls, dataclasses.asdict(config)) == config

@@ -17,13 +17,25 @@ from attnlab.models import (
 
 
 def test_token_predictor_with_tokens_and_with_features():
-    model = TokenPredictor(TokenPredictorConfig(num_classes=7, vocab_size=10, num_layers=2))
+    config = TokenPredictorConfig(num_classes=7, vocab_size=10, num_layers=2, dropout=0.0)
+    model = TokenPredictor(config).eval()
     tokens = torch.randint(0, 10, (3, 12))
-    assert model(tokens).shape == (3, 12, 7)
+    logits = model(tokens)
+    assert logits.shape == (3, 12, 7)
     maps = model.attention_maps(tokens)
     assert len(maps) == 2 and maps[0].shape == (3, 4, 12, 12)
-    features = TokenPredictor(TokenPredictorConfig(num_classes=2, input_dim=5))
-    assert features(torch.randn(3, 12, 5)).shape == (3, 12, 2)
+    for weights in maps:  # distributions over every key, the later ones included: no causal mask
+        torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4, 12))
+        assert (weights.triu(diagonal=1) > 0).any(dim=-1)[..., :-1].all()
+    changed = tokens.clone()
+    changed[:, -1] = (tokens[:, -1] + 1) % 10  # the last token only: the first position sees it
+    assert not torch.allclose(model(changed)[:, 0], logits[:, 0])
+    torch.testing.assert_close(model(tokens[:1]), logits[:1])  # each sequence on its own
+    features = TokenPredictor(TokenPredictorConfig(num_classes=2, input_dim=5)).eval()
+    x = torch.randn(3, 12, 5)
+    assert features(x).shape == (3, 12, 2)
+    # positions are added: without them the encoder is permutation-equivariant
+    assert not torch.allclose(features(x.flip(1)).flip(1), features(x), atol=1e-4)
     with pytest.raises(ValueError, match="exactly one"):
         TokenPredictorConfig(num_classes=2, vocab_size=3, input_dim=4)
 

@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import shutil
 import warnings
 
@@ -99,7 +100,12 @@ def test_another_bert_directory_loads_and_equals_hf(tmp_path, minilm):
         ("gpt2 config", "model_type 'gpt2', not 'bert'"),
         ("no weights", "has no model.safetensors"),
         ("more layers", "has no weight 'encoder.layer.6."),
-        ("wider", "has shape"),
+        (  # MiniLM's feed-forward is 1536 wide; the config says 2048
+            "wider",
+            "tensor 'encoder.layers.0.feed_forward.linear1.weight' has shape (1536, 384) but the "
+            "config (hidden_size=384, intermediate_size=2048, vocab_size=30522, "
+            "max_position_embeddings=512) needs (2048, 384): the weights do not match config.json",
+        ),
         ("no tokenizer", "has no tokenizer.json"),
         ("smaller vocabulary", "the tokenizer belongs to another model"),
         ("huge vocabulary", "vocab_size must be at most 16,777,216"),
@@ -143,7 +149,7 @@ def test_broken_checkpoints_give_one_sentence(checkpoint_copy, breakage, message
         config_file.write_text(json.dumps({**config, "vocab_size": 1000}))
     else:
         (checkpoint_copy / "tokenizer.json").unlink()
-    with pytest.raises(CheckpointError, match=message.replace(".", r"\.")):
+    with pytest.raises(CheckpointError, match=re.escape(message)):
         load_pretrained(str(checkpoint_copy))
 
 
@@ -160,12 +166,20 @@ def test_missing_minilm_package_names_the_extra(monkeypatch):
 
 # -- the commands --------------------------------------------------------------------------
 def test_embed_prints_one_line_per_text_and_the_cosine_matrix(capsys, minilm):
-    code, out, err = run_cli(capsys, "embed", "The cat sat on the mat", "Taxes rose again")
+    texts = ["The cat sat on the mat", "Taxes rose again", "A cat sits on the mat."]
+    code, out, err = run_cli(capsys, "embed", *texts)
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith("[1] 384 dims") and lines[0].endswith("The cat sat on the mat")
-    assert lines[1].startswith("[2] 384 dims")
-    assert "cosine similarity" in out and "1.000" in out
+    embeddings = minilm.embed(texts)  # (3, 384)
+    for i, (line, text) in enumerate(zip(lines[:3], texts, strict=True)):
+        assert line.startswith(f"[{i + 1}] 384 dims  ") and line.endswith(f" ...  {text}")
+        shown = torch.tensor([float(x) for x in line.split()[3:9]])  # the first 6 numbers
+        torch.testing.assert_close(shown, embeddings[i, :6], atol=0.5e-4 + 1e-7, rtol=0)
+    assert lines[3:6] == ["", "cosine similarity", "         [1]    [2]    [3]"]
+    matrix = torch.tensor([[float(x) for x in line.split()[1:]] for line in lines[6:]])
+    cosine = torch.nn.functional.cosine_similarity(embeddings[:, None], embeddings[None], dim=-1)
+    torch.testing.assert_close(matrix, cosine, atol=0.5e-3 + 1e-6, rtol=0)  # 3 decimals
+    assert matrix[0, 2] > matrix[0, 1]  # the paraphrase is the closer one
 
 
 def test_embed_json_gives_the_full_vectors(capsys, minilm):
@@ -206,8 +220,11 @@ def test_over_long_input_is_truncated_with_a_one_line_warning(capsys, minilm):
 @pytest.mark.parametrize(
     "args, pattern",
     [
-        (["embed", "x", "--pretrained", "/no/such/checkpoint"], "does not exist"),
-        (["similarity", "a", "b", "--pretrained", "/no/such/checkpoint"], "does not exist"),
+        (
+            ["embed", "x", "--pretrained", "/no/such"],
+            "checkpoint directory /no/such does not exist",
+        ),
+        (["similarity", "a", "b", "--pretrained", "/no/such"], "directory /no/such does not exist"),
         (["embed", "x", "--pretrained", ""], "no checkpoint given"),
         (["embed"], "no text"),
     ],

@@ -26,12 +26,19 @@ from attnlab.runs import load_run, write_run_config
 from attnlab.tasks import get_task
 from attnlab.training.trainer import Trainer, batches_on, loader
 from tests.cli_helpers import assert_one_line_error, run_cli
+from tests.data_sets import needs_data, write_made_up_names
 
 SOLUTION = f"{Path(solution.__file__)}:TransformerEncoderLayer"
 TINY = {"d_model": 16, "heads": 2, "d_ff": 32, "dropout": 0.0}
 STEPS = {"epochs": 1, "max_steps": 4, "batch_size": 256, "warmup": 2, "seed": 3}
 NAMES = {**TINY, "layers": 2, "max_len": 12}
 REVERSE = {**TINY, "layers": 1, "train_size": 256, "val_size": 64, "test_size": 500}
+
+
+@pytest.fixture(scope="module")
+def names_dir(tmp_path_factory) -> Path:
+    """A small names folder: the tests that need a vocabulary, not the real 20,074 names."""
+    return write_made_up_names(tmp_path_factory.mktemp("names"))
 
 
 def attnlab_state_from(student: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -81,7 +88,7 @@ def metrics_with_attnlabs_layer(task_name: str, options: dict, out: Path) -> dic
 @pytest.mark.parametrize(
     "task_name, options, metrics",
     [
-        ("names", NAMES, ("accuracy", "macro_f1")),
+        pytest.param("names", NAMES, ("accuracy", "macro_f1"), marks=needs_data),
         ("reverse", REVERSE, ("token_accuracy", "sequence_accuracy")),
     ],
 )
@@ -119,8 +126,9 @@ def test_a_layer_run_reloads_resumes_and_refuses_a_changed_file(tmp_path, capsys
     assert_one_line_error(code, err, "has changed since this run was trained")
 
 
-def test_compare_with_a_layer_has_three_rows(tmp_path, capsys):
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in {**NAMES, **STEPS}.items()]
+def test_compare_with_a_layer_has_three_rows(tmp_path, capsys, names_dir):
+    options = {**NAMES, **STEPS, "data_dir": names_dir}
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
     code, out, err = run_cli(
         capsys, "compare", "names", "--layer", SOLUTION, "--budget", "1", "--json",
         "--out", str(tmp_path), *flags,
@@ -178,13 +186,13 @@ BAD_LAYERS = {
 @pytest.mark.parametrize(
     "spec, pattern",
     [
-        ("missing.py:Layer", "does not exist"),
+        ("missing.py:Layer", "missing.py does not exist"),
         ("notes.txt:Layer", "is not a Python file"),
         ("folder.py:Layer", "is not a Python file"),
         ("empty.py:Layer", "defines no class Layer"),
         ("syntax.py", "takes FILE.py:ClassName"),
         ("syntax.py:Layer", "has a syntax error on line 1"),
-        ("raises.py:Layer", "importing"),
+        ("raises.py:Layer", "raises.py raised RuntimeError: no GPU here"),
         ("script.py:Layer", "script.py called sys.exit('usage: python script.py'): a layer file"),
         ("fewargs.py:Nope", "defines no class Nope"),
         ("notmodule.py:Layer", "is not a subclass of torch.nn.Module"),
@@ -195,7 +203,9 @@ BAD_LAYERS = {
     ],
 )
 @pytest.mark.parametrize("command", ["train", "compare"])
-def test_a_layer_that_does_not_fit_gets_one_sentence(tmp_path, capsys, spec, pattern, command):
+def test_a_layer_that_does_not_fit_gets_one_sentence(
+    tmp_path, capsys, names_dir, spec, pattern, command
+):
     for name, source in BAD_LAYERS.items():
         (tmp_path / name).write_text(textwrap.dedent(source))
     (tmp_path / "notes.txt").write_text("not python\n")
@@ -203,9 +213,8 @@ def test_a_layer_that_does_not_fit_gets_one_sentence(tmp_path, capsys, spec, pat
     file, _, name = spec.partition(":")
     layer = f"{tmp_path / file}:{name}" if name else str(tmp_path / file)
     out = tmp_path / "run"
-    code, _, err = run_cli(
-        capsys, command, "names", "--layer", layer, "--out", str(out), "--d-model=16"
-    )
+    argv = [command, "names", "--layer", layer, "--out", str(out), "--data-dir", str(names_dir)]
+    code, _, err = run_cli(capsys, *argv, "--d-model=16")
     assert_one_line_error(code, err, pattern)
     assert not out.exists()  # refused before any run directory was made
 

@@ -89,7 +89,7 @@ def test_grade_bad_input(capsys, tmp_path):
             ["grade", str(tmp_path / "subs"), "--csv", "g.csv", "--practical", "nope"],
             "no practical 'nope'",
         ),
-        (["grade", str(tmp_path / "subs")], "--csv"),
+        (["grade", str(tmp_path / "subs")], "the following arguments are required: --csv"),
     ]
     (tmp_path / "empty").mkdir()
     cases.append(

@@ -5,6 +5,8 @@ A student's work is simulated by the reference solutions (copied over the skelet
 """
 
 import csv
+import hashlib
+import json
 import re
 import shlex
 import shutil
@@ -13,11 +15,12 @@ from pathlib import Path
 from attnlab.exercises.registry import available, practical
 
 from ..cli_helpers import run_cli
-from ..data_sets import write_short_shakespeare, write_tutorial_pairs
+from ..data_sets import write_made_up_names, write_short_shakespeare, write_tutorial_pairs
 
 PAGE = Path(__file__).parents[2] / "docs" / "students.md"
 TINY = "--d-model 16 --heads 2 --d-ff 32 --layers 1 --epochs 1 --max-steps 3 --warmup 1"
-NAMES = f"{TINY} --max-len 12 --batch-size 256"
+# names reads a small made-up folder of its own (write_made_up_names), not the real 20,074
+NAMES = f"{TINY} --max-len 12 --batch-size 256 --data-dir names"
 # translate-small reads 60 pairs of its own (write_tutorial_pairs), not the 11,439 real ones
 TRANSLATE = f"{TINY} --data-dir pairs --max-tokens 8 --bpe-vocab 100 --batch-size 16 --beam 2"
 # shakespeare reads a 40,000-character text of its own (write_short_shakespeare); the page's
@@ -51,6 +54,7 @@ def run_page_commands(capsys, tmp_path, monkeypatch, wanted: tuple[str, ...]) ->
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my").mkdir()
     fill_in(tmp_path / "my")
+    write_made_up_names(tmp_path / "names")
     write_tutorial_pairs(tmp_path / "pairs")
     write_short_shakespeare(tmp_path / "text")
     for args in commands():
@@ -86,6 +90,16 @@ def test_the_pages_exercise_commands_work(capsys, tmp_path, monkeypatch):
 
 def test_the_pages_train_and_compare_commands_work(capsys, tmp_path, monkeypatch):
     run_page_commands(capsys, tmp_path, monkeypatch, ("train", "compare", "generate"))
-    assert (tmp_path / "run" / "config.json").is_file()
-    assert (tmp_path / "run-translate" / "config.json").is_file()
-    assert (tmp_path / "RUN" / "config.json").is_file()
+    # Each run trained the student's file (the solution copied into my/), recorded with the
+    # SHA-256 of its bytes, and each comparison put it beside attnlab's own.
+    for run, field, file in [
+        ("run", "layer", "encoder.py:TransformerEncoderLayer"),
+        ("run-translate", "decoder_layer", "decoder.py:DecoderLayer"),
+        ("RUN", "layer", "llama.py:LlamaBlock"),
+    ]:
+        config = json.loads((tmp_path / run / "config.json").read_text())["model"]["config"]
+        assert config[field] == str(tmp_path / "my" / file), run
+        sha = hashlib.sha256((tmp_path / "my" / file.split(":")[0]).read_bytes()).hexdigest()
+        assert config[f"{field}_sha256"] == sha, run
+    for compared in ("compared", "compared-translate", "compared-llama"):
+        assert {"yours", "attnlab"} <= {p.name for p in (tmp_path / compared).iterdir()}

@@ -94,13 +94,34 @@ def test_training_writes_a_full_report(small_run):
 
 
 def test_translate_cli_greedy_beam_and_json(small_run, capsys):
-    code, out, _ = run_cli(capsys, "translate", str(small_run), "je suis fatigue .", "--json")
-    assert code == 0
+    """The command's translations are the loaded model's greedy and beam searches of the
+    normalised sentence, decoded with the run's own subword vocabulary."""
+    import torch
+
+    from attnlab.generation import beam_search, greedy_search
+    from attnlab.runs import load_run
+
+    run = load_run(small_run)
+    tokenizer, limit = run.task.tokenizer, run.task.config.max_tokens + 1
+
+    def source(text: str) -> torch.Tensor:
+        return torch.tensor([tokenizer.encode(normalize_tutorial(text))])  # (1, S)
+
+    code, out, err = run_cli(capsys, "translate", str(small_run), "Je suis fatigué.", "--json")
+    assert code == 0, err
     [result] = json.loads(out)
     assert result["direction"] == "fr-en" and result["beam"] == 1
-    assert isinstance(result["translation"], str)
-    code, out, _ = run_cli(capsys, "translate", str(small_run), "je suis fatigue", "--beam", "3")
-    assert code == 0 and "->" in out
+    assert result["source"] == "Je suis fatigué."
+    with torch.no_grad():  # without the key/value cache: the path the command does not take
+        greedy = greedy_search(run.model, source("Je suis fatigué."), limit, use_cache=False)
+    assert result["translation"] == tokenizer.decode(greedy[0].tolist())
+
+    code, out, err = run_cli(capsys, "translate", str(small_run), "je suis fatigue", "--beam", "3")
+    assert code == 0, err
+    with torch.no_grad():
+        best = beam_search(run.model, source("je suis fatigue"), 3,
+                           run.task.config.length_penalty, limit, use_cache=False)  # fmt: skip
+    assert out == f"je suis fatigue  ->  {tokenizer.decode(best[0].tolist())}\n"
 
 
 def test_attention_png_has_three_kinds(small_run, capsys, tmp_path):

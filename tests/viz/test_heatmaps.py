@@ -4,16 +4,38 @@ import pytest
 import torch
 
 from attnlab.errors import InputError
-from attnlab.viz import plot_attention_grid
+from attnlab.viz import heatmaps, plot_attention_grid
+from attnlab.viz.figures import save_figure
 
 from .conftest import random_maps
 
 LABELS = ["a", "b", "c"]
 
 
-def test_a_grid_of_consistent_maps_is_saved(tmp_path):
-    path = plot_attention_grid(random_maps(2, 2, 3, 3), LABELS, LABELS, tmp_path / "grid.png")
-    assert path.stat().st_size > 0
+def test_a_grid_of_consistent_maps_is_saved(tmp_path, monkeypatch):
+    """Panel (layer l, head h) shows maps[l][h] with queries as rows and keys as columns, on a
+    fixed [0, 1] colour scale; T_q != T_k, so a transposed map would show."""
+    drawn = []
+
+    def keep_the_figure(fig, path):
+        drawn.append(fig)
+        return save_figure(fig, path)
+
+    monkeypatch.setattr(heatmaps, "save_figure", keep_the_figure)
+    maps, keys = random_maps(2, 3, 3, 4), ["w", "x", "y", "z"]
+    path = plot_attention_grid(maps, LABELS, keys, tmp_path / "grid.png", title="two layers")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    [grid] = drawn[0].subfigs
+    panels = [ax for ax in grid.axes if ax.images]
+    assert len(panels) == 2 * 3 and "two layers" in [t.get_text() for t in grid.texts]
+    for index, ax in enumerate(panels):
+        layer, head = divmod(index, 3)
+        assert ax.get_title() == f"layer {layer + 1}, head {head + 1}"
+        [image] = ax.images
+        torch.testing.assert_close(torch.as_tensor(image.get_array().data), maps[layer][head])
+        assert image.get_clim() == (0.0, 1.0)
+        assert [t.get_text() for t in ax.get_xticklabels()] == keys
+        assert [t.get_text() for t in ax.get_yticklabels()] == LABELS
 
 
 @pytest.mark.parametrize(
