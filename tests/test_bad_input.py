@@ -523,3 +523,26 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(
     code, _, err = run_cli(capsys, *argv)
     assert_one_line_error(code, err, ": it is empty: give a path")
     assert list(tmp_path.iterdir()) == []
+
+
+LONG_NAME = "x" * 300  # Linux file systems allow names of 255 bytes
+NAME_TOO_LONG = [
+    ["train", "reverse", "--out", "{tmp}/" + LONG_NAME],
+    ["eval", "{tmp}/" + LONG_NAME],
+    ["attention", "{run}", "1 2", "--out", "{tmp}/" + LONG_NAME + ".png"],
+    ["exercise", "start", "{tmp}/" + LONG_NAME],
+    ["exercise", "grade", "{tmp}", "--csv", "{tmp}/" + LONG_NAME + ".csv"],
+    ["train", "names", "--data-dir", "{tmp}/" + LONG_NAME],
+    ["train", "reverse", "--layer", "{tmp}/" + LONG_NAME + ".py:Layer"],
+    ["generate", "--pretrained", "{tmp}/" + LONG_NAME],
+    ["embed", "hello", "--pretrained", "{tmp}/" + LONG_NAME],
+]
+
+
+@pytest.mark.parametrize("argv", NAME_TOO_LONG, ids=lambda argv: " ".join(argv[:2]))
+def test_a_name_too_long_for_the_file_system_is_one_line(capsys, run, tmp_path, argv):
+    """Path.exists raises ENAMETOOLONG instead of answering False: it ended in a traceback."""
+    code, _, err = run_cli(capsys, *(a.format(run=run, tmp=tmp_path) for a in argv))
+    assert_one_line_error(code, err, f"cannot use {str(tmp_path)[:50]}")
+    assert err.rstrip().endswith("a name in it is too long for the file system")
+    assert list(tmp_path.iterdir()) == []
