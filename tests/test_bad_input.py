@@ -546,3 +546,11 @@ def test_a_name_too_long_for_the_file_system_is_one_line(capsys, run, tmp_path, 
     assert_one_line_error(code, err, f"cannot use {str(tmp_path)[:50]}")
     assert err.rstrip().endswith("a name in it is too long for the file system")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_closed_standard_output_is_one_line(capsys, monkeypatch, run):
+    """``attnlab predict ... >&-``: Python's sys.stdout is then None, and the first print
+    ended in an AttributeError traceback with exit status 1."""
+    monkeypatch.setattr(sys, "stdout", None)
+    code, _, err = run_cli(capsys, "predict", str(run), "1 2 3")
+    assert_one_line_error(code, err, "cannot write to standard output: it is closed")
