@@ -332,3 +332,14 @@ def test_too_few_names_to_split_is_one_line(capsys, tmp_path):
     assert not (tmp_path / "run").exists()
     (tmp_path / "data" / "Greek.txt").write_text("Papadopoulos\nPapas\nGeorgiou\n")  # enough
     assert NamesTask(names_config(tmp_path / "data")).languages == ["Greek", "Italian"]
+
+
+@pytest.mark.parametrize("text", ["3 1 4 1 5", "!!!", "\x01"])
+@pytest.mark.parametrize("command", ["predict", "attention"])
+def test_an_input_without_letters_is_refused(capsys, made_up_run, tmp_path, command, text):
+    """A reverse input given to a names run was classified (all its characters <unk> or
+    spaces), with a language and a probability, as if it were a surname."""
+    out = ["--out", str(tmp_path / "a.png")] if command == "attention" else []
+    code, _, err = run_cli(capsys, command, str(made_up_run), text, *out)
+    assert_one_line_error(code, err, f"{text!r} has no letters: give a surname such as Nakamura")
+    assert list(tmp_path.iterdir()) == []

@@ -286,11 +286,14 @@ class NamesTask(Task):
 
     # -- users' inputs ------------------------------------------------------------------
     def encode_name(self, text: str) -> Tensor:
-        """A user's name -> token ids ``(1, T)``; empty names are refused, long ones cut."""
+        """A user's name -> token ids ``(1, T)``; empty names and names without a letter are
+        refused, long ones cut."""
         name = text.strip()
         if not name:
             raise InputError("empty name: give a surname such as Nakamura")
         name = unicodedata.normalize("NFC", name)  # as the training data
+        if not any(ch.isalpha() for ch in name):  # "3 1 4": another task's input, not a name
+            raise InputError(f"{shown(name)} has no letters: give a surname such as Nakamura")
         if len(name) > self.config.max_len:
             print(
                 f"attnlab: warning: {shown(name)} has {len(name):,} characters; this model "
