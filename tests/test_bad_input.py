@@ -173,6 +173,15 @@ OUR_OWN = [
     (["compare", "names", "--budget", "nan"], "--budget must be a positive number"),
     (["compare", "names", "--budget", "inf"], "--budget must be a positive number"),
     (["compare", "reverse"], "invalid choice: 'reverse'"),
+    # an option the variants set was ignored without a word: --model gru trained all three
+    (
+        ["compare", "names", "--model", "gru", "--budget", "1", "--out", "{tmp}/cmp"],
+        "--model cannot be given to attnlab compare names: its variants (attnlab, torch, gru)",
+    ),  # fmt: skip
+    (
+        ["compare", "shakespeare", "--arch", "llama", "--budget", "1", "--out", "{tmp}/cmp"],
+        "--arch cannot be given to attnlab compare shakespeare: its variants (gpt, llama) set it",
+    ),  # fmt: skip
     # eval, predict: run directories and inputs
     (["eval", "{tmp}/file.txt"], "{tmp}/file.txt is a file, not a run directory"),
     (["eval", "{tmp}/missing"], "run directory {tmp}/missing does not exist"),
