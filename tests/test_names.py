@@ -306,6 +306,23 @@ def test_eval_on_a_folder_of_other_files_is_one_line(capsys, made_up_run, tmp_pa
     )
 
 
+def test_eval_on_a_folder_without_a_language_of_the_run_is_one_line(
+    capsys, made_up_run, made_up_names, tmp_path
+):
+    """The seeded split of fewer languages is another split: eval reported on a test set
+    holding names the run trained on, with exit status 0."""
+    for language_file in made_up_names.iterdir():
+        if language_file.name != "Irish.txt":
+            (tmp_path / language_file.name).write_bytes(language_file.read_bytes())
+    code, _, err = run_cli(capsys, "eval", str(made_up_run), "--data-dir", str(tmp_path))
+    assert_one_line_error(
+        code,
+        err,
+        f"{tmp_path} has no names of 1 language(s) this run was trained on (Irish): is it the "
+        "names data set of the run?",
+    )
+
+
 def test_training_on_one_language_is_one_line(capsys, tmp_path):
     """The eng-fra folder given to the names task trained a classifier of one class."""
     (tmp_path / "data").mkdir()
