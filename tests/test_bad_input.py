@@ -198,6 +198,15 @@ OUR_OWN = [
     (["compare", "names", "--budget", "nan"], "--budget must be a positive number"),
     (["compare", "names", "--budget", "inf"], "--budget must be a positive number"),
     (["compare", "reverse"], "invalid choice: 'reverse'"),
+    # an option the variants set was ignored without a word: --model gru trained all three
+    (
+        ["compare", "names", "--model", "gru", "--budget", "1", "--out", "{tmp}/cmp"],
+        "--model cannot be given to attnlab compare names: its variants (attnlab, torch, gru)",
+    ),  # fmt: skip
+    (
+        ["compare", "shakespeare", "--arch", "llama", "--budget", "1", "--out", "{tmp}/cmp"],
+        "--arch cannot be given to attnlab compare shakespeare: its variants (gpt, llama) set it",
+    ),  # fmt: skip
     # eval, predict: run directories and inputs
     (["eval", "{tmp}/file.txt"], "{tmp}/file.txt is a file, not a run directory"),
     (["eval", "{tmp}/missing"], "run directory {tmp}/missing does not exist"),
@@ -554,3 +563,34 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(
     code, _, err = run_cli(capsys, *argv)
     assert_one_line_error(code, err, ": it is empty: give a path")
     assert list(tmp_path.iterdir()) == []
+
+
+LONG_NAME = "x" * 300  # Linux file systems allow names of 255 bytes
+NAME_TOO_LONG = [
+    ["train", "reverse", "--out", "{tmp}/" + LONG_NAME],
+    ["eval", "{tmp}/" + LONG_NAME],
+    ["attention", "{run}", "1 2", "--out", "{tmp}/" + LONG_NAME + ".png"],
+    ["exercise", "start", "{tmp}/" + LONG_NAME],
+    ["exercise", "grade", "{tmp}", "--csv", "{tmp}/" + LONG_NAME + ".csv"],
+    ["train", "names", "--data-dir", "{tmp}/" + LONG_NAME],
+    ["train", "reverse", "--layer", "{tmp}/" + LONG_NAME + ".py:Layer"],
+    ["generate", "--pretrained", "{tmp}/" + LONG_NAME],
+    ["embed", "hello", "--pretrained", "{tmp}/" + LONG_NAME],
+]
+
+
+@pytest.mark.parametrize("argv", NAME_TOO_LONG, ids=lambda argv: " ".join(argv[:2]))
+def test_a_name_too_long_for_the_file_system_is_one_line(capsys, run, tmp_path, argv):
+    """Path.exists raises ENAMETOOLONG instead of answering False: it ended in a traceback."""
+    code, _, err = run_cli(capsys, *(a.format(run=run, tmp=tmp_path) for a in argv))
+    assert_one_line_error(code, err, f"cannot use {str(tmp_path)[:50]}")
+    assert err.rstrip().endswith("a name in it is too long for the file system")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_closed_standard_output_is_one_line(capsys, monkeypatch, run):
+    """``attnlab predict ... >&-``: Python's sys.stdout is then None, and the first print
+    ended in an AttributeError traceback with exit status 1."""
+    monkeypatch.setattr(sys, "stdout", None)
+    code, _, err = run_cli(capsys, "predict", str(run), "1 2 3")
+    assert_one_line_error(code, err, "cannot write to standard output: it is closed")

@@ -305,6 +305,23 @@ def test_eval_on_a_folder_of_other_files_is_one_line(capsys, made_up_run, tmp_pa
     )
 
 
+def test_eval_on_a_folder_without_a_language_of_the_run_is_one_line(
+    capsys, made_up_run, made_up_names, tmp_path
+):
+    """The seeded split of fewer languages is another split: eval reported on a test set
+    holding names the run trained on, with exit status 0."""
+    for language_file in made_up_names.iterdir():
+        if language_file.name != "Irish.txt":
+            (tmp_path / language_file.name).write_bytes(language_file.read_bytes())
+    code, _, err = run_cli(capsys, "eval", str(made_up_run), "--data-dir", str(tmp_path))
+    assert_one_line_error(
+        code,
+        err,
+        f"{tmp_path} has no names of 1 language(s) this run was trained on (Irish): is it the "
+        "names data set of the run?",
+    )
+
+
 def test_training_on_one_language_is_one_line(capsys, tmp_path):
     """The eng-fra folder given to the names task trained a classifier of one class."""
     (tmp_path / "data").mkdir()
@@ -331,3 +348,14 @@ def test_too_few_names_to_split_is_one_line(capsys, tmp_path):
     assert not (tmp_path / "run").exists()
     (tmp_path / "data" / "Greek.txt").write_text("Papadopoulos\nPapas\nGeorgiou\n")  # enough
     assert NamesTask(names_config(tmp_path / "data")).languages == ["Greek", "Italian"]
+
+
+@pytest.mark.parametrize("text", ["3 1 4 1 5", "!!!", "\x01"])
+@pytest.mark.parametrize("command", ["predict", "attention"])
+def test_an_input_without_letters_is_refused(capsys, made_up_run, tmp_path, command, text):
+    """A reverse input given to a names run was classified (all its characters <unk> or
+    spaces), with a language and a probability, as if it were a surname."""
+    out = ["--out", str(tmp_path / "a.png")] if command == "attention" else []
+    code, _, err = run_cli(capsys, command, str(made_up_run), text, *out)
+    assert_one_line_error(code, err, f"{text!r} has no letters: give a surname such as Nakamura")
+    assert list(tmp_path.iterdir()) == []

@@ -343,6 +343,35 @@ def test_a_foreign_or_corrupt_checkpoint_is_one_sentence(capsys, copy_of, tmp_pa
     }
 
 
+# What becomes of the best model, and what the one line must say of it.
+BEST_MODEL_DAMAGE = {
+    "deleted": (lambda path: path.unlink(), "model.safetensors is missing; it is the best model"),
+    "truncated": (
+        lambda path: path.write_bytes(path.read_bytes()[:100]),
+        "model.safetensors is not a readable safetensors file",
+    ),
+    "another model's": (
+        lambda path: save_file({"w": torch.zeros(2)}, path),
+        "model.safetensors does not hold the weights of this model",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage, message", BEST_MODEL_DAMAGE.values(), ids=BEST_MODEL_DAMAGE)
+def test_resume_refuses_a_lost_best_model_before_training(capsys, copy_of, damage, message):
+    """A resumed run trained on, and then stopped without a test report when no validation
+    beat the best model of its checkpoint: the report reads model.safetensors."""
+    run_dir = copy_of()
+    damage(run_dir / "model.safetensors")
+    before = tree(run_dir)
+    code, _, err = run_cli(capsys, "train", "reverse", "--resume", str(run_dir), "--epochs", "3")
+    assert_one_line_error(code, err, message)
+    assert "which the test report after training reads: restore it, or train a new run" in err
+    assert {k: v for k, v in tree(run_dir).items() if k != ".lock"} == {
+        k: v for k, v in before.items() if k != ".lock"
+    }
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

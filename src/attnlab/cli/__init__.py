@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import os
 import signal
@@ -42,6 +43,7 @@ from attnlab.errors import (
     is_out_of_memory,
     out_of_memory_sentence,
 )
+from attnlab.files import printable
 
 COMMANDS = {
     "train": "train a model on a task",
@@ -152,3 +154,17 @@ def main(argv: list[str] | None = None) -> int:
         # quietly, and keep Python from complaining again when it flushes stdout at exit.
         discard(sys.stdout)
         return 1
+    except OSError as e:  # a path the file system refuses whatever it holds
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        print(f"attnlab: error: {name_too_long(e)}", file=sys.stderr)
+        return 2
+
+
+def name_too_long(error: OSError) -> str:
+    """The sentence for a path with a name longer than the file system allows (255 bytes on
+    most), which ``Path.exists`` raises instead of answering; the path is cut to one line."""
+    path = printable(str(error.filename)) if error.filename is not None else "a path"
+    if len(path) > 80:
+        path = f"{path[:60]}...{path[-15:]} ({len(path):,} characters)"
+    return f"cannot use {path}: a name in it is too long for the file system"

@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any
 
-from attnlab.cli.common import given_path, typed_options
+from attnlab.cli.common import flag, given_path, typed_options
 from attnlab.cli.tasks import parse_task
 from attnlab.configs import CARDS, TrainConfig
 from attnlab.errors import InputError
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     task_config, train_config = configs_from(task_cls, options)
     check_precision(resolve_device(train_config.device), train_config.precision)
     variants = variants_of(task_cls, task_config)
+    _refuse_options_the_variants_set(task_cls.name, options, variants, task_cls.variants)
     if not variants:
         raise InputError(
             f"attnlab compare {task_cls.name} compares a decoder layer of your own with "
@@ -80,6 +81,21 @@ def run(args: argparse.Namespace) -> int:
         return 128 + signum
     _print_rows(rows, args.json)
     return 0
+
+
+def _refuse_options_the_variants_set(
+    task: str, options: dict[str, Any], variants: dict[str, dict[str, Any]], own: dict
+) -> None:
+    """Refuse an option that the task's own variants set (--model of names, --arch of
+    shakespeare): each variant replaces it, so it would be ignored without a word."""
+    if variants is not own:  # a layer of the user's: its variant keeps the options given
+        return
+    given = sorted({key for overrides in variants.values() for key in overrides} & set(options))
+    if given:
+        raise InputError(
+            f"{flag(given[0])} cannot be given to attnlab compare {task}: its variants "
+            f"({', '.join(variants)}) set it"
+        )
 
 
 def _stopped(signum: int, variants: list[str], rows: list[dict[str, Any]]) -> str:

@@ -17,20 +17,26 @@ class GuardedStdout:
     (``BrokenPipeError``) is left to the caller, which stops quietly. Text holding a byte of
     a file name that is not UTF-8 is written with that byte as ``\\xNN``."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream
 
     def write(self, text: str) -> int:
+        stream = self._open_stream()
         try:
-            return self._guarded(self.stream.write, text)
+            return self._guarded(stream.write, text)
         except UnicodeEncodeError:  # a file name of bytes that are not UTF-8 (see printable)
-            return self._guarded(self.stream.write, printable(text))
+            return self._guarded(stream.write, printable(text))
 
     def flush(self) -> None:
-        self._guarded(self.stream.flush)
+        self._guarded(self._open_stream().flush)
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...
         return getattr(self.stream, name)
+
+    def _open_stream(self) -> TextIO:
+        if self.stream is None:  # Python's sys.stdout when the command started with it closed
+            raise OutputError("cannot write to standard output: it is closed")
+        return self.stream
 
     def _guarded(self, call: Callable[..., Any], *args: Any) -> Any:
         try:

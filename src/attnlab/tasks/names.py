@@ -129,7 +129,9 @@ class NamesTask(Task):
         return self._splits
 
     def _check_languages(self, folder: Path, found: set[str]) -> None:
-        """A new run needs two languages or more; a trained one, only languages it knows."""
+        """A new run needs two languages or more; a trained one, exactly the languages it
+        knows (with one missing, the seeded split would differ, and its test set would hold
+        names the run trained on)."""
         if self.languages is None:
             if len(found) < 2:
                 raise DataError(
@@ -138,11 +140,17 @@ class NamesTask(Task):
                 )
             return
         unknown = sorted(found - set(self.languages))
+        missing = sorted(set(self.languages) - found)
         if unknown:
-            raise DataError(
-                f"{folder} holds {len(unknown)} language(s) this run was not trained on "
-                f"({', '.join(unknown[:3])}): is it the names data set of the run?"
-            )
+            problem = f"holds {len(unknown)} language(s) this run was not trained on"
+        elif missing:
+            problem = f"has no names of {len(missing)} language(s) this run was trained on"
+        else:
+            return
+        shown_languages = ", ".join((unknown or missing)[:3])
+        raise DataError(
+            f"{folder} {problem} ({shown_languages}): is it the names data set of the run?"
+        )
 
     def splits(self) -> Splits:
         train, val, test = (
@@ -286,11 +294,14 @@ class NamesTask(Task):
 
     # -- users' inputs ------------------------------------------------------------------
     def encode_name(self, text: str) -> Tensor:
-        """A user's name -> token ids ``(1, T)``; empty names are refused, long ones cut."""
+        """A user's name -> token ids ``(1, T)``; empty names and names without a letter are
+        refused, long ones cut."""
         name = text.strip()
         if not name:
             raise InputError("empty name: give a surname such as Nakamura")
         name = unicodedata.normalize("NFC", name)  # as the training data
+        if not any(ch.isalpha() for ch in name):  # "3 1 4": another task's input, not a name
+            raise InputError(f"{shown(name)} has no letters: give a surname such as Nakamura")
         if len(name) > self.config.max_len:
             print(
                 f"attnlab: warning: {shown(name)} has {len(name):,} characters; this model "

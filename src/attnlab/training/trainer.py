@@ -55,6 +55,7 @@ from attnlab.training.checkpoint import (
     MODEL,
     check_checkpoint,
     load_checkpoint,
+    load_weights,
     save_checkpoint,
     save_weights,
     write_json,
@@ -185,10 +186,29 @@ class Trainer:
     def _restore(self, state: dict[str, Any]) -> None:
         path = self.run_dir / CHECKPOINT
         check_checkpoint(path, state, self.model, self.optimizer, self.task.name)
+        if state["best_step"] is not None:
+            self._check_best_model(state["best_step"])
         try:
             self._load_state(state)
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
             raise RunDirError(f"{path} cannot be restored ({type(e).__name__}: {e})") from e
+
+    def _check_best_model(self, best_step: Any) -> None:
+        """Refuse to resume a run whose best model, which its checkpoint counts on, is missing
+        or does not load: the test report after training reads it, so the run would stop only
+        once training is done (unless a later validation happened to write a better one). It
+        is loaded into the model, whose weights the checkpoint's then replace."""
+        path = self.run_dir / MODEL
+        what = (
+            f"the best model so far (step {best_step}), which the test report after training "
+            "reads: restore it, or train a new run"
+        )
+        if not path.exists():
+            raise RunDirError(f"{path} is missing; it is {what}")
+        try:
+            load_weights(path, self.model)
+        except RunDirError as e:
+            raise RunDirError(f"{e}; it is {what}") from e
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
