@@ -78,11 +78,17 @@ def check_variants(
     step of a micro-batch on the meta device, so that options one variant refuses
     (``--kv-heads 3`` of a Llama with 4 heads, a ``--block-size`` whose step cannot fit in
     memory) stop the comparison before any variant trains; raises the variant's own
-    ConfigError, naming it."""
+    ConfigError, naming it. Every variant's config is checked before any data is read."""
     device = resolve_device(train_config.device)
+    configs = {}
     for name, overrides in variants.items():
         try:
-            task = task_cls(dataclasses.replace(base_config, **overrides))
+            configs[name] = dataclasses.replace(base_config, **overrides)
+        except ConfigError as e:
+            raise ConfigError(f"variant {name!r}: {e}") from e
+    for name, config in configs.items():
+        try:
+            task = task_cls(config)
             task.check_data_fits()
             check_fits(task.build_model, "training")
             micro_batch = train_config.micro_batch_size
