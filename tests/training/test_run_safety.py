@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 import attnlab.files
 from attnlab.cli import main
 from attnlab.errors import RunDirError
+from attnlab.training import TrainConfig
 from attnlab.training.checkpoint import load_checkpoint
 from attnlab.training.lock import RunLock
 
@@ -370,6 +371,55 @@ def test_resume_refuses_a_lost_best_model_before_training(capsys, copy_of, damag
     assert {k: v for k, v in tree(run_dir).items() if k != ".lock"} == {
         k: v for k, v in before.items() if k != ".lock"
     }
+
+
+def _without_batch_size(config):
+    del config["train"]["batch_size"]  # the run trained with 50 (SMALL)
+
+
+def _other_train_size(config):
+    config["task_config"]["train_size"] = 900  # another split of the data
+
+
+CONFIG_EDITS = {
+    "a deleted training field": (
+        _without_batch_size,
+        f"config.json was edited: its batch_size is {TrainConfig().batch_size}, but "
+        "checkpoint.pt was trained with 50; restore it, or train a new run",
+    ),
+    "another task value": (
+        _other_train_size,
+        "config.json was edited: its train_size is 900, but checkpoint.pt was trained with 1000",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit, message", CONFIG_EDITS.values(), ids=CONFIG_EDITS)
+def test_resume_refuses_a_config_json_edited_away_from_its_checkpoint(
+    capsys, copy_of, edit, message
+):
+    """A field deleted from config.json took its default, and the run went on with other
+    hyperparameters (or another split) without a word."""
+    run_dir = copy_of()
+    config = json.loads((run_dir / "config.json").read_text())
+    edit(config)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    before = tree(run_dir)
+    code, _, err = run_cli(capsys, "train", "reverse", "--resume", str(run_dir), "--epochs", "3")
+    assert_one_line_error(code, err, message)
+    assert {k: v for k, v in tree(run_dir).items() if k != ".lock"} == {
+        k: v for k, v in before.items() if k != ".lock"
+    }
+
+
+def test_resume_accepts_a_config_json_whose_resumable_fields_were_edited(capsys, copy_of):
+    run_dir = copy_of()
+    config = json.loads((run_dir / "config.json").read_text())
+    config["train"]["epochs"] = 2  # --resume may change epochs, and so may an edit
+    (run_dir / "config.json").write_text(json.dumps(config))
+    code, _, err = run_cli(capsys, "train", "reverse", "--resume", str(run_dir), "--no-progress")
+    assert code == 0, err
+    assert load_checkpoint(run_dir / "checkpoint.pt")["step"] == 40  # 2 epochs of 20 steps
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@ A run directory holds everything needed to reload, resume and report::
 
     config.json         the task, its hyperparameters, the training config, the attnlab version
     model.safetensors   the best model so far (by the task's validation metric)
-    checkpoint.pt       the last checkpoint: weights, optimizer, scheduler, step, RNG states
+    checkpoint.pt       the last checkpoint: weights, optimizer, scheduler, step, RNG states,
+                        and the configs it was trained with
     metrics.json        validation history, best and test metrics
     plots/              training curves and other figures
     tensorboard/        TensorBoard event files
@@ -18,6 +19,7 @@ which refuses anything but tensors and plain containers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from torch import Tensor, nn
 from attnlab import files
 from attnlab.errors import RunDirError
 from attnlab.files import atomic_write, parse_json
+from attnlab.options import flat_dict
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -169,3 +172,34 @@ def check_checkpoint(
         len(g["params"]) for g in optimizer.param_groups
     ]:
         raise RunDirError(f"{path} holds an optimizer state of another model or optimizer")
+
+
+def run_configs(task_config: Any, train_config: Any) -> dict[str, dict[str, Any]]:
+    """What a checkpoint records of the configs it was trained with: every task field, and
+    the training fields that ``--resume`` may not change (the run's meaning), as JSON
+    values (a tuple becomes a list, as in config.json)."""
+    train = {
+        field.name: getattr(train_config, field.name)
+        for field in dataclasses.fields(train_config)
+        if not field.metadata.get("resumable")
+    }
+    return json.loads(json.dumps({"task": flat_dict(task_config), "train": train}))
+
+
+def check_run_configs(path: Path, state: dict[str, Any], now: dict[str, dict]) -> None:
+    """Refuse to resume from ``state`` when ``now`` (:func:`run_configs` of the run's
+    config.json) differs from what it was trained with: a hand-edited config.json, where a
+    deleted field takes its default, would otherwise go on with other hyperparameters or
+    another data split. Checkpoints of older versions record no configs."""
+    saved = state.get("configs")
+    if not isinstance(saved, dict):
+        return
+    for section, fields in now.items():
+        recorded = saved.get(section, {})
+        for name, value in fields.items():
+            if name in recorded and recorded[name] != value:
+                raise RunDirError(
+                    f"{path.parent / CONFIG} was edited: its {name} is {value!r}, but "
+                    f"{path.name} was trained with {recorded[name]!r}; restore it, or train "
+                    "a new run"
+                )

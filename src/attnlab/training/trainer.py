@@ -54,8 +54,10 @@ from attnlab.training.checkpoint import (
     METRICS,
     MODEL,
     check_checkpoint,
+    check_run_configs,
     load_checkpoint,
     load_weights,
+    run_configs,
     save_checkpoint,
     save_weights,
     write_json,
@@ -178,6 +180,7 @@ class Trainer:
             "rng": rng_states[0],
             "task": self.task.name,
             "model_class": type(self.model).__name__,
+            "configs": run_configs(self.task.config, self.config),
         }
         if len(rng_states) > 1:  # under torchrun each process draws its own dropout masks
             state["rng_ranks"] = rng_states
@@ -186,6 +189,7 @@ class Trainer:
     def _restore(self, state: dict[str, Any]) -> None:
         path = self.run_dir / CHECKPOINT
         check_checkpoint(path, state, self.model, self.optimizer, self.task.name)
+        check_run_configs(path, state, run_configs(self.task.config, self.config))
         if state["best_step"] is not None:
             self._check_best_model(state["best_step"])
         try:
