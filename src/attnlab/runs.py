@@ -129,7 +129,7 @@ def write_run_config(run_dir: Path, task: Task, train: TrainConfig, model: nn.Mo
             "attnlab_version": __version__,
             "task": task.name,
             "task_config": dataclasses.asdict(task.config),
-            "task_state": task.state(),
+            "task_state": {**task.state(), **_data_state(task)},
             "train": dataclasses.asdict(train),
             "model": {
                 "class": type(model).__name__,
@@ -214,8 +214,28 @@ def build_task(config: dict[str, Any], data_dir: str | Path | None = None) -> Ta
         task = task_cls.from_state(task_config, config.get("task_state", {}))
     except Exception as e:  # a hand-edited state: whatever its tokenizer's parser raises
         raise RunDirError(f"the task state in config.json is invalid ({_reason(e)})") from e
+    task.data_sha256 = _data_sha256(config.get("task_state", {}))
     _check_state_fits_model(task, config)
     return task
+
+
+def _data_state(task: Task) -> dict[str, str]:
+    """The sha256 of the data set a run's splits were drawn from, for tasks that read one."""
+    return {} if task.data_sha256 is None else {"data_sha256": task.data_sha256}
+
+
+def _data_sha256(state: dict[str, Any]) -> str | None:
+    """The ``data_sha256`` of a run's task state: 64 hexadecimal digits, or ``None`` (a task
+    that reads no data set, or a run of an older attnlab)."""
+    value = state.get("data_sha256")
+    if value is not None and not (
+        isinstance(value, str) and len(value) == 64 and set(value) <= set("0123456789abcdef")
+    ):
+        raise RunDirError(
+            f"the task state in config.json is invalid (data_sha256 must be 64 hexadecimal "
+            f"digits; got {value!r:.70})"
+        )
+    return value
 
 
 def _check_state_fits_model(task: Task, config: dict[str, Any]) -> None:

@@ -8,6 +8,8 @@ adding a task never edits the trainer: write a subclass and decorate it with
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, default_collate
 
 from attnlab.configs.tasks import TaskCard
+from attnlab.errors import DataError
 from attnlab.viz.views import AttentionView
 
 
@@ -64,6 +67,24 @@ class Task(ABC):
 
     def __init__(self, config: Any):
         self.config = config
+        # The sha256 of the data the splits are drawn from (tasks that read a data set): set
+        # when a new run reads it, or from a trained run's config.json (see check_same_data).
+        self.data_sha256: str | None = None
+
+    def check_same_data(self, where: Path, data: Any) -> None:
+        """Record the sha256 of ``data`` (what the splits are drawn from: texts or pairs, as
+        JSON), read from ``where``; for a trained run, refuse other data with a DataError:
+        its seeded split would differ, and the test set would hold examples it trained on."""
+        text = json.dumps(data)  # ASCII: non-ASCII characters escaped
+        found = hashlib.sha256(text.encode("ascii")).hexdigest()
+        if self.data_sha256 is None:
+            self.data_sha256 = found
+        elif found != self.data_sha256:
+            raise DataError(
+                f"{where} is not the data this run was trained on (its contents differ): its "
+                "test set would not be the run's, and could hold examples the run trained "
+                "on; give the run's data with --data-dir"
+            )
 
     # -- data ---------------------------------------------------------------------------
     @abstractmethod

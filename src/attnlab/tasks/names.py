@@ -123,6 +123,7 @@ class NamesTask(Task):
             folder = names_dir(self.config.data_dir or None)
             pairs = read_names(folder)
             self._check_languages(folder, {language for _, language in pairs})
+            self.check_same_data(folder, pairs)
             splits = stratified_split(pairs, self.config.split_seed)
             check_split(folder, splits)
             self._splits = splits

@@ -100,6 +100,7 @@ class ShakespeareTask(Task):
         path = shakespeare_path(self.config.data_dir or None)
         text = read_text(path)
         check_length(path, text, self.config.block_size)
+        self.check_same_data(path, text)
         return text
 
     def token_ids(self) -> Tensor:

@@ -132,6 +132,7 @@ class _TranslateBase(Task):
         if self._splits is None:
             path = eng_fra_file(self.config.data_dir or None)
             pairs = self.read(path)
+            self.check_same_data(path, pairs)
             if self.config.direction == "fr-en":
                 pairs = [(french, english) for english, french in pairs]
             splits = split_by_source(pairs, self.config.split_seed, VAL_FRACTION, TEST_FRACTION)
