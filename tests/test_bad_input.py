@@ -23,6 +23,7 @@ from .cli_helpers import assert_one_line_error, run_cli
 from .data_sets import write_made_up_names, write_short_shakespeare, write_tutorial_pairs
 
 BIG = str(2**64)
+BIG_MODEL = ["--d-model", "65536", "--d-ff", "262144", "--layers", "1024"]
 TINY_REVERSE = ["--train-size", "200", "--val-size", "20", "--test-size", "20",
                 "--batch-size", "50", "--epochs", "1", "--no-progress"]  # fmt: skip
 
@@ -94,7 +95,8 @@ FOUND_BY_FUZZING = [
     (train("--test-size", "0"), "test_size must be at least 1; got 0"),
     (train("--seed", BIG), "seed must be at most"),
     (train("--layers", "-1"), "layers must be at least 1; got -1"),
-    (train("--d-model", "65536", "--d-ff", "262144", "--layers", "1024"), "parameters: training"),
+    # a new --out (checked first, before the data and the model): none is made
+    (["train", "reverse", "--out", "{tmp}/fresh", *BIG_MODEL], "parameters: training"),
     (["train", "names", "--positional", "foo"], "positional must be learned or sinusoidal"),
     (["train", "names", "--tokenizer", "words"], "tokenizer must be char or bpe"),
     (["train", "names", "--bpe-vocab", "0"], "bpe_vocab must be at least 50; got 0"),
@@ -578,3 +580,15 @@ def test_a_closed_standard_output_is_one_line(capsys, monkeypatch, run):
     monkeypatch.setattr(sys, "stdout", None)
     code, _, err = run_cli(capsys, "predict", str(run), "1 2 3")
     assert_one_line_error(code, err, "cannot write to standard output: it is closed")
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_a_full_out_folder_is_named_before_the_data_is_read(capsys, tmp_path, command):
+    # It was named only after the data set was read (translate trains its tokenizer then), and
+    # without the data the user heard of the data first.
+    full, empty = tmp_path / "full", tmp_path / "empty"  # empty holds no names data
+    full.mkdir(), empty.mkdir()
+    (full / "notes.txt").write_text("mine")
+    code, _, err = run_cli(capsys, command, "names", "--out", str(full), "--data-dir", str(empty))
+    assert_one_line_error(code, err, f"{full} already exists and is not empty: choose another")
+    assert [p.name for p in full.iterdir()] == ["notes.txt"]

@@ -82,6 +82,19 @@ def new_run_dir(task_name: str, out: str | Path | None = None, resumable: bool =
         while path.exists():
             suffix += 1
             path = Path("runs") / task_name / f"{stamp}-{suffix}"
+    check_new_run_dir(path, resumable)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"cannot create the run directory {path}: {e.strerror or e}") from e
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RunDirError(f"cannot write into the run directory {path}: permission denied")
+    return path
+
+
+def check_new_run_dir(path: Path, resumable: bool = True) -> None:
+    """Refuse ``path`` as a new run directory (creating nothing): not UTF-8, not a directory,
+    in use by a run, or not empty (with a hint to ``--resume`` it when ``resumable``)."""
     _check_utf8(path)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"{path} exists and is not a directory: choose another --out")
@@ -90,13 +103,6 @@ def new_run_dir(task_name: str, out: str | Path | None = None, resumable: bool =
             RunLock(path).acquire().release()  # raises while a run holds it
         hint = f", or pass --resume {path} to continue that run" if resumable else ""
         raise RunDirError(f"{path} already exists and is not empty: choose another --out{hint}")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunDirError(f"cannot create the run directory {path}: {e.strerror or e}") from e
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise RunDirError(f"cannot write into the run directory {path}: permission denied")
-    return path
 
 
 def _check_utf8(path: Path) -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from attnlab.cli.common import flag, given_path, typed_options
@@ -45,7 +46,7 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> int:
     from attnlab.experiments.compare import check_variants, compare, variants_of
     from attnlab.experiments.launch import configs_from
-    from attnlab.runs import new_run_dir
+    from attnlab.runs import check_new_run_dir, new_run_dir
     from attnlab.tasks import get_task
     from attnlab.training.devices import check_precision, resolve_device
 
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             f"attnlab compare {task_cls.name} compares a decoder layer of your own with "
             "attnlab's: give --decoder-layer FILE.py:ClassName"
         )
+    if args.out is not None:  # a full --out is named before any data is read
+        check_new_run_dir(Path(args.out), resumable=False)
     # Before any variant trains and before any run directory: a layer of the user's that does
     # not fit is refused here, as its variant's model is built.
     check_variants(task_cls, task_config, variants, train_config)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from attnlab.runs import (
     Run,
     build_model,
     build_task,
+    check_new_run_dir,
     check_run_paths,
     claim_new_run_dir,
     load_run,
@@ -166,6 +168,8 @@ def train(
         task_config, train_config = configs_from(task_cls, options)
     # refuse a missing GPU or an unsupported precision before making a run directory
     check_precision(distributed.process_device(train_config.device), train_config.precision)
+    if resume is None and out is not None and os.environ.get("RANK", "0") == "0":
+        check_new_run_dir(Path(out))  # a full --out is named before the data is read
     if resume is None:
         task_obj = task_cls(task_config)  # finds (or fails to find) the data first
         task_obj.check_data_fits()
