@@ -573,35 +573,29 @@ def generate(
 ) -> Tensor:
     """Continue ``input_ids`` with a decoder-only language model, one token at a time.
 
-    Each step takes the logits of the next token, divides them by ``temperature`` (0 means
-    greedy: always the most likely token), keeps the ``top_k`` most likely tokens and the
-    ``top_p`` nucleus, and samples from the softmax of what remains.
+    Each step divides the next token's logits by ``temperature`` (0: greedy, the most likely
+    token), keeps the ``top_k`` most likely and the ``top_p`` nucleus, and samples from the
+    softmax of what remains.
 
     Args:
-        model: a decoder-only LM (e.g. :class:`attnlab.models.GPT`) in eval mode (one whose
-            dropout is on is refused): ``model(ids (B, T), cache=None) -> logits (B, T,
-            vocab)``, ``make_cache()``, ``config.block_size``.
-        input_ids: the prompt ``(B, T)``, at least one token per row, each id in
-            ``[0, model.config.vocab_size)``, on the model's device (checked once, before
-            decoding).
-        max_new_tokens: how many tokens to add.
-        temperature, top_k, top_p: sampling controls (see above).
-        use_cache: reuse keys and values between steps (same tokens, faster; ignored when
-            ``make_cache()`` is ``None``: a user's blocks). Past ``block_size`` tokens the
-            window slides by half a block at a time (:class:`_LanguageModelStepper`).
+        model: a decoder-only LM (e.g. :class:`attnlab.models.GPT`) in eval mode (dropout
+            on is refused): ``model(ids (B, T), cache=None) -> logits (B, T, vocab)``,
+            ``make_cache()``, ``config.block_size``.
+        input_ids: the prompt ``(B, T)`` on the model's device, at least one token per row,
+            each id in ``[0, model.config.vocab_size)`` (checked once, before decoding).
+        max_new_tokens: how many tokens to add; temperature, top_k, top_p: as above.
+        use_cache: reuse keys and values between steps (same tokens, faster; not for a user's
+            blocks). Past ``block_size`` the window slides by half a block at a time.
         seed: seeds a private random generator (the global one is left alone).
-        stop: with ``decode`` (ids -> text), stop once every row's new text contains it.
+        stop: with ``decode`` (ids -> text), stop once each row's new text contains it.
         eos_id: stop once every row has produced this token (or one of these tokens).
         on_token: called after each step with the new tokens ``(B,)``, e.g. to stream them.
-        static_cache: preallocate one :class:`~attnlab.nn.StaticKVCache` per layer for the
-            prompt and the new tokens (at most the window), so that every step has the same
-            shapes (for ``torch.compile`` and CUDA graphs); caches larger than the memory
-            free on the model's device are refused before allocating (a
-            :class:`~attnlab.errors.ConfigError`).
-        compile: static caches, and every decoding step through :func:`torch.compile` (one
-            graph; the first step compiles for seconds, on the CPU with a C++ compiler, else
-            :class:`~attnlab.errors.CompileError`). Both need ``use_cache`` and a model that
-            keeps a cache (else :class:`~attnlab.errors.InputError`); same tokens.
+        static_cache: one preallocated :class:`~attnlab.nn.StaticKVCache` per layer for the
+            prompt and the new tokens (at most the window; a ConfigError if the device lacks
+            the memory): the same shapes at every step (``torch.compile``, CUDA graphs).
+        compile: static caches, and each step through :func:`torch.compile` (one graph,
+            compiled for seconds at the first step; on the CPU it needs a C++ compiler, else
+            a CompileError). Both need ``use_cache`` and a model that keeps a cache.
 
     Returns:
         ``(B, T + n)`` ids, the prompt followed by ``n <= max_new_tokens`` new tokens.
