@@ -196,6 +196,15 @@ STUDENT_STYLE = {
             "        if epoch <= self.warmup:\n            return epoch / self.warmup\n"
         )
     },
+    "norm-inside-residual": {  # x + norm(sublayer(x)), one statement at a time
+        "x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))": (
+            "attended = self.self_attn(x, mask=mask)\n"
+            "        x = x + self.norm1(self.dropout(attended))"
+        ),
+        "return self.norm2(x + self.dropout(self.linear_net(x)))": (
+            "out = self.dropout(self.linear_net(x))\n        return x + self.norm2(out)"
+        ),
+    },
 }
 
 

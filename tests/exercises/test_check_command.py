@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from attnlab.exercises.registry import practical
+from attnlab.exercises.registry import PRACTICALS, practical
 
 from ..cli_helpers import assert_one_line_error, run_cli
 from .helpers import plant
@@ -155,3 +155,23 @@ def test_a_folder_whose_name_is_not_utf8_is_printed_with_its_bytes_escaped(capsy
     code, out, err = run_cli(capsys, "exercise", "check", str(folder))
     assert code == 1 and err == ""
     assert f"{tmp_path}/w\\xff/encoder.py:" in out.splitlines()
+
+
+def test_the_help_names_every_practical(capsys):
+    code, out, _ = run_cli(capsys, "exercise", "--help")
+    assert code == 0
+    practicals = out.split("Practicals:")[1].split(";")[0]
+    for name in PRACTICALS:
+        assert f"{name} (" in practicals, name
+
+
+def test_what_the_students_code_prints_is_not_shown(capsys, tmp_path):
+    """As docs/students.md says: only the verdicts reach the terminal, however much it prints."""
+    path = plant(
+        tmp_path / "encoder.py", "encoder", {"import math\n": "import math\n\nprint('x' * 10**6)\n"}
+    )
+    code, out, err = run_cli(capsys, "exercise", "check", str(path))
+    assert code == 0 and err == ""
+    assert out.splitlines() == [f"✓ {p}" for p in PARTS] + [
+        f"{len(PARTS)} of {len(PARTS)} parts pass"
+    ]

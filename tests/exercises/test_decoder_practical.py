@@ -243,6 +243,17 @@ STUDENT_STYLE = {
             "return self.norm2(x + self.dropout2(self.feed_forward(x)))"
         )
     },
+    "norm-inside-residual": {
+        "return self.norm1(x + self.dropout1(self.self_attn(x, mask=tgt_mask)))": (
+            "h = self.self_attn(x, mask=tgt_mask)\n        return x + self.norm1(self.dropout1(h))"
+        ),
+        "return self.norm2(x + self.dropout2(attended))": (
+            "return self.norm2(self.dropout2(attended)) + x"
+        ),
+        "return self.norm3(x + self.dropout3(self.feed_forward(x)))": (
+            "return x + self.norm3(self.dropout3(self.feed_forward(x)))"
+        ),
+    },
     "max-len-ignored": {
         "while tgt.size(1) < max_len and not finished.all():": "while True:",
         "        finished |= next_id == eos_id\n": (

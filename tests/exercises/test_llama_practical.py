@@ -195,12 +195,36 @@ def test_the_solution_passes_and_the_template_is_all_todo(tmp_path):
     assert [v["status"] for v in verdicts.values()] == ["todo"] * len(LLAMA.parts)
 
 
-@pytest.mark.parametrize("mistake", practical_module.CATALOGUE)
+@pytest.mark.parametrize(
+    "mistake", [m for m in practical_module.CATALOGUE if m not in practical_module.OWN_PART_ONLY]
+)
 def test_a_planted_catalogue_mistake_gets_its_own_hint(tmp_path, mistake):
     changes = practical_module.CATALOGUE[mistake][2]
     problems, verdicts = check_here("llama", plant(tmp_path / "llama.py", "llama", changes))
     assert problems == []
     assert_only_hint("llama", verdicts, mistake)
+
+
+def test_rotate_half_turned_the_wrong_way_is_named_in_apply_rotary(tmp_path):
+    """Written as students slice it; in attention it gives the scores of cos and sin swapped,
+    whose hint names both."""
+    changes = {
+        "    x1, x2 = x.chunk(2, dim=-1)  # each (B, H, T, d_head / 2)\n"
+        "    rotated_half = torch.cat((-x2, x1), dim=-1)  # (B, H, T, d_head)\n": (
+            "    half = x.shape[-1] // 2\n"
+            "    rotated_half = torch.cat((x[..., half:], -x[..., :half]), dim=-1)\n"
+        )
+    }
+    problems, verdicts = check_here("llama", plant(tmp_path / "llama.py", "llama", changes))
+    assert problems == []
+    failing = {part: v["mistake"] for part, v in verdicts.items() if v["status"] != "pass"}
+    assert failing == {
+        "apply_rotary": "rotate-half-reversed",
+        "GroupedQueryAttention.forward": "rotary-cos-sin-swapped",
+        "LlamaBlock.forward": "rotary-cos-sin-swapped",
+    }
+    assert verdicts["apply_rotary"]["message"] == HINTS["rotate-half-reversed"]
+    assert "rotate_half turns the wrong way" in HINTS["rotary-cos-sin-swapped"]
 
 
 _NORM = """        x32 = x.float()  # (..., d_model), normalised in float32

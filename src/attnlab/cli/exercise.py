@@ -15,8 +15,9 @@
                                                     grades, and --resume grades the others
 
 Practicals: encoder (the names practical), attention (the reversal practical), decoder (the
-translation practical); a practical's file is named after it (encoder.py). A student's code
-only ever runs in a child process, with a time limit for its import and for each part.
+translation practical), llama (today's blocks); a practical's file is named after it
+(encoder.py). A student's code only ever runs in a child process, with a time limit for its
+import and for each part.
 """
 
 from __future__ import annotations

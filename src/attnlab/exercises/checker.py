@@ -157,12 +157,7 @@ class Diagnoser:
     def relevant(self, part: Part, train: bool = False) -> list[Mistake]:
         """The mistakes made in ``part`` or in a part it uses: those seen in eval mode, or
         with ``train`` those seen in train mode only (:attr:`Mistake.train`)."""
-        names = (part.name, *part.needed_names())
-        return [
-            m
-            for m in self.practical.mistakes
-            if m.train == train and (m.part in names or set(m.also) & set(names))
-        ]
+        return [m for m in self.practical.mistakes if m.train == train and m.made_for(part)]
 
     def matches(self, part: Part, got: tuple[Tensor, ...], deterministic: bool) -> list[Mistake]:
         """The catalogue's mistakes whose broken variant gives what the student gives; when

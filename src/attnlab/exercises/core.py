@@ -92,7 +92,10 @@ class Mistake:
     that tells the student what to look at, without giving the answer away. ``train``: the
     mistake shows in train mode only (a dropout left out), so its variant is compared with
     the student's code in train mode, both run from the same random state, and only when the
-    student's eval-mode outputs are right.
+    student's eval-mode outputs are right. ``downstream=False``: the mistake is looked for in
+    ``part`` and ``also`` only, not in the parts that use them, for a mistake that those parts
+    cannot tell from another one of the catalogue, whose hint there names both (rotate_half
+    turned the wrong way gives, in attention, the scores of cos and sin swapped).
     """
 
     name: str
@@ -101,6 +104,15 @@ class Mistake:
     broken: Callable[[], ModuleType]
     also: tuple[str, ...] = ()
     train: bool = False
+    downstream: bool = True
+
+    def made_for(self, part: Part) -> bool:
+        """Whether this mistake is looked for when ``part`` fails: it is made in ``part``,
+        or (when :attr:`downstream`) in a part that ``part`` uses."""
+        if part.name == self.part or part.name in self.also:
+            return True
+        names = {part.name, *part.needed_names()}
+        return self.downstream and (self.part in names or bool(set(self.also) & names))
 
 
 @dataclass(frozen=True)
@@ -197,7 +209,8 @@ def made_together(first: Mistake, second: Mistake) -> Mistake | None:
     hint = f"two mistakes: {first.hint}; and {second.hint}"
     also = tuple(dict.fromkeys((*first.also, second.part, *second.also)))
     name = f"{first.name}+{second.name}"
-    return Mistake(name, first.part, hint, broken, also, train=first.train)
+    downstream = first.downstream and second.downstream
+    return Mistake(name, first.part, hint, broken, also, first.train, downstream)
 
 
 def randomize_(module: nn.Module, generator: torch.Generator) -> None:

@@ -8,8 +8,8 @@ is in eval mode. The scheduler runs past its warmup to ``max_iters``, with ``war
 ``max_iters`` such that a missing warmup or a cosine of the wrong period shows.
 
 Mistakes of concepts the encoder practical also has (no scaling, the softmax axis, the mask
-polarity and filling, splitting heads, the residual connections, GELU, pre-LN) reuse its
-hints.
+polarity and filling, splitting heads, the residual connections, GELU, pre-LN, the LayerNorm
+inside the residual) reuse its hints.
 """
 
 from __future__ import annotations
@@ -266,6 +266,14 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         {
             _ATTEND: "x = x + self.dropout(self.self_attn(self.norm1(x), mask=mask))",
             _FEED: "return x + self.dropout(self.linear_net(self.norm2(x)))",
+        },
+    ),
+    "norm-inside-residual": (
+        "EncoderBlock.forward",
+        _hint("norm-inside-residual"),
+        {
+            _ATTEND: "x = x + self.norm1(self.dropout(self.self_attn(x, mask=mask)))",
+            _FEED: "return x + self.norm2(self.dropout(self.linear_net(x)))",
         },
     ),
     "no-warmup": (

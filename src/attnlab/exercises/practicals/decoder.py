@@ -337,6 +337,19 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
             ),
         },
     ),
+    "norm-inside-residual": (
+        _BLOCKS[0],
+        "the LayerNorm is applied to the sublayer's output and the input added afterwards, "
+        "x + LayerNorm(Sublayer(x)): the paper normalises the residual sum, "
+        "LayerNorm(x + Sublayer(x)) (section 3.1), in each of the three blocks",
+        {
+            f"self.norm1(x + self.dropout1({_SELF}))": (f"x + self.norm1(self.dropout1({_SELF}))"),
+            "self.norm2(x + self.dropout2(attended))": "x + self.norm2(self.dropout2(attended))",
+            "self.norm3(x + self.dropout3(self.feed_forward(x)))": (
+                "x + self.norm3(self.dropout3(self.feed_forward(x)))"
+            ),
+        },
+    ),
     "cross-gets-target-mask": (
         f"{_LAYER}.forward",
         "the cross-attention gets the target mask: it takes memory_mask (the source's "
@@ -388,7 +401,7 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 
 # Mistakes made in more parts than their own: name -> the other parts.
-ALSO = {"pre-ln": _BLOCKS[1:]}
+ALSO = {"pre-ln": _BLOCKS[1:], "norm-inside-residual": _BLOCKS[1:]}
 # Mistakes seen in train mode only (see Mistake.train).
 TRAIN = {"no-dropout-self-attention", "no-dropout-cross-attention", "no-dropout-feed-forward"}
 

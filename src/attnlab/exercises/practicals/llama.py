@@ -230,6 +230,13 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "rotate_half([x1, x2]) = [-x2, x1] (RoFormer section 3.4.2, equation 34)",
         {_ROTATE: "return x * sin + rotated_half * cos"},
     ),
+    "rotate-half-reversed": (
+        "apply_rotary",
+        "rotate_half turns the wrong way: rotate_half([x1, x2]) = [-x2, x1], the second half "
+        "negated and put first, so that the pair (a, b) becomes (a cos - b sin, b cos + a sin) "
+        "(RoFormer section 3.4.2, equation 34)",
+        {"torch.cat((-x2, x1), dim=-1)": "torch.cat((x2, -x1), dim=-1)"},
+    ),
     "swiglu-silu-on-w3": (
         "SwiGLU.forward",
         "the SiLU acts on the wrong branch: the gate is SiLU(x W1), and it multiplies the "
@@ -354,9 +361,19 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
 
 # Mistakes made in more parts than their own: name -> the other parts.
 ALSO = {"rotary-interleaved": ("rotary_cos_sin",)}
+# Mistakes that the parts using theirs cannot tell from another (see Mistake.downstream):
+# in attention, rotate_half turned the wrong way is cos and sin swapped, whose hint names both.
+OWN_PART_ONLY = {"rotate-half-reversed"}
 
 MISTAKES = [
-    Mistake(name, part, hint, substitute("llama", changes), ALSO.get(name, ()))
+    Mistake(
+        name,
+        part,
+        hint,
+        substitute("llama", changes),
+        ALSO.get(name, ()),
+        downstream=name not in OWN_PART_ONLY,
+    )
     for name, (part, hint, changes) in CATALOGUE.items()
 ]
 
