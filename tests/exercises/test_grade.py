@@ -49,9 +49,10 @@ def test_grade_writes_one_row_per_student_whatever_their_code_does(capsys, tmp_p
     )  # fmt: skip
     assert code == 0, err
     rows = {row["student"]: row for row in csv.DictReader(grades.open())}
-    assert list(next(iter(rows.values()))) == ["student", *PARTS, "total"]
+    assert list(next(iter(rows.values()))) == ["student", *PARTS, "total", "note"]
     n = len(PARTS)
-    assert rows["good"] == {"student": "good", **dict.fromkeys(PARTS, "pass"), "total": str(n)}
+    good = {"student": "good", **dict.fromkeys(PARTS, "pass"), "total": str(n), "note": ""}
+    assert rows["good"] == good
     broken = {p: "pass" for p in PARTS} | {
         CLS: "fail",
         "encoder:TransformerEncoder.forward": "fail",
@@ -66,7 +67,10 @@ def test_grade_writes_one_row_per_student_whatever_their_code_does(capsys, tmp_p
     assert [rows["crashing"][p] for p in PARTS] == ["pass"] * crashed_from + ["error"] * (
         n - crashed_from
     )
-    assert rows["exiting"] == {"student": "exiting", **dict.fromkeys(PARTS, "error"), "total": "0"}
+    exits = "exiting.py: it calls sys.exit() when it is imported"
+    assert rows["exiting"] == {"student": "exiting", **dict.fromkeys(PARTS, "error"), "total": "0",
+                               "note": exits}  # fmt: skip
+    assert f"exiting: 0 of {n} parts pass; {exits}\n" in out
     assert "good: 9 of 9 parts pass" in out.replace(str(n), "9")
     # The student's code ran, but never in this process, and this process never imported it.
     assert int(marker.read_text()) != os.getpid()
@@ -122,6 +126,26 @@ def test_grade_writes_names_that_are_not_utf8_with_their_bytes_escaped(capsys, t
     assert "caf\\xe9: 0 of" in out and "\\xff: 0 of" in out
 
 
+def test_grade_notes_why_a_student_has_parts_it_could_not_check(capsys, tmp_path):
+    # "ivan: 0 of 9 parts pass" said the same for no file, a misnamed one and a syntax error.
+    subs = tmp_path / "subs"
+    (subs / "ivan").mkdir(parents=True)
+    (subs / "ivan" / "my_encoder.py").write_text("x = 1\n")  # not named after the practical
+    (subs / "olga.py").write_text("def f(:\n")
+    grades = tmp_path / "grades.csv"
+    code, out, err = run_cli(
+        capsys, "exercise", "grade", str(subs), "--csv", str(grades), "--practical", "encoder"
+    )
+    assert code == 0, err
+    notes = {row["student"]: row["note"] for row in csv.DictReader(grades.open())}
+    assert notes == {
+        "ivan": "the folder holds no practical's file (looked for encoder.py)",
+        "olga": "olga.py: line 1: invalid syntax, so the file does not import",
+    }
+    n = len(PARTS)
+    assert out.splitlines()[:2] == sorted(f"{s}: 0 of {n} parts pass; {notes[s]}" for s in notes)
+
+
 KILLS = {
     "parent_killer": "os.kill(os.getppid(), signal.SIGKILL)",
     "parent_terminator": "os.kill(os.getppid(), signal.SIGTERM)",
@@ -156,7 +180,10 @@ def test_grade_survives_submissions_that_kill_their_parent_or_their_process_grou
     assert rows["good"]["total"] == str(len(PARTS))
     # Every part an error, even those that passed before the kill in the norm part.
     for name in [*KILLS, "norm_killer"]:
-        assert rows[name] == {"student": name, **dict.fromkeys(PARTS, "error"), "total": "0"}
+        assert {k: v for k, v in rows[name].items() if k != "note"} == {
+            "student": name, **dict.fromkeys(PARTS, "error"), "total": "0"
+        }  # fmt: skip
+        assert "could not be checked" in rows[name]["note"]
     assert "good: 9 of 9 parts pass" in done.stdout.replace(str(len(PARTS)), "9")
 
 
@@ -345,8 +372,12 @@ def test_a_stopped_grading_keeps_its_grades_and_resume_grades_only_the_others(
     release.touch()  # the looping student's import now ends
     code, out, err = run_cli(capsys, "exercise", *args, "--resume")
     assert code == 0, err
-    assert out.splitlines() == ["c_looping: 0 of 9 parts pass", "d_later: 9 of 9 parts pass",
-                                f"wrote {grades}"]  # fmt: skip
+    missing = "PositionalEncoding is missing; TransformerEncoderLayer is missing; "
+    assert out.splitlines() == [
+        f"c_looping: 0 of 9 parts pass; c_looping.py: {missing}TransformerEncoder is missing",
+        "d_later: 9 of 9 parts pass",
+        f"wrote {grades}",
+    ]
     assert imported.read_text() == "a"  # not checked again
     straight = tmp_path / "straight.csv"
     code, _, err = run_cli(capsys, "exercise", "grade", str(subs), "--csv", str(straight),

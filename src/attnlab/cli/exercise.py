@@ -206,7 +206,9 @@ def _grade(args: argparse.Namespace) -> int:
         )
 
     def report(row: dict[str, str]) -> None:  # as soon as a student's checks end
-        print(f"{row['student']}: {row['total']} of {len(row) - 2} parts pass", flush=True)
+        parts = sum(":" in column for column in row)  # practical:part
+        note = f"; {row['note']}" if row["note"] else ""
+        print(f"{row['student']}: {row['total']} of {parts} parts pass{note}", flush=True)
 
     grade(
         args.submissions, args.csv, args.timeout, args.practical, args.jobs, args.overwrite,

@@ -21,6 +21,7 @@ from attnlab.exercises.runner import Launches, check_file, part_names, practical
 from attnlab.files import check_output_file, printable, read_text, write_text
 
 Row = dict[str, str]
+Found = list[tuple[str, Path]] | str  # a student's (practical, file) pairs, or why none
 GRADES = {"pass": "pass", "fail": "fail", "todo": "fail", "error": "error", "timeout": "timeout"}
 
 
@@ -36,13 +37,15 @@ def grade(
 ) -> list[Row]:
     """Check every student in ``submissions`` (one file or one folder each) and write the CSV.
 
-    One row per student, one column per part (``pass``, ``fail``, ``error``, ``timeout``), and
-    ``total``, the number of parts passed; ``on_student(row)`` is called as each student's
-    checks end. A student's name is their file's or folder's, with any byte that is not UTF-8
-    written as ``\\xNN`` (see :func:`~attnlab.files.printable`). An existing ``csv_path``
-    (last week's grades, say) raises :class:`OutputError` before anyone is graded, unless
-    ``overwrite``; with ``resume`` its rows are kept and only the other students are checked.
-    A stop signal writes the rows made so far and raises :class:`Interrupted`, saying so.
+    One row per student, one column per part (``pass``, ``fail``, ``error``, ``timeout``),
+    ``total``, the number of parts passed, and ``note``, why parts could not be checked (no
+    practical's file, a file that does not import, a check that died; empty otherwise);
+    ``on_student(row)`` is called as each student's checks end. A student's name is their
+    file's or folder's, with any byte that is not UTF-8 written as ``\\xNN`` (see
+    :func:`~attnlab.files.printable`). An existing ``csv_path`` (last week's grades, say)
+    raises :class:`OutputError` before anyone is graded, unless ``overwrite``; with
+    ``resume`` its rows are kept and only the other students are checked. A stop signal
+    writes the rows made so far and raises :class:`Interrupted`, saying so.
     """
     check_output_file(csv_path)
     graded = _graded(csv_path) if resume else {}
@@ -53,7 +56,7 @@ def grade(
     students = _students(submissions)
     checks = _checks(students, practical)
     columns = _columns(checks)
-    header = ["student", *columns, "total"]
+    header = ["student", *columns, "total", "note"]
     if graded and list(next(iter(graded.values()))) != header:
         raise InputError(
             f"{csv_path} holds other columns than these submissions' parts: it is not their "
@@ -90,8 +93,8 @@ def _stopped(stop: KeyboardInterrupt, counts: str, csv_path: Path) -> Interrupte
     )
 
 
-def _checks(students: dict[str, Path], practical: str | None) -> dict[str, list[tuple[str, Path]]]:
-    """Each student's practical files, ``(practical, path)``."""
+def _checks(students: dict[str, Path], practical: str | None) -> dict[str, Found]:
+    """Each student's practical files, ``(practical, path)``, or why there is none."""
     unnamed = [p.name for p in students.values() if p.is_file() and p.stem not in PRACTICALS]
     if unnamed and not practical:
         raise InputError(
@@ -101,14 +104,15 @@ def _checks(students: dict[str, Path], practical: str | None) -> dict[str, list[
     return {student: _student_files(target, practical) for student, target in students.items()}
 
 
-def _columns(checks: dict[str, list[tuple[str, Path]]]) -> list[str]:
+def _columns(checks: dict[str, Found]) -> list[str]:
     """``practical:part`` for every part of every practical that some student handed in."""
-    names = [n for n in PRACTICALS if any(n == m for found in checks.values() for m, _ in found)]
+    handed_in = {n for found in checks.values() if not isinstance(found, str) for n, _ in found}
+    names = [n for n in PRACTICALS if n in handed_in]
     return [f"{n}:{p}" for n in names for p in part_names(n)]
 
 
 def _grade_all(
-    checks: dict[str, list[tuple[str, Path]]],
+    checks: dict[str, Found],
     columns: list[str],
     timeout: float,
     jobs: int,
@@ -140,28 +144,33 @@ def _grade_all(
 
 def _grade_student(
     student: str,
-    found: list[tuple[str, Path]],
+    found: Found,
     columns: list[str],
     timeout: float,
     launches: Launches,
 ) -> Row:
     """One student's row: each of their files checked in a child process; ``error`` for the
-    parts of practicals they did not hand in."""
+    parts of practicals they did not hand in. ``found`` is ``(practical, file)`` pairs, or the
+    sentence that says why there is none."""
     row = {"student": printable(student), **dict.fromkeys(columns, "error")}
-    for name, path in found:
+    notes = [found] if isinstance(found, str) else []
+    for name, path in [] if isinstance(found, str) else found:
         report = check_file(name, path, [], timeout, launches)
         row.update({f"{name}:{p['part']}": GRADES[str(p["status"])] for p in report.parts})
+        if report.problems:
+            notes.append(f"{path.name}: {'; '.join(report.problems)}")
     row["total"] = str(sum(row[c] == "pass" for c in columns))
+    row["note"] = printable("; ".join(notes))
     return row
 
 
-def _student_files(target: Path, practical: str | None) -> list[tuple[str, Path]]:
-    """A student's practical files; none (all their parts graded ``error``) when the
-    submission is empty or holds none."""
+def _student_files(target: Path, practical: str | None) -> Found:
+    """A student's practical files, or, when the submission is empty or holds none (all their
+    parts graded ``error``), the sentence that says so."""
     try:
         return practical_files(target, practical)
-    except InputError:
-        return []
+    except InputError as e:
+        return str(e).replace(str(target), "the folder" if target.is_dir() else target.name)
 
 
 def _students(submissions: Path) -> dict[str, Path]:
