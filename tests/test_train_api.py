@@ -1,11 +1,13 @@
 """``attnlab.train``: the Python function behind ``attnlab train``."""
 
+import re
+
 import pytest
 from safetensors.torch import load_file
 
 import attnlab
 from attnlab.cli import main
-from attnlab.errors import ConfigError
+from attnlab.errors import ConfigError, InputError
 
 SMALL = {"train_size": 600, "val_size": 60, "test_size": 60, "batch_size": 50, "epochs": 2}
 
@@ -40,3 +42,20 @@ def test_bad_options_raise_config_error_before_any_run_directory(tmp_path, optio
     with pytest.raises(ConfigError, match=message):
         attnlab.train("reverse", out=tmp_path / "run", **options)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", [None, 3, ["runs/r"], ""])
+def test_load_and_load_run_name_an_argument_that_is_not_a_path(value):
+    # Path(None) was a bare TypeError from pathlib; Path("") the current folder.
+    for load in (attnlab.load, attnlab.load_run):
+        message = f"run_dir must be the path of a run directory; got {value!r}"
+        with pytest.raises(InputError, match=re.escape(message)):
+            load(value)
+
+
+@pytest.mark.parametrize("name", ["out", "resume"])
+def test_train_names_an_out_or_resume_that_is_not_a_path(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=f"{name} must be the path of a run directory; got 3"):
+        attnlab.train("reverse", **{name: 3})
+    assert not (tmp_path / "runs").exists()

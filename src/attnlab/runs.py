@@ -19,7 +19,7 @@ from torch import nn
 
 from attnlab import __version__
 from attnlab.configs import TrainConfig
-from attnlab.errors import ConfigError, RunDirError
+from attnlab.errors import ConfigError, InputError, RunDirError
 from attnlab.files import printable
 from attnlab.models import MODELS
 from attnlab.options import check_annotated, check_depth, from_json
@@ -64,6 +64,15 @@ def remove_unused_run_dir(path: Path, lock: RunLock) -> None:
             leftover.unlink(missing_ok=True)
         lock.release()
         path.rmdir()
+
+
+def run_dir_path(value: Any, name: str = "run_dir") -> Path:
+    """``value`` as a :class:`~pathlib.Path`, refused with an :class:`InputError` naming the
+    argument ``name`` unless it is a non-empty ``str`` or ``os.PathLike`` (``Path(None)`` is
+    a bare ``TypeError``, and ``Path("")`` the current folder)."""
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise InputError(f"{name} must be the path of a run directory; got {value!r}")
+    return Path(value)
 
 
 def new_run_dir(task_name: str, out: str | Path | None = None, resumable: bool = True) -> Path:
@@ -152,7 +161,7 @@ def read_run_config(run_dir: str | Path, expected_task: str | None = None) -> di
     the training config as objects; their values are checked when they are built
     (:func:`build_task`, :func:`build_model`, :func:`train_config_of`).
     """
-    run_dir = Path(run_dir)
+    run_dir = run_dir_path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
@@ -303,7 +312,7 @@ def load_run(
 ) -> Run:
     """Reload a run: its task, and its best model in eval mode (``data_dir``: see
     :func:`build_task`)."""
-    run_dir = Path(run_dir)
+    run_dir = run_dir_path(run_dir)
     config = read_run_config(run_dir, expected_task)
     model = build_model(config)  # first: its own checks name a mistyped or oversized field
     task = build_task(config, data_dir)
@@ -315,9 +324,10 @@ def load(run_dir: str | Path) -> nn.Module:
     """Rebuild the best model of a run from ``config.json`` + ``model.safetensors`` (eval mode).
 
     Raises :class:`~attnlab.errors.RunDirError` if the directory is missing, is not a run,
-    or holds a truncated or foreign weights file.
+    or holds a truncated or foreign weights file, and
+    :class:`~attnlab.errors.InputError` if ``run_dir`` is not a path.
     """
-    run_dir = Path(run_dir)
+    run_dir = run_dir_path(run_dir)
     model = build_model(read_run_config(run_dir))
     load_weights(run_dir / MODEL, model)
     return model.eval()

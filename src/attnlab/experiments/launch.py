@@ -36,6 +36,7 @@ from attnlab.runs import (
     load_run,
     read_run_config,
     remove_unused_run_dir,
+    run_dir_path,
     train_config_of,
     write_run_config,
 )
@@ -159,7 +160,8 @@ def train(
     :class:`~attnlab.errors.AttnlabError` s for missing data or an unusable run directory.
     """
     task_cls = get_task(task)
-    resume = None if resume is None else Path(resume)
+    resume = None if resume is None else run_dir_path(resume, "resume")
+    out = None if out is None else run_dir_path(out, "out")
     if resume is not None and out is not None and Path(out).resolve() != resume.resolve():
         raise ConfigError("give --out or --resume, not both: a resumed run stays in its directory")
     if resume is not None:
