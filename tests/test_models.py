@@ -8,6 +8,7 @@ from attnlab.models import (
     GRUClassifierConfig,
     LlamaConfig,
     Seq2SeqConfig,
+    Seq2SeqTransformer,
     SequenceClassifier,
     SequenceClassifierConfig,
     TokenPredictor,
@@ -236,6 +237,29 @@ def test_sequence_classifier_names_tokens_of_the_wrong_rank():
     model = SequenceClassifier(classifier(d_model=8, num_heads=2))
     with pytest.raises(ValueError, match=r"tokens must have shape \(B, T\); got \(1, 2, 3\)"):
         model(torch.ones(1, 2, 3, dtype=torch.long))  # "too many values to unpack" before
+
+
+def test_shift_right_puts_bos_first_and_drops_the_last_token():
+    model = Seq2SeqTransformer(seq2seq(num_heads=2, bos_id=1))
+    tgt = torch.tensor([[5, 6, 2], [7, 2, 0]])
+    assert model.shift_right(tgt).tolist() == [[1, 5, 6], [1, 7, 2]]  # by hand
+
+
+@pytest.mark.parametrize(
+    "tgt, message",
+    [
+        (torch.tensor([5, 6, 2]), r"tgt must be target ids of shape \(B, T\); got \(3,\)"),
+        (torch.ones(1, 2, 3, dtype=torch.long), r"shape \(B, T\); got \(1, 2, 3\)"),
+        ([[5, 6, 2]], r"tgt must be target ids of shape \(B, T\); got list"),
+        (torch.tensor([[5.0, 6.0]]), "tgt must be integer token ids .*torch.float32"),
+    ],
+)
+def test_shift_right_names_a_target_that_is_not_a_batch_of_ids(tgt, message):
+    # IndexError "too many indices for tensor of dimension 1" for one sentence before; a
+    # float target came back as floats with bos_id in front
+    model = Seq2SeqTransformer(seq2seq(num_heads=2))
+    with pytest.raises(ValueError, match=message):
+        model.shift_right(tgt)
 
 
 def gru() -> GRUClassifier:

@@ -127,7 +127,15 @@ class Seq2SeqTransformer(nn.Module):
     config_class = Seq2SeqConfig
 
     def shift_right(self, tgt: Tensor) -> Tensor:
-        """Decoder input for target ``tgt (B, T)``: ``bos_id`` then ``tgt[:, :-1]`` (B, T)."""
+        """Decoder input for target ``tgt (B, T)``: ``bos_id`` then ``tgt[:, :-1]`` (B, T).
+
+        Raises ``ValueError`` unless ``tgt`` is a ``(B, T)`` tensor of integer ids (a single
+        sentence is ``(1, T)``: ``tgt[None]``)."""
+        if not isinstance(tgt, Tensor) or tgt.dim() != 2:
+            shape = tuple(tgt.shape) if isinstance(tgt, Tensor) else type(tgt).__name__
+            raise ValueError(f"tgt must be target ids of shape (B, T); got {shape}")
+        if tgt.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"tgt must be integer token ids (torch.long); got dtype {tgt.dtype}")
         bos = tgt.new_full((tgt.size(0), 1), self.config.bos_id)  # (B, 1)
         return torch.cat([bos, tgt[:, :-1]], dim=1)  # (B, T)
 
