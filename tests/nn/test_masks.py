@@ -100,3 +100,45 @@ def test_a_mask_of_an_impossible_size_is_named(make, message):
 
 def test_an_empty_batch_of_lengths_with_max_len_is_an_empty_mask():
     assert padding_mask(torch.tensor([], dtype=torch.long), max_len=4).shape == (0, 1, 1, 4)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (  # a row of all False before: the sequence silently attended to nothing
+            lambda: padding_mask(torch.tensor([-1, 2])),
+            r"needs lengths in \[0, max_len=2\]; got lengths from -1 to 2",
+        ),
+        (  # a row of all True before: the longer sequence cut to max_len without a word
+            lambda: padding_mask(torch.tensor([5, 2]), max_len=3),
+            r"needs lengths in \[0, max_len=3\]; got lengths from 2 to 5",
+        ),
+        (  # a bool tensor of "lengths" 0 and 1 before
+            lambda: padding_mask(torch.tensor([True, False])),
+            r"expects integer lengths of shape \(B,\); got \(2,\) torch.bool",
+        ),
+        (  # float ids, compared with pad_id as numbers, before
+            lambda: padding_mask(torch.tensor([[1.0, 0.0]]), pad_id=0),
+            r"expects integer tokens of shape \(B, T\); got \(1, 2\) torch.float32",
+        ),
+        (  # nothing was padding then (no id equals 0.5 or None ... or a string)
+            lambda: padding_mask(torch.tensor([[1, 0]]), pad_id=0.5),
+            "pad_id must be a whole number",
+        ),
+    ],
+)
+def test_padding_mask_refuses_lengths_and_pad_ids_it_would_misread(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_padding_mask_lengths_at_the_bounds_are_fine():
+    mask = padding_mask(torch.tensor([0, 3]), max_len=3)[:, 0, 0]
+    assert mask.tolist() == [[False] * 3, [True] * 3]
+
+
+@pytest.mark.parametrize("value", [[3, 1], None, (2,)])
+def test_padding_mask_of_something_not_a_tensor_says_so(value):
+    # AttributeError "'list' object has no attribute 'dim'" before
+    with pytest.raises(TypeError, match="padding_mask expects a tensor of lengths"):
+        padding_mask(value)

@@ -146,8 +146,8 @@ class Seq2SeqTransformer(nn.Module):
 
         With ``return_attention=True`` also the encoder's per-layer weights ``(B, H, S, S)``.
         """
+        x = self.src_positions(self.src_embed(src))  # (B, S, d_model); checks the ids first
         src_mask = padding_mask(src, self.config.pad_id)  # (B, 1, 1, S), True = real token
-        x = self.src_positions(self.src_embed(src))  # (B, S, d_model)
         encoded = self.transformer.encoder(x, mask=src_mask, return_attention=return_attention)
         if return_attention:
             memory, maps = encoded

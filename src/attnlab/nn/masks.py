@@ -31,36 +31,67 @@ def padding_mask(
 
     Two ways to call it:
 
-    * ``padding_mask(lengths)`` with ``lengths`` of shape ``(B,)``: sequence ``b`` has
-      ``lengths[b]`` real tokens followed by padding; ``max_len`` defaults to ``lengths.max()``.
-    * ``padding_mask(tokens, pad_id)`` with ``tokens`` of shape ``(B, T)``: every position
-      whose id is ``pad_id`` is padding.
+    * ``padding_mask(lengths)`` with integer ``lengths`` of shape ``(B,)``: sequence ``b``
+      has ``lengths[b]`` real tokens followed by padding; ``max_len`` defaults to
+      ``lengths.max()``. Each length must be in ``[0, max_len]``: checked on the CPU (and
+      whenever ``max_len`` is not given, since ``lengths.max()`` is read anyway); for
+      lengths on a GPU with a ``max_len`` it is the caller's to keep, as reading them would
+      wait for the device.
+    * ``padding_mask(tokens, pad_id)`` with integer ``tokens`` of shape ``(B, T)``: every
+      position whose id is ``pad_id`` (a whole number) is padding.
 
     Returns:
         Bool tensor ``(B, 1, 1, T)``, broadcastable to ``(B, H, T_q, T)``.
     """
+    if not isinstance(lengths_or_tokens, Tensor):
+        raise TypeError(
+            "padding_mask expects a tensor of lengths (B,) or of token ids (B, T); got "
+            f"{type(lengths_or_tokens).__name__} (make one with torch.tensor)"
+        )
     if pad_id is not None:
-        if lengths_or_tokens.dim() != 2:
-            raise ValueError(
-                f"padding_mask(tokens, pad_id) expects tokens of shape (B, T); "
-                f"got {tuple(lengths_or_tokens.shape)}"
-            )
-        keep = lengths_or_tokens != pad_id  # (B, T)
+        keep = _tokens_padding(lengths_or_tokens, pad_id)  # (B, T)
     else:
-        lengths = lengths_or_tokens
-        if lengths.dim() != 1 or lengths.is_floating_point():
-            raise ValueError(
-                f"padding_mask(lengths) expects integer lengths of shape (B,); "
-                f"got {tuple(lengths.shape)} {lengths.dtype}"
-            )
-        if max_len is not None:
-            check_whole_number("max_len", max_len)
-        elif lengths.numel() == 0:
-            raise ValueError("padding_mask(lengths) of an empty batch needs max_len")
-        T = int(lengths.max()) if max_len is None else max_len
-        positions = torch.arange(T, device=lengths.device)  # (T,)
-        keep = positions[None, :] < lengths[:, None]  # (B, T)
+        keep = _lengths_padding(lengths_or_tokens, max_len)  # (B, T)
     return keep[:, None, None, :]  # (B, 1, 1, T)
+
+
+def _tokens_padding(tokens: Tensor, pad_id: int) -> Tensor:
+    """``tokens != pad_id`` ``(B, T)``, after checking the shape, dtype and ``pad_id``."""
+    if tokens.dim() != 2 or tokens.is_floating_point() or tokens.dtype == torch.bool:
+        raise ValueError(
+            "padding_mask(tokens, pad_id) expects integer tokens of shape (B, T); "
+            f"got {tuple(tokens.shape)} {tokens.dtype}"
+        )
+    if isinstance(pad_id, bool) or not isinstance(pad_id, int):
+        raise ValueError(f"pad_id must be a whole number (a token id); got {pad_id!r}")
+    return tokens != pad_id  # (B, T)
+
+
+def _lengths_padding(lengths: Tensor, max_len: int | None) -> Tensor:
+    """``(B, T)``: ``True`` at the first ``lengths[b]`` positions of row ``b``."""
+    if lengths.dim() != 1 or lengths.is_floating_point() or lengths.dtype == torch.bool:
+        raise ValueError(
+            f"padding_mask(lengths) expects integer lengths of shape (B,); "
+            f"got {tuple(lengths.shape)} {lengths.dtype}"
+        )
+    if max_len is None:
+        if lengths.numel() == 0:
+            raise ValueError("padding_mask(lengths) of an empty batch needs max_len")
+        low, high = torch.stack(torch.aminmax(lengths)).tolist()  # one read of the device
+        T = high
+    else:
+        check_whole_number("max_len", max_len)
+        T = max_len
+        # Reading lengths on a GPU would wait for it: only lengths on the CPU are checked.
+        on_cpu = lengths.numel() > 0 and lengths.device.type == "cpu"
+        low, high = torch.stack(torch.aminmax(lengths)).tolist() if on_cpu else (0, 0)
+    if low < 0 or high > T:
+        raise ValueError(
+            f"padding_mask(lengths) needs lengths in [0, max_len={T}]; got lengths from "
+            f"{low} to {high}"
+        )
+    positions = torch.arange(T, device=lengths.device)  # (T,)
+    return positions[None, :] < lengths[:, None]  # (B, T)
 
 
 def causal_mask(T_q: int, T_k: int | None = None, device: torch.device | None = None) -> Tensor:
