@@ -271,6 +271,27 @@ def test_tensors_fused_into_one_matrix_must_have_its_width(pair, key):
     assert name in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_float_attention_mask_is_refused_not_read_backwards():
+    # an additive mask (0 = attend, -inf = padding) was read with .bool(): padding attended
+    model = Llama(
+        LlamaConfig(
+            vocab_size=20,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+        )
+    ).eval()
+    additive = torch.tensor([[float("-inf"), 0.0, 0.0]])
+    with pytest.raises(ValueError, match="attention_mask must be bool or integer .*float32"):
+        model(torch.ones(1, 3, dtype=torch.long), attention_mask=additive)
+    as_int = model(torch.ones(1, 3, dtype=torch.long), attention_mask=torch.tensor([[0, 1, 1]]))
+    as_bool = model(
+        torch.ones(1, 3, dtype=torch.long), attention_mask=torch.tensor([[0, 1, 1]]).bool()
+    )
+    torch.testing.assert_close(as_int, as_bool)
+
+
 def test_input_ids_beyond_the_vocabulary_are_named_not_an_index_error():
     small = {k: v for k, v in TINY.items() if not k.endswith("token_id")}
     model = Llama(LlamaConfig(**small)).eval()

@@ -66,6 +66,22 @@ def test_hf_and_attnlab_mask_layouts_agree_and_padding_does_not_leak():
     torch.testing.assert_close(hf_style[1:, :4], alone, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "mask",
+    [
+        torch.tensor([[1.0] * 7, [1.0] * 4 + [0.0] * 3]),  # 0/1, but float
+        torch.tensor([[0.0] * 7, [0.0] * 4 + [-1e4] * 3]),  # additive: 0 = attend
+    ],
+)
+def test_a_float_attention_mask_is_refused_not_read_backwards(mask):
+    # .bool() of the additive mask hid the real tokens and showed the padding, silently
+    model = Bert(small_config()).eval()
+    with pytest.raises(ValueError, match="attention_mask must be bool or integer .*float32"):
+        model(torch.randint(1, 50, (2, 7)), mask)
+    with pytest.raises(ValueError, match="attention_mask must be bool or integer"):
+        mean_pool(torch.randn(2, 7, 32), mask)
+
+
 def test_fused_and_written_out_attention_paths_agree():
     model = Bert(small_config()).eval()
     ids = torch.randint(1, 50, (3, 9))

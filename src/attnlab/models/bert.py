@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.common import check_counts, check_token_ids
+from attnlab.models.common import check_attention_mask, check_counts, check_token_ids
 from attnlab.nn import BlockSpec, LearnedPositionalEncoding, TransformerEncoder
 from attnlab.nn.dropout import Dropout
 from attnlab.nn.embedding import check_table, embed_tokens
@@ -240,11 +240,13 @@ class Bert(nn.Module):
 def key_padding_mask(attention_mask: Tensor | None, shape: torch.Size) -> Tensor | None:
     """An attnlab padding mask ``(B, 1, 1, T)`` (bool, ``True`` = real token) or ``None``.
 
-    Accepts Hugging Face's ``(B, T)`` mask (1 = real token) or an attnlab ``(B, 1, 1, T)`` mask;
-    ``shape`` is ``(B, T)`` of the input ids.
+    Accepts Hugging Face's ``(B, T)`` mask (bool or integer, 1 = real token) or an attnlab
+    ``(B, 1, 1, T)`` mask; ``shape`` is ``(B, T)`` of the input ids. A float mask is refused
+    (:func:`~attnlab.models.common.check_attention_mask`).
     """
     if attention_mask is None:
         return None
+    check_attention_mask(attention_mask)
     B, T = shape
     if attention_mask.dim() == 2 and tuple(attention_mask.shape) == (B, T):
         return attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from attnlab.models.user_layer import UserLayerDecoder, UserLayerEncoder, load_layer_class
 from attnlab.nn import (
@@ -89,6 +89,19 @@ def check_window(start: int, length: int, window: int, field: str) -> None:
         raise ValueError(
             f"positions {start}..{end - 1} do not fit the context window of {window} tokens "
             f"({field}): crop the input or slide the window"
+        )
+
+
+def check_attention_mask(attention_mask: Tensor) -> None:
+    """Raise ``ValueError`` unless a Hugging Face style ``attention_mask`` (1 = real token,
+    0 = padding) is bool or integer. A float one is ambiguous: an additive mask (0 = attend,
+    -inf or -10000 = padding) read as 0/1 would hide the real tokens and show the padding,
+    and 0.5 would count as real. A dtype check: it reads no values, so no device wait."""
+    if attention_mask.is_floating_point() or attention_mask.is_complex():
+        raise ValueError(
+            "attention_mask must be bool or integer (1 = real token, 0 = padding); got "
+            f"{attention_mask.dtype} (a float mask may be additive, 0 = attend, and be read "
+            "backwards)"
         )
 
 

@@ -31,7 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.common import check_counts, check_flags, check_window
+from attnlab.models.common import (
+    check_attention_mask,
+    check_counts,
+    check_flags,
+    check_window,
+)
 from attnlab.models.user_layer import load_layer_class
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, RMSNorm, StaticKVCache
 from attnlab.nn.embedding import embed_tokens
@@ -303,6 +308,7 @@ class Llama(nn.Module):
                 f"attention_mask must have shape (B, T_cached + T) = ({B}, {end}); got "
                 f"{tuple(attention_mask.shape)}"
             )
+        check_attention_mask(attention_mask)
         real = attention_mask.to(device=input_ids.device, dtype=torch.bool)  # (B, end)
         # Position of each token among its row's real tokens (padding gets 0; unused).
         positions = (real.long().cumsum(dim=-1) - 1).clamp(min=0)  # (B, end)
