@@ -157,6 +157,10 @@ OUR_OWN = [
     (["train", "digits", "--patch-size", "16"], "patch_size must be at most 8; got 16"),
     (["train", "shakespeare", "--activation", "swish"], "activation must be one of gelu"),
     (["train", "translate-small", "--direction", "de-en"], "direction must be en-fr or fr-en"),
+    # accepted up to 100,000 before: a model that never ends a sentence decoded max_tokens + 1
+    # tokens for each test sentence, each step attending over all of them
+    (["train", "translate", "--max-tokens", "100000"], "max_tokens must be at most 1,024"),
+    (["train", "translate-small", "--max-tokens", BIG], "max_tokens must be at most 1,024"),
     (
         [
             "train",

@@ -233,6 +233,14 @@ class ShakespeareConfig:
                 )
 
 
+# The most --max-tokens: the longest pair, in subword tokens a side, that translation keeps.
+# max_tokens is also the model's max_len - 2 and the most tokens decoded (max_tokens + 1) for
+# each test sentence that a model never ends. eng-fra's longest sentence has 360 characters,
+# so no pair is longer even at bpe_vocab=100 (about a token a character): a larger value
+# keeps no more data, it only lets an unfinished model decode longer.
+MAX_TOKENS = 1024
+
+
 @dataclass
 class TranslateConfig:
     """Data and model hyperparameters of the translation tasks. ``size.layers`` is N, the
@@ -247,7 +255,7 @@ class TranslateConfig:
         8000, "size of the shared BPE vocabulary of both languages", low=100, high=1_000_000
     )
     max_tokens: int = option(
-        48, "drop pairs longer than this many subword tokens a side", low=2, high=100_000
+        48, "drop pairs longer than this many subword tokens a side", low=2, high=MAX_TOKENS
     )
     size: ModelSize = size(layers=3, d_model=256, heads=8, d_ff=1024, dropout=0.1)
     norm_first: bool = option(False, "pre-LN layers instead of the paper's post-LN")
@@ -272,7 +280,7 @@ class TranslateSmallConfig(TranslateConfig):
         2000, "size of the shared BPE vocabulary of both languages", low=100, high=1_000_000
     )
     max_tokens: int = option(
-        32, "drop pairs longer than this many subword tokens a side", low=2, high=100_000
+        32, "drop pairs longer than this many subword tokens a side", low=2, high=MAX_TOKENS
     )
     size: ModelSize = size(layers=3, d_model=256, heads=4, d_ff=512, dropout=0.1)
     norm_first: bool = option(
