@@ -12,6 +12,7 @@ from attnlab.nn import (
     padding_mask,
 )
 from attnlab.nn.layers import residual
+from attnlab.nn.spec import MAX_LAYERS
 
 
 @pytest.mark.parametrize(
@@ -87,6 +88,18 @@ def test_layers_reject_bad_input():
         layer(torch.randn(5, 16))
     with pytest.raises(ValueError, match="activation"):
         FeedForward(8, 16, activation="tanh")
+
+
+def test_a_layer_count_too_large_for_any_machine_is_refused_before_building():
+    # built layer after layer until the memory ran out (MemoryError, or the OOM killer)
+    message = f"must be at most {MAX_LAYERS:,} layers; got 1,000,000,000,000"
+    with pytest.raises(ValueError, match=f"num_layers {message}"):
+        TransformerEncoder(10**12, 8, 2, 16)
+    with pytest.raises(ValueError, match=f"num_layers {message}"):
+        TransformerDecoder(10**12, 8, 2, 16)
+    with pytest.raises(ValueError, match=f"num_encoder_layers {message}"):
+        Transformer(8, 2, num_encoder_layers=10**12, num_decoder_layers=1, d_ff=16)
+    assert len(TransformerEncoder(0, 8, 2, 16).layers) == 0  # the lower bound is fine
 
 
 @pytest.mark.parametrize("num_layers", [-1, 2.0, True])

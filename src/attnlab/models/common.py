@@ -19,13 +19,9 @@ from attnlab.nn import (
     SinusoidalPositionalEncoding,
     TransformerEncoder,
 )
-from attnlab.nn.spec import MAX_D_FF, MAX_D_MODEL
+from attnlab.nn.spec import MAX_D_FF, MAX_D_MODEL, MAX_LAYERS
 from attnlab.nn.torch_twin import TorchTransformerEncoder
 
-# The most layers a config may stack (attnlab.options.MAX_LAYERS, which models may not
-# import): each layer is a Python object, so a typo such as 10**9 would take hours and all the
-# memory to build, even on the meta device.
-MAX_LAYERS = 10_000
 # The most entries of a vocabulary, classes of a head or input features: the largest
 # published vocabularies hold about 262,000 tokens; 10**12 is a typo, a table of terabytes.
 MAX_ENTRIES = 2**24

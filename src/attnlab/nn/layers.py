@@ -15,7 +15,7 @@ from attnlab.nn.attention import KVCache, MultiHeadAttention
 from attnlab.nn.dropout import Dropout
 from attnlab.nn.linear import Linear
 from attnlab.nn.normalization import norm_layer
-from attnlab.nn.spec import Activation, BlockSpec, check_whole_number, spec_or_keywords
+from attnlab.nn.spec import Activation, BlockSpec, check_layer_count, spec_or_keywords
 from attnlab.nn.static_cache import StaticKVCache
 
 # Without autograd, the activation overwrites the first linear layer's fresh output in place:
@@ -243,7 +243,7 @@ class TransformerEncoder(nn.Module):
         spec: BlockSpec | None = None,
     ):
         super().__init__()
-        check_whole_number("num_layers", num_layers)
+        check_layer_count("num_layers", num_layers)
         spec = spec_or_keywords(
             spec,
             "TransformerEncoder",
@@ -433,7 +433,7 @@ class TransformerDecoder(nn.Module):
         spec: BlockSpec | None = None,
     ):
         super().__init__()
-        check_whole_number("num_layers", num_layers)
+        check_layer_count("num_layers", num_layers)
         spec = spec_or_keywords(
             spec,
             "TransformerDecoder",

@@ -33,6 +33,9 @@ NORMS: tuple[str, ...] = ("layernorm", "rmsnorm")
 # The same bounds as the task configs' ModelSize (attnlab.configs).
 MAX_D_MODEL = 65_536
 MAX_D_FF = 262_144
+# The most layers a stack may hold. Each is a Python object, so a typo such as 10**12 would
+# build layers for hours, until the memory ran out. The models' configs share the bound.
+MAX_LAYERS = 10_000
 
 
 def check_whole_number(name: str, value: object, low: int = 0) -> None:
@@ -41,6 +44,14 @@ def check_whole_number(name: str, value: object, low: int = 0) -> None:
     included). ``range`` would build nothing for a negative count, and fail on a float."""
     if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)) or value < low:
         raise ValueError(f"{name} must be a whole number >= {low}; got {value!r}")
+
+
+def check_layer_count(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a whole number of layers in
+    ``[0, MAX_LAYERS]``, naming the argument ``name``."""
+    check_whole_number(name, value)
+    if isinstance(value, int) and value > MAX_LAYERS:
+        raise ValueError(f"{name} must be at most {MAX_LAYERS:,} layers; got {value:,}")
 
 
 def _spec_field(

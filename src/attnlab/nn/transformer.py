@@ -17,7 +17,7 @@ from attnlab.nn.layers import (
     TransformerDecoder,
     TransformerEncoder,
 )
-from attnlab.nn.spec import Activation, BlockSpec, check_whole_number, spec_or_keywords
+from attnlab.nn.spec import Activation, BlockSpec, check_layer_count, spec_or_keywords
 
 
 class Transformer(nn.Module):
@@ -58,8 +58,8 @@ class Transformer(nn.Module):
         custom_decoder: nn.Module | None = None,
     ):
         super().__init__()
-        check_whole_number("num_encoder_layers", num_encoder_layers)
-        check_whole_number("num_decoder_layers", num_decoder_layers)
+        check_layer_count("num_encoder_layers", num_encoder_layers)
+        check_layer_count("num_decoder_layers", num_decoder_layers)
         spec = spec_or_keywords(
             spec,
             "Transformer",
