@@ -2,10 +2,13 @@ import pytest
 import torch
 
 from attnlab.models import (
+    GPT,
+    Bert,
     BertConfig,
     GPTConfig,
     GRUClassifier,
     GRUClassifierConfig,
+    Llama,
     LlamaConfig,
     Seq2SeqConfig,
     Seq2SeqTransformer,
@@ -239,6 +242,25 @@ def test_sequence_classifier_names_tokens_of_the_wrong_rank():
         model(torch.ones(1, 2, 3, dtype=torch.long))  # "too many values to unpack" before
 
 
+TOKEN_MODELS = {
+    "gpt": lambda: GPT(gpt()),
+    "bert": lambda: Bert(BertConfig(vocab_size=20, hidden_size=8, num_attention_heads=2)),
+    "llama": lambda: Llama(
+        LlamaConfig(vocab_size=20, hidden_size=8, num_attention_heads=2, num_hidden_layers=1)
+    ),
+    "classifier": lambda: SequenceClassifier(classifier(d_model=8, num_heads=2)),
+    "gru": lambda: gru(),
+    "seq2seq encoder": lambda: Seq2SeqTransformer(seq2seq(num_heads=2)).encode,
+}
+
+
+@pytest.mark.parametrize("make", TOKEN_MODELS.values(), ids=TOKEN_MODELS.keys())
+def test_token_ids_given_as_a_list_are_named_not_an_attribute_error(make):
+    # AttributeError "'list' object has no attribute 'dim'" before
+    with pytest.raises(TypeError, match=r"(input_ids|tokens) must be a tensor of token ids"):
+        make()([[1, 2, 3]])
+
+
 def test_shift_right_puts_bos_first_and_drops_the_last_token():
     model = Seq2SeqTransformer(seq2seq(num_heads=2, bos_id=1))
     tgt = torch.tensor([[5, 6, 2], [7, 2, 0]])
@@ -246,19 +268,19 @@ def test_shift_right_puts_bos_first_and_drops_the_last_token():
 
 
 @pytest.mark.parametrize(
-    "tgt, message",
+    "tgt, error, message",
     [
-        (torch.tensor([5, 6, 2]), r"tgt must be target ids of shape \(B, T\); got \(3,\)"),
-        (torch.ones(1, 2, 3, dtype=torch.long), r"shape \(B, T\); got \(1, 2, 3\)"),
-        ([[5, 6, 2]], r"tgt must be target ids of shape \(B, T\); got list"),
-        (torch.tensor([[5.0, 6.0]]), "tgt must be integer token ids .*torch.float32"),
+        (torch.tensor([5, 6, 2]), ValueError, r"tgt must have shape \(B, T\); got \(3,\)"),
+        (torch.ones(1, 2, 3, dtype=torch.long), ValueError, r"\(B, T\); got \(1, 2, 3\)"),
+        ([[5, 6, 2]], TypeError, r"tgt must be a tensor of token ids \(B, T\); got list"),
+        (torch.tensor([[5.0, 6.0]]), ValueError, "tgt must be integer token ids .*float32"),
     ],
 )
-def test_shift_right_names_a_target_that_is_not_a_batch_of_ids(tgt, message):
-    # IndexError "too many indices for tensor of dimension 1" for one sentence before; a
-    # float target came back as floats with bos_id in front
+def test_shift_right_names_a_target_that_is_not_a_batch_of_ids(tgt, error, message):
+    # IndexError "too many indices for tensor of dimension 1" for one sentence before, and
+    # AttributeError for a list; a float target came back as floats with bos_id in front
     model = Seq2SeqTransformer(seq2seq(num_heads=2))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         model.shift_right(tgt)
 
 

@@ -232,3 +232,14 @@ def test_rotary_positions_of_the_wrong_shape_are_named(shape):
     expected = f"positions must have shape (T,) = (3,) or (B, T) = (2, 3); got {shape}"
     with pytest.raises(ValueError, match=re.escape(expected)):
         mha(torch.randn(2, 3, 8), positions=positions)
+
+
+def test_multi_head_attention_names_an_input_that_is_not_a_float_tensor():
+    # AttributeError for a list, and for ids the message points to the embedding
+    mha = MultiHeadAttention(d_model=8, num_heads=2)
+    with pytest.raises(TypeError, match="x must be a tensor .*got list"):
+        mha([[[0.0] * 8]])
+    with pytest.raises(TypeError, match="memory must be a tensor .*got list"):
+        mha(torch.zeros(1, 2, 8), [[[0.0] * 8]])
+    with pytest.raises(ValueError, match="token ids go through an embedding first"):
+        mha(torch.zeros(1, 2, 8, dtype=torch.long))

@@ -122,3 +122,9 @@ def test_8_bit_images_are_named_with_the_conversion():
     # "mat1 and mat2 must have the same dtype, but got Byte and Float" before
     with pytest.raises(ValueError, match=r"images must be a float tensor .*got dtype torch.uint8"):
         PatchEmbedding(8, 4, 1, 16)(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+
+
+def test_images_that_are_not_a_tensor_are_named():
+    # AttributeError "'list' object has no attribute 'dim'" before
+    with pytest.raises(TypeError, match="images must be a tensor .*got list"):
+        PatchEmbedding(8, 4, 1, 16)([[0.0] * 8] * 8)

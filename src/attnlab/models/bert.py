@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from attnlab.models.common import check_attention_mask, check_counts, check_token_ids
 from attnlab.nn import BlockSpec, LearnedPositionalEncoding, TransformerEncoder
 from attnlab.nn.dropout import Dropout
-from attnlab.nn.embedding import check_table, embed_tokens
+from attnlab.nn.embedding import check_table, check_token_batch, embed_tokens
 
 # Hugging Face ``hidden_act`` names -> attnlab activation names (only the same functions).
 _HF_ACTIVATIONS = {
@@ -216,8 +216,7 @@ class Bert(nn.Module):
         token_type_ids: Tensor | None = None,
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (B, T); got {tuple(input_ids.shape)}")
+        check_token_batch(input_ids, "input_ids")
         if token_type_ids is not None and token_type_ids.shape != input_ids.shape:
             raise ValueError(
                 f"token_type_ids {tuple(token_type_ids.shape)} must have the shape of "

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from attnlab.models.common import check_counts, check_window
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, LearnedPositionalEncoding, StaticKVCache
-from attnlab.nn.embedding import check_table, embed_tokens
+from attnlab.nn.embedding import check_table, check_token_batch, embed_tokens
 from attnlab.nn.linear import linear
 
 
@@ -154,8 +154,7 @@ class GPT(nn.Module):
         cache: list[KVCache] | list[StaticKVCache] | None = None,
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (B, T); got {tuple(input_ids.shape)}")
+        check_token_batch(input_ids, "input_ids")
         if cache is not None and len(cache) != len(self.layers):
             raise ValueError(f"cache has {len(cache)} layers; the model has {len(self.layers)}")
         tokens = embed_tokens(self.token_embedding, input_ids, "input_ids")  # (B, T, d_model)

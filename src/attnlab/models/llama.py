@@ -39,7 +39,7 @@ from attnlab.models.common import (
 )
 from attnlab.models.user_layer import load_layer_class
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, RMSNorm, StaticKVCache
-from attnlab.nn.embedding import embed_tokens
+from attnlab.nn.embedding import check_token_batch, embed_tokens
 from attnlab.nn.linear import Linear, linear
 
 
@@ -283,8 +283,7 @@ class Llama(nn.Module):
         self, input_ids: Tensor, cache: list[KVCache] | list[StaticKVCache] | None
     ) -> int:
         """The position of ``input_ids[:, 0]``, after checking the shapes and the window."""
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (B, T); got {tuple(input_ids.shape)}")
+        check_token_batch(input_ids, "input_ids")
         if cache is not None and len(cache) != len(self.layers):
             raise ValueError(f"cache has {len(cache)} layers; the model has {len(self.layers)}")
         start = len(cache[0]) if cache else 0

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from attnlab.models.common import check_counts, check_flags, check_token_ids
-from attnlab.nn.embedding import embed_tokens
+from attnlab.nn.embedding import check_token_batch, embed_tokens
 
 
 @dataclass
@@ -67,8 +67,7 @@ class GRUClassifier(nn.Module):
         self.head = nn.Linear(directions * config.hidden, config.num_classes)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must have shape (B, T); got {tuple(tokens.shape)}")
+        check_token_batch(tokens)
         B, T = tokens.shape
         if T == 0:  # no position at all: as a row of padding only, one padding token
             tokens = tokens.new_full((B, 1), self.config.pad_id)  # (B, 1)

@@ -17,7 +17,7 @@ from attnlab.models.common import (
     user_decoder_from_config,
 )
 from attnlab.nn import BlockSpec, DecoderLayerCache, TokenEmbedding, Transformer, padding_mask
-from attnlab.nn.embedding import check_table
+from attnlab.nn.embedding import check_table, check_token_batch
 from attnlab.nn.linear import Linear, linear
 
 
@@ -129,11 +129,9 @@ class Seq2SeqTransformer(nn.Module):
     def shift_right(self, tgt: Tensor) -> Tensor:
         """Decoder input for target ``tgt (B, T)``: ``bos_id`` then ``tgt[:, :-1]`` (B, T).
 
-        Raises ``ValueError`` unless ``tgt`` is a ``(B, T)`` tensor of integer ids (a single
-        sentence is ``(1, T)``: ``tgt[None]``)."""
-        if not isinstance(tgt, Tensor) or tgt.dim() != 2:
-            shape = tuple(tgt.shape) if isinstance(tgt, Tensor) else type(tgt).__name__
-            raise ValueError(f"tgt must be target ids of shape (B, T); got {shape}")
+        Raises ``TypeError`` unless ``tgt`` is a tensor, ``ValueError`` unless it holds
+        ``(B, T)`` integer ids (a single sentence is ``(1, T)``: ``tgt[None]``)."""
+        check_token_batch(tgt, "tgt")
         if tgt.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"tgt must be integer token ids (torch.long); got dtype {tgt.dtype}")
         bos = tgt.new_full((tgt.size(0), 1), self.config.bos_id)  # (B, 1)

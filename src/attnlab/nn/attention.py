@@ -481,6 +481,8 @@ class MultiHeadAttention(nn.Module):
 
     def _check_input(self, name: str, t: Tensor) -> tuple[int, int]:
         """``(B, T)`` of ``t``, after checking that it is a float ``(B, T, d_model)`` tensor."""
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a tensor (B, T, d_model); got {type(t).__name__}")
         if t.dim() != 3 or t.size(-1) != self.d_model:
             raise ValueError(
                 f"{name} must have shape (B, T, d_model={self.d_model}); got {tuple(t.shape)}"

@@ -31,6 +31,19 @@ def check_table(max_len: int, d_model: int, name: str = "max_len") -> None:
         )
 
 
+def check_token_batch(ids: object, name: str = "tokens") -> None:
+    """Raise ``TypeError`` unless ``ids`` is a tensor, ``ValueError`` unless it is
+    ``(B, T)``: the first check of a model's token input, named ``name`` in the message (a
+    list of ids otherwise failed with "'list' object has no attribute 'dim'")."""
+    if not isinstance(ids, Tensor):
+        raise TypeError(
+            f"{name} must be a tensor of token ids (B, T); got {type(ids).__name__} (make one "
+            "with torch.tensor)"
+        )
+    if ids.dim() != 2:
+        raise ValueError(f"{name} must have shape (B, T); got {tuple(ids.shape)}")
+
+
 def embed_tokens(embedding: nn.Embedding, ids: Tensor, name: str = "tokens") -> Tensor:
     """``embedding(ids)``: integer ids ``(...)`` -> vectors ``(..., embedding_dim)``, with one
     ``ValueError`` naming ``name`` for ids that are not integers or not in ``[0, vocab)``.
@@ -87,8 +100,7 @@ class TokenEmbedding(nn.Module):
         return self.embedding.weight
 
     def forward(self, tokens: Tensor) -> Tensor:
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must have shape (B, T); got {tuple(tokens.shape)}")
+        check_token_batch(tokens)
         return embed_tokens(self.embedding, tokens) * math.sqrt(self.d_model)  # (B, T, d_model)
 
 
@@ -244,6 +256,8 @@ class PatchEmbedding(nn.Module):
 
     def patches(self, images: Tensor) -> Tensor:
         """The flattened patches ``x_p``: ``(B, C, H, W)`` -> ``(B, N, P * P * C)``."""
+        if not isinstance(images, Tensor):
+            raise TypeError(f"images must be a tensor (B, C, H, W); got {type(images).__name__}")
         expected = (self.in_channels, *self.image_size)
         if images.dim() != 4 or tuple(images.shape[1:]) != expected:
             raise ValueError(
