@@ -218,7 +218,8 @@ def test_positions_beyond_the_context_are_refused(pair):
     with pytest.raises(ValueError, match="positions 60..64"):
         model(torch.zeros(1, 5, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match=r"attention_mask must have shape .* = \(1, 61\)"):
-        model(torch.zeros(1, 1, dtype=torch.long), cache=cache, attention_mask=torch.ones(1, 1))
+        one = torch.ones(1, 1, dtype=torch.long)
+        model(torch.zeros(1, 1, dtype=torch.long), cache=cache, attention_mask=one)
 
 
 @pytest.mark.parametrize(
@@ -290,6 +291,8 @@ def test_a_float_attention_mask_is_refused_not_read_backwards():
         torch.ones(1, 3, dtype=torch.long), attention_mask=torch.tensor([[0, 1, 1]]).bool()
     )
     torch.testing.assert_close(as_int, as_bool)
+    with pytest.raises(TypeError, match="attention_mask must be a tensor .*got list"):
+        model(torch.ones(1, 3, dtype=torch.long), attention_mask=[[0, 1, 1]])
 
 
 def test_input_ids_beyond_the_vocabulary_are_named_not_an_index_error():

@@ -261,6 +261,25 @@ def test_token_ids_given_as_a_list_are_named_not_an_attribute_error(make):
         make()([[1, 2, 3]])
 
 
+def test_a_token_predictor_names_input_that_is_not_a_tensor():
+    # AttributeError "'list' object has no attribute 'dim'" before
+    model = TokenPredictor(TokenPredictorConfig(num_classes=2, input_dim=3, d_model=8, num_heads=2))
+    with pytest.raises(TypeError, match="x must be a tensor of token ids or features; got list"):
+        model([[[0.0, 1.0, 2.0]]])
+
+
+def test_seq2seq_decode_names_an_empty_cache_list():
+    # IndexError "list index out of range" (cache[0]) before; make_cache() gives one per layer
+    model = Seq2SeqTransformer(seq2seq(num_heads=2, num_decoder_layers=2)).eval()
+    src = torch.tensor([[3, 4, 5]])
+    memory, src_mask = model.encode(src)
+    tgt_in = torch.tensor([[1]])
+    with pytest.raises(ValueError, match="cache has 0 layers; the decoder has 2"):
+        model.decode(tgt_in, memory, src_mask, cache=[])
+    cached = model.decode(tgt_in, memory, src_mask, cache=model.make_cache())
+    torch.testing.assert_close(cached, model.decode(tgt_in, memory, src_mask))
+
+
 def test_shift_right_puts_bos_first_and_drops_the_last_token():
     model = Seq2SeqTransformer(seq2seq(num_heads=2, bos_id=1))
     tgt = torch.tensor([[5, 6, 2], [7, 2, 0]])

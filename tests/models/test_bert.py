@@ -82,6 +82,17 @@ def test_a_float_attention_mask_is_refused_not_read_backwards(mask):
         mean_pool(torch.randn(2, 7, 32), mask)
 
 
+def test_a_mask_or_token_types_given_as_lists_are_named():
+    # AttributeError "'list' object has no attribute 'shape'" before (a tokenizer's output
+    # without return_tensors="pt")
+    model = Bert(small_config()).eval()
+    ids = torch.randint(1, 50, (1, 3))
+    with pytest.raises(TypeError, match="attention_mask must be a tensor .*got list"):
+        model(ids, attention_mask=[[1, 1, 1]])
+    with pytest.raises(TypeError, match="token_type_ids must be a tensor of token ids"):
+        model(ids, token_type_ids=[[0, 0, 0]])
+
+
 def test_fused_and_written_out_attention_paths_agree():
     model = Bert(small_config()).eval()
     ids = torch.randint(1, 50, (3, 9))

@@ -217,11 +217,13 @@ class Bert(nn.Module):
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         check_token_batch(input_ids, "input_ids")
-        if token_type_ids is not None and token_type_ids.shape != input_ids.shape:
-            raise ValueError(
-                f"token_type_ids {tuple(token_type_ids.shape)} must have the shape of "
-                f"input_ids {tuple(input_ids.shape)}"
-            )
+        if token_type_ids is not None:
+            check_token_batch(token_type_ids, "token_type_ids")
+            if token_type_ids.shape != input_ids.shape:
+                raise ValueError(
+                    f"token_type_ids {tuple(token_type_ids.shape)} must have the shape of "
+                    f"input_ids {tuple(input_ids.shape)}"
+                )
         mask = key_padding_mask(attention_mask, input_ids.shape)
         if mask is not None and bool(mask.all()):
             mask = None  # no padding: SDPA can then pick its mask-free kernel

@@ -89,10 +89,15 @@ def check_window(start: int, length: int, window: int, field: str) -> None:
 
 
 def check_attention_mask(attention_mask: Tensor) -> None:
-    """Raise ``ValueError`` unless a Hugging Face style ``attention_mask`` (1 = real token,
-    0 = padding) is bool or integer. A float one is ambiguous: an additive mask (0 = attend,
-    -inf or -10000 = padding) read as 0/1 would hide the real tokens and show the padding,
-    and 0.5 would count as real. A dtype check: it reads no values, so no device wait."""
+    """Raise ``TypeError`` unless a Hugging Face style ``attention_mask`` (1 = real token,
+    0 = padding) is a tensor, and ``ValueError`` unless it is bool or integer. A float one is
+    ambiguous: an additive mask (0 = attend, -inf or -10000 = padding) read as 0/1 would hide
+    the real tokens and show the padding, and 0.5 would count as real. A dtype check: it
+    reads no values, so no device wait."""
+    if not isinstance(attention_mask, Tensor):
+        raise TypeError(
+            f"attention_mask must be a tensor (1 = real token); got {type(attention_mask).__name__}"
+        )
     if attention_mask.is_floating_point() or attention_mask.is_complex():
         raise ValueError(
             "attention_mask must be bool or integer (1 = real token, 0 = padding); got "

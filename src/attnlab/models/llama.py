@@ -301,13 +301,13 @@ class Llama(nn.Module):
         ones are not real tokens); ``(None, None)`` without ``attention_mask``."""
         if attention_mask is None:
             return None, None
+        check_attention_mask(attention_mask)
         B, end = input_ids.size(0), start + input_ids.size(1)
         if tuple(attention_mask.shape) != (B, end):
             raise ValueError(
                 f"attention_mask must have shape (B, T_cached + T) = ({B}, {end}); got "
                 f"{tuple(attention_mask.shape)}"
             )
-        check_attention_mask(attention_mask)
         real = attention_mask.to(device=input_ids.device, dtype=torch.bool)  # (B, end)
         # Position of each token among its row's real tokens (padding gets 0; unused).
         positions = (real.long().cumsum(dim=-1) - 1).clamp(min=0)  # (B, end)

@@ -88,6 +88,8 @@ class TokenPredictor(nn.Module):
         """Embedded inputs plus positions ``(B, T, d_model)``; features are checked here (the
         token embedding checks token ids itself)."""
         d = self.config.input_dim
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a tensor of token ids or features; got {type(x).__name__}")
         if d is not None and (x.dim() != 3 or x.size(-1) != d or not x.is_floating_point()):
             raise ValueError(
                 f"features must be a float tensor of shape (B, T, input_dim={d}); got "

@@ -170,7 +170,7 @@ class Seq2SeqTransformer(nn.Module):
         without padding. ``last_only=True`` projects only the last position,
         ``(B, 1, tgt_vocab_size)``: all a decoding step needs.
         """
-        offset = 0 if cache is None else len(cache[0].self_attn)
+        offset = len(cache[0].self_attn) if cache else 0  # the decoder checks the cache's length
         y = self.tgt_positions(self.tgt_embed(tgt_in), offset=offset)  # (B, T, d_model)
         decoded = self.transformer.decode(
             y,
