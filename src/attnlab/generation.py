@@ -313,8 +313,8 @@ def greedy_search(
         ``eos_id`` (included) and padded with ``pad_id`` after it; with ``return_logits`` also
         the logits ``(B, T, vocab)`` of each step.
     """
+    _check_source(model, src)  # first: a model given in the wrong place has no config
     c = model.config
-    _check_source(model, src)
     limit = _max_new_tokens(model, src, max_new_tokens)
     stepper = _Seq2SeqStepper(model, src, use_cache)
     ids = src.new_full((src.size(0), 1), c.bos_id)  # (B, 1)

@@ -247,6 +247,13 @@ def test_a_language_model_given_to_a_search_is_pointed_to_generate(search):
         search(model.eval(), torch.tensor([[3, 4]]))
 
 
+@pytest.mark.parametrize("search", [greedy_search, beam_search])
+def test_the_source_and_the_model_swapped_are_named(search):
+    # greedy_search raised AttributeError "'Tensor' object has no attribute 'config'"
+    with pytest.raises(InputError, match="decode an encoder-decoder .*got a Tensor"):
+        search(_sources(), _model())
+
+
 def test_a_beam_beyond_the_largest_is_refused_before_anything_is_allocated():
     # beam_size=10**9 copied the source a billion times over (the machine ran out of memory).
     with pytest.raises(InputError, match="beam size must be in 1 .. 1,000; got 1000000000"):
