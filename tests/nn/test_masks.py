@@ -142,3 +142,18 @@ def test_padding_mask_of_something_not_a_tensor_says_so(value):
     # AttributeError "'list' object has no attribute 'dim'" before
     with pytest.raises(TypeError, match="padding_mask expects a tensor of lengths"):
         padding_mask(value)
+
+
+def test_a_mask_that_is_not_a_tensor_is_named():
+    # AttributeError "'bool' object has no attribute 'dtype'" before, from every entry point
+    from attnlab.nn import MultiHeadAttention, scaled_dot_product_attention
+
+    x, q = torch.zeros(1, 3, 8), torch.zeros(1, 2, 3, 4)
+    with pytest.raises(TypeError, match="mask must be a bool tensor .*got bool .*is_causal=True"):
+        MultiHeadAttention(8, 2)(x, mask=True)
+    with pytest.raises(TypeError, match="mask must be a bool tensor .*got list"):
+        scaled_dot_product_attention(q, q, q, mask=[[True] * 3] * 3)
+    with pytest.raises(TypeError, match="each mask must be a bool tensor .*got int"):
+        combine_masks(causal_mask(3), 1)
+    with pytest.raises(ValueError, match="each mask must be a bool tensor .*torch.float32"):
+        combine_masks(causal_mask(3), torch.ones(3, 3))

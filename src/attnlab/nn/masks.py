@@ -141,8 +141,7 @@ def combine_masks(*masks: Tensor | None) -> Tensor | None:
     for mask in masks:
         if mask is None:
             continue
-        if mask.dtype != torch.bool:
-            raise ValueError(f"masks must be bool (True = may attend); got {mask.dtype}")
+        require_bool_mask(mask, "each mask")
         if result is None:
             result = mask
         else:
@@ -159,8 +158,14 @@ def require_bool_mask(mask: Tensor, name: str = "attention mask") -> None:
 
     A float 0/1 mask would not fail on its own: ``F.scaled_dot_product_attention`` *adds* a
     float mask to the scores, so that it masks nothing; ``~`` of a float mask fails deep in
-    torch. ``name`` is the argument named in the message.
+    torch. ``name`` is the argument named in the message. Something other than a tensor
+    (``mask=True`` meant as ``is_causal=True``, a list) raises ``TypeError``.
     """
+    if not isinstance(mask, Tensor):
+        raise TypeError(
+            f"{name} must be a bool tensor (True = may attend); got {type(mask).__name__} "
+            "(for a causal mask pass is_causal=True, or build one with attnlab.nn.causal_mask)"
+        )
     if mask.dtype != torch.bool:
         raise ValueError(
             f"{name} must be a bool tensor (True = may attend); got dtype {mask.dtype}. "
