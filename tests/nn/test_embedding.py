@@ -128,6 +128,8 @@ def test_sinusoidal_table_refuses_sizes_it_cannot_build():
         sinusoidal_table(-1, 8)
     with pytest.raises(ValueError, match=r"max_len must be at most 1,048,576 .*\(a table of"):
         sinusoidal_table(10**9, 8)
+    with pytest.raises(ValueError, match="d_model must be at most 65,536; got 1,000,000,000,000"):
+        sinusoidal_table(4, 10**12)  # the allocator's RuntimeError (4 TB) before
 
 
 @pytest.mark.parametrize(
@@ -137,6 +139,9 @@ def test_sinusoidal_table_refuses_sizes_it_cannot_build():
         ((-1, 8), "vocab_size must be a whole number >= 1; got -1"),
         ((5, 8, 10), r"padding_idx must be None or an id in \[0, vocab_size=5\); got 10"),
         ((5, 8, 1.5), r"padding_idx must be None or an id in \[0, vocab_size=5\); got 1.5"),
+        # a RuntimeError of the allocator (32 TB, 40 TB) before, or the OOM killer
+        ((10**12, 8), "vocab_size must be at most 16,777,216; got 1,000,000,000,000"),
+        ((5, 10**12), "d_model must be at most 65,536; got 1,000,000,000,000"),
     ],
 )
 def test_token_embedding_refuses_sizes_it_cannot_build(args, message):

@@ -294,6 +294,8 @@ def test_rms_norm_equals_a_hand_computation(eps):
 def test_rms_norm_refuses_a_bad_width_or_eps_and_an_input_of_another_width():
     with pytest.raises(ValueError, match="d_model must be a whole number >= 1; got 0"):
         RMSNorm(0)
+    with pytest.raises(ValueError, match="d_model must be at most 65,536; got 1,000,000,000,0"):
+        RMSNorm(10**12)  # the allocator's RuntimeError (4 TB) before
     with pytest.raises(ValueError, match="eps must be a finite number >= 0; got nan"):
         RMSNorm(8, eps=float("nan"))
     with pytest.raises(
@@ -388,3 +390,16 @@ def test_rotary_embedding_refuses_a_base_that_gives_no_frequencies(base):
     # base 0 or nan was accepted, and every rotated query and key came out nan
     with pytest.raises(ValueError, match="base must be a finite number >= 1; got"):
         RotaryEmbedding(8, base=base)
+
+
+@pytest.mark.parametrize(
+    "d_head, message",
+    [
+        (-2, "d_head must be a whole number >= 1; got -2"),  # built, with no frequencies
+        (None, "d_head must be a whole number >= 1; got None"),  # TypeError from % before
+        (2 * 10**12, "d_head must be at most 65,536; got 2,000,000,000,000"),  # 4 TB of arange
+    ],
+)
+def test_rotary_embedding_refuses_a_head_width_it_cannot_build(d_head, message):
+    with pytest.raises(ValueError, match=message):
+        RotaryEmbedding(d_head)

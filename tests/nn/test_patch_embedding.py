@@ -97,6 +97,9 @@ def test_image_size_not_divisible_by_patch_size(image_size, patch_size, message)
         ((8, 2, 0, 8), "in_channels must be a whole number >= 1; got 0"),  # was built
         ((8, 2, 1, 0), "d_model must be a whole number >= 1; got 0"),  # was built
         ((8, 2.0, 1, 8), "patch_size must be a whole number >= 1; got 2.0"),  # torch's TypeError
+        # the allocator's RuntimeError (64 TB, 64 TB) before
+        ((8, 2, 1, 10**12), "d_model must be at most 65,536; got 1,000,000,000,000"),
+        ((8, 2, 10**12, 8), r"patch_size\*\*2 \* in_channels .* at most 262,144; got 4,0"),
     ],
 )
 def test_patch_embedding_refuses_sizes_it_cannot_build(args, message):

@@ -19,12 +19,9 @@ from attnlab.nn import (
     SinusoidalPositionalEncoding,
     TransformerEncoder,
 )
-from attnlab.nn.spec import MAX_D_FF, MAX_D_MODEL, MAX_LAYERS
+from attnlab.nn.spec import MAX_D_FF, MAX_D_MODEL, MAX_ENTRIES, MAX_LAYERS
 from attnlab.nn.torch_twin import TorchTransformerEncoder
 
-# The most entries of a vocabulary, classes of a head or input features: the largest
-# published vocabularies hold about 262,000 tokens; 10**12 is a typo, a table of terabytes.
-MAX_ENTRIES = 2**24
 # The largest value of each config field that counts layers, entries or widths (the widths of
 # the blocks themselves are BlockSpec's to check): beyond it the field is a typo, refused
 # before anything is allocated.

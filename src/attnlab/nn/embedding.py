@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.nn.dropout import Dropout
-from attnlab.nn.spec import check_whole_number
+from attnlab.nn.spec import MAX_D_FF, MAX_ENTRIES, check_whole_number, check_width
 
 # The most positions a position table may hold. Beyond it a max_len is a typo: 2^20 positions
 # of width 1024 are 4 GiB of float32, and attention over them would need a (2^20)^2 matrix of
@@ -22,7 +22,7 @@ def check_table(max_len: int, d_model: int, name: str = "max_len") -> None:
     ``0 <= max_len <= MAX_POSITIONS`` and ``d_model >= 1`` (checked before allocating).
     ``name`` is the config's name for ``max_len`` (e.g. ``block_size``)."""
     check_whole_number(name, max_len, 0)
-    check_whole_number("d_model", d_model, 1)
+    check_width("d_model", d_model)
     if max_len > MAX_POSITIONS:
         gib = max_len * d_model * 4 / 2**30
         raise ValueError(
@@ -76,8 +76,8 @@ class TokenEmbedding(nn.Module):
 
     def __init__(self, vocab_size: int, d_model: int, padding_idx: int | None = None):
         super().__init__()
-        check_whole_number("vocab_size", vocab_size, 1)
-        check_whole_number("d_model", d_model, 1)
+        check_width("vocab_size", vocab_size, MAX_ENTRIES)
+        check_width("d_model", d_model)
         if padding_idx is not None and (
             isinstance(padding_idx, bool)
             or not isinstance(padding_idx, int)
@@ -238,8 +238,14 @@ class PatchEmbedding(nn.Module):
         super().__init__()
         H, W = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         sizes = {"image height": H, "image width": W, "patch_size": patch_size}
-        for name, value in {**sizes, "in_channels": in_channels, "d_model": d_model}.items():
+        for name, value in {**sizes, "in_channels": in_channels}.items():
             check_whole_number(name, value, 1)
+        check_width("d_model", d_model)
+        check_width(
+            "patch_size**2 * in_channels (the values of a patch)",
+            patch_size**2 * in_channels,
+            MAX_D_FF,
+        )
         if H % patch_size or W % patch_size:
             raise ValueError(
                 f"image size {H}x{W} is not divisible by the patch size {patch_size}: "

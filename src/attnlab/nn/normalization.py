@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from attnlab.nn.spec import BlockSpec, check_whole_number
+from attnlab.nn.spec import BlockSpec, check_width
 
 
 class RMSNorm(nn.Module):
@@ -32,7 +32,7 @@ class RMSNorm(nn.Module):
 
     def __init__(self, d_model: int, eps: float = 1e-6):
         super().__init__()
-        check_whole_number("d_model", d_model, low=1)
+        check_width("d_model", d_model)
         if not 0 <= eps < math.inf:  # also nan
             raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
         self.weight = nn.Parameter(torch.ones(d_model))

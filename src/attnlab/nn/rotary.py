@@ -22,6 +22,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from attnlab.nn.spec import check_width
+
 
 def rotate_half(x: Tensor) -> Tensor:
     """``[x1, x2] -> [-x2, x1]`` on the last dimension (halves ``x1, x2``): each pair
@@ -51,6 +53,7 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, d_head: int, base: float = 10000.0):
         super().__init__()
+        check_width("d_head", d_head)
         if d_head % 2:
             raise ValueError(f"rotary positions need an even d_head; got {d_head}")
         if isinstance(base, bool) or not isinstance(base, (int, float)) or not 1 <= base < math.inf:

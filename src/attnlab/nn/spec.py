@@ -36,6 +36,9 @@ MAX_D_FF = 262_144
 # The most layers a stack may hold. Each is a Python object, so a typo such as 10**12 would
 # build layers for hours, until the memory ran out. The models' configs share the bound.
 MAX_LAYERS = 10_000
+# The most entries of a vocabulary (or classes of a head): the largest published vocabularies
+# hold about 262,000 tokens; 10**12 is a typo, a table of terabytes.
+MAX_ENTRIES = 2**24
 
 
 def check_whole_number(name: str, value: object, low: int = 0) -> None:
@@ -52,6 +55,15 @@ def check_layer_count(name: str, value: object) -> None:
     check_whole_number(name, value)
     if isinstance(value, int) and value > MAX_LAYERS:
         raise ValueError(f"{name} must be at most {MAX_LAYERS:,} layers; got {value:,}")
+
+
+def check_width(name: str, value: object, most: int = MAX_D_MODEL) -> None:
+    """Raise ``ValueError`` unless ``value`` is a whole number in ``[1, most]``: a width or a
+    number of entries of a weight matrix (by default at most :data:`MAX_D_MODEL`), checked
+    before the matrix is allocated, naming the argument ``name``."""
+    check_whole_number(name, value, 1)
+    if isinstance(value, int) and value > most:
+        raise ValueError(f"{name} must be at most {most:,}; got {value:,}")
 
 
 def _spec_field(
