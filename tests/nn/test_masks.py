@@ -157,3 +157,10 @@ def test_a_mask_that_is_not_a_tensor_is_named():
         combine_masks(causal_mask(3), 1)
     with pytest.raises(ValueError, match="each mask must be a bool tensor .*torch.float32"):
         combine_masks(causal_mask(3), torch.ones(3, 3))
+
+
+def test_padding_mask_reads_no_lengths_off_the_cpu_when_given_max_len():
+    # The contract for lengths on a GPU (no device wait in a forward pass): values on the
+    # meta device cannot be read at all, so any read would raise here.
+    lengths = torch.tensor([1, 5], device="meta")  # 5 > max_len: the caller's to keep
+    assert padding_mask(lengths, max_len=3).shape == (2, 1, 1, 3)
