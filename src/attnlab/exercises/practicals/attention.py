@@ -276,6 +276,16 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
             _FEED: "return x + self.norm2(self.dropout(self.linear_net(x)))",
         },
     ),
+    "norm-inside-residual-attention": (
+        "EncoderBlock.forward",
+        _hint("norm-inside-residual-attention"),
+        {_ATTEND: "x = x + self.norm1(self.dropout(self.self_attn(x, mask=mask)))"},
+    ),
+    "norm-inside-residual-feed-forward": (
+        "EncoderBlock.forward",
+        _hint("norm-inside-residual-feed-forward"),
+        {_FEED: "return x + self.norm2(self.dropout(self.linear_net(x)))"},
+    ),
     "no-warmup": (
         "CosineWarmupScheduler.get_lr_factor",
         "the warmup is missing: for the first `warmup` steps the factor is also multiplied by "

@@ -188,6 +188,11 @@ DROPOUT_HINT = (
     "(section 5.4)"
 )
 
+NORM_INSIDE_ONE_HINT = (
+    "the {0} sublayer adds its input after the LayerNorm, x + LayerNorm({1}(x)): normalise "
+    "the residual sum, LayerNorm(x + {1}(x)), as the {2} sublayer does (section 3.1)"
+)
+
 MISTAKES = [
     _mistake(
         "sin-cos-swapped",
@@ -470,6 +475,26 @@ MISTAKES = [
         "x + LayerNorm(Sublayer(x)): the paper normalises the residual sum, "
         "LayerNorm(x + Sublayer(x)) (section 3.1)",
         {_FORWARD: _NORM_INSIDE_FORWARD},
+    ),
+    _mistake(
+        "norm-inside-residual-attention",
+        f"{_LAYER}.forward",
+        NORM_INSIDE_ONE_HINT.format("self-attention", "MultiHead", "feed-forward"),
+        {
+            "x = self.gamma1 * self.norm(x + attended) + self.beta1": (
+                "x = x + self.gamma1 * self.norm(attended) + self.beta1"
+            ),
+        },
+    ),
+    _mistake(
+        "norm-inside-residual-feed-forward",
+        f"{_LAYER}.forward",
+        NORM_INSIDE_ONE_HINT.format("feed-forward", "FFN", "self-attention"),
+        {
+            f"x = self.gamma2 * {_FFN_SUM} + self.beta2": (
+                "x = x + self.gamma2 * self.norm(self.dropout(self.feed_forward(x))) + self.beta2"
+            ),
+        },
     ),
     _mistake(
         "no-gain-bias",

@@ -341,6 +341,18 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
             _FEED: "h = self.norm2(h)\n        return h + self.feed_forward(h)",
         },
     ),
+    "residual-of-normalised-attention": (
+        "LlamaBlock.forward",
+        "the attention's residual adds the normalised x: the residual stream carries x "
+        "itself, h = x + self_attn(norm1(x)), as the feed-forward's does (Llama section 2.2)",
+        {_ATTEND: "x = self.norm1(x)\n        h = x + self.self_attn(x)"},
+    ),
+    "residual-of-normalised-feed-forward": (
+        "LlamaBlock.forward",
+        "the feed-forward's residual adds the normalised h: the residual stream carries h "
+        "itself, h + feed_forward(norm2(h)), as the attention's does (Llama section 2.2)",
+        {_FEED: "h = self.norm2(h)\n        return h + self.feed_forward(h)"},
+    ),
     "no-residual-attention": (
         "LlamaBlock.forward",
         "the residual connection around the attention is missing: h = x + self_attn(norm1(x))",
