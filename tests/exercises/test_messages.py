@@ -284,3 +284,20 @@ def test_a_pair_of_catalogue_mistakes_that_loops_forever_does_not_stop_the_check
     assert verdicts["greedy_decode"]["message"] == (
         "output 2 of 2 (with max_len 5) has shape (3, 8), expected (3, 5)"
     )
+
+
+def test_an_error_in_every_call_is_not_blamed_on_the_edge_case(tmp_path):
+    """The layer's ordinary call runs before the edge case of length 1, so an error raised by
+    both is not labelled 'with a target of length 1' (which sends the student to the wrong
+    place)."""
+    boom = '        raise ValueError("boom")\n'
+    for name, part, anchor in (
+        ("decoder", "DecoderLayer.forward", "        x = self.self_attention_block(x, tgt_mask)\n"),
+        ("llama", "GroupedQueryAttention.forward", "        H, H_kv, d_head = self.num_heads"),
+    ):
+        path = plant(tmp_path / f"{name}.py", name, {anchor: boom + anchor})
+        _, verdicts = check_here(name, path, (part,))
+        line = line_of(path, 'raise ValueError("boom")')
+        assert verdicts[part]["message"] == (
+            f"raised ValueError: boom ({name}.py, line {line} in forward)"
+        )

@@ -89,9 +89,9 @@ def layer_forward(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
     tgt_mask = given(torch.ones(T, T, dtype=torch.bool).tril())  # (T, T)
     x, memory = randn(seed, B, T, D_MODEL), randn(seed + 1, B, T, D_MODEL)
     layer, padding = _layer(impl, seed), _padding_mask(MEMORY_LENGTHS, T)
+    full = layer(x, memory, tgt_mask, padding)
     with case("with a target of length 1"):
-        first = layer(x[:, :1], memory, tgt_mask[:1, :1], padding)
-    return layer(x, memory, tgt_mask, padding), first
+        return full, layer(x[:, :1], memory, tgt_mask[:1, :1], padding)
 
 
 class CopyModel:

@@ -235,6 +235,18 @@ MISTAKES = [
         },
     ),
     _mistake(
+        "frequencies-inverted",
+        "PositionalEncoding.forward",
+        "the positions are multiplied by 10000^(2i / d_model): the paper divides, "
+        "pos / 10000^(2i / d_model), so that the frequencies fall from 1 to 1/10000 along "
+        "the features (section 3.5)",
+        {
+            "angle = position / 10000 ** (two_i / self.d_model)": (
+                "angle = position * 10000 ** (two_i / self.d_model)"
+            ),
+        },
+    ),
+    _mistake(
         "positions-from-one",
         "PositionalEncoding.forward",
         "the positions start at 1: the first token is at position 0, where the encoding is "
@@ -361,7 +373,8 @@ MISTAKES = [
         "variance-unbiased",
         f"{_LAYER}.norm",
         "the variance is the unbiased one (divided by d_model - 1): LayerNorm uses the biased "
-        "variance, e.g. x.var(dim=-1, unbiased=False); torch.var is unbiased by default",
+        "variance, e.g. x.var(dim=-1, unbiased=False); torch.var and torch.std are unbiased "
+        "by default",
         {"var = x.var(dim=-1, keepdim=True, unbiased=False)": "var = x.var(dim=-1, keepdim=True)"},
     ),
     _mistake(
