@@ -85,8 +85,8 @@ class Transformer(nn.Module):
         """The memory ``(B, S, d_model)`` of a source ``(B, S, d_model)``."""
         return self.encoder(src, mask=src_mask)
 
-    # Two signatures for the type checker: with return_attention=True, decode returns the
-    # triple (output, self-attention maps, cross-attention maps); otherwise the output alone.
+    # Signatures for the type checker: with return_attention=True, decode returns the triple
+    # (output, self-attention maps, cross-attention maps); with False the output alone.
     @overload
     def decode(
         self,
@@ -110,6 +110,17 @@ class Transformer(nn.Module):
         *,
         return_attention: Literal[True],
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]: ...
+    @overload
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor | None,
+        tgt_mask: Tensor | None = ...,
+        memory_mask: Tensor | None = ...,
+        tgt_is_causal: bool = ...,
+        cache: list[DecoderLayerCache] | None = ...,
+        return_attention: bool = ...,
+    ) -> Tensor | tuple[Tensor, list[Tensor], list[Tensor]]: ...
     def decode(
         self,
         tgt: Tensor,
