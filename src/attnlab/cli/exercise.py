@@ -143,6 +143,7 @@ def _write_files(args: argparse.Namespace) -> int:
         raise OutputError(f"{existing[0]} already exists: move it away or choose another folder")
     for p, target in zip(practicals, targets, strict=True):
         module = p.template_module() if args.action == "start" else p.solution_module()
+        assert module.__file__ is not None  # a module read from a .py file
         write_text(target, read_text(Path(module.__file__)))
         print(f"{target}: {p.title}")
         if args.action == "start":

@@ -58,6 +58,7 @@ def import_student(path: Path, timeout: float) -> tuple[ModuleType | None, str |
     """The student's module, or ``None`` and one sentence on why it does not import."""
     sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(f"student_{path.stem}", path)
+    assert spec is not None and spec.loader is not None  # a .py file (checked by the runner)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses and pickling look the module up
     try:

@@ -16,6 +16,7 @@ from attnlab.models.user_layer import UserLayerDecoder, UserLayerEncoder, load_l
 from attnlab.nn import (
     BlockSpec,
     LearnedPositionalEncoding,
+    MultiHeadAttention,
     SinusoidalPositionalEncoding,
     TransformerEncoder,
 )
@@ -90,6 +91,14 @@ def check_window(start: int, length: int, window: int, field: str) -> None:
             f"positions {start}..{end - 1} do not fit the context window of {window} tokens "
             f"({field}): crop the input or slide the window"
         )
+
+
+def self_attention(layer: nn.Module) -> MultiHeadAttention:
+    """The self-attention of one of attnlab's layers (an ``nn.ModuleList`` types its items as
+    plain modules; this says which module it is)."""
+    attention = layer.self_attn
+    assert isinstance(attention, MultiHeadAttention)
+    return attention
 
 
 def check_positional(kind: Any) -> None:
