@@ -125,6 +125,16 @@ def test_the_solutions_layer_with_attnlabs_weights_gives_attnlabs_logits():
     )
 
 
+def test_decoding_without_memory_is_refused_in_one_sentence_as_with_attnlabs_layer():
+    # A user's layer keeps no cache, so memory must come with every step; without it the
+    # stack used to fail on memory.shape (AttributeError) where attnlab's raises ValueError.
+    ours, yours = seq2seq_pair()
+    tgt_in = torch.randint(4, 23, (2, 3))  # (B, T)
+    for model in (ours, yours):
+        with pytest.raises(ValueError, match=r"cross-attention needs memory \(or a filled cache\)"):
+            model.decode(tgt_in, None, None)
+
+
 def test_pre_ln_stacks_of_a_users_layer_end_in_a_norm_as_attnlabs():
     ours, yours = seq2seq_pair(norm_first=True)  # the load was strict: both have decoder.norm
     # The solution's layer is post-LN whatever norm_first says; the stack around it must end

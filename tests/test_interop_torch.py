@@ -169,3 +169,16 @@ def test_interop_rejects_what_it_cannot_map():
         from_torch(nn.MultiheadAttention(D, H, add_bias_kv=True))
     with pytest.raises(ValueError, match="activation"):
         from_torch(nn.TransformerEncoderLayer(D, H, activation=torch.tanh))
+
+
+def test_to_torch_refuses_a_transformer_with_a_custom_decoder_in_one_sentence():
+    # nn.Transformer needs attnlab's own decoder stack to copy; a user's layers (here the
+    # decoder exercise's solution) used to fail deep inside with an AttributeError.
+    import attnlab.exercises.solutions.decoder as solution
+    from attnlab.models.user_layer import UserLayerDecoder
+    from attnlab.nn import Transformer
+
+    decoder = UserLayerDecoder(1, solution.DecoderLayer, D, H, 32, 0.0, final_norm=False)
+    transformer = Transformer(D, H, 1, 1, 32, custom_decoder=decoder)
+    with pytest.raises(ValueError, match="custom_decoder is a UserLayerDecoder"):
+        to_torch(transformer)

@@ -58,6 +58,7 @@ def out_of_memory_sentence(error: BaseException) -> str:
     message = str(error)
     where = "the GPU" if "CUDA" in message else "the MPS device" if "MPS" in message else None
     size = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGT]i?B|\d+ bytes)", message)
+    size_text: str | None
     if size and size.group(1).endswith(" bytes"):
         size_text = f"{int(size.group(1).split()[0]) / 1024**3:.2f} GiB"
     else:

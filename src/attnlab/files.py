@@ -56,7 +56,7 @@ def check_output_file(path: Path) -> None:
         raise OutputError(f"cannot write {path}: {parent} is not writable")
 
 
-def atomic_write(path: Path, write: Callable[[Path], None], replace: bool = True) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object], replace: bool = True) -> None:
     """Call ``write(tmp)`` on a temporary path beside ``path``, flush it, then rename it.
 
     The temporary file keeps ``path``'s suffix, so writers that pick a format from it (e.g.

@@ -71,16 +71,18 @@ class _LanguageModelStepper:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Any,
         use_cache: bool,
         static: tuple[int, int] | None = None,
         compiled: bool = False,
     ):
+        # model: typed Any, as it is read through config.block_size and make_cache, which
+        # nn.Module does not declare (see the module docstring).
         self.model = model
-        self.block_size = model.config.block_size
+        self.block_size: int = model.config.block_size
         self.use_cache = use_cache
         self.static = static  # (batch size, positions) of static caches; None: growing ones
-        self.cache = None
+        self.cache: list | None = None
         self.cached_start = 0  # position of the first token in the cache
         # Decoding steps (one new token per row) through torch.compile: with static caches
         # every step has the same shapes, so one compiled graph serves them all.
@@ -135,7 +137,9 @@ class _Seq2SeqStepper:
     key/value cache) is decoded as with ``use_cache=False``: each step re-reads the prefix.
     """
 
-    def __init__(self, model: nn.Module, src: Tensor, use_cache: bool):
+    def __init__(self, model: Any, src: Tensor, use_cache: bool):
+        # model: typed Any, as it is read through encode, decode and make_cache, which
+        # nn.Module does not declare (see the module docstring).
         self.model = model
         self.memory, src_mask = model.encode(src)  # (B, S, d_model), (B, 1, 1, S)
         # Without padding every source position may be attended to: no mask, so that each
@@ -163,6 +167,12 @@ class _Seq2SeqStepper:
 
 
 # -- argument checks, once per call --------------------------------------------------------
+
+
+def _config(model: nn.Module) -> Any:
+    """``model.config``: typed Any, as each kind of model has a config dataclass of its own
+    (nn.Module declares no ``config``; the module docstring lists the fields read)."""
+    return model.config
 
 
 def _check_whole(name: str, value: Any) -> None:
@@ -252,7 +262,7 @@ def _check_source(model: nn.Module, src: Any) -> None:
     """Refuse a source that the encoder-decoder ``model`` cannot encode: not ``(B, S)``
     integer ids of its source vocabulary, empty, or longer than its ``max_len``."""
     _check_model(model, seq2seq=True)
-    config = model.config
+    config = _config(model)
     _check_ids(model, src, getattr(config, "src_vocab_size", None), "src", length="S")
     max_len = getattr(config, "max_len", None)
     if max_len is not None and src.size(1) > max_len:
@@ -276,7 +286,7 @@ def _never_predicted(logits: Tensor, config) -> Tensor:
 
 
 def _max_new_tokens(model: nn.Module, src: Tensor, max_new_tokens: int | None) -> int:
-    limit = model.config.max_len
+    limit: int = _config(model).max_len
     if max_new_tokens is None:
         max_new_tokens = 2 * src.size(1) + 10
     _check_whole("max_new_tokens", max_new_tokens)
@@ -314,7 +324,7 @@ def greedy_search(
         the logits ``(B, T, vocab)`` of each step.
     """
     _check_source(model, src)  # first: a model given in the wrong place has no config
-    c = model.config
+    c = _config(model)
     limit = _max_new_tokens(model, src, max_new_tokens)
     stepper = _Seq2SeqStepper(model, src, use_cache)
     ids = src.new_full((src.size(0), 1), c.bos_id)  # (B, 1)
@@ -409,7 +419,7 @@ def beam_search(
     _check_real("length_penalty", length_penalty)
     _check_source(model, src)
     limit = _max_new_tokens(model, src, max_new_tokens)
-    c = model.config
+    c = _config(model)
     B, K = src.size(0), beam_size
     device = src.device
     src = src.repeat_interleave(K, dim=0)  # (B*K, S): the K beams of source b are rows b*K..
@@ -485,7 +495,7 @@ def _check_generate_args(
         raise InputError(f"top_k must be at least 1; got {top_k}")
     if top_p is not None and not (isinstance(top_p, numbers.Real) and 0.0 < top_p <= 1.0):
         raise InputError(f"top_p must be in (0, 1]; got {top_p!r}")
-    _check_ids(model, input_ids, getattr(model.config, "vocab_size", None), "input_ids")
+    _check_ids(model, input_ids, getattr(_config(model), "vocab_size", None), "input_ids")
     if stop is not None and decode is None:
         raise InputError("stop needs decode, to turn the new ids into text")
     _check_seed(seed)
@@ -546,7 +556,7 @@ def _contains_stop(
 
 def _id_tensor(ids: int | Sequence[int], like: Tensor) -> Tensor:
     """One id or several as a 1-D tensor on ``like``'s device and of its dtype."""
-    return torch.tensor([ids] if isinstance(ids, numbers.Integral) else list(ids)).to(like)
+    return torch.tensor(list(ids) if isinstance(ids, Sequence) else [ids]).to(like)
 
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:
@@ -618,7 +628,7 @@ def generate(
 
 
 def _stepper(
-    model: nn.Module,
+    model: Any,
     input_ids: Tensor,
     max_new_tokens: int,
     use_cache: bool,
@@ -644,7 +654,7 @@ def _stepper(
     return _LanguageModelStepper(model, use_cache, static, compiled=compile)
 
 
-def _check_static_caches_fit(model: nn.Module, batch_size: int, positions: int) -> None:
+def _check_static_caches_fit(model: Any, batch_size: int, positions: int) -> None:
     """Refuse, before allocating them, static caches larger than the memory free on the
     model's device: each layer keeps keys and values ``(B, H_kv, positions, d_head)``, for
     at most the context window's positions."""
@@ -686,5 +696,6 @@ class _Finish:
         if self.eos_ids is not None:
             self.done |= torch.isin(next_id, self.eos_ids)
         if self.stop is not None:
+            assert self.decode is not None  # _check_generate_args: stop needs decode
             self.done |= _contains_stop(ids, self.prompt_len, self.stop, self.decode)
         return bool(self.done.all())

@@ -173,6 +173,13 @@ def check_fields(config: Any) -> None:
         check_field(field, getattr(config, field.name))
 
 
+def _nested_default(field: dataclasses.Field) -> Any:
+    """The default instance of a nested config field (declared with a default_factory)."""
+    factory = field.default_factory
+    assert callable(factory)  # a nested field always has one
+    return factory()
+
+
 def flat_fields(cls: type) -> Iterator[tuple[dataclasses.Field, Any]]:
     """``(field, default)`` for every leaf field of ``cls``, nested configs flattened.
 
@@ -181,7 +188,7 @@ def flat_fields(cls: type) -> Iterator[tuple[dataclasses.Field, Any]]:
     """
     for field in dataclasses.fields(cls):
         if field.metadata.get("nested"):
-            inner = field.default_factory()
+            inner = _nested_default(field)
             for leaf in dataclasses.fields(inner):
                 yield leaf, getattr(inner, leaf.name)
         else:
@@ -198,7 +205,7 @@ def build(cls: type, values: Mapping[str, Any]) -> Any:
     kwargs = {}
     for field in dataclasses.fields(cls):
         if field.metadata.get("nested"):
-            inner = field.default_factory()
+            inner = _nested_default(field)
             names = {f.name for f in dataclasses.fields(inner)}
             mine = {name: values.pop(name) for name in names & set(values)}
             kwargs[field.name] = dataclasses.replace(inner, **mine) if mine else inner

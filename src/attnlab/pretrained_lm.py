@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +30,9 @@ from attnlab.errors import ConfigError, InputError
 from attnlab.files import parse_json, refuse_non_file
 from attnlab.machine import check_memory
 from attnlab.options import check_depth
+
+if TYPE_CHECKING:
+    from attnlab.models import GPT, Llama
 
 SUPPORTED = ("gpt2", "llama")
 INDEX_FILE = "model.safetensors.index.json"
@@ -78,7 +81,7 @@ class PretrainedLM:
     named by ``context_key``); ``eos_ids`` the end-of-sequence token ids (maybe none).
     """
 
-    model: nn.Module
+    model: GPT | Llama
     tokenizer: PretrainedTokenizer
     model_type: str
     context: int
@@ -134,6 +137,7 @@ def load_pretrained_lm(path: str | Path) -> PretrainedLM:
         "choose a smaller model, or close what holds the memory",
     )
     state = read_safetensors(path)
+    model: GPT | Llama
     if model_type == "gpt2":
         model, context_key = _gpt2(hf_config, state, path), "n_positions"
     else:
@@ -268,7 +272,7 @@ def _read_shards(path: Path, index: Path) -> dict[str, Tensor]:
     return state
 
 
-def _gpt2(hf_config: Mapping[str, Any], state: dict[str, Tensor], path: Path) -> nn.Module:
+def _gpt2(hf_config: Mapping[str, Any], state: dict[str, Tensor], path: Path) -> GPT:
     """attnlab's :class:`GPT` with the config and weights of a GPT-2 folder."""
     from attnlab.interop.hf import check_state, skeleton
     from attnlab.interop.hf_gpt2 import gpt2_config_from_hf, gpt2_state_dict_from_hf
@@ -291,7 +295,7 @@ def _gpt2(hf_config: Mapping[str, Any], state: dict[str, Tensor], path: Path) ->
     return model
 
 
-def _llama(hf_config: Mapping[str, Any], state: dict[str, Tensor], path: Path) -> nn.Module:
+def _llama(hf_config: Mapping[str, Any], state: dict[str, Tensor], path: Path) -> Llama:
     """attnlab's :class:`Llama` with the config and weights of a Llama folder."""
     from attnlab.interop.hf import skeleton
     from attnlab.interop.hf_llama import checked_state_dict, llama_config_from_hf

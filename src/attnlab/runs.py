@@ -138,6 +138,7 @@ def claim_new_run_dir(task_name: str, out: str | Path | None = None) -> tuple[Pa
 
 def write_run_config(run_dir: Path, task: Task, train: TrainConfig, model: nn.Module) -> None:
     """Write ``config.json``: everything needed to rebuild the task and the model."""
+    model_config: Any = model.config  # every model of MODELS keeps its config dataclass
     write_json(
         run_dir / CONFIG,
         {
@@ -148,7 +149,7 @@ def write_run_config(run_dir: Path, task: Task, train: TrainConfig, model: nn.Mo
             "train": dataclasses.asdict(train),
             "model": {
                 "class": type(model).__name__,
-                "config": dataclasses.asdict(model.config),
+                "config": dataclasses.asdict(model_config),
             },
         },
     )
@@ -296,7 +297,7 @@ def train_config_of(config: dict[str, Any]) -> TrainConfig:
 def build_model(config: dict[str, Any], purpose: str = "inference") -> nn.Module:
     """The (untrained) model described by a run's ``config.json``; a model too large for this
     machine's memory (for ``purpose``: "inference" or "training") is refused unallocated."""
-    model_cls = MODELS[config["model"]["class"]]
+    model_cls: Any = MODELS[config["model"]["class"]]  # a class of its own config_class
     try:
         check_annotated(model_cls.config_class, config["model"]["config"])
         check_depth(config["model"]["config"])

@@ -157,6 +157,13 @@ _SPLIT = """        qkv = qkv.reshape(B, T, 3, self.num_heads, self.head_dim)  #
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, d_k)
 """
 STUDENT_STYLE = {
+    "scaled-by-heads": {"d_k = q.size(-1)": "d_k = q.shape[1]"},
+    "cosine-after-warmup": {
+        "factor = 0.5 * (1 + math.cos(math.pi * epoch / self.max_num_iters))": (
+            "progress = (epoch - self.warmup) / max(1, self.max_num_iters - self.warmup)\n"
+            "        factor = 0.5 * (1.0 + math.cos(math.pi * progress))"
+        )
+    },
     "no-scaling": {_SCALE: "scores = torch.matmul(q, k.transpose(-1, -2))"},
     "softmax-wrong-axis": {
         _MASK: "scores = scores.masked_fill(mask == 0, -9e15)",

@@ -180,12 +180,26 @@ def test_the_solution_passes_and_the_template_is_all_todo(tmp_path):
     assert [v["status"] for v in verdicts.values()] == ["todo"] * len(DECODER.parts)
 
 
+def assert_named(verdicts: dict, mistake: str) -> None:
+    """:func:`assert_only_hint`, but for the LayerNorm inside the residual of all three blocks:
+    each block names its own (a student may make it in that block only), the layer all three."""
+    if mistake != "norm-inside-residual":
+        return assert_only_hint("decoder", verdicts, mistake)
+    failing = {part: v["mistake"] for part, v in verdicts.items() if v["status"] != "pass"}
+    assert failing == {
+        "DecoderLayer.self_attention_block": "norm-inside-residual-self-attention",
+        "DecoderLayer.cross_attention_block": "norm-inside-residual-cross-attention",
+        "DecoderLayer.feed_forward_block": "norm-inside-residual-feed-forward",
+        "DecoderLayer.forward": "norm-inside-residual",
+    }
+
+
 @pytest.mark.parametrize("mistake", practical_module.CATALOGUE)
 def test_a_planted_catalogue_mistake_gets_its_own_hint(tmp_path, mistake):
     changes = practical_module.CATALOGUE[mistake][2]
     problems, verdicts = check_here("decoder", plant(tmp_path / "decoder.py", "decoder", changes))
     assert problems == []
-    assert_only_hint("decoder", verdicts, mistake)
+    assert_named(verdicts, mistake)
 
 
 _CAUSAL = "return torch.ones(T, T, dtype=torch.bool).tril()"
@@ -268,7 +282,7 @@ def test_a_mistake_written_another_way_is_recognised(tmp_path, mistake):
     path = plant(tmp_path / "decoder.py", "decoder", STUDENT_STYLE[mistake])
     problems, verdicts = check_here("decoder", path)
     assert problems == []
-    assert_only_hint("decoder", verdicts, mistake)
+    assert_named(verdicts, mistake)
 
 
 def test_correct_variants_written_another_way_pass(tmp_path):

@@ -98,6 +98,11 @@ STUDENT_STYLE = {
         )
     },
     "scaled-by-sqrt-d_model": {"/ math.sqrt(d_k)": "/ (q.size(1) * q.size(-1)) ** 0.5"},
+    "frequencies-inverted": {
+        "angle = position / 10000 ** (two_i / self.d_model)": (
+            "angle = position * torch.pow(10000.0, two_i / self.d_model)"
+        )
+    },
     "softmax-over-heads": {"torch.softmax(scores, dim=-1)": "scores.softmax(1)"},
     "mask-filled-with-zero": {
         'scores.masked_fill(~mask, float("-inf"))': "scores.masked_fill(mask == 0, 0)"
@@ -166,6 +171,21 @@ def test_a_mistake_written_another_way_is_recognised(tmp_path, mistake):
     problems, verdicts = check_here("encoder", path)
     assert problems == []
     assert_only_hint("encoder", verdicts, mistake)
+
+
+def test_the_unbiased_std_gets_the_hint_that_names_torch_std(tmp_path):
+    path = plant(
+        tmp_path / "encoder.py",
+        "encoder",
+        {
+            "return (x - mean) / torch.sqrt(var + 1e-5)": (
+                "return (x - mean) / (x.std(dim=-1, keepdim=True) ** 2 + 1e-5) ** 0.5"
+            )
+        },
+    )
+    _, verdicts = check_here("encoder", path, ("TransformerEncoderLayer.norm",))
+    verdict = verdicts["TransformerEncoderLayer.norm"]
+    assert verdict["mistake"] == "variance-unbiased" and "torch.std" in verdict["message"]
 
 
 def test_an_unknown_mistake_is_a_plain_failure_with_the_largest_difference(tmp_path):

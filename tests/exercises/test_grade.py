@@ -67,6 +67,10 @@ def test_grade_writes_one_row_per_student_whatever_their_code_does(capsys, tmp_p
     assert [rows["crashing"][p] for p in PARTS] == ["pass"] * crashed_from + ["error"] * (
         n - crashed_from
     )
+    assert rows["crashing"]["note"] == (
+        "crashing.py: could not be checked from TransformerEncoderLayer.norm on: the checking "
+        "process died (exit status 3)"
+    )
     exits = "exiting.py: it calls sys.exit() when it is imported"
     assert rows["exiting"] == {"student": "exiting", **dict.fromkeys(PARTS, "error"), "total": "0",
                                "note": exits}  # fmt: skip
@@ -77,6 +81,76 @@ def test_grade_writes_one_row_per_student_whatever_their_code_does(capsys, tmp_p
     subs = tmp_path / "subs"
     files = [getattr(m, "__file__", None) for m in list(sys.modules.values())]
     assert not [f for f in files if f and Path(f).resolve().is_relative_to(subs.resolve())]
+
+
+def test_grade_notes_code_that_ends_its_own_check_and_ignores_what_it_prints(capsys, tmp_path):
+    """os._exit(0) or a kill of itself in a part: a one-line note, the parts before it kept,
+    and the next student graded; ten megabytes printed at import and in a part change
+    nothing."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    kill = f"import os, signal; os.kill(os.getpid(), signal.SIGKILL); {NORM_CODE}"
+    plant(subs / "a_killing_itself.py", "encoder", {NORM_CODE: kill})
+    plant(subs / "b_ending.py", "encoder", {NORM_CODE: f"import os; os._exit(0); {NORM_CODE}"})
+    printing = f"print('x' * 10**7); {NORM_CODE}"
+    plant(
+        subs / "c_printing.py",
+        "encoder",
+        {"import math\n": "import math\n\nprint('y' * 10**7)\n", NORM_CODE: printing},
+    )
+    plant(subs / "d_good.py", "encoder", {})
+    grades = tmp_path / "grades.csv"
+    code, out, err = run_cli(
+        capsys, "exercise", "grade", str(subs), "--csv", str(grades), "--practical", "encoder",
+        "--timeout", "5",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = {row["student"]: row for row in csv.DictReader(grades.open())}
+    checked = PARTS.index(NORM)
+    why = {
+        "a_killing_itself": "the checking process was killed by SIGKILL",
+        "b_ending": "the checking process ended early (exit status 0: does the code call "
+        "os._exit?)",
+    }
+    for student, died in why.items():
+        grades_of = [rows[student][p] for p in PARTS]
+        assert grades_of == ["pass"] * checked + ["error"] * (len(PARTS) - checked)
+        assert rows[student]["note"] == (
+            f"{student}.py: could not be checked from TransformerEncoderLayer.norm on: {died}"
+        )
+    for student in ("c_printing", "d_good"):
+        assert (rows[student]["total"], rows[student]["note"]) == (str(len(PARTS)), "")
+    assert len(out.splitlines()) == 5 and "yyyy" not in out + err and "xxxx" not in out + err
+
+
+def test_students_code_runs_in_a_fresh_folder_that_is_also_its_home_and_tmpdir(
+    capsys, tmp_path, monkeypatch
+):
+    """Not the teacher's folder nor the submissions': files written to a relative path, to
+    ``~`` or to a temporary file go there, and go with it. (An absolute path or enough
+    ``../`` still reach anything: see docs/students.md.)"""
+    teacher, subs, seen = tmp_path / "teacher", tmp_path / "subs", tmp_path / "seen.json"
+    teacher.mkdir()
+    subs.mkdir()
+    monkeypatch.chdir(teacher)
+    spying = (
+        "import json, os, tempfile\nfrom pathlib import Path\n\n"
+        "open('left-behind.txt', 'w').write('x')\n"
+        "(Path.home() / 'in-home.txt').write_text('x')\n"
+        f"open({str(seen)!r}, 'w').write(json.dumps([os.getcwd(), str(Path.home()), "
+        "tempfile.gettempdir()]))\n"
+    )
+    plant(subs / "spy.py", "encoder", {"import math\n": f"import math\n{spying}"})
+    code, _, err = run_cli(
+        capsys, "exercise", "grade", str(subs), "--csv", "grades.csv", "--practical", "encoder"
+    )
+    assert code == 0, err
+    cwd, home, tmpdir = (Path(p) for p in json.loads(seen.read_text()))
+    assert home == tmpdir == cwd
+    assert not cwd.is_relative_to(teacher) and not cwd.is_relative_to(subs)
+    assert not cwd.exists()
+    assert sorted(p.name for p in teacher.iterdir()) == ["grades.csv"]
+    assert sorted(p.name for p in subs.iterdir()) == ["spy.py"]
 
 
 def test_grade_bad_input(capsys, tmp_path):
@@ -193,7 +267,7 @@ def test_check_says_that_the_code_killed_its_parent(tmp_path):
     assert done.returncode == 2, (done.returncode, done.stderr)
     (report,) = json.loads(done.stdout)["files"]
     assert report["problems"] == [
-        "encoder.py could not be checked: the checking process was killed by SIGKILL (does the "
+        "could not be checked: the checking process was killed by SIGKILL (does the "
         "code kill its parent process or its process group?)"
     ]
 
@@ -402,3 +476,11 @@ def test_resume_refuses_a_csv_that_is_not_this_gradings(capsys, tmp_path):
     code, _, err = run_cli(capsys, *args)
     assert_one_line_error(code, err, "holds other columns than these submissions' parts")
     assert grades.read_text().startswith("student,attention:")  # left as it was
+
+
+def test_grade_help_says_that_students_code_runs_with_the_teachers_rights(capsys):
+    code, out, _ = run_cli(capsys, "exercise", "grade", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "runs each student's code with your rights" in text
+    assert "Python cannot sandbox it" in text and "in a container" in text

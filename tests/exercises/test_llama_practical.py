@@ -262,6 +262,22 @@ STUDENT_STYLE = {
             "scores = torch.einsum('bhqd,bhkd->bhqk', q, k)"
         )
     },
+    "rotary-tables-of-d_model": {
+        "rotary_cos_sin(T, d_head, self.rope_theta, device=x.device)": (
+            "rotary_cos_sin(T, x.size(-1), self.rope_theta, device=x.device)"
+        )
+    },
+    "causal-diagonal-excluded": {
+        "causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()": (
+            "causal = torch.tril(torch.ones(T, T, device=x.device), diagonal=-1).bool()"
+        )
+    },
+    "heads-split-wrong": {
+        f"self.{w}(x).view(B, T, {h}, d_head).transpose(1, 2)": (
+            f"self.{w}(x).reshape(B, {h}, T, -1)"
+        )
+        for w, h in (("w_q", "H"), ("w_k", "H_kv"), ("w_v", "H_kv"))
+    },
 }
 
 

@@ -2,10 +2,14 @@
 that says what was observed (a dtype, a ``None``, a ``sys.exit``, a renamed class), never a
 traceback nor a screenful."""
 
+from attnlab.exercises.compare import where
+
 from ..cli_helpers import assert_one_line_error, run_cli
 from .helpers import check_here, plant
 
 NORM = "TransformerEncoderLayer.norm"
+ATTENTION = "TransformerEncoderLayer.self_attention"
+LAYER = "TransformerEncoderLayer.forward"
 _NORM_BODY = "        mean = x.mean(dim=-1, keepdim=True)"
 
 
@@ -43,13 +47,15 @@ def test_sys_exit_or_keyboard_interrupt_in_a_part_fails_that_part_only(tmp_path)
     path = plant(tmp_path / "encoder.py", "encoder", {_NORM_BODY: "        raise SystemExit(3)"})
     _, verdicts = check_here("encoder", path)
     line = 1 + next(i for i, t in enumerate(path.read_text().splitlines()) if "SystemExit" in t)
-    assert verdicts[NORM]["message"] == f"calls sys.exit(3) (encoder.py, line {line})"
+    assert verdicts[NORM]["message"] == f"calls sys.exit(3) (encoder.py, line {line} in norm)"
     assert verdicts["TransformerEncoderLayer.feed_forward"]["status"] == "pass"
     path = plant(
         tmp_path / "encoder.py", "encoder", {_NORM_BODY: "        raise KeyboardInterrupt"}
     )
     _, verdicts = check_here("encoder", path, (NORM,))
-    assert verdicts[NORM]["message"] == f"raised KeyboardInterrupt (encoder.py, line {line})"
+    assert (
+        verdicts[NORM]["message"] == f"raised KeyboardInterrupt (encoder.py, line {line} in norm)"
+    )
 
 
 def test_a_long_exception_message_is_cut_to_its_first_line(tmp_path):
@@ -59,7 +65,51 @@ def test_a_long_exception_message_is_cut_to_its_first_line(tmp_path):
     _, verdicts = check_here("encoder", path, (NORM,))
     message = verdicts[NORM]["message"]
     assert message.startswith("raised ValueError: xxx") and "x..." in message
-    assert len(message) < 250 and message.endswith(")")
+    assert len(message) < 300 and message.endswith(" in norm)")
+
+
+def line_of(path, text: str) -> int:
+    return 1 + next(i for i, t in enumerate(path.read_text().splitlines()) if text in t)
+
+
+def test_an_exception_shows_the_calls_in_the_students_file_that_led_to_it(tmp_path):
+    """Only the student's frames, innermost first: not attnlab's part runner, nor torch's."""
+    helper = 'def _weights(scores):\n    raise ValueError("boom")\n\n\nclass PositionalEncoding'
+    path = plant(
+        tmp_path / "encoder.py",
+        "encoder",
+        {
+            "class PositionalEncoding": helper,
+            "weights = torch.softmax(scores, dim=-1)": "weights = _weights(scores)",
+        },
+    )
+    _, verdicts = check_here("encoder", path, (ATTENTION, LAYER))
+    raised = line_of(path, 'raise ValueError("boom")')
+    called = line_of(path, "weights = _weights(scores)")
+    in_forward = line_of(path, "heads = self.self_attention(")
+    chain = f"line {raised} in _weights, called from line {called} in self_attention"
+    assert verdicts[ATTENTION]["message"] == f"raised ValueError: boom (encoder.py, {chain})"
+    assert verdicts[LAYER]["message"] == (
+        f"raised ValueError: boom (encoder.py, {chain}, called from line {in_forward} in forward)"
+    )
+
+
+def test_a_long_chain_of_calls_is_cut_and_recursion_is_counted(tmp_path):
+    path = tmp_path / "encoder.py"
+    source = "def walk(n):\n    return walk(n - 1) if n else 1 / 0\n\nwalk(300)\n"
+    try:
+        exec(compile(source, str(path), "exec"), {})
+    except ZeroDivisionError as e:
+        assert where(e, path) == "line 2 in walk (301 times), called from line 4"
+        assert where(e, path, shown=1) == "line 2 in walk (301 times), and 1 more call"
+
+
+def test_an_import_error_names_the_calls_that_raised_it(capsys, tmp_path):
+    (tmp_path / "encoder.py").write_text("def f():\n    return 1 / 0\n\n\nf()\n")
+    code, _, err = run_cli(capsys, "exercise", "check", str(tmp_path))
+    assert_one_line_error(
+        code, err, "it raises ZeroDivisionError at line 2 in f, called from line 5 when it is "
+    )
 
 
 def test_an_import_error_with_a_long_message_is_one_short_line(capsys, tmp_path):
@@ -234,3 +284,20 @@ def test_a_pair_of_catalogue_mistakes_that_loops_forever_does_not_stop_the_check
     assert verdicts["greedy_decode"]["message"] == (
         "output 2 of 2 (with max_len 5) has shape (3, 8), expected (3, 5)"
     )
+
+
+def test_an_error_in_every_call_is_not_blamed_on_the_edge_case(tmp_path):
+    """The layer's ordinary call runs before the edge case of length 1, so an error raised by
+    both is not labelled 'with a target of length 1' (which sends the student to the wrong
+    place)."""
+    boom = '        raise ValueError("boom")\n'
+    for name, part, anchor in (
+        ("decoder", "DecoderLayer.forward", "        x = self.self_attention_block(x, tgt_mask)\n"),
+        ("llama", "GroupedQueryAttention.forward", "        H, H_kv, d_head = self.num_heads"),
+    ):
+        path = plant(tmp_path / f"{name}.py", name, {anchor: boom + anchor})
+        _, verdicts = check_here(name, path, (part,))
+        line = line_of(path, 'raise ValueError("boom")')
+        assert verdicts[part]["message"] == (
+            f"raised ValueError: boom ({name}.py, line {line} in forward)"
+        )

@@ -67,8 +67,9 @@ def run(options: BenchOptions) -> list[BenchResult]:
         if options.size == "minilm-random"
         else _load_both_sides(device)
     )
-    if options.compile:
-        ours, reference = torch.compile(ours), torch.compile(reference)
+    ours_call, reference_call = (
+        (torch.compile(ours), torch.compile(reference)) if options.compile else (ours, reference)
+    )
 
     batch, length = (8, 32) if options.quick else (32, 64)
     warmup, repeats = (1, 3) if options.quick else (3, 15)
@@ -79,11 +80,11 @@ def run(options: BenchOptions) -> list[BenchResult]:
 
     def ours_step() -> None:
         with torch.inference_mode(), autocast(device, options.precision):
-            ours(input_ids, attention_mask, token_type_ids)
+            ours_call(input_ids, attention_mask, token_type_ids)
 
     def reference_step() -> None:
         with torch.inference_mode(), autocast(device, options.precision):
-            reference(
+            reference_call(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             )
 
@@ -157,11 +158,13 @@ def _random_minilm_both_sides(device: torch.device) -> tuple[Bert, nn.Module]:
     from transformers import BertConfig, BertModel
 
     from attnlab.interop import from_hf
+    from attnlab.models.bert import Bert
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         reference = BertModel(BertConfig(**MINILM_SHAPE, attn_implementation="sdpa")).eval()
     ours = from_hf(reference)
+    assert isinstance(ours, Bert)  # from_hf of a BertModel gives attnlab's Bert
     return ours.to(device), reference.to(device)
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib.util
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 
@@ -92,16 +93,19 @@ class BenchResult:
         return self.reference / self.attnlab
 
 
+SideT = TypeVar("SideT")  # how the caller names its sides (a string, a tuple of them)
+
+
 def interleaved_medians(
-    sides: dict[str, Callable[[], object]], device: torch.device, repeats: int
-) -> dict[str, float]:
+    sides: Mapping[SideT, Callable[[], object]], device: torch.device, repeats: int
+) -> dict[SideT, float]:
     """Median seconds per call of each side, the sides alternating call by call.
 
     Alternating means that drift in the machine's load hits every side alike; on CUDA each
     call is timed between two synchronisations, so the time is the kernels' and not only
     their launch.
     """
-    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    seconds: dict[SideT, list[float]] = {side: [] for side in sides}
     for _ in range(repeats):
         for side, call in sides.items():
             if device.type == "cuda":

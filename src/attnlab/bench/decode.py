@@ -20,6 +20,8 @@ Both sides produce the same tokens (tested in tests/generation); only the time d
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from attnlab.bench.common import BenchOptions, BenchResult, interleaved_medians
@@ -65,9 +67,10 @@ def run(options: BenchOptions) -> list[BenchResult]:
             with autocast(device, options.precision):
                 greedy_search(model, src, max_new_tokens=new_tokens, use_cache=use_cache)
 
-        decode(True), decode(False)  # warm-up
+        decode(True)  # warm-up
+        decode(False)
         seconds = interleaved_medians(
-            {"cached": lambda d=decode: d(True), "plain": lambda d=decode: d(False)},
+            {"cached": partial(decode, True), "plain": partial(decode, False)},
             device,
             repeats,
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -168,9 +169,11 @@ def _cases(
     """
     batch, length = x.shape[:2]
     torch_mask = torch_key_padding_mask(mask)  # (B, T), True = padding
-    ours_fwd, reference_fwd = ours, reference
-    if options.compile:
-        ours_fwd, reference_fwd = torch.compile(ours), torch.compile(reference)
+    ours_fwd: nn.Module = ours
+    reference_fwd: nn.Module = reference
+    if options.compile:  # torch.compile gives an nn.Module (OptimizedModule), typed a callable
+        ours_fwd = cast(nn.Module, torch.compile(ours))
+        reference_fwd = cast(nn.Module, torch.compile(reference))
     return {
         "train": (
             _train_step(ours_fwd, lambda m: m(x), options),

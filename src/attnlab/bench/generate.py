@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -95,6 +96,7 @@ def _generation_models(device: torch.device) -> tuple[GPT, nn.Module | None]:
         from attnlab.interop import from_hf
 
         ours = from_hf(reference)
+        assert isinstance(ours, GPT)  # from_hf of a GPT-2 gives attnlab's GPT
         reference = reference.to(device).eval()
     else:
         ours = GPT(GENERATION_CONFIG)
@@ -131,7 +133,7 @@ def attnlab_generate_call(
 
 
 def hf_generate_call(
-    model: nn.Module,
+    model: Any,  # a Hugging Face model: its generate method
     prompt: torch.Tensor,
     new_tokens: int,
     use_cache: bool,
@@ -142,7 +144,7 @@ def hf_generate_call(
     ``new_tokens`` after ``prompt (B, T)``; with ``compiled``, in its static cache with its
     forward pass compiled (which it does by itself on GPUs, and on the CPU when asked)."""
     device = torch.device(options.device)
-    compiling = {}
+    compiling: dict[str, Any] = {}
     if compiled:
         from transformers import CompileConfig
 
@@ -208,7 +210,7 @@ def _generation_results(
 
 # -- Llama: attnlab vs Hugging Face, and the static cache vs the growing one ----------------
 
-LLAMA_CONFIG = dict(
+LLAMA_CONFIG: dict[str, Any] = dict(
     vocab_size=256,
     hidden_size=128,
     intermediate_size=344,

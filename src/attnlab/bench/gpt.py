@@ -45,7 +45,7 @@ from attnlab.bench.common import (
 )
 from attnlab.bench.flops import gpt_flops_per_token, mfu, peak_flops
 from attnlab.errors import DataError, InputError
-from attnlab.models import GPTConfig
+from attnlab.models import GPT, GPTConfig
 from attnlab.tasks.shakespeare import ShakespeareConfig, ShakespeareTask
 from attnlab.training.devices import autocast
 
@@ -186,6 +186,7 @@ def gpt2_small_training(
     from attnlab.interop import from_hf
 
     ours = from_hf(reference).to(device).train()
+    assert isinstance(ours, GPT)  # from_hf of a GPT-2 gives attnlab's GPT
     reference = reference.to(device).train()
     x = torch.randint(config.vocab_size, (B, T + 1), device=device)
     inputs, targets = x[:, :-1], x[:, 1:]

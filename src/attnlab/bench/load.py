@@ -64,6 +64,7 @@ def competing_load(processes: int) -> Iterator[list[subprocess.Popen]]:
                 )
             )
         for child in children:
+            assert child.stdout is not None  # stdout=PIPE
             if child.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"a load process exited early (status {child.wait()})")
         yield children
@@ -72,4 +73,5 @@ def competing_load(processes: int) -> Iterator[list[subprocess.Popen]]:
             child.kill()
         for child in children:
             child.wait()
-            child.stdout.close()
+            if child.stdout is not None:  # always: stdout=PIPE
+                child.stdout.close()

@@ -9,7 +9,7 @@ import json
 import re
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,7 +25,8 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", Formatter)
         kwargs["description"] = plain(kwargs.get("description"))
-        super().__init__(*args, allow_abbrev=False, **kwargs)
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -34,7 +35,7 @@ class Parser(argparse.ArgumentParser):
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Show each option's default, except where there is none (None or empty text)."""
 
-    def _get_help_string(self, action: argparse.Action) -> str:
+    def _get_help_string(self, action: argparse.Action) -> str | None:
         if action.default is None or action.default == "":
             return action.help or ""
         return super()._get_help_string(action)
@@ -53,7 +54,7 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-_METAVARS = {int: "N", float: "X", str: "NAME"}
+_METAVARS: dict[Callable[[str], Any], str] = {int: "N", float: "X", str: "NAME"}
 
 
 def add_config_options(
@@ -81,7 +82,7 @@ def add_config_options(
                 help=shown,
             )
             continue
-        value_type = type(default) if default is not None else str
+        value_type: Callable[[str], Any] = type(default) if default is not None else str
         if default == "":  # "" is "not given" (no --data-dir, no --layer): not a value to type
             value_type = given_text
         group.add_argument(
@@ -93,7 +94,7 @@ def add_config_options(
         )
 
 
-def _metavar(field: dataclasses.Field, value_type: type) -> str:
+def _metavar(field: dataclasses.Field, value_type: Callable[[str], Any]) -> str:
     if field.metadata.get("metavar"):
         return field.metadata["metavar"]
     choices = field.metadata.get("choices")

@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 
 ACTIONS = ("start", "check", "solve", "grade")
 MAX_TIMEOUT_S = 3600  # an hour per part: past that, a limit is no limit
+GRADE_WARNING = """\
+Grading runs each student's code with your rights: it can read, change or delete any file
+you can and reach the network, and Python cannot sandbox it. Each check runs in its own
+process, with the time limit, in a fresh temporary folder that is also its HOME and TMPDIR:
+that keeps accidents small, not malice out. Grade in a container or under a throwaway
+account."""
 
 
 def parse(prog: str, argv: list[str]) -> argparse.Namespace:
@@ -47,7 +53,8 @@ def parse(prog: str, argv: list[str]) -> argparse.Namespace:
         shown = f"unknown action '{argv[0]}'" if argv else "give an action"
         top.error(f"{shown} (choose from {', '.join(ACTIONS)})")
     action = argv[0]
-    parser = Parser(prog=f"{prog} {action}", description=__doc__)
+    epilog = GRADE_WARNING if action == "grade" else None
+    parser = Parser(prog=f"{prog} {action}", description=__doc__, epilog=epilog)
     {"start": _files_options, "solve": _files_options, "check": _check_options}.get(
         action, _grade_options
     )(parser)
@@ -136,6 +143,7 @@ def _write_files(args: argparse.Namespace) -> int:
         raise OutputError(f"{existing[0]} already exists: move it away or choose another folder")
     for p, target in zip(practicals, targets, strict=True):
         module = p.template_module() if args.action == "start" else p.solution_module()
+        assert module.__file__ is not None  # a module read from a .py file
         write_text(target, read_text(Path(module.__file__)))
         print(f"{target}: {p.title}")
         if args.action == "start":

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from attnlab.cli.common import Parser, add_device_option, given_path, text
 from attnlab.errors import InputError, RunDirError
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     prompt = "\n" if args.prompt is None else args.prompt  # nanoGPT's sample.py starts there too
     input_ids = task.encode_prompt(prompt).to(device)  # (1, T)
-    model = loaded.model.to(device)
+    model: Any = loaded.model.to(device)  # a language model (make_cache, as generate reads)
     if args.compile and model.make_cache() is None:  # before the prompt is printed
         raise InputError(
             "--compile needs the key/value cache, which this run's blocks (your own) do not "
@@ -152,7 +152,7 @@ def _sample(
     model: nn.Module,
     input_ids: Tensor,
     decode: Callable[[list[int]], str],
-    eos_id: list[int] | None,
+    eos_id: Sequence[int] | None,
     on_token: Callable[[Tensor], None],
 ) -> None:
     """Continue ``input_ids`` ``(1, T)`` with the sampling options the user gave."""

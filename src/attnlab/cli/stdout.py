@@ -44,7 +44,8 @@ class GuardedStdout:
         except BrokenPipeError:
             raise
         except OSError as e:
-            discard(self.stream)
+            if self.stream is not None:  # always so: call came from _open_stream's stream
+                discard(self.stream)
             raise OutputError(f"cannot write to standard output: {e.strerror or e}") from e
 
 

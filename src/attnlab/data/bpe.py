@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -69,6 +70,7 @@ class BPEVocab:
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
         """The piece of each id, padding dropped."""
-        return [
+        pieces = [
             self.tokenizer.id_to_token(i) for i in check_ids(ids, len(self)) if i != self.pad_id
         ]
+        return cast("list[str]", pieces)  # id_to_token gives None only to unknown ids

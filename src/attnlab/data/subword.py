@@ -9,6 +9,7 @@ detokenised text, never on pieces.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from tokenizers import Tokenizer
 
@@ -61,4 +62,5 @@ class SubwordTokenizer:
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
         """The piece of each id (for attention-map labels)."""
-        return [self.tokenizer.id_to_token(i) for i in check_ids(ids, len(self))]
+        pieces = [self.tokenizer.id_to_token(i) for i in check_ids(ids, len(self))]
+        return cast("list[str]", pieces)  # id_to_token gives None only to unknown ids

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from torch import Tensor
 
@@ -76,6 +77,7 @@ def signature_problem(template: ModuleType, impl: ModuleType, name: str) -> str 
         expected, actual = expected.__init__, actual.__init__
     if not callable(actual):
         return f"{name} must be a function"
+    assert callable(expected)  # the template's own function or class
     want, got = _parameters(expected), _parameters(actual)
     if want != got:
         return f"{name} must take ({', '.join(want)}), not ({', '.join(got)})"
@@ -113,7 +115,7 @@ def _parameters(function: Callable) -> list[str]:
         return ["?"]
     shown = []
     for p in signature.parameters.values():
-        star = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
+        star = "*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else ""
         default = "=..." if p.default is not p.empty else ""
         shown.append(f"{star}{p.name}{default}")
     return shown
@@ -143,7 +145,7 @@ class Diagnoser:
         self._broken: dict[str, ModuleType] = {}
         self._failures: dict[tuple[str, str], Exception] = {}
         self._train_runs: dict[tuple[str, str], tuple[tuple[Tensor, ...], ...]] = {}
-        self.probed: dict[str, object] = {}  # the reference's results of the probes, by part
+        self.probed: dict[str, Any] = {}  # the reference's results of the probes, by part
 
     def outputs(self, part: Part, impl: ModuleType, key: str) -> tuple[tuple[Tensor, ...], bool]:
         """``(outputs, deterministic)`` of ``part`` for ``impl``, cached under ``key``."""

@@ -16,7 +16,6 @@ import importlib.util
 import json
 import signal
 import sys
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +31,7 @@ from attnlab.exercises.checker import (
     check_part,
     signature_problem,
 )
+from attnlab.exercises.compare import where
 from attnlab.exercises.core import one_line
 from attnlab.exercises.registry import practical as get_practical
 
@@ -58,6 +58,7 @@ def import_student(path: Path, timeout: float) -> tuple[ModuleType | None, str |
     """The student's module, or ``None`` and one sentence on why it does not import."""
     sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(f"student_{path.stem}", path)
+    assert spec is not None and spec.loader is not None  # a .py file (checked by the runner)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses and pickling look the module up
     try:
@@ -70,10 +71,9 @@ def import_student(path: Path, timeout: float) -> tuple[ModuleType | None, str |
     except SystemExit:
         return None, "it calls sys.exit() when it is imported"
     except BaseException as e:  # anything the student's top level raises
-        frames = traceback.extract_tb(e.__traceback__)
-        line = next((f.lineno for f in reversed(frames) if Path(f.filename) == path), None)
-        where = f" at line {line}" if line else ""
-        return None, f"it raises {type(e).__name__}{where} when it is imported: {one_line(str(e))}"
+        calls = where(e, path)
+        at = f" at {calls}" if calls else ""
+        return None, f"it raises {type(e).__name__}{at} when it is imported: {one_line(str(e))}"
     return module, None
 
 

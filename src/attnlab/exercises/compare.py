@@ -108,8 +108,9 @@ def value_problem(
 
 
 def describe(error: BaseException, student_file: Path) -> str:
-    """``raised TypeError: message (encoder.py, line 42)``, the last line of the student's file
-    in the traceback; ``calls sys.exit(3) (...)`` for a ``sys.exit``. A part that labels the
+    """``raised TypeError: message (encoder.py, line 42 in norm, called from line 90 in
+    forward)``, with the calls in the student's file that led to the error (see
+    :func:`where`); ``calls sys.exit(3) (...)`` for a ``sys.exit``. A part that labels the
     call that failed (:func:`attnlab.exercises.core.case`) has that label in front:
     ``with a batch of 1: raised ...``."""
     if isinstance(error, SystemExit):
@@ -117,10 +118,31 @@ def describe(error: BaseException, student_file: Path) -> str:
         text = f"calls sys.exit({code})"
     else:
         text = f"raised {type(error).__name__}: {one_line(str(error))}".rstrip(": ")
-    frames = [
-        f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == student_file
-    ]
-    if frames:
-        text += f" ({student_file.name}, line {frames[-1].lineno})"
+    calls = where(error, student_file)
+    if calls:
+        text += f" ({student_file.name}, {calls})"
     label = getattr(error, CASE_ATTRIBUTE, None)
     return f"{label}: {text}" if label else text
+
+
+def where(error: BaseException, student_file: Path, shown: int = 3) -> str | None:
+    """The frames of ``error``'s traceback that are in ``student_file``, innermost first:
+    ``line 42 in norm, called from line 90 in forward`` (``line 7`` alone at the file's top
+    level). attnlab's and torch's frames between them are left out, a line that calls itself
+    is written once with a count (``line 5 in walk (300 times)``), and past ``shown`` frames
+    the rest are counted (``and 2 more calls``); ``None`` when no frame is in the file."""
+    frames = [
+        (f.lineno, f.name)
+        for f in reversed(traceback.extract_tb(error.__traceback__))
+        if Path(f.filename) == student_file
+    ]
+    runs = [(frame, len(list(group))) for frame, group in itertools.groupby(frames)]
+    if not runs:
+        return None
+    texts = []
+    for (line, name), times in runs[:shown]:
+        text = f"line {line}" if name == "<module>" else f"line {line} in {name}"
+        texts.append(text if times == 1 else f"{text} ({times} times)")
+    rest = len(runs) - shown
+    more = f", and {rest} more call{'s' if rest > 1 else ''}" if rest > 0 else ""
+    return ", called from ".join(texts) + more

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -290,7 +291,7 @@ class ReturnError(Exception):
     pair is due): its message, one sentence, is the verdict."""
 
 
-def unpack(result: object, names: tuple[str, ...], call: str) -> tuple[object, ...]:
+def unpack(result: object, names: tuple[str, ...], call: str) -> tuple[Any, ...]:
     """``result`` as the ``len(names)`` things ``call`` returns; :class:`ReturnError` naming
     what it returned instead (``MultiheadAttention(x, return_attention=True) returned a
     Tensor of shape (2, 5, 12), expected a tuple (output, attention)``)."""

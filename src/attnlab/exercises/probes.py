@@ -128,7 +128,9 @@ def backward_problem(
                 "from the graph (.detach(), .data, .item(), torch.no_grad(), NumPy)"
             )
     for name, want in flowing.items():
-        got = theirs[name].double()
+        got = theirs[name]
+        assert got is not None  # the loop above returned otherwise
+        got = got.double()
         atol = GRAD_ATOL * max(1.0, float(want.abs().max()))
         if not torch.allclose(got, want.double(), rtol=GRAD_RTOL, atol=atol):
             error = float((got - want.double()).abs().max())
@@ -153,7 +155,7 @@ def seeded_runs(
     return first, second
 
 
-def same_runs(got: tuple[tuple[object, ...], ...], want: tuple[tuple[Tensor, ...], ...]) -> bool:
+def same_runs(got: tuple[tuple[Tensor, ...], ...], want: tuple[tuple[Tensor, ...], ...]) -> bool:
     """Whether each run of :func:`seeded_runs` in ``got`` gives the tensors of its twin in
     ``want``: the same shapes, kinds of dtype and values."""
     return all(

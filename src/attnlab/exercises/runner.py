@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -154,8 +155,9 @@ def check_file(
         command += [sys.executable, "-m", "attnlab.exercises.child", practical, str(path.resolve())]
         command += [str(results), str(timeout), *parts]
         limit = STARTUP_S + timeout * (len(parts or part_names(practical)) + 1)
-        (Path(tmp) / "work").mkdir()  # the student's working folder, beside our results
-        status = _run_child(command, Path(tmp) / "work", limit, launches or Launches())
+        work = Path(tmp) / "work"  # the student's working folder, beside our results
+        work.mkdir()
+        status = _run_child(command, work, limit, launches or Launches())
         lines = results.read_text(encoding="utf-8").splitlines() if results.exists() else []
     for line in lines:
         record = json.loads(line)
@@ -174,6 +176,7 @@ def _run_child(command: list[str], cwd: Path, limit: float, launches: Launches) 
     child = subprocess.Popen(
         command,
         cwd=cwd,
+        env=_child_environment(cwd),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -190,33 +193,52 @@ def _run_child(command: list[str], cwd: Path, limit: float, launches: Launches) 
         launches.discard(child)
 
 
+def _child_environment(work: Path) -> dict[str, str]:
+    """This process's environment with ``HOME`` and ``TMPDIR`` set to ``work``, the student's
+    fresh working folder, so that what their code writes to ``~`` or to a temporary file lands
+    there and goes with it. ``PYTHONUSERBASE`` keeps the real home's user site-packages, where
+    attnlab and torch may be installed (``pip install --user``). This is no sandbox: an
+    absolute or ``../`` path still reaches whatever the teacher may write."""
+    moved = {"HOME": str(work), "TMPDIR": str(work), "PYTHONUSERBASE": site.getuserbase()}
+    return {**os.environ, **moved}
+
+
 def _account_for_a_dead_child(
     report: FileReport, parts: list[str], status: int | None, limit: float
 ) -> None:
-    """Verdicts for the parts a killed or crashed child never reported.
+    """Verdicts for the parts a killed, crashed or stopped child never reported, and one
+    problem that says why, and from which part on when the parts before it were checked.
 
     When a signal killed the launcher, the student's code did it (see
     :mod:`attnlab.exercises.launcher`), and every part is an error: the verdicts the child
     wrote after the kill were racing our killing it, so none of them is kept.
     """
-    if status == 0:
-        return
-    why, verdict = _why_it_stopped(status, limit)
     killed = status is not None and status < 0
     if killed:
         report.parts.clear()
     reported = {p["part"] for p in report.parts}
+    unreported = [n for n in parts or part_names(report.practical) if n not in reported]
+    if status == 0 and not unreported:
+        return
+    why, verdict = _why_it_stopped(status, limit)
     if killed or not (reported or report.problems):
-        report.problems.append(f"{report.file.name} could not be checked: {why}")
-    for name in parts or part_names(report.practical):
-        if name not in reported:
-            report.parts.append({"part": name, "status": verdict, "message": why, "mistake": None})
-            if verdict == "error" and not killed:  # the part running when it died, then the rest
-                why = "not checked: the checking process had died"
+        report.problems.append(f"could not be checked: {why}")
+    elif unreported:  # the parts before it passed or failed on their own
+        report.problems.append(f"could not be checked from {unreported[0]} on: {why}")
+    for name in unreported:
+        report.parts.append({"part": name, "status": verdict, "message": why, "mistake": None})
+        if verdict == "error" and not killed:  # the part running when it died, then the rest
+            why = "not checked: the checking process had died"
 
 
 def _why_it_stopped(status: int | None, limit: float) -> tuple[str, str]:
-    """``(why, verdict)`` for a check that ended with the launcher's ``status``, not 0."""
+    """``(why, verdict)`` for a check that ended with the launcher's ``status`` before it
+    had reported every part."""
+    if status == 0:  # only os._exit(0) ends the child early with 0: sys.exit() is caught
+        return (
+            "the checking process ended early (exit status 0: does the code call os._exit?)",
+            "error",
+        )
     if status is None:
         return f"the check was stopped after {limit:g} s in all", "timeout"
     if status < 0:  # a signal killed the launcher itself: see attnlab.exercises.launcher

@@ -12,9 +12,9 @@ import dataclasses
 import itertools
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -160,7 +160,8 @@ def compare(
         task = task_cls(dataclasses.replace(base_config, **overrides))
         torch.manual_seed(train_config.seed)
         model = task.build_model()
-        steps_per_epoch = -(-len(task.splits().train) // train_config.batch_size)
+        train_size = len(cast(Sized, task.splits().train))  # torch's Dataset declares no len
+        steps_per_epoch = -(-train_size // train_config.batch_size)
         per_step = seconds_per_step(task, model, train_config)
         epochs = max(1, int(budget_s * (1 - VALIDATION_SHARE) / (per_step * steps_per_epoch)))
         config = dataclasses.replace(train_config, epochs=epochs)

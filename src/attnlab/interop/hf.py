@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -40,9 +40,12 @@ def from_hf(model: Any) -> nn.Module:
     return converter(model)
 
 
+ModelT = TypeVar("ModelT", bound=nn.Module)  # one model class, whichever it is
+
+
 def twin_of(
-    hf_model: Any, model: nn.Module, load: Callable[[nn.Module, dict[str, Tensor]], None]
-) -> nn.Module:
+    hf_model: Any, model: ModelT, load: Callable[[ModelT, dict[str, Tensor]], None]
+) -> ModelT:
     """``model`` moved to ``hf_model``'s device and dtype, loaded with its weights through
     ``load(model, hf_state_dict)``, in eval mode: what every converter returns."""
     first = next(hf_model.parameters())
@@ -51,7 +54,7 @@ def twin_of(
     return model.eval()
 
 
-def skeleton(build: Callable[[], nn.Module]) -> nn.Module:
+def skeleton(build: Callable[[], ModelT]) -> ModelT:
     """``build()`` on the meta device: the model's parameter shapes without their memory, to
     check a checkpoint's tensors against its config before allocating anything.
 

@@ -24,7 +24,7 @@ layout of attnlab's fused ``qkv_proj`` rows, so the transpose is the whole conve
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from torch import Tensor
 
@@ -32,7 +32,7 @@ from attnlab.errors import InputError
 from attnlab.models.gpt import GPT, GPTConfig
 
 # Hugging Face's activation_function names -> attnlab's activation names.
-_ACTIVATIONS = {
+_ACTIVATIONS: dict[str, Literal["gelu", "gelu_tanh", "relu"]] = {
     "gelu_new": "gelu_tanh",
     "gelu_pytorch_tanh": "gelu_tanh",
     "gelu": "gelu",

@@ -9,6 +9,9 @@ attnlab mask before calling a torch module.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -39,7 +42,9 @@ __all__ = [
 ]
 
 
-def _activation_name(layer: nn.TransformerEncoderLayer | nn.TransformerDecoderLayer) -> str:
+def _activation_name(
+    layer: nn.TransformerEncoderLayer | nn.TransformerDecoderLayer,
+) -> Literal["relu", "gelu"]:
     activation = layer.activation
     if activation is F.relu or isinstance(activation, nn.ReLU):
         return "relu"
@@ -112,14 +117,16 @@ def _layer_from_torch(src: nn.TransformerEncoderLayer) -> EncoderLayer:
     return dst
 
 
-def _check_layer_norm(src: nn.Module) -> None:
-    """torch.nn's layers normalise with LayerNorm only: refuse an RMSNorm layer."""
+def _check_layer_norm(src: EncoderLayer | DecoderLayer) -> nn.LayerNorm:
+    """torch.nn's layers normalise with LayerNorm only: refuse an RMSNorm layer; return the
+    layer's first LayerNorm."""
     if not isinstance(src.norm1, nn.LayerNorm):
         raise InputError(f"torch.nn's layers have LayerNorm only; got {type(src.norm1).__name__}")
+    return src.norm1
 
 
 def _layer_to_torch(src: EncoderLayer) -> nn.TransformerEncoderLayer:
-    _check_layer_norm(src)
+    norm1 = _check_layer_norm(src)
     attn = src.self_attn
     ff = src.feed_forward
     dst = nn.TransformerEncoderLayer(
@@ -128,7 +135,7 @@ def _layer_to_torch(src: EncoderLayer) -> nn.TransformerEncoderLayer:
         dim_feedforward=ff.linear1.out_features,
         dropout=src.dropout1.p,
         activation=ff.activation_name,
-        layer_norm_eps=src.norm1.eps,
+        layer_norm_eps=norm1.eps,
         batch_first=True,
         norm_first=src.norm_first,
     )
@@ -141,7 +148,11 @@ def _layer_to_torch(src: EncoderLayer) -> nn.TransformerEncoderLayer:
     return dst
 
 
-def _stack_from_torch(src: nn.Module, stack_cls: type, convert_layer) -> nn.Module:
+# The two stack helpers serve encoder and decoder stacks alike, reading the attributes both
+# have (layers, norm, each layer's attention and linear1): their stacks are typed Any.
+
+
+def _stack_from_torch(src: Any, stack_cls: Callable[..., Any], convert_layer: Callable) -> Any:
     """attnlab twin of ``nn.TransformerEncoder`` / ``nn.TransformerDecoder``: each layer
     converted by ``convert_layer``, and the final LayerNorm if there is one."""
     first = src.layers[0]
@@ -159,7 +170,9 @@ def _stack_from_torch(src: nn.Module, stack_cls: type, convert_layer) -> nn.Modu
     return dst.to(device=weight.device, dtype=weight.dtype)
 
 
-def _stack_to_torch(src: nn.Module, torch_stack_cls: type, convert_layer, **options) -> nn.Module:
+def _stack_to_torch(
+    src: Any, torch_stack_cls: Callable[..., Any], convert_layer: Callable, **options: Any
+) -> Any:
     """``nn.TransformerEncoder`` / ``nn.TransformerDecoder`` twin of an attnlab stack."""
     layers = [convert_layer(layer) for layer in src.layers]
     norm = None
@@ -203,7 +216,7 @@ def _decoder_layer_from_torch(src: nn.TransformerDecoderLayer) -> DecoderLayer:
 
 
 def _decoder_layer_to_torch(src: DecoderLayer) -> nn.TransformerDecoderLayer:
-    _check_layer_norm(src)
+    norm1 = _check_layer_norm(src)
     ff = src.feed_forward
     dst = nn.TransformerDecoderLayer(
         d_model=src.self_attn.d_model,
@@ -211,7 +224,7 @@ def _decoder_layer_to_torch(src: DecoderLayer) -> nn.TransformerDecoderLayer:
         dim_feedforward=ff.linear1.out_features,
         dropout=src.dropout1.p,
         activation=ff.activation_name,
-        layer_norm_eps=src.norm1.eps,
+        layer_norm_eps=norm1.eps,
         batch_first=True,
         norm_first=src.norm_first,
     )
@@ -243,16 +256,23 @@ def _transformer_from_torch(src: nn.Transformer) -> Transformer:
 
 
 def _transformer_to_torch(src: Transformer) -> nn.Transformer:
+    decoder = src.decoder
+    if not isinstance(decoder, TransformerDecoder):
+        raise InputError(
+            "to_torch converts attnlab's own decoder stack only; this Transformer's "
+            f"custom_decoder is a {type(decoder).__name__}"
+        )
     first = src.encoder.layers[0]
+    assert isinstance(first, EncoderLayer)  # attnlab's encoder stack holds EncoderLayers
     dst = nn.Transformer(
         d_model=first.self_attn.d_model,
         nhead=first.self_attn.num_heads,
         custom_encoder=_encoder_to_torch(src.encoder),
-        custom_decoder=_decoder_to_torch(src.decoder),
+        custom_decoder=_decoder_to_torch(decoder),
         batch_first=True,
     )
     # nn.Transformer re-initialises, in place, every matrix it is given: use fresh copies.
-    dst.encoder, dst.decoder = _encoder_to_torch(src.encoder), _decoder_to_torch(src.decoder)
+    dst.encoder, dst.decoder = _encoder_to_torch(src.encoder), _decoder_to_torch(decoder)
     return dst
 
 

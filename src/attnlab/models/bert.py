@@ -31,7 +31,7 @@ real token", so no convention changes hands here.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, overload
 
 import torch
 import torch.nn.functional as F
@@ -41,9 +41,10 @@ from attnlab.models.common import check_attention_mask, check_counts, check_toke
 from attnlab.nn import BlockSpec, LearnedPositionalEncoding, TransformerEncoder
 from attnlab.nn.dropout import Dropout
 from attnlab.nn.embedding import check_table, check_token_batch, embed_tokens
+from attnlab.nn.spec import Activation
 
 # Hugging Face ``hidden_act`` names -> attnlab activation names (only the same functions).
-_HF_ACTIVATIONS = {
+_HF_ACTIVATIONS: dict[str, Activation] = {
     "gelu": "gelu",
     "gelu_new": "gelu_tanh",
     "gelu_pytorch_tanh": "gelu_tanh",
@@ -238,6 +239,11 @@ class Bert(nn.Module):
         )
 
 
+# For the type checker: a mask gives a mask, None gives None.
+@overload
+def key_padding_mask(attention_mask: Tensor, shape: torch.Size) -> Tensor: ...
+@overload
+def key_padding_mask(attention_mask: None, shape: torch.Size) -> None: ...
 def key_padding_mask(attention_mask: Tensor | None, shape: torch.Size) -> Tensor | None:
     """An attnlab padding mask ``(B, 1, 1, T)`` (bool, ``True`` = real token) or ``None``.
 

@@ -16,6 +16,7 @@ from attnlab.models.user_layer import UserLayerDecoder, UserLayerEncoder, load_l
 from attnlab.nn import (
     BlockSpec,
     LearnedPositionalEncoding,
+    MultiHeadAttention,
     SinusoidalPositionalEncoding,
     TransformerEncoder,
 )
@@ -101,6 +102,14 @@ def check_attention_mask(attention_mask: Tensor) -> None:
             f"{attention_mask.dtype} (a float mask may be additive, 0 = attend, and be read "
             "backwards)"
         )
+
+
+def self_attention(layer: nn.Module) -> MultiHeadAttention:
+    """The self-attention of one of attnlab's layers (an ``nn.ModuleList`` types its items as
+    plain modules; this says which module it is)."""
+    attention = layer.self_attn
+    assert isinstance(attention, MultiHeadAttention)
+    return attention
 
 
 def check_positional(kind: Any) -> None:

@@ -25,7 +25,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from attnlab.models.common import check_counts, check_window
+from attnlab.models.common import check_counts, check_window, self_attention
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, LearnedPositionalEncoding, StaticKVCache
 from attnlab.nn.embedding import check_table, check_token_batch, embed_tokens
 from attnlab.nn.linear import linear
@@ -144,7 +144,7 @@ class GPT(nn.Module):
             return [KVCache() for _ in self.layers]
         window = min(max_len or self.config.block_size, self.config.block_size)
         return [
-            StaticKVCache.for_attention(layer.self_attn, batch_size, window)
+            StaticKVCache.for_attention(self_attention(layer), batch_size, window)
             for layer in self.layers
         ]
 

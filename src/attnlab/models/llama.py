@@ -36,6 +36,7 @@ from attnlab.models.common import (
     check_counts,
     check_flags,
     check_window,
+    self_attention,
 )
 from attnlab.models.user_layer import load_layer_class
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, RMSNorm, StaticKVCache
@@ -213,7 +214,7 @@ class Llama(nn.Module):
             max_len or self.config.max_position_embeddings, self.config.max_position_embeddings
         )
         return [
-            StaticKVCache.for_attention(layer.self_attn, batch_size, window)
+            StaticKVCache.for_attention(self_attention(layer), batch_size, window)
             for layer in self.layers
         ]
 
@@ -227,18 +228,20 @@ class Llama(nn.Module):
         if self.config.layer:
             return self._forward_user_blocks(input_ids, cache, attention_mask, return_attention)
         start = self._check_input(input_ids, cache)  # position of input_ids[:, 0]
-        static = cache is not None and len(cache) > 0 and isinstance(cache[0], StaticKVCache)
-        keys = cache[0].max_len if static else None  # static caches attend over whole buffers
+        static = cache[0] if cache and isinstance(cache[0], StaticKVCache) else None
+        keys = None if static is None else static.max_len  # static caches attend over whole buffers
         positions, mask = self._padding(attention_mask, input_ids, start, keys)
         if positions is None:
             T = input_ids.size(1)
             positions = (
-                cache[0].positions(T)  # a tensor, so that compiled steps keep one graph
-                if static
+                static.positions(T)  # a tensor, so that compiled steps keep one graph
+                if static is not None
                 else torch.arange(start, start + T, device=input_ids.device)
             )  # (T,)
         # The angles of the positions, computed once and shared by every layer.
-        rotary_cos_sin = self.layers[0].self_attn.rotary.cos_sin(positions, torch.float32)
+        rotary = self_attention(self.layers[0]).rotary
+        assert rotary is not None  # Llama's attention has rotary positions
+        rotary_cos_sin = rotary.cos_sin(positions, torch.float32)
         x = embed_tokens(self.token_embedding, input_ids, "input_ids")  # (B, T, hidden_size)
         maps = []
         for i, layer in enumerate(self.layers):

@@ -77,6 +77,7 @@ class TokenPredictor(nn.Module):
         if config.vocab_size is not None:
             self.embed: nn.Module = TokenEmbedding(config.vocab_size, d_model)
         else:
+            assert config.input_dim is not None  # __post_init__: exactly one of the two is set
             self.embed = nn.Linear(config.input_dim, d_model)
         self.positions = positional_encoding(
             config.positional, d_model, config.max_len, config.dropout

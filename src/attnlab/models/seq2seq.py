@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +16,15 @@ from attnlab.models.common import (
     positional_encoding,
     user_decoder_from_config,
 )
-from attnlab.nn import BlockSpec, DecoderLayerCache, TokenEmbedding, Transformer, padding_mask
+from attnlab.models.user_layer import UserLayerDecoder
+from attnlab.nn import (
+    BlockSpec,
+    DecoderLayerCache,
+    TokenEmbedding,
+    Transformer,
+    TransformerDecoder,
+    padding_mask,
+)
 from attnlab.nn.embedding import check_table, check_token_batch
 from attnlab.nn.linear import Linear, linear
 
@@ -137,6 +145,15 @@ class Seq2SeqTransformer(nn.Module):
         bos = tgt.new_full((tgt.size(0), 1), self.config.bos_id)  # (B, 1)
         return torch.cat([bos, tgt[:, :-1]], dim=1)  # (B, T)
 
+    # Signatures for the type checker: return_attention=True adds the attention maps.
+    @overload
+    def encode(
+        self, src: Tensor, return_attention: Literal[False] = ...
+    ) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def encode(
+        self, src: Tensor, *, return_attention: Literal[True]
+    ) -> tuple[Tensor, Tensor, list[Tensor]]: ...
     def encode(
         self, src: Tensor, return_attention: bool = False
     ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, list[Tensor]]:
@@ -152,6 +169,27 @@ class Seq2SeqTransformer(nn.Module):
             return memory, src_mask, maps
         return encoded, src_mask
 
+    @overload
+    def decode(
+        self,
+        tgt_in: Tensor,
+        memory: Tensor | None,
+        src_mask: Tensor | None,
+        cache: list[DecoderLayerCache] | None = ...,
+        return_attention: Literal[False] = ...,
+        last_only: bool = ...,
+    ) -> Tensor: ...
+    @overload
+    def decode(
+        self,
+        tgt_in: Tensor,
+        memory: Tensor | None,
+        src_mask: Tensor | None,
+        cache: list[DecoderLayerCache] | None = ...,
+        *,
+        return_attention: Literal[True],
+        last_only: bool = ...,
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]: ...
     def decode(
         self,
         tgt_in: Tensor,
@@ -180,7 +218,7 @@ class Seq2SeqTransformer(nn.Module):
             cache=cache,
             return_attention=return_attention,
         )
-        if return_attention:
+        if isinstance(decoded, tuple):  # return_attention=True: the maps come with it
             hidden, self_maps, cross_maps = decoded
             return self.project(hidden), self_maps, cross_maps
         if last_only:
@@ -196,7 +234,9 @@ class Seq2SeqTransformer(nn.Module):
     def make_cache(self) -> list[DecoderLayerCache] | None:
         """Empty key/value caches for step-by-step decoding, one per decoder layer; ``None``
         with a user's decoder layer (``config.decoder_layer``), which keeps no cache."""
-        return self.transformer.decoder.make_cache()
+        decoder = self.transformer.decoder  # attnlab's stack or a user's layers (no cache)
+        assert isinstance(decoder, (TransformerDecoder, UserLayerDecoder))
+        return decoder.make_cache()
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         memory, src_mask = self.encode(src)  # (B, S, d_model), (B, 1, 1, S)

@@ -215,6 +215,8 @@ class UserLayerDecoder(_UserLayerStack):
             raise ValueError("a decoder layer of your own returns no attention weights to show")
         if cache is not None:
             raise ValueError("a decoder layer of your own keeps no key/value cache")
+        if memory is None:  # attnlab's own decoder refuses it too (no cache to read it from)
+            raise ValueError("cross-attention needs memory (or a filled cache)")
         T = x.size(1)
         tgt_mask = causal_mask(T, device=x.device) if is_causal else self_mask  # (T, T)
         if memory_mask is None:  # every source position may be attended to

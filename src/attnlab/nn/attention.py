@@ -210,26 +210,27 @@ class KVCache:
     def update(self, k_new: Tensor, v_new: Tensor) -> tuple[Tensor, Tensor]:
         """Append ``(B, H, T_new, d_head)`` keys and values; return all of them."""
         end = self._length + k_new.size(2)
-        if self._k is None or end > self._k.size(2):
-            self._grow(k_new, v_new, end)
+        if self._k is None or self._v is None or end > self._k.size(2):
+            self._k, self._v = self._grown(k_new, v_new, end)
         self._k[:, :, self._length : end] = k_new
         self._v[:, :, self._length : end] = v_new
         self._length = end
-        return self.k, self.v  # each (B, H, T_cached, d_head)
+        return self._k[:, :, :end], self._v[:, :, :end]  # each (B, H, T_cached, d_head)
 
-    def _grow(self, k_new: Tensor, v_new: Tensor, needed: int) -> None:
+    def _grown(self, k_new: Tensor, v_new: Tensor, needed: int) -> tuple[Tensor, Tensor]:
+        """New storage for at least ``needed`` positions, holding the cached ones."""
         capacity = max(needed, 2 * (0 if self._k is None else self._k.size(2)), 16)
         B, H, _, d_head = k_new.shape
         k = k_new.new_empty(B, H, capacity, d_head)  # (B, H, capacity, d_head)
         v = v_new.new_empty(B, H, capacity, v_new.size(-1))
-        if self._k is not None:
-            k[:, :, : self._length] = self.k
-            v[:, :, : self._length] = self.v
-        self._k, self._v = k, v
+        if self._k is not None and self._v is not None:
+            k[:, :, : self._length] = self._k[:, :, : self._length]
+            v[:, :, : self._length] = self._v[:, :, : self._length]
+        return k, v
 
     def reorder(self, index: Tensor) -> None:
         """Keep batch rows ``index`` (beam search: each surviving beam's history)."""
-        if self._k is not None:
+        if self._k is not None and self._v is not None:
             self._k = self._k.index_select(0, index)
             self._v = self._v.index_select(0, index)
 
@@ -317,7 +318,7 @@ class MultiHeadAttention(nn.Module):
         qkv_width = (spec.num_heads + 2 * spec.kv_heads) * spec.d_head  # 3 d_model without GQA
         self.qkv_proj = Linear(spec.d_model, qkv_width, bias=spec.bias)
         self.out_proj = Linear(spec.d_model, spec.d_model, bias=spec.bias)
-        self.rotary = None
+        self.rotary: RotaryEmbedding | None = None
         if spec.positions == "rotary":
             self.rotary = RotaryEmbedding(spec.d_head, base=spec.rope_theta)
         self.reset_parameters()
@@ -365,7 +366,7 @@ class MultiHeadAttention(nn.Module):
             is_causal = False
 
         dropout_p = self.dropout if self.training else 0.0
-        weights = None
+        weights: Tensor | None = None
         if need_weights:
             heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
         elif single_query.fits(q, k, dropout_p):  # a small decoding step: on this thread
@@ -375,7 +376,7 @@ class MultiHeadAttention(nn.Module):
         # heads: (B, H, T_q, d_head)
         heads = heads.transpose(1, 2).reshape(B, T_q, self.d_model)  # (B, T_q, d_model)
         out = self.out_proj(heads)  # (B, T_q, d_model)
-        return (out, weights) if need_weights else out
+        return out if weights is None else (out, weights)  # weights only with need_weights
 
     def _key_length(
         self,
@@ -443,6 +444,7 @@ class MultiHeadAttention(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """The rotary angles of ``positions`` ``(T,)`` or ``(B, T)``, by default the ``T``
         positions after the cache's (see :meth:`~attnlab.nn.rotary.RotaryEmbedding.cos_sin`)."""
+        assert self.rotary is not None  # called with rotary positions only
         if positions is not None and tuple(positions.shape) not in ((T,), (B, T)):
             raise ValueError(
                 f"positions must have shape (T,) = ({T},) or (B, T) = ({B}, {T}); "
@@ -470,8 +472,11 @@ class MultiHeadAttention(nn.Module):
             b_q, b_kv = self.qkv_proj.bias.split([H * d_head, 2 * H_kv * d_head])  # likewise
         q = linear(x, w_q, b_q).view(B, T_q, H, d_head).transpose(1, 2)  # (B, H, T_q, d_head)
         if cache is not None and len(cache) > 0:
-            return q, cache.k, cache.v  # each (B, H_kv, T_k, d_head)
-        T_m = memory.size(1)  # checked by _key_length
+            k, v = cache.k, cache.v  # each (B, H_kv, T_k, d_head)
+            assert k is not None and v is not None  # a filled cache holds both
+            return q, k, v
+        assert memory is not None  # checked by _key_length
+        T_m = memory.size(1)
         kv = linear(memory, w_kv, b_kv)  # (B, T_k, 2 H_kv d_head)
         kv = kv.view(B, T_m, 2 * H_kv, d_head).transpose(1, 2)  # (B, 2 H_kv, T_k, d_head)
         k, v = kv.split([H_kv, H_kv], dim=1)  # each (B, H_kv, T_k, d_head)

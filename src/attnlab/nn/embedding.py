@@ -181,6 +181,8 @@ class SinusoidalPositionalEncoding(_PositionalEncoding):
     Input and output: ``(B, T, d_model)`` with ``T <= max_len``.
     """
 
+    table: Tensor  # (max_len, d_model), the buffer registered in __init__
+
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
         super().__init__(d_model, max_len, dropout)
         self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)

@@ -204,7 +204,7 @@ class EncoderLayer(nn.Module):
             positions=positions,
             rotary_cos_sin=rotary_cos_sin,
         )
-        weights = None
+        weights: Tensor | None = None
         if need_weights:
             attended, weights = attended
         if self.norm_first:
@@ -213,7 +213,7 @@ class EncoderLayer(nn.Module):
         else:
             x = self.norm1(residual(x, self.dropout1(attended)))
             x = self.norm2(residual(x, self.dropout2(self.feed_forward(x))))
-        return (x, weights) if need_weights else x  # (B, T, d_model)
+        return x if weights is None else (x, weights)  # (B, T, d_model); weights if asked
 
 
 class TransformerEncoder(nn.Module):
@@ -401,7 +401,10 @@ class DecoderLayer(nn.Module):
             x = self.norm2(residual(x, self.dropout2(attended)))
             x = self.norm3(residual(x, self.dropout3(self.feed_forward(x))))
         # x: (B, T, d_model)
-        return (x, self_weights, cross_weights) if need_weights else x
+        if not need_weights:
+            return x
+        assert self_weights is not None and cross_weights is not None  # given by need_weights
+        return x, self_weights, cross_weights
 
 
 class TransformerDecoder(nn.Module):

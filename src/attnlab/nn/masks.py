@@ -18,6 +18,8 @@ which correspond to illegal connections").
 
 from __future__ import annotations
 
+from typing import overload
+
 import torch
 from torch import Tensor
 
@@ -131,6 +133,11 @@ def local_mask(T: int, window: int, device: torch.device | None = None) -> Tenso
     return (i[:, None] - i[None, :]).abs() <= window  # (T, T)
 
 
+# For the type checker: a first mask that is a tensor gives a tensor, never None.
+@overload
+def combine_masks(mask: Tensor, /, *masks: Tensor | None) -> Tensor: ...
+@overload
+def combine_masks(*masks: Tensor | None) -> Tensor | None: ...
 def combine_masks(*masks: Tensor | None) -> Tensor | None:
     """Combine masks with logical AND: a key is allowed only if every mask allows it.
 

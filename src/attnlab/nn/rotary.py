@@ -51,6 +51,8 @@ class RotaryEmbedding(nn.Module):
     The frequencies are a non-persistent buffer: a state dict holds no rotary tensor.
     """
 
+    inv_freq: Tensor  # (d_head / 2,), the buffer registered in __init__
+
     def __init__(self, d_head: int, base: float = 10000.0):
         super().__init__()
         check_width("d_head", d_head)

@@ -13,8 +13,13 @@ as well.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from attnlab.nn.attention import MultiHeadAttention
 
 
 class StaticKVCache(nn.Module):
@@ -37,6 +42,11 @@ class StaticKVCache(nn.Module):
     yet written and, for several new queries at once, each query's future.
     """
 
+    # The buffers, declared for the type checker (register_buffer sets them in __init__).
+    k: Tensor
+    v: Tensor
+    position: Tensor
+
     def __init__(
         self,
         batch_size: int,
@@ -58,7 +68,9 @@ class StaticKVCache(nn.Module):
         self.max_len = max_len
 
     @classmethod
-    def for_attention(cls, attention: nn.Module, batch_size: int, max_len: int) -> StaticKVCache:
+    def for_attention(
+        cls, attention: MultiHeadAttention, batch_size: int, max_len: int
+    ) -> StaticKVCache:
         """An empty cache sized for ``attention`` (a :class:`~attnlab.nn.MultiHeadAttention`:
         its key/value heads, head width, and the dtype and device of its weights)."""
         weight = attention.qkv_proj.weight

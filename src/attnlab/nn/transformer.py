@@ -10,6 +10,8 @@ Masks follow the attnlab convention: bool, ``True`` = "may attend" (see :mod:`at
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 from torch import Tensor, nn
 
 from attnlab.nn.layers import (
@@ -73,14 +75,52 @@ class Transformer(nn.Module):
         )
         final_norm = spec.norm_first if final_norm is None else final_norm
         self.encoder = TransformerEncoder(num_encoder_layers, spec=spec, final_norm=final_norm)
-        self.decoder = custom_decoder
         if custom_decoder is None:
-            self.decoder = TransformerDecoder(num_decoder_layers, spec=spec, final_norm=final_norm)
+            custom_decoder = TransformerDecoder(
+                num_decoder_layers, spec=spec, final_norm=final_norm
+            )
+        self.decoder = custom_decoder
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
         """The memory ``(B, S, d_model)`` of a source ``(B, S, d_model)``."""
         return self.encoder(src, mask=src_mask)
 
+    # Signatures for the type checker: with return_attention=True, decode returns the triple
+    # (output, self-attention maps, cross-attention maps); with False the output alone.
+    @overload
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor | None,
+        tgt_mask: Tensor | None = ...,
+        memory_mask: Tensor | None = ...,
+        tgt_is_causal: bool = ...,
+        cache: list[DecoderLayerCache] | None = ...,
+        return_attention: Literal[False] = ...,
+    ) -> Tensor: ...
+    @overload
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor | None,
+        tgt_mask: Tensor | None = ...,
+        memory_mask: Tensor | None = ...,
+        tgt_is_causal: bool = ...,
+        cache: list[DecoderLayerCache] | None = ...,
+        *,
+        return_attention: Literal[True],
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]: ...
+    @overload
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor | None,
+        tgt_mask: Tensor | None = ...,
+        memory_mask: Tensor | None = ...,
+        tgt_is_causal: bool = ...,
+        cache: list[DecoderLayerCache] | None = ...,
+        return_attention: bool = ...,
+    ) -> Tensor | tuple[Tensor, list[Tensor], list[Tensor]]: ...
     def decode(
         self,
         tgt: Tensor,

@@ -204,6 +204,8 @@ class Translator(Protocol):
         self, model: nn.Module, sentences: list[str], beam: int = 1
     ) -> Iterator[dict[str, Any]]: ...
 
+    def format_prediction(self, prediction: dict[str, Any]) -> str: ...  # as every Task
+
 
 @runtime_checkable
 class TextGenerator(Protocol):

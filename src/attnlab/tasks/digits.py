@@ -28,8 +28,9 @@ attention rollout of the CLS token (Abnar & Zuidema 2020) on the 8x8 image the m
 from __future__ import annotations
 
 import math
+from collections.abc import Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -156,8 +157,8 @@ def prepare_image(pixels: np.ndarray, size: int, name: str) -> Tensor:
     square = np.zeros((side, side), dtype=np.float32)  # (side, side): background
     top, left = (side - h) // 2, (side - w) // 2
     square[top : top + h, left : left + w] = pixels
-    small = Image.fromarray(square).resize((size, size), Image.Resampling.BOX)
-    small = np.asarray(small, dtype=np.float32)  # (size, size)
+    resized = Image.fromarray(square).resize((size, size), Image.Resampling.BOX)
+    small = np.asarray(resized, dtype=np.float32)  # (size, size)
     return torch.from_numpy(small / small.max())  # (size, size): the brightest pixel is 1
 
 
@@ -219,7 +220,7 @@ class DigitsTask(Task):
 
         ``S`` is the model's image size; the batch is on the model's device.
         """
-        name, image = load_image(text, model.config.image_size)  # (S, S)
+        name, image = load_image(text, cast(ViT, model).config.image_size)  # (S, S)
         device = model_device(model)
         return name, image, image[None, None].to(device)  # (1, 1, S, S)
 
@@ -243,8 +244,9 @@ class DigitsTask(Task):
     @torch.no_grad()
     def attention(self, model: nn.Module, text: str) -> AttentionView:
         name, _, batch = self._read(model, text)
-        maps = model.attention_maps(batch)  # each (1, H, 1 + N, 1 + N)
-        rows, cols = model.patch_embed.grid_size
+        vit = cast(ViT, model)  # the class build_model builds
+        maps = vit.attention_maps(batch)  # each (1, H, 1 + N, 1 + N)
+        rows, cols = vit.patch_embed.grid_size
         labels = ["CLS"] + [f"r{r}c{c}" for r in range(rows) for c in range(cols)]
         return AttentionView(
             maps=[m[0].cpu() for m in maps],  # each (H, 1 + N, 1 + N)
@@ -259,8 +261,9 @@ class DigitsTask(Task):
         from attnlab.viz import attention_rollout, plot_rollout_overlay
 
         name, image, batch = self._read(model, text)
-        maps = [m.cpu() for m in model.attention_maps(batch)]  # each (1, H, 1 + N, 1 + N)
-        grid = model.patch_embed.grid_size
+        vit = cast(ViT, model)  # the class build_model builds
+        maps = [m.cpu() for m in vit.attention_maps(batch)]  # each (1, H, 1 + N, 1 + N)
+        grid = vit.patch_embed.grid_size
         rollout = attention_rollout(maps)[0]  # (1 + N, 1 + N)
         heat = rollout[0, 1:].reshape(grid)  # (rows, cols): CLS row, over the patches
         layer_heats = [m[0].mean(0)[0, 1:].reshape(grid) for m in maps]  # each (rows, cols)
@@ -272,7 +275,7 @@ class DigitsTask(Task):
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
         device = model_device(model)
         out = []
-        for i in range(min(n, len(dataset))):
+        for i in range(min(n, len(cast(Sized, dataset)))):  # torch's Dataset declares no len
             image, label = dataset[i]  # (1, 8, 8), ()
             probs = model(image[None].to(device)).softmax(-1)[0].cpu()  # (10,)
             top = top3(probs)

@@ -61,7 +61,11 @@ class NamesDataset(Dataset):
     """(token ids ``(T,)``, language id) pairs of encoded names."""
 
     def __init__(
-        self, pairs: list[tuple[str, str]], vocab: CharVocab, languages: list[str], max_len: int
+        self,
+        pairs: list[tuple[str, str]],
+        vocab: CharVocab | BPEVocab,
+        languages: list[str],
+        max_len: int,
     ):
         self.pairs = pairs
         index = {language: i for i, language in enumerate(languages)}
@@ -90,7 +94,7 @@ class NamesTask(Task):
         """Without ``vocab`` and ``languages``, both come from the training split."""
         super().__init__(config)
         self._splits: tuple[list, list, list] | None = None
-        self.languages = languages
+        self._trained_languages = languages  # None: a new run, whose data decides them
         if vocab is None or languages is None:
             train, _, _ = self._pair_splits()
             names = [name[: config.max_len] for name, _ in train]
@@ -133,15 +137,15 @@ class NamesTask(Task):
         """A new run needs two languages or more; a trained one, exactly the languages it
         knows (with one missing, the seeded split would differ, and its test set would hold
         names the run trained on)."""
-        if self.languages is None:
+        if self._trained_languages is None:
             if len(found) < 2:
                 raise DataError(
                     f"{folder} holds names of one language only ({', '.join(found)}): the "
                     "names task needs a <Language>.txt file for each of two languages or more"
                 )
             return
-        unknown = sorted(found - set(self.languages))
-        missing = sorted(set(self.languages) - found)
+        unknown = sorted(found - set(self._trained_languages))
+        missing = sorted(set(self._trained_languages) - found)
         if unknown:
             problem = f"holds {len(unknown)} language(s) this run was not trained on"
         elif missing:
@@ -251,7 +255,7 @@ class NamesTask(Task):
             labels, predicted, labels=range(len(self.languages)), zero_division=0
         )
         matrix = confusion_matrix(labels, predicted, labels=range(len(self.languages)))
-        report = {
+        report: dict[str, Any] = {
             "metrics": {
                 "loss": loss_sum / len(labels),
                 "accuracy": (predicted == labels).float().mean().item(),
@@ -346,6 +350,7 @@ class NamesTask(Task):
 
     @torch.no_grad()
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
+        assert isinstance(dataset, NamesDataset)  # the splits hold NamesDatasets
         device = model_device(model)
         out = []
         for i in spread(n, len(dataset)):  # the test set is sorted by language

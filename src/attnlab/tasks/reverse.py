@@ -16,7 +16,8 @@ contract: ``attnlab.models.user_layer``).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sized
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -181,12 +182,13 @@ class ReverseTask(Task):
 
     @torch.no_grad()
     def attention(self, model: nn.Module, text: str) -> AttentionView:
-        if model.config.layer:
+        predictor = cast(TokenPredictor, model)  # the class build_model builds
+        if predictor.config.layer:
             raise InputError("this run trained your own layer, which returns no attention maps")
         tokens = self.parse(text)  # (1, T)
         L = int((tokens != self.pad_id).sum())
         mask = padding_mask(tokens, self.pad_id)
-        maps = model.attention_maps(tokens, mask=mask)
+        maps = predictor.attention_maps(tokens, mask=mask)
         predicted = self._logits(model, tokens)[0, :L].argmax(-1).tolist()
         # Only the first L outputs are the answer, and padded keys get zero weight: show the
         # (L answers) x (L input tokens) block, where reversal is the anti-diagonal.
@@ -201,7 +203,7 @@ class ReverseTask(Task):
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
         device = model_device(model)
         out = []
-        for i in range(min(n, len(dataset))):
+        for i in range(min(n, len(cast(Sized, dataset)))):  # torch's Dataset declares no len
             tokens, targets = dataset[i]
             real = tokens != self.pad_id
             L = int(real.sum())

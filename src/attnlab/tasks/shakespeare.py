@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -250,7 +251,7 @@ class ShakespeareTask(Task):
         """``n`` continuations of prompts from evenly spread blocks: each block's first whole
         line (a speaker's name, often), else its first 16 characters."""
         out = []
-        for seed, i in enumerate(spread(n, len(dataset))):
+        for seed, i in enumerate(spread(n, len(cast(Sized, dataset)))):  # Dataset declares no len
             x, _ = dataset[i]
             text = self.decode(x.tolist())
             lines = text.splitlines(keepends=True)[1:-1]  # whole lines: the first may be cut

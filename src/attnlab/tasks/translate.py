@@ -32,7 +32,7 @@ import sys
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -206,7 +206,8 @@ class _TranslateBase(Task):
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         src, tgt = batch  # (B, S), (B, T)
-        logits = model(src, model.shift_right(tgt))  # (B, T, V)
+        seq2seq = cast(Seq2SeqTransformer, model)  # build_model's class (or compiled: the same)
+        logits = model(src, seq2seq.shift_right(tgt))  # (B, T, V)
         return F.cross_entropy(
             logits.flatten(0, 1),  # (B*T, V)
             tgt.flatten(),  # (B*T,)
@@ -233,8 +234,9 @@ class _TranslateBase(Task):
         pad = self.tokenizer.pad_id
         loss_sum, correct, tokens = 0.0, 0, 0
         sources, references, hypotheses = [], [], []
+        seq2seq = cast(Seq2SeqTransformer, model)  # build_model's class (or compiled: the same)
         for src, tgt in batches:
-            logits = model(src, model.shift_right(tgt))  # (B, T, V)
+            logits = model(src, seq2seq.shift_right(tgt))  # (B, T, V)
             real = tgt != pad  # (B, T)
             loss_sum += F.cross_entropy(  # (B*T, V) against (B*T,)
                 logits.flatten(0, 1), tgt.flatten(), ignore_index=pad, reduction="sum"
@@ -303,7 +305,7 @@ class _TranslateBase(Task):
             "tokens": {"test_pairs": len(sources)},
             "samples": samples,
         }
-        if model.config.decoder_layer:
+        if cast(Seq2SeqTransformer, model).config.decoder_layer:
             report["attention_note"] = "not plotted: your decoder layer returns no attention maps"
         elif plots_dir is not None:
             from attnlab.viz.heatmaps import plot_attention_views
@@ -403,16 +405,17 @@ class _TranslateBase(Task):
         The decoder reads its own greedy translation. Each decoder row is labelled with the
         token that position produces (its input is the token before it).
         """
-        if model.config.decoder_layer:
+        seq2seq = cast(Seq2SeqTransformer, model)  # the class build_model builds
+        if seq2seq.config.decoder_layer:
             raise InputError(
                 "this run trained your own decoder layer, which returns no attention maps"
             )
         device = model_device(model)
         src = self.encode_source(text).to(device)  # (1, S)
         output = greedy_search(model, src, max_new_tokens=self.config.max_tokens + 1)  # (1, T)
-        tgt_in = model.shift_right(output)  # (1, T): <s> y1 .. y_{T-1}
-        memory, src_mask, encoder_maps = model.encode(src, return_attention=True)
-        _, self_maps, cross_maps = model.decode(tgt_in, memory, src_mask, return_attention=True)
+        tgt_in = seq2seq.shift_right(output)  # (1, T): <s> y1 .. y_{T-1}
+        memory, src_mask, encoder_maps = seq2seq.encode(src, return_attention=True)
+        _, self_maps, cross_maps = seq2seq.decode(tgt_in, memory, src_mask, return_attention=True)
         source = self.tokenizer.tokens(src[0].tolist())
         produced = self.tokenizer.tokens(output[0].tolist())
         inputs = self.tokenizer.tokens(tgt_in[0].tolist())
@@ -441,6 +444,7 @@ class _TranslateBase(Task):
 
     @torch.no_grad()
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
+        assert isinstance(dataset, PairDataset)  # the splits hold PairDatasets
         picks = spread(n, len(dataset))
         out = []
         for i in picks:

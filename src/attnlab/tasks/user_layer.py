@@ -15,7 +15,7 @@ full model is allocated. The contracts themselves are stated in
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor, nn
@@ -156,7 +156,21 @@ def _sized(size: Any, contract: str) -> Construct:
     return lambda layer_class: _construct(layer_class, args, LAYER_ARGS, contract)
 
 
-def user_layer_fields(spec: str, size: Any) -> dict[str, str]:
+class LayerFields(TypedDict, total=False):
+    """A model config's fields naming a user's encoder layer or Llama block (none: attnlab's)."""
+
+    layer: str
+    layer_sha256: str
+
+
+class DecoderLayerFields(TypedDict, total=False):
+    """A model config's fields naming a user's decoder layer (none: attnlab's)."""
+
+    decoder_layer: str
+    decoder_layer_sha256: str
+
+
+def user_layer_fields(spec: str, size: Any) -> LayerFields:
     """The model-config fields ``{"layer", "layer_sha256"}`` of a checked encoder layer.
 
     ``size`` is the task's :class:`~attnlab.configs.ModelSize`. Raises
@@ -166,7 +180,7 @@ def user_layer_fields(spec: str, size: Any) -> dict[str, str]:
     return {"layer": spec, "layer_sha256": sha256}
 
 
-def user_decoder_layer_fields(spec: str, size: Any) -> dict[str, str]:
+def user_decoder_layer_fields(spec: str, size: Any) -> DecoderLayerFields:
     """The model-config fields ``{"decoder_layer", "decoder_layer_sha256"}`` of a checked
     decoder layer (probed with the causal mask ``(T, T)`` and a source padding mask
     ``(B, 1, 1, S)``, ``S != T``). Raises :class:`~attnlab.errors.ConfigError`."""
@@ -175,7 +189,7 @@ def user_decoder_layer_fields(spec: str, size: Any) -> dict[str, str]:
     return {"decoder_layer": spec, "decoder_layer_sha256": sha256}
 
 
-def user_llama_block_fields(spec: str, config: LlamaConfig) -> dict[str, str]:
+def user_llama_block_fields(spec: str, config: LlamaConfig) -> LayerFields:
     """The Llama-config fields ``{"layer", "layer_sha256"}`` of a checked Llama block, built
     as ``Layer(*config.user_block_args())`` (the llama practical's ``LlamaBlock``), probed
     with ``x (2, 3, d_model)`` alone and checked to be causal. Raises

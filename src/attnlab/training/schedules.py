@@ -7,6 +7,7 @@ Each function returns the multiplier of the base learning rate at a given step, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -46,6 +47,7 @@ def build_scheduler(
     floor: float = 0.0,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step scheduler: ``name`` is one of ``SCHEDULES`` (``floor``: cosine only)."""
+    factor: Callable[[int], float]
     if name == "cosine":
         factor = partial(cosine_warmup, warmup=max(1, warmup), total=total, floor=floor)
     elif name == "noam":

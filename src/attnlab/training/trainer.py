@@ -29,9 +29,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -139,6 +139,11 @@ class Trainer:
         run_dir: where checkpoints, metrics, plots and TensorBoard logs go.
         progress: show a progress bar (loss, learning rate, throughput).
     """
+
+    # Set when training starts (_start), or restored from a checkpoint.
+    best: list[float] | None  # [monitored metric, -loss] of the best model
+    best_step: int | None
+    checkpoint_step: int | None  # the step of the last checkpoint saved
 
     def __init__(
         self,
@@ -306,6 +311,7 @@ class Trainer:
         cfg = self.config
         self.model.to(self.device)
         train_loader, sampler, val_loader = self._loaders()
+        assert val_loader.batch_size is not None  # _loaders gives it one
         self._check_step_fits(train_loader.dataset, val_loader.batch_size)
         steps_per_epoch = sampler.steps_per_epoch
         total_steps = cfg.epochs * steps_per_epoch
@@ -355,7 +361,7 @@ class Trainer:
         processes = distributed.world_size()
         check_batch_split(cfg.batch_size, cfg.grad_accum, processes)
         sampler = EpochBatchSampler(
-            len(splits.train), cfg.batch_size, cfg.seed, distributed.rank(), processes,
+            len(cast(Sized, splits.train)), cfg.batch_size, cfg.seed, distributed.rank(), processes,
             cfg.grad_accum,
         )  # fmt: skip
         train_loader = loader(splits.train, self.task, batch_sampler=sampler)
@@ -382,14 +388,14 @@ class Trainer:
         )
         self.scaler = grad_scaler(self.device, cfg.precision)
         self.step, self.bad_validations, self.history = 0, 0, []
-        self.best: list[float] | None = None  # [monitored metric, -loss] of the best model
-        self.best_step: int | None = None
+        self.best = None  # [monitored metric, -loss] of the best model
+        self.best_step = None
         if distributed.world_size() > 1:
             # Every process used the same seed to build the same initial weights; from here on
             # each draws its own dropout masks (the same masks on every slice of a batch would
             # be one mask, not independent noise).
             torch.manual_seed(cfg.seed * 1_000_003 + distributed.rank() + 1)
-        self.checkpoint_step: int | None = None  # the step of the last checkpoint saved
+        self.checkpoint_step = None  # the step of the last checkpoint saved
         if resume:
             self._restore(load_checkpoint(self.run_dir / CHECKPOINT))
             self.checkpoint_step = self.step
@@ -404,7 +410,11 @@ class Trainer:
         DDP notes advise, so that the compiler can split its graph at DDP's gradient buckets.
         """
         self.ddp_model = distributed.wrap(self.model, self.device)
-        self.train_model = torch.compile(self.ddp_model) if self.config.compile else self.ddp_model
+        self.train_model = (  # torch.compile returns an OptimizedModule, typed as a callable
+            cast(nn.Module, torch.compile(self.ddp_model))
+            if self.config.compile
+            else self.ddp_model
+        )
 
     @contextlib.contextmanager
     def _ctrl_c_finishes_the_step(self) -> Iterator[None]:
@@ -599,7 +609,7 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)  # fp16: clip the true gradients, not scaled ones
         max_norm = cfg.grad_clip or float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm).item()
-        lr = self.scheduler.get_last_lr()[0]
+        lr = float(self.scheduler.get_last_lr()[0])  # a float (typed float | Tensor)
         self.scaler.step(self.optimizer)  # fp16: skipped if the gradients overflowed
         self.scaler.update()
         self.scheduler.step()
@@ -665,7 +675,7 @@ class Trainer:
 
 def _rng_state() -> dict[str, Any]:
     """This process's random-number state (CPU, and every visible GPU)."""
-    state = {"torch": torch.get_rng_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

@@ -52,6 +52,7 @@ def attention_rollout(maps: Sequence[Tensor]) -> Tensor:
         mixed = weights.mean(dim=-3) + identity  # (..., T, T): heads averaged, plus residual
         mixed = mixed / mixed.sum(dim=-1, keepdim=True)  # (..., T, T), rows sum to 1
         rollout = mixed if rollout is None else mixed @ rollout  # (..., T, T)
+    assert rollout is not None  # maps holds at least one layer (checked above)
     return rollout
 
 

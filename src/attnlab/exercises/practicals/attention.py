@@ -159,6 +159,12 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         _hint("scores-multiplied"),
         {_SCALE: "scores = q @ k.transpose(-2, -1) * math.sqrt(d_k)"},
     ),
+    "scaled-by-heads": (
+        "scaled_dot_product",
+        "the scores are divided by the square root of q.size(1), the number of heads: q is "
+        "(B, H, T, d_k), so d_k is its last axis, q.size(-1)",
+        {_SCALE: "scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(1))"},
+    ),
     "queries-keys-swapped": (
         "scaled_dot_product",
         _hint("queries-keys-swapped"),
@@ -276,6 +282,16 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
             _FEED: "return x + self.norm2(self.dropout(self.linear_net(x)))",
         },
     ),
+    "norm-inside-residual-attention": (
+        "EncoderBlock.forward",
+        _hint("norm-inside-residual-attention"),
+        {_ATTEND: "x = x + self.norm1(self.dropout(self.self_attn(x, mask=mask)))"},
+    ),
+    "norm-inside-residual-feed-forward": (
+        "EncoderBlock.forward",
+        _hint("norm-inside-residual-feed-forward"),
+        {_FEED: "return x + self.norm2(self.dropout(self.linear_net(x)))"},
+    ),
     "no-warmup": (
         "CosineWarmupScheduler.get_lr_factor",
         "the warmup is missing: for the first `warmup` steps the factor is also multiplied by "
@@ -287,6 +303,16 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "during the warmup the factor is epoch / warmup alone: it multiplies the cosine's "
         "factor, 0.5 * (1 + cos(pi * epoch / max_iters)) * epoch / warmup",
         {"factor *= epoch / self.warmup": "factor = epoch / self.warmup"},
+    ),
+    "cosine-after-warmup": (
+        "CosineWarmupScheduler.get_lr_factor",
+        "the cosine starts after the warmup (as in Hugging Face's "
+        "get_cosine_schedule_with_warmup): here it runs from step 0 over max_iters steps, "
+        "0.5 * (1 + cos(pi * epoch / max_iters)), multiplied by epoch / warmup during the warmup",
+        {
+            _COSINE: "factor = 0.5 * (1 + math.cos(math.pi * (epoch - self.warmup) "
+            "/ (self.max_num_iters - self.warmup)))"
+        },
     ),
     "cosine-wrong-period": (
         "CosineWarmupScheduler.get_lr_factor",

@@ -89,9 +89,9 @@ def layer_forward(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
     tgt_mask = given(torch.ones(T, T, dtype=torch.bool).tril())  # (T, T)
     x, memory = randn(seed, B, T, D_MODEL), randn(seed + 1, B, T, D_MODEL)
     layer, padding = _layer(impl, seed), _padding_mask(MEMORY_LENGTHS, T)
+    full = layer(x, memory, tgt_mask, padding)
     with case("with a target of length 1"):
-        first = layer(x[:, :1], memory, tgt_mask[:1, :1], padding)
-    return layer(x, memory, tgt_mask, padding), first
+        return full, layer(x[:, :1], memory, tgt_mask[:1, :1], padding)
 
 
 class CopyModel:
@@ -195,6 +195,29 @@ _DROPOUT_HINT = (
     "the dropout on the {}'s output is missing: in train mode it goes through dropout "
     "before the residual sum, {} (section 5.4)"
 )
+
+_NORM_INSIDE_HINT = (
+    "the {} block adds x after its LayerNorm, x + LayerNorm(Sublayer(x)): normalise the "
+    "residual sum, {} (section 3.1)"
+)
+# Each block's residual sum: block -> (the solution's, with the LayerNorm inside, the paper's).
+_NORM_INSIDE = {
+    "self-attention": (
+        f"self.norm1(x + self.dropout1({_SELF}))",
+        f"x + self.norm1(self.dropout1({_SELF}))",
+        "norm1(x + dropout1(self_attn(x)))",
+    ),
+    "cross-attention": (
+        "self.norm2(x + self.dropout2(attended))",
+        "x + self.norm2(self.dropout2(attended))",
+        "norm2(x + dropout2(cross_attn(x, memory)))",
+    ),
+    "feed-forward": (
+        "self.norm3(x + self.dropout3(self.feed_forward(x)))",
+        "x + self.norm3(self.dropout3(self.feed_forward(x)))",
+        "norm3(x + dropout3(feed_forward(x)))",
+    ),
+}
 
 # The planted mistakes: name -> (part, hint, {old: new} in the solution's source).
 CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -338,18 +361,16 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         },
     ),
     "norm-inside-residual": (
-        _BLOCKS[0],
+        f"{_LAYER}.forward",
         "the LayerNorm is applied to the sublayer's output and the input added afterwards, "
         "x + LayerNorm(Sublayer(x)): the paper normalises the residual sum, "
         "LayerNorm(x + Sublayer(x)) (section 3.1), in each of the three blocks",
-        {
-            f"self.norm1(x + self.dropout1({_SELF}))": (f"x + self.norm1(self.dropout1({_SELF}))"),
-            "self.norm2(x + self.dropout2(attended))": "x + self.norm2(self.dropout2(attended))",
-            "self.norm3(x + self.dropout3(self.feed_forward(x)))": (
-                "x + self.norm3(self.dropout3(self.feed_forward(x)))"
-            ),
-        },
+        {old: new for old, new, _ in _NORM_INSIDE.values()},
     ),
+    **{  # the same in one block only
+        f"norm-inside-residual-{block}": (part, _NORM_INSIDE_HINT.format(block, paper), {old: new})
+        for part, (block, (old, new, paper)) in zip(_BLOCKS, _NORM_INSIDE.items(), strict=True)
+    },
     "cross-gets-target-mask": (
         f"{_LAYER}.forward",
         "the cross-attention gets the target mask: it takes memory_mask (the source's "
@@ -401,7 +422,7 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 
 # Mistakes made in more parts than their own: name -> the other parts.
-ALSO = {"pre-ln": _BLOCKS[1:], "norm-inside-residual": _BLOCKS[1:]}
+ALSO = {"pre-ln": _BLOCKS[1:]}
 # Mistakes seen in train mode only (see Mistake.train).
 TRAIN = {"no-dropout-self-attention", "no-dropout-cross-attention", "no-dropout-feed-forward"}
 

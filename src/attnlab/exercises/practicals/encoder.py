@@ -188,6 +188,11 @@ DROPOUT_HINT = (
     "(section 5.4)"
 )
 
+NORM_INSIDE_ONE_HINT = (
+    "the {0} sublayer adds its input after the LayerNorm, x + LayerNorm({1}(x)): normalise "
+    "the residual sum, LayerNorm(x + {1}(x)), as the {2} sublayer does (section 3.1)"
+)
+
 MISTAKES = [
     _mistake(
         "sin-cos-swapped",
@@ -227,6 +232,18 @@ MISTAKES = [
         {
             "pe[:, 0::2] = torch.sin(angle)": "pe[:, : self.d_model // 2] = torch.sin(angle)",
             "pe[:, 1::2] = torch.cos(angle)": "pe[:, self.d_model // 2 :] = torch.cos(angle)",
+        },
+    ),
+    _mistake(
+        "frequencies-inverted",
+        "PositionalEncoding.forward",
+        "the positions are multiplied by 10000^(2i / d_model): the paper divides, "
+        "pos / 10000^(2i / d_model), so that the frequencies fall from 1 to 1/10000 along "
+        "the features (section 3.5)",
+        {
+            "angle = position / 10000 ** (two_i / self.d_model)": (
+                "angle = position * 10000 ** (two_i / self.d_model)"
+            ),
         },
     ),
     _mistake(
@@ -356,7 +373,8 @@ MISTAKES = [
         "variance-unbiased",
         f"{_LAYER}.norm",
         "the variance is the unbiased one (divided by d_model - 1): LayerNorm uses the biased "
-        "variance, e.g. x.var(dim=-1, unbiased=False); torch.var is unbiased by default",
+        "variance, e.g. x.var(dim=-1, unbiased=False); torch.var and torch.std are unbiased "
+        "by default",
         {"var = x.var(dim=-1, keepdim=True, unbiased=False)": "var = x.var(dim=-1, keepdim=True)"},
     ),
     _mistake(
@@ -470,6 +488,26 @@ MISTAKES = [
         "x + LayerNorm(Sublayer(x)): the paper normalises the residual sum, "
         "LayerNorm(x + Sublayer(x)) (section 3.1)",
         {_FORWARD: _NORM_INSIDE_FORWARD},
+    ),
+    _mistake(
+        "norm-inside-residual-attention",
+        f"{_LAYER}.forward",
+        NORM_INSIDE_ONE_HINT.format("self-attention", "MultiHead", "feed-forward"),
+        {
+            "x = self.gamma1 * self.norm(x + attended) + self.beta1": (
+                "x = x + self.gamma1 * self.norm(attended) + self.beta1"
+            ),
+        },
+    ),
+    _mistake(
+        "norm-inside-residual-feed-forward",
+        f"{_LAYER}.forward",
+        NORM_INSIDE_ONE_HINT.format("feed-forward", "FFN", "self-attention"),
+        {
+            f"x = self.gamma2 * {_FFN_SUM} + self.beta2": (
+                "x = x + self.gamma2 * self.norm(self.dropout(self.feed_forward(x))) + self.beta2"
+            ),
+        },
     ),
     _mistake(
         "no-gain-bias",

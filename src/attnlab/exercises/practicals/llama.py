@@ -76,9 +76,9 @@ def attention(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
     """Over ``T`` positions, then over one position of a batch of 1."""
     attn = instantiate(impl, solution, "GroupedQueryAttention", seed, D_MODEL, H, H_KV)
     x = randn(seed, B, T, D_MODEL)
+    full = attn(x)
     with case("with a batch of 1 and T = 1"):
-        one = attn(x[:1, :1])
-    return attn(x), one
+        return full, attn(x[:1, :1])
 
 
 def block(impl: ModuleType, seed: int) -> Tensor:
@@ -144,6 +144,8 @@ _ROTATE = "return x * cos + rotated_half * sin"
 _GATE = "hidden = F.silu(self.w1(x)) * self.w3(x)"
 _ROTARY_CALL = "q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)"
 _SCALE = "scores = q @ k.transpose(-2, -1) / math.sqrt(d_head)"
+_TABLES = "cos, sin = rotary_cos_sin(T, d_head, self.rope_theta, device=x.device)"
+_CAUSAL = "causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()"
 _ATTEND = "h = x + self.self_attn(self.norm1(x))"
 _FEED = "return h + self.feed_forward(self.norm2(h))"
 
@@ -277,6 +279,30 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "section 2.2)",
         {"x.repeat_interleave(groups, dim=1)": "x.repeat(1, groups, 1, 1)"},
     ),
+    "rotary-tables-of-d_model": (
+        "GroupedQueryAttention.forward",
+        "the rotary tables are built for d_model features: each head is rotated on its own, so "
+        "build them for one head's width, rotary_cos_sin(T, d_head, ...)",
+        {_TABLES: _TABLES.replace("(T, d_head,", "(T, H * d_head,")},
+    ),
+    "heads-split-wrong": (
+        "GroupedQueryAttention.forward",
+        "the heads are split along the wrong dimension: view each projection as "
+        "(B, T, heads, d_head) and then swap axes 1 and 2, rather than viewing it as "
+        "(B, heads, T, d_head)",
+        {
+            f"self.{w}(x).view(B, T, {h}, d_head).transpose(1, 2)": (
+                f"self.{w}(x).view(B, {h}, T, d_head)"
+            )
+            for w, h in (("w_q", "H"), ("w_k", "H_kv"), ("w_v", "H_kv"))
+        },
+    ),
+    "causal-diagonal-excluded": (
+        "GroupedQueryAttention.forward",
+        "the causal mask hides the diagonal too: position i may attend to itself, j <= i "
+        "(tril() with no diagonal=-1); the first position, left with no key, gives NaN",
+        {_CAUSAL: _CAUSAL.replace(".tril()", ".tril(diagonal=-1)")},
+    ),
     "no-causal-mask": (
         "GroupedQueryAttention.forward",
         "the causal mask is missing: position i may attend only to positions j <= i, so the "
@@ -340,6 +366,18 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
             _ATTEND: "x = self.norm1(x)\n        h = x + self.self_attn(x)",
             _FEED: "h = self.norm2(h)\n        return h + self.feed_forward(h)",
         },
+    ),
+    "residual-of-normalised-attention": (
+        "LlamaBlock.forward",
+        "the attention's residual adds the normalised x: the residual stream carries x "
+        "itself, h = x + self_attn(norm1(x)), as the feed-forward's does (Llama section 2.2)",
+        {_ATTEND: "x = self.norm1(x)\n        h = x + self.self_attn(x)"},
+    ),
+    "residual-of-normalised-feed-forward": (
+        "LlamaBlock.forward",
+        "the feed-forward's residual adds the normalised h: the residual stream carries h "
+        "itself, h + feed_forward(norm2(h)), as the attention's does (Llama section 2.2)",
+        {_FEED: "h = self.norm2(h)\n        return h + self.feed_forward(h)"},
     ),
     "no-residual-attention": (
         "LlamaBlock.forward",

@@ -147,7 +147,7 @@ class CosineWarmupScheduler(LRScheduler):
         self.max_num_iters = max_iters
         super().__init__(optimizer)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | Tensor]:  # as torch's: a rate may be a tensor
         factor = self.get_lr_factor(epoch=self.last_epoch)
         return [base_lr * factor for base_lr in self.base_lrs]
 
