@@ -210,7 +210,7 @@ class KVCache:
         return None if self._v is None else self._v[:, :, : self._length]
 
     def update(self, k_new: Tensor, v_new: Tensor) -> tuple[Tensor, Tensor]:
-        """Append ``(B, H, T_new, d_head)`` keys and values; return all of them."""
+        """Append ``(B, H_kv, T_new, d_head)`` keys and values; return all of them."""
         end = self._length + k_new.size(2)
         if self._k is None or self._v is None or end > self._k.size(2):
             self._k, self._v = self._grown(k_new, v_new, end)
