@@ -45,6 +45,8 @@ class BPEVocab:
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int) -> BPEVocab:
+        """A vocabulary of at most ``vocab_size`` pieces (padding and ``<unk>`` included) learnt
+        from ``texts`` by BPE."""
         return cls(train_bpe(texts, vocab_size, [PAD, UNK]))
 
     @classmethod
@@ -66,6 +68,7 @@ class BPEVocab:
         return self.tokenizer.get_vocab_size()
 
     def encode(self, text: str) -> list[int]:
+        """The ids of ``text``'s pieces; characters never seen in training become ``unk_id``."""
         return self.tokenizer.encode(text).ids
 
     def tokens(self, ids: Iterable[int]) -> list[str]:

@@ -48,6 +48,7 @@ class CharVocab:
         return len(self.itos)
 
     def encode(self, text: str) -> list[int]:
+        """One id per character of ``text``; characters never seen in training become ``unk_id``."""
         return [self.stoi.get(ch, self.unk_id) for ch in text]
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
@@ -59,6 +60,7 @@ class CharVocab:
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> CharVocab:
+        """The vocabulary of every character in ``texts`` (the training texts)."""
         return cls(ch for text in texts for ch in text)
 
     @classmethod

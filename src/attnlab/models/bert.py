@@ -169,6 +169,8 @@ class BertEmbeddings(nn.Module):
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        """``LayerNorm(token + segment + position)``, then dropout (BERT section 3, figure 2):
+        ``input_ids`` and ``token_type_ids`` ``(B, T)`` -> ``(B, T, hidden_size)``."""
         x = embed_tokens(self.word_embeddings, input_ids, "input_ids")  # (B, T, D)
         if token_type_ids is None:
             x = x + self.token_type_embeddings.weight[0]  # segment A everywhere: (B, T, D)
@@ -217,6 +219,10 @@ class Bert(nn.Module):
         token_type_ids: Tensor | None = None,
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """The last hidden states ``(B, T, hidden_size)`` of ``input_ids (B, T)`` (BERT section 3);
+        with ``return_attention=True`` also each layer's weights ``(B, H, T, T)``.
+        ``attention_mask``: ``(B, T)``, 1 = real token, or ``(B, 1, 1, T)`` bool, ``True`` = may
+        attend."""
         check_token_batch(input_ids, "input_ids")
         if token_type_ids is not None:
             check_token_batch(token_type_ids, "token_type_ids")
@@ -232,6 +238,7 @@ class Bert(nn.Module):
         return self.encoder(x, mask=mask, return_attention=return_attention)
 
     def extra_repr(self) -> str:
+        """The settings printed by ``repr(module)``."""
         c = self.config
         return (
             f"layers={c.num_hidden_layers}, hidden_size={c.hidden_size}, "

@@ -107,6 +107,8 @@ class SequenceClassifier(nn.Module):
         return x, mask
 
     def forward(self, tokens: Tensor) -> Tensor:
+        """Logits ``(B, num_classes)`` of token ids ``(B, T)``: the head on the encoder's output at
+        the prepended CLS token (sections 3.1, 3.4, 3.5); padding is masked out of attention."""
         x, mask = self._encode_input(tokens)
         hidden = self.encoder(x, mask=mask)  # (B, 1 + T, d_model)
         return self.head(hidden[:, 0])  # (B, num_classes)

@@ -154,6 +154,9 @@ class GPT(nn.Module):
         cache: list[KVCache] | list[StaticKVCache] | None = None,
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """Next-token logits ``(B, T, vocab_size)`` of ``input_ids (B, T)`` through the causal
+        pre-LN blocks (GPT-2 section 2.3). With a ``cache`` pass only the new tokens;
+        ``return_attention=True`` adds each layer's weights ``(B, H, T, T_k)``."""
         check_token_batch(input_ids, "input_ids")
         if cache is not None and len(cache) != len(self.layers):
             raise ValueError(f"cache has {len(cache)} layers; the model has {len(self.layers)}")

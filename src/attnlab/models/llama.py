@@ -225,6 +225,9 @@ class Llama(nn.Module):
         attention_mask: Tensor | None = None,
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """Next-token logits ``(B, T, vocab_size)`` of ``input_ids (B, T)`` (LLaMA section 2.2).
+        ``cache``, ``attention_mask`` (bool or 0/1, ``True`` = real token, may attend) and
+        ``return_attention`` as in the class docstring."""
         if self.config.layer:
             return self._forward_user_blocks(input_ids, cache, attention_mask, return_attention)
         start = self._check_input(input_ids, cache)  # position of input_ids[:, 0]

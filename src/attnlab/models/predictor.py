@@ -99,6 +99,9 @@ class TokenPredictor(nn.Module):
         return self.positions(self.embed(x))  # (B, T, d_model)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Per-position logits ``(B, T, num_classes)`` of token ids ``(B, T)`` or features
+        ``(B, T, input_dim)``; ``mask`` bool, ``True`` = may attend, as for
+        :class:`~attnlab.nn.TransformerEncoder`."""
         hidden = self.encoder(self._encode_input(x), mask=mask)  # (B, T, d_model)
         return self.head(hidden)  # (B, T, num_classes)
 

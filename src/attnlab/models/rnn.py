@@ -67,6 +67,8 @@ class GRUClassifier(nn.Module):
         self.head = nn.Linear(directions * config.hidden, config.num_classes)
 
     def forward(self, tokens: Tensor) -> Tensor:
+        """Logits ``(B, num_classes)`` of token ids ``(B, T)`` padded at the end: the head on the
+        GRU's final hidden states (both directions' when bidirectional)."""
         check_token_batch(tokens)
         B, T = tokens.shape
         if T == 0:  # no position at all: as a row of padding only, one padding token

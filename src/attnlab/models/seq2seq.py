@@ -239,5 +239,8 @@ class Seq2SeqTransformer(nn.Module):
         return decoder.make_cache()
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced logits ``(B, T, tgt_vocab_size)`` of source ids ``src (B, S)`` and the
+        shifted target ``tgt_in (B, T)``: :meth:`encode`, then :meth:`decode` (Figure 1, section
+        3.1)."""
         memory, src_mask = self.encode(src)  # (B, S, d_model), (B, 1, 1, S)
         return self.decode(tgt_in, memory, src_mask)  # (B, T, tgt_vocab_size)

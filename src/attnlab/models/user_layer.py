@@ -175,6 +175,8 @@ class UserLayerEncoder(_UserLayerStack):
     def forward(
         self, x: Tensor, mask: Tensor | None = None, return_attention: bool = False
     ) -> Tensor:
+        """``x (B, T, d_model)`` through the user's layers (and the final norm):
+        ``(B, T, d_model)``. ``mask``: bool ``(B, 1, 1, T)``, ``True`` = may attend."""
         if return_attention:
             raise ValueError("a layer of your own returns no attention weights to show")
         for layer in self.layers:
@@ -211,6 +213,9 @@ class UserLayerDecoder(_UserLayerStack):
         cache: list | None = None,
         return_attention: bool = False,
     ) -> Tensor:
+        """``x (B, T, d_model)`` through the user's decoder layers, each given
+        ``memory (B, S, d_model)``: ``(B, T, d_model)``. Masks are bool, ``True`` = may attend, made
+        as the class docstring says."""
         if return_attention:
             raise ValueError("a decoder layer of your own returns no attention weights to show")
         if cache is not None:

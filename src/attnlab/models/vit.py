@@ -101,6 +101,8 @@ class ViT(nn.Module):
         return self.positions(torch.cat([cls, x], dim=1))  # (B, 1 + N, d_model)
 
     def forward(self, images: Tensor) -> Tensor:
+        """Logits ``(B, num_classes)`` of images ``(B, in_channels, image_size, image_size)``: the
+        head on the CLS token's final state (ViT section 3.1, equations 1-4)."""
         hidden = self.encoder(self._encode_input(images))  # (B, 1 + N, d_model)
         return self.head(hidden[:, 0])  # (B, num_classes)
 

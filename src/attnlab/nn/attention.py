@@ -201,14 +201,16 @@ class KVCache:
 
     @property
     def k(self) -> Tensor | None:
+        """The cached keys ``(B, H_kv, T_cached, d_head)``, or ``None`` while empty."""
         return None if self._k is None else self._k[:, :, : self._length]
 
     @property
     def v(self) -> Tensor | None:
+        """The cached values ``(B, H_kv, T_cached, d_head)``, or ``None`` while empty."""
         return None if self._v is None else self._v[:, :, : self._length]
 
     def update(self, k_new: Tensor, v_new: Tensor) -> tuple[Tensor, Tensor]:
-        """Append ``(B, H, T_new, d_head)`` keys and values; return all of them."""
+        """Append ``(B, H_kv, T_new, d_head)`` keys and values; return all of them."""
         end = self._length + k_new.size(2)
         if self._k is None or self._v is None or end > self._k.size(2):
             self._k, self._v = self._grown(k_new, v_new, end)
@@ -343,6 +345,10 @@ class MultiHeadAttention(nn.Module):
         positions: Tensor | None = None,
         rotary_cos_sin: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
+        """Multi-head attention (section 3.2.2) of ``x (B, T_q, d_model)`` over itself, or over
+        ``memory (B, T_k, d_model)``: ``(B, T_q, d_model)``, or with ``need_weights=True``
+        ``(output, weights (B, H, T_q, T_k))``. ``mask`` is bool, ``True`` = may attend; every
+        argument is described under "Call" in the class docstring."""
         B, T_q = self._check_input("x", x)
         cross = cross or memory is not None
         T_k = self._key_length(B, T_q, memory, cache, cross, is_causal)
@@ -500,5 +506,6 @@ class MultiHeadAttention(nn.Module):
         return t.size(0), t.size(1)
 
     def extra_repr(self) -> str:
+        """The settings printed by ``repr(module)``."""
         kv = f", num_kv_heads={self.num_kv_heads}" if self.num_kv_heads != self.num_heads else ""
         return f"d_model={self.d_model}, num_heads={self.num_heads}{kv}, dropout={self.dropout}"

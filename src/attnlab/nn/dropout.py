@@ -56,7 +56,10 @@ class Dropout(nn.Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` (any shape) with each element zeroed with probability ``p`` and the rest scaled by
+        ``1 / (1 - p)`` in training (section 5.4); ``x`` itself in eval mode."""
         return dropout(x, self.p, self.training)
 
     def extra_repr(self) -> str:
+        """The settings printed by ``repr(module)``."""
         return f"p={self.p}"

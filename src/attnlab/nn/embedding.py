@@ -100,6 +100,8 @@ class TokenEmbedding(nn.Module):
         return self.embedding.weight
 
     def forward(self, tokens: Tensor) -> Tensor:
+        """Token ids ``(B, T)`` -> their embeddings times ``sqrt(d_model)``, ``(B, T, d_model)``
+        (section 3.4); an id outside ``[0, vocab_size)`` raises ``ValueError``."""
         check_token_batch(tokens)
         return embed_tokens(self.embedding, tokens) * math.sqrt(self.d_model)  # (B, T, d_model)
 
@@ -188,6 +190,7 @@ class SinusoidalPositionalEncoding(_PositionalEncoding):
         self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
 
     def rows(self) -> Tensor:
+        """The fixed sinusoidal table ``(max_len, d_model)`` of section 3.5."""
         return self.table  # (max_len, d_model)
 
 
@@ -209,6 +212,7 @@ class LearnedPositionalEncoding(_PositionalEncoding):
         nn.init.normal_(self.embedding.weight, mean=0.0, std=init_std)
 
     def rows(self) -> Tensor:
+        """The learned table ``(max_len, d_model)`` (the embedding's weight)."""
         return self.embedding.weight  # (max_len, d_model)
 
 
@@ -285,8 +289,11 @@ class PatchEmbedding(nn.Module):
         return x.reshape(B, rows * cols, P * P * C)  # (B, N, P*P*C)
 
     def forward(self, images: Tensor) -> Tensor:
+        """Images ``(B, C, H, W)`` -> patch embeddings ``x_p E``, ``(B, N, d_model)`` (ViT section
+        3.1, equation 1 before the CLS token and the positions)."""
         return self.projection(self.patches(images))  # (B, N, d_model)
 
     def extra_repr(self) -> str:
+        """The settings printed by ``repr(module)``."""
         H, W = self.image_size
         return f"image_size={H}x{W}, patch_size={self.patch_size}, num_patches={self.num_patches}"

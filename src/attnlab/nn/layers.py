@@ -114,6 +114,8 @@ class FeedForward(nn.Module):
             nn.init.zeros_(self.linear2.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``FFN(x)`` of section 3.3 (or SwiGLU, see the class docstring): ``(..., d_model)`` ->
+        hidden ``(..., d_ff)`` -> ``(..., d_model)``."""
         hidden = self.linear1(x)  # (..., d_ff), or with SwiGLU (..., 2 d_ff): x W1 and x W3
         if self.gated:
             gate, value = hidden.chunk(2, dim=-1)  # each (..., d_ff)
@@ -192,6 +194,10 @@ class EncoderLayer(nn.Module):
         positions: Tensor | None = None,
         rotary_cos_sin: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
+        """One encoder layer (section 3.1) on ``x (B, T, d_model)``: ``(B, T, d_model)``, or with
+        ``need_weights=True`` ``(output, weights (B, H, T, T_k))`` (``T_k = T`` without a cache).
+        ``mask`` is bool, ``True`` = may attend; the other arguments go to the self-attention (see
+        the class docstring)."""
         if x.dim() != 3:
             raise ValueError(f"x must have shape (B, T, d_model); got {tuple(x.shape)}")
         attn_in = self.norm1(x) if self.norm_first else x
@@ -261,6 +267,9 @@ class TransformerEncoder(nn.Module):
     def forward(
         self, x: Tensor, mask: Tensor | None = None, return_attention: bool = False
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """``x (B, T, d_model)`` through every layer (and the final norm), section 3.1:
+        ``(B, T, d_model)``; with ``return_attention=True`` also each layer's weights
+        ``(B, H, T, T)``. ``mask`` is bool, ``True`` = may attend."""
         attention_maps = []
         for layer in self.layers:
             if return_attention:
@@ -362,6 +371,9 @@ class DecoderLayer(nn.Module):
         cache: DecoderLayerCache | None = None,
         need_weights: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        """Self-attention, cross-attention over ``memory (B, S, d_model)`` and feed-forward on
+        ``x (B, T, d_model)`` (section 3.1): ``(B, T, d_model)``; masks (bool, ``True`` = may
+        attend) and weights as in the class docstring."""
         if x.dim() != 3:
             raise ValueError(f"x must have shape (B, T, d_model); got {tuple(x.shape)}")
         self_cache = None if cache is None else cache.self_attn
@@ -465,6 +477,9 @@ class TransformerDecoder(nn.Module):
         cache: list[DecoderLayerCache] | None = None,
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor], list[Tensor]]:
+        """``x (B, T, d_model)`` through every decoder layer, each attending to
+        ``memory (B, S, d_model)`` (section 3.1): ``(B, T, d_model)``. Masks (bool, ``True`` = may
+        attend), ``cache`` and ``return_attention`` as in the class docstring."""
         if cache is not None and len(cache) != len(self.layers):
             raise ValueError(f"cache has {len(cache)} layers; the decoder has {len(self.layers)}")
         self_maps, cross_maps = [], []

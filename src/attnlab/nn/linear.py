@@ -59,4 +59,6 @@ class Linear(nn.Linear):
     """:class:`torch.nn.Linear` computed by :func:`linear` (same parameters, same state dict)."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x W^T + b``: ``(..., in_features)`` -> ``(..., out_features)``, computed by
+        :func:`linear`."""
         return linear(x, self.weight, self.bias)

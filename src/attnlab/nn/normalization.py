@@ -39,6 +39,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x / sqrt(mean(x^2) + eps) * weight`` over the last dimension: ``(..., d_model)`` ->
+        ``(..., d_model)`` (Zhang & Sennrich 2019, section 4)."""
         if x.size(-1) != self.weight.size(0):  # not torch's broadcast error about "tensor a"
             raise ValueError(
                 f"RMSNorm({self.weight.size(0)}) normalises inputs (..., {self.weight.size(0)}); "
@@ -52,6 +54,7 @@ class RMSNorm(nn.Module):
         return self.weight * normalized
 
     def extra_repr(self) -> str:
+        """The settings printed by ``repr(module)``."""
         return f"{self.weight.numel()}, eps={self.eps}"
 
 

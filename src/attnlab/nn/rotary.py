@@ -67,6 +67,8 @@ class RotaryEmbedding(nn.Module):
         self.base = base
 
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:
+        """``x (B, H, T, d_head)`` rotated by the angles of its integer ``positions`` ``(T,)`` or
+        ``(B, T)`` (RoFormer section 3.4.2): ``(B, H, T, d_head)``, in ``x``'s dtype."""
         if x.dim() != 4 or x.size(-1) != self.d_head:
             raise ValueError(f"x must have shape (B, H, T, {self.d_head}); got {tuple(x.shape)}")
         B, T = x.size(0), x.size(2)
@@ -97,4 +99,5 @@ class RotaryEmbedding(nn.Module):
         return angles.cos().to(dtype), angles.sin().to(dtype)
 
     def extra_repr(self) -> str:
+        """The settings printed by ``repr(module)``."""
         return f"d_head={self.d_head}, base={self.base:g}"

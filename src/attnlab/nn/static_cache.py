@@ -128,5 +128,6 @@ class StaticKVCache(nn.Module):
         self.position.zero_()
 
     def extra_repr(self) -> str:
+        """The settings printed by ``repr(module)``."""
         B, H_kv, max_len, d_head = self.k.shape
         return f"batch_size={B}, num_kv_heads={H_kv}, max_len={max_len}, d_head={d_head}"

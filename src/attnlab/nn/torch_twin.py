@@ -153,6 +153,9 @@ class TorchTransformerEncoder(nn.Module):
     def forward(
         self, x: Tensor, mask: Tensor | None = None, return_attention: bool = False
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """PyTorch's encoder stack on ``x (B, T, d_model)``: ``(B, T, d_model)``, or with
+        ``return_attention=True`` also each layer's weights ``(B, H, T, T)``. ``mask`` is an attnlab
+        mask (bool, ``True`` = may attend), converted here to torch's convention."""
         key_padding, attn_mask = None, None
         if mask is not None and mask.size(-2) == 1:
             key_padding = torch_key_padding_mask(mask)  # (B, T), True = padding

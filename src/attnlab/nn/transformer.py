@@ -151,5 +151,8 @@ class Transformer(nn.Module):
         memory_mask: Tensor | None = None,
         tgt_is_causal: bool = False,
     ) -> Tensor:
+        """Encode ``src (B, S, d_model)``, then decode ``tgt (B, T, d_model)`` against that memory
+        (section 3.1, Figure 1): ``(B, T, d_model)``. Masks are bool, ``True`` = may attend (see the
+        class docstring)."""
         memory = self.encode(src, src_mask)  # (B, S, d_model)
         return self.decode(tgt, memory, tgt_mask, memory_mask, tgt_is_causal)  # (B, T, d_model)

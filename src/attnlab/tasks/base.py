@@ -198,19 +198,25 @@ class Translator(Protocol):
 
     def translate(
         self, model: nn.Module, sentences: list[str], beam: int = 1
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[dict[str, Any]]:
+        """One translation per sentence, as JSON-ready dicts (greedy with ``beam=1``, else beam
+        search of that width)."""
 
     def translations(
         self, model: nn.Module, sentences: list[str], beam: int = 1
-    ) -> Iterator[dict[str, Any]]: ...
+    ) -> Iterator[dict[str, Any]]:
+        """As :meth:`translate`, yielding each translation as soon as it is made."""
 
-    def format_prediction(self, prediction: dict[str, Any]) -> str: ...  # as every Task
+    def format_prediction(self, prediction: dict[str, Any]) -> str:
+        """One human-readable line for a translation (:meth:`Task.format_prediction`)."""
 
 
 @runtime_checkable
 class TextGenerator(Protocol):
     """A task whose model continues text (``attnlab generate``)."""
 
-    def encode_prompt(self, text: str) -> Tensor: ...
+    def encode_prompt(self, text: str) -> Tensor:
+        """A prompt -> token ids ``(1, T)`` (raises InputError on bad input)."""
 
-    def decode(self, ids: list[int]) -> str: ...
+    def decode(self, ids: list[int]) -> str:
+        """Token ids -> text."""

@@ -182,9 +182,13 @@ class DigitsTask(Task):
     card = CARDS["digits"]
 
     def splits(self) -> Splits:
+        """scikit-learn's 8x8 digits, split stratified into train / val / test
+        (:func:`load_digits_splits`)."""
         return load_digits_splits(self.config)
 
     def build_model(self) -> nn.Module:
+        """A :class:`~attnlab.models.ViT` for one-channel 8x8 images and 10 classes, sized by the
+        config."""
         c = self.config
         return ViT(
             ViTConfig(
@@ -201,6 +205,8 @@ class DigitsTask(Task):
         )
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        """Label-smoothed cross-entropy of the digit logits ``(B, 10)`` of randomly rotated, scaled
+        and shifted images."""
         images, labels = batch
         c = self.config
         images = random_affine(images, c.rotation, c.scale, c.shift)  # (B, 1, 8, 8)
@@ -208,6 +214,7 @@ class DigitsTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Any) -> dict[str, float]:
+        """Mean cross-entropy and accuracy of the predicted digits."""
         tally = CrossEntropyTally()
         for images, labels in batches:
             tally.add(model(images), labels)  # logits (B, 10)
@@ -226,6 +233,8 @@ class DigitsTask(Task):
 
     @torch.no_grad()
     def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
+        """For each image path: the predicted digit and the three most probable, with their
+        probabilities."""
         results = []
         for text in texts:
             name, _, batch = self._read(model, text)
@@ -235,6 +244,7 @@ class DigitsTask(Task):
         return results
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:
+        """``path -> digit (probability)`` for the top three, and the target of a test image."""
         top = "  ".join(f"{t['digit']} ({t['probability']:.3f})" for t in prediction["top3"])
         line = f"{prediction['image']}  ->  {top}"
         if "target" in prediction:  # a test example (see samples)
@@ -243,6 +253,8 @@ class DigitsTask(Task):
 
     @torch.no_grad()
     def attention(self, model: nn.Module, text: str) -> AttentionView:
+        """Each layer's attention ``(H, 1 + N, 1 + N)`` over the CLS token and the patches of one
+        image file."""
         name, _, batch = self._read(model, text)
         vit = cast(ViT, model)  # the class build_model builds
         maps = vit.attention_maps(batch)  # each (1, H, 1 + N, 1 + N)
@@ -273,6 +285,7 @@ class DigitsTask(Task):
 
     @torch.no_grad()
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
+        """The first ``n`` images of ``dataset`` with their top three digits and targets."""
         device = model_device(model)
         out = []
         for i in range(min(n, len(cast(Sized, dataset)))):  # torch's Dataset declares no len

@@ -107,10 +107,13 @@ class NamesTask(Task):
         self.languages = languages
 
     def state(self) -> dict[str, Any]:
+        """The vocabulary and the list of languages, for config.json."""
         return {"vocab": self.vocab.state(), "languages": self.languages}
 
     @classmethod
     def from_state(cls, config: NamesConfig, state: dict[str, Any]) -> NamesTask:
+        """Rebuild with the run's vocabulary and languages (two or more distinct names, else
+        ``ValueError``)."""
         vocab_cls = BPEVocab if config.tokenizer == "bpe" else CharVocab
         languages = state["languages"]
         if not (
@@ -158,6 +161,8 @@ class NamesTask(Task):
         )
 
     def splits(self) -> Splits:
+        """(token ids, language id) datasets of the names, split per language
+        (:func:`~attnlab.data.names.stratified_split`)."""
         train, val, test = (
             NamesDataset(pairs, self.vocab, self.languages, self.config.max_len)
             for pairs in self._pair_splits()
@@ -165,6 +170,7 @@ class NamesTask(Task):
         return Splits(train, val, test)
 
     def collate(self, samples: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        """Token ids padded at the end ``(B, T)`` and language ids ``(B,)``."""
         tokens = pad_sequence(
             [t for t, _ in samples], batch_first=True, padding_value=self.vocab.pad_id
         )
@@ -182,6 +188,8 @@ class NamesTask(Task):
 
     # -- model, loss, metrics -----------------------------------------------------------
     def build_model(self) -> nn.Module:
+        """A :class:`~attnlab.models.SequenceClassifier` (or with ``--model gru`` a
+        :class:`~attnlab.models.GRUClassifier`) with one class per language."""
         c = self.config
         if c.model == "gru":
             return GRUClassifier(
@@ -216,6 +224,8 @@ class NamesTask(Task):
         )
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        """Label-smoothed cross-entropy of the language logits ``(B, num_classes)``, weighted by
+        :attr:`class_weights`."""
         tokens, labels = batch
         return F.cross_entropy(
             model(tokens),
@@ -236,6 +246,7 @@ class NamesTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Any) -> dict[str, float]:
+        """Mean (unweighted) cross-entropy, accuracy and macro-F1 over the languages."""
         labels, predicted, loss_sum = self._predictions(model, batches)
         return {
             "loss": loss_sum / len(labels),
@@ -281,6 +292,8 @@ class NamesTask(Task):
         return report
 
     def format_report(self, report: dict[str, Any]) -> str:
+        """The metrics, the per-language precision / recall / F1 table, the confusion matrix's PNG
+        and the samples, for the terminal."""
         lines = ["test set: " + self.format_metrics(report["metrics"]), ""]
         if "per_class" in report:
             lines.append(
@@ -322,18 +335,21 @@ class NamesTask(Task):
 
     @torch.no_grad()
     def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
+        """For each name: its three most probable languages, with their probabilities."""
         return [
             {"name": text.strip(), "top": self._top_k(model, self.encode_name(text))}
             for text in texts
         ]
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:
+        """``name language probability, ...``, and the true language of a test name."""
         top = ", ".join(f"{t['language']} {t['probability']:.3f}" for t in prediction["top"])
         truth = f"  (true: {prediction['language']})" if "language" in prediction else ""
         return f"{prediction['name']:<16} {top}{truth}"
 
     @torch.no_grad()
     def attention(self, model: nn.Module, text: str) -> AttentionView:
+        """What the CLS token attends to in one name: each layer's ``(H, 1, 1 + T)``."""
         if not isinstance(model, SequenceClassifier):
             raise InputError("this run trained a GRU, which has no attention maps")
         if model.config.layer:
@@ -350,6 +366,8 @@ class NamesTask(Task):
 
     @torch.no_grad()
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
+        """``n`` names of ``dataset`` spread over its languages, with their top languages and the
+        truth."""
         assert isinstance(dataset, NamesDataset)  # the splits hold NamesDatasets
         device = model_device(model)
         out = []

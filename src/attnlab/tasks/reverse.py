@@ -70,9 +70,11 @@ class ReverseTask(Task):
 
     @property
     def pad_id(self) -> int:
+        """The padding id, ``num_categories`` (the id after the digits)."""
         return self.config.num_categories
 
     def check_data_fits(self) -> None:
+        """Refuse, with a ConfigError, generated splits larger than this machine's memory."""
         c = self.config
         check_memory(
             reverse_data_bytes(c),
@@ -82,6 +84,8 @@ class ReverseTask(Task):
         )
 
     def splits(self) -> Splits:
+        """Three generated splits (seeds ``data_seed``, ``+ 1``, ``+ 2``) of left-padded digit
+        sequences and their reversals."""
         c = self.config
         self.check_data_fits()
         return Splits(
@@ -91,6 +95,8 @@ class ReverseTask(Task):
         )
 
     def build_model(self) -> nn.Module:
+        """A :class:`~attnlab.models.TokenPredictor` over the digits and the pad token, one class
+        per digit."""
         c = self.config
         layer = user_layer_fields(c.layer, c.size) if c.layer else {}
         return TokenPredictor(
@@ -111,6 +117,7 @@ class ReverseTask(Task):
         return model(tokens, mask=padding_mask(tokens, self.pad_id))  # (B, T, C)
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        """Cross-entropy of the reversed digit at every position, ignoring padding."""
         tokens, targets = batch
         logits = self._logits(model, tokens)  # (B, T, C)
         # (B*T, C) against (B*T,)
@@ -118,6 +125,7 @@ class ReverseTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Any) -> dict[str, float]:
+        """Mean cross-entropy, per-token accuracy and whole-sequence accuracy, padding ignored."""
         tally, correct_seqs, seqs = CrossEntropyTally(), 0, 0
         for tokens, targets in batches:
             logits = self._logits(model, tokens)  # (B, T, C)
@@ -156,6 +164,7 @@ class ReverseTask(Task):
 
     @torch.no_grad()
     def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
+        """For each digit sequence: the predicted reversal and each digit's probability."""
         results = []
         for text in texts:
             tokens = self.parse(text)  # (1, T)
@@ -172,6 +181,8 @@ class ReverseTask(Task):
         return results
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:
+        """``input -> output`` with the lowest per-token probability (and right / WRONG for a test
+        example)."""
         source = " ".join(map(str, prediction["input"]))
         output = " ".join(map(str, prediction["prediction"]))
         worst = min(prediction["confidence"])
@@ -182,6 +193,8 @@ class ReverseTask(Task):
 
     @torch.no_grad()
     def attention(self, model: nn.Module, text: str) -> AttentionView:
+        """Each layer's attention ``(H, L, L)`` of the ``L`` answer positions over the ``L`` input
+        digits."""
         predictor = cast(TokenPredictor, model)  # the class build_model builds
         if predictor.config.layer:
             raise InputError("this run trained your own layer, which returns no attention maps")
@@ -201,6 +214,7 @@ class ReverseTask(Task):
 
     @torch.no_grad()
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
+        """The first ``n`` sequences of ``dataset`` with their targets and predictions."""
         device = model_device(model)
         out = []
         for i in range(min(n, len(cast(Sized, dataset)))):  # torch's Dataset declares no len

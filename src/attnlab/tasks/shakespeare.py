@@ -89,10 +89,12 @@ class ShakespeareTask(Task):
         self.tokenizer = tokenizer
 
     def state(self) -> dict[str, Any]:
+        """The character vocabulary, for config.json."""
         return {"vocab": self.tokenizer.state()}
 
     @classmethod
     def from_state(cls, config: ShakespeareConfig, state: dict[str, Any]) -> ShakespeareTask:
+        """Rebuild with the run's character vocabulary."""
         return cls(config, CharTokenizer.from_state(state["vocab"]))
 
     # -- data ---------------------------------------------------------------------------
@@ -118,6 +120,7 @@ class ShakespeareTask(Task):
         return self._ids
 
     def check_data_fits(self) -> None:
+        """Refuse, with a ConfigError, more random blocks than this machine's memory holds."""
         c = self.config
         check_memory(
             (c.train_blocks + c.val_blocks) * BYTES_PER_RANDOM_BLOCK,
@@ -126,6 +129,8 @@ class ShakespeareTask(Task):
         )
 
     def splits(self) -> Splits:
+        """Random ``block_size`` blocks of the first 90% of the text (train) and of the last 10%
+        (val); the test set reads the last 10% in consecutive blocks."""
         c = self.config
         self.check_data_fits()
         train, held_out = split_by_position(self.token_ids())
@@ -165,6 +170,7 @@ class ShakespeareTask(Task):
         )
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        """Cross-entropy of the next character at every position of the blocks."""
         x, y = batch  # (B, T) each
         logits = model(x)  # (B, T, vocab)
         return F.cross_entropy(logits.flatten(0, 1), y.flatten())  # (B*T, vocab), (B*T,)
@@ -212,13 +218,16 @@ class ShakespeareTask(Task):
 
     @torch.no_grad()
     def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
+        """For each prompt: :data:`SAMPLE_CHARS` characters sampled after it (temperature 0.8)."""
         return [{"prompt": t, "continuation": self.continue_text(model, t)} for t in texts]
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:
+        """The prompt followed by its continuation."""
         return prediction["prompt"] + prediction["continuation"]
 
     @torch.no_grad()
     def attention(self, model: nn.Module, text: str) -> AttentionView:
+        """Each layer's causal self-attention ``(H, T, T)`` over the characters of one prompt."""
         if self.config.layer:
             raise InputError(
                 "this run trained your own Llama block, which returns no attention maps"
@@ -269,6 +278,7 @@ class ShakespeareTask(Task):
         }
 
     def format_report(self, report: dict[str, Any]) -> str:
+        """The held-out metrics and the sample continuation, for the terminal."""
         lines = [
             "held-out text (the last 10%, read in full): " + self.format_metrics(report["metrics"]),
             "",

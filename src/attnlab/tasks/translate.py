@@ -112,10 +112,12 @@ class _TranslateBase(Task):
             self.tokenizer = tokenizer
 
     def state(self) -> dict[str, Any]:
+        """The subword tokenizer, for config.json."""
         return {"tokenizer": self.tokenizer.state()}
 
     @classmethod
     def from_state(cls, config: TranslateConfig, state: dict[str, Any]) -> _TranslateBase:
+        """Rebuild with the run's subword tokenizer."""
         return cls(config, SubwordTokenizer.from_state(state["tokenizer"]))
 
     # -- data ---------------------------------------------------------------------------
@@ -168,6 +170,7 @@ class _TranslateBase(Task):
         return max(map(len, encode_pair(self.tokenizer, *pair)))
 
     def collate(self, samples: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        """Source and target ids, each padded at the end: ``(B, S)`` and ``(B, T)``."""
         pad = self.tokenizer.pad_id
         src = pad_sequence([s for s, _ in samples], batch_first=True, padding_value=pad)
         tgt = pad_sequence([t for _, t in samples], batch_first=True, padding_value=pad)
@@ -181,6 +184,8 @@ class _TranslateBase(Task):
 
     # -- model, loss, metrics -----------------------------------------------------------
     def build_model(self) -> nn.Module:
+        """A :class:`~attnlab.models.Seq2SeqTransformer` whose source and target embeddings and
+        output projection share one matrix (section 3.4)."""
         c, t = self.config, self.tokenizer
         layer = user_decoder_layer_fields(c.decoder_layer, c.size) if c.decoder_layer else {}
         return Seq2SeqTransformer(
@@ -205,6 +210,8 @@ class _TranslateBase(Task):
         )
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        """Label-smoothed cross-entropy of every target token given the target shifted right
+        (teacher forcing), ignoring padding."""
         src, tgt = batch  # (B, S), (B, T)
         seq2seq = cast(Seq2SeqTransformer, model)  # build_model's class (or compiled: the same)
         logits = model(src, seq2seq.shift_right(tgt))  # (B, T, V)
@@ -268,9 +275,11 @@ class _TranslateBase(Task):
         }
 
     def evaluate(self, model: nn.Module, batches: Any) -> dict[str, float]:
+        """Loss, perplexity and token accuracy, and the BLEU and chrF of greedy translations."""
         return self._evaluate(model, batches, beam=1)["metrics"]
 
     def format_metrics(self, metrics: dict[str, float]) -> str:
+        """The metrics on one line, BLEU and chrF with two decimals."""
         return "  ".join(
             f"{k} {v:.2f}" if k.startswith(("bleu", "chrf")) else f"{k} {v:.4f}"
             for k, v in metrics.items()
@@ -315,6 +324,8 @@ class _TranslateBase(Task):
         return report
 
     def format_report(self, report: dict[str, Any]) -> str:
+        """The test metrics, each sample's source, reference, greedy and beam translations, and the
+        attention plot, for the terminal."""
         lines = ["test set: " + self.format_metrics(report["metrics"]), "samples:"]
         for sample in report["samples"]:
             lines.append(f"  {sample['source']}")
@@ -393,9 +404,11 @@ class _TranslateBase(Task):
         }
 
     def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
+        """Greedy translations of ``texts`` (see :meth:`translate`)."""
         return self.translate(model, texts, beam=1)
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:
+        """``source -> translation``."""
         return f"{prediction['source']}  ->  {prediction['translation']}"
 
     @torch.no_grad()
@@ -444,6 +457,7 @@ class _TranslateBase(Task):
 
     @torch.no_grad()
     def samples(self, model: nn.Module, dataset: Dataset, n: int) -> list[dict[str, Any]]:
+        """``n`` pairs spread over ``dataset``, with their greedy translations and references."""
         assert isinstance(dataset, PairDataset)  # the splits hold PairDatasets
         picks = spread(n, len(dataset))
         out = []
@@ -461,9 +475,13 @@ class TranslateSmallTask(_TranslateBase):
     card = CARDS["translate-small"]
 
     def read(self, path: Path) -> list[tuple[str, str]]:
+        """The tutorial's short "i am / he is / ..." pairs of the file, normalised, duplicates
+        dropped."""
         return tutorial_subset(read_pairs(path))
 
     def normalize(self, text: str) -> str:
+        """The tutorial's normalisation (:func:`~attnlab.data.eng_fra.normalize_tutorial`): ASCII,
+        lower case, ``!?`` split off."""
         return normalize_tutorial(text)
 
 
@@ -474,7 +492,9 @@ class TranslateTask(_TranslateBase):
     card = CARDS["translate"]
 
     def read(self, path: Path) -> list[tuple[str, str]]:
+        """Every distinct pair of the file, NFC-normalised, in file order."""
         return list(dict.fromkeys(read_pairs(path)))
 
     def normalize(self, text: str) -> str:
+        """The sentence without surrounding spaces, NFC-normalised as the training data."""
         return unicodedata.normalize("NFC", text.strip())

@@ -55,6 +55,7 @@ class RunLock:
         return self
 
     def release(self) -> None:
+        """Give the lock back, if this object holds it (a second call does nothing)."""
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
