@@ -187,7 +187,7 @@ class KVCache:
     """
 
     def __init__(self) -> None:
-        self._k: Tensor | None = None  # (B, H, capacity, d_head)
+        self._k: Tensor | None = None  # (B, H_kv, capacity, d_head)
         self._v: Tensor | None = None
         self._length = 0
 
@@ -217,14 +217,14 @@ class KVCache:
         self._k[:, :, self._length : end] = k_new
         self._v[:, :, self._length : end] = v_new
         self._length = end
-        return self._k[:, :, :end], self._v[:, :, :end]  # each (B, H, T_cached, d_head)
+        return self._k[:, :, :end], self._v[:, :, :end]  # each (B, H_kv, T_cached, d_head)
 
     def _grown(self, k_new: Tensor, v_new: Tensor, needed: int) -> tuple[Tensor, Tensor]:
         """New storage for at least ``needed`` positions, holding the cached ones."""
         capacity = max(needed, 2 * (0 if self._k is None else self._k.size(2)), 16)
-        B, H, _, d_head = k_new.shape
-        k = k_new.new_empty(B, H, capacity, d_head)  # (B, H, capacity, d_head)
-        v = v_new.new_empty(B, H, capacity, v_new.size(-1))
+        B, H_kv, _, d_head = k_new.shape
+        k = k_new.new_empty(B, H_kv, capacity, d_head)  # (B, H_kv, capacity, d_head)
+        v = v_new.new_empty(B, H_kv, capacity, v_new.size(-1))
         if self._k is not None and self._v is not None:
             k[:, :, : self._length] = self._k[:, :, : self._length]
             v[:, :, : self._length] = self._v[:, :, : self._length]
