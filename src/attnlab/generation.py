@@ -495,11 +495,12 @@ def _check_generate_args(
         raise InputError(f"top_k must be at least 1; got {top_k}")
     if top_p is not None and not (isinstance(top_p, numbers.Real) and 0.0 < top_p <= 1.0):
         raise InputError(f"top_p must be in (0, 1]; got {top_p!r}")
-    _check_ids(model, input_ids, getattr(_config(model), "vocab_size", None), "input_ids")
+    vocab_size = getattr(_config(model), "vocab_size", None)
+    _check_ids(model, input_ids, vocab_size, "input_ids")
     if stop is not None and decode is None:
         raise InputError("stop needs decode, to turn the new ids into text")
     _check_seed(seed)
-    _check_eos_ids(eos_id)
+    _check_eos_ids(eos_id, vocab_size)
 
 
 def _check_seed(seed: Any) -> None:
@@ -511,9 +512,9 @@ def _check_seed(seed: Any) -> None:
         raise InputError(f"seed must be in [-2**63, 2**64); got {seed}")
 
 
-def _check_eos_ids(eos_id: Any) -> None:
+def _check_eos_ids(eos_id: Any, vocab_size: int | None) -> None:
     """Refuse an ``eos_id`` that is not ``None``, a token id or a sequence of token ids (whole
-    numbers >= 0)."""
+    numbers in ``[0, vocab_size)``: an id the model cannot produce would never stop it)."""
     if eos_id is None:
         return
     ids = [eos_id] if isinstance(eos_id, numbers.Integral) else eos_id
@@ -522,6 +523,11 @@ def _check_eos_ids(eos_id: Any) -> None:
     for i in ids:
         if isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0:
             raise InputError(f"eos_id must hold token ids (whole numbers >= 0); got {eos_id!r}")
+        if vocab_size is not None and i >= vocab_size:
+            raise InputError(
+                f"eos_id {i} is not in the model's vocabulary [0, {vocab_size}): the model could "
+                "never produce it, so it would never stop decoding"
+            )
 
 
 def _next_token(

@@ -310,6 +310,16 @@ def test_settings_of_the_wrong_kind_are_named_not_left_to_python_or_torch(kwargs
         generate(_gpt(), torch.tensor([[1]]), 2, **kwargs)
 
 
+def test_an_eos_id_outside_the_vocabulary_is_refused_and_the_last_id_is_accepted():
+    model = _gpt()
+    vocab = model.config.vocab_size
+    # Before: accepted, and decoding ran to max_new_tokens as if no eos_id had been given.
+    with pytest.raises(InputError, match=rf"eos_id {vocab} is not in the model's vocabulary"):
+        generate(model, torch.tensor([[1]]), 2, eos_id=[1, vocab])
+    out = generate(model, torch.tensor([[1]]), 2, eos_id=vocab - 1)
+    assert out.shape[0] == 1 and 2 <= out.shape[1] <= 3
+
+
 def test_a_prompt_on_another_device_than_the_model_is_refused_before_decoding():
     # The meta device stands in for a GPU: the prompt's device is not the model's.
     prompt = torch.tensor([[1, 2]], device="meta")
