@@ -523,7 +523,7 @@ def _check_eos_ids(eos_id: Any, vocab_size: int | None) -> None:
     for i in ids:
         if isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0:
             raise InputError(f"eos_id must hold token ids (whole numbers >= 0); got {eos_id!r}")
-        if vocab_size is not None and i >= vocab_size:
+        if vocab_size is not None and int(i) >= vocab_size:
             raise InputError(
                 f"eos_id {i} is not in the model's vocabulary [0, {vocab_size}): the model could "
                 "never produce it, so it would never stop decoding"

@@ -101,6 +101,21 @@ def configs_from(task_cls: type[Task], options: dict[str, Any]) -> tuple[Any, Tr
     return task_config, build(TrainConfig, {**task_cls.train_defaults, **train_values})
 
 
+def _new_run(
+    task_cls: type[Task], options: dict[str, Any], out: str | Path | None
+) -> tuple[Task, TrainConfig]:
+    """The task and training config of a new run, each refusal before the next costlier step:
+    the options, the device and precision, a full ``out``, then the data and the memory."""
+    task_config, train_config = configs_from(task_cls, options)
+    check_precision(distributed.process_device(train_config.device), train_config.precision)
+    if out is not None and os.environ.get("RANK", "0") == "0":
+        check_new_run_dir(Path(out))  # a full --out is named before the data is read
+    task_obj = task_cls(task_config)  # finds (or fails to find) the data first
+    task_obj.check_data_fits()
+    check_fits(task_obj.build_model, "training")
+    return task_obj, train_config
+
+
 def _resumed(task_cls: type[Task], resume: Path, options: dict[str, Any]) -> tuple:
     """The task and training config of a run to continue, with the allowed overrides."""
     config = read_run_config(resume, expected_task=task_cls.name)
@@ -166,16 +181,9 @@ def train(
         raise ConfigError("give --out or --resume, not both: a resumed run stays in its directory")
     if resume is not None:
         task_obj, train_config = _resumed(task_cls, resume, options)
+        check_precision(distributed.process_device(train_config.device), train_config.precision)
     else:
-        task_config, train_config = configs_from(task_cls, options)
-    # refuse a missing GPU or an unsupported precision before making a run directory
-    check_precision(distributed.process_device(train_config.device), train_config.precision)
-    if resume is None and out is not None and os.environ.get("RANK", "0") == "0":
-        check_new_run_dir(Path(out))  # a full --out is named before the data is read
-    if resume is None:
-        task_obj = task_cls(task_config)  # finds (or fails to find) the data first
-        task_obj.check_data_fits()
-        check_fits(task_obj.build_model, "training")
+        task_obj, train_config = _new_run(task_cls, options, out)
     locks: list[RunLock] = []  # held until the test report is written into the run too
     try:
         with distributed.process_group(train_config.device):
