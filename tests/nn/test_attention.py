@@ -191,6 +191,53 @@ def test_a_mask_that_is_not_bool_is_refused_on_both_paths(attention, dtype):
 @pytest.mark.parametrize(
     "attention", [scaled_dot_product_attention, fused_scaled_dot_product_attention]
 )
+@pytest.mark.parametrize(
+    "mask_shape",
+    [
+        (2, 1, 5, 6),  # one key too few: torch's "size of tensor a (6) must match ... (7)"
+        (5, 7, 1),  # T_q where T_k belongs, read by broadcasting as (5, 7, 1) -> wrong layout
+        (4, 3, 5, 7),  # a batch of 4 masks for 2 queries
+        (1, 2, 3, 5, 7),  # a fifth dimension would have grown the output
+    ],
+)
+def test_a_mask_that_does_not_broadcast_to_the_scores_is_named(attention, mask_shape):
+    q, k, v = qkv()  # scores (2, 3, 5, 7)
+    mask = torch.ones(mask_shape, dtype=torch.bool)
+    shape = re.escape(str(mask_shape))
+    with pytest.raises(
+        ValueError,
+        match=rf"mask of shape {shape} does not broadcast to the "
+        r"attention scores \(\.\.\., T_q, T_k\) = \(2, 3, 5, 7\)",
+    ):
+        attention(q, k, v, mask)
+
+
+@pytest.mark.parametrize("mask_shape", [(5, 7), (1, 7), (1, 1, 5, 7), (2, 1, 1, 7), (2, 3, 5, 7)])
+def test_every_broadcasting_mask_is_still_taken_and_equals_torch(mask_shape):
+    q, k, v = qkv()
+    mask = torch.rand(mask_shape, generator=torch.Generator().manual_seed(0)) < 0.7
+    mask[..., 0] = True  # every query sees a key: torch's reference gives NaN for none
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    explicit, _ = scaled_dot_product_attention(q, k, v, mask)
+    fused = fused_scaled_dot_product_attention(q, k, v, mask)
+    assert (explicit - reference).abs().max() <= 1e-5
+    assert (fused - reference).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "attention", [scaled_dot_product_attention, fused_scaled_dot_product_attention]
+)
+@pytest.mark.parametrize("name", ["q", "k", "v"])
+def test_attention_inputs_that_are_not_tensors_are_named(attention, name):
+    tensors = dict(zip("qkv", qkv(), strict=True))
+    tensors[name] = tensors[name].tolist()  # was "'list' object has no attribute 'size'"
+    with pytest.raises(TypeError, match=rf"^{name} must be a tensor \(B, H, T, d\); got list"):
+        attention(**tensors)
+
+
+@pytest.mark.parametrize(
+    "attention", [scaled_dot_product_attention, fused_scaled_dot_product_attention]
+)
 def test_keys_and_values_that_do_not_fit_the_queries_are_named(attention):
     q, k, v = qkv(T_q=4, T_k=6, d=8)
     with pytest.raises(ValueError, match=r"same width d_k .*q \(2, 3, 4, 8\) and k \(2, 3, 6, 5\)"):

@@ -6,6 +6,10 @@ from attnlab.nn import (
     DecoderLayer,
     EncoderLayer,
     FeedForward,
+    LearnedPositionalEncoding,
+    RMSNorm,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
     Transformer,
     TransformerDecoder,
     TransformerEncoder,
@@ -88,6 +92,32 @@ def test_layers_reject_bad_input():
         layer(torch.randn(5, 16))
     with pytest.raises(ValueError, match="activation"):
         FeedForward(8, 16, activation="tanh")
+
+
+@pytest.mark.parametrize(
+    "module, call",
+    [
+        (EncoderLayer(8, 2, 16), lambda m, x: m(x)),
+        (DecoderLayer(8, 2, 16), lambda m, x: m(x, torch.zeros(1, 3, 8))),
+        (TransformerEncoder(2, 8, 2, 16), lambda m, x: m(x)),
+        (TransformerDecoder(2, 8, 2, 16), lambda m, x: m(x, torch.zeros(1, 3, 8))),
+        (RMSNorm(8), lambda m, x: m(x)),
+        (SinusoidalPositionalEncoding(8), lambda m, x: m(x)),
+        (LearnedPositionalEncoding(8, 10), lambda m, x: m(x)),
+    ],
+)
+def test_a_list_given_to_a_layer_is_named(module, call):
+    # each gave AttributeError: 'list' object has no attribute 'dim' (or 'size')
+    with pytest.raises(TypeError, match=r"^x must be a tensor \(.*\); got list \(make one with"):
+        call(module, [[[0.0] * 8] * 3])
+
+
+def test_rotary_positions_given_as_a_list_are_named():
+    rotary = RotaryEmbedding(4)
+    with pytest.raises(TypeError, match=r"^x must be a tensor \(B, H, T, d_head\); got list"):
+        rotary([[[[0.0] * 4]]], torch.arange(1))
+    with pytest.raises(TypeError, match=r"^positions must be a tensor \(T,\) or \(B, T\); got"):
+        rotary(torch.zeros(1, 1, 3, 4), [0, 1, 2])  # was "'list' object has no attribute 'shape'"
 
 
 def test_a_layer_count_too_large_for_any_machine_is_refused_before_building():

@@ -98,6 +98,22 @@ def test_a_mask_of_an_impossible_size_is_named(make, message):
         make()
 
 
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: causal_mask(10**12), "T_q"),  # was the allocator's "Storage size ... overflowed"
+        (lambda: causal_mask(1, 2**20 + 1), "T_k"),
+        (lambda: local_mask(10**12, 3), "T"),  # was "can't allocate memory: 8000000000000 bytes"
+        (lambda: padding_mask(torch.tensor([1]), max_len=10**12), "max_len"),
+        (lambda: padding_mask(torch.tensor([1, 10**12])), "the longest of lengths"),
+    ],
+)
+def test_a_mask_longer_than_any_sequence_is_refused_before_allocating(make, name):
+    with pytest.raises(ValueError, match=f"^{name} must be at most 1,048,576 positions; got "):
+        make()
+    assert causal_mask(1, 2**20).shape == (1, 2**20)  # the bound itself is allowed
+
+
 def test_an_empty_batch_of_lengths_with_max_len_is_an_empty_mask():
     assert padding_mask(torch.tensor([], dtype=torch.long), max_len=4).shape == (0, 1, 1, 4)
 

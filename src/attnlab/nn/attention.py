@@ -28,7 +28,7 @@ from attnlab.nn import single_query
 from attnlab.nn.linear import Linear, linear
 from attnlab.nn.masks import causal_mask, check_mask, combine_masks, require_bool_mask
 from attnlab.nn.rotary import RotaryEmbedding
-from attnlab.nn.spec import BlockSpec, spec_or_keywords
+from attnlab.nn.spec import BlockSpec, require_tensor, spec_or_keywords
 from attnlab.nn.static_cache import StaticKVCache
 
 # Since PyTorch 2.5 (pytorch/pytorch#133882) the fused kernels return zeros for a query row
@@ -63,9 +63,12 @@ def repeat_kv(x: Tensor, num_heads: int) -> Tensor:
 def _check_attention_inputs(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float
 ) -> None:
-    """Raise ``ValueError`` unless ``q (..., T_q, d_k)``, ``k (..., T_k, d_k)`` and
-    ``v (..., T_k, d_v)`` fit each other, ``mask`` is bool and ``dropout_p`` is in ``[0, 1]``
-    (shape and dtype reads only)."""
+    """Raise ``TypeError`` unless ``q``, ``k`` and ``v`` are tensors, ``ValueError`` unless
+    ``q (..., T_q, d_k)``, ``k (..., T_k, d_k)`` and ``v (..., T_k, d_v)`` fit each other,
+    ``mask`` is bool and broadcasts to the scores ``(..., T_q, T_k)``, and ``dropout_p`` is in
+    ``[0, 1]`` (shape and dtype reads only)."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        require_tensor(name, t, "(B, H, T, d)")
     if not 0.0 <= dropout_p <= 1.0:  # also nan
         raise ValueError(f"dropout_p must be in [0, 1]; got {dropout_p}")
     if q.size(-1) != k.size(-1):
@@ -80,6 +83,21 @@ def _check_attention_inputs(
         )
     if mask is not None:
         require_bool_mask(mask, "mask")
+        _check_mask_broadcasts(mask, (*q.shape[:-1], k.size(-2)))
+
+
+def _check_mask_broadcasts(mask: Tensor, scores: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` unless ``mask`` broadcasts to the ``scores`` shape without growing
+    it: each of its sizes, counted from the right, is 1 or the score's size. A mask that grew
+    the scores (a batch of 2 masks for 1 query) would silently change the output's shape."""
+    fits = mask.dim() <= len(scores) and all(
+        m == 1 or m == s for m, s in zip(reversed(mask.shape), reversed(scores), strict=False)
+    )
+    if not fits:  # the message is formatted here only: formatting sizes fixes them in a graph
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to the attention scores "
+            f"(..., T_q, T_k) = {tuple(scores)}: each size must be 1 or the score's size"
+        )
 
 
 def scaled_dot_product_attention(
@@ -99,8 +117,9 @@ def scaled_dot_product_attention(
         ``(output, weights)``: output ``(B, H, T_q, d_v)`` and weights ``(B, H, T_q, T_k)``.
         A query row with no allowed key gets all-zero weights, hence a zero output (never NaN).
 
-    Raises ``ValueError`` for a mask that is not bool, keys and values that do not fit, or a
-    ``dropout_p`` outside ``[0, 1]``.
+    Raises ``ValueError`` for a mask that is not bool or does not broadcast to the scores,
+    keys and values that do not fit, or a ``dropout_p`` outside ``[0, 1]``; ``TypeError`` for
+    inputs that are not tensors.
     """
     _check_attention_inputs(q, k, v, mask, dropout_p)
     k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # each (B, H, T_k, d)
@@ -492,8 +511,7 @@ class MultiHeadAttention(nn.Module):
 
     def _check_input(self, name: str, t: Tensor) -> tuple[int, int]:
         """``(B, T)`` of ``t``, after checking that it is a float ``(B, T, d_model)`` tensor."""
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name} must be a tensor (B, T, d_model); got {type(t).__name__}")
+        require_tensor(name, t, "(B, T, d_model)")
         if t.dim() != 3 or t.size(-1) != self.d_model:
             raise ValueError(
                 f"{name} must have shape (B, T, d_model={self.d_model}); got {tuple(t.shape)}"

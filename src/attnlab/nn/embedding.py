@@ -9,12 +9,14 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.nn.dropout import Dropout
-from attnlab.nn.spec import MAX_D_FF, MAX_ENTRIES, check_whole_number, check_width
-
-# The most positions a position table may hold. Beyond it a max_len is a typo: 2^20 positions
-# of width 1024 are 4 GiB of float32, and attention over them would need a (2^20)^2 matrix of
-# scores per head. Rotary positions (attnlab.nn.rotary) need no table.
-MAX_POSITIONS = 2**20
+from attnlab.nn.spec import (
+    MAX_D_FF,
+    MAX_ENTRIES,
+    MAX_POSITIONS,
+    check_whole_number,
+    check_width,
+    require_tensor,
+)
 
 
 def check_table(max_len: int, d_model: int, name: str = "max_len") -> None:
@@ -154,6 +156,7 @@ class _PositionalEncoding(nn.Module):
         every position; it is checked against ``max_len`` only by the gather itself (the
         static cache checks its own room).
         """
+        require_tensor("x", x, "(B, T, d_model)")
         if x.dim() != 3 or x.size(-1) != self.d_model:
             raise ValueError(
                 f"x must have shape (B, T, d_model={self.d_model}); got {tuple(x.shape)}"

@@ -15,7 +15,13 @@ from attnlab.nn.attention import KVCache, MultiHeadAttention
 from attnlab.nn.dropout import Dropout
 from attnlab.nn.linear import Linear
 from attnlab.nn.normalization import norm_layer
-from attnlab.nn.spec import Activation, BlockSpec, check_layer_count, spec_or_keywords
+from attnlab.nn.spec import (
+    Activation,
+    BlockSpec,
+    check_layer_count,
+    require_tensor,
+    spec_or_keywords,
+)
 from attnlab.nn.static_cache import StaticKVCache
 
 # Without autograd, the activation overwrites the first linear layer's fresh output in place:
@@ -198,6 +204,7 @@ class EncoderLayer(nn.Module):
         ``need_weights=True`` ``(output, weights (B, H, T, T_k))`` (``T_k = T`` without a cache).
         ``mask`` is bool, ``True`` = may attend; the other arguments go to the self-attention (see
         the class docstring)."""
+        require_tensor("x", x, "(B, T, d_model)")
         if x.dim() != 3:
             raise ValueError(f"x must have shape (B, T, d_model); got {tuple(x.shape)}")
         attn_in = self.norm1(x) if self.norm_first else x
@@ -374,6 +381,7 @@ class DecoderLayer(nn.Module):
         """Self-attention, cross-attention over ``memory (B, S, d_model)`` and feed-forward on
         ``x (B, T, d_model)`` (section 3.1): ``(B, T, d_model)``; masks (bool, ``True`` = may
         attend) and weights as in the class docstring."""
+        require_tensor("x", x, "(B, T, d_model)")
         if x.dim() != 3:
             raise ValueError(f"x must have shape (B, T, d_model); got {tuple(x.shape)}")
         self_cache = None if cache is None else cache.self_attn

@@ -23,7 +23,7 @@ from typing import overload
 import torch
 from torch import Tensor
 
-from attnlab.nn.spec import check_whole_number
+from attnlab.nn.spec import check_length, check_whole_number
 
 
 def padding_mask(
@@ -81,8 +81,9 @@ def _lengths_padding(lengths: Tensor, max_len: int | None) -> Tensor:
             raise ValueError("padding_mask(lengths) of an empty batch needs max_len")
         low, high = torch.stack(torch.aminmax(lengths)).tolist()  # one read of the device
         T = high
+        check_length("the longest of lengths", max(T, 0))  # a negative one is named below
     else:
-        check_whole_number("max_len", max_len)
+        check_length("max_len", max_len)
         T = max_len
         # Reading lengths on a GPU would wait for it: only lengths on the CPU are checked.
         on_cpu = lengths.numel() > 0 and lengths.device.type == "cpu"
@@ -105,10 +106,13 @@ def causal_mask(T_q: int, T_k: int | None = None, device: torch.device | None = 
 
     Returns:
         Bool tensor ``(T_q, T_k)``, ``True`` on and below the (shifted) diagonal.
+
+    Raises ``ValueError`` for a length that is not a whole number in
+    ``[0, MAX_POSITIONS]`` (checked before the mask is allocated), or ``T_k < T_q``.
     """
     T_k = T_q if T_k is None else T_k
-    check_whole_number("T_q", T_q)
-    check_whole_number("T_k", T_k)
+    check_length("T_q", T_q)
+    check_length("T_k", T_k)
     if T_k < T_q:
         raise ValueError(f"causal_mask needs T_k >= T_q; got T_q={T_q}, T_k={T_k}")
     ones = torch.ones(T_q, T_k, dtype=torch.bool, device=device)
@@ -127,7 +131,7 @@ def local_mask(T: int, window: int, device: torch.device | None = None) -> Tenso
     Returns:
         Bool tensor ``(T, T)``, ``True`` on the band ``|i - j| <= window``.
     """
-    check_whole_number("T", T)
+    check_length("T", T)
     check_whole_number("window", window)  # nan or a float would compare silently
     i = torch.arange(T, device=device)
     return (i[:, None] - i[None, :]).abs() <= window  # (T, T)

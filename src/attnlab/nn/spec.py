@@ -39,6 +39,10 @@ MAX_LAYERS = 10_000
 # The most entries of a vocabulary (or classes of a head): the largest published vocabularies
 # hold about 262,000 tokens; 10**12 is a typo, a table of terabytes.
 MAX_ENTRIES = 2**24
+# The most positions a sequence may hold: a position table's rows, a mask's side. Beyond it a
+# length is a typo: 2^20 positions of width 1024 are 4 GiB of float32, and attention over
+# them needs a (2^20)^2 matrix of scores per head. Rotary positions need no table.
+MAX_POSITIONS = 2**20
 
 
 def check_whole_number(name: str, value: object, low: int = 0) -> None:
@@ -55,6 +59,26 @@ def check_layer_count(name: str, value: object) -> None:
     check_whole_number(name, value)
     if isinstance(value, int) and value > MAX_LAYERS:
         raise ValueError(f"{name} must be at most {MAX_LAYERS:,} layers; got {value:,}")
+
+
+def require_tensor(name: str, value: object, shape: str) -> None:
+    """Raise ``TypeError`` unless ``value`` is a tensor, naming the argument ``name`` and the
+    ``shape`` it should have (a list or a NumPy array otherwise failed deep inside, with
+    "'list' object has no attribute 'dim'")."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a tensor {shape}; got {type(value).__name__} (make one with "
+            "torch.tensor)"
+        )
+
+
+def check_length(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a whole number of positions in
+    ``[0, MAX_POSITIONS]``, naming the argument ``name`` (checked before a mask is allocated:
+    ``causal_mask(10**12)`` otherwise failed in the allocator)."""
+    check_whole_number(name, value)
+    if isinstance(value, int) and value > MAX_POSITIONS:
+        raise ValueError(f"{name} must be at most {MAX_POSITIONS:,} positions; got {value:,}")
 
 
 def check_width(name: str, value: object, most: int = MAX_D_MODEL) -> None:
