@@ -174,6 +174,24 @@ STUDENT_STYLE = {
         _SPLIT: "        q, k, v = qkv.chunk(3, dim=-1)\n"
         "        q, k, v = (t.contiguous().view(B, self.num_heads, T, -1) for t in (q, k, v))\n"
     },
+    "heads-split-wrong-q": {  # k and v through view and transpose, q through a plain view
+        _SPLIT: "        q, k, v = qkv.chunk(3, dim=-1)\n"
+        "        q = q.contiguous().view(B, self.num_heads, T, self.head_dim)\n"
+        "        k = k.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)\n"
+        "        v = v.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)\n"
+    },
+    "heads-split-wrong-v": {
+        _SPLIT: "        q, k, v = qkv.chunk(3, dim=-1)\n"
+        "        q = q.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)\n"
+        "        k = k.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)\n"
+        "        v = v.reshape(B, self.num_heads, T, self.head_dim)\n"
+    },
+    "cosine-period-minus-warmup": {
+        "factor = 0.5 * (1 + math.cos(math.pi * epoch / self.max_num_iters))": (
+            "decay_steps = self.max_num_iters - self.warmup\n"
+            "        factor = 0.5 * (1.0 + math.cos(math.pi * epoch / decay_steps))"
+        )
+    },
     "qkv-interleaved": {  # the layout of a well-known tutorial, not this template's
         _SPLIT: "        qkv = qkv.reshape(B, T, self.num_heads, 3 * self.head_dim)\n"
         "        q, k, v = qkv.permute(0, 2, 1, 3).chunk(3, dim=-1)\n"

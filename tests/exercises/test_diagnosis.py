@@ -131,6 +131,12 @@ STUDENT_STYLE = {
         )
     },
     "scores-multiplied": {"/ math.sqrt(d_k)": "* d_k**0.5"},
+    "norm-eps-outside-sqrt": {
+        "return (x - mean) / torch.sqrt(var + 1e-5)": (
+            "return (x - mean) / (x.std(dim=-1, keepdim=True, unbiased=False) + 1e-5)"
+        )
+    },
+    "norm-no-eps": {"return (x - mean) / torch.sqrt(var + 1e-5)": "return (x - mean) / var**0.5"},
     "divided-by-variance": {
         "return (x - mean) / torch.sqrt(var + 1e-5)": (
             "return (x - mean) / (x.var(-1, keepdim=True, unbiased=False) + 1e-5)"
@@ -186,6 +192,24 @@ def test_the_unbiased_std_gets_the_hint_that_names_torch_std(tmp_path):
     _, verdicts = check_here("encoder", path, ("TransformerEncoderLayer.norm",))
     verdict = verdicts["TransformerEncoderLayer.norm"]
     assert verdict["mistake"] == "variance-unbiased" and "torch.std" in verdict["message"]
+
+
+@pytest.mark.parametrize(
+    "norm",
+    [
+        "torch.nn.functional.layer_norm(x, x.shape[-1:], eps=1e-5)",
+        "(x - x.mean(-1, keepdim=True)) * torch.rsqrt(x.var(-1, correction=0, keepdim=True) + 1e-5)",
+    ],
+)
+def test_a_layer_norm_written_another_way_passes_on_rows_of_small_variance(tmp_path, norm):
+    # the rows of scale 0.003 tell eps's place apart, but must not fail a correct LayerNorm
+    path = plant(
+        tmp_path / "encoder.py",
+        "encoder",
+        {"return (x - mean) / torch.sqrt(var + 1e-5)": f"return {norm}"},
+    )
+    _, verdicts = check_here("encoder", path, ("TransformerEncoderLayer.norm",))
+    assert verdicts["TransformerEncoderLayer.norm"]["status"] == "pass"
 
 
 def test_an_unknown_mistake_is_a_plain_failure_with_the_largest_difference(tmp_path):

@@ -207,6 +207,19 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
             "for t in qkv.chunk(3, dim=-1))\n"
         },
     ),
+    **{
+        f"heads-split-wrong-{name}": (
+            "MultiheadAttention.forward",
+            f"{name} alone is split into heads along the wrong dimension (the other two are "
+            "right): view its part of the projection as (B, T, H, d_k) and swap axes 1 and 2, "
+            "rather than reshaping it to (B, H, T, d_k)",
+            {
+                _SPLIT: f"{_SPLIT}        {name} = qkv[:, :, {index}].reshape("
+                "B, self.num_heads, T, self.head_dim)\n"
+            },
+        )
+        for index, name in enumerate("qkv")
+    },
     "qkv-interleaved": (
         "MultiheadAttention.forward",
         "q, k and v are cut from the wrong places of qkv_proj's output: it holds all of Q, "
@@ -311,6 +324,16 @@ CATALOGUE: dict[str, tuple[str, str, dict[str, str]]] = {
         "0.5 * (1 + cos(pi * epoch / max_iters)), multiplied by epoch / warmup during the warmup",
         {
             _COSINE: "factor = 0.5 * (1 + math.cos(math.pi * (epoch - self.warmup) "
+            "/ (self.max_num_iters - self.warmup)))"
+        },
+    ),
+    "cosine-period-minus-warmup": (
+        "CosineWarmupScheduler.get_lr_factor",
+        "the cosine falls over max_iters - warmup steps, but it starts at step 0 (not after "
+        "the warmup): it must fall from 1 to 0 over all max_iters steps, "
+        "0.5 * (1 + cos(pi * epoch / max_iters))",
+        {
+            _COSINE: "factor = 0.5 * (1 + math.cos(math.pi * epoch "
             "/ (self.max_num_iters - self.warmup)))"
         },
     ),

@@ -64,8 +64,13 @@ def self_attention(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
     return layer.self_attention(q, k, v, D_K, _mask()), layer.self_attention(q, k, v, D_K, None)
 
 
-def norm(impl: ModuleType, seed: int) -> Tensor:
-    return _layer(impl, seed).norm(3 * randn(seed, B, T, D_MODEL) + 1)
+def norm(impl: ModuleType, seed: int) -> tuple[Tensor, Tensor]:
+    """Rows of scale 3, then rows of scale 0.003, whose variance (about 1e-5) is as small as
+    eps: there eps outside the square root, or none, changes the numbers."""
+    layer = _layer(impl, seed)
+    return layer.norm(3 * randn(seed, B, T, D_MODEL) + 1), layer.norm(
+        0.003 * randn(seed + 1, B, T, D_MODEL)
+    )
 
 
 def feed_forward(impl: ModuleType, seed: int) -> Tensor:
@@ -121,7 +126,12 @@ PARTS = [
         summary="scaled dot-product attention",
         outputs=_MASKED,
     ),
-    Part(f"{_LAYER}.norm", norm, summary="layer normalisation"),
+    Part(
+        f"{_LAYER}.norm",
+        norm,
+        summary="layer normalisation",
+        outputs=("rows of scale 3", "rows of scale 0.003, variance about eps"),
+    ),
     Part(f"{_LAYER}.feed_forward", feed_forward, summary="position-wise feed-forward"),
     Part(
         f"{_LAYER}.forward",
@@ -395,6 +405,20 @@ MISTAKES = [
         "the features are divided by the variance: divide by the standard deviation, "
         "sqrt(var + eps)",
         {"return (x - mean) / torch.sqrt(var + 1e-5)": "return (x - mean) / (var + 1e-5)"},
+    ),
+    _mistake(
+        "norm-eps-outside-sqrt",
+        f"{_LAYER}.norm",
+        "eps is added outside the square root: LayerNorm divides by sqrt(var + eps), not by "
+        "sqrt(var) + eps (or std + eps); the two differ where a position's variance is small",
+        {"return (x - mean) / torch.sqrt(var + 1e-5)": "return (x - mean) / (var.sqrt() + 1e-5)"},
+    ),
+    _mistake(
+        "norm-no-eps",
+        f"{_LAYER}.norm",
+        "eps is missing: divide by sqrt(var + eps) with eps = 1e-5, which keeps positions of "
+        "small (or zero) variance from being blown up",
+        {"return (x - mean) / torch.sqrt(var + 1e-5)": "return (x - mean) / torch.sqrt(var)"},
     ),
     _mistake(
         "no-relu",
