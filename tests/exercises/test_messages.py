@@ -39,7 +39,8 @@ def test_a_missing_return_says_none(tmp_path):
     )
     _, verdicts = check_here("encoder", path, (NORM,))
     assert verdicts[NORM]["message"] == (
-        "the output is None (a missing return?), expected a tensor of shape (3, 7, 12)"
+        "output 1 of 2 (rows of scale 3) is None (a missing return?), expected a tensor of "
+        "shape (3, 7, 12)"
     )
 
 
