@@ -499,18 +499,14 @@ def _check_generate_args(
         raise InputError(f"temperature must be 0 or more; got {temperature}")
     if top_k is not None and top_k < 1:
         raise InputError(f"top_k must be at least 1; got {top_k}")
-    if isinstance(top_p, bool) or not (top_p is None or _in_unit_interval(top_p)):
-        raise InputError(f"top_p must be in (0, 1]; got {top_p!r}")  # True was read as 1.0
+    in_range = isinstance(top_p, numbers.Real) and 0.0 < top_p <= 1.0
+    if top_p is not None and (isinstance(top_p, bool) or not in_range):  # True was read as 1.0
+        raise InputError(f"top_p must be in (0, 1]; got {top_p!r}")
     vocab_size = getattr(_config(model), "vocab_size", None)
     _check_ids(model, input_ids, vocab_size, "input_ids")
     _check_callbacks(stop, decode, on_token)
     _check_seed(seed)
     _check_eos_ids(eos_id, vocab_size)
-
-
-def _in_unit_interval(value: Any) -> bool:
-    """Whether ``value`` is a real number in ``(0, 1]``."""
-    return isinstance(value, numbers.Real) and 0.0 < value <= 1.0
 
 
 def _check_callbacks(stop: Any, decode: Any, on_token: Any) -> None:
