@@ -95,3 +95,12 @@ def test_older_flat_task_configs_still_load():
     config = from_json(CARDS["reverse"].config, flat)
     assert config.size == ModelSize(layers=1, d_model=16, heads=2, d_ff=32, dropout=0.0)
     assert config.seq_len == 8
+
+
+@pytest.mark.parametrize("card", CARDS.values(), ids=CARDS.keys())
+def test_a_task_config_made_by_hand_names_a_size_that_is_not_a_model_size(card):
+    # size=None or size=64 passed, and building the model failed with an AttributeError
+    for size in (None, 64, {"d_model": 64}):
+        with pytest.raises(ConfigError, match=r"size must be a ModelSize; got "):
+            card.config(size=size)
+    assert card.config(size=ModelSize(d_model=32)).size.d_model == 32

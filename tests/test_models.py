@@ -236,6 +236,14 @@ def test_features_a_feature_model_cannot_project_are_named(features):
         model(features)
 
 
+def test_float64_features_are_named_with_the_conversion():
+    # "mat1 and mat2 must have the same dtype, but got Double and Float" before (NumPy's default)
+    model = TokenPredictor(TokenPredictorConfig(num_classes=2, input_dim=3, d_model=8, num_heads=2))
+    with pytest.raises(ValueError, match=r"features must have the dtype .*; got torch.float64"):
+        model(torch.randn(2, 4, 3, dtype=torch.float64))
+    assert model.double()(torch.randn(2, 4, 3, dtype=torch.float64)).shape == (2, 4, 2)
+
+
 def test_sequence_classifier_names_tokens_of_the_wrong_rank():
     model = SequenceClassifier(classifier(d_model=8, num_heads=2))
     with pytest.raises(ValueError, match=r"tokens must have shape \(B, T\); got \(1, 2, 3\)"):

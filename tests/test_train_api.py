@@ -59,3 +59,11 @@ def test_train_names_an_out_or_resume_that_is_not_a_path(tmp_path, monkeypatch, 
     with pytest.raises(InputError, match=f"{name} must be the path of a run directory; got 3"):
         attnlab.train("reverse", **{name: 3})
     assert not (tmp_path / "runs").exists()
+
+
+def test_evaluate_run_names_a_run_directory_given_in_place_of_the_run(tmp_path):
+    from attnlab.evaluation import evaluate_run
+
+    # "'str' object has no attribute 'model'" before
+    with pytest.raises(TypeError, match=r"run must be a Run, as attnlab.load_run\(run_dir\) "):
+        evaluate_run(str(tmp_path))

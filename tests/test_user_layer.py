@@ -239,3 +239,24 @@ def test_the_probe_leaves_the_seeded_initial_weights_alone():
     without = ours.build_model().embed.state_dict()
     assert with_probe.keys() == without.keys()
     assert all(torch.equal(with_probe[k], without[k]) for k in without)
+
+
+@pytest.mark.parametrize("layer", [-1, 2.5, True])
+def test_a_model_config_names_a_layer_that_is_not_a_string(layer):
+    from attnlab.models import (
+        Llama,
+        LlamaConfig,
+        Seq2SeqConfig,
+        Seq2SeqTransformer,
+        SequenceClassifier,
+        SequenceClassifierConfig,
+    )
+
+    # "'int' object has no attribute 'rpartition'" before
+    message = r"a layer is given as a string FILE.py:ClassName; got "
+    with pytest.raises(TypeError, match=message):
+        SequenceClassifier(SequenceClassifierConfig(10, 2, layer=layer))
+    with pytest.raises(TypeError, match=message):
+        Seq2SeqTransformer(Seq2SeqConfig(10, 10, decoder_layer=layer))
+    with pytest.raises(TypeError, match=message):
+        Llama(LlamaConfig(10, 16, 32, 1, 2, layer=layer))

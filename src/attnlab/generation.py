@@ -448,6 +448,10 @@ def beam_search(
 
 # -- language-model generation -------------------------------------------------------------
 
+# The most tokens one call of generate adds (as ``attnlab generate --max-new-tokens``): past
+# the window nothing else ends decoding, so a typo such as 10**12 ran until killed.
+MAX_NEW_TOKENS = 10**6
+
 
 def _filter_logits(logits: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
     """Set to ``-inf`` every logit outside the top-k tokens and the top-p nucleus.
@@ -480,27 +484,42 @@ def _check_generate_args(
     decode: Callable[[list[int]], str] | None,
     seed: int | None = None,
     eos_id: int | Sequence[int] | None = None,
+    on_token: Callable[[Tensor], None] | None = None,
 ) -> None:
     """Refuse the arguments of :func:`generate` that it cannot honour, one message each."""
     _check_model(model, seq2seq=False)
     _check_whole("max_new_tokens", max_new_tokens)
     if top_k is not None:
         _check_whole("top_k", top_k)
-    if max_new_tokens < 0:
-        raise InputError(f"max_new_tokens must be 0 or more; got {max_new_tokens}")
+    # The window slides, so nothing else ends the loop: 10**12 decoded until killed.
+    if not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise InputError(f"max_new_tokens must be in 0 .. {MAX_NEW_TOKENS:,}; got {max_new_tokens}")
     _check_real("temperature", temperature)
     if temperature < 0:
         raise InputError(f"temperature must be 0 or more; got {temperature}")
     if top_k is not None and top_k < 1:
         raise InputError(f"top_k must be at least 1; got {top_k}")
-    if top_p is not None and not (isinstance(top_p, numbers.Real) and 0.0 < top_p <= 1.0):
+    in_range = isinstance(top_p, numbers.Real) and 0.0 < top_p <= 1.0
+    if top_p is not None and (isinstance(top_p, bool) or not in_range):  # True was read as 1.0
         raise InputError(f"top_p must be in (0, 1]; got {top_p!r}")
     vocab_size = getattr(_config(model), "vocab_size", None)
     _check_ids(model, input_ids, vocab_size, "input_ids")
-    if stop is not None and decode is None:
-        raise InputError("stop needs decode, to turn the new ids into text")
+    _check_callbacks(stop, decode, on_token)
     _check_seed(seed)
     _check_eos_ids(eos_id, vocab_size)
+
+
+def _check_callbacks(stop: Any, decode: Any, on_token: Any) -> None:
+    """Refuse a ``stop`` that is not text and a ``decode`` or ``on_token`` that cannot be
+    called: each failed only after the first decoding step, in Python's words ('in <string>'
+    requires string as left operand; 'str' object is not callable)."""
+    if stop is not None and not isinstance(stop, str):
+        raise InputError(f"stop must be a string; got {type(stop).__name__}")
+    if stop is not None and decode is None:
+        raise InputError("stop needs decode, to turn the new ids into text")
+    for name, function in (("decode", decode), ("on_token", on_token)):
+        if function is not None and not callable(function):
+            raise InputError(f"{name} must be a function; got {type(function).__name__}")
 
 
 def _check_seed(seed: Any) -> None:
@@ -599,7 +618,7 @@ def generate(
             ``make_cache()``, ``config.block_size``.
         input_ids: the prompt ``(B, T)`` on the model's device, at least one token per row,
             each id in ``[0, model.config.vocab_size)`` (checked once, before decoding).
-        max_new_tokens: how many tokens to add; temperature, top_k, top_p: as above.
+        max_new_tokens: how many tokens to add (<= 10**6); temperature, top_k, top_p: as above.
         use_cache: reuse keys and values between steps (same tokens, faster; not for a user's
             blocks). Past ``block_size`` the window slides by half a block at a time.
         seed: seeds a private random generator (the global one is left alone).
@@ -617,8 +636,9 @@ def generate(
         ``(B, T + n)`` ids, the prompt followed by ``n <= max_new_tokens`` new tokens.
     """
     _check_generate_args(
-        model, input_ids, max_new_tokens, temperature, top_k, top_p, stop, decode, seed, eos_id
-    )
+        model, input_ids, max_new_tokens, temperature, top_k, top_p, stop, decode, seed, eos_id,
+        on_token,
+    )  # fmt: skip
     generator = None if seed is None else _generator(seed, input_ids.device)
     stepper = _stepper(model, input_ids, max_new_tokens, use_cache, static_cache, compile)
     finish, ids = _Finish(input_ids, eos_id, stop, decode), input_ids

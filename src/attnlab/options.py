@@ -147,8 +147,14 @@ def _describe(annotation: Any) -> str:
 
 
 def check_field(field: dataclasses.Field, value: Any) -> None:
-    """Raise :class:`ConfigError` unless ``value`` suits ``field`` (type, range, choices)."""
-    if field.metadata.get("nested") or "help" not in field.metadata:
+    """Raise :class:`ConfigError` unless ``value`` suits ``field`` (type, range, choices); a
+    nested config must be one of its class (its own fields were checked when it was made)."""
+    if field.metadata.get("nested"):
+        kind = type(_nested_default(field))
+        if not isinstance(value, kind):  # else an AttributeError when the model is built
+            raise ConfigError(f"{field.name} must be a {kind.__name__}; got {value!r}")
+        return
+    if "help" not in field.metadata:
         return
     _check_type(field, value)
     meta = field.metadata

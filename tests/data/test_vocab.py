@@ -45,3 +45,32 @@ def test_ids_in_range_still_decode_including_tensor_elements() -> None:
     assert tokenizer.decode(torch.tensor([1, 2])) == "ab"
     vocab = CharVocab.from_texts(["ab"])
     assert vocab.tokens([0, 1, 2, 3]) == ["<unk>", "a", "b"]
+
+
+@pytest.mark.parametrize("vocab_size", [-1, 1, 10**12, 2.5])
+@pytest.mark.parametrize("tokenizer", [BPEVocab, SubwordTokenizer])
+def test_training_refuses_a_vocabulary_size_before_the_trainer_sizes_its_tables(
+    tokenizer, vocab_size
+) -> None:
+    # 10**12 aborted the process (out of memory in Rust), -1 was an OverflowError.
+    expected = (
+        "at most 16,777,216" if vocab_size == 10**12 else rf"a whole number >= \d; got {vocab_size}"
+    )
+    with pytest.raises(ValueError, match=f"vocab_size must be {expected}"):
+        tokenizer.train(TEXTS, vocab_size)
+    assert len(tokenizer.train(TEXTS, 40)) <= 40
+
+
+def test_training_refuses_one_string_for_the_list_of_texts() -> None:
+    # Iterated, a string is its characters: each was learnt as a text of its own.
+    with pytest.raises(TypeError, match=r"texts must be a list of strings; got one str"):
+        BPEVocab.train("hello world", 40)
+
+
+def test_char_tokenizer_names_a_character_outside_its_vocabulary() -> None:
+    tokenizer = CharTokenizer("abc\n")
+    for encode in (tokenizer.encode, tokenizer.encode_tensor):
+        # encode raised KeyError: 'z'; encode_tensor gave 'z' the id of its neighbour 'c'.
+        with pytest.raises(InputError, match=r"outside the vocabulary of 4: 'z', 'Z'"):
+            encode("abzZ")
+        assert list(encode("cab")) == [3, 1, 2]

@@ -301,6 +301,12 @@ def test_an_encoder_decoder_given_to_generate_is_pointed_to_the_searches():
         ({"eos_id": 2.0}, "eos_id must be a token id or a list of them; got 2.0"),
         ({"eos_id": "2"}, "eos_id must be a token id or a list of them; got '2'"),
         ({"eos_id": [2, -1]}, r"eos_id must hold token ids \(whole numbers >= 0\); got \[2, -1\]"),
+        ({"top_p": True}, r"top_p must be in \(0, 1\]; got True"),  # was read as 1.0
+        # These three failed after the first step, in Python's words ('in <string>' requires
+        # string as left operand; 'str' object is not callable).
+        ({"stop": 5, "decode": str}, "stop must be a string; got int"),
+        ({"stop": "a", "decode": "abc"}, "decode must be a function; got str"),
+        ({"on_token": "print"}, "on_token must be a function; got str"),
     ],
 )
 def test_settings_of_the_wrong_kind_are_named_not_left_to_python_or_torch(kwargs, message):
@@ -338,3 +344,11 @@ def test_a_model_whose_dropout_is_on_is_refused_and_one_without_dropout_is_not()
     assert no_dropout.training
     tokens = generate(no_dropout, prompt, 5, temperature=0)
     assert torch.equal(tokens, generate(no_dropout.eval(), prompt, 5, temperature=0))
+
+
+def test_max_new_tokens_past_a_million_is_refused_and_a_million_is_not():
+    # The window slides, so nothing else ended decoding: 10**12 ran until killed.
+    with pytest.raises(InputError, match=r"max_new_tokens must be in 0 \.\. 1,000,000; got 10+"):
+        generate(_gpt(), torch.tensor([[1]]), 10**12)
+    stopped = generate(_gpt(), torch.tensor([[1]]), 10**6, temperature=0, eos_id=list(range(50)))
+    assert stopped.shape == (1, 2)  # every id ends it: one step of a million allowed

@@ -131,3 +131,11 @@ def test_images_that_are_not_a_tensor_are_named():
     # AttributeError "'list' object has no attribute 'dim'" before
     with pytest.raises(TypeError, match="images must be a tensor .*got list"):
         PatchEmbedding(8, 4, 1, 16)([[0.0] * 8] * 8)
+
+
+def test_float64_images_are_named_with_the_conversion():
+    # "mat1 and mat2 must have the same dtype, but got Double and Float" before (NumPy's default)
+    embedding = PatchEmbedding(8, 4, 1, 16)
+    with pytest.raises(ValueError, match=r"images must have the dtype .*\(torch.float32\); got "):
+        embedding(torch.zeros(2, 1, 8, 8, dtype=torch.float64))
+    assert embedding.double()(torch.zeros(2, 1, 8, 8, dtype=torch.float64)).shape == (2, 4, 16)

@@ -60,3 +60,14 @@ def test_maps_and_labels_that_disagree_are_refused_before_drawing(
     with pytest.raises(InputError, match=message):
         plot_attention_grid(maps, query_labels, LABELS, path)
     assert not path.exists()
+
+
+def test_a_figure_larger_than_matplotlib_draws_is_refused_before_drawing(tmp_path):
+    # 24 heads of 100 tokens: 24 panels of 29.5 inches, 77,880 pixels wide. Such a grid (a
+    # BERT-large's at 512 tokens) drew its panels for many minutes before matplotlib refused.
+    path = tmp_path / "grid.png"
+    maps, labels = random_maps(1, 24, 100, 100), [str(i) for i in range(100)]
+    with pytest.raises(InputError, match=r"77,880 x 3,245 pixels, more than matplotlib draws"):
+        plot_attention_grid(maps, labels, labels, path)
+    assert not path.exists()
+    heatmaps._check_figure_size(595, 1)  # 65,450 pixels wide: drawn

@@ -8,6 +8,7 @@ from typing import cast
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from attnlab.data.vocab import PAD, UNK, check_ids
+from attnlab.nn.spec import MAX_ENTRIES, check_whole_number
 
 
 def train_bpe(
@@ -17,7 +18,16 @@ def train_bpe(
 
     ``special_tokens`` get the first ids, in order. ``metaspace=True`` keeps word boundaries
     (a space becomes the marker ``▁`` on the next piece) so that decoding restores the text.
+    ``vocab_size`` is in ``[len(special_tokens), MAX_ENTRIES]``.
     """
+    # The trainer sizes its tables by vocab_size before reading a text: 10**12 aborted the
+    # whole process (out of memory in Rust), and -1 overflowed its unsigned size.
+    check_whole_number("vocab_size", vocab_size, len(special_tokens))
+    if vocab_size > MAX_ENTRIES:
+        raise ValueError(f"vocab_size must be at most {MAX_ENTRIES:,}; got {vocab_size:,}")
+    # A string is an iterable of its characters: each would be learnt as a text of its own.
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings; got one str (wrap it: [text])")
     tokenizer = Tokenizer(models.BPE(unk_token=UNK))
     if metaspace:
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from attnlab.data.download import CHUNK, cache_dir, locate, read_data_text, sha256_of
 from attnlab.data.vocab import check_ids
-from attnlab.errors import DataError
+from attnlab.errors import DataError, InputError
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -98,7 +98,10 @@ class CharTokenizer:
         return [ch for ch in dict.fromkeys(text) if ch in missing] if missing else []
 
     def encode(self, text: str) -> list[int]:
-        """Ids of the characters of ``text`` (every character must be in the vocabulary)."""
+        """Ids of the characters of ``text``; a character outside the vocabulary raises
+        :class:`~attnlab.errors.InputError`."""
+        if self.unknown(text):  # else a bare KeyError: 'z'
+            self._refuse_unknown(text)
         return [self.stoi[ch] for ch in text]
 
     def encode_tensor(self, text: str) -> Tensor:
@@ -109,7 +112,15 @@ class CharTokenizer:
         """
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (N,)
         table = np.frombuffer(self.chars.encode("utf-32-le"), dtype=np.uint32)  # (V,), sorted
+        # A character outside the vocabulary would silently get its neighbour's id.
+        if not np.isin(codes, table).all():
+            self._refuse_unknown(text)
         return torch.from_numpy(np.searchsorted(table, codes).astype(np.int64))  # (N,)
+
+    def _refuse_unknown(self, text: str) -> None:
+        """Raise :class:`~attnlab.errors.InputError` naming ``text``'s unknown characters."""
+        shown = ", ".join(repr(ch) for ch in self.unknown(text)[:5])
+        raise InputError(f"text has characters outside the vocabulary of {len(self)}: {shown}")
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids``; an id outside the vocabulary raises

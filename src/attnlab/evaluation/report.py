@@ -18,6 +18,10 @@ def evaluate_run(run: Run, device: str = "auto", save: bool = False) -> dict[str
     (written atomically; an unreadable old metrics.json is replaced) and the task's figures go
     to ``plots/``. Without it a read-only run directory reports as well as any other.
     """
+    if not isinstance(run, Run):  # a run's path gave "'str' object has no attribute 'model'"
+        raise TypeError(
+            f"run must be a Run, as attnlab.load_run(run_dir) returns; got {type(run).__name__}"
+        )
     target = resolve_device(device)
     model = run.model.to(target).eval()
     test = run.task.splits().test

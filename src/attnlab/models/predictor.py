@@ -15,7 +15,7 @@ from attnlab.models.common import (
     positional_encoding,
 )
 from attnlab.nn import BlockSpec, TokenEmbedding
-from attnlab.nn.embedding import check_table
+from attnlab.nn.embedding import check_not_float64, check_table
 
 
 @dataclass
@@ -96,6 +96,8 @@ class TokenPredictor(nn.Module):
                 f"features must be a float tensor of shape (B, T, input_dim={d}); got "
                 f"{tuple(x.shape)} {x.dtype}"
             )
+        if d is not None:
+            check_not_float64("features", x, self.head.weight)
         return self.positions(self.embed(x))  # (B, T, d_model)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:

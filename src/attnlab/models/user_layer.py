@@ -76,6 +76,8 @@ class LayerError(ValueError):
 
 def split_layer_spec(spec: str) -> tuple[Path, str]:
     """``"FILE.py:ClassName"`` -> (the file, the class name)."""
+    if not isinstance(spec, str):  # else "'int' object has no attribute 'rpartition'"
+        raise TypeError(f"a layer is given as a string FILE.py:ClassName; got {spec!r}")
     file, sep, name = spec.rpartition(":")
     if not sep or not file or not name.isidentifier():
         raise LayerError(f"a layer is given as FILE.py:ClassName; got {spec!r}")

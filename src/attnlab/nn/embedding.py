@@ -219,6 +219,17 @@ class LearnedPositionalEncoding(_PositionalEncoding):
         return self.embedding.weight  # (max_len, d_model)
 
 
+def check_not_float64(name: str, x: Tensor, weight: Tensor) -> None:
+    """Raise ``ValueError`` for float64 input ``x`` to float32 or half ``weight``: NumPy's
+    default dtype, which failed inside torch's matmul ("mat1 and mat2 must have the same
+    dtype"), under autocast as well (it leaves float64 alone)."""
+    if x.dtype == torch.float64 and weight.dtype != torch.float64:
+        raise ValueError(
+            f"{name} must have the dtype of the model's weights ({weight.dtype}); got "
+            f"torch.float64 (NumPy's default: convert with {name}.to({weight.dtype}))"
+        )
+
+
 class PatchEmbedding(nn.Module):
     """Split images into non-overlapping ``P x P`` patches and project each one linearly.
 
@@ -294,7 +305,9 @@ class PatchEmbedding(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """Images ``(B, C, H, W)`` -> patch embeddings ``x_p E``, ``(B, N, d_model)`` (ViT section
         3.1, equation 1 before the CLS token and the positions)."""
-        return self.projection(self.patches(images))  # (B, N, d_model)
+        patches = self.patches(images)  # (B, N, P*P*C)
+        check_not_float64("images", patches, self.projection.weight)
+        return self.projection(patches)  # (B, N, d_model)
 
     def extra_repr(self) -> str:
         """The settings printed by ``repr(module)``."""

@@ -14,6 +14,12 @@ from matplotlib.figure import Figure
 
 from attnlab.files import atomic_write
 
+# Dots per inch of the saved figures.
+DPI = 110
+# Matplotlib's Agg draws figures of fewer than 2**16 pixels a side, and only after drawing
+# every panel: a larger one is refused before it is drawn (minutes of drawing, then an error).
+MAX_SIDE_PIXELS = 2**16
+
 
 def new_figure(**kwargs: Any) -> Figure:
     """A figure for saving to a file (``kwargs``: ``figsize``, ``layout``...)."""
@@ -24,5 +30,5 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` to ``path`` atomically (folders created, margins trimmed); returns it."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight"))
     return path

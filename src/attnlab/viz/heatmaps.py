@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from attnlab.viz.figures import new_figure, save_figure
+from attnlab.errors import InputError
+from attnlab.viz.figures import DPI, MAX_SIDE_PIXELS, new_figure, save_figure
 from attnlab.viz.views import AttentionView, check_views
 
 if TYPE_CHECKING:
@@ -47,6 +48,19 @@ def _grid_size(view: AttentionView) -> tuple[float, float]:
     return cell * view.maps[0].size(0), cell * len(view.maps)
 
 
+def _check_figure_size(width: float, height: float) -> None:
+    """Raise :class:`InputError` for a figure of ``width`` x ``height`` inches that matplotlib
+    would refuse, before drawing its panels (a BERT-large grid of 512 tokens drew for many
+    minutes first)."""
+    pixels = (round(width * DPI), round(height * DPI))
+    if max(pixels) >= MAX_SIDE_PIXELS:
+        raise InputError(
+            f"the heatmaps would be {pixels[0]:,} x {pixels[1]:,} pixels, more than matplotlib "
+            f"draws ({MAX_SIDE_PIXELS:,} a side): show fewer layers, heads or tokens, or use "
+            "the explorer"
+        )
+
+
 def plot_attention_views(views: list[AttentionView], path: str | Path) -> Path:
     """Save several kinds of attention of one input (e.g. encoder, decoder, cross) in one PNG.
 
@@ -56,6 +70,7 @@ def plot_attention_views(views: list[AttentionView], path: str | Path) -> Path:
     """
     check_views(views)
     sizes = [_grid_size(view) for view in views]
+    _check_figure_size(max(w for w, _ in sizes), sum(h for _, h in sizes))
     fig = new_figure(figsize=(max(w for w, _ in sizes), sum(h for _, h in sizes)))
     subfigures = fig.subfigures(len(views), 1, height_ratios=[h for _, h in sizes], squeeze=False)
     for subfigure, view in zip(subfigures[:, 0], views, strict=True):

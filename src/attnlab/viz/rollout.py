@@ -38,14 +38,8 @@ def attention_rollout(maps: Sequence[Tensor]) -> Tensor:
         ``(..., T, T)``: row ``i`` is how much each input token contributes to token ``i``
         after the last layer. Every row sums to 1.
     """
-    if not maps:
-        raise InputError("attention_rollout needs the attention maps of at least one layer")
+    _check_maps(maps)
     T = maps[0].size(-1)
-    for weights in maps:
-        if weights.dim() < 3 or weights.shape[-2:] != (T, T):
-            raise InputError(
-                f"each attention map must have shape (..., H, {T}, {T}); got {tuple(weights.shape)}"
-            )
     identity = torch.eye(T, dtype=maps[0].dtype, device=maps[0].device)  # (T, T)
     rollout = None
     for weights in maps:
@@ -56,8 +50,48 @@ def attention_rollout(maps: Sequence[Tensor]) -> Tensor:
     return rollout
 
 
+def _check_maps(maps: Sequence[Tensor]) -> None:
+    """Raise :class:`InputError` unless ``maps`` is a list of float tensors of one shape
+    ``(..., H, T, T)``: a stacked tensor (whose first dimension may be the batch, not the
+    layers), a list of lists, integer weights or layers of different batches otherwise failed
+    inside torch, or read the batch as the layers."""
+    if isinstance(maps, Tensor):
+        raise InputError("maps must be a list of tensors, one per layer; got one tensor")
+    if not maps:
+        raise InputError("attention_rollout needs the attention maps of at least one layer")
+    for weights in maps:
+        if not isinstance(weights, Tensor) or not weights.is_floating_point():
+            got = weights.dtype if isinstance(weights, Tensor) else type(weights).__name__
+            raise InputError(f"each attention map must be a float tensor; got {got}")
+    shape, T = tuple(maps[0].shape), maps[0].size(-1)
+    for weights in maps:
+        if weights.dim() < 3 or weights.shape[-2:] != (T, T):
+            raise InputError(
+                f"each attention map must have shape (..., H, {T}, {T}); got {tuple(weights.shape)}"
+            )
+        if tuple(weights.shape) != shape:
+            raise InputError(
+                f"each attention map must have the first one's shape {shape}; got "
+                f"{tuple(weights.shape)}"
+            )
+
+
+# The most pixels of an upsampled map: 2**26 float32 pixels are 256 MiB, and a figure of
+# them is far past any screen; (10**6, 10**6) was a 4 TB allocation.
+MAX_PIXELS = 2**26
+
+
 def upsample_to_image(heat: Tensor, image_size: tuple[int, int]) -> Tensor:
-    """A patch-grid map ``(rows, cols)`` repeated over each patch's pixels: ``(H, W)``."""
+    """A patch-grid map ``(rows, cols)`` repeated over each patch's pixels: ``(H, W)``, a
+    size of two whole numbers >= 1 of at most :data:`MAX_PIXELS` pixels."""
+    if not isinstance(heat, Tensor) or heat.dim() != 2:  # else torch's "spatial dimensions"
+        got = tuple(heat.shape) if isinstance(heat, Tensor) else type(heat).__name__
+        raise InputError(f"heat must be a tensor (rows, cols); got {got}")
+    sides = tuple(image_size) if isinstance(image_size, Sequence) else ()
+    if len(sides) != 2 or not all(type(n) is int and n >= 1 for n in sides):
+        raise InputError(f"image_size must be two whole numbers (H, W) >= 1; got {image_size!r}")
+    if sides[0] * sides[1] > MAX_PIXELS:
+        raise InputError(f"image_size must be at most {MAX_PIXELS:,} pixels; got {image_size}")
     grid = heat[None, None].float()  # (1, 1, rows, cols)
     return F.interpolate(grid, size=image_size, mode="nearest")[0, 0]  # (H, W)
 
@@ -112,15 +146,22 @@ def plot_rollout_overlay(
 
 
 def _check_overlay(image: Tensor, heat: Tensor, layer_heats: Sequence[Tensor]) -> None:
-    """Raise :class:`InputError` unless ``image`` is ``(H, W)`` and every map ``(rows, cols)``."""
+    """Raise :class:`InputError` unless ``image`` is ``(H, W)`` and every map ``(rows, cols)``,
+    finite and non-negative with a positive sum (each is divided by its sum: a map of zeros
+    was drawn as NaN, without a word)."""
+    maps = {"heat": heat, **{f"layer_heats[{i}]": m for i, m in enumerate(layer_heats)}}
+    for name, value in {"image": image, **maps}.items():
+        if not isinstance(value, Tensor):  # else "'list' object has no attribute 'dim'"
+            raise InputError(f"{name} must be a tensor; got {type(value).__name__}")
     if image.dim() != 2:
         raise InputError(f"image must be a grayscale image (H, W); got shape {tuple(image.shape)}")
-    maps = {"heat": heat, **{f"layer_heats[{i}]": m for i, m in enumerate(layer_heats)}}
     for name, m in maps.items():
         if m.dim() != 2:
             raise InputError(
                 f"{name} must be a map over the patch grid (rows, cols); got shape {tuple(m.shape)}"
             )
+        if not bool(torch.isfinite(m).all()) or bool((m < 0).any()) or not m.sum() > 0:
+            raise InputError(f"{name} must be finite and non-negative, with a positive sum")
 
 
 def _write_shares(ax: Axes, share: Tensor, image_size: tuple[int, int]) -> None:
