@@ -205,9 +205,12 @@ def test_static_caches_too_large_for_the_memory_are_refused_before_allocating(mo
     llama = Llama(
         LlamaConfig(**{**_tiny_llama().config.__dict__, "max_position_embeddings": 2**40})
     )
-    positions = 3 + 2**35
-    with pytest.raises(ConfigError, match=f"static key/value caches for 1 row of {positions:,}"):
-        generate(llama.eval(), prompt, 2**35, temperature=0.0, static_cache=True)
+    # 10**6 new tokens (generate's bound) for 10**5 rows: 2.6e14 bytes of caches
+    positions = 3 + 10**6
+    with pytest.raises(
+        ConfigError, match=f"static key/value caches for 100,000 rows of {positions:,}"
+    ):
+        generate(llama.eval(), prompt.expand(10**5, 3), 10**6, temperature=0.0, static_cache=True)
     # By hand: 2 layers x (keys + values) x 2 key/value heads x d_head 8 x 4 bytes, for each
     # of the 16 positions of the window (3 + 40 capped at 16) of each of the 2 rows.
     needed = 2 * 2 * 2 * 8 * 4 * 16 * 2
