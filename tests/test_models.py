@@ -288,6 +288,64 @@ def test_seq2seq_decode_names_an_empty_cache_list():
     torch.testing.assert_close(cached, model.decode(tgt_in, memory, src_mask))
 
 
+def decode_step(kind: str):
+    """``(step(cache), make_cache)`` of a tiny 2-layer model of ``kind``: one decoding step."""
+    ids = torch.tensor([[1, 2]])
+    if kind == "seq2seq":
+        model = Seq2SeqTransformer(seq2seq(num_heads=2, num_decoder_layers=2)).eval()
+        memory, src_mask = model.encode(torch.tensor([[3, 4, 5]]))
+        return lambda cache: model.decode(ids, memory, src_mask, cache=cache), model.make_cache
+    config = (
+        gpt(num_layers=2)
+        if kind == "gpt"
+        else LlamaConfig(vocab_size=20, hidden_size=8, num_attention_heads=2, num_hidden_layers=2)
+    )
+    model = (GPT if kind == "gpt" else Llama)(config).eval()
+    return lambda cache: model(ids, cache=cache), model.make_cache
+
+
+@pytest.mark.parametrize("kind", ["gpt", "llama", "seq2seq"])
+@pytest.mark.parametrize(
+    "cache, got",
+    [
+        ([None, None], "a list of NoneType"),  # was "object of type 'NoneType' has no len()"
+        ([1, 2], "a list of int"),
+        ("ab", "str"),  # Seq2Seq: "'str' object has no attribute 'self_attn'"
+        ({}, "dict"),
+    ],
+)
+def test_decoding_names_a_cache_that_is_not_a_list_of_caches(kind, cache, got):
+    step, make_cache = decode_step(kind)
+    with pytest.raises(
+        TypeError, match=f"cache must be a list of .*Cache.*, one per layer .*; got {got}$"
+    ):
+        step(cache)
+    assert step(make_cache()).shape[:2] == (1, 2)  # make_cache()'s list still decodes
+
+
+@pytest.mark.parametrize("kind", ["gpt", "llama"])
+def test_decoding_names_a_lone_cache_and_a_mix_of_kinds(kind):
+    step, make_cache = decode_step(kind)
+    growing = make_cache()
+    with pytest.raises(TypeError, match="; got KVCache$"):  # was read as a list of 0 layers
+        step(growing[0])
+    with pytest.raises(TypeError, match="; got a list of KVCache and StaticKVCache$"):
+        step([growing[0], make_cache(1)[1]])  # attended with the first one's mask
+    with pytest.raises(ValueError, match="cache has 1 layers; the model has 2"):
+        step(growing[:1])
+
+
+def test_seq2seq_project_names_a_hidden_state_of_the_wrong_width_or_type():
+    model = Seq2SeqTransformer(seq2seq(num_heads=2)).eval()
+    # torch's "mat1 and mat2 shapes cannot be multiplied (2x4 and 8x13)" before
+    message = r"hidden must have shape \(B, T, d_model\) with d_model = 8; got \(1, 2, 4\)"
+    with pytest.raises(ValueError, match=message):
+        model.project(torch.zeros(1, 2, 4))
+    with pytest.raises(TypeError, match="hidden must be a tensor"):  # torch's linear() before
+        model.project([[0.0] * 8])
+    assert model.project(torch.zeros(1, 2, 8)).shape == (1, 2, 13)
+
+
 def test_shift_right_puts_bos_first_and_drops_the_last_token():
     model = Seq2SeqTransformer(seq2seq(num_heads=2, bos_id=1))
     tgt = torch.tensor([[5, 6, 2], [7, 2, 0]])

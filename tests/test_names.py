@@ -95,6 +95,22 @@ def test_the_split_leaks_no_pair_and_keeps_every_language(pairs):
     assert stratified_split(pairs, seed=1)[2] != test
 
 
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"val_fraction": 0.6, "test_fraction": 0.6}, r"must be below 1, .* got 0.6 \+ 0.6"),
+        ({"test_fraction": -0.1}, "test_fraction must be a number strictly between 0 and 1"),
+        ({"seed": "0"}, "seed must be a whole number >= 0; got '0'"),  # torch's manual_seed
+    ],
+)
+def test_the_split_refuses_fractions_and_seeds_out_of_range(changes, message):
+    """0.6 + 0.6 gave an empty training split without a word."""
+    made_up = [(f"name{i}", "Czech") for i in range(10)]
+    with pytest.raises(ValueError, match=message):
+        stratified_split(made_up, **{"seed": 0, **changes})
+    assert [len(part) for part in stratified_split(made_up, 0, 0.4, 0.4)] == [2, 4, 4]
+
+
 @needs_data
 def test_a_short_run_beats_the_majority_class(names_run):
     report = json.loads((names_run / "metrics.json").read_text())["test"]

@@ -9,7 +9,7 @@ from attnlab.data.bpe import BPEVocab
 from attnlab.data.shakespeare import CharTokenizer
 from attnlab.data.subword import SubwordTokenizer
 from attnlab.data.vocab import CharVocab
-from attnlab.errors import InputError
+from attnlab.errors import ConfigError, InputError
 
 TEXTS = ["hello world", "le monde"] * 20
 
@@ -65,6 +65,25 @@ def test_training_refuses_one_string_for_the_list_of_texts() -> None:
     # Iterated, a string is its characters: each was learnt as a text of its own.
     with pytest.raises(TypeError, match=r"texts must be a list of strings; got one str"):
         BPEVocab.train("hello world", 40)
+
+
+@pytest.mark.parametrize(
+    "tokenizer, kind", [(BPEVocab, "bpe"), (SubwordTokenizer, "subword")], ids=["bpe", "subword"]
+)
+def test_from_state_names_a_state_that_is_not_a_tokenizers_json(tokenizer, kind) -> None:
+    # tokenizers raised a bare Exception ("expected value at line 1 column 1"), and a list
+    # given to SubwordTokenizer was "'list' object is not an instance of 'str'".
+    prefix = f"its vocabulary is not the JSON text of a {kind} tokenizer"
+    with pytest.raises(ConfigError, match=rf"{prefix} \(tokenizers: expected value at line 1"):
+        tokenizer.from_state("junk")
+    with pytest.raises(ConfigError, match=rf"{prefix} \(tokenizers: Model missing"):
+        tokenizer.from_state("{}")
+    with pytest.raises(
+        ConfigError, match=f"its vocabulary is a list, not the JSON text of a {kind}"
+    ):
+        tokenizer.from_state(["a", "b"])
+    trained = tokenizer.train(TEXTS, 40)
+    assert tokenizer.from_state(trained.state()).state() == trained.state()
 
 
 def test_char_tokenizer_names_a_character_outside_its_vocabulary() -> None:

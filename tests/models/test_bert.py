@@ -50,6 +50,18 @@ def test_mean_pool_averages_only_real_tokens():
     torch.testing.assert_close(embeddings, expected / expected.norm(dim=-1, keepdim=True))
 
 
+@pytest.mark.parametrize("pool", [mean_pool, sentence_embedding])
+def test_pooling_names_hidden_states_that_are_not_a_tensor_b_t_d(pool):
+    mask = torch.ones(2, 3, dtype=torch.long)
+    # AttributeError "'list' object has no attribute 'shape'" before
+    with pytest.raises(TypeError, match=r"hidden must be a tensor \(B, T, D\); got list"):
+        pool(torch.zeros(2, 3, 4).tolist(), mask)
+    # torch's "The size of tensor a (2) must match the size of tensor b (3)" before
+    with pytest.raises(ValueError, match=r"hidden must have shape \(B, T, D\); got \(2, 3\)"):
+        pool(torch.zeros(2, 3), mask)
+    assert pool(torch.ones(2, 3, 1), mask).shape == (2, 1)  # the narrowest states still pool
+
+
 def test_hf_and_attnlab_mask_layouts_agree_and_padding_does_not_leak():
     model = Bert(small_config()).eval()
     ids = torch.randint(1, 50, (2, 7))

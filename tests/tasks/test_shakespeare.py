@@ -4,6 +4,7 @@ CLI, and the ``generate`` command with its errors."""
 import functools
 import io
 import json
+import re
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -16,7 +17,7 @@ from attnlab import machine
 from attnlab.cli import main
 from attnlab.data import shakespeare
 from attnlab.data.shakespeare import BlockDataset, CharTokenizer, shakespeare_path
-from attnlab.errors import DataError
+from attnlab.errors import ConfigError, DataError
 from attnlab.models import GPT
 from attnlab.tasks.shakespeare import ShakespeareConfig, ShakespeareTask
 
@@ -69,6 +70,63 @@ def test_blocks_are_inputs_and_next_token_targets():
     assert [int(consecutive[i][0][0]) for i in range(len(consecutive))] == list(range(0, 89, 8))
     with pytest.raises(DataError, match="fewer than one block"):
         BlockDataset.random(ids[:8], n=1, block_size=8, seed=0)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"n": 0}, "n must be a whole number >= 1; got 0"),  # was ZeroDivisionError
+        ({"n": -1}, "n must be a whole number >= 1; got -1"),  # was torch's arange error
+        ({"n": 10**12}, "n must be at most 1,000,000,000 blocks; got 1,000,000,000,000"),  # 8 TB
+        ({"block_size": 0}, "block_size must be a whole number >= 1; got 0"),  # was accepted
+        ({"block_size": 2.5}, "block_size must be a whole number >= 1; got 2.5"),
+        ({"seed": "1"}, "seed must be a whole number >= 0; got '1'"),  # was torch's manual_seed
+        ({"seed": 2**63}, "seed must be at most 9,223,372,036,854,775,807; got"),
+        ({"ids": list(range(100))}, r"ids must be a tensor \(N,\); got list"),
+        ({"ids": torch.zeros(100)}, r"ids must be integer token ids \(N,\); got torch.float32"),
+    ],
+)
+def test_random_blocks_refuse_bad_arguments_before_allocating(arguments, message):
+    valid = {"ids": torch.arange(100), "n": 5, "block_size": 8, "seed": 0}
+    with pytest.raises((ValueError, TypeError), match=message):
+        BlockDataset.random(**{**valid, **arguments})
+    assert len(BlockDataset.random(**{**valid, "n": 1, "block_size": 1})) == 1  # the boundary
+
+
+def test_random_blocks_refuse_more_than_the_machine_holds(monkeypatch):
+    monkeypatch.setattr(machine, "available_memory", lambda: 1000)
+    with pytest.raises(ConfigError, match="drawing 100 random blocks needs about 2,400 bytes"):
+        BlockDataset.random(torch.arange(1000), n=100, block_size=8, seed=0)
+
+
+@pytest.mark.parametrize("block_size", [0, -3, 2.5])
+def test_consecutive_blocks_refuse_a_block_size_below_one(block_size):
+    """0 and -3 failed inside torch.arange; 2.5 built blocks sliced with float bounds."""
+    message = f"block_size must be a whole number >= 1; got {block_size}"
+    with pytest.raises(ValueError, match=message):
+        BlockDataset.consecutive(torch.arange(100), block_size)
+    assert len(BlockDataset.consecutive(torch.arange(2), 1)) == 1  # the boundary
+
+
+@pytest.mark.parametrize("fraction", [1.5, -1, 0, 1, float("nan"), "0.9"])
+def test_split_and_min_length_refuse_a_fraction_outside_0_1(fraction):
+    """1.5 and -1 split silently into one part, 0 divided by zero in min_length (which then
+    counted up forever for 1.5), NaN failed in Python's words."""
+    message = f"train_fraction must be a number strictly between 0 and 1; got {fraction!r}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        shakespeare.split_by_position(torch.arange(10), fraction)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        shakespeare.min_length(8, fraction)
+
+
+def test_min_length_is_the_fewest_tokens_even_for_extreme_fractions():
+    """It counted up one length at a time: about 10**10 steps for a fraction of 1e-10."""
+    for fraction in (0.9, 0.5, 1e-10, 1 - 1e-9):
+        n = shakespeare.min_length(8, fraction)
+        shorter = [min(int(m * fraction), m - int(m * fraction)) for m in (n - 1, n)]
+        assert shorter[0] < 9 <= shorter[1]  # a block of 9 fits in both parts from n on
+    with pytest.raises(ValueError, match="block_size must be a whole number >= 1; got 0"):
+        shakespeare.min_length(0)
 
 
 @needs_data

@@ -5,7 +5,12 @@ import json
 
 import pytest
 
-from attnlab.data.eng_fra import normalize_tutorial, split_by_source, tutorial_subset
+from attnlab.data.eng_fra import (
+    min_sources,
+    normalize_tutorial,
+    split_by_source,
+    tutorial_subset,
+)
 from attnlab.data.subword import SubwordTokenizer
 from tests.cli_helpers import assert_one_line_error, run_cli
 
@@ -47,6 +52,30 @@ def test_split_keeps_every_translation_of_a_source_together():
     assert not (sources[0] & sources[1] or sources[0] & sources[2] or sources[1] & sources[2])
     assert len(sources[1]) == len(sources[2]) == 4
     assert split_by_source(pairs, 0, 0.1, 0.1) == (train, val, test)  # seeded
+
+
+@pytest.mark.parametrize(
+    "val_fraction, test_fraction, message",
+    [
+        (0, 0.1, "val_fraction must be a number strictly between 0 and 1; got 0"),  # hung
+        (1.5, 0.1, "val_fraction must be a number strictly between 0 and 1; got 1.5"),
+        (0.1, float("nan"), "test_fraction must be a number strictly between 0 and 1; got nan"),
+        (0.6, 0.6, r"val_fraction \+ test_fraction must be below 1, .*; got 0.6 \+ 0.6"),
+    ],
+)
+def test_split_and_min_sources_refuse_held_out_fractions_that_leave_no_split(
+    val_fraction, test_fraction, message
+):
+    """min_sources counted up forever for 0, 1.5 or 0.6 + 0.6; split_by_source gave 0.6 + 0.6
+    an empty training split without a word, and NaN failed in Python's words."""
+    pairs = [(f"s{i}", f"t{i}") for i in range(100)]
+    with pytest.raises(ValueError, match=message):
+        min_sources(val_fraction, test_fraction)
+    with pytest.raises(ValueError, match=message):
+        split_by_source(pairs, 0, val_fraction, test_fraction)
+    with pytest.raises(ValueError, match="seed must be a whole number >= 0; got '0'"):
+        split_by_source(pairs, "0", 0.1, 0.1)  # was torch's manual_seed error
+    assert min(map(len, split_by_source(pairs, 0, 0.49, 0.49))) >= 1  # near the boundary
 
 
 def test_subword_tokenizer_round_trips_text_and_saves_its_state():

@@ -150,6 +150,23 @@ def test_views_may_differ_and_later_views_are_checked_too(seq2seq_views):
         render_explorer([*seq2seq_views, bad])
 
 
+@pytest.mark.parametrize("title", [None, 5])
+def test_a_title_that_is_not_text_is_named(seq2seq_views, title):
+    # AttributeError "'NoneType' object has no attribute 'replace'" from html.escape before
+    with pytest.raises(InputError, match=f"title must be a str; got {type(title).__name__}"):
+        render_explorer(seq2seq_views, title=title)
+
+
+@pytest.mark.parametrize("height", [-1, 0, "x", 2.5, True])
+def test_show_refuses_a_height_that_is_not_a_whole_number_of_pixels(seq2seq_views, height):
+    # accepted before, as an iframe "height: -1px" or "height: xpx"
+    with pytest.raises(
+        InputError, match=f"height must be a whole number of pixels >= 1; got {height!r}"
+    ):
+        show(seq2seq_views, height=height)
+    assert "height: 1px" in show(seq2seq_views, height=1)._repr_html_()
+
+
 def test_show_is_an_isolated_iframe_per_explorer(seq2seq_views, tmp_path):
     first, second = show(seq2seq_views), show(seq2seq_views[:1], title="one", height=500)
     html_first, html_second = first._repr_html_(), second._repr_html_()

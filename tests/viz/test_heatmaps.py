@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from attnlab.errors import InputError
-from attnlab.viz import heatmaps, plot_attention_grid
+from attnlab.viz import heatmaps, plot_attention_grid, plot_training_curves
 from attnlab.viz.figures import save_figure
 
 from .conftest import random_maps
@@ -71,3 +71,24 @@ def test_a_figure_larger_than_matplotlib_draws_is_refused_before_drawing(tmp_pat
         plot_attention_grid(maps, labels, labels, path)
     assert not path.exists()
     heatmaps._check_figure_size(595, 1)  # 65,450 pixels wide: drawn
+
+
+# -- training curves (also a PNG) -----------------------------------------------------------
+ROW = {"step": 10, "train_loss": 1.0, "val_loss": 1.2, "val_accuracy": 0.5}
+
+
+@pytest.mark.parametrize(
+    "history, monitor, message",
+    [
+        ([ROW], "bleu", r"history\[0\] must be a dict with step, train_loss, val_loss, "
+         r"val_bleu; it lacks val_bleu$"),  # was KeyError: 'val_bleu'
+        ([ROW, {"step": 20}], "accuracy", r"history\[1\] .* it lacks train_loss, val_loss, "
+         r"val_accuracy$"),
+        (ROW, "accuracy", "history must be a list of dicts, one per validation; got dict"),
+    ],
+)  # fmt: skip
+def test_training_curves_name_a_missing_key_before_drawing(tmp_path, history, monitor, message):
+    with pytest.raises(InputError, match=message):
+        plot_training_curves(history, monitor, tmp_path / "curves.png")
+    assert not (tmp_path / "curves.png").exists()
+    assert plot_training_curves([ROW], "accuracy", tmp_path / "ok.png").stat().st_size > 0

@@ -8,6 +8,7 @@ from typing import cast
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from attnlab.data.vocab import PAD, UNK, check_ids
+from attnlab.errors import ConfigError
 from attnlab.nn.spec import MAX_ENTRIES, check_whole_number
 
 
@@ -39,6 +40,23 @@ def train_bpe(
     return tokenizer
 
 
+def tokenizer_from_state(state: object, kind: str) -> Tokenizer:
+    """The Hugging Face tokenizer of ``state``, its JSON text (a run's config.json holds it);
+    anything else is a :class:`~attnlab.errors.ConfigError` naming the ``kind`` ("bpe")."""
+    if not isinstance(state, str):  # a character vocabulary's list, say
+        raise ConfigError(
+            f"its vocabulary is a {type(state).__name__}, not the JSON text of a {kind} "
+            "tokenizer (was its tokenizer edited?)"
+        )
+    try:
+        return Tokenizer.from_str(state)
+    except Exception as e:  # tokenizers raises a bare Exception ("expected value at line 1")
+        raise ConfigError(
+            f"its vocabulary is not the JSON text of a {kind} tokenizer (tokenizers: {e}; was "
+            "its tokenizer edited?)"
+        ) from e
+
+
 class BPEVocab:
     """Subword pieces <-> ids, with the interface of :class:`~attnlab.data.vocab.CharVocab`.
 
@@ -62,13 +80,8 @@ class BPEVocab:
     @classmethod
     def from_state(cls, state: str) -> BPEVocab:
         """Rebuild from :meth:`state`; anything but a tokenizer's JSON text (a character
-        vocabulary's list, say) is a ``ValueError`` of one sentence."""
-        if not isinstance(state, str):
-            raise ValueError(
-                f"its vocabulary is a {type(state).__name__}, not the JSON text of a bpe "
-                "tokenizer (was its tokenizer edited?)"
-            )
-        return cls(Tokenizer.from_str(state))
+        vocabulary's list, say) is a :class:`~attnlab.errors.ConfigError` of one sentence."""
+        return cls(tokenizer_from_state(state, "bpe"))
 
     def state(self) -> str:
         """The tokenizer as Hugging Face's JSON text, for config.json."""

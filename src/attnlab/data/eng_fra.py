@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from attnlab.data.download import fetch_archive, locate, read_data_text
-from attnlab.data.names import SHA256, URL
+from attnlab.data.names import SHA256, URL, check_held_out, check_seed
 from attnlab.errors import DataError
 
 FILE = "eng-fra.txt"
@@ -120,6 +120,8 @@ def split_by_source(
     pair follows its source, so a sentence with several translations has them all in one
     split (the test set's references are never seen in training as a source).
     """
+    check_held_out(val_fraction, test_fraction)
+    check_seed(seed)
     sources = list(dict.fromkeys(source for source, _ in pairs))
     order = torch.randperm(len(sources), generator=torch.Generator().manual_seed(seed)).tolist()
     n_val, n_test = _held_out(len(sources), val_fraction, test_fraction)
@@ -139,7 +141,8 @@ def _held_out(n_sources: int, val_fraction: float, test_fraction: float) -> tupl
 
 def min_sources(val_fraction: float, test_fraction: float) -> int:
     """The fewest distinct source sentences that :func:`split_by_source` splits into three
-    non-empty parts (the fractions must be positive)."""
+    non-empty parts (the fractions are positive, and below 1 together)."""
+    check_held_out(val_fraction, test_fraction)
     n = 3
     while True:
         n_val, n_test = _held_out(n, val_fraction, test_fraction)

@@ -8,6 +8,7 @@ language so that no (name, language) pair appears in two splits.
 
 from __future__ import annotations
 
+import numbers
 import unicodedata
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import torch
 
 from attnlab.data.download import fetch_archive, locate, read_data_text
 from attnlab.errors import DataError
+from attnlab.nn.spec import check_whole_number
+from attnlab.options import MAX_SEED
 
 URL = "https://download.pytorch.org/tutorial/data.zip"
 SHA256 = "fb317e80248faeb62dc25ef3390ae24ca34b94e276bbc5141fd8862c2200bff5"
@@ -58,6 +61,8 @@ def stratified_split(
     names or more) examples in val and in test. Since the pairs are distinct, no pair can be
     in two splits; a name listed under two languages may be (the data set's own ambiguity).
     """
+    check_held_out(val_fraction, test_fraction)
+    check_seed(seed)
     by_language: dict[str, list[Pair]] = {}
     for pair in pairs:
         by_language.setdefault(pair[1], []).append(pair)
@@ -74,6 +79,29 @@ def stratified_split(
         test += shuffled[n_val : n_val + n_test]
         train += shuffled[n_val + n_test :]
     return train, val, test
+
+
+def check_held_out(val_fraction: float, test_fraction: float) -> None:
+    """Refuse held-out fractions that are not numbers strictly between 0 and 1, or that leave
+    nothing to train on (``val_fraction + test_fraction >= 1``)."""
+    # Else 0.6 and 0.6 left training empty without a word, NaN failed in Python's words, and
+    # eng_fra.min_sources counted up forever for 0, -0.1 or 1.5.
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not isinstance(value, numbers.Real) or not 0 < value < 1:
+            raise ValueError(f"{name} must be a number strictly between 0 and 1; got {value!r}")
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"val_fraction + test_fraction must be below 1, to leave examples for training; "
+            f"got {val_fraction} + {test_fraction}"
+        )
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a seed outside ``[0, MAX_SEED]``, the task configs' range (a string or 2**70
+    failed in torch's ``manual_seed``)."""
+    check_whole_number("seed", seed)
+    if seed > MAX_SEED:
+        raise ValueError(f"seed must be at most {MAX_SEED:,}; got {seed:,}")
 
 
 def check_split(folder: Path, splits: tuple[list[Pair], list[Pair], list[Pair]]) -> None:

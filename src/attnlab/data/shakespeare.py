@@ -10,6 +10,7 @@ position).
 
 from __future__ import annotations
 
+import numbers
 import os
 import shutil
 import tempfile
@@ -26,6 +27,9 @@ from torch.utils.data import Dataset
 from attnlab.data.download import CHUNK, cache_dir, locate, read_data_text, sha256_of
 from attnlab.data.vocab import check_ids
 from attnlab.errors import DataError, InputError
+from attnlab.machine import check_memory
+from attnlab.nn.spec import check_whole_number, require_tensor
+from attnlab.options import MAX_SEED
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -138,9 +142,21 @@ class CharTokenizer:
 
 
 def split_by_position(ids: Tensor, train_fraction: float = TRAIN_FRACTION) -> tuple[Tensor, Tensor]:
-    """The first ``train_fraction`` of ``ids (N,)`` and the rest, as nanoGPT splits them."""
+    """The first ``train_fraction`` of ``ids (N,)`` and the rest, as nanoGPT splits them;
+    ``train_fraction`` is strictly between 0 and 1."""
+    _check_fraction(train_fraction)
     n_train = _train_length(len(ids), train_fraction)
     return ids[:n_train], ids[n_train:]
+
+
+def _check_fraction(train_fraction: float) -> None:
+    """Refuse a ``train_fraction`` that is not a number strictly between 0 and 1."""
+    # Outside (0, 1) a split is silently one-sided (1.5 or -1), NaN failed in Python's words,
+    # and min_length divided by zero at 0 or 1 and counted up forever past them.
+    if not isinstance(train_fraction, numbers.Real) or not 0 < train_fraction < 1:
+        raise ValueError(
+            f"train_fraction must be a number strictly between 0 and 1; got {train_fraction!r}"
+        )
 
 
 def _train_length(n: int, train_fraction: float) -> int:
@@ -149,20 +165,26 @@ def _train_length(n: int, train_fraction: float) -> int:
 
 def min_length(block_size: int, train_fraction: float = TRAIN_FRACTION) -> int:
     """The fewest tokens whose :func:`split_by_position` leaves one block of ``block_size + 1``
-    tokens in each part.
+    tokens in each part (``block_size`` a whole number >= 1).
 
-    A part of a fraction ``f`` of ``n`` tokens holds at most ``f * n + 1``, so fewer than
-    ``block_size / min(f, 1 - f)`` never do; count up from there with the split's own rounding.
+    Neither part shrinks as the length grows, so every length from the answer on fits: double
+    a length until it fits, then bisect between it and the last one that did not.
     """
+    check_whole_number("block_size", block_size, 1)  # 0 or -5 gave a length without a word
+    _check_fraction(train_fraction)
 
     def fits(n: int) -> bool:
         n_train = _train_length(n, train_fraction)
         return min(n_train, n - n_train) >= block_size + 1
 
-    n = max(block_size + 1, int(block_size / min(train_fraction, 1 - train_fraction)) - 1)
-    while not fits(n):
-        n += 1
-    return n
+    # Counting up one length at a time took about 1 / train_fraction steps (10**10 at 1e-10).
+    too_short, enough = 2 * block_size + 1, 2 * block_size + 2  # each part needs block_size + 1
+    while not fits(enough):
+        too_short, enough = enough, 2 * enough
+    while enough - too_short > 1:
+        middle = (too_short + enough) // 2
+        too_short, enough = (too_short, middle) if fits(middle) else (middle, enough)
+    return enough
 
 
 def check_length(path: Path, text: str, block_size: int) -> None:
@@ -177,6 +199,10 @@ def check_length(path: Path, text: str, block_size: int) -> None:
 
 
 BYTES_PER_RANDOM_BLOCK = 3 * 8  # BlockDataset.random's peak: starts, jitter, offsets (8 bytes)
+# The most blocks BlockDataset.random draws, ShakespeareConfig's bound on --train-blocks:
+# 10**9 blocks of the default 64 characters read tiny Shakespeare's training part about 64,000
+# times over, in 24 GB at the peak; beyond it a count is a typo (10**12 tried to allocate 8 TB).
+MAX_BLOCKS = 10**9
 
 
 class BlockDataset(Dataset):
@@ -200,14 +226,24 @@ class BlockDataset(Dataset):
 
     @classmethod
     def random(cls, ids: Tensor, n: int, block_size: int, seed: int) -> BlockDataset:
-        """``n`` blocks at random offsets drawn with ``seed``, spread evenly over ``ids``.
+        """``n`` blocks (``1 <= n <=`` :data:`MAX_BLOCKS`) of token ids ``(N,)`` at random
+        offsets drawn with ``seed`` (in ``[0, MAX_SEED]``), spread evenly over ``ids``.
 
         The range of offsets is cut into ``n`` equal stretches and block ``i`` starts at a
         uniformly random point of stretch ``i`` (stratified sampling). Offsets drawn uniformly
         from the whole range instead would, at the baby GPT's 24,000 blocks of 65 characters
         over 1M positions, leave about a fifth of the text in no block and repeat other parts.
         """
-        _check_length(ids, block_size)
+        _check_blocks(ids, block_size)
+        # n sizes three tensors: 0 divided by zero, -1 failed inside torch.arange.
+        check_whole_number("n", n, 1)
+        if n > MAX_BLOCKS:
+            raise ValueError(f"n must be at most {MAX_BLOCKS:,} blocks; got {n:,}")
+        # The task config's range; else a string or 2**70 failed in torch's manual_seed.
+        check_whole_number("seed", seed)
+        if seed > MAX_SEED:
+            raise ValueError(f"seed must be at most {MAX_SEED:,}; got {seed:,}")
+        check_memory(n * BYTES_PER_RANDOM_BLOCK, f"drawing {n:,} random blocks", "pass a smaller n")
         g = torch.Generator().manual_seed(seed)
         stretch = (len(ids) - block_size) / n
         starts = torch.arange(n, dtype=torch.float64) * stretch  # (n,)
@@ -217,13 +253,22 @@ class BlockDataset(Dataset):
 
     @classmethod
     def consecutive(cls, ids: Tensor, block_size: int) -> BlockDataset:
-        """Every non-overlapping block, from the start: the whole sequence, read once."""
-        _check_length(ids, block_size)
+        """Every non-overlapping block of token ids ``(N,)``, from the start: the whole
+        sequence, read once."""
+        _check_blocks(ids, block_size)
         offsets = torch.arange(0, len(ids) - block_size, block_size)  # (n,)
         return cls(ids, offsets, block_size)
 
 
-def _check_length(ids: Tensor, block_size: int) -> None:
+def _check_blocks(ids: Tensor, block_size: int) -> None:
+    """Refuse ``ids`` that are not integer token ids ``(N,)``, a ``block_size`` that is not a
+    whole number >= 1, and ``ids`` shorter than one block of ``block_size + 1``."""
+    # A list or a 2-D tensor gave blocks that are not runs of tokens, float ids blocks that no
+    # embedding takes; block_size 0 or -3 failed inside torch.arange, 2.5 sliced with floats.
+    require_tensor("ids", ids, "(N,)")
+    if ids.dim() != 1 or ids.is_floating_point() or ids.is_complex():
+        raise ValueError(f"ids must be integer token ids (N,); got {ids.dtype} {tuple(ids.shape)}")
+    check_whole_number("block_size", block_size, 1)
     if len(ids) < block_size + 1:
         raise DataError(
             f"the text part has {len(ids)} characters, fewer than one block of "

@@ -13,7 +13,7 @@ from typing import cast
 
 from tokenizers import Tokenizer
 
-from attnlab.data.bpe import train_bpe
+from attnlab.data.bpe import tokenizer_from_state, train_bpe
 from attnlab.data.vocab import PAD, UNK, check_ids
 from attnlab.errors import DataError
 
@@ -42,8 +42,9 @@ class SubwordTokenizer:
 
     @classmethod
     def from_state(cls, state: str) -> SubwordTokenizer:
-        """Rebuild from :meth:`state`."""
-        return cls(Tokenizer.from_str(state))
+        """Rebuild from :meth:`state`; anything else is a
+        :class:`~attnlab.errors.ConfigError` of one sentence."""
+        return cls(tokenizer_from_state(state, "subword"))
 
     def state(self) -> str:
         """The tokenizer as Hugging Face's JSON text (``Tokenizer.from_str`` reads it)."""

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from attnlab.models.common import check_counts, check_window, self_attention
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, LearnedPositionalEncoding, StaticKVCache
 from attnlab.nn.embedding import check_table, check_token_batch, embed_tokens
+from attnlab.nn.layers import check_cache
 from attnlab.nn.linear import linear
 
 
@@ -158,8 +159,7 @@ class GPT(nn.Module):
         pre-LN blocks (GPT-2 section 2.3). With a ``cache`` pass only the new tokens;
         ``return_attention=True`` adds each layer's weights ``(B, H, T, T_k)``."""
         check_token_batch(input_ids, "input_ids")
-        if cache is not None and len(cache) != len(self.layers):
-            raise ValueError(f"cache has {len(cache)} layers; the model has {len(self.layers)}")
+        check_cache(cache, len(self.layers), (KVCache, StaticKVCache), "model")
         tokens = embed_tokens(self.token_embedding, input_ids, "input_ids")  # (B, T, d_model)
         x = self.positions(tokens, offset=self._start(input_ids, cache))  # (B, T, d_model)
         maps = []

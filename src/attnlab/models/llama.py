@@ -41,6 +41,7 @@ from attnlab.models.common import (
 from attnlab.models.user_layer import load_layer_class
 from attnlab.nn import BlockSpec, EncoderLayer, KVCache, RMSNorm, StaticKVCache
 from attnlab.nn.embedding import check_token_batch, embed_tokens
+from attnlab.nn.layers import check_cache
 from attnlab.nn.linear import Linear, linear
 
 
@@ -290,8 +291,7 @@ class Llama(nn.Module):
     ) -> int:
         """The position of ``input_ids[:, 0]``, after checking the shapes and the window."""
         check_token_batch(input_ids, "input_ids")
-        if cache is not None and len(cache) != len(self.layers):
-            raise ValueError(f"cache has {len(cache)} layers; the model has {len(self.layers)}")
+        check_cache(cache, len(self.layers), (KVCache, StaticKVCache), "model")
         start = len(cache[0]) if cache else 0
         check_window(
             start, input_ids.size(1), self.config.max_position_embeddings, "max_position_embeddings"

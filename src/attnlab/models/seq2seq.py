@@ -26,7 +26,9 @@ from attnlab.nn import (
     padding_mask,
 )
 from attnlab.nn.embedding import check_table, check_token_batch
+from attnlab.nn.layers import check_cache
 from attnlab.nn.linear import Linear, linear
+from attnlab.nn.spec import require_tensor
 
 
 @dataclass
@@ -208,7 +210,9 @@ class Seq2SeqTransformer(nn.Module):
         without padding. ``last_only=True`` projects only the last position,
         ``(B, 1, tgt_vocab_size)``: all a decoding step needs.
         """
-        offset = len(cache[0].self_attn) if cache else 0  # the decoder checks the cache's length
+        # Checked here, before the cache's length is read (cache=[None] failed on .self_attn).
+        check_cache(cache, self.config.num_decoder_layers, (DecoderLayerCache,), "decoder")
+        offset = len(cache[0].self_attn) if cache else 0
         y = self.tgt_positions(self.tgt_embed(tgt_in), offset=offset)  # (B, T, d_model)
         decoded = self.transformer.decode(
             y,
@@ -227,6 +231,14 @@ class Seq2SeqTransformer(nn.Module):
 
     def project(self, hidden: Tensor) -> Tensor:
         """Pre-softmax linear transformation: ``(B, T, d_model) -> (B, T, tgt_vocab_size)``."""
+        # Type and width reads only, no device wait (not in linear(), every layer's fast
+        # path): else torch's "mat1 and mat2 shapes cannot be multiplied" or argument error.
+        require_tensor("hidden", hidden, "(B, T, d_model)")
+        if hidden.dim() == 0 or hidden.size(-1) != self.config.d_model:
+            raise ValueError(
+                f"hidden must have shape (B, T, d_model) with d_model = {self.config.d_model}; "
+                f"got {tuple(hidden.shape)}"
+            )
         if self.generator is not None:
             return self.generator(hidden)
         return linear(hidden, self.tgt_embed.weight)  # tied weights, section 3.4

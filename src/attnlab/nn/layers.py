@@ -306,6 +306,27 @@ class DecoderLayerCache:
         self.cross_attn.reorder(index)
 
 
+def check_cache(cache: object, layers: int, kinds: tuple[type, ...], owner: str) -> None:
+    """Raise ``TypeError`` unless ``cache`` is ``None`` or a list (or tuple) of caches of one of
+    ``kinds``, all of the same kind, as ``make_cache()`` returns them; ``ValueError`` unless it
+    holds one per layer of the ``owner`` ("model", "decoder"), ``layers`` in all. Reads types
+    and a length only: no device wait at a decoding step."""
+    if cache is None:
+        return
+    # Else [None] failed with "object of type 'NoneType' has no len()", a lone KVCache (which
+    # has a length) read as a list of 0 layers, and mixed kinds attended with the wrong mask.
+    items = cache if isinstance(cache, (list, tuple)) else None
+    if items is None or not all(isinstance(c, kinds) and type(c) is type(items[0]) for c in items):
+        held = " and ".join(dict.fromkeys(type(c).__name__ for c in items or ()))
+        got = f"a {type(cache).__name__} of {held}" if items else type(cache).__name__
+        names = " or ".join(kind.__name__ for kind in kinds)
+        raise TypeError(
+            f"cache must be a list of {names}, one per layer (from make_cache()); got {got}"
+        )
+    if len(items) != layers:
+        raise ValueError(f"cache has {len(items)} layers; the {owner} has {layers}")
+
+
 class DecoderLayer(nn.Module):
     """One decoder layer, section 3.1: masked self-attention, cross-attention, feed-forward.
 
@@ -488,8 +509,7 @@ class TransformerDecoder(nn.Module):
         """``x (B, T, d_model)`` through every decoder layer, each attending to
         ``memory (B, S, d_model)`` (section 3.1): ``(B, T, d_model)``. Masks (bool, ``True`` = may
         attend), ``cache`` and ``return_attention`` as in the class docstring."""
-        if cache is not None and len(cache) != len(self.layers):
-            raise ValueError(f"cache has {len(cache)} layers; the decoder has {len(self.layers)}")
+        check_cache(cache, len(self.layers), (DecoderLayerCache,), "decoder")
         self_maps, cross_maps = [], []
         for i, layer in enumerate(self.layers):
             out = layer(

@@ -91,6 +91,8 @@ def explorer_data(
     Returns ``{"title", "scale", "views": [{"title", "queries", "keys", "layers", "heads",
     "weights"}]}`` where ``weights[layer][head][query][key]`` is ``round(weight * scale)``.
     """
+    if not isinstance(title, str):  # else an AttributeError from inside html.escape
+        raise InputError(f"title must be a str; got {type(title).__name__}")
     checked = check_views(views)
     _check_size(checked)
     return {
@@ -152,6 +154,9 @@ def show(
 
     In a notebook, end a cell with ``attnlab.viz.show(views)``; elsewhere call ``.save(path)``.
     """
+    # Checked before the page is built: -1 or "x" made an iframe that no browser sizes.
+    if isinstance(height, bool) or not isinstance(height, int) or height < 1:
+        raise InputError(f"height must be a whole number of pixels >= 1; got {height!r}")
     return ExplorerWidget(render_explorer(views, title), height)
 
 
