@@ -198,7 +198,8 @@ def test_the_unbiased_std_gets_the_hint_that_names_torch_std(tmp_path):
     "norm",
     [
         "torch.nn.functional.layer_norm(x, x.shape[-1:], eps=1e-5)",
-        "(x - x.mean(-1, keepdim=True)) * torch.rsqrt(x.var(-1, correction=0, keepdim=True) + 1e-5)",
+        "(x - x.mean(-1, keepdim=True))"
+        " * torch.rsqrt(x.var(-1, correction=0, keepdim=True) + 1e-5)",
     ],
 )
 def test_a_layer_norm_written_another_way_passes_on_rows_of_small_variance(tmp_path, norm):
