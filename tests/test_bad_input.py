@@ -596,3 +596,20 @@ def test_a_full_out_folder_is_named_before_the_data_is_read(capsys, tmp_path, co
     code, _, err = run_cli(capsys, command, "names", "--out", str(full), "--data-dir", str(empty))
     assert_one_line_error(code, err, f"{full} already exists and is not empty: choose another")
     assert [p.name for p in full.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("task", ["names", "shakespeare"])
+@pytest.mark.parametrize("cache", ["a file", "below a file", "unwritable"])
+def test_an_unusable_download_cache_is_one_line(capsys, monkeypatch, tmp_path, task, cache):
+    """With no data given, the loaders make the download cache: $ATTNLAB_CACHE (or $HOME)
+    being a file or read-only ended in a FileExistsError traceback, before any download."""
+    (tmp_path / "file").write_text("not a folder\n")
+    place = {"a file": "file", "below a file": "file/cache", "unwritable": "/proc/attnlab"}[cache]
+    monkeypatch.setenv("ATTNLAB_CACHE", str(tmp_path / place))
+    monkeypatch.delenv("ATTNLAB_DATA_DIR", raising=False)
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", task, "--out", str(out))
+    assert_one_line_error(code, err, "cannot write the download cache ")
+    assert "; set ATTNLAB_CACHE to a writable folder, or pass --data-dir DIR" in err
+    assert not out.exists()
+    assert (tmp_path / "file").read_text() == "not a folder\n"
