@@ -26,8 +26,8 @@ CHUNK = 1 << 20
 
 
 def cache_dir() -> Path:
-    """``$ATTNLAB_CACHE`` or ``~/.cache/attnlab``."""
-    return Path(os.environ.get("ATTNLAB_CACHE", Path.home() / ".cache" / "attnlab"))
+    """``$ATTNLAB_CACHE`` or, when it is unset or empty, ``~/.cache/attnlab``."""
+    return Path(os.environ.get("ATTNLAB_CACHE") or Path.home() / ".cache" / "attnlab")
 
 
 def staging_dir(folder: Path, hint: str) -> tempfile.TemporaryDirectory[str]:
