@@ -300,6 +300,11 @@ HAND_EDITED = {
         "the task config in config.json is invalid: seq_len must be a whole number; got 16.5",
     ),
     "a task config that is a number": (lambda c: {**c, "task_config": 7}, NOT_A_RUN),
+    "a list for the model size": (  # was "ReverseConfig has no field 'size'"
+        lambda c: with_task(c, size=[1, 32]),
+        "the task config in config.json is invalid: size must be a JSON object of layers, "
+        "d_model, heads, d_ff, dropout; got [1, 32]",
+    ),
     "an unknown task field": (
         lambda c: with_task(c, colour="red"),
         "the task config in config.json is invalid: ReverseConfig has no field 'colour'",
