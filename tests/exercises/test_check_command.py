@@ -48,6 +48,15 @@ def test_a_null_byte_is_named_without_a_line_number(capsys, tmp_path):
     )
 
 
+@pytest.mark.parametrize("given", ["folder", "file"])
+def test_a_practicals_file_that_is_a_folder_is_named_as_such(capsys, tmp_path, given):
+    """It was reported as missing: 'holds no practical's file (looked for encoder.py, ...)'."""
+    (tmp_path / "encoder.py").mkdir()
+    target = tmp_path if given == "folder" else tmp_path / "encoder.py"
+    code, _, err = run_cli(capsys, "exercise", "check", str(target))
+    assert_one_line_error(code, err, f"cannot read {tmp_path / 'encoder.py'}: it is a directory")
+
+
 def test_a_missing_class_and_a_wrong_signature_leave_the_other_parts_checked(capsys, tmp_path):
     path = plant(
         tmp_path / "encoder.py",
