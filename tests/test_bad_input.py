@@ -618,3 +618,24 @@ def test_an_unusable_download_cache_is_one_line(capsys, monkeypatch, tmp_path, t
     assert "; set ATTNLAB_CACHE to a writable folder, or pass --data-dir DIR" in err
     assert not out.exists()
     assert (tmp_path / "file").read_text() == "not a folder\n"
+
+
+@pytest.mark.parametrize("source", ["standard input", "a file"])
+def test_inputs_past_the_size_limit_are_refused_before_they_are_held(
+    capsys, monkeypatch, run, tmp_path, source
+):
+    """``yes | attnlab predict RUN --file -`` read standard input until memory ran out, and a
+    data set given as --file was read whole before its first line was refused."""
+    from attnlab.cli import common
+
+    monkeypatch.setattr(common, "MAX_INPUT_BYTES", 2 << 20)
+    big = b"x\n" * (3 << 19)  # 3 MiB
+    if source == "standard input":
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(big), "utf-8"))
+        given = "-"
+    else:
+        given = str(tmp_path / "inputs.txt")
+        Path(given).write_bytes(big)
+    code, _, err = run_cli(capsys, "predict", str(run), "--file", given)
+    name = "standard input" if given == "-" else given
+    assert_one_line_error(code, err, f"{name} holds more than 2 MiB, the most --file reads")
