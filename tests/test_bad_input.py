@@ -300,6 +300,11 @@ HAND_EDITED = {
         "the task config in config.json is invalid: seq_len must be a whole number; got 16.5",
     ),
     "a task config that is a number": (lambda c: {**c, "task_config": 7}, NOT_A_RUN),
+    "a list for the model size": (  # was "ReverseConfig has no field 'size'"
+        lambda c: with_task(c, size=[1, 32]),
+        "the task config in config.json is invalid: size must be a JSON object of layers, "
+        "d_model, heads, d_ff, dropout; got [1, 32]",
+    ),
     "an unknown task field": (
         lambda c: with_task(c, colour="red"),
         "the task config in config.json is invalid: ReverseConfig has no field 'colour'",
@@ -596,3 +601,41 @@ def test_a_full_out_folder_is_named_before_the_data_is_read(capsys, tmp_path, co
     code, _, err = run_cli(capsys, command, "names", "--out", str(full), "--data-dir", str(empty))
     assert_one_line_error(code, err, f"{full} already exists and is not empty: choose another")
     assert [p.name for p in full.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("task", ["names", "shakespeare"])
+@pytest.mark.parametrize("cache", ["a file", "below a file", "unwritable"])
+def test_an_unusable_download_cache_is_one_line(capsys, monkeypatch, tmp_path, task, cache):
+    """With no data given, the loaders make the download cache: $ATTNLAB_CACHE (or $HOME)
+    being a file or read-only ended in a FileExistsError traceback, before any download."""
+    (tmp_path / "file").write_text("not a folder\n")
+    place = {"a file": "file", "below a file": "file/cache", "unwritable": "/proc/attnlab"}[cache]
+    monkeypatch.setenv("ATTNLAB_CACHE", str(tmp_path / place))
+    monkeypatch.delenv("ATTNLAB_DATA_DIR", raising=False)
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", task, "--out", str(out))
+    assert_one_line_error(code, err, "cannot write the download cache ")
+    assert "; set ATTNLAB_CACHE to a writable folder, or pass --data-dir DIR" in err
+    assert not out.exists()
+    assert (tmp_path / "file").read_text() == "not a folder\n"
+
+
+@pytest.mark.parametrize("source", ["standard input", "a file"])
+def test_inputs_past_the_size_limit_are_refused_before_they_are_held(
+    capsys, monkeypatch, run, tmp_path, source
+):
+    """``yes | attnlab predict RUN --file -`` read standard input until memory ran out, and a
+    data set given as --file was read whole before its first line was refused."""
+    from attnlab.cli import common
+
+    monkeypatch.setattr(common, "MAX_INPUT_BYTES", 2 << 20)
+    big = b"x\n" * (3 << 19)  # 3 MiB
+    if source == "standard input":
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(big), "utf-8"))
+        given = "-"
+    else:
+        given = str(tmp_path / "inputs.txt")
+        Path(given).write_bytes(big)
+    code, _, err = run_cli(capsys, "predict", str(run), "--file", given)
+    name = "standard input" if given == "-" else given
+    assert_one_line_error(code, err, f"{name} holds more than 2 MiB, the most --file reads")

@@ -233,8 +233,12 @@ def from_json(cls: type, data: Any) -> Any:
     """
     if not isinstance(data, dict):
         raise ConfigError(f"the {cls.__name__} must be a JSON object; got {type(data).__name__}")
+    nested = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("nested")}
     flat = {}
     for key, value in data.items():
+        if key in nested and not isinstance(value, dict):
+            inner = ", ".join(f.name for f in dataclasses.fields(_nested_default(nested[key])))
+            raise ConfigError(f"{key} must be a JSON object of {inner}; got {value!r}")
         if isinstance(value, dict):
             flat.update(value)
         else:

@@ -3,7 +3,13 @@ import zipfile
 
 import pytest
 
-from attnlab.data.download import fetch_archive, locate, read_data_text, unpack_verified
+from attnlab.data.download import (
+    cache_dir,
+    fetch_archive,
+    locate,
+    read_data_text,
+    unpack_verified,
+)
 from attnlab.errors import DataError
 
 
@@ -72,3 +78,11 @@ def test_a_data_file_that_is_not_a_regular_file_is_refused_by_name(tmp_path):
     (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"latin1\.txt: it is not UTF-8 text"):
         read_data_text(tmp_path / "latin1.txt")
+
+
+def test_an_empty_attnlab_cache_is_the_default_cache_not_the_current_folder(tmp_path, monkeypatch):
+    """``ATTNLAB_CACHE="$CACHE"`` with CACHE unset: Path("") is ".", and the data sets were
+    downloaded into whatever folder the command ran in."""
+    monkeypatch.setenv("ATTNLAB_CACHE", "")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / ".cache" / "attnlab"

@@ -39,6 +39,24 @@ def test_a_syntax_error_is_one_sentence_and_status_2(capsys, tmp_path):
     assert out.count("not checked: the file does not import") == len(PARTS)
 
 
+def test_a_null_byte_is_named_without_a_line_number(capsys, tmp_path):
+    """Python's SyntaxError for a null byte has no line: the sentence said 'line None'."""
+    (tmp_path / "encoder.py").write_bytes(b"import torch\x00\n")
+    code, _, err = run_cli(capsys, "exercise", "check", str(tmp_path))
+    assert_one_line_error(
+        code, err, "encoder.py: source code string cannot contain null bytes, so the file does"
+    )
+
+
+@pytest.mark.parametrize("given", ["folder", "file"])
+def test_a_practicals_file_that_is_a_folder_is_named_as_such(capsys, tmp_path, given):
+    """It was reported as missing: 'holds no practical's file (looked for encoder.py, ...)'."""
+    (tmp_path / "encoder.py").mkdir()
+    target = tmp_path if given == "folder" else tmp_path / "encoder.py"
+    code, _, err = run_cli(capsys, "exercise", "check", str(target))
+    assert_one_line_error(code, err, f"cannot read {tmp_path / 'encoder.py'}: it is a directory")
+
+
 def test_a_missing_class_and_a_wrong_signature_leave_the_other_parts_checked(capsys, tmp_path):
     path = plant(
         tmp_path / "encoder.py",

@@ -148,28 +148,49 @@ def add_file_option(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+MAX_INPUT_BYTES = 64 << 20  # what --file reads: far more than any list of inputs needs
+
+
 def read_lines(source: str) -> list[str]:
-    """The non-empty lines of a file, or of standard input for ``-``."""
+    """The non-empty lines of a file, or of standard input for ``-``. More than
+    :data:`MAX_INPUT_BYTES` (a data set given by mistake, an endless pipe such as ``yes``)
+    is refused before it is held in memory."""
+    name = "standard input" if source == "-" else source
+    with contextlib.suppress(OSError):  # a path that cannot be read: read_text names it
+        if source != "-" and Path(source).stat().st_size > MAX_INPUT_BYTES:
+            _too_large(name)
     text = _read_stdin() if source == "-" else read_text(Path(source))
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
-        raise InputError(f"{'standard input' if source == '-' else source} has no non-empty lines")
+        raise InputError(f"{name} has no non-empty lines")
     return lines
+
+
+def _too_large(name: str) -> NoReturn:
+    raise InputError(
+        f"{name} holds more than {MAX_INPUT_BYTES >> 20} MiB, the most --file reads: give the "
+        "inputs in smaller parts"
+    )
 
 
 def _read_stdin() -> str:
     if sys.stdin is None or sys.stdin.closed:
         raise InputError("standard input is closed: give the inputs as arguments or --file F")
-    try:
-        if hasattr(sys.stdin, "buffer"):  # decoded strictly: Python's own stdin may keep the
-            content = sys.stdin.buffer.read().decode("utf-8")  # bad bytes as surrogates
-        else:
-            content = text(sys.stdin.read())
-        return content.removeprefix("\ufeff")
-    except (UnicodeDecodeError, argparse.ArgumentTypeError) as e:
-        raise InputError("standard input is not UTF-8 text") from e
+    try:  # bytes, decoded strictly below: Python's own stdin may keep bad bytes as surrogates
+        data = (
+            sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+            if hasattr(sys.stdin, "buffer")
+            else sys.stdin.read(MAX_INPUT_BYTES + 1)
+        )
     except (OSError, ValueError) as e:
         raise InputError(f"cannot read standard input: {e}") from e
+    if len(data) > MAX_INPUT_BYTES:
+        _too_large("standard input")
+    try:
+        content = data.decode("utf-8") if isinstance(data, bytes) else text(data)
+    except (UnicodeDecodeError, argparse.ArgumentTypeError) as e:
+        raise InputError("standard input is not UTF-8 text") from e
+    return content.removeprefix("\ufeff")
 
 
 def inputs(args: argparse.Namespace, what: str, nothing: str = "no input") -> list[str]:

@@ -26,8 +26,24 @@ CHUNK = 1 << 20
 
 
 def cache_dir() -> Path:
-    """``$ATTNLAB_CACHE`` or ``~/.cache/attnlab``."""
-    return Path(os.environ.get("ATTNLAB_CACHE", Path.home() / ".cache" / "attnlab"))
+    """``$ATTNLAB_CACHE`` or, when it is unset or empty, ``~/.cache/attnlab``."""
+    return Path(os.environ.get("ATTNLAB_CACHE") or Path.home() / ".cache" / "attnlab")
+
+
+def staging_dir(folder: Path, hint: str) -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder inside the cache's ``folder`` (made if missing), where a download
+    is checked before it takes its place. A cache that cannot be written (``$ATTNLAB_CACHE``
+    or ``$HOME`` a file, missing or read-only) is a DataError naming it, with ``hint``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryDirectory(dir=folder)
+    except OSError as e:
+        in_the_way = isinstance(e, (FileExistsError, NotADirectoryError))
+        reason = "it or a folder above it is a file" if in_the_way else e.strerror or str(e)
+        raise DataError(
+            f"cannot write the download cache {folder}: {reason}; set ATTNLAB_CACHE to a "
+            f"writable folder, or {hint}"
+        ) from e
 
 
 def sha256_of(path: Path) -> str:
@@ -57,8 +73,7 @@ def fetch_archive(url: str, sha256: str, name: str, hint: str) -> Path:
     target = cache_dir() / name
     if (target / ".verified").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    with staging_dir(target.parent, hint) as tmp:
         archive = Path(tmp) / "archive.zip"
         try:
             with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as f:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numbers
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -24,7 +23,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from attnlab.data.download import CHUNK, cache_dir, locate, read_data_text, sha256_of
+from attnlab.data.download import (
+    CHUNK,
+    cache_dir,
+    locate,
+    read_data_text,
+    sha256_of,
+    staging_dir,
+)
 from attnlab.data.vocab import check_ids
 from attnlab.errors import DataError, InputError
 from attnlab.machine import check_memory
@@ -53,8 +59,7 @@ def shakespeare_path(data_dir: str | Path | None = None) -> Path:
     target = cache_dir() / "tinyshakespeare" / FILENAME
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    with staging_dir(target.parent, HINT) as tmp:
         download = Path(tmp) / FILENAME
         try:
             with urllib.request.urlopen(URL, timeout=60) as response, open(download, "wb") as f:

@@ -64,8 +64,9 @@ def import_student(path: Path, timeout: float) -> tuple[ModuleType | None, str |
     try:
         with alarm(timeout):
             spec.loader.exec_module(module)
-    except SyntaxError as e:
-        return None, f"line {e.lineno}: {e.msg}, so the file does not import"
+    except SyntaxError as e:  # a null byte has no line number
+        line = f"line {e.lineno}: " if e.lineno else ""
+        return None, f"{line}{e.msg}, so the file does not import"
     except PartTimeout:
         return None, f"importing it took longer than {timeout:g} s (an endless loop?)"
     except SystemExit:

@@ -24,7 +24,7 @@ from pathlib import Path
 from attnlab.errors import InputError
 from attnlab.exercises.registry import PRACTICALS
 from attnlab.exercises.registry import practical as get_practical
-from attnlab.files import read_text
+from attnlab.files import read_text, refuse_non_file
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 STARTUP_S = 60.0  # importing torch and attnlab in the child, on a slow machine
@@ -66,7 +66,11 @@ def practical_files(target: Path, practical: str | None = None) -> list[tuple[st
         raise InputError(f"no practical '{practical}' (choose from {', '.join(PRACTICALS)})")
     if not target.exists():
         raise InputError(f"{target} does not exist")
+    if target.suffix == ".py":  # a folder or a FIFO named encoder.py
+        refuse_non_file(target, InputError, "the checker reads a practical's file")
     if target.is_dir():
+        for name in PRACTICALS if practical is None else [practical]:
+            refuse_non_file(target / f"{name}.py", InputError, "a practical's file should be")
         found = [
             (name, target / f"{name}.py")
             for name in PRACTICALS
