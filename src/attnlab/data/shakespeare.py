@@ -34,7 +34,7 @@ from attnlab.data.download import (
 from attnlab.data.vocab import check_ids
 from attnlab.errors import DataError, InputError
 from attnlab.machine import check_memory
-from attnlab.nn.spec import check_whole_number, require_tensor
+from attnlab.nn.spec import check_whole_number, not_a_tensor
 from attnlab.options import MAX_SEED
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -270,7 +270,8 @@ def _check_blocks(ids: Tensor, block_size: int) -> None:
     whole number >= 1, and ``ids`` shorter than one block of ``block_size + 1``."""
     # A list or a 2-D tensor gave blocks that are not runs of tokens, float ids blocks that no
     # embedding takes; block_size 0 or -3 failed inside torch.arange, 2.5 sliced with floats.
-    require_tensor("ids", ids, "(N,)")
+    if not isinstance(ids, Tensor):
+        raise not_a_tensor("ids", ids, "(N,)")
     if ids.dim() != 1 or ids.is_floating_point() or ids.is_complex():
         raise ValueError(f"ids must be integer token ids (N,); got {ids.dtype} {tuple(ids.shape)}")
     check_whole_number("block_size", block_size, 1)

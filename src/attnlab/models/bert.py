@@ -41,7 +41,7 @@ from attnlab.models.common import check_attention_mask, check_counts, check_toke
 from attnlab.nn import BlockSpec, LearnedPositionalEncoding, TransformerEncoder
 from attnlab.nn.dropout import Dropout
 from attnlab.nn.embedding import check_table, check_token_batch, embed_tokens
-from attnlab.nn.spec import Activation, require_tensor
+from attnlab.nn.spec import Activation, not_a_tensor
 
 # Hugging Face ``hidden_act`` names -> attnlab activation names (only the same functions).
 _HF_ACTIVATIONS: dict[str, Activation] = {
@@ -279,7 +279,8 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     mask). Padding positions do not count; a row without real tokens gives zeros.
     """
     # Else a list failed on .shape, and (B, T) or (B, T, D, E) states in torch's broadcasting.
-    require_tensor("hidden", hidden, "(B, T, D)")
+    if not isinstance(hidden, Tensor):
+        raise not_a_tensor("hidden", hidden, "(B, T, D)")
     if hidden.dim() != 3:
         raise ValueError(f"hidden must have shape (B, T, D); got {tuple(hidden.shape)}")
     mask = key_padding_mask(attention_mask, hidden.shape[:2])[:, 0, 0, :, None]  # (B, T, 1)

@@ -28,7 +28,7 @@ from attnlab.nn import (
 from attnlab.nn.embedding import check_table, check_token_batch
 from attnlab.nn.layers import check_cache
 from attnlab.nn.linear import Linear, linear
-from attnlab.nn.spec import require_tensor
+from attnlab.nn.spec import not_a_tensor
 
 
 @dataclass
@@ -233,7 +233,8 @@ class Seq2SeqTransformer(nn.Module):
         """Pre-softmax linear transformation: ``(B, T, d_model) -> (B, T, tgt_vocab_size)``."""
         # Type and width reads only, no device wait (not in linear(), every layer's fast
         # path): else torch's "mat1 and mat2 shapes cannot be multiplied" or argument error.
-        require_tensor("hidden", hidden, "(B, T, d_model)")
+        if not isinstance(hidden, Tensor):
+            raise not_a_tensor("hidden", hidden, "(B, T, d_model)")
         if hidden.dim() == 0 or hidden.size(-1) != self.config.d_model:
             raise ValueError(
                 f"hidden must have shape (B, T, d_model) with d_model = {self.config.d_model}; "

@@ -28,7 +28,7 @@ from attnlab.nn import single_query
 from attnlab.nn.linear import Linear, linear
 from attnlab.nn.masks import causal_mask, check_mask, combine_masks, require_bool_mask
 from attnlab.nn.rotary import RotaryEmbedding
-from attnlab.nn.spec import BlockSpec, require_tensor, spec_or_keywords
+from attnlab.nn.spec import BlockSpec, not_a_tensor, spec_or_keywords
 from attnlab.nn.static_cache import StaticKVCache
 
 # Since PyTorch 2.5 (pytorch/pytorch#133882) the fused kernels return zeros for a query row
@@ -67,8 +67,10 @@ def _check_attention_inputs(
     ``q (..., T_q, d_k)``, ``k (..., T_k, d_k)`` and ``v (..., T_k, d_v)`` fit each other,
     ``mask`` is bool and broadcasts to the scores ``(..., T_q, T_k)``, and ``dropout_p`` is in
     ``[0, 1]`` (shape and dtype reads only)."""
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        require_tensor(name, t, "(B, H, T, d)")
+    if not (isinstance(q, Tensor) and isinstance(k, Tensor) and isinstance(v, Tensor)):
+        given = {"q": q, "k": k, "v": v}
+        name = next(n for n, t in given.items() if not isinstance(t, Tensor))
+        raise not_a_tensor(name, given[name], "(B, H, T, d)")
     if not 0.0 <= dropout_p <= 1.0:  # also nan
         raise ValueError(f"dropout_p must be in [0, 1]; got {dropout_p}")
     if q.size(-1) != k.size(-1):
@@ -511,7 +513,8 @@ class MultiHeadAttention(nn.Module):
 
     def _check_input(self, name: str, t: Tensor) -> tuple[int, int]:
         """``(B, T)`` of ``t``, after checking that it is a float ``(B, T, d_model)`` tensor."""
-        require_tensor(name, t, "(B, T, d_model)")
+        if not isinstance(t, Tensor):
+            raise not_a_tensor(name, t, "(B, T, d_model)")
         if t.dim() != 3 or t.size(-1) != self.d_model:
             raise ValueError(
                 f"{name} must have shape (B, T, d_model={self.d_model}); got {tuple(t.shape)}"

@@ -15,7 +15,7 @@ from attnlab.nn.spec import (
     MAX_POSITIONS,
     check_whole_number,
     check_width,
-    require_tensor,
+    not_a_tensor,
 )
 
 
@@ -156,7 +156,8 @@ class _PositionalEncoding(nn.Module):
         every position; it is checked against ``max_len`` only by the gather itself (the
         static cache checks its own room).
         """
-        require_tensor("x", x, "(B, T, d_model)")
+        if not isinstance(x, Tensor):
+            raise not_a_tensor("x", x, "(B, T, d_model)")
         if x.dim() != 3 or x.size(-1) != self.d_model:
             raise ValueError(
                 f"x must have shape (B, T, d_model={self.d_model}); got {tuple(x.shape)}"

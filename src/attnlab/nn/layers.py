@@ -19,7 +19,7 @@ from attnlab.nn.spec import (
     Activation,
     BlockSpec,
     check_layer_count,
-    require_tensor,
+    not_a_tensor,
     spec_or_keywords,
 )
 from attnlab.nn.static_cache import StaticKVCache
@@ -204,7 +204,8 @@ class EncoderLayer(nn.Module):
         ``need_weights=True`` ``(output, weights (B, H, T, T_k))`` (``T_k = T`` without a cache).
         ``mask`` is bool, ``True`` = may attend; the other arguments go to the self-attention (see
         the class docstring)."""
-        require_tensor("x", x, "(B, T, d_model)")
+        if not isinstance(x, Tensor):
+            raise not_a_tensor("x", x, "(B, T, d_model)")
         if x.dim() != 3:
             raise ValueError(f"x must have shape (B, T, d_model); got {tuple(x.shape)}")
         attn_in = self.norm1(x) if self.norm_first else x
@@ -402,7 +403,8 @@ class DecoderLayer(nn.Module):
         """Self-attention, cross-attention over ``memory (B, S, d_model)`` and feed-forward on
         ``x (B, T, d_model)`` (section 3.1): ``(B, T, d_model)``; masks (bool, ``True`` = may
         attend) and weights as in the class docstring."""
-        require_tensor("x", x, "(B, T, d_model)")
+        if not isinstance(x, Tensor):
+            raise not_a_tensor("x", x, "(B, T, d_model)")
         if x.dim() != 3:
             raise ValueError(f"x must have shape (B, T, d_model); got {tuple(x.shape)}")
         self_cache = None if cache is None else cache.self_attn

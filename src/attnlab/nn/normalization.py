@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from attnlab.nn.spec import BlockSpec, check_width, require_tensor
+from attnlab.nn.spec import BlockSpec, check_width, not_a_tensor
 
 
 class RMSNorm(nn.Module):
@@ -41,7 +41,8 @@ class RMSNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x / sqrt(mean(x^2) + eps) * weight`` over the last dimension: ``(..., d_model)`` ->
         ``(..., d_model)`` (Zhang & Sennrich 2019, section 4)."""
-        require_tensor("x", x, f"(..., {self.weight.size(0)})")
+        if not isinstance(x, Tensor):
+            raise not_a_tensor("x", x, f"(..., {self.weight.size(0)})")
         if x.size(-1) != self.weight.size(0):  # not torch's broadcast error about "tensor a"
             raise ValueError(
                 f"RMSNorm({self.weight.size(0)}) normalises inputs (..., {self.weight.size(0)}); "

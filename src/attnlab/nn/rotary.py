@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from attnlab.nn.spec import check_width, require_tensor
+from attnlab.nn.spec import check_width, not_a_tensor
 
 
 def rotate_half(x: Tensor) -> Tensor:
@@ -69,8 +69,10 @@ class RotaryEmbedding(nn.Module):
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:
         """``x (B, H, T, d_head)`` rotated by the angles of its integer ``positions`` ``(T,)`` or
         ``(B, T)`` (RoFormer section 3.4.2): ``(B, H, T, d_head)``, in ``x``'s dtype."""
-        require_tensor("x", x, "(B, H, T, d_head)")
-        require_tensor("positions", positions, "(T,) or (B, T)")
+        if not isinstance(x, Tensor):
+            raise not_a_tensor("x", x, "(B, H, T, d_head)")
+        if not isinstance(positions, Tensor):
+            raise not_a_tensor("positions", positions, "(T,) or (B, T)")
         if x.dim() != 4 or x.size(-1) != self.d_head:
             raise ValueError(f"x must have shape (B, H, T, {self.d_head}); got {tuple(x.shape)}")
         B, T = x.size(0), x.size(2)

@@ -61,15 +61,14 @@ def check_layer_count(name: str, value: object) -> None:
         raise ValueError(f"{name} must be at most {MAX_LAYERS:,} layers; got {value:,}")
 
 
-def require_tensor(name: str, value: object, shape: str) -> None:
-    """Raise ``TypeError`` unless ``value`` is a tensor, naming the argument ``name`` and the
-    ``shape`` it should have (a list or a NumPy array otherwise failed deep inside, with
-    "'list' object has no attribute 'dim'")."""
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a tensor {shape}; got {type(value).__name__} (make one with "
-            "torch.tensor)"
-        )
+def not_a_tensor(name: str, value: object, shape: str) -> TypeError:
+    """The ``TypeError`` for ``value`` given as argument ``name`` where a tensor of ``shape``
+    goes (a list or a NumPy array otherwise failed deep inside, with "'list' object has no
+    attribute 'dim'"). Callers test ``isinstance(value, Tensor)`` themselves and raise this:
+    on a forward pass the message is then never formatted."""
+    return TypeError(
+        f"{name} must be a tensor {shape}; got {type(value).__name__} (make one with torch.tensor)"
+    )
 
 
 def check_length(name: str, value: object) -> None:
