@@ -61,6 +61,8 @@ def test_split_keeps_every_translation_of_a_source_together():
         (1.5, 0.1, "val_fraction must be a number strictly between 0 and 1; got 1.5"),
         (0.1, float("nan"), "test_fraction must be a number strictly between 0 and 1; got nan"),
         (0.6, 0.6, r"val_fraction \+ test_fraction must be below 1, .*; got 0.6 \+ 0.6"),
+        (5e-324, 0.1, "val_fraction must be at least 1e-12; got 5e-324"),
+        (0.5, 0.49999, r"must leave at least 0.0001 .* for training; got 0.5 \+ 0.49999"),
     ],
 )
 def test_split_and_min_sources_refuse_held_out_fractions_that_leave_no_split(
@@ -76,6 +78,14 @@ def test_split_and_min_sources_refuse_held_out_fractions_that_leave_no_split(
     with pytest.raises(ValueError, match="seed must be a whole number >= 0; got '0'"):
         split_by_source(pairs, "0", 0.1, 0.1)  # was torch's manual_seed error
     assert min(map(len, split_by_source(pairs, 0, 0.49, 0.49))) >= 1  # near the boundary
+
+
+def test_min_sources_returns_at_once_for_a_tiny_fraction():
+    """min_sources counted up one size at a time: about 5e8 steps for 1e-9 (a hang)."""
+    n = min_sources(1e-9, 0.1)
+    assert round(n * 1e-9) == 1 and round((n - 1) * 1e-9) == 0  # validation's first source
+    assert n == 500_000_001  # 5e8 * 1e-9 is 0.5, which rounds to 0
+    assert min_sources(0.5, 0.4998) == 5  # 2 + 2 held out, 1 left to train
 
 
 def test_subword_tokenizer_round_trips_text_and_saves_its_state():

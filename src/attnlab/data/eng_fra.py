@@ -17,6 +17,7 @@ the same split: no source sentence is in two splits.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from pathlib import Path
@@ -143,9 +144,25 @@ def min_sources(val_fraction: float, test_fraction: float) -> int:
     """The fewest distinct source sentences that :func:`split_by_source` splits into three
     non-empty parts (the fractions are positive, and below 1 together)."""
     check_held_out(val_fraction, test_fraction)
-    n = 3
+    n = _min_held_out_sources(min(val_fraction, test_fraction))
     while True:
         n_val, n_test = _held_out(n, val_fraction, test_fraction)
         if min(n_val, n_test, n - n_val - n_test) >= 1:
             return n
         n += 1
+
+
+def _min_held_out_sources(fraction: float) -> int:
+    """The fewest source sentences (at least 3) of which ``fraction`` rounds to one or more.
+
+    Found by bisection, since the rounded share only grows with the count: counting up one
+    at a time took about 0.5 / fraction steps (5e9 for 1e-10).
+    """
+    low, high = 2, max(3, math.ceil(1 / fraction) + 1)  # low fails (or is below 3), high holds
+    while high - low > 1:
+        middle = (low + high) // 2
+        if round(middle * fraction) >= 1:
+            high = middle
+        else:
+            low = middle
+    return high

@@ -28,6 +28,13 @@ HINT = (
 
 Pair = tuple[str, str]  # (name, language)
 MIN_TO_SPLIT = 3  # names a language needs to give one to validation and one to test
+# The smallest shares check_held_out accepts. A held-out fraction f needs about 0.5 / f
+# source sentences before a split gives it one: below 1e-12 that is over 5e11, far beyond
+# any data set (and a subnormal f overflows the float arithmetic). eng_fra.min_sources
+# tries split sizes one at a time for the training share s, about 2 / s of them: 1e-4 keeps
+# that to some 20,000 tries (0.5 + 0.4999999999 had taken about 10^10).
+MIN_HELD_OUT = 1e-12
+MIN_TRAIN_SHARE = 1e-4
 
 
 def names_dir(data_dir: str | Path | None = None) -> Path:
@@ -89,10 +96,17 @@ def check_held_out(val_fraction: float, test_fraction: float) -> None:
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not isinstance(value, numbers.Real) or not 0 < value < 1:
             raise ValueError(f"{name} must be a number strictly between 0 and 1; got {value!r}")
+        if value < MIN_HELD_OUT:
+            raise ValueError(f"{name} must be at least {MIN_HELD_OUT:g}; got {value!r}")
     if val_fraction + test_fraction >= 1:
         raise ValueError(
             f"val_fraction + test_fraction must be below 1, to leave examples for training; "
             f"got {val_fraction} + {test_fraction}"
+        )
+    if 1 - val_fraction - test_fraction < MIN_TRAIN_SHARE:
+        raise ValueError(
+            f"val_fraction + test_fraction must leave at least {MIN_TRAIN_SHARE:g} of the "
+            f"examples for training; got {val_fraction} + {test_fraction}"
         )
 
 
