@@ -3,6 +3,7 @@ import zipfile
 
 import pytest
 
+from attnlab.data import names, shakespeare
 from attnlab.data.download import (
     cache_dir,
     fetch_archive,
@@ -66,6 +67,31 @@ def test_locate_prefers_data_dir_then_environment(tmp_path, monkeypatch):
         locate("names", tmp_path / "root", "*.txt")
     monkeypatch.setenv("ATTNLAB_DATA_DIR", str(tmp_path / "empty"))
     assert locate("names", None, "*.txt") is None
+
+
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (lambda root: root.write_text(""), "which is not a folder"),
+        (lambda root: None, "which does not exist"),
+        (lambda root: root.mkdir(), "which holds no names/ folder"),
+        (lambda root: (root / "names").mkdir(parents=True), r"names/ folder holds no \*\.txt"),
+    ],
+)
+def test_a_failed_download_says_what_is_wrong_with_attnlab_data_dir(
+    tmp_path, monkeypatch, make, problem
+):
+    """The message asked to set ATTNLAB_DATA_DIR to a folder holding names/ though it was set."""
+    root = tmp_path / "root"
+    make(root)
+    monkeypatch.setenv("ATTNLAB_DATA_DIR", str(root))
+    monkeypatch.setenv("ATTNLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(names, "URL", "http://127.0.0.1:9/data.zip")  # refused: no network
+    with pytest.raises(DataError, match=rf"holding names/ \(it is {root}, .*{problem}"):
+        names.names_dir()
+    monkeypatch.setattr(shakespeare, "URL", "http://127.0.0.1:9/input.txt")
+    with pytest.raises(DataError, match=rf"tinyshakespeare/input.txt \(it is {root}, "):
+        shakespeare.shakespeare_path()
 
 
 def test_a_data_file_that_is_not_a_regular_file_is_refused_by_name(tmp_path):

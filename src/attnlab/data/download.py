@@ -103,6 +103,22 @@ def unpack_verified(archive: Path, sha256: str, destination: Path) -> None:
         raise DataError(f"{archive.name} is not a valid zip archive ({e})") from e
 
 
+def hint_for(name: str, marker: str, hint: str) -> str:
+    """``hint`` (how to pass data set ``name`` by hand), saying why a set
+    ``$ATTNLAB_DATA_DIR`` was passed over, so that a failed download does not just ask
+    for the variable to be set."""
+    root = os.environ.get("ATTNLAB_DATA_DIR")
+    if not root:
+        return hint
+    if not Path(root).is_dir():
+        problem = "which is not a folder" if Path(root).exists() else "which does not exist"
+    elif not (Path(root) / name).is_dir():
+        problem = f"which holds no {name}/ folder"
+    else:
+        problem = f"whose {name}/ folder holds no {marker} file"
+    return f"{hint} (it is {root}, {problem})"
+
+
 def locate(name: str, data_dir: str | Path | None, marker: str) -> Path | None:
     """The folder of data set ``name`` given by ``data_dir`` or ``$ATTNLAB_DATA_DIR``, if any.
 

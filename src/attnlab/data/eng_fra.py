@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from attnlab.data.download import fetch_archive, locate, read_data_text
+from attnlab.data.download import fetch_archive, hint_for, locate, read_data_text
 from attnlab.data.names import SHA256, URL, check_held_out, check_seed
 from attnlab.errors import DataError
 
@@ -60,7 +60,8 @@ def eng_fra_file(data_dir: str | Path | None = None) -> Path:
     found = locate("eng-fra", data_dir, FILE)
     if found is not None:
         return found / FILE
-    return fetch_archive(URL, SHA256, "pytorch-tutorial-data", HINT) / "data" / FILE
+    hint = hint_for("eng-fra", FILE, HINT)
+    return fetch_archive(URL, SHA256, "pytorch-tutorial-data", hint) / "data" / FILE
 
 
 def read_pairs(path: Path) -> list[Pair]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from attnlab.data.download import fetch_archive, locate, read_data_text
+from attnlab.data.download import fetch_archive, hint_for, locate, read_data_text
 from attnlab.errors import DataError
 from attnlab.nn.spec import check_whole_number
 from attnlab.options import MAX_SEED
@@ -43,7 +43,8 @@ def names_dir(data_dir: str | Path | None = None) -> Path:
     found = locate("names", data_dir, "*.txt")
     if found is not None:
         return found
-    return fetch_archive(URL, SHA256, "pytorch-tutorial-data", HINT) / "data" / "names"
+    hint = hint_for("names", "*.txt", HINT)
+    return fetch_archive(URL, SHA256, "pytorch-tutorial-data", hint) / "data" / "names"
 
 
 def read_names(folder: Path) -> list[Pair]:

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from attnlab.data.download import (
     CHUNK,
     cache_dir,
+    hint_for,
     locate,
     read_data_text,
     sha256_of,
@@ -59,14 +60,15 @@ def shakespeare_path(data_dir: str | Path | None = None) -> Path:
     target = cache_dir() / "tinyshakespeare" / FILENAME
     if target.is_file():
         return target
-    with staging_dir(target.parent, HINT) as tmp:
+    hint = hint_for("tinyshakespeare", FILENAME, HINT)
+    with staging_dir(target.parent, hint) as tmp:
         download = Path(tmp) / FILENAME
         try:
             with urllib.request.urlopen(URL, timeout=60) as response, open(download, "wb") as f:
                 shutil.copyfileobj(response, f, CHUNK)
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            raise DataError(f"could not download tiny Shakespeare ({reason}); {HINT}") from e
+            raise DataError(f"could not download tiny Shakespeare ({reason}); {hint}") from e
         actual = sha256_of(download)
         if actual != SHA256:
             raise DataError(
