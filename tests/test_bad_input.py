@@ -520,6 +520,23 @@ def test_resume_refuses_a_path_in_the_way_before_training(capsys, run, tmp_path,
     assert (copy / "config.json").read_bytes() == before  # refused before training began
 
 
+@pytest.mark.parametrize(
+    "keep_model, left",
+    [(True, "its best weights are kept apart, in model.safetensors (for eval and predict)"),
+     (False, "the run must be trained again")],
+)  # fmt: skip
+def test_resume_from_a_truncated_checkpoint_says_so(capsys, run, tmp_path, keep_model, left):
+    """It said "cannot be loaded as a checkpoint (RuntimeError)"."""
+    copy = run_copy(run, tmp_path)
+    whole = (copy / "checkpoint.pt").read_bytes()
+    (copy / "checkpoint.pt").write_bytes(whole[: len(whole) // 2])
+    if not keep_model:
+        (copy / "model.safetensors").unlink()
+    code, _, err = run_cli(capsys, "train", "reverse", "--resume", str(copy), "--no-progress")
+    assert_one_line_error(code, err, f"{copy / 'checkpoint.pt'} is truncated or corrupt (")
+    assert err.strip().endswith(f"), so the run cannot be resumed; {left}"), err
+
+
 @pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
 def test_a_folder_in_place_of_a_run_file_is_named_as_such(capsys, run, tmp_path, name):
     """It used to be reported as missing ("the run has no saved model yet")."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -137,12 +138,28 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or unsafe files
-        raise RunDirError(f"{path} cannot be loaded as a checkpoint ({type(e).__name__})") from e
+        raise _unloadable(path, e) from e
     if not isinstance(state, dict):
         raise RunDirError(
             f"{path} is not an attnlab checkpoint (it holds a {type(state).__name__})"
         )
     return state
+
+
+def _unloadable(path: Path, error: Exception) -> RunDirError:
+    """Why ``torch.load`` could not read the checkpoint ``path``, and what is left to use."""
+    if "Unsupported global" in str(error):  # torch.load(weights_only=True) met an object
+        problem = "holds objects other than tensors and plain containers (not loaded)"
+    elif isinstance(error, pickle.UnpicklingError):  # its text is about weights_only
+        problem = "is truncated or corrupt (unreadable pickle data)"
+    else:
+        detail = str(error).split(". ")[0].strip() or type(error).__name__
+        problem = f"is truncated or corrupt ({detail})"
+    if (path.parent / MODEL).is_file():
+        left = f"its best weights are kept apart, in {MODEL} (for eval and predict)"
+    else:
+        left = "the run must be trained again"
+    return RunDirError(f"{path} {problem}, so the run cannot be resumed; {left}")
 
 
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "step", "best", "best_step",
