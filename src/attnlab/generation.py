@@ -635,10 +635,8 @@ def generate(
     Returns:
         ``(B, T + n)`` ids, the prompt followed by ``n <= max_new_tokens`` new tokens.
     """
-    _check_generate_args(
-        model, input_ids, max_new_tokens, temperature, top_k, top_p, stop, decode, seed, eos_id,
-        on_token,
-    )  # fmt: skip
+    _check_generate_args(model, input_ids, max_new_tokens, temperature, top_k, top_p, stop,
+                         decode, seed, eos_id, on_token)  # fmt: skip
     generator = None if seed is None else _generator(seed, input_ids.device)
     stepper = _stepper(model, input_ids, max_new_tokens, use_cache, static_cache, compile)
     finish, ids = _Finish(input_ids, eos_id, stop, decode), input_ids
