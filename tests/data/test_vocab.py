@@ -82,7 +82,9 @@ def test_from_state_names_a_state_that_is_not_a_tokenizers_json(tokenizer, kind)
         ConfigError, match=f"its vocabulary is a list, not the JSON text of a {kind}"
     ):
         tokenizer.from_state(["a", "b"])
-    trained = tokenizer.train(TEXTS, 40)
+    # words without spaces: tokenizers 0.15 (the oldest supported) writes a merge of pieces
+    # that hold a space in a form it cannot read back
+    trained = tokenizer.train(["lowest", "newer", "wider", "low"], 30)
     assert tokenizer.from_state(trained.state()).state() == trained.state()
 
 

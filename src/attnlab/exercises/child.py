@@ -72,6 +72,8 @@ def import_student(path: Path, timeout: float) -> tuple[ModuleType | None, str |
     except SystemExit:
         return None, "it calls sys.exit() when it is imported"
     except BaseException as e:  # anything the student's top level raises
+        if isinstance(e, ValueError) and "null bytes" in str(e):  # Python 3.10's SyntaxError
+            return None, f"{e}, so the file does not import"
         calls = where(e, path)
         at = f" at {calls}" if calls else ""
         return None, f"it raises {type(e).__name__}{at} when it is imported: {one_line(str(e))}"

@@ -92,8 +92,11 @@ def _check_mask_broadcasts(mask: Tensor, scores: tuple[int, ...]) -> None:
     """Raise ``ValueError`` unless ``mask`` broadcasts to the ``scores`` shape without growing
     it: each of its sizes, counted from the right, is 1 or the score's size. A mask that grew
     the scores (a batch of 2 masks for 1 query) would silently change the output's shape."""
+    # (1, ..., 1, *mask.shape): the same length as the scores', which torch 2.3's compiler
+    # needs of the zip
+    shape = (1,) * (len(scores) - mask.dim()) + tuple(mask.shape)
     fits = mask.dim() <= len(scores) and all(
-        m == 1 or m == s for m, s in zip(reversed(mask.shape), reversed(scores), strict=False)
+        m == 1 or m == s for m, s in zip(shape, scores, strict=True)
     )
     if not fits:  # the message is formatted here only: formatting sizes fixes them in a graph
         raise ValueError(

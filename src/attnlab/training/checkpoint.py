@@ -148,7 +148,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def _unloadable(path: Path, error: Exception) -> RunDirError:
     """Why ``torch.load`` could not read the checkpoint ``path``, and what is left to use."""
-    if "Unsupported global" in str(error):  # torch.load(weights_only=True) met an object
+    # torch.load(weights_only=True) met an object: "Unsupported class" before torch 2.4
+    if "Unsupported global" in str(error) or "Unsupported class" in str(error):
         problem = "holds objects other than tensors and plain containers (not loaded)"
     elif isinstance(error, pickle.UnpicklingError):  # its text is about weights_only
         problem = "is truncated or corrupt (unreadable pickle data)"
