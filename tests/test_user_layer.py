@@ -22,6 +22,14 @@ import torch
 
 import attnlab.exercises.solutions.encoder as solution
 from attnlab.experiments.launch import configs_from, train
+from attnlab.models import (
+    Llama,
+    LlamaConfig,
+    Seq2SeqConfig,
+    Seq2SeqTransformer,
+    SequenceClassifier,
+    SequenceClassifierConfig,
+)
 from attnlab.runs import load_run, write_run_config
 from attnlab.tasks import get_task
 from attnlab.training.trainer import Trainer, batches_on, loader
@@ -243,14 +251,6 @@ def test_the_probe_leaves_the_seeded_initial_weights_alone():
 
 @pytest.mark.parametrize("layer", [-1, 2.5, True])
 def test_a_model_config_names_a_layer_that_is_not_a_string(layer):
-    from attnlab.models import (
-        Llama,
-        LlamaConfig,
-        Seq2SeqConfig,
-        Seq2SeqTransformer,
-        SequenceClassifier,
-        SequenceClassifierConfig,
-    )
 
     # "'int' object has no attribute 'rpartition'" before
     message = r"a layer is given as a string FILE.py:ClassName; got "
