@@ -98,14 +98,30 @@ def process_group(device_name: str) -> Iterator[torch.device]:
         torch.cuda.set_device(device)  # NCCL and broadcast_object_list use the current GPU
     # A process waits in a collective while rank 0 validates and writes checkpoints; the
     # timeout only has to catch a process that died, so it is generous.
-    dist.init_process_group(
-        backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=30)
-    )
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
     try:
         yield device
+        if backend == "gloo":
+            _settle_gloo_threads()
     finally:
         _release_wrappers()
         dist.destroy_process_group()
+
+
+def _settle_gloo_threads() -> None:
+    """Wait, without the GIL, until every process has left its last collective.
+
+    A gloo worker thread frees a collective's tensors after handing back its result; a tensor
+    that Python has already dropped then needs the GIL to free its Python object. The group's
+    destructor (in ``destroy_process_group``, older torch) joins those threads while holding
+    the GIL: a thread still freeing the last ``all_gather_object`` waits for the GIL forever,
+    and so does the process (seen with torch 2.3 on a busy CPU). A barrier waits with the GIL
+    released, for as long as the slowest process takes to arrive, which gives the threads that
+    time. Only on the way out of a block that ended normally: after an error on one process,
+    the others may never reach it.
+    """
+    dist.barrier()
 
 
 def on_main(fn: Callable[[], T]) -> T:
@@ -182,10 +198,11 @@ def _release_wrappers() -> None:
     still be freeing the tensors of the last collective (an ``all_gather_object``) and wait
     for the GIL: a deadlock; or, during interpreter shutdown, that thread dies inside a
     ``noexcept`` destructor: "terminate called without an active exception" (SIGABRT). With
-    these references dropped, ``destroy_process_group`` destroys the group itself, with
-    the GIL released, while the process still runs. (In torch 2.13 the DDP constructor keeps
-    one more reference in C++, out of reach: the group's threads then live on, idle, until
-    the process exits, and no garbage collection destroys it.)
+    these references dropped, ``destroy_process_group`` destroys the group itself while the
+    process still runs, once :func:`_settle_gloo_threads` has let the threads finish. (In
+    torch 2.13 the DDP constructor keeps one more reference in C++, out of reach: the group's
+    threads then live on, idle, until the process exits, and no garbage collection destroys
+    it.)
     """
     for ddp in list(_wrappers):
         for name in ("logger", "reducer", "process_group"):
