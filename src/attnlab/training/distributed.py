@@ -25,7 +25,9 @@ single-process case: rank 0 of 1, and no communication.
 from __future__ import annotations
 
 import os
+import pickle
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
@@ -95,33 +97,44 @@ def process_group(device_name: str) -> Iterator[torch.device]:
         yield device
         return
     if device.type == "cuda":
-        torch.cuda.set_device(device)  # NCCL and broadcast_object_list use the current GPU
+        torch.cuda.set_device(device)  # NCCL and the object collectives use the current GPU
     # A process waits in a collective while rank 0 validates and writes checkpoints; the
     # timeout only has to catch a process that died, so it is generous.
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
     try:
         yield device
-        if backend == "gloo":
-            _settle_gloo_threads()
     finally:
         _release_wrappers()
         dist.destroy_process_group()
+        _held.clear()  # the group's threads are gone: Python frees these tensors itself
 
 
-def _settle_gloo_threads() -> None:
-    """Wait, without the GIL, until every process has left its last collective.
+# The tensors of the latest collectives, kept by Python until the group is destroyed. A gloo
+# worker thread lets go of a collective's tensors a moment after handing back its result. Were
+# it their last owner, it would need the GIL to free their Python objects; and older torch
+# (2.3) destroys the group while holding the GIL, waiting for that thread to end: a deadlock at
+# the end of a torchrun run (2 runs in 9 on a busy CPU). So Python owns every tensor it hands to
+# a collective, the latest ones for as long as the group lives (torch's object collectives,
+# whose tensors are out of reach, are written out below for that reason).
+_held: deque[tuple[torch.Tensor, ...]] = deque(maxlen=16)
 
-    A gloo worker thread frees a collective's tensors after handing back its result; a tensor
-    that Python has already dropped then needs the GIL to free its Python object. The group's
-    destructor (in ``destroy_process_group``, older torch) joins those threads while holding
-    the GIL: a thread still freeing the last ``all_gather_object`` waits for the GIL forever,
-    and so does the process (seen with torch 2.3 on a busy CPU). A barrier waits with the GIL
-    released, for as long as the slowest process takes to arrive, which gives the threads that
-    time. Only on the way out of a block that ended normally: after an error on one process,
-    the others may never reach it.
-    """
-    dist.barrier()
+
+def _device_of_collectives() -> torch.device:
+    """Where the object collectives' byte tensors live: NCCL only moves GPU memory."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _encoded(obj: Any, device: torch.device) -> torch.Tensor:
+    """``obj`` pickled into its own byte tensor on ``device``: ``(n,)`` uint8."""
+    return torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8).to(device, copy=True)
+
+
+def _decoded(payload: torch.Tensor, size: int) -> Any:
+    """The object pickled in the first ``size`` bytes of ``payload``."""
+    return pickle.loads(payload[:size].cpu().numpy().tobytes())
 
 
 def on_main(fn: Callable[[], T]) -> T:
@@ -133,14 +146,13 @@ def on_main(fn: Callable[[], T]) -> T:
     """
     if world_size() == 1:
         return fn()
-    result: list[Any] = [None]
+    result: tuple[str, Any] = ("ok", None)
     if is_main():
         try:
-            result[0] = ("ok", fn())
+            result = ("ok", fn())
         except AttnlabError as e:
-            result[0] = ("error", e)
-    dist.broadcast_object_list(result, src=0)
-    status, value = result[0]
+            result = ("error", e)
+    status, value = broadcast_object(result)
     if status == "error":
         raise value
     return value
@@ -150,18 +162,33 @@ def broadcast_object(obj: T) -> T:
     """Rank 0's ``obj`` on every process (``obj`` itself without torchrun)."""
     if world_size() == 1:
         return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    device = _device_of_collectives()
+    payload = _encoded(obj, device) if is_main() else torch.empty(0, dtype=torch.uint8)
+    size = torch.tensor([payload.numel()], device=device)  # (1,)
+    dist.broadcast(size, src=0)
+    if not is_main():
+        payload = torch.empty(int(size.item()), dtype=torch.uint8, device=device)
+    dist.broadcast(payload, src=0)
+    _held.append((size, payload))
+    return obj if is_main() else _decoded(payload, payload.numel())
 
 
 def all_gather_object(obj: T) -> list[T]:
     """Every process's ``obj``, in rank order (``[obj]`` without torchrun)."""
     if world_size() == 1:
         return [obj]
-    gathered: list[Any] = [None] * world_size()
-    dist.all_gather_object(gathered, obj)
-    return gathered
+    device = _device_of_collectives()
+    payload = _encoded(obj, device)  # (n,)
+    size = torch.tensor([payload.numel()], device=device)  # (1,)
+    sizes = [torch.empty_like(size) for _ in range(world_size())]
+    dist.all_gather(sizes, size)
+    longest = max(int(n.item()) for n in sizes)
+    padded = torch.zeros(longest, dtype=torch.uint8, device=device)  # (longest,)
+    padded[: payload.numel()] = payload
+    gathered = [torch.empty_like(padded) for _ in range(world_size())]
+    dist.all_gather(gathered, padded)
+    _held.append((size, *sizes, padded, *gathered))
+    return [_decoded(t, int(n.item())) for t, n in zip(gathered, sizes, strict=True)]
 
 
 def sum_over_processes(values: list[torch.Tensor | float], device: torch.device) -> list[float]:
@@ -169,6 +196,7 @@ def sum_over_processes(values: list[torch.Tensor | float], device: torch.device)
     packed = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device) for v in values])
     if world_size() > 1:
         dist.all_reduce(packed, op=dist.ReduceOp.SUM)
+        _held.append((packed,))
     return packed.tolist()
 
 
@@ -199,10 +227,10 @@ def _release_wrappers() -> None:
     for the GIL: a deadlock; or, during interpreter shutdown, that thread dies inside a
     ``noexcept`` destructor: "terminate called without an active exception" (SIGABRT). With
     these references dropped, ``destroy_process_group`` destroys the group itself while the
-    process still runs, once :func:`_settle_gloo_threads` has let the threads finish. (In
-    torch 2.13 the DDP constructor keeps one more reference in C++, out of reach: the group's
-    threads then live on, idle, until the process exits, and no garbage collection destroys
-    it.)
+    process still runs, the tensors of the last collectives still owned by Python (see
+    ``_held``). (In torch 2.13 the DDP constructor keeps one more reference in C++, out of
+    reach: the group's threads then live on, idle, until the process exits, and no garbage
+    collection destroys it.)
     """
     for ddp in list(_wrappers):
         for name in ("logger", "reducer", "process_group"):
