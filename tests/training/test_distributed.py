@@ -129,9 +129,9 @@ def test_no_sync_skips_the_gradient_all_reduce_until_the_last_micro_step(monkeyp
         dist.destroy_process_group()
 
 
-# What the test below runs in a fresh interpreter: training's end, as a torchrun process of
-# one meets it (the group's block ends while the trainer still holds its DDP wrapper, right
-# after an all_gather_object), then the wrapper's garbage collection and the interpreter's exit.
+# What the test below runs in each of two torchrun processes: training's end (the group's
+# block ends while the trainer still holds its DDP wrapper, right after an all_gather_object),
+# then the wrapper's garbage collection and the interpreter's exit.
 GROUP_THEN_EXIT = """
 import gc
 import torch
@@ -140,32 +140,39 @@ from torch import nn
 from attnlab.training import distributed
 
 with distributed.process_group("cpu") as device:
-    ddp = nn.parallel.DistributedDataParallel(nn.Linear(4, 2))
-    distributed._wrappers.add(ddp)  # as wrap() records it for 2+ processes
+    ddp = distributed.wrap(nn.Linear(4, 2), device)
     ddp(torch.randn(5, 4, device=device)).sum().backward()
-    gathered = [None]
-    dist.all_gather_object(gathered, {"step": 1})  # a collective of Python objects
-assert gathered == [{"step": 1}] and not dist.is_initialized()
+    gathered = distributed.all_gather_object({"rank": distributed.rank()})
+assert gathered == [{"rank": 0}, {"rank": 1}] and not dist.is_initialized()
 del ddp
 gc.collect()
 print("exited the group")
 """
 
 
-def test_the_group_ends_with_its_block_and_the_process_exits_cleanly(tmp_path):
+def torchrun_script(tmp_path, script: str, *args: str) -> subprocess.CompletedProcess:
+    """``script`` run by two torchrun processes (gloo); its stdout and stderr."""
+    path = tmp_path / "script.py"
+    path.write_text(script)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               f"--master_port={free_port()}", str(path), *args]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # The timeout guards against a deadlock between the processes; it measures nothing.
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_the_group_ends_with_its_block_and_the_processes_exit_cleanly(tmp_path):
     """The process group is destroyed when process_group's block ends, not later by the
     garbage collection of a DDP wrapper (its reducer owns the group): that later destruction
     held the GIL while joining gloo's threads, which may need it (a deadlock at the end of a
     torchrun run), or happened at interpreter exit (SIGABRT, "terminate called without an
-    active exception"). The timeout only guards against that hang."""
-    env = {**os.environ, "WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0",
-           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, "-c", GROUP_THEN_EXIT], env=env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "exited the group"
+    active exception"). The threads need the GIL when they are the last owners of a
+    collective's tensors: Python keeps those (``distributed._held``; with torch's own
+    all_gather_object, torch 2.3 deadlocked here, at random)."""
+    result = torchrun_script(tmp_path, GROUP_THEN_EXIT)
+    assert result.stdout.split() == ["exited", "the", "group"] * 2
     assert "terminate called" not in result.stderr
 
 
@@ -199,14 +206,7 @@ def test_the_collectives_give_every_process_the_same_objects(tmp_path):
     """attnlab writes its object collectives out (so that Python keeps their tensors, see
     ``distributed._held``): objects of unequal sizes arrive whole, in rank order; rank 0's
     object and its attnlab error reach every process."""
-    script = tmp_path / "collectives.py"
-    script.write_text(COLLECTIVES)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               f"--master_port={free_port()}", str(script), str(tmp_path)]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # The timeout guards against a deadlock between the processes; it measures nothing.
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun_script(tmp_path, COLLECTIVES, str(tmp_path))
     for rank in (0, 1):
         received = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert received == {
