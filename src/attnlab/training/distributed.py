@@ -114,8 +114,8 @@ def process_group(device_name: str) -> Iterator[torch.device]:
 # worker thread lets go of a collective's tensors a moment after handing back its result. Were
 # it their last owner, it would need the GIL to free their Python objects; and older torch
 # (2.3) destroys the group while holding the GIL, waiting for that thread to end: a deadlock at
-# the end of a torchrun run (2 runs in 9 on a busy CPU). So Python owns every tensor it hands to
-# a collective, the latest ones for as long as the group lives (torch's object collectives,
+# the end of a torchrun run (2 runs in 9 on a busy CPU). So Python owns every tensor attnlab
+# hands to a collective, the latest ones for as long as the group lives (torch's object collectives,
 # whose tensors are out of reach, are written out below for that reason).
 _held: deque[tuple[torch.Tensor, ...]] = deque(maxlen=16)
 
