@@ -49,9 +49,10 @@ def test_grade_writes_one_row_per_student_whatever_their_code_does(capsys, tmp_p
     )  # fmt: skip
     assert code == 0, err
     rows = {row["student"]: row for row in csv.DictReader(grades.open())}
-    assert list(next(iter(rows.values()))) == ["student", *PARTS, "total", "note"]
+    assert list(next(iter(rows.values()))) == ["student", *PARTS, "total", "ready_made", "note"]
     n = len(PARTS)
-    good = {"student": "good", **dict.fromkeys(PARTS, "pass"), "total": str(n), "note": ""}
+    good = {"student": "good", **dict.fromkeys(PARTS, "pass"), "total": str(n)}
+    good |= {"ready_made": "", "note": ""}
     assert rows["good"] == good
     broken = {p: "pass" for p in PARTS} | {
         CLS: "fail",
@@ -73,7 +74,7 @@ def test_grade_writes_one_row_per_student_whatever_their_code_does(capsys, tmp_p
     )
     exits = "exiting.py: it calls sys.exit() when it is imported"
     assert rows["exiting"] == {"student": "exiting", **dict.fromkeys(PARTS, "error"), "total": "0",
-                               "note": exits}  # fmt: skip
+                               "ready_made": "", "note": exits}  # fmt: skip
     assert f"exiting: 0 of {n} parts pass; {exits}\n" in out
     assert "good: 9 of 9 parts pass" in out.replace(str(n), "9")
     # The student's code ran, but never in this process, and this process never imported it.
@@ -255,7 +256,7 @@ def test_grade_survives_submissions_that_kill_their_parent_or_their_process_grou
     # Every part an error, even those that passed before the kill in the norm part.
     for name in [*KILLS, "norm_killer"]:
         assert {k: v for k, v in rows[name].items() if k != "note"} == {
-            "student": name, **dict.fromkeys(PARTS, "error"), "total": "0"
+            "student": name, **dict.fromkeys(PARTS, "error"), "total": "0", "ready_made": ""
         }  # fmt: skip
         assert "could not be checked" in rows[name]["note"]
     assert "good: 9 of 9 parts pass" in done.stdout.replace(str(len(PARTS)), "9")

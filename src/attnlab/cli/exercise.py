@@ -197,6 +197,11 @@ def _print_report(report: FileReport, several: bool) -> None:
             print(f"✗ {part['part']}: {part['message']}")
     passed = sum(p["status"] == "pass" for p in report.parts)
     print(f"{passed} of {len(report.parts)} parts pass")
+    if report.ready_made:
+        print(
+            f"note: uses ready-made {', '.join(report.ready_made)}: a part that calls it passes "
+            "on that code, not yours"
+        )
 
 
 def _grade(args: argparse.Namespace) -> int:

@@ -38,8 +38,10 @@ def grade(
     """Check every student in ``submissions`` (one file or one folder each) and write the CSV.
 
     One row per student, one column per part (``pass``, ``fail``, ``error``, ``timeout``),
-    ``total``, the number of parts passed, and ``note``, why parts could not be checked (no
-    practical's file, a file that does not import, a check that died; empty otherwise);
+    ``total``, the number of parts passed, ``ready_made``, the library pieces each file uses
+    that do a part's work (see :mod:`attnlab.exercises.ready_made`; the teacher decides what
+    was allowed), and ``note``, why parts could not be checked (no practical's file, a file
+    that does not import, a check that died; empty otherwise);
     ``on_student(row)`` is called as each student's checks end. A student's name is their
     file's or folder's, with any byte that is not UTF-8 written as ``\\xNN`` (see
     :func:`~attnlab.files.printable`). An existing ``csv_path`` (last week's grades, say)
@@ -56,7 +58,7 @@ def grade(
     students = _students(submissions)
     checks = _checks(students, practical)
     columns = _columns(checks)
-    header = ["student", *columns, "total", "note"]
+    header = ["student", *columns, "total", "ready_made", "note"]
     if graded and list(next(iter(graded.values()))) != header:
         raise InputError(
             f"{csv_path} holds other columns than these submissions' parts: it is not their "
@@ -154,12 +156,16 @@ def _grade_student(
     sentence that says why there is none."""
     row = {"student": printable(student), **dict.fromkeys(columns, "error")}
     notes = [found] if isinstance(found, str) else []
+    borrowed = []
     for name, path in [] if isinstance(found, str) else found:
         report = check_file(name, path, [], timeout, launches)
         row.update({f"{name}:{p['part']}": GRADES[str(p["status"])] for p in report.parts})
         if report.problems:
             notes.append(f"{path.name}: {'; '.join(report.problems)}")
+        if report.ready_made:
+            borrowed.append(f"{path.name}: {', '.join(report.ready_made)}")
     row["total"] = str(sum(row[c] == "pass" for c in columns))
+    row["ready_made"] = printable("; ".join(borrowed))
     row["note"] = printable("; ".join(notes))
     return row
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from attnlab.errors import InputError
+from attnlab.exercises.ready_made import ready_made
 from attnlab.exercises.registry import PRACTICALS
 from attnlab.exercises.registry import practical as get_practical
 from attnlab.files import read_text, refuse_non_file
@@ -32,12 +33,14 @@ STARTUP_S = 60.0  # importing torch and attnlab in the child, on a slow machine
 
 @dataclass
 class FileReport:
-    """What the child found in one file: file-level problems and one verdict per part."""
+    """What the child found in one file: file-level problems and one verdict per part; and
+    what the file takes ready-made (read by this process, not the child)."""
 
     practical: str
     file: Path
     problems: list[str] = field(default_factory=list)
     parts: list[dict[str, object]] = field(default_factory=list)
+    ready_made: list[str] = field(default_factory=list)  # see attnlab.exercises.ready_made
 
     @property
     def exit_status(self) -> int:
@@ -52,6 +55,7 @@ class FileReport:
             "file": str(self.file),
             "problems": self.problems,
             "parts": self.parts,
+            "ready_made": self.ready_made,
         }
 
 
@@ -152,7 +156,7 @@ def check_file(
     ``timeout`` (it was killed) or ``error`` (it died). ``launches`` keeps the child while it
     runs (see :class:`Launches`).
     """
-    report = FileReport(practical, path)
+    report = FileReport(practical, path, ready_made=ready_made(practical, read_text(path)))
     with tempfile.TemporaryDirectory(prefix="attnlab-check-") as tmp:
         results = Path(tmp) / "results.jsonl"
         command = [sys.executable, "-I", str(LAUNCHER)]  # the student's parent: see launcher
