@@ -82,7 +82,7 @@ def test_the_grades_name_what_each_student_took_ready_made(capsys, tmp_path):
     plant(tmp_path / "subs" / "alice.py", "encoder", {})
     plant(tmp_path / "subs" / "bob.py", "encoder", TORCH_NORM)
     grades = tmp_path / "grades.csv"
-    code, _, err = run_cli(
+    code, out, err = run_cli(
         capsys, "exercise", "grade", str(tmp_path / "subs"), "--csv", str(grades),
         "--practical", "encoder", "--timeout", "20",
     )  # fmt: skip
@@ -91,3 +91,6 @@ def test_the_grades_name_what_each_student_took_ready_made(capsys, tmp_path):
     assert rows["alice"]["ready_made"] == ""
     assert rows["bob"]["ready_made"].startswith("bob.py: torch.nn.functional.layer_norm (line ")
     assert rows["alice"]["total"] == rows["bob"]["total"]  # the grades themselves are the same
+    n = rows["bob"]["total"]
+    assert f"bob: {n} of {n} parts pass; ready-made: {rows['bob']['ready_made']}\n" in out
+    assert f"alice: {n} of {n} parts pass\n" in out

@@ -221,7 +221,9 @@ def _grade(args: argparse.Namespace) -> int:
     def report(row: dict[str, str]) -> None:  # as soon as a student's checks end
         parts = sum(":" in column for column in row)  # practical:part
         note = f"; {row['note']}" if row["note"] else ""
-        print(f"{row['student']}: {row['total']} of {parts} parts pass{note}", flush=True)
+        borrowed = f"; ready-made: {row['ready_made']}" if row["ready_made"] else ""
+        line = f"{row['student']}: {row['total']} of {parts} parts pass{borrowed}{note}"
+        print(line, flush=True)
 
     grade(
         args.submissions, args.csv, args.timeout, args.practical, args.jobs, args.overwrite,
