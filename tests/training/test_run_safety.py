@@ -36,6 +36,11 @@ def tree(path):
     }
 
 
+def run_files(path):
+    """:func:`tree` of a run directory without its lock file (a start rewrites its PID)."""
+    return {name: stamp for name, stamp in tree(path).items() if name != ".lock"}
+
+
 def assert_same_weights(a, b):
     assert a.keys() == b.keys()
     for name in a:
@@ -197,6 +202,84 @@ def test_sigterm_saves_exits_143_and_resume_is_bit_identical(tmp_path):
     )
 
 
+def stop_at_step(monkeypatch, step: int, signum=signal.SIGTERM):
+    """Training in this process receives ``signum`` while it computes step ``step``'s loss
+    (the memory count on the meta device before step 1 is not a step)."""
+    from attnlab.tasks.reverse import ReverseTask
+
+    real_loss, steps = ReverseTask.loss, []
+
+    def loss(self, model, batch):
+        if batch[0].device.type != "meta":
+            steps.append(1)
+            if len(steps) == step:
+                os.kill(os.getpid(), signum)  # its handler runs before the step ends
+        return real_loss(self, model, batch)
+
+    monkeypatch.setattr(ReverseTask, "loss", loss)
+
+
+def test_a_stopped_and_resumed_run_ends_exactly_as_one_never_stopped(monkeypatch, tmp_path):
+    """A stop validated the step it struck in, which no uninterrupted run does: the resumed
+    run's history had one more entry, and that entry could become the best model or count
+    towards --patience. Now the stop writes a checkpoint only (with the steps' running mean
+    loss), and history, best model, early stop and test report are those of a straight run."""
+    options = ["--epochs", "4", "--val-every", "5", "--patience", "3", "--dropout", "0.1"]
+    assert train(tmp_path / "straight", *options) == 0
+    with monkeypatch.context() as patch:
+        stop_at_step(patch, 13)
+        assert train(tmp_path / "stopped", *options) == 128 + signal.SIGTERM
+    stopped = tmp_path / "stopped"
+    assert load_checkpoint(stopped / "checkpoint.pt")["step"] == 13
+    assert [h["step"] for h in json.loads((stopped / "metrics.json").read_text())["history"]] == [
+        5,
+        10,
+    ]
+    assert main(["train", "reverse", "--resume", str(stopped), "--no-progress"]) == 0
+    straight_metrics = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    resumed_metrics = json.loads((stopped / "metrics.json").read_text())
+    assert resumed_metrics == straight_metrics  # history (train loss too), best, test report
+    assert (stopped / "model.safetensors").read_bytes() == (
+        tmp_path / "straight" / "model.safetensors"
+    ).read_bytes()
+
+
+def test_a_run_stopped_before_its_first_validation_says_it_has_no_best_model_yet(
+    capsys, monkeypatch, tmp_path
+):
+    with monkeypatch.context() as patch:
+        stop_at_step(patch, 3, signal.SIGINT)
+        code = train(tmp_path / "early", "--epochs", "2")
+    out, err = capsys.readouterr()
+    assert code == 128 + signal.SIGINT
+    assert "stopped before its first validation: no best model yet" in out
+    resume = f"continue with --resume {tmp_path / 'early'}"
+    assert f"stopped by SIGINT after step 3; the checkpoint is saved: {resume}" in err
+    assert not (tmp_path / "early" / "model.safetensors").exists()
+    assert main(["train", "reverse", "--resume", str(tmp_path / "early"), "--no-progress"]) == 0
+    assert (
+        json.loads((tmp_path / "early" / "metrics.json").read_text())["history"][-1]["step"] == 40
+    )
+
+
+def test_resuming_past_max_steps_with_steps_never_validated_is_refused(
+    capsys, monkeypatch, tmp_path
+):
+    with monkeypatch.context() as patch:
+        stop_at_step(patch, 7)
+        assert train(tmp_path / "r", "--epochs", "2", "--val-every", "5") == 128 + signal.SIGTERM
+    before, _ = run_files(tmp_path / "r"), capsys.readouterr()
+    args = ["train", "reverse", "--resume", str(tmp_path / "r"), "--max-steps", "6"]
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(
+        code,
+        err,
+        "the checkpoint is at step 7, 2 step(s) after its last validation, and this run ends at "
+        "step 6: give a --max-steps above 7 (or 0) to train on and validate them",
+    )
+    assert run_files(tmp_path / "r") == before
+
+
 def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path):
     run_dir = tmp_path / "twice"
     child = start_training(run_dir, 50_000, "--val-every", "100")
@@ -329,6 +412,13 @@ CORRUPTIONS = {
         },
         "holds NaN or infinite values in",
     ),
+    "a negative count of steps since the last validation": (
+        lambda run, tmp: {
+            **load_checkpoint(run / "checkpoint.pt"),
+            "since_validation": {"loss_sum": 1.5, "steps": -3, "tokens": 0},
+        },
+        "cannot be restored (ValueError: since_validation holds other than two counts",
+    ),
 }
 
 
@@ -336,12 +426,10 @@ CORRUPTIONS = {
 def test_a_foreign_or_corrupt_checkpoint_is_one_sentence(capsys, copy_of, tmp_path, make, message):
     run_dir = copy_of()
     torch.save(make(run_dir, tmp_path), run_dir / "checkpoint.pt")
-    before = tree(run_dir)
+    before = run_files(run_dir)
     code, _, err = run_cli(capsys, "train", "reverse", "--resume", str(run_dir), "--epochs", "3")
     assert_one_line_error(code, err, message)
-    assert {k: v for k, v in tree(run_dir).items() if k != ".lock"} == {
-        k: v for k, v in before.items() if k != ".lock"
-    }
+    assert run_files(run_dir) == before
 
 
 # What becomes of the best model, and what the one line must say of it.
@@ -364,13 +452,11 @@ def test_resume_refuses_a_lost_best_model_before_training(capsys, copy_of, damag
     beat the best model of its checkpoint: the report reads model.safetensors."""
     run_dir = copy_of()
     damage(run_dir / "model.safetensors")
-    before = tree(run_dir)
+    before = run_files(run_dir)
     code, _, err = run_cli(capsys, "train", "reverse", "--resume", str(run_dir), "--epochs", "3")
     assert_one_line_error(code, err, message)
     assert "which the test report after training reads: restore it, or train a new run" in err
-    assert {k: v for k, v in tree(run_dir).items() if k != ".lock"} == {
-        k: v for k, v in before.items() if k != ".lock"
-    }
+    assert run_files(run_dir) == before
 
 
 def _without_batch_size(config):
@@ -404,12 +490,10 @@ def test_resume_refuses_a_config_json_edited_away_from_its_checkpoint(
     config = json.loads((run_dir / "config.json").read_text())
     edit(config)
     (run_dir / "config.json").write_text(json.dumps(config))
-    before = tree(run_dir)
+    before = run_files(run_dir)
     code, _, err = run_cli(capsys, "train", "reverse", "--resume", str(run_dir), "--epochs", "3")
     assert_one_line_error(code, err, message)
-    assert {k: v for k, v in tree(run_dir).items() if k != ".lock"} == {
-        k: v for k, v in before.items() if k != ".lock"
-    }
+    assert run_files(run_dir) == before
 
 
 def test_resume_accepts_a_config_json_whose_resumable_fields_were_edited(capsys, copy_of):

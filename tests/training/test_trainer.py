@@ -270,7 +270,7 @@ def test_ctrl_c_stops_after_the_step_and_saves_a_checkpoint(tmp_path):
     step = load_checkpoint(run_dir / "checkpoint.pt")["step"]
     assert 100 < step < 1000  # stopped early, and the checkpoint is where it stopped
     history = json.loads((run_dir / "metrics.json").read_text())["history"]
-    assert history[-1]["step"] == step  # validated at the step it stopped after
+    assert history[-1]["step"] == 100 * (step // 100)  # no validation that was not due
     assert "test set:" not in out  # a stopped run skips the test report by default
     assert f"continue with --resume {run_dir}" in err
 

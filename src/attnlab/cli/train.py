@@ -30,8 +30,9 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--report-on-stop",
         action="store_true",
-        help="write the test report even when Ctrl-C, SIGTERM or SIGHUP stops training early "
-        "(by default a stopped run saves its checkpoint and exits with 128 + the signal number)",
+        help="when Ctrl-C, SIGTERM or SIGHUP stops training early, validate that step and "
+        "write the test report (by default a stopped run saves its checkpoint only and exits "
+        "with 128 + the signal number)",
     )
     run.add_argument(
         "--progress",
@@ -60,21 +61,21 @@ def run(args: argparse.Namespace) -> int:
     )
     if result is None:  # a torchrun process other than rank 0
         return 0
-    run_dir = result.run.dir
-    if result.report is not None:
+    if result.run is not None and result.report is not None:
         print(result.run.task.format_report(result.report))
-    print(f"\nrun directory: {run_dir}")
-    print(
-        f"  model.safetensors (best by val {result.run.task.monitor}), checkpoint.pt (resume "
-        f"with --resume {run_dir}), config.json, {METRICS}, {result.curves.relative_to(run_dir)}"
-    )
-    print(f"  TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
+    print(f"\nrun directory: {result.run_dir}")
+    files = f"checkpoint.pt (resume with --resume {result.run_dir}), config.json, {METRICS}"
+    if result.run is None or result.curves is None:
+        print(f"  {files} (stopped before its first validation: no best model yet)")
+    else:
+        curves = result.curves.relative_to(result.run_dir)
+        print(f"  model.safetensors (best by val {result.run.task.monitor}), {files}, {curves}")
+    print(f"  TensorBoard: tensorboard --logdir {result.run_dir / 'tensorboard'}")
     if result.stopped_by is None:
         return 0
-    step = result.history[-1]["step"] if result.history else 0
     print(
-        f"attnlab: stopped by {result.stopped_by} at step {step}; the checkpoint is saved: "
-        f"continue with --resume {run_dir}",
+        f"attnlab: stopped by {result.stopped_by} after step {result.step}; the checkpoint is "
+        f"saved: continue with --resume {result.run_dir}",
         file=sys.stderr,
     )
     return 128 + getattr(signal, result.stopped_by, signal.SIGINT)

@@ -54,14 +54,17 @@ class TrainResult:
     """A finished (or stopped) run: the reloaded best model, its test report, the history.
 
     ``stopped_by`` names the signal (``"SIGINT"``, ``"SIGTERM"``, ``"SIGHUP"``) that stopped
-    training early, after a checkpoint was saved; ``report`` is then ``None`` unless the
-    report was asked for anyway.
+    training early, after a checkpoint of ``step`` was saved in ``run_dir``; ``report`` is
+    then ``None`` unless the report was asked for anyway. A run stopped before its first
+    validation has no best model and no curves yet: ``run`` and ``curves`` are then ``None``.
     """
 
-    run: Run
+    run: Run | None
     report: dict[str, Any] | None
     history: list[dict[str, Any]]
-    curves: Path
+    curves: Path | None
+    run_dir: Path
+    step: int
     stopped_by: str | None = None
 
 
@@ -165,8 +168,9 @@ def train(
             compile) may be given then. A run stopped before its first checkpoint starts
             again from step 0 with its saved config.
         progress: show a progress bar.
-        report_on_stop: write the test report even when a signal (Ctrl-C, SIGTERM, SIGHUP)
-            stopped training early; by default a stopped run skips it.
+        report_on_stop: validate the step a signal (Ctrl-C, SIGTERM, SIGHUP) stopped
+            training at, and write the test report; by default a stopped run saves its
+            checkpoint only, and a resumed run then ends exactly as one never stopped.
         **options: task-config and training-config fields, e.g. ``epochs=3, d_model=64``.
 
     The run directory is locked while training: a second ``train`` into it is refused.
@@ -192,7 +196,7 @@ def train(
             )
             run_dir = distributed.on_main(lambda: _claim(task_cls.name, out, resume, locks))
             with _removed_if_refused(run_dir, locks, made_here=out is None and resume is None):
-                trainer = _fit(task_obj, train_config, run_dir, resume, progress)
+                trainer = _fit(task_obj, train_config, run_dir, resume, progress, report_on_stop)
             if not distributed.is_main():
                 return None
         return _finish(run_dir, trainer, train_config, report_on_stop)
@@ -214,9 +218,15 @@ def _removed_if_refused(run_dir: Path, locks: list[RunLock], made_here: bool) ->
 
 
 def _fit(
-    task: Task, config: TrainConfig, run_dir: Path, resume: Path | None, progress: bool
+    task: Task,
+    config: TrainConfig,
+    run_dir: Path,
+    resume: Path | None,
+    progress: bool,
+    validate_on_stop: bool,
 ) -> Trainer:
-    """Build the model (seeded, as a fresh run) and train it, from the checkpoint if any."""
+    """Build the model (seeded, as a fresh run) and train it, from the checkpoint if any
+    (``validate_on_stop``: see :class:`~attnlab.training.trainer.Trainer`)."""
     from_checkpoint = resume is not None and (run_dir / CHECKPOINT).is_file()
     torch.manual_seed(config.seed)
     model = task.build_model()
@@ -231,7 +241,9 @@ def _fit(
         write_run_config(run_dir, task, config, model)
         print(f"run directory: {run_dir}", flush=True)
 
-    trainer = Trainer(task, model, config, run_dir, progress=progress)
+    trainer = Trainer(
+        task, model, config, run_dir, progress=progress, validate_on_stop=validate_on_stop
+    )
     trainer.fit(resume=from_checkpoint, on_start=write_config)
     return trainer
 
@@ -240,10 +252,13 @@ def _finish(
     run_dir: Path, trainer: Trainer, train_config: TrainConfig, report_on_stop: bool
 ) -> TrainResult:
     """Plot the curves and, unless a signal stopped training, write the test report; a stop
-    signal meanwhile raises :class:`Interrupted`, saying what is kept."""
+    signal meanwhile raises :class:`Interrupted`, saying what is kept. A run stopped before
+    its first validation has neither curves nor a best model to reload."""
     from attnlab.evaluation import evaluate_run
     from attnlab.viz import plot_training_curves
 
+    if not trainer.history:
+        return TrainResult(None, None, [], None, run_dir, trainer.step, trainer.stopped_by)
     try:
         curves = plot_training_curves(
             trainer.history, trainer.task.monitor, run_dir / "plots" / "training_curves.png"
@@ -259,4 +274,6 @@ def _finish(
             f"the test report was not written; {kept} is saved in {run_dir}, and "
             f"attnlab eval {run_dir} --save writes the report",
         ) from None
-    return TrainResult(run, report, trainer.history, curves, trainer.stopped_by)
+    return TrainResult(
+        run, report, trainer.history, curves, run_dir, trainer.step, trainer.stopped_by
+    )

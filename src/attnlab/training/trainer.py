@@ -3,8 +3,10 @@
 One step: forward -> loss -> backward -> clip the gradient norm -> optimizer step ->
 learning-rate schedule step. Every ``val_every`` steps (or once per epoch) the model is
 validated, the best weights are kept by the task's ``monitor`` metric, and a resumable
-checkpoint is written atomically. The trainer knows the task only through
-:class:`attnlab.tasks.Task`.
+checkpoint is written atomically. A stop signal (Ctrl-C, SIGTERM) writes a checkpoint after
+the step it strikes in, without a validation that no uninterrupted run would make, so that a
+resumed run validates, keeps and stops exactly as one that was never stopped. The trainer
+knows the task only through :class:`attnlab.tasks.Task`.
 
 Scaling out changes only a few lines of the step (the helpers explain why):
 
@@ -30,6 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -40,6 +43,7 @@ from tqdm.auto import tqdm
 
 from attnlab.configs.train import TrainConfig
 from attnlab.errors import (
+    InputError,
     OutputError,
     RunDirError,
     Stopped,
@@ -126,6 +130,31 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
 
 
+@dataclass
+class SinceValidation:
+    """The training steps since the last validation, whose mean loss (and tokens per step)
+    the next history entry gives. A checkpoint written between two validations (a stop
+    signal) carries them, so that a resumed run's next entry is an uninterrupted run's."""
+
+    loss_sum: float = 0.0
+    steps: int = 0
+    tokens: int = 0
+
+    @classmethod
+    def from_state(cls, state: Any) -> SinceValidation:
+        """Read back from a checkpoint (zeros for one written at a validation by an older
+        attnlab); a ValueError unless it holds a finite loss sum and two counts >= 0."""
+        if not isinstance(state, dict) or set(state) - {"loss_sum", "steps", "tokens"}:
+            raise ValueError(f"since_validation is not a record of steps: {state!r}")
+        since = cls(**state)
+        counts = (since.steps, since.tokens)
+        if not all(type(n) is int and n >= 0 for n in counts) or not (
+            isinstance(since.loss_sum, float) and math.isfinite(since.loss_sum)
+        ):
+            raise ValueError(f"since_validation holds other than two counts and a loss: {state}")
+        return since
+
+
 class Trainer:
     """Train ``model`` on ``task`` into ``run_dir`` (see :mod:`attnlab.training.checkpoint`).
 
@@ -138,6 +167,9 @@ class Trainer:
         config: the training hyperparameters.
         run_dir: where checkpoints, metrics, plots and TensorBoard logs go.
         progress: show a progress bar (loss, learning rate, throughput).
+        validate_on_stop: validate the step a stop signal ends at even when no validation
+            is due there (for a test report of the latest weights); the history and the
+            best model then differ from those of a run that was never stopped.
     """
 
     # Set when training starts (_start), or restored from a checkpoint.
@@ -152,12 +184,14 @@ class Trainer:
         config: TrainConfig,
         run_dir: Path,
         progress: bool = True,
+        validate_on_stop: bool = False,
     ):
         self.task = task
         self.model = model
         self.config = config
         self.run_dir = Path(run_dir)
         self.progress = progress
+        self.validate_on_stop = validate_on_stop
         self.device = distributed.process_device(config.device)
         check_precision(self.device, config.precision)
         self._stop_requested = False  # a stop signal reached this process
@@ -182,6 +216,7 @@ class Trainer:
             "best_step": self.best_step,
             "bad_validations": self.bad_validations,
             "history": self.history,
+            "since_validation": asdict(self.since_validation),
             "rng": rng_states[0],
             "task": self.task.name,
             "model_class": type(self.model).__name__,
@@ -230,6 +265,7 @@ class Trainer:
         self.best_step = state["best_step"]
         self.bad_validations = state["bad_validations"]
         self.history = state["history"]
+        self.since_validation = SinceValidation.from_state(state.get("since_validation", {}))
         rng_states = state.get("rng_ranks", [state["rng"]])
         if len(rng_states) == distributed.world_size():
             _set_rng_state(rng_states[distributed.rank()])
@@ -318,6 +354,12 @@ class Trainer:
         last_step = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps
         val_every = cfg.val_every or steps_per_epoch
         self._start(total_steps, resume)
+        if self.step >= last_step and self.since_validation.steps:
+            raise InputError(
+                f"the checkpoint is at step {self.step}, {self.since_validation.steps} step(s) "
+                f"after its last validation, and this run ends at step {last_step}: give a "
+                f"--max-steps above {self.step} (or 0) to train on and validate them"
+            )
         self._wrap_for_training()
         if on_start is not None and distributed.is_main():
             on_start()
@@ -388,6 +430,7 @@ class Trainer:
         )
         self.scaler = grad_scaler(self.device, cfg.precision)
         self.step, self.bad_validations, self.history = 0, 0, []
+        self.since_validation = SinceValidation()
         self.best = None  # [monitored metric, -loss] of the best model
         self.best_step = None
         if distributed.world_size() > 1:
@@ -521,8 +564,7 @@ class Trainer:
         end."""
         cfg = self.config
         steps_per_epoch = sampler.steps_per_epoch
-        loss_sum, loss_count, examples, started = 0.0, 0, 0, time.perf_counter()
-        tokens, tokens_since_validation = 0, 0  # real tokens, for tasks that count them
+        examples, tokens, started = 0, 0, time.perf_counter()  # tokens: for tasks counting them
         while self.step < last_step and not self._stopping:
             epoch, start_step = divmod(self.step, steps_per_epoch)
             sampler.set_epoch(epoch, start_step)
@@ -536,10 +578,11 @@ class Trainer:
                     micro_batches, step_examples
                 )
                 micro_batches = []
-                loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
+                since = self.since_validation
+                since.loss_sum, since.steps = since.loss_sum + loss_value, since.steps + 1
+                since.tokens += step_tokens
                 examples += step_examples
                 tokens += step_tokens
-                tokens_since_validation += step_tokens
                 scalars = {"train/loss": loss_value, "train/lr": lr, "train/grad_norm": grad_norm}
                 if step_tokens:
                     scalars["train/tokens_per_step"] = step_tokens
@@ -551,21 +594,30 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **rates, refresh=False)
                 bar.update()
 
-                done = self.step >= last_step or self._stopping
-                if self.step % val_every == 0 or self.step % steps_per_epoch == 0 or done:
-                    train_stats = {"train_loss": loss_sum / loss_count}
-                    if tokens_since_validation:
-                        train_stats["train_tokens_per_step"] = tokens_since_validation / loss_count
-                    entry = self._validate(val_loader, epoch, lr, train_stats)
-                    loss_sum, loss_count, tokens_since_validation = 0.0, 0, 0
-                    self._print(self._describe(entry))
-                    if cfg.patience and self.bad_validations >= cfg.patience:
-                        self._print(
-                            f"Early stopping: no improvement in {cfg.patience} validations."
-                        )
-                        return
-                if done:
+                last = self.step >= last_step
+                due = self.step % val_every == 0 or self.step % steps_per_epoch == 0 or last
+                if self._end_of_step(val_loader, epoch, lr, due) or last:
                     return
+
+    def _end_of_step(self, val_loader: DataLoader, epoch: int, lr: float, due: bool) -> bool:
+        """Validate when a validation is ``due`` after this step (or a stop signal asks for
+        one, with ``validate_on_stop``); else, after a stop signal, write a checkpoint only.
+        True when training ends here: early stopping or a stop signal."""
+        if due or (self._stopping and self.validate_on_stop):
+            since = self.since_validation
+            train_stats = {"train_loss": since.loss_sum / since.steps}
+            if since.tokens:
+                train_stats["train_tokens_per_step"] = since.tokens / since.steps
+            self.since_validation = SinceValidation()  # before the checkpoint that carries it
+            self._print(self._describe(self._validate(val_loader, epoch, lr, train_stats)))
+            patience = self.config.patience
+            if patience and self.bad_validations >= patience:
+                self._print(f"Early stopping: no improvement in {patience} validations.")
+                return True
+        elif self._stopping:
+            with self._files_kept_together():
+                self._save_checkpoint()
+        return self._stopping
 
     def _train_step(
         self, micro_batches: list[Any], step_examples: int
