@@ -82,6 +82,49 @@ def test_resume_under_torchrun_is_bit_exact(tmp_path):
         assert torch.equal(split["model"][name], value), name
 
 
+# Training in two torchrun processes, where only rank 0 receives SIGTERM, during step 6.
+SIGNAL_TO_RANK_0 = """
+import os, signal, sys
+from attnlab.cli import main
+from attnlab.tasks.reverse import ReverseTask
+from attnlab.training import distributed
+
+real_loss, steps = ReverseTask.loss, []
+
+
+def loss(self, model, batch):
+    if batch[0].device.type != "meta":  # not the memory count before training
+        steps.append(1)
+        if len(steps) == 6 and distributed.rank() == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return real_loss(self, model, batch)
+
+
+ReverseTask.loss = loss
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_process_stops_all_and_the_resumed_run_ends_as_a_straight_one(tmp_path):
+    """The processes agree at every step whether any was asked to stop, so all stop after
+    step 6 and rank 0 writes its checkpoint; resumed under torchrun, the run writes the same
+    history, best model and test report as one never stopped."""
+    options = [*TINY, "--dropout", "0.1"]
+    torchrun(2, tmp_path, *options, "--out", "straight")
+    stopped = torchrun_script(
+        tmp_path, SIGNAL_TO_RANK_0, "train", "reverse", *options, "--out", str(tmp_path / "split"),
+        expect_failure=True,
+    )  # fmt: skip
+    assert "stopped by SIGTERM after step 6; the checkpoint is saved" in stopped.stderr
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["step"] == 6
+    torchrun(2, tmp_path, "--resume", "split", "--no-progress")
+    for name in ("metrics.json", "model.safetensors"):
+        assert (tmp_path / "split" / name).read_bytes() == (
+            tmp_path / "straight" / name
+        ).read_bytes()
+
+
 @pytest.mark.parametrize(("world", "accum"), [(1, 1), (2, 1), (2, 3), (3, 2), (2, 4)])
 def test_the_processes_micro_batches_make_up_the_global_batches(world, accum):
     # 103 examples, global batches of 24: 4 full batches and a last one of 7, which is kept
@@ -150,8 +193,11 @@ print("exited the group")
 """
 
 
-def torchrun_script(tmp_path, script: str, *args: str) -> subprocess.CompletedProcess:
-    """``script`` run by two torchrun processes (gloo); its stdout and stderr."""
+def torchrun_script(
+    tmp_path, script: str, *args: str, expect_failure: bool = False
+) -> subprocess.CompletedProcess:
+    """``script`` run by two torchrun processes (gloo); its stdout and stderr. torchrun
+    exits 0 unless ``expect_failure`` (a process that exits non-zero fails torchrun)."""
     path = tmp_path / "script.py"
     path.write_text(script)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
@@ -159,7 +205,7 @@ def torchrun_script(tmp_path, script: str, *args: str) -> subprocess.CompletedPr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # The timeout guards against a deadlock between the processes; it measures nothing.
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert (result.returncode != 0) == expect_failure, result.stderr[-3000:]
     return result
 
 
