@@ -354,12 +354,7 @@ class Trainer:
         last_step = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps
         val_every = cfg.val_every or steps_per_epoch
         self._start(total_steps, resume)
-        if self.step >= last_step and self.since_validation.steps:
-            raise InputError(
-                f"the checkpoint is at step {self.step}, {self.since_validation.steps} step(s) "
-                f"after its last validation, and this run ends at step {last_step}: give a "
-                f"--max-steps above {self.step} (or 0) to train on and validate them"
-            )
+        self._check_unvalidated_steps(last_step)
         self._wrap_for_training()
         if on_start is not None and distributed.is_main():
             on_start()
@@ -442,6 +437,16 @@ class Trainer:
         if resume:
             self._restore(load_checkpoint(self.run_dir / CHECKPOINT))
             self.checkpoint_step = self.step
+
+    def _check_unvalidated_steps(self, last_step: int) -> None:
+        """Refuse to resume a checkpoint written by a stop signal after steps that were never
+        validated into a run that ends at or before it: they would never be."""
+        if self.step >= last_step and self.since_validation.steps:
+            raise InputError(
+                f"the checkpoint is at step {self.step}, {self.since_validation.steps} step(s) "
+                f"after its last validation, and this run ends at step {last_step}: give a "
+                f"--max-steps above {self.step} (or 0) to train on and validate them"
+            )
 
     def _wrap_for_training(self) -> None:
         """Set ``train_model``, the module that runs the training forward pass.
