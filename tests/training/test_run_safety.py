@@ -256,6 +256,10 @@ def test_a_run_stopped_before_its_first_validation_says_it_has_no_best_model_yet
     resume = f"continue with --resume {tmp_path / 'early'}"
     assert f"stopped by SIGINT after step 3; the checkpoint is saved: {resume}" in err
     assert not (tmp_path / "early" / "model.safetensors").exists()
+    code, _, err = run_cli(capsys, "eval", str(tmp_path / "early"))
+    assert_one_line_error(
+        code, err, f"no saved model yet (its first validation writes one: {resume})"
+    )
     assert main(["train", "reverse", "--resume", str(tmp_path / "early"), "--no-progress"]) == 0
     assert (
         json.loads((tmp_path / "early" / "metrics.json").read_text())["history"][-1]["step"] == 40

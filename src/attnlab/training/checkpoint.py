@@ -112,7 +112,10 @@ def load_weights(path: Path, model: nn.Module) -> None:
     files, wrong dtypes and NaN or infinite values are errors of one sentence."""
     refuse_non_file(path)
     if not path.is_file():
-        raise RunDirError(f"{path} is missing: the run has no saved model yet")
+        resume = ""
+        if (path.parent / CHECKPOINT).is_file():  # stopped before its first validation
+            resume = f" (its first validation writes one: continue with --resume {path.parent})"
+        raise RunDirError(f"{path} is missing: the run has no saved model yet{resume}")
     try:
         with open(path, "rb"):
             pass  # a permission problem is reported as such, not as a missing file
