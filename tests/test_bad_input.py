@@ -562,6 +562,9 @@ EMPTY_PATHS = [
     ["translate", "", "je suis"],
     ["generate", ""],
     ["generate", "--pretrained", ""],
+    ["predict", "runs/r", "1 2", "--file", ""],  # was "cannot read .: it is a directory"
+    ["translate", "runs/r", "--file", ""],
+    ["embed", "--file", ""],
 ]
 
 
