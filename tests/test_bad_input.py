@@ -177,6 +177,10 @@ OUR_OWN = [
         "beam must be at most the vocabulary size, 100 here (--bpe-vocab 100); got 1000",
     ),  # fmt: skip
     ([], "give a COMMAND: train, compare, eval"),
+    # argparse asked for "COMMAND, rest" and "TASK, rest", naming a field of its own
+    (["--"], "give a COMMAND: train, compare, eval"),
+    (["train"], "attnlab train: error: give a TASK: reverse, "),
+    (["compare"], "attnlab compare: error: give a TASK: names, shakespeare, translate-small"),
     # an empty value where the default is "not given" ("$DATA" unset) was taken for the default
     (["train", "names", "--data-dir", "", "--out", "{tmp}/n"], "argument --data-dir: it is empty"),
     (train("--layer", "", *TINY_REVERSE), "argument --layer: it is empty: give a value, or"),
