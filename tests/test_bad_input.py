@@ -177,6 +177,10 @@ OUR_OWN = [
         "beam must be at most the vocabulary size, 100 here (--bpe-vocab 100); got 1000",
     ),  # fmt: skip
     ([], "give a COMMAND: train, compare, eval"),
+    # argparse asked for "COMMAND, rest" and "TASK, rest", naming a field of its own
+    (["--"], "give a COMMAND: train, compare, eval"),
+    (["train"], "attnlab train: error: give a TASK: reverse, "),
+    (["compare"], "attnlab compare: error: give a TASK: names, shakespeare, translate-small"),
     # an empty value where the default is "not given" ("$DATA" unset) was taken for the default
     (["train", "names", "--data-dir", "", "--out", "{tmp}/n"], "argument --data-dir: it is empty"),
     (train("--layer", "", *TINY_REVERSE), "argument --layer: it is empty: give a value, or"),
@@ -281,6 +285,8 @@ def test_enough_bad_inputs_are_covered():
 
 
 NOT_A_RUN = "config.json is not the config of an attnlab run"
+LONG_VALUE = "x" * 100_000
+LONG_SHOWN = "'" + "x" * 69 + "... (100,002 characters)"
 # Each edit, and what the one line must say of it.
 HAND_EDITED = {
     "null": (lambda c: None, NOT_A_RUN),
@@ -345,6 +351,24 @@ HAND_EDITED = {
         "digits)",
     ),
     "a train config that is a list": (lambda c: {**c, "train": []}, NOT_A_RUN),
+    # a value of 100,000 characters was quoted whole: a line of 100 kB
+    "a long string for a choice": (
+        lambda c: {**c, "train": {**c["train"], "optimizer": LONG_VALUE}},
+        f"optimizer must be one of adamw, adam, sgd; got {LONG_SHOWN}",
+    ),
+    "a long field name": (
+        lambda c: with_task(c, **{LONG_VALUE: 1}),
+        f"the task config in config.json is invalid: ReverseConfig has no field {LONG_SHOWN}",
+    ),
+    "a long list for a size": (
+        lambda c: with_model(c, d_model=[1] * 50_000),
+        "(d_model must be a whole number; got [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, "
+        "1, 1, 1, 1, 1, 1, 1, 1, ... (150,000 characters))",
+    ),
+    "a long value the task does not give": (
+        lambda c: with_model(c, layer_sha256=LONG_VALUE),
+        f"with layer_sha256 = None, but the model config says {LONG_SHOWN}",
+    ),
     "an unknown optimizer": (
         lambda c: {**c, "train": {**c["train"], "optimizer": "x"}},
         "the training config in config.json is invalid: optimizer must be one of adamw, "
@@ -562,6 +586,9 @@ EMPTY_PATHS = [
     ["translate", "", "je suis"],
     ["generate", ""],
     ["generate", "--pretrained", ""],
+    ["predict", "runs/r", "1 2", "--file", ""],  # was "cannot read .: it is a directory"
+    ["translate", "runs/r", "--file", ""],
+    ["embed", "--file", ""],
 ]
 
 

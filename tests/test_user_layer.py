@@ -180,6 +180,7 @@ BAD_LAYERS = {
         import sys
         sys.exit("usage: python script.py")
     """,
+    "nulbyte.py": "x = 1\x00\n",  # said "a syntax error on line None"
     "nomask.py": """
         from torch import nn
         class Layer(nn.Module):
@@ -200,6 +201,7 @@ BAD_LAYERS = {
         ("empty.py:Layer", "defines no class Layer"),
         ("syntax.py", "takes FILE.py:ClassName"),
         ("syntax.py:Layer", "has a syntax error on line 1"),
+        ("nulbyte.py:Layer", "nulbyte.py has a syntax error: source code string cannot contain"),
         ("raises.py:Layer", "raises.py raised RuntimeError: no GPU here"),
         ("script.py:Layer", "script.py called sys.exit('usage: python script.py'): a layer file"),
         ("fewargs.py:Nope", "defines no class Nope"),

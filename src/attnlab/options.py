@@ -58,6 +58,14 @@ def nested(factory: Callable[[], Any], help: str) -> Any:  # noqa: A002
     return dataclasses.field(default_factory=factory, metadata={"help": help, "nested": True})
 
 
+def shown_value(value: Any, limit: int = 70) -> str:
+    """``repr(value)``, cut to ``limit`` characters with its full length: a value of a
+    hand-edited ``config.json`` (a string or a list of 100,000 characters) quoted in an
+    error keeps the message one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def _num(x: float) -> str:
     return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
@@ -97,9 +105,9 @@ def _check_type(field: dataclasses.Field, value: Any) -> None:
         return
     name, is_kind = _TYPES[kind]
     if not is_kind(value):
-        raise ConfigError(f"{field.name} must be {name}; got {value!r}")
+        raise ConfigError(f"{field.name} must be {name}; got {shown_value(value)}")
     if kind is float and not math.isfinite(value):
-        raise ConfigError(f"{field.name} must be a finite number; got {value!r}")
+        raise ConfigError(f"{field.name} must be a finite number; got {shown_value(value)}")
 
 
 def check_annotated(cls: type, values: Mapping[str, Any]) -> None:
@@ -111,7 +119,7 @@ def check_annotated(cls: type, values: Mapping[str, Any]) -> None:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for name in values:
         if name not in fields:
-            raise ConfigError(f"{cls.__name__} has no field {name!r}")
+            raise ConfigError(f"{cls.__name__} has no field {shown_value(name)}")
     for name, f in fields.items():
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if f.init and no_default and name not in values:
@@ -119,7 +127,7 @@ def check_annotated(cls: type, values: Mapping[str, Any]) -> None:
     hints = typing.get_type_hints(cls)
     for name, value in values.items():
         if name in hints and not _fits(hints[name], value):
-            raise ConfigError(f"{name} must be {_describe(hints[name])}; got {value!r}")
+            raise ConfigError(f"{name} must be {_describe(hints[name])}; got {shown_value(value)}")
 
 
 def _fits(annotation: Any, value: Any) -> bool:
@@ -152,7 +160,7 @@ def check_field(field: dataclasses.Field, value: Any) -> None:
     if field.metadata.get("nested"):
         kind = type(_nested_default(field))
         if not isinstance(value, kind):  # else an AttributeError when the model is built
-            raise ConfigError(f"{field.name} must be a {kind.__name__}; got {value!r}")
+            raise ConfigError(f"{field.name} must be a {kind.__name__}; got {shown_value(value)}")
         return
     if "help" not in field.metadata:
         return
@@ -170,7 +178,7 @@ def check_field(field: dataclasses.Field, value: Any) -> None:
         problem = f"must be below {_num(meta['below'])}"
     else:
         return
-    raise ConfigError(f"{field.name} {problem}; got {value!r}")
+    raise ConfigError(f"{field.name} {problem}; got {shown_value(value)}")
 
 
 def check_fields(config: Any) -> None:
@@ -218,7 +226,7 @@ def build(cls: type, values: Mapping[str, Any]) -> Any:
         elif field.name in values:
             kwargs[field.name] = values.pop(field.name)
     if values:
-        raise ConfigError(f"{cls.__name__} has no field {sorted(values)[0]!r}")
+        raise ConfigError(f"{cls.__name__} has no field {shown_value(sorted(values)[0])}")
     try:
         return cls(**kwargs)
     except TypeError as e:  # a required field without a default
@@ -238,7 +246,7 @@ def from_json(cls: type, data: Any) -> Any:
     for key, value in data.items():
         if key in nested and not isinstance(value, dict):
             inner = ", ".join(f.name for f in dataclasses.fields(_nested_default(nested[key])))
-            raise ConfigError(f"{key} must be a JSON object of {inner}; got {value!r}")
+            raise ConfigError(f"{key} must be a JSON object of {inner}; got {shown_value(value)}")
         if isinstance(value, dict):
             flat.update(value)
         else:

@@ -22,7 +22,7 @@ from attnlab.configs import TrainConfig
 from attnlab.errors import ConfigError, InputError, RunDirError
 from attnlab.files import printable
 from attnlab.models import MODELS
-from attnlab.options import check_annotated, check_depth, from_json
+from attnlab.options import check_annotated, check_depth, from_json, shown_value
 from attnlab.tasks import Task, get_task, task_names
 from attnlab.training.checkpoint import (
     CHECKPOINT,
@@ -273,8 +273,8 @@ def _check_state_fits_model(task: Task, config: dict[str, Any]) -> None:
     for field, value in expected.items():
         if field in saved and saved[field] != value:
             raise RunDirError(
-                f"config.json was edited: its task gives a model with {field} = {value!r}, "
-                f"but the model config says {saved[field]!r}"
+                f"config.json was edited: its task gives a model with {field} = "
+                f"{shown_value(value)}, but the model config says {shown_value(saved[field])}"
             )
 
 

@@ -107,7 +107,7 @@ def parse_command(argv: list[str]) -> tuple[ModuleType, argparse.Namespace]:
     argparse exits with status 2 on an unknown command, option or bad value (0 after --help).
     """
     parser = _top_parser()
-    if not argv:
+    if argv in ([], ["--"]):  # argparse would ask for "COMMAND, rest", naming its own field
         parser.error(f"give a COMMAND: {', '.join(COMMANDS)}")
     top = parser.parse_args(argv)
     command = importlib.import_module(f"attnlab.cli.{_MODULES.get(top.command, top.command)}")

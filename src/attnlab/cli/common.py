@@ -144,7 +144,11 @@ def add_device_option(parser: argparse.ArgumentParser, extra: str = "") -> None:
 
 def add_file_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
-        "--file", default=None, metavar="F", help=f"read {what} from F, one per line ('-': stdin)"
+        "--file",
+        type=given_path,  # "" is the current folder: "cannot read .: it is a directory"
+        default=None,
+        metavar="F",
+        help=f"read {what} from F, one per line ('-': stdin)",
     )
 
 
@@ -198,7 +202,7 @@ def inputs(args: argparse.Namespace, what: str, nothing: str = "no input") -> li
     none at all is an InputError that starts with ``nothing``."""
     items = list(args.inputs)
     if args.file is not None:
-        items += read_lines(args.file)
+        items += read_lines(str(args.file))
     if not items:
         raise InputError(f"{nothing}: give {what} as arguments, or --file F (- for stdin)")
     return items

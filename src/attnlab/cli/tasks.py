@@ -39,6 +39,8 @@ def parse_task(
     )
     first.add_argument("task", choices=cards, metavar="TASK", help=argparse.SUPPRESS)
     first.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    if argv in ([], ["--"]):  # argparse would ask for "TASK, rest", naming its own field
+        first.error(f"give a TASK: {', '.join(cards)}")
     chosen = first.parse_args(argv)
     card = cards[chosen.task]
     parser = Parser(prog=f"{prog} {card.name}", description=description(card))

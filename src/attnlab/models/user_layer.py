@@ -104,7 +104,8 @@ def _import_file(path: Path, digest: str) -> ModuleType:
         spec.loader.exec_module(module)
     except SyntaxError as e:
         del sys.modules[name]
-        raise LayerError(f"{path} has a syntax error on line {e.lineno}: {e.msg}") from e
+        line = f" on line {e.lineno}" if e.lineno else ""  # a null byte has no line number
+        raise LayerError(f"{path} has a syntax error{line}: {e.msg}") from e
     except SystemExit as e:  # the file is a script: it must only define its class
         del sys.modules[name]
         raise LayerError(
