@@ -11,9 +11,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 import stat
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,17 +72,16 @@ def atomic_write(path: Path, write: Callable[[Path], object], replace: bool = Tr
         path = Path(os.path.realpath(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}"
-        )
-        os.close(fd)
+        kept_mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else None
+        tmp = _new_temporary_file(path)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {_reason(e)}") from e
-    tmp = Path(tmp_name)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        if kept_mode is not None:  # a file replaced keeps its permissions (a shared CSV)
+            os.chmod(tmp, kept_mode)
         if replace:
             os.replace(tmp, path)
         else:
@@ -93,6 +92,19 @@ def atomic_write(path: Path, write: Callable[[Path], object], replace: bool = Tr
         raise OutputError(f"cannot write {path}: {_reason(e)}") from e
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _new_temporary_file(path: Path) -> Path:
+    """A new empty file beside ``path``, named ``.NAME.RANDOM.tmpSUFFIX``, with the permissions
+    of a new file (0o666 less the umask, as ``open`` gives; ``tempfile.mkstemp`` gives 0o600,
+    so that a grades CSV or an attention page could be read by no one else)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:  # a 1 in 4 billion clash with another writer: draw again
+            continue
 
 
 def _name_if_new(tmp: Path, path: Path) -> None:

@@ -1,4 +1,6 @@
 import datetime
+import os
+import stat
 
 import pytest
 import torch
@@ -25,6 +27,35 @@ def test_a_crash_while_writing_leaves_the_old_file(tmp_path):
         atomic_write(path, crash)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]  # no temporary left behind
+
+
+@pytest.fixture
+def umask_027():
+    """A umask that tells the cases apart (0o600, 0o640, 0o644), restored afterwards."""
+    previous = os.umask(0o027)
+    yield
+    os.umask(previous)
+
+
+def test_a_new_file_gets_the_permissions_of_open_and_a_replaced_one_keeps_its_own(
+    tmp_path, umask_027
+):
+    """tempfile.mkstemp made every file attnlab wrote 0o600, whatever the umask: a grades
+    CSV or an attention page meant for others could be read by no one else."""
+    with open(tmp_path / "by-open", "w"):
+        pass  # the reference: what writing in place gives
+    atomic_write(tmp_path / "new.csv", lambda tmp: tmp.write_text("a,b\n"))
+    assert stat.S_IMODE((tmp_path / "new.csv").stat().st_mode) == stat.S_IMODE(
+        (tmp_path / "by-open").stat().st_mode
+    )
+    (tmp_path / "shared.csv").write_text("old\n")
+    os.chmod(tmp_path / "shared.csv", 0o604)
+    atomic_write(tmp_path / "shared.csv", lambda tmp: tmp.write_text("new\n"))
+    assert stat.S_IMODE((tmp_path / "shared.csv").stat().st_mode) == 0o604
+    os.chmod(tmp_path / "shared.csv", 0o444)  # read-only for its owner too: still replaced
+    atomic_write(tmp_path / "shared.csv", lambda tmp: tmp.write_text("newer\n"))
+    assert (tmp_path / "shared.csv").read_text() == "newer\n"
+    assert stat.S_IMODE((tmp_path / "shared.csv").stat().st_mode) == 0o444
 
 
 def test_weights_round_trip_and_reject_truncated_or_foreign_files(tmp_path):
