@@ -292,6 +292,20 @@ def test_grade_refuses_an_existing_csv_before_grading_unless_told_to_overwrite(c
     assert marker.exists()
 
 
+def test_grade_refuses_a_csv_that_is_a_students_submission_even_with_overwrite(capsys, tmp_path):
+    """``--csv subs/zed/encoder.py --overwrite`` replaced zed's code with the grades."""
+    subs = tmp_path / "subs"
+    (subs / "zed").mkdir(parents=True)
+    (subs / "zed" / "encoder.py").write_text("x = 1\n")
+    (subs / "alice.py").write_text("x = 1\n")
+    for target in (subs / "zed" / "encoder.py", subs / "alice.py", subs / "zed" / "g.csv"):
+        args = ["exercise", "grade", str(subs), "--csv", str(target), "--practical", "encoder"]
+        code, _, err = run_cli(capsys, *args, "--overwrite")
+        assert_one_line_error(code, err, f"{target} is in ")
+    assert (subs / "zed" / "encoder.py").read_text() == (subs / "alice.py").read_text() == "x = 1\n"
+    assert not (subs / "zed" / "g.csv").exists()
+
+
 def looping_when_imported(marker: Path, release: Path) -> str:
     """A submission that, once imported by the checking process, leaves its PID in
     ``marker`` and loops, swallowing the checker's time limit for its import: only a kill ends

@@ -56,6 +56,7 @@ def grade(
             f"{csv_path} already exists: choose another --csv, or pass --overwrite to replace it"
         )
     students = _students(submissions)
+    _check_outside_submissions(csv_path, students)
     checks = _checks(students, practical)
     columns = _columns(checks)
     header = ["student", *columns, "total", "ready_made", "note"]
@@ -190,6 +191,19 @@ def _students(submissions: Path) -> dict[str, Path]:
     if not students:
         raise InputError(f"{submissions} holds no submissions (one .py file or folder each)")
     return students
+
+
+def _check_outside_submissions(csv_path: Path, students: dict[str, Path]) -> None:
+    """Refuse a CSV that is a student's submission or lies in their folder: with
+    ``--overwrite`` it replaced the file it graded."""
+    target = csv_path.resolve()
+    for name, path in students.items():
+        submission = path.resolve()
+        if target == submission or submission in target.parents:
+            raise OutputError(
+                f"{csv_path} is in {printable(name)}'s submission: write the grades outside "
+                "the folder of submissions"
+            )
 
 
 def _graded(csv_path: Path) -> dict[str, Row]:
