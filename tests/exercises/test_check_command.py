@@ -129,7 +129,11 @@ def write(path, text):
         (lambda t: ["check", write(t / "mine.py", "x = 1\n")], "is not named after a practical"),
         (
             lambda t: ["check", write(t / "encoder.py", "x\n"), "--part", "nope"],
-            "no part called nope",
+            "no part called 'nope'",
+        ),
+        (
+            lambda t: ["check", write(t / "encoder.py", "x\n"), "--part", ""],
+            "no part called '' in encoder.py",
         ),
         (
             lambda t: ["check", write(t / "mine.py", "x\n"), "--practical", "nope"],

@@ -163,7 +163,7 @@ def _check(args: argparse.Namespace) -> int:
     if unknown:
         shown = ", ".join(f.name for _, f in files)
         raise InputError(
-            f"no part called {unknown[0]} in {shown} (see attnlab exercise check --json)"
+            f"no part called {unknown[0]!r} in {shown} (see attnlab exercise check --json)"
         )
     files = [(name, f) for name, f in files if chosen[name] or not args.part]
     reports = [check_file(name, f, chosen[name], args.timeout) for name, f in files]
