@@ -218,7 +218,9 @@ def test_the_group_ends_with_its_block_and_the_processes_exit_cleanly(tmp_path):
     collective's tensors: Python keeps those (``distributed._held``; with torch's own
     all_gather_object, torch 2.3 deadlocked here, at random)."""
     result = torchrun_script(tmp_path, GROUP_THEN_EXIT)
-    assert result.stdout.split() == ["exited", "the", "group"] * 2
+    # Each process's line arrives whole, but torchrun's shared pipe may put the other's
+    # between its text and its newline (Python writes them apart when unbuffered).
+    assert result.stdout.count("exited the group") == 2, result.stdout
     assert "terminate called" not in result.stderr
 
 
