@@ -604,6 +604,32 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(
     assert list(tmp_path.iterdir()) == []
 
 
+# A path that ls shows but Path.exists calls missing: a link that loops, or points nowhere.
+LINKS = {
+    "loop": lambda link: link.symlink_to(link.name),
+    "dangling": lambda link: link.symlink_to("gone"),
+}
+SAYS = {
+    "loop": "leads through a symbolic link that loops",
+    "dangling": "is a symbolic link to gone, which does not exist",
+}
+
+
+@pytest.mark.parametrize("kind", LINKS)
+@pytest.mark.parametrize(
+    "argv",
+    [["eval", "{link}"], ["predict", "{link}", "1 2"], ["exercise", "check", "{link}"],
+     ["generate", "--pretrained", "{link}"], ["embed", "hi", "--pretrained", "{link}"]],
+    ids=lambda argv: " ".join(argv[:2]),
+)  # fmt: skip
+def test_a_broken_symbolic_link_is_named_as_such(capsys, monkeypatch, tmp_path, kind, argv):
+    """It was said not to exist, which ``ls`` contradicts."""
+    monkeypatch.chdir(tmp_path)
+    LINKS[kind](tmp_path / "link")
+    code, _, err = run_cli(capsys, *(a.format(link="link") for a in argv))
+    assert_one_line_error(code, err, f"link {SAYS[kind]}")
+
+
 LONG_NAME = "x" * 300  # Linux file systems allow names of 255 bytes
 NAME_TOO_LONG = [
     ["train", "reverse", "--out", "{tmp}/" + LONG_NAME],

@@ -137,6 +137,19 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def missing(path: Path) -> str:
+    """Why ``path`` is not there, for a sentence: ``does not exist``, or, where ``ls`` shows a
+    symbolic link (``Path.exists`` is False for one that loops or points nowhere), that."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "leads through a symbolic link that loops"
+        if os.path.islink(path):
+            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+    return "does not exist"
+
+
 def refuse_non_file(path: Path, error: type[AttnlabError], role: str) -> None:
     """Refuse, with an ``error`` naming ``role`` (e.g. "the run keeps a file"), a path that
     is there but is a folder, a FIFO or a device, which a reader would call missing, or wait

@@ -27,7 +27,7 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from attnlab.errors import AttnlabError, InputError
-from attnlab.files import parse_json, refuse_non_file
+from attnlab.files import missing, parse_json, refuse_non_file
 from attnlab.interop.hf import skeleton
 from attnlab.interop.hf_bert import checked_state_dict
 from attnlab.machine import check_memory
@@ -198,7 +198,7 @@ def load_pretrained(name_or_path: str | Path, device: str | torch.device = "cpu"
     device = _usable_device(device)
     path = resolve_checkpoint(name_or_path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint directory {path} does not exist")
+        raise CheckpointError(f"checkpoint directory {path} {missing(path)}")
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a directory: give a BERT checkpoint directory")
     config = _read_config(path)

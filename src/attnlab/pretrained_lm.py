@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.errors import ConfigError, InputError
-from attnlab.files import parse_json, refuse_non_file
+from attnlab.files import missing, parse_json, refuse_non_file
 from attnlab.machine import check_memory
 from attnlab.options import check_depth
 
@@ -117,6 +117,8 @@ def load_pretrained_lm(path: str | Path) -> PretrainedLM:
     broken weights (a missing tensor, a wrong shape, a broken index), or a missing tokenizer.
     """
     path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} {missing(path)}: give a Hugging Face model folder")
     if not path.is_dir():
         raise InputError(f"{path} is not a directory: give a Hugging Face model folder")
     hf_config = _read_config(path)

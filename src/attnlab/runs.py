@@ -20,7 +20,7 @@ from torch import nn
 from attnlab import __version__
 from attnlab.configs import TrainConfig
 from attnlab.errors import ConfigError, InputError, RunDirError
-from attnlab.files import printable
+from attnlab.files import missing, printable
 from attnlab.models import MODELS
 from attnlab.options import check_annotated, check_depth, from_json, shown_value
 from attnlab.tasks import Task, get_task, task_names
@@ -166,7 +166,7 @@ def read_run_config(run_dir: str | Path, expected_task: str | None = None) -> di
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
-        raise RunDirError(f"run directory {run_dir} does not exist")
+        raise RunDirError(f"run directory {run_dir} {missing(run_dir)}")
     if not (run_dir / CONFIG).is_file() and (run_dir / LOCK).exists() and _holds_nothing(run_dir):
         raise RunDirError(
             f"{run_dir} holds no run yet (it was stopped before it started): train into it "

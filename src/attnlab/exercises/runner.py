@@ -25,7 +25,7 @@ from attnlab.errors import InputError
 from attnlab.exercises.ready_made import ready_made
 from attnlab.exercises.registry import PRACTICALS
 from attnlab.exercises.registry import practical as get_practical
-from attnlab.files import read_text, refuse_non_file
+from attnlab.files import missing, read_text, refuse_non_file
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 STARTUP_S = 60.0  # importing torch and attnlab in the child, on a slow machine
@@ -69,7 +69,7 @@ def practical_files(target: Path, practical: str | None = None) -> list[tuple[st
     if practical is not None and practical not in PRACTICALS:
         raise InputError(f"no practical '{practical}' (choose from {', '.join(PRACTICALS)})")
     if not target.exists():
-        raise InputError(f"{target} does not exist")
+        raise InputError(f"{target} {missing(target)}")
     if target.suffix == ".py":  # a folder or a FIFO named encoder.py
         refuse_non_file(target, InputError, "the checker reads a practical's file")
     if target.is_dir():
