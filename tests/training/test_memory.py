@@ -223,7 +223,7 @@ def test_an_allocation_failure_outside_training_is_one_line(capsys, monkeypatch,
     def allocate_too_much(*args, **kwargs):
         return torch.empty(2**62, dtype=torch.uint8)
 
-    monkeypatch.setattr(ReverseTask, "predict", allocate_too_much)
+    monkeypatch.setattr(ReverseTask, "predictions", allocate_too_much)
     code, _, err = run_cli(capsys, "predict", str(trained_run), "1 2 3")
     assert_one_line_error(code, err, "attnlab: error: the machine ran out of memory")
 

@@ -9,7 +9,7 @@ import json
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -208,12 +208,14 @@ def inputs(args: argparse.Namespace, what: str, nothing: str = "no input") -> li
     return items
 
 
-def print_predictions(task: Any, predictions: list[dict[str, Any]], as_json: bool) -> None:
+def print_predictions(task: Any, predictions: Iterable[dict[str, Any]], as_json: bool) -> None:
+    """Each prediction as the task formats it, printed as soon as it is made (Ctrl-C keeps
+    those printed); or, with ``as_json``, all of them as one JSON list once the last is made."""
     if as_json:
-        print(json.dumps(predictions, indent=2, ensure_ascii=False))
-    else:
-        for prediction in predictions:
-            print(task.format_prediction(prediction))
+        print(json.dumps(list(predictions), indent=2, ensure_ascii=False))
+        return
+    for prediction in predictions:
+        print(task.format_prediction(prediction), flush=True)
 
 
 @contextlib.contextmanager

@@ -21,5 +21,5 @@ def run(args: argparse.Namespace) -> int:
 
     items = inputs(args, "inputs")
     loaded = load_run(args.run_dir)
-    print_predictions(loaded.task, loaded.task.predict(loaded.model, items), args.json)
+    print_predictions(loaded.task, loaded.task.predictions(loaded.model, items), args.json)
     return 0

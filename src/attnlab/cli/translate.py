@@ -39,9 +39,5 @@ def run(args: argparse.Namespace) -> int:
             "or translate-small run"
         )
     translations = loaded.task.translations(loaded.model, items, beam=args.beam)
-    if args.json:
-        print_predictions(loaded.task, list(translations), as_json=True)
-        return 0
-    for translation in translations:  # each as soon as it is made: Ctrl-C keeps those printed
-        print(loaded.task.format_prediction(translation), flush=True)
+    print_predictions(loaded.task, translations, args.json)
     return 0

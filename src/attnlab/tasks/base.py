@@ -124,9 +124,15 @@ class Task(ABC):
         """``loss`` and the task's metrics over an iterable of batches (model in eval mode)."""
 
     # -- users' inputs ------------------------------------------------------------------
-    @abstractmethod
     def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
         """Predictions for raw user inputs, as JSON-ready dicts (raises InputError on bad input)."""
+        return list(self.predictions(model, texts))
+
+    @abstractmethod
+    def predictions(self, model: nn.Module, texts: list[str]) -> Iterator[dict[str, Any]]:
+        """As :meth:`predict`, yielding each prediction as soon as it is made (``attnlab
+        predict`` prints it then). Every input is read first, so a bad one is an InputError
+        raised by this call, before any prediction is made."""
 
     @abstractmethod
     def format_prediction(self, prediction: dict[str, Any]) -> str:

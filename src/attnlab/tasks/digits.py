@@ -28,7 +28,7 @@ attention rollout of the CLS token (Abnar & Zuidema 2020) on the 8x8 image the m
 from __future__ import annotations
 
 import math
-from collections.abc import Sized
+from collections.abc import Iterator, Sized
 from pathlib import Path
 from typing import Any, cast
 
@@ -231,17 +231,19 @@ class DigitsTask(Task):
         device = model_device(model)
         return name, image, image[None, None].to(device)  # (1, 1, S, S)
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
+    def predictions(self, model: nn.Module, texts: list[str]) -> Iterator[dict[str, Any]]:
         """For each image path: the predicted digit and the three most probable, with their
         probabilities."""
-        results = []
-        for text in texts:
-            name, _, batch = self._read(model, text)
-            probs = model(batch).softmax(-1)[0].cpu()  # (10,)
-            top = top3(probs)
-            results.append({"image": name, "prediction": top[0]["digit"], "top3": top})
-        return results
+        size = cast(ViT, model).config.image_size
+        images = [load_image(text, size) for text in texts]  # (name, (S, S)): all read first
+        return (self._prediction(model, name, image) for name, image in images)
+
+    @torch.no_grad()
+    def _prediction(self, model: nn.Module, name: str, image: Tensor) -> dict[str, Any]:
+        """The prediction for one image ``(S, S)`` read from ``name``."""
+        batch = image[None, None].to(model_device(model))  # (1, 1, S, S)
+        top = top3(model(batch).softmax(-1)[0].cpu())  # of (10,)
+        return {"image": name, "prediction": top[0]["digit"], "top3": top}
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:
         """``path -> digit (probability)`` for the top three, and the target of a test image."""

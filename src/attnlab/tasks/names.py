@@ -27,6 +27,7 @@ from __future__ import annotations
 import sys
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -329,17 +330,19 @@ class NamesTask(Task):
             name = name[: self.config.max_len]
         return torch.tensor([self.vocab.encode(name)])
 
+    @torch.no_grad()
     def _top_k(self, model: nn.Module, tokens: Tensor) -> list[dict[str, Any]]:
+        """The most probable languages of one name's ``tokens (1, T)``."""
         probs = model(tokens).softmax(-1)[0]  # (num_classes,)
         return top_k(probs, self.languages, TOP_K, "language")
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
+    def predictions(self, model: nn.Module, texts: list[str]) -> Iterator[dict[str, Any]]:
         """For each name: its three most probable languages, with their probabilities."""
-        return [
-            {"name": text.strip(), "top": self._top_k(model, self.encode_name(text))}
-            for text in texts
-        ]
+        names = [(text.strip(), self.encode_name(text)) for text in texts]  # all read first
+        device = model_device(model)
+        return (
+            {"name": name, "top": self._top_k(model, tokens.to(device))} for name, tokens in names
+        )
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:
         """``name language probability, ...``, and the true language of a test name."""

@@ -16,7 +16,7 @@ contract: ``attnlab.models.user_layer``).
 
 from __future__ import annotations
 
-from collections.abc import Sized
+from collections.abc import Iterator, Sized
 from typing import Any, cast
 
 import torch
@@ -162,23 +162,23 @@ class ReverseTask(Task):
         digits = [int(w) for w in words]
         return torch.tensor([[self.pad_id] * (c.seq_len - len(digits)) + digits])
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
+    def predictions(self, model: nn.Module, texts: list[str]) -> Iterator[dict[str, Any]]:
         """For each digit sequence: the predicted reversal and each digit's probability."""
-        results = []
-        for text in texts:
-            tokens = self.parse(text)  # (1, T)
-            L = int((tokens != self.pad_id).sum())
-            probs = self._logits(model, tokens).softmax(-1)[0, :L]  # (L, C)
-            confidence, predicted = probs.max(-1)  # (L,), (L,)
-            results.append(
-                {
-                    "input": [int(t) for t in tokens[0, -L:]],
-                    "prediction": predicted.tolist(),
-                    "confidence": [round(p, 4) for p in confidence.tolist()],
-                }
-            )
-        return results
+        inputs = [self.parse(text) for text in texts]  # each (1, T): all read before any runs
+        return (self._prediction(model, tokens) for tokens in inputs)
+
+    @torch.no_grad()
+    def _prediction(self, model: nn.Module, tokens: Tensor) -> dict[str, Any]:
+        """The prediction for one parsed input ``tokens (1, T)``."""
+        L = int((tokens != self.pad_id).sum())
+        logits = self._logits(model, tokens.to(model_device(model)))  # (1, T, C)
+        probs = logits.softmax(-1)[0, :L]  # (L, C)
+        confidence, predicted = probs.max(-1)  # (L,), (L,)
+        return {
+            "input": [int(t) for t in tokens[0, -L:]],
+            "prediction": predicted.tolist(),
+            "confidence": [round(p, 4) for p in confidence.tolist()],
+        }
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:
         """``input -> output`` with the lowest per-token probability (and right / WRONG for a test

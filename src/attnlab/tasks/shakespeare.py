@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sized
+from collections.abc import Iterator, Sized
 from pathlib import Path
 from typing import Any, cast
 
@@ -208,19 +208,25 @@ class ShakespeareTask(Task):
 
     def continue_text(self, model: nn.Module, prompt: str, seed: int = SAMPLE_SEED) -> str:
         """:data:`SAMPLE_CHARS` characters sampled after ``prompt`` (temperature 0.8)."""
+        return self._continuation(model, self.encode_prompt(prompt), seed)
+
+    def _continuation(self, model: nn.Module, ids: Tensor, seed: int = SAMPLE_SEED) -> str:
+        """:data:`SAMPLE_CHARS` characters sampled after the prompt ``ids (1, T)``."""
         from attnlab.generation import generate
 
-        device = model_device(model)
-        ids = self.encode_prompt(prompt).to(device)  # (1, T)
+        ids = ids.to(model_device(model))  # (1, T)
         out = generate(
             model, ids, SAMPLE_CHARS, temperature=SAMPLE_TEMPERATURE, seed=seed
         )  # (1, T + SAMPLE_CHARS)
         return self.decode(out[0, ids.size(1) :].tolist())
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
+    def predictions(self, model: nn.Module, texts: list[str]) -> Iterator[dict[str, Any]]:
         """For each prompt: :data:`SAMPLE_CHARS` characters sampled after it (temperature 0.8)."""
-        return [{"prompt": t, "continuation": self.continue_text(model, t)} for t in texts]
+        prompts = [(text, self.encode_prompt(text)) for text in texts]  # (1, T): all read first
+        return (
+            {"prompt": text, "continuation": self._continuation(model, ids)}
+            for text, ids in prompts
+        )
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:
         """The prompt followed by its continuation."""

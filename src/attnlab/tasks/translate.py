@@ -403,9 +403,10 @@ class _TranslateBase(Task):
             "beam": beam,
         }
 
-    def predict(self, model: nn.Module, texts: list[str]) -> list[dict[str, Any]]:
-        """Greedy translations of ``texts`` (see :meth:`translate`)."""
-        return self.translate(model, texts, beam=1)
+    def predictions(self, model: nn.Module, texts: list[str]) -> Iterator[dict[str, Any]]:
+        """Greedy translations of ``texts``, each as soon as it is made (see
+        :meth:`translations`)."""
+        return self.translations(model, texts, beam=1)
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:
         """``source -> translation``."""
