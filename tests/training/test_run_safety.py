@@ -540,9 +540,31 @@ def test_eval_writes_nothing_unless_asked(capsys, copy_of):
     assert code == 0, err
     assert out.startswith("test set: loss")
     assert tree(run_dir) == before  # not a byte written: a read-only run reports the same
+
+
+def test_eval_save_refuses_a_damaged_metrics_json_before_evaluating(capsys, copy_of, monkeypatch):
+    """It replaced the file, and with it the run's history (the validation curve, the best
+    step), with the test report alone."""
+    from attnlab.tasks.reverse import ReverseTask
+
+    run_dir = copy_of()
+    history = json.loads((run_dir / "metrics.json").read_text())
+    keep = "it holds the run's history, which --save would replace: mend or move it"
+    reports = []
+    monkeypatch.setattr(ReverseTask, "report", lambda *a: reports.append(a))
+    for damaged, why in (("{not json", "is not valid JSON"), ("[1, 2]", "holds a JSON list")):
+        (run_dir / "metrics.json").write_text(damaged)
+        before = run_files(run_dir)
+        code, _, err = run_cli(capsys, "eval", str(run_dir), "--save")
+        assert_one_line_error(code, err, why)
+        assert keep in err and reports == []  # refused before the test set was evaluated
+        assert run_files(run_dir) == before
+    monkeypatch.undo()
+    (run_dir / "metrics.json").write_text(json.dumps(history))
     code, _, err = run_cli(capsys, "eval", str(run_dir), "--save")
     assert code == 0, err
-    assert json.loads((run_dir / "metrics.json").read_text())["test"]["metrics"]
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["history"] == history["history"] and saved["test"]["metrics"]
 
 
 def test_leftover_temporary_files_are_cleaned_when_a_run_resumes(copy_of):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from attnlab.errors import RunDirError
@@ -15,13 +16,15 @@ def evaluate_run(run: Run, device: str = "auto", save: bool = False) -> dict[str
 
     Returns the task's report: ``{"metrics": {...}, "samples": [...], ...}``. Nothing is
     written unless ``save``: then the report becomes the ``"test"`` entry of metrics.json
-    (written atomically; an unreadable old metrics.json is replaced) and the task's figures go
-    to ``plots/``. Without it a read-only run directory reports as well as any other.
+    (written atomically) and the task's figures go to ``plots/``. A metrics.json that cannot
+    be read holds the run's history, so ``save`` refuses it (RunDirError) before evaluating,
+    never replaces it. Without ``save`` a read-only run directory reports as well as any other.
     """
     if not isinstance(run, Run):  # a run's path gave "'str' object has no attribute 'model'"
         raise TypeError(
             f"run must be a Run, as attnlab.load_run(run_dir) returns; got {type(run).__name__}"
         )
+    metrics = _saved_metrics(run.dir / METRICS) if save else {}  # first: before the work
     target = resolve_device(device)
     model = run.model.to(target).eval()
     test = run.task.splits().test
@@ -29,11 +32,25 @@ def evaluate_run(run: Run, device: str = "auto", save: bool = False) -> dict[str
     plots = run.dir / "plots" if save else None
     report = run.task.report(model, test, batches_on(test_loader, target), plots)
     if save:
-        path = run.dir / METRICS
-        try:
-            metrics = read_json(path) if path.is_file() else {}
-        except RunDirError:  # a damaged metrics.json: the test report starts it afresh
-            metrics = {}
-        metrics = metrics if isinstance(metrics, dict) else {}
-        write_json(path, {"task": run.task.name, **metrics, "test": report})
+        write_json(run.dir / METRICS, {"task": run.task.name, **metrics, "test": report})
     return report
+
+
+def _saved_metrics(path: Path) -> dict[str, Any]:
+    """What the run's ``metrics.json`` holds (``{}`` while there is none), to which a saved
+    report is added; one that cannot be read is a RunDirError that says how to go on."""
+    keep = (
+        "it holds the run's history, which --save would replace: mend or move it, or leave "
+        "out --save"
+    )
+    if not path.exists() and not path.is_symlink():
+        return {}
+    try:
+        metrics = read_json(path)
+    except RunDirError as e:
+        raise RunDirError(f"{e}; {keep}") from e
+    except OSError as e:
+        raise RunDirError(f"cannot read {path} ({e.strerror or e}); {keep}") from e
+    if not isinstance(metrics, dict):
+        raise RunDirError(f"{path} holds a JSON {type(metrics).__name__}, not an object; {keep}")
+    return metrics
