@@ -253,19 +253,38 @@ def test_help_pages_are_plain_text(capsys, argv):
         assert markup not in out, markup
 
 
-def test_the_progress_bar_redraws_at_tqdms_pace_not_at_every_step(capsys, tmp_path, monkeypatch):
-    """With tqdm's minimum interval between redraws made endless, a 20-step run draws the bar
-    when it opens and when it closes, and no more: nothing forces a redraw at every step (which
-    wrote a line per step, 240 KB for ``train reverse``, into a redirected log)."""
+def bar_draws(capsys, tmp_path, monkeypatch, mininterval: float) -> list[str]:
+    """Each drawing of the progress bar on stderr, in order, by a one-epoch run of 20 steps
+    that validates once, at its end, in two batches (100 examples, 50 a batch), with tqdm's
+    minimum interval between redraws set to ``mininterval`` seconds."""
     from attnlab.training import trainer
 
-    class PatientBar(trainer.tqdm):
+    class Bar(trainer.tqdm):
         def __init__(self, *args, **kwargs):
-            super().__init__(*args, mininterval=1e9, **kwargs)
+            super().__init__(*args, mininterval=mininterval, **kwargs)
 
-    monkeypatch.setattr(trainer, "tqdm", PatientBar)
+    monkeypatch.setattr(trainer, "tqdm", Bar)
     main_args = ["train", "reverse", "--out", str(tmp_path / "r"), "--epochs", "1"]
     code, _, err = run_cli(capsys, *main_args, *SMALL)
     assert code == 0, err
-    redraws = [line for line in err.split("\r") if line.startswith("train reverse:")]
-    assert 1 <= len(redraws) <= 3, redraws
+    return [line for line in err.split("\r") if line.startswith("train reverse:")]
+
+
+def test_the_progress_bar_redraws_at_tqdms_pace_not_at_every_step(capsys, tmp_path, monkeypatch):
+    """With tqdm's minimum interval between redraws made endless, a 20-step run draws the bar
+    when it opens, when its validation starts and when it closes, and no more: nothing forces
+    a redraw at every step (which wrote a line per step, 240 KB for ``train reverse``, into a
+    redirected log)."""
+    draws = bar_draws(capsys, tmp_path, monkeypatch, mininterval=1e9)
+    validating = [draw for draw in draws if "validating" in draw]
+    assert len(validating) == 1 and validating[0].rstrip().endswith("validating 1/2]"), draws
+    assert 1 <= len(draws) - len(validating) <= 3, draws
+
+
+def test_the_progress_bar_counts_the_validation_batches(capsys, tmp_path, monkeypatch):
+    """A long validation (52 s for an untrained translate model on 2 cores) looked like a hung
+    step: the bar now counts its batches, and shows the training figures again after it."""
+    draws = bar_draws(capsys, tmp_path, monkeypatch, mininterval=0)
+    counts = [draw.rsplit("validating ", 1)[1].rstrip() for draw in draws if "validating" in draw]
+    assert counts == ["1/2]", "2/2]"], draws
+    assert "loss=" in draws[-1] and "validating" not in draws[-1]

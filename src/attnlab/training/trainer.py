@@ -95,6 +95,22 @@ def batches_on(loader: Iterable[Any], device: torch.device) -> Iterator[Any]:
         yield to_device(batch, device)
 
 
+def counted_on_bar(batches: Iterable[Any], total: int, bar: tqdm) -> Iterator[Any]:
+    """``batches``, counted on ``bar``'s postfix as they go (``validating 3/40``): a long
+    validation would otherwise look like a hung step. Drawn at the first batch, then at
+    tqdm's own pace (``bar.mininterval``); the bar's postfix is put back at the end."""
+    if bar.disable:
+        yield from batches
+        return
+    postfix, drawn = bar.postfix, -math.inf
+    for i, batch in enumerate(batches, 1):
+        if time.monotonic() - drawn >= bar.mininterval:
+            bar.set_postfix_str(f"validating {i}/{total}")
+            drawn = time.monotonic()
+        yield batch
+    bar.set_postfix_str(postfix or "", refresh=False)
+
+
 def loader(dataset: Any, task: Task, **kwargs: Any) -> DataLoader:
     """A DataLoader with the task's collate function and a private generator.
 
@@ -365,7 +381,7 @@ class Trainer:
             if main
             else None
         )
-        bar = tqdm(
+        self.bar = bar = tqdm(
             total=last_step,
             initial=self.step,
             disable=not (self.progress and main),
@@ -683,8 +699,9 @@ class Trainer:
         if distributed.is_main():
             self.model.eval()
             self._validating = True  # an allocation that fails here names the validation
+            batches = counted_on_bar(batches_on(val_loader, self.device), len(val_loader), self.bar)
             with autocast(self.device, self.config.precision):
-                metrics = self.task.evaluate(self.model, batches_on(val_loader, self.device))
+                metrics = self.task.evaluate(self.model, batches)
             self._validating = False
             self.model.train()
         with self._files_kept_together():
